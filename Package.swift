@@ -1,0 +1,36 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Tidemark",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "TidemarkLog", targets: ["TidemarkLog"]),
+        .library(name: "TidemarkSQLite", targets: ["TidemarkSQLite"]),
+        .library(name: "TidemarkCore", targets: ["TidemarkCore"]),
+        .executable(name: "tidemark", targets: ["tidemark"]),
+        .executable(name: "tidemark-bench", targets: ["tidemark-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .target(name: "TidemarkLog", dependencies: ["CZstd"]),
+        .target(name: "TidemarkSQLite", dependencies: ["CSQLite", "TidemarkLog"]),
+        .target(name: "TidemarkCore", dependencies: ["TidemarkLog", "TidemarkSQLite"]),
+        .executableTarget(name: "tidemark", dependencies: [
+            "TidemarkCore", "TidemarkLog", "TidemarkSQLite",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "tidemark-bench", dependencies: [
+            "TidemarkCore", "TidemarkLog", "TidemarkSQLite",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "TidemarkLogTests", dependencies: ["TidemarkLog"]),
+        .testTarget(name: "TidemarkSQLiteTests", dependencies: ["TidemarkSQLite", "TidemarkLog"]),
+        .testTarget(name: "TidemarkCoreTests", dependencies: ["TidemarkCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

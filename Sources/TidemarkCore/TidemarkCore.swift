@@ -1,0 +1,1 @@
+// TidemarkCore: plan, copier, replayer, verifier, cutover.

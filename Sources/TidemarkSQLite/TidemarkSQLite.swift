@@ -1,0 +1,1 @@
+// TidemarkSQLite: thin SQLite layer, capture, shipper.
