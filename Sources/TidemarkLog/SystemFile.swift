@@ -164,20 +164,20 @@ enum FileSystem {
 }
 
 /// Monotonic clock in nanoseconds, and wall clock in microseconds.
-enum Clock {
-    static func monotonicNanos() -> UInt64 {
+package enum Clock {
+    package static func monotonicNanos() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
-    static func wallMicros() -> Int64 {
+    package static func wallMicros() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
     }
 
-    static func sleep(milliseconds: Int) {
+    package static func sleep(milliseconds: Int) {
         usleep(useconds_t(milliseconds * 1000))
     }
 }
