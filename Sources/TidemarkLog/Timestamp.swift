@@ -241,9 +241,16 @@ extension Timestamp {
                 throw Rejection(why: "unexpected text after the zone at character \(index + 1)")
             }
 
-            // Days fit easily (|days| < 2^29); the multiplication is what can overflow.
-            let days = CivilCalendar.days(fromYear: year, month: month, day: day)
-            let microsOfDay = ((hour * 60 + minute) * 60 + second) * 1_000_000 + fraction
+            // Days fit easily (|days| < 2^29); the multiplication is what can
+            // overflow. Before 1970 the day's start is counted from the next
+            // midnight backwards, so the earliest representable day (whose
+            // midnight is below Int64.min) still reaches Int64.min.
+            var days = CivilCalendar.days(fromYear: year, month: month, day: day)
+            var microsOfDay = ((hour * 60 + minute) * 60 + second) * 1_000_000 + fraction
+            if days < 0 {
+                days += 1
+                microsOfDay -= CivilCalendar.microsPerDay
+            }
             let (dayMicros, o1) = days.multipliedReportingOverflow(by: CivilCalendar.microsPerDay)
             let (total, o2) = dayMicros.addingReportingOverflow(microsOfDay)
             if o1 || o2 { throw Rejection(why: "out of range of 64-bit microseconds since 1970") }
