@@ -360,10 +360,16 @@ public final class LogAppender: @unchecked Sendable {
         let wasClosed = lock.withLock { () -> Bool in
             let was = closed
             closed = true
+            // Let an in-flight leader finish before the file goes away.
+            while flushing { lock.wait() }
             lock.broadcast()
             return was
         }
         if wasClosed { return }
+        defer {
+            segment = nil
+            appendLock.release()
+        }
         if failure == nil && options.durability != .none { try sync() }
     }
 

@@ -106,7 +106,7 @@ public struct LogDirectory: Sendable {
 /// The single-appender lock: `flock(LOCK_EX | LOCK_NB)` on DIR/LOCK, held
 /// for the appender's lifetime and released by the kernel if it dies.
 final class AppendLock {
-    private let fd: Int32
+    private var fd: Int32
 
     init(directory: LogDirectory) throws(LogError) {
         let path = directory.lockPath
@@ -132,5 +132,11 @@ final class AppendLock {
         self.fd = fd
     }
 
-    deinit { close(fd) }
+    /// Releases the lock (closing the descriptor drops the flock).
+    func release() {
+        if fd >= 0 { close(fd) }
+        fd = -1
+    }
+
+    deinit { release() }
 }

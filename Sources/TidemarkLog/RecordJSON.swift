@@ -187,13 +187,13 @@ public struct DraftRecord: Sendable, Hashable {
     public var lsn: LSN?
     public var timestampMicros: Int64?
     public var table: String
-    public var operation: Operation
+    public var operation: ChangeOperation
     public var key: [Field]
     public var before: [Field]?
     public var after: [Field]?
 
     public init(
-        lsn: LSN? = nil, timestampMicros: Int64? = nil, table: String, operation: Operation,
+        lsn: LSN? = nil, timestampMicros: Int64? = nil, table: String, operation: ChangeOperation,
         key: [Field], before: [Field]? = nil, after: [Field]? = nil
     ) {
         self.lsn = lsn
@@ -276,9 +276,9 @@ struct JSONLineParser {
 
     // MARK: Cursor
 
-    private var current: UInt8? { index < bytes.count ? bytes[index] : nil }
+    var current: UInt8? { index < bytes.count ? bytes[index] : nil }
 
-    private mutating func skipWhitespace() {
+    mutating func skipWhitespace() {
         while index < bytes.count {
             switch bytes[index] {
             case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r"): index += 1
@@ -327,7 +327,7 @@ struct JSONLineParser {
         var lsn: LSN?
         var timestampMicros: Int64?
         var table: String?
-        var operation: Operation?
+        var operation: ChangeOperation?
         var key: [Field]?
         var before: [Field]?
         var after: [Field]?
@@ -355,7 +355,7 @@ struct JSONLineParser {
             case "op":
                 guard current == UInt8(ascii: "\"") else { throw failHere("\"op\" must be a string") }
                 let text = try parseString()
-                guard let op = Operation(name: text) else {
+                guard let op = ChangeOperation(name: text) else {
                     throw fail("\"op\" is \"\(text)\"; expected \"insert\", \"update\" or \"delete\"")
                 }
                 operation = op
@@ -427,7 +427,7 @@ struct JSONLineParser {
     }
 
     /// Reads `{"column": value, ...}` keeping the line's column order.
-    private mutating func parseImage(_ image: String) throws(LogError) -> [Field] {
+    mutating func parseImage(_ image: String) throws(LogError) -> [Field] {
         guard current == UInt8(ascii: "{") else {
             throw failHere("\"\(image)\" must be an object of column values {\"column\": value, ...}")
         }

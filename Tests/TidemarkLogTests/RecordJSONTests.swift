@@ -347,7 +347,7 @@ extension RecordJSONTests {
             }
             for n in 1...2_000 {
                 let columns = (0..<Int.random(in: 1...8, using: &rng)).map { Field("c\($0)", randomValue()) }
-                let op = Operation.allCases.randomElement(using: &rng)!
+                let op = ChangeOperation.allCases.randomElement(using: &rng)!
                 let record = ChangeRecord(
                     lsn: LSN(UInt64(n)), timestampMicros: Int64(bitPattern: rng.next()), table: "t\(n % 7)",
                     operation: op, key: [columns[0]],
