@@ -72,6 +72,9 @@ public final class LogCursor: @unchecked Sendable {
     private var linkChain: UInt64?
     private var linkLSN = LSN.zero
     private var tornTailRetries = 0
+    /// True when the last `next()` returned nil at an incomplete frame at the
+    /// end of the log (a torn write, or one still in progress).
+    public private(set) var endedInsideFrame = false
 
     /// Called for every frame the cursor enters (statistics).
     var onFrame: ((FrameMetadata, SegmentFile) -> Void)?
@@ -198,6 +201,7 @@ public final class LogCursor: @unchecked Sendable {
                     throw corrupt(rangeAfter(scanner!.lastLSN), "segment ends inside a frame but a later segment exists")
                 }
                 if follow { try waitForGrowth(); continue }
+                if case .incomplete = try scanner!.peek(fileSize: size) { endedInsideFrame = true }
                 return false
             case .corrupt(let why):
                 if try tornTail(isLast: isLast, size: size) { continue }

@@ -40,6 +40,13 @@ public enum LogVerifier {
                     result.lastLSN = r.lsn
                 }
                 result.frames += frames
+                if cursor.endedInsideFrame {
+                    let name = segments.last?.name
+                    let after = result.lastLSN ?? .zero
+                    result.problems.append(LogProblem(
+                        code: .tornTail, segment: name, lsnRange: after.next...after.next,
+                        message: "the log ends with an incomplete frame after LSN \(after) in segment \(name ?? "?") (a torn write; the next appender cuts it off)"))
+                }
                 return result
             } catch {
                 result.frames += frames

@@ -38,9 +38,10 @@ extension ChangeRecord {
         let w1 = max(6, rows.map { $0.1.count }.max() ?? 0)
         let w2 = max(5, rows.map { $0.2.count }.max() ?? 0)
         func pad(_ s: String, _ w: Int) -> String { s + String(repeating: " ", count: max(0, w - s.count)) }
-        out += "\n  " + pad("column", w0) + "  " + pad("before", w1) + "  " + pad("after", w2)
+        func trimmed(_ s: String) -> String { var s = s; while s.last == " " { s.removeLast() }; return s }
+        out += "\n  " + pad("column", w0) + "  " + pad("before", w1) + "  after"
         for r in rows {
-            out += "\n  " + pad(r.0, w0) + "  " + pad(r.1, w1) + "  " + pad(r.2, w2) + (r.3 ? "  *" : "")
+            out += "\n" + trimmed("  " + pad(r.0, w0) + "  " + pad(r.1, w1) + "  " + pad(r.2, w2) + (r.3 ? "  *" : ""))
         }
         return out
     }
