@@ -1,1 +1,0 @@
-// TidemarkSQLite: thin SQLite layer, capture, shipper.

@@ -1,0 +1,69 @@
+import Foundation
+import TidemarkLog
+@testable import TidemarkSQLite
+
+/// Runs `body` with a fresh directory that is removed afterwards.
+func withTemporaryDirectory<R>(_ body: (URL) throws -> R) throws -> R {
+    let url = FileManager.default.temporaryDirectory
+        .appendingPathComponent("tidemark-sqlite-tests-\(UUID().uuidString)", isDirectory: true)
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: url) }
+    return try body(url)
+}
+
+/// Runs `body` with a connection to a new database file in a temporary directory.
+func withTemporaryDatabase<R>(_ body: (Connection, String) throws -> R) throws -> R {
+    try withTemporaryDirectory { directory in
+        let path = directory.appendingPathComponent("test.db").path
+        let connection = try Connection(path: path, mode: .readWriteCreate)
+        defer { try? connection.close() }
+        return try body(connection, path)
+    }
+}
+
+extension Connection {
+    /// All rows of `sql` as values, for assertions.
+    func values(_ sql: String, _ arguments: [Value] = []) throws -> [[Value]] {
+        let statement = try prepare(sql)
+        try statement.bind(arguments)
+        return try statement.rows { row in
+            (0..<row.columnCount).map { row.columnValue($0) }
+        }
+    }
+}
+
+/// Doubles that are hard to print and parse: subnormals, extremes,
+/// neighbours of powers of two and ten, and values SQLite 3.40's quote() gets wrong.
+let awkwardDoubles: [Double] = {
+    var values: [Double] = [
+        0.1, 0.2, 0.3, 1.0 / 3, 2.0 / 3, 1e308, -1e308, 1e-308, .leastNonzeroMagnitude, -.leastNonzeroMagnitude,
+        2.2250738585072014e-308, Double.leastNormalMagnitude.nextDown, .greatestFiniteMagnitude,
+        -.greatestFiniteMagnitude, .leastNormalMagnitude, .leastNonzeroMagnitude,
+        0.30000000000000004, 123456789012345678.0, 9007199254740993.0, 1.0, -1.0, 100.0,
+        8.228927346002939e-297, 6.203765383161799e-298, 4.0858482746520603e-39,
+        2.4538196538123904e-296, .pi, -.pi, 1e15, 1e16, 1e17, 1e22, 1e23,
+    ]
+    for exponent in stride(from: -1074, through: 1023, by: 37) {
+        let v = Double(sign: .plus, exponent: exponent, significand: 1)
+        values += [v, v.nextUp, v.nextDown, -v]
+    }
+    var generator = SplitMix64(seed: 0x5EED)
+    for _ in 0..<3000 {
+        let d = Double(bitPattern: generator.next())
+        if d.isFinite { values.append(d) }
+    }
+    return values
+}()
+
+/// A small deterministic generator, so failures reproduce.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
