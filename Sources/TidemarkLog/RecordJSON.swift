@@ -13,8 +13,11 @@
 // | `table`  | string, not empty                      |                                       |
 // | `op`     | `"insert"`, `"update"` or `"delete"`   |                                       |
 // | `key`    | object column → value, not empty       |                                       |
-// | `before` | object column → value                  | omitted for inserts                   |
-// | `after`  | object column → value                  | omitted for deletes                   |
+// | `before` | object column → value                  | omitted for inserts (`null` is read as omitted) |
+// | `after`  | object column → value                  | omitted for deletes (`null` is read as omitted) |
+//
+// Members may come in any order on input; whitespace around tokens is
+// allowed, so a trailing `\n` or `\r\n` does no harm.
 //
 // Column values keep SQLite's five storage classes apart, which plain JSON
 // cannot do on its own (JSON has one number type, no bytes, no infinity):
