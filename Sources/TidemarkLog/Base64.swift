@@ -17,34 +17,44 @@ enum Base64 {
     }()
 
     /// Appends the base64 text of `bytes`, with padding.
+    ///
+    /// Grows `buffer` once and fills the new bytes through a pointer: blobs can
+    /// be large, and a per-byte `append` re-checks capacity and uniqueness.
     static func append(_ bytes: [UInt8], to buffer: inout [UInt8]) {
-        buffer.reserveCapacity(buffer.count + (bytes.count + 2) / 3 * 4)
+        let outputCount = (bytes.count + 2) / 3 * 4
+        let start = buffer.count
+        buffer.append(contentsOf: repeatElement(UInt8(ascii: "="), count: outputCount))
         alphabet.withUnsafeBufferPointer { a in
-            var i = 0
-            let n = bytes.count
-            while i + 3 <= n {
-                let v = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
-                buffer.append(a[Int(v >> 18)])
-                buffer.append(a[Int(v >> 12 & 0x3F)])
-                buffer.append(a[Int(v >> 6 & 0x3F)])
-                buffer.append(a[Int(v & 0x3F)])
-                i += 3
-            }
-            switch n - i {
-            case 1:
-                let v = UInt32(bytes[i]) << 16
-                buffer.append(a[Int(v >> 18)])
-                buffer.append(a[Int(v >> 12 & 0x3F)])
-                buffer.append(UInt8(ascii: "="))
-                buffer.append(UInt8(ascii: "="))
-            case 2:
-                let v = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
-                buffer.append(a[Int(v >> 18)])
-                buffer.append(a[Int(v >> 12 & 0x3F)])
-                buffer.append(a[Int(v >> 6 & 0x3F)])
-                buffer.append(UInt8(ascii: "="))
-            default:
-                break
+            bytes.withUnsafeBufferPointer { input in
+                buffer.withUnsafeMutableBufferPointer { whole in
+                    let out = UnsafeMutableBufferPointer(rebasing: whole[start...])
+                    var i = 0
+                    var o = 0
+                    let n = input.count
+                    while i + 3 <= n {
+                        let v = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
+                        out[o] = a[Int(v >> 18)]
+                        out[o + 1] = a[Int(v >> 12 & 0x3F)]
+                        out[o + 2] = a[Int(v >> 6 & 0x3F)]
+                        out[o + 3] = a[Int(v & 0x3F)]
+                        i += 3
+                        o += 4
+                    }
+                    // The tail's '=' padding is already in place.
+                    switch n - i {
+                    case 1:
+                        let v = UInt32(input[i]) << 16
+                        out[o] = a[Int(v >> 18)]
+                        out[o + 1] = a[Int(v >> 12 & 0x3F)]
+                    case 2:
+                        let v = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8
+                        out[o] = a[Int(v >> 18)]
+                        out[o + 1] = a[Int(v >> 12 & 0x3F)]
+                        out[o + 2] = a[Int(v >> 6 & 0x3F)]
+                    default:
+                        break
+                    }
+                }
             }
         }
     }

@@ -13,8 +13,11 @@
 // | `table`  | string, not empty                      |                                       |
 // | `op`     | `"insert"`, `"update"` or `"delete"`   |                                       |
 // | `key`    | object column → value, not empty       |                                       |
-// | `before` | object column → value                  | omitted for inserts                   |
-// | `after`  | object column → value                  | omitted for deletes                   |
+// | `before` | object column → value                  | omitted for inserts (`null` is read as omitted) |
+// | `after`  | object column → value                  | omitted for deletes (`null` is read as omitted) |
+//
+// Members may come in any order on input; whitespace around tokens is
+// allowed, so a trailing `\n` or `\r\n` does no harm.
 //
 // Column values keep SQLite's five storage classes apart, which plain JSON
 // cannot do on its own (JSON has one number type, no bytes, no infinity):
@@ -287,8 +290,10 @@ struct JSONLineParser {
         }
     }
 
-    private mutating func expect(_ ascii: Unicode.Scalar, _ what: String) throws(LogError) {
-        guard current == UInt8(ascii: ascii) else { throw failHere("expected \(what)") }
+    /// `what` is an autoclosure: the message is built only on failure, and
+    /// this runs for every member of every line.
+    private mutating func expect(_ ascii: Unicode.Scalar, _ what: @autoclosure () -> String) throws(LogError) {
+        guard current == UInt8(ascii: ascii) else { throw failHere("expected \(what())") }
         index += 1
     }
 
@@ -331,11 +336,22 @@ struct JSONLineParser {
         var key: [Field]?
         var before: [Field]?
         var after: [Field]?
-        var seen: Set<String> = []
+        var seen: UInt8 = 0  // one bit per member, in the order of the cases below
 
         var first = true
         while let name = try nextMember(first: &first) {
-            guard seen.insert(name).inserted else { throw fail("duplicate member \"\(name)\"") }
+            let bit: UInt8 = switch name {
+            case "lsn": 1
+            case "ts": 2
+            case "table": 4
+            case "op": 8
+            case "key": 16
+            case "before": 32
+            case "after": 64
+            default: 0
+            }
+            if seen & bit != 0 { throw fail("duplicate member \"\(name)\"") }
+            seen |= bit
             switch name {
             case "lsn":
                 lsn = try parseLSN()
@@ -433,25 +449,34 @@ struct JSONLineParser {
         }
         index += 1
         var fields: [Field] = []
+        // Rows are usually narrow: compare names directly, and hash them only
+        // for wide rows, where a linear scan per column would be quadratic.
+        let linearScanMax = 16
         var names: Set<String> = []
         var first = true
         while let column = try nextMember(first: &first) {
-            guard names.insert(column).inserted else {
-                throw fail("\"\(image)\" has column \"\(column)\" twice")
+            let isDuplicate: Bool
+            if fields.count < linearScanMax {
+                isDuplicate = fields.contains { $0.name == column }
+            } else {
+                if names.isEmpty { names = Set(fields.map(\.name)) }
+                isDuplicate = !names.insert(column).inserted
             }
+            if isDuplicate { throw fail("\"\(image)\" has column \"\(column)\" twice") }
             fields.append(Field(column, try parseValue(image: image, column: column)))
         }
         return fields
     }
 
     private mutating func parseValue(image: String, column: String) throws(LogError) -> Value {
-        let place = "\"\(image)\" column \"\(column)\""
+        // Built only when a value is bad; most values are fine.
+        var place: String { "\"\(image)\" column \"\(column)\"" }
         guard let c = current else { throw failHere("\(place): expected a value") }
         switch c {
         case UInt8(ascii: "\""):
             return .text(try parseString())
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            return try parseNumber(place: place)
+            return try parseNumber(place: { place })
         case UInt8(ascii: "n"):
             try parseLiteral("null")
             return .null
@@ -460,7 +485,7 @@ struct JSONLineParser {
         case UInt8(ascii: "["):
             throw fail("\(place): arrays are not column values")
         case UInt8(ascii: "{"):
-            return try parseTaggedValue(place: place)
+            return try parseTaggedValue(place: { place })
         default:
             throw failHere("\(place): expected a value")
         }
@@ -469,7 +494,8 @@ struct JSONLineParser {
     private static let taggedForms = #"only {"$blob":"<base64>"} and {"$real":"inf"|"-inf"|"nan"} are allowed"#
 
     /// Reads `{"$blob":"<base64>"}` or `{"$real":"inf"|"-inf"|"nan"}`.
-    private mutating func parseTaggedValue(place: String) throws(LogError) -> Value {
+    private mutating func parseTaggedValue(place describePlace: () -> String) throws(LogError) -> Value {
+        var place: String { describePlace() }
         index += 1  // '{'
         var first = true
         guard let tag = try nextMember(first: &first) else {
@@ -547,7 +573,8 @@ struct JSONLineParser {
         return (start, isInteger)
     }
 
-    private mutating func parseNumber(place: String) throws(LogError) -> Value {
+    private mutating func parseNumber(place describePlace: () -> String) throws(LogError) -> Value {
+        var place: String { describePlace() }
         let (start, isInteger) = try scanNumber()
         if isInteger {
             let negative = bytes[start] == UInt8(ascii: "-")
@@ -597,8 +624,7 @@ struct JSONLineParser {
         var scratch = Array(bytes[start..<index])
         while true {
             guard let c = current else {
-                index = quote
-                throw failHere("unterminated string starting")
+                throw fail("unterminated string (it starts at byte \(quote + 1))")
             }
             switch c {
             case UInt8(ascii: "\""):
@@ -616,16 +642,20 @@ struct JSONLineParser {
         }
     }
 
+    /// The string of `utf8`, which must be valid UTF-8: strings are never
+    /// repaired, since a replacement character would change the data.
     private func validated(_ utf8: ArraySlice<UInt8>, quote: Int) throws(LogError) -> String {
-        guard let s = String(validating: utf8, as: UTF8.self) else {
-            throw fail("string starting at byte \(quote + 1) is not valid UTF-8")
-        }
-        return s
+        // `String(decoding:)` is the stdlib's fast path but repairs; valid
+        // input comes out byte for byte, so a comparison detects repair.
+        // (`String(validating:)` is generic and costs more than the parse.)
+        let s = String(decoding: utf8, as: UTF8.self)
+        if utf8.allSatisfy({ $0 < 0x80 }) || s.utf8.elementsEqual(utf8) { return s }
+        throw fail("string starting at byte \(quote + 1) is not valid UTF-8")
     }
 
     /// Reads the escape after a backslash and appends its UTF-8.
     private mutating func appendEscape(to scratch: inout [UInt8]) throws(LogError) {
-        guard let c = current else { throw failHere("unterminated escape") }
+        guard let c = current else { throw fail("unterminated string (the line ends in a backslash)") }
         index += 1
         switch c {
         case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): scratch.append(c)
@@ -639,18 +669,18 @@ struct JSONLineParser {
             var code = try hex4()
             if (0xDC00...0xDFFF).contains(code) {
                 index = escapeStart
-                throw failHere("lone low surrogate \\u\(String(code, radix: 16, uppercase: true)) (not a character)")
+                throw failHere("lone low surrogate \\u\(hex4Text(code)) (not a character)")
             }
             if (0xD800...0xDBFF).contains(code) {
                 guard current == UInt8(ascii: "\\"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "u") else {
                     index = escapeStart
-                    throw failHere("high surrogate \\u\(String(code, radix: 16, uppercase: true)) is not followed by a \\u low surrogate")
+                    throw failHere("high surrogate \\u\(hex4Text(code)) is not followed by a \\u low surrogate")
                 }
                 index += 2
                 let low = try hex4()
                 guard (0xDC00...0xDFFF).contains(low) else {
                     index = escapeStart
-                    throw failHere("high surrogate \\u\(String(code, radix: 16, uppercase: true)) is followed by \\u\(String(low, radix: 16, uppercase: true)), not a low surrogate")
+                    throw failHere("high surrogate \\u\(hex4Text(code)) is followed by \\u\(hex4Text(low)), not a low surrogate")
                 }
                 code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
             }
@@ -658,8 +688,14 @@ struct JSONLineParser {
             scratch.append(contentsOf: UTF8.encode(Unicode.Scalar(code)!)!)
         default:
             index -= 2
-            throw failHere("unknown escape; JSON has \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX")
+            throw fail("unknown escape \\\(Character(Unicode.Scalar(c))) at byte \(index + 1); JSON has \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX")
         }
+    }
+
+    /// `code` as 4 uppercase hex digits, as in an escape.
+    private func hex4Text(_ code: UInt32) -> String {
+        let digits = String(code, radix: 16, uppercase: true)
+        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
     }
 
     private mutating func hex4() throws(LogError) -> UInt32 {

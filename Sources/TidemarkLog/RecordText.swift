@@ -26,7 +26,7 @@ extension ChangeRecord {
     /// `1.5`, `'it''s'`, `X'00FF'`), with two changes that keep a record on
     /// one readable line: control characters inside text are shown as
     /// escapes (`\n`, `\t`, `\r`, `\u{1B}`), and a blob longer than 32
-    /// bytes shows its first 16 bytes and its size (`X'00010203…0E0F…' (4096 bytes)`).
+    /// bytes shows its first 16 bytes and its size (`X'000102030405060708090A0B0C0D0E0F…' (4096 bytes)`).
     /// The text form is for reading, not for parsing back; use the JSON line
     /// form (``jsonLine``) to keep values exact.
     public var textLine: String {

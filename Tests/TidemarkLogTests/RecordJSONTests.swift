@@ -520,7 +520,7 @@ extension RecordJSONTests {
             ("{\(head),\"after\":{\"id\":\"\\x41\"}}", "unknown escape"),
             ("{\(head),\"after\":{\"id\":\"\\u12G4\"}}", "expected 4 hex digits"),
             ("{\(head),\"after\":{\"id\":\"abc", "unterminated string"),
-            ("{\(head),\"after\":{\"id\":\"abc\\", "unterminated escape"),
+            ("{\(head),\"after\":{\"id\":\"abc\\", "ends in a backslash"),
             // lsn and ts.
             (#"{"lsn":0,"table":"t","op":"insert","key":{"id":1},"after":{"id":1}}"#, "must be at least 1"),
             (#"{"lsn":-1,"table":"t","op":"insert","key":{"id":1},"after":{"id":1}}"#, #""lsn" must be a positive integer"#),
