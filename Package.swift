@@ -13,13 +13,14 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(name: "TidemarkLog", dependencies: ["CZstd"]),
         .target(name: "TidemarkSQLite", dependencies: ["CSQLite", "TidemarkLog"]),
-        .target(name: "TidemarkCore", dependencies: ["TidemarkLog", "TidemarkSQLite"]),
+        .target(name: "TidemarkCore", dependencies: ["TidemarkLog", "TidemarkSQLite", "Yams"]),
         .executableTarget(name: "tidemark", dependencies: [
             "TidemarkCore", "TidemarkLog", "TidemarkSQLite",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

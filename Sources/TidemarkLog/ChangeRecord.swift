@@ -9,7 +9,7 @@ public struct Field: Sendable, Hashable {
 }
 
 /// The kind of row change a record describes.
-public enum Operation: UInt8, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+public enum ChangeOperation: UInt8, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     case insert = 1
     case update = 2
     case delete = 3
@@ -43,7 +43,7 @@ public struct ChangeRecord: Sendable, Hashable {
     /// Commit time in microseconds since the Unix epoch.
     public var timestampMicros: Int64
     public var table: String
-    public var operation: Operation
+    public var operation: ChangeOperation
     /// Primary-key columns and their values (for an update, the new key; a key
     /// change is logged by capture as a delete plus an insert).
     public var key: [Field]
@@ -51,7 +51,7 @@ public struct ChangeRecord: Sendable, Hashable {
     public var after: [Field]?
 
     public init(
-        lsn: LSN, timestampMicros: Int64, table: String, operation: Operation,
+        lsn: LSN, timestampMicros: Int64, table: String, operation: ChangeOperation,
         key: [Field], before: [Field]?, after: [Field]?
     ) {
         self.lsn = lsn

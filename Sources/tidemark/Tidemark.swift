@@ -4,6 +4,7 @@ import ArgumentParser
 struct Tidemark: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tidemark",
-        abstract: "Move live data with zero downtime and keep an audit trail of every change."
+        abstract: "Move live data with zero downtime and keep an audit trail of every change.",
+        subcommands: [LogCommand.self]
     )
 }

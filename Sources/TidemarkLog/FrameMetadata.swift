@@ -1,0 +1,220 @@
+// Frame metadata: a zstd skippable frame written immediately before each data
+// frame, so a reader can seek by LSN and validate the chain without
+// decompressing anything.
+//
+// Skippable frame (zstd format §3.1.2): u32 LE magic 0x184D2A51, u32 LE size
+// (always 72), then this 72-byte payload, all little endian:
+//
+// | offset | size | field                                                   |
+// |--------|------|---------------------------------------------------------|
+// | 0      | 4    | "TMKF"                                                  |
+// | 4      | 8    | first LSN                                               |
+// | 12     | 8    | last LSN                                                |
+// | 20     | 8    | earliest commit time in the frame (µs, signed)          |
+// | 28     | 8    | latest commit time in the frame (µs, signed)            |
+// | 36     | 4    | record count                                            |
+// | 40     | 4    | decompressed content size (bytes)                       |
+// | 44     | 4    | size of the zstd data frame that follows (bytes)        |
+// | 48     | 4    | CRC-32C of that data frame's bytes                      |
+// | 52     | 8    | chain value of the previous frame                       |
+// | 60     | 8    | chain value = FNV-1a-64 of bytes 0..<60                 |
+// | 68     | 4    | CRC-32C of bytes 0..<68                                 |
+//
+// A frame is valid if and only if: the skippable magic and size match; the
+// payload magic is "TMKF"; the metadata CRC matches; the chain equals
+// FNV-1a-64(bytes 0..<60); first LSN <= last LSN; record count >= 1;
+// previous-chain equals the previous frame's chain (or the segment header's
+// previous-chain for the first frame of a segment); first LSN is greater than
+// the previous frame's last LSN; the data frame is complete and its CRC
+// matches; it decompresses (zstd verifies its XXH64 content checksum) to
+// exactly the stated size; and it decodes to exactly `record count` records
+// whose LSNs are strictly increasing from first LSN to last LSN.
+
+struct FrameMetadata: Equatable {
+    static let skippableMagic: UInt32 = 0x184D_2A51
+    static let payloadMagic: UInt32 = 0x464B_4D54  // "TMKF" little endian
+    static let payloadSize = 72
+    static let encodedSize = 8 + payloadSize
+
+    var firstLSN: LSN
+    var lastLSN: LSN
+    var firstTimestampMicros: Int64
+    var lastTimestampMicros: Int64
+    var recordCount: UInt32
+    var contentSize: UInt32
+    var dataSize: UInt32
+    var dataChecksum: UInt32
+    var previousChain: UInt64
+    var chain: UInt64 = 0
+
+    /// Encodes the metadata (computing `chain`) and returns the chain value.
+    mutating func encode(into out: inout [UInt8]) {
+        var payload = [UInt8]()
+        payload.reserveCapacity(Self.payloadSize)
+        payload.appendLE(Self.payloadMagic)
+        payload.appendLE(firstLSN.rawValue)
+        payload.appendLE(lastLSN.rawValue)
+        payload.appendLE(UInt64(bitPattern: firstTimestampMicros))
+        payload.appendLE(UInt64(bitPattern: lastTimestampMicros))
+        payload.appendLE(recordCount)
+        payload.appendLE(contentSize)
+        payload.appendLE(dataSize)
+        payload.appendLE(dataChecksum)
+        payload.appendLE(previousChain)
+        chain = FNV1a64.hash(payload)
+        payload.appendLE(chain)
+        payload.appendLE(CRC32C.checksum(payload))
+        out.appendLE(Self.skippableMagic)
+        out.appendLE(UInt32(Self.payloadSize))
+        out.append(contentsOf: payload)
+    }
+
+    enum ParseResult {
+        case ok(FrameMetadata)
+        /// Fewer than `encodedSize` bytes were available.
+        case short
+        case invalid(String)
+    }
+
+    /// Parses `encodedSize` bytes (skippable header included).
+    static func parse(_ bytes: UnsafeRawBufferPointer) -> ParseResult {
+        guard bytes.count >= encodedSize else { return .short }
+        var r = ByteReader(bytes)
+        do {
+            guard try r.u32() == skippableMagic else { return .invalid("bad frame magic") }
+            guard try r.u32() == UInt32(payloadSize) else { return .invalid("bad metadata size") }
+            let payload = UnsafeRawBufferPointer(rebasing: bytes[8..<encodedSize])
+            let storedCRC = UInt32(littleEndian: payload.loadUnaligned(fromByteOffset: 68, as: UInt32.self))
+            guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: payload[0..<68])) == storedCRC else {
+                return .invalid("metadata checksum mismatch")
+            }
+            guard try r.u32() == payloadMagic else { return .invalid("bad metadata magic") }
+            var m = FrameMetadata(
+                firstLSN: LSN(try r.u64()), lastLSN: LSN(try r.u64()),
+                firstTimestampMicros: Int64(bitPattern: try r.u64()),
+                lastTimestampMicros: Int64(bitPattern: try r.u64()),
+                recordCount: try r.u32(), contentSize: try r.u32(), dataSize: try r.u32(),
+                dataChecksum: try r.u32(), previousChain: try r.u64())
+            m.chain = try r.u64()
+            guard FNV1a64.hash(UnsafeRawBufferPointer(rebasing: payload[0..<60])) == m.chain else {
+                return .invalid("chain value does not match metadata")
+            }
+            guard m.firstLSN <= m.lastLSN, m.recordCount >= 1 else { return .invalid("empty or inverted LSN range") }
+            guard UInt64(m.recordCount) <= m.lastLSN.rawValue - m.firstLSN.rawValue + 1 else {
+                return .invalid("more records than LSNs in range")
+            }
+            return .ok(m)
+        } catch {
+            return .short
+        }
+    }
+
+    var lsnRange: ClosedRange<LSN> { firstLSN...lastLSN }
+    /// Bytes this frame takes in the segment: metadata plus data frame.
+    var totalSize: Int { Self.encodedSize + Int(dataSize) }
+}
+
+// Segment header: a skippable frame at offset 0 of every segment file.
+//
+// Skippable magic 0x184D2A50, u32 size (always 96), then:
+//
+// | offset | size | field                                                   |
+// |--------|------|---------------------------------------------------------|
+// | 0      | 4    | "TMKS"                                                  |
+// | 4      | 2    | format version (1)                                      |
+// | 6      | 2    | reserved, 0                                             |
+// | 8      | 8    | base LSN: the first LSN of this segment (its file name) |
+// | 16     | 8    | chain value of the last frame of the previous segment,  |
+// |        |      | or the source seed for the first segment of a log       |
+// | 24     | 2    | source id length n (<= 64)                              |
+// | 26     | 64   | source id, UTF-8, n bytes then zero padding             |
+// | 90     | 2    | reserved, 0                                             |
+// | 92     | 4    | CRC-32C of bytes 0..<92                                 |
+
+struct SegmentHeader: Equatable {
+    static let skippableMagic: UInt32 = 0x184D_2A50
+    static let payloadMagic: UInt32 = 0x534B_4D54  // "TMKS"
+    static let payloadSize = 96
+    static let encodedSize = 8 + payloadSize
+    static let formatVersion: UInt16 = 1
+
+    var baseLSN: LSN
+    var previousChain: UInt64
+    var sourceID: SourceID
+
+    func encode(into out: inout [UInt8]) {
+        var p = [UInt8]()
+        p.appendLE(Self.payloadMagic)
+        p.appendLE(Self.formatVersion)
+        p.appendLE(UInt16(0))
+        p.appendLE(baseLSN.rawValue)
+        p.appendLE(previousChain)
+        let id = Array(sourceID.rawValue.utf8.prefix(64))
+        p.appendLE(UInt16(id.count))
+        p.append(contentsOf: id)
+        p.append(contentsOf: [UInt8](repeating: 0, count: 64 - id.count))
+        p.appendLE(UInt16(0))
+        p.appendLE(CRC32C.checksum(p))
+        out.appendLE(Self.skippableMagic)
+        out.appendLE(UInt32(Self.payloadSize))
+        out.append(contentsOf: p)
+    }
+
+    static func parse(_ bytes: UnsafeRawBufferPointer) -> Result<SegmentHeader, DecodeFailure> {
+        guard bytes.count >= encodedSize else { return .failure(DecodeFailure(what: "segment header is incomplete")) }
+        var r = ByteReader(bytes)
+        do {
+            guard try r.u32() == skippableMagic, try r.u32() == UInt32(payloadSize) else {
+                return .failure(DecodeFailure(what: "not a Tidemark segment (bad header magic)"))
+            }
+            let payload = UnsafeRawBufferPointer(rebasing: bytes[8..<encodedSize])
+            let storedCRC = UInt32(littleEndian: payload.loadUnaligned(fromByteOffset: 92, as: UInt32.self))
+            guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: payload[0..<92])) == storedCRC else {
+                return .failure(DecodeFailure(what: "segment header checksum mismatch"))
+            }
+            guard try r.u32() == payloadMagic else { return .failure(DecodeFailure(what: "bad segment header magic")) }
+            let version = UInt16(try r.u8()) | UInt16(try r.u8()) << 8
+            guard version == formatVersion else {
+                return .failure(DecodeFailure(what: "segment format version \(version) is not supported (this build reads version \(formatVersion))"))
+            }
+            _ = try r.u8(); _ = try r.u8()
+            let base = LSN(try r.u64())
+            let prev = try r.u64()
+            let n = Int(UInt16(try r.u8()) | UInt16(try r.u8()) << 8)
+            guard n <= 64 else { return .failure(DecodeFailure(what: "bad source id length")) }
+            let idBytes = try r.bytes(64)
+            let id = String(decoding: UnsafeRawBufferPointer(rebasing: idBytes[0..<n]).bindMemory(to: UInt8.self), as: UTF8.self)
+            return .success(SegmentHeader(baseLSN: base, previousChain: prev, sourceID: SourceID(id)))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// The chain value that precedes the very first frame of a log.
+    static func seedChain(for source: SourceID) -> UInt64 {
+        FNV1a64.hash(Array(("tidemark-log-v1:" + source.rawValue).utf8))
+    }
+}
+
+/// The identity of the source a log belongs to (a UUID string for SQLite
+/// sources). A log refuses records from any other source.
+public struct SourceID: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    /// A new random identity (UUID v4 form).
+    public static func random() -> SourceID {
+        var g = SystemRandomNumberGenerator()
+        var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &g) }
+        bytes[6] = (bytes[6] & 0x0F) | 0x40
+        bytes[8] = (bytes[8] & 0x3F) | 0x80
+        let hex = bytes.map { b -> String in
+            let s = String(b, radix: 16)
+            return s.count == 1 ? "0" + s : s
+        }.joined()
+        let c = Array(hex)
+        return SourceID(String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20]) + "-" + String(c[20..<32]))
+    }
+}

@@ -1,0 +1,484 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// When an append is durable.
+public enum Durability: Sendable, Equatable, CustomStringConvertible {
+    /// `fdatasync` before `append` returns; concurrent appenders share one
+    /// sync (group commit).
+    case commit
+    /// Written before `append` returns; synced by a background thread at
+    /// least every `milliseconds`.
+    case interval(milliseconds: Int)
+    /// Never synced (tests, benchmarks, scratch logs). The OS flushes eventually.
+    case none
+
+    public var description: String {
+        switch self {
+        case .commit: "commit"
+        case .interval(let ms): "interval(\(ms)ms)"
+        case .none: "none"
+        }
+    }
+
+    /// Parses `commit`, `none`, `interval:50` or `50ms`.
+    public init?(parsing text: String) {
+        switch text {
+        case "commit": self = .commit
+        case "none": self = .none
+        default:
+            var t = Substring(text)
+            if t.hasPrefix("interval:") { t = t.dropFirst("interval:".count) }
+            if t.hasSuffix("ms") { t = t.dropLast(2) }
+            guard let ms = Int(t), ms > 0 else { return nil }
+            self = .interval(milliseconds: ms)
+        }
+    }
+}
+
+/// Tunables of an appender.
+public struct LogOptions: Sendable {
+    public var durability: Durability = .commit
+    /// A segment is closed and a new one started once it reaches this size.
+    public var segmentSizeLimitBytes: Int = 64 << 20
+    /// Records are cut into frames of at most about this many uncompressed
+    /// bytes; a reader decompresses one frame to reach any LSN inside it.
+    public var frameSizeLimitBytes: Int = 1 << 20
+    /// zstd level (1...19); 3 is zstd's default.
+    public var compressionLevel: Int32 = 3
+
+    public init(durability: Durability = .commit, segmentSizeLimitBytes: Int = 64 << 20,
+                frameSizeLimitBytes: Int = 1 << 20, compressionLevel: Int32 = 3) {
+        self.durability = durability
+        self.segmentSizeLimitBytes = segmentSizeLimitBytes
+        self.frameSizeLimitBytes = frameSizeLimitBytes
+        self.compressionLevel = compressionLevel
+    }
+}
+
+/// What open-for-append found and repaired at the tail of the log.
+public struct RecoveryReport: Sendable, CustomStringConvertible {
+    public var segment: String
+    /// Offset the segment was truncated to.
+    public var offset: Int
+    public var bytesCut: Int
+    public var reason: String
+    /// The last LSN kept.
+    public var lastLSN: LSN
+
+    public var description: String {
+        "recovered log: cut \(bytesCut) bytes of a torn frame (\(reason)) at offset \(offset) of \(segment); the log ends at LSN \(lastLSN)"
+    }
+}
+
+/// Counters of an appender, for tests, status and benchmarks.
+public struct AppenderStatistics: Sendable {
+    public var records = 0
+    public var frames = 0
+    public var bytesWritten = 0
+    public var uncompressedBytes = 0
+    public var syncs = 0
+    public var segmentsCreated = 0
+}
+
+/// The one writer of a log directory.
+///
+/// Appends are synchronous and may be called from any number of threads.
+/// Group commit: callers hand their records to a shared pending batch under a
+/// lock; the first caller that finds no flush in progress becomes the leader,
+/// takes the whole batch, encodes, compresses, writes and (for `.commit`)
+/// syncs it outside the lock, then publishes the new durable LSN and wakes the
+/// others. Callers that arrived meanwhile are covered by the next leader's
+/// single sync, so n concurrent appenders cost far fewer than n fsyncs.
+///
+/// Invariant: `durableLSN <= writtenLSN <= assignedLSN`; records are written
+/// in the order their LSNs were assigned; a record is visible to readers only
+/// as part of a complete, checksummed frame.
+public final class LogAppender: @unchecked Sendable {
+    // @unchecked: all mutable state is guarded by `lock`, except the segment
+    // file, encoder buffers and compressor, which only the current leader
+    // (flushing == true, set under the lock) touches.
+    public let directory: LogDirectory
+    public let sourceID: SourceID
+    public let options: LogOptions
+    /// What recovery did when the log was opened, if anything.
+    public let recovery: RecoveryReport?
+
+    private let lock = ConditionLock()
+    private let appendLock: AppendLock
+    // Guarded by `lock`:
+    private var pending: [ChangeRecord] = []
+    private var assignedLSN: LSN
+    private var writtenLSN: LSN
+    private var durableLSN: LSN
+    private var flushing = false
+    private var failure: LogError?
+    private var closed = false
+    private var stats = AppenderStatistics()
+    // Leader-only:
+    private var segment: SystemFile?
+    private var segmentSize = 0
+    private var chain: UInt64
+    private let compressor: Compressor
+    private var content: [UInt8] = []
+    private var scratch: [UInt8] = []
+    private var frameBytes: [UInt8] = []
+    // Interval syncer:
+
+    /// Opens (creating if needed) the log in `path` for appending.
+    ///
+    /// - Parameters:
+    ///   - sourceID: the source this log belongs to. A new log takes it (or a
+    ///     random id when nil); an existing log with another id is refused.
+    /// - Throws: `.locked` if another appender holds the log, `.foreignSource`,
+    ///   `.corruptFrame` when damage is found before the tail, `.io`.
+    /// - Recovery: a torn or corrupt *last* frame is cut off (reported in
+    ///   ``recovery``); everything before it is kept.
+    public init(directory path: String, sourceID: SourceID? = nil, options: LogOptions = LogOptions()) throws(LogError) {
+        let dir = LogDirectory(path)
+        self.directory = dir
+        self.options = options
+        if dir.exists {
+            let existing = try dir.sourceID()
+            if let sourceID, sourceID != existing {
+                throw LogError(.foreignSource, "the log \(dir.path) belongs to source \(existing), not \(sourceID); use that source or a new log directory")
+            }
+            self.sourceID = existing
+        } else {
+            let id = sourceID ?? SourceID.random()
+            try dir.create(source: id)
+            self.sourceID = id
+        }
+        appendLock = try AppendLock(directory: dir)
+        compressor = try Compressor(level: options.compressionLevel)
+
+        let recovered = try Self.recover(dir, source: self.sourceID)
+        recovery = recovered.report
+        chain = recovered.chain
+        assignedLSN = recovered.lastLSN
+        writtenLSN = recovered.lastLSN
+        durableLSN = recovered.lastLSN
+        if let last = recovered.segment {
+            segment = try SystemFile.openForWriting(last.path, create: false)
+            segmentSize = recovered.segmentSize
+        }
+        if case .interval(let ms) = options.durability {
+            startSyncThread(milliseconds: ms)
+        }
+    }
+
+    deinit {
+        try? close()
+    }
+
+    /// LSN of the last record handed to the appender.
+    public var lastLSN: LSN { lock.withLock { assignedLSN } }
+    /// LSN up to which records are durable under the durability policy.
+    public var durableLSNValue: LSN { lock.withLock { durableLSN } }
+    public var statistics: AppenderStatistics { lock.withLock { stats } }
+
+    /// Appends records whose LSNs the caller chose (e.g. a source's commit
+    /// sequence). LSNs must be at least 1, strictly increasing, and above
+    /// ``lastLSN``.
+    ///
+    /// Returns once the records are written and, for `.commit`, synced.
+    /// Either every record of the call is appended or (on a thrown error) the
+    /// appender stops accepting appends; reopen to recover.
+    @discardableResult
+    public func append(_ records: [ChangeRecord]) throws(LogError) -> LSN {
+        guard !records.isEmpty else { return lastLSN }
+        for r in records { try r.validate() }
+        lock.lock()
+        var previous = assignedLSN
+        for r in records {
+            guard r.lsn > previous else {
+                lock.unlock()
+                throw LogError(.lsnOrder, "LSN \(r.lsn) is not above the log's last LSN \(previous); LSNs must strictly increase", lsnRange: r.lsn...r.lsn)
+            }
+            previous = r.lsn
+        }
+        return try enqueueAndWait(records, last: previous)
+    }
+
+    /// Appends records, assigning consecutive LSNs after ``lastLSN`` (the
+    /// records' own `lsn` is ignored). Returns the assigned range.
+    @discardableResult
+    public func append(assigningLSNs records: [ChangeRecord]) throws(LogError) -> ClosedRange<LSN> {
+        guard !records.isEmpty else { return lastLSN...lastLSN }
+        for r in records { try r.validate() }
+        lock.lock()
+        var batch = records
+        let first = assignedLSN.next
+        for i in batch.indices { batch[i].lsn = LSN(first.rawValue + UInt64(i)) }
+        let last = batch[batch.count - 1].lsn
+        _ = try enqueueAndWait(batch, last: last)
+        return first...last
+    }
+
+    /// Called with `lock` held; returns with it released.
+    private func enqueueAndWait(_ records: [ChangeRecord], last: LSN) throws(LogError) -> LSN {
+        if let failure { lock.unlock(); throw failure }
+        if closed { lock.unlock(); throw LogError(.io, "the appender for \(directory.path) is closed") }
+        pending.append(contentsOf: records)
+        assignedLSN = last
+        let mustSync = options.durability == .commit
+        while (mustSync ? durableLSN : writtenLSN) < last {
+            if let failure { lock.unlock(); throw failure }
+            if flushing {
+                lock.wait()
+                continue
+            }
+            // Become the leader for everything pending.
+            flushing = true
+            let batch = pending
+            pending.removeAll(keepingCapacity: true)
+            lock.unlock()
+            var outcome: Result<(frames: Int, bytes: Int, raw: Int, rotated: Int), LogError>
+            do {
+                let r = try writeFrames(batch)
+                if mustSync { try segment?.sync() }
+                outcome = .success(r)
+            } catch {
+                outcome = .failure(error)
+            }
+            lock.lock()
+            flushing = false
+            switch outcome {
+            case .success(let r):
+                writtenLSN = batch.last!.lsn
+                if mustSync || options.durability == .none { durableLSN = writtenLSN }
+                stats.records += batch.count
+                stats.frames += r.frames
+                stats.bytesWritten += r.bytes
+                stats.uncompressedBytes += r.raw
+                stats.segmentsCreated += r.rotated
+                if mustSync { stats.syncs += 1 }
+            case .failure(let e):
+                // Nothing after writtenLSN is trusted any more; the next open
+                // recovers the tail.
+                failure = LogError(e.code, "log append failed and the appender stopped: \(e.message); reopen the log to recover")
+            }
+            lock.broadcast()
+        }
+        lock.unlock()
+        return last
+    }
+
+    /// Leader only: encodes `batch` into frames and writes them.
+    private func writeFrames(_ batch: [ChangeRecord]) throws(LogError) -> (frames: Int, bytes: Int, raw: Int, rotated: Int) {
+        var frames = 0, bytes = 0, raw = 0, rotated = 0
+        var start = 0
+        while start < batch.count {
+            content.removeAll(keepingCapacity: true)
+            var end = start
+            var minTS = Int64.max, maxTS = Int64.min
+            while end < batch.count && (end == start || content.count < options.frameSizeLimitBytes) {
+                let r = batch[end]
+                RecordEncoding.encode(r, into: &content, scratch: &scratch)
+                minTS = min(minTS, r.timestampMicros)
+                maxTS = max(maxTS, r.timestampMicros)
+                end += 1
+            }
+            guard content.count <= Int(UInt32.max) else {
+                throw LogError(.invalidRecord, "a record at LSN \(batch[start].lsn) is larger than 4 GiB")
+            }
+            let firstLSN = batch[start].lsn
+            if segment == nil || segmentSize >= options.segmentSizeLimitBytes {
+                try rotate(to: firstLSN)
+                rotated += 1
+            }
+            frameBytes.removeAll(keepingCapacity: true)
+            frameBytes.append(contentsOf: repeatElement(0, count: FrameMetadata.encodedSize))
+            try compressor.compress(content, appendingTo: &frameBytes)
+            let dataSize = frameBytes.count - FrameMetadata.encodedSize
+            let dataCRC = frameBytes.withUnsafeBytes {
+                CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[FrameMetadata.encodedSize...]))
+            }
+            var m = FrameMetadata(
+                firstLSN: firstLSN, lastLSN: batch[end - 1].lsn,
+                firstTimestampMicros: minTS, lastTimestampMicros: maxTS,
+                recordCount: UInt32(end - start), contentSize: UInt32(content.count),
+                dataSize: UInt32(dataSize), dataChecksum: dataCRC, previousChain: chain)
+            var meta = [UInt8]()
+            meta.reserveCapacity(FrameMetadata.encodedSize)
+            m.encode(into: &meta)
+            frameBytes.replaceSubrange(0..<FrameMetadata.encodedSize, with: meta)
+            // One write per frame: a crash leaves at most one torn frame at
+            // the tail, which the next open cuts off.
+            do {
+                try segment!.write(frameBytes, at: segmentSize)
+            } catch {
+                // Best effort: drop a partial frame so readers never see it.
+                try? segment!.truncate(to: segmentSize)
+                throw error
+            }
+            segmentSize += frameBytes.count
+            chain = m.chain
+            frames += 1
+            bytes += frameBytes.count
+            raw += content.count
+            start = end
+        }
+        return (frames, bytes, raw, rotated)
+    }
+
+    /// Leader only: seals the current segment and starts one named `lsn`.
+    private func rotate(to lsn: LSN) throws(LogError) {
+        if let current = segment {
+            // The sealed segment must be durable before a later one exists:
+            // recovery only repairs the last segment.
+            try current.sync()
+        }
+        let file = SegmentFile(baseLSN: lsn, path: directory.path + "/" + SegmentFile.name(for: lsn))
+        let new = try SystemFile.openForWriting(file.path, create: true, exclusive: true)
+        var header = [UInt8]()
+        SegmentHeader(baseLSN: lsn, previousChain: chain, sourceID: sourceID).encode(into: &header)
+        try new.write(header, at: 0)
+        try new.sync()
+        try FileSystem.syncDirectory(directory.path)
+        segment = new
+        segmentSize = header.count
+    }
+
+    /// Syncs everything written so far.
+    public func sync() throws(LogError) {
+        lock.lock()
+        let target = writtenLSN
+        let file = segment
+        lock.unlock()
+        try file?.sync()
+        lock.withLock {
+            if durableLSN < target { durableLSN = target }
+            stats.syncs += 1
+        }
+    }
+
+    /// Syncs and releases the log (and its lock). Idempotent.
+    public func close() throws(LogError) {
+        let wasClosed = lock.withLock { () -> Bool in
+            let was = closed
+            closed = true
+            // Let an in-flight leader finish before the file goes away.
+            while flushing { lock.wait() }
+            lock.broadcast()
+            return was
+        }
+        if wasClosed { return }
+        defer {
+            segment = nil
+            appendLock.release()
+        }
+        if failure == nil && options.durability != .none { try sync() }
+    }
+
+    private func startSyncThread(milliseconds: Int) {
+        spawnThread { [weak self] in
+            while true {
+                Clock.sleep(milliseconds: milliseconds)
+                guard let self else { return }
+                let (stop, target, file) = self.lock.withLock { (self.closed, self.writtenLSN, self.segment) }
+                if stop { return }
+                guard target > self.lock.withLock({ self.durableLSN }) else { continue }
+                // A rotation syncs the sealed segment itself, so syncing the
+                // current one covers everything up to `target`.
+                do {
+                    try file?.sync()
+                    self.lock.withLock {
+                        if self.durableLSN < target { self.durableLSN = target }
+                        self.stats.syncs += 1
+                    }
+                } catch {
+                    self.lock.withLock {
+                        self.failure = error as? LogError ?? LogError(.io, "\(error)")
+                        self.lock.broadcast()
+                    }
+                    return
+                }
+            }
+        }
+    }
+
+    // MARK: Recovery
+
+    struct Recovered {
+        var lastLSN: LSN
+        var chain: UInt64
+        var segment: SegmentFile?
+        var segmentSize: Int
+        var report: RecoveryReport?
+    }
+
+    /// Finds the end of the log and cuts a torn tail.
+    ///
+    /// Invariant: only the last frame of the last segment can be torn, since
+    /// every frame is one write and a segment is synced before the next is
+    /// created. So damage is cut only when no valid frame follows it;
+    /// otherwise it is corruption in the middle and opening fails.
+    static func recover(_ dir: LogDirectory, source: SourceID) throws(LogError) -> Recovered {
+        var segments = try dir.segments()
+        var report: RecoveryReport?
+        while let last = segments.last {
+            let file = try SystemFile.openForWriting(last.path, create: false)
+            switch try SegmentScanner.open(last, file: file) {
+            case .incompleteHeader:
+                // Crashed while creating this segment: no frame was in it.
+                try FileSystem.remove(last.path)
+                try FileSystem.syncDirectory(dir.path)
+                report = RecoveryReport(segment: last.name, offset: 0, bytesCut: (try? file.size()) ?? 0,
+                                        reason: "incomplete segment header", lastLSN: LSN(last.baseLSN.rawValue - 1))
+                segments.removeLast()
+                continue
+            case .badHeader(let why):
+                throw LogError(.corruptFrame, "segment \(last.name) in \(dir.path) has a bad header (\(why)); it cannot be repaired automatically", segment: last.name)
+            case .ok(var scanner):
+                guard scanner.header.sourceID == source else {
+                    throw LogError(.foreignSource, "segment \(last.name) belongs to source \(scanner.header.sourceID), not \(source); remove it from \(dir.path)", segment: last.name)
+                }
+                let size = try file.size()
+                var data = [UInt8]()
+                scan: while true {
+                    let step = try scanner.peek(fileSize: size)
+                    var damage: String
+                    switch step {
+                    case .end:
+                        break scan
+                    case .frame(let m):
+                        if let why = try scanner.loadData(m, into: &data) {
+                            damage = why
+                        } else {
+                            scanner.advance(past: m)
+                            continue scan
+                        }
+                    case .incomplete:
+                        damage = "incomplete frame"
+                    case .corrupt(let why):
+                        damage = why
+                    }
+                    if try scanner.validMetadataExists(after: scanner.offset, fileSize: size) {
+                        throw LogError(
+                            .corruptFrame,
+                            "corrupt frame in \(last.name) at offset \(scanner.offset) after LSN \(scanner.lastLSN) (\(damage)), with valid frames after it; the log needs manual repair",
+                            segment: last.name, lsnRange: scanner.lastLSN.next...scanner.lastLSN.next)
+                    }
+                    try file.truncate(to: scanner.offset)
+                    try file.sync()
+                    report = RecoveryReport(segment: last.name, offset: scanner.offset, bytesCut: size - scanner.offset,
+                                            reason: damage, lastLSN: scanner.lastLSN)
+                    break scan
+                }
+                if scanner.offset == SegmentHeader.encodedSize && segments.count > 1 {
+                    // A segment with no frames: drop it and continue from the previous one.
+                    try FileSystem.remove(last.path)
+                    try FileSystem.syncDirectory(dir.path)
+                    segments.removeLast()
+                    continue
+                }
+                return Recovered(lastLSN: scanner.lastLSN, chain: scanner.chain, segment: last,
+                                 segmentSize: scanner.offset, report: report)
+            }
+        }
+        return Recovered(lastLSN: .zero, chain: SegmentHeader.seedChain(for: source), segment: nil, segmentSize: 0, report: report)
+    }
+}

@@ -1,0 +1,159 @@
+// Binary encoding of one ChangeRecord inside a frame's decompressed content.
+//
+// A frame's content is the concatenation of its records, each:
+//
+// | bytes     | field                                                        |
+// |-----------|--------------------------------------------------------------|
+// | varint    | body length in bytes (what follows, up to the next record)   |
+// | 1         | flags: bits 0-1 operation (1 insert, 2 update, 3 delete),    |
+// |           |        bit 4 before image present, bit 5 after image present |
+// | varint    | LSN                                                          |
+// | zigzag    | commit time, microseconds since the Unix epoch              |
+// | string    | table name                                                   |
+// | varint    | key field count, then that many fields                       |
+// | varint    | before field count + fields (only if bit 4)                  |
+// | varint    | after field count + fields (only if bit 5)                   |
+//
+// string := varint byte length, UTF-8 bytes
+// field  := string name, value
+// value  := tag byte, then by tag:
+//           0 NULL · 1 integer: zigzag varint · 2 real: 8 bytes IEEE-754 bits, LE ·
+//           3 text: string · 4 blob: varint length, bytes
+//
+// The length prefix lets a reader skip a record (table filter, seek) without
+// decoding it. This table is repeated in LogFormat.md; golden segments in
+// fixtures/log/v1 pin it.
+
+enum RecordEncoding {
+    static let flagBefore: UInt8 = 0x10
+    static let flagAfter: UInt8 = 0x20
+    static let opMask: UInt8 = 0x03
+
+    static let tagNull: UInt8 = 0
+    static let tagInteger: UInt8 = 1
+    static let tagReal: UInt8 = 2
+    static let tagText: UInt8 = 3
+    static let tagBlob: UInt8 = 4
+
+    /// Appends `record` to `out`, using `scratch` for the body so the length
+    /// prefix can precede it without a second encoding pass.
+    static func encode(_ record: ChangeRecord, into out: inout [UInt8], scratch: inout [UInt8]) {
+        scratch.removeAll(keepingCapacity: true)
+        var flags = record.operation.rawValue
+        if record.before != nil { flags |= flagBefore }
+        if record.after != nil { flags |= flagAfter }
+        scratch.append(flags)
+        scratch.appendVarint(record.lsn.rawValue)
+        scratch.appendZigzag(record.timestampMicros)
+        scratch.appendString(record.table)
+        encodeFields(record.key, into: &scratch)
+        if let before = record.before { encodeFields(before, into: &scratch) }
+        if let after = record.after { encodeFields(after, into: &scratch) }
+        out.appendVarint(UInt64(scratch.count))
+        out.append(contentsOf: scratch)
+    }
+
+    @inline(__always)
+    static func encodeFields(_ fields: [Field], into out: inout [UInt8]) {
+        out.appendVarint(UInt64(fields.count))
+        for field in fields {
+            out.appendString(field.name)
+            encodeValue(field.value, into: &out)
+        }
+    }
+
+    @inline(__always)
+    static func encodeValue(_ value: Value, into out: inout [UInt8]) {
+        switch value {
+        case .null:
+            out.append(tagNull)
+        case .integer(let i):
+            out.append(tagInteger)
+            out.appendZigzag(i)
+        case .real(let d):
+            out.append(tagReal)
+            out.appendLE(d.bitPattern)
+        case .text(let s):
+            out.append(tagText)
+            out.appendString(s)
+        case .blob(let b):
+            out.append(tagBlob)
+            out.appendVarint(UInt64(b.count))
+            out.append(contentsOf: b)
+        }
+    }
+
+    /// Header of a record, decoded without touching its images.
+    struct Header {
+        var lsn: LSN
+        var timestampMicros: Int64
+        var operation: ChangeOperation
+        /// Offset of the byte after this record.
+        var end: Int
+    }
+
+    /// Reads the length prefix and the fixed header of the record at
+    /// `reader.offset`, leaving the reader just after the LSN and time.
+    static func decodeHeader(_ reader: inout ByteReader) throws(DecodeFailure) -> (Header, flags: UInt8) {
+        let length = try reader.length()
+        let end = reader.offset + length
+        let flags = try reader.u8()
+        guard let op = ChangeOperation(rawValue: flags & opMask) else {
+            throw DecodeFailure(what: "unknown operation \(flags & opMask)")
+        }
+        let lsn = try reader.varint()
+        let ts = try reader.zigzag()
+        return (Header(lsn: LSN(lsn), timestampMicros: ts, operation: op, end: end), flags)
+    }
+
+    static func decode(_ reader: inout ByteReader) throws(DecodeFailure) -> ChangeRecord {
+        let (header, flags) = try decodeHeader(&reader)
+        let table = try reader.string()
+        let key = try decodeFields(&reader)
+        let before = (flags & flagBefore) != 0 ? try decodeFields(&reader) : nil
+        let after = (flags & flagAfter) != 0 ? try decodeFields(&reader) : nil
+        guard reader.offset == header.end else {
+            throw DecodeFailure(what: "record at LSN \(header.lsn) has \(header.end - reader.offset) stray bytes")
+        }
+        return ChangeRecord(
+            lsn: header.lsn, timestampMicros: header.timestampMicros, table: table,
+            operation: header.operation, key: key, before: before, after: after)
+    }
+
+    /// Reads only the table name after the header (for filters); leaves the
+    /// reader positioned after the name.
+    static func decodeTable(_ reader: inout ByteReader) throws(DecodeFailure) -> String {
+        try reader.string()
+    }
+
+    @inline(__always)
+    static func decodeFields(_ reader: inout ByteReader) throws(DecodeFailure) -> [Field] {
+        let count = try reader.varint()
+        // Each field takes at least 2 bytes; refuse counts the data cannot hold.
+        guard count <= UInt64(reader.remaining / 2) else {
+            throw DecodeFailure(what: "field count \(count) exceeds the data")
+        }
+        var fields = [Field]()
+        fields.reserveCapacity(Int(count))
+        for _ in 0..<count {
+            let name = try reader.string()
+            let value = try decodeValue(&reader)
+            fields.append(Field(name, value))
+        }
+        return fields
+    }
+
+    @inline(__always)
+    static func decodeValue(_ reader: inout ByteReader) throws(DecodeFailure) -> Value {
+        switch try reader.u8() {
+        case tagNull: return .null
+        case tagInteger: return .integer(try reader.zigzag())
+        case tagReal: return .real(Double(bitPattern: try reader.u64()))
+        case tagText: return .text(try reader.string())
+        case tagBlob:
+            let n = try reader.length()
+            return .blob(Array(try reader.bytes(n).bindMemory(to: UInt8.self)))
+        case let tag: throw DecodeFailure(what: "unknown value tag \(tag)")
+        }
+    }
+}

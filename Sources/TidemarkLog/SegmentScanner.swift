@@ -1,0 +1,144 @@
+/// Walks the frames of one segment file, validating each frame's metadata and
+/// its link to the frame before it. Data frames are loaded and checked only
+/// on request, so seeking and recovery skip what they do not need.
+///
+/// Used by the appender's recovery, the reader, `log verify` and `log stats`:
+/// one definition of "valid frame" (see FrameMetadata.swift).
+struct SegmentScanner {
+    let segment: SegmentFile
+    let file: SystemFile
+    let header: SegmentHeader
+    /// Offset of the next frame's metadata.
+    private(set) var offset: Int
+    /// Chain value the next frame must link to.
+    private(set) var chain: UInt64
+    /// LSN of the last record of the last accepted frame (or base - 1).
+    private(set) var lastLSN: LSN
+    private var metadataBuffer: [UInt8] = []
+
+    enum Step {
+        /// A frame whose metadata is valid and whose bytes are all present.
+        case frame(FrameMetadata)
+        /// Clean end of file at a frame boundary.
+        case end
+        /// The file ends inside a frame (a torn write, or one in progress).
+        case incomplete
+        /// Metadata is damaged or does not link to the previous frame.
+        case corrupt(String)
+    }
+
+    enum OpenResult {
+        case ok(SegmentScanner)
+        /// The file is shorter than a header (a segment being created, or torn).
+        case incompleteHeader
+        case badHeader(String)
+    }
+
+    static func open(_ segment: SegmentFile) throws(LogError) -> OpenResult {
+        let file = try SystemFile.openForReading(segment.path)
+        return try open(segment, file: file)
+    }
+
+    static func open(_ segment: SegmentFile, file: SystemFile) throws(LogError) -> OpenResult {
+        var buf = [UInt8]()
+        let n = try file.read(at: 0, count: SegmentHeader.encodedSize, into: &buf)
+        if n < SegmentHeader.encodedSize { return .incompleteHeader }
+        let parsed = buf.withUnsafeBytes { SegmentHeader.parse(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        switch parsed {
+        case .failure(let f): return .badHeader(f.what)
+        case .success(let header):
+            guard header.baseLSN == segment.baseLSN else {
+                return .badHeader("header says base LSN \(header.baseLSN) but the file is named for \(segment.baseLSN)")
+            }
+            return .ok(SegmentScanner(
+                segment: segment, file: file, header: header, offset: SegmentHeader.encodedSize,
+                chain: header.previousChain, lastLSN: LSN(header.baseLSN.rawValue &- 1)))
+        }
+    }
+
+    /// Examines the frame at `offset` without consuming it.
+    /// - Parameter fileSize: the size to trust (callers re-stat when following).
+    mutating func peek(fileSize: Int) throws(LogError) -> Step {
+        if offset >= fileSize { return .end }
+        let available = min(FrameMetadata.encodedSize, fileSize - offset)
+        let n = try file.read(at: offset, count: available, into: &metadataBuffer)
+        let parsed = metadataBuffer.withUnsafeBytes { FrameMetadata.parse(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        switch parsed {
+        case .short:
+            return .incomplete
+        case .invalid(let why):
+            return .corrupt(why)
+        case .ok(let m):
+            guard m.previousChain == chain else {
+                return .corrupt("frame does not follow the previous one (missing, reordered or foreign frame)")
+            }
+            guard m.firstLSN > lastLSN else {
+                return .corrupt("frame LSNs \(m.firstLSN)...\(m.lastLSN) do not follow LSN \(lastLSN)")
+            }
+            if offset == SegmentHeader.encodedSize && m.firstLSN != header.baseLSN {
+                return .corrupt("first frame starts at LSN \(m.firstLSN), segment is named for \(header.baseLSN)")
+            }
+            if offset + m.totalSize > fileSize { return .incomplete }
+            return .frame(m)
+        }
+    }
+
+    /// Reads the data frame of `m` (at the current offset) into `buffer` and
+    /// checks its CRC. Returns nil if intact, else the reason.
+    func loadData(_ m: FrameMetadata, into buffer: inout [UInt8]) throws(LogError) -> String? {
+        let count = Int(m.dataSize)
+        let n = try file.read(at: offset + FrameMetadata.encodedSize, count: count, into: &buffer)
+        guard n == count else { return "data frame is incomplete" }
+        let crc = buffer.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+        return crc == m.dataChecksum ? nil : "data checksum mismatch"
+    }
+
+    /// Accepts the frame `m` and moves past it.
+    mutating func advance(past m: FrameMetadata) {
+        offset += m.totalSize
+        chain = m.chain
+        lastLSN = m.lastLSN
+    }
+
+    /// Whether any valid frame metadata starts after `offset` (used to tell a
+    /// torn tail, which may be cut, from damage in the middle, which may not).
+    func validMetadataExists(after start: Int, fileSize: Int) throws(LogError) -> Bool {
+        var buf = [UInt8]()
+        let total = fileSize - start
+        guard total > FrameMetadata.encodedSize else { return false }
+        // Segments are bounded by the rotation size, so one read is fine here;
+        // this runs only when a damaged tail is found.
+        let n = try file.read(at: start, count: total, into: &buf)
+        return buf.withUnsafeBytes { raw -> Bool in
+            var i = 1
+            while i + FrameMetadata.encodedSize <= n {
+                if raw[i] == 0x51 && raw[i + 1] == 0x2A && raw[i + 2] == 0x4D && raw[i + 3] == 0x18 {
+                    if case .ok = FrameMetadata.parse(UnsafeRawBufferPointer(rebasing: raw[i..<(i + FrameMetadata.encodedSize)])) {
+                        return true
+                    }
+                }
+                i += 1
+            }
+            return false
+        }
+    }
+}
+
+/// Decompresses a frame's data and iterates its records.
+struct FrameDecoder {
+    let decompressor: Decompressor
+    var content: [UInt8] = []
+
+    init() throws(LogError) {
+        decompressor = try Decompressor()
+    }
+
+    /// Decompresses `data` (the frame's compressed bytes) into `content`.
+    mutating func decompress(_ data: [UInt8], metadata m: FrameMetadata) -> String? {
+        data.withUnsafeBytes { raw in
+            decompressor.decompress(
+                UnsafeRawBufferPointer(rebasing: raw[0..<Int(m.dataSize)]),
+                expectedSize: Int(m.contentSize), into: &content)
+        }
+    }
+}

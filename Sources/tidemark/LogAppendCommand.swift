@@ -1,0 +1,129 @@
+import ArgumentParser
+import TidemarkLog
+
+struct LogAppendCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "append",
+        abstract: "Append JSON-lines change records to a log and print the last LSN.",
+        discussion: """
+        Each input line is one record: {"lsn":7,"ts":"2026-11-25T11:00:00.123456Z","table":"users","op":"update","key":{"id":1},"before":{...},"after":{...}}. \
+        "lsn" and "ts" may be left out; they are then assigned (next LSN, current time). \
+        The whole input is checked first: a malformed line is refused with its line number and nothing is appended.
+        """
+    )
+
+    @OptionGroup var log: LogLocation
+
+    @Option(help: "Read records from FILE instead of standard input.")
+    var input: String?
+
+    @Option(help: "Source id for a new log (default: a random id). An existing log must match.")
+    var sourceID: String?
+
+    @Option(help: "commit (fsync before returning), none, or interval:MS.")
+    var durability: String = "commit"
+
+    @Flag(help: "Print a JSON object instead of the last LSN.")
+    var json = false
+
+    func validate() throws {
+        guard Durability(parsing: durability) != nil else {
+            throw ValidationError("--durability must be commit, none or interval:MS, not '\(durability)'")
+        }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let drafts = try JSONLinesInput.read(path: input)
+            let appender = try LogAppender(
+                directory: log.directory, sourceID: sourceID.map(SourceID.init(_:)),
+                options: LogOptions(durability: Durability(parsing: durability)!))
+            if let recovery = appender.recovery { printError(recovery.description) }
+            let now = Clock.wallMicros()
+            var records: [ChangeRecord] = []
+            records.reserveCapacity(drafts.count)
+            var next = appender.lastLSN.next
+            for (i, d) in drafts.enumerated() {
+                let r = try d.draft.record(lsnIfAbsent: next, timestampMicrosIfAbsent: now)
+                guard r.lsn >= next else {
+                    throw LogError(.lsnOrder, "line \(d.line): lsn \(r.lsn) is not above the previous LSN \(next.rawValue - 1); LSNs must strictly increase (leave \"lsn\" out to have it assigned)")
+                }
+                _ = i
+                records.append(r)
+                next = r.lsn.next
+            }
+            var last = appender.lastLSN
+            var i = 0
+            while i < records.count {
+                let end = min(records.count, i + 10_000)
+                last = try appender.append(Array(records[i..<end]))
+                i = end
+            }
+            try appender.close()
+            if json {
+                var o = JSONObject()
+                o.set("records", records.count)
+                o.set("first_lsn", records.first?.lsn.rawValue)
+                o.set("last_lsn", last.rawValue)
+                print(o.text)
+            } else {
+                print(last.rawValue)
+            }
+        }
+    }
+}
+
+/// Reads JSON lines from a file or stdin, parsing every line before anything
+/// is appended.
+enum JSONLinesInput {
+    struct Line {
+        var line: Int
+        var draft: DraftRecord
+    }
+
+    static func read(path: String?) throws -> [Line] {
+        let bytes = try readAll(path)
+        var out: [Line] = []
+        var lineNumber = 0
+        var start = 0
+        while start < bytes.count {
+            lineNumber += 1
+            var end = start
+            while end < bytes.count && bytes[end] != 0x0A { end += 1 }
+            var slice = bytes[start..<end]
+            if slice.last == 0x0D { slice = slice.dropLast() }
+            if !slice.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) {
+                out.append(Line(line: lineNumber, draft: try ChangeRecord.parseJSONLine(slice, lineNumber: lineNumber)))
+            }
+            start = end + 1
+        }
+        return out
+    }
+
+    static func readAll(_ path: String?) throws -> [UInt8] {
+        let fd: Int32
+        if let path {
+            fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw LogError(.io, "cannot open input \(path): \(String(cString: strerror(errno)))") }
+        } else {
+            fd = 0
+        }
+        defer { if path != nil { close(fd) } }
+        var data: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw LogError(.io, "cannot read input: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            data.append(contentsOf: chunk[0..<n])
+        }
+        return data
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,135 @@
+import ArgumentParser
+import TidemarkLog
+
+struct LogStatsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stats",
+        abstract: "Records, LSN and time range, per-table counts, size and compression of a log."
+    )
+
+    @OptionGroup var log: LogLocation
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func run() throws {
+        try reportingErrors {
+            let s = try LogStatistics.compute(LogDirectory(log.directory))
+            let first = s.firstTimestampMicros.map { Timestamp(microsSinceEpoch: $0).description }
+            let last = s.lastTimestampMicros.map { Timestamp(microsSinceEpoch: $0).description }
+            if json {
+                var o = JSONObject()
+                o.set("records", s.records)
+                o.set("first_lsn", s.firstLSN?.rawValue)
+                o.set("last_lsn", s.lastLSN?.rawValue)
+                o.set("first_ts", first)
+                o.set("last_ts", last)
+                var tables = JSONObject()
+                for (table, ops) in s.counts.sorted(by: { $0.key < $1.key }) {
+                    var t = JSONObject()
+                    for op in ChangeOperation.allCases { t.set(op.description, ops[op] ?? 0) }
+                    tables.set(table, t)
+                }
+                o.set("tables", tables)
+                o.set("segments", s.segments)
+                o.set("frames", s.frames)
+                o.set("bytes_on_disk", s.bytesOnDisk)
+                o.set("uncompressed_bytes", s.uncompressedBytes)
+                o.set("compressed_bytes", s.compressedBytes)
+                o.set("compression_ratio", (s.compressionRatio * 100).rounded() / 100)
+                var consumers = JSONObject()
+                for (name, lsn) in s.consumers.sorted(by: { $0.key < $1.key }) { consumers.set(name, lsn.rawValue) }
+                o.set("consumers", consumers)
+                print(o.text)
+                return
+            }
+            print("records       \(s.records)")
+            print("LSN range     \(s.firstLSN.map { "\($0)" } ?? "-") … \(s.lastLSN.map { "\($0)" } ?? "-")")
+            print("time range    \(first ?? "-") … \(last ?? "-")")
+            print("segments      \(s.segments) (\(s.frames) frames)")
+            print("on disk       \(formatBytes(s.bytesOnDisk))")
+            print("uncompressed  \(formatBytes(s.uncompressedBytes)) (ratio \(String(format2: s.compressionRatio))×)")
+            if !s.counts.isEmpty {
+                print("")
+                let width = max(5, s.counts.keys.map(\.count).max() ?? 5)
+                print("table".padding(width) + "    insert    update    delete")
+                for (table, ops) in s.counts.sorted(by: { $0.key < $1.key }) {
+                    let cols = ChangeOperation.allCases.map { String(ops[$0] ?? 0).leftPadding(10) }.joined()
+                    print(table.padding(width) + cols)
+                }
+            }
+            if !s.consumers.isEmpty {
+                print("")
+                for (name, lsn) in s.consumers.sorted(by: { $0.key < $1.key }) { print("consumer \(name) at LSN \(lsn)") }
+            }
+        }
+    }
+}
+
+struct LogVerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check every frame of a log; exit 1 naming the bad segment and LSN range."
+    )
+
+    @OptionGroup var log: LogLocation
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func run() throws {
+        var clean = false
+        try reportingErrors {
+            let v = try LogVerifier.verify(LogDirectory(log.directory))
+            clean = v.isClean
+            if json {
+                var o = JSONObject()
+                o.set("ok", v.isClean)
+                o.set("segments", v.segments)
+                o.set("frames", v.frames)
+                o.set("records", v.records)
+                o.set("first_lsn", v.firstLSN?.rawValue)
+                o.set("last_lsn", v.lastLSN?.rawValue)
+                o.set("problems", array: v.problems.map { p in
+                    var j = JSONObject()
+                    j.set("code", p.code.rawValue)
+                    j.set("segment", p.segment)
+                    j.set("first_lsn", p.lsnRange?.lowerBound.rawValue)
+                    j.set("last_lsn", p.lsnRange.flatMap { $0.upperBound.rawValue == UInt64.max ? nil : $0.upperBound.rawValue })
+                    j.set("message", p.message)
+                    return j.text
+                })
+                print(o.text)
+            } else if v.isClean {
+                print("ok: \(v.segments) segments, \(v.frames) frames, \(v.records) records, LSN \(v.firstLSN.map { "\($0)" } ?? "-") … \(v.lastLSN.map { "\($0)" } ?? "-")")
+            } else {
+                for p in v.problems { printError(p.message) }
+                print("damaged: \(v.problems.count) problem(s); \(v.records) records readable")
+            }
+        }
+        if !clean { throw ExitCode(1) }
+    }
+}
+
+func formatBytes(_ n: Int) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var v = Double(n)
+    var u = 0
+    while v >= 1024 && u < units.count - 1 { v /= 1024; u += 1 }
+    return u == 0 ? "\(n) B" : String(format2: v) + " " + units[u]
+}
+
+extension String {
+    init(format2 v: Double) {
+        let r = (v * 100).rounded() / 100
+        var s = String(r)
+        if let dot = s.firstIndex(of: ".") {
+            let decimals = s.distance(from: dot, to: s.endIndex) - 1
+            if decimals < 2 { s += String(repeating: "0", count: 2 - decimals) }
+        }
+        self = s
+    }
+
+    func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+    func leftPadding(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}

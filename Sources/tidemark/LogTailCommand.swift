@@ -1,0 +1,110 @@
+import ArgumentParser
+import TidemarkLog
+
+enum RecordFormat: String, ExpressibleByArgument, CaseIterable {
+    case jsonl
+    case text
+}
+
+struct LogTailCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tail",
+        abstract: "Print records from an LSN on; with --follow keep printing as the log grows."
+    )
+
+    @OptionGroup var log: LogLocation
+
+    @Option(help: "First LSN to print (default: the start of the log).")
+    var from: LSN?
+
+    @Option(name: .shortAndLong, help: "Print only the last N records (ignored with --from).")
+    var lines: Int?
+
+    @Flag(help: "Wait for new records (across segment rotation) until interrupted.")
+    var follow = false
+
+    @Option(help: "Only records of this table (repeat or comma-separate for several).")
+    var table: [String] = []
+
+    @Option(help: "jsonl (one JSON object per line) or text.")
+    var format: RecordFormat = .jsonl
+
+    func run() throws {
+        try reportingErrors {
+            let reader = try LogReader(directory: log.directory)
+            let tables = table.isEmpty ? nil : Set(table.flatMap { $0.split(separator: ",").map(String.init) })
+            var start = from ?? .zero
+            if from == nil, let n = lines {
+                let head = try reader.headLSN()
+                start = head.rawValue > UInt64(n) ? LSN(head.rawValue - UInt64(max(n, 0)) + 1) : .zero
+            }
+            let cursor = try reader.cursor(from: start, follow: follow, tables: tables)
+            var out = StandardOutput()
+            var buffer: [UInt8] = []
+            while let r = try cursor.next() {
+                switch format {
+                case .jsonl:
+                    buffer.removeAll(keepingCapacity: true)
+                    r.appendJSON(to: &buffer)
+                    buffer.append(0x0A)
+                    out.buffer.append(contentsOf: buffer)
+                    if out.buffer.count >= 1 << 16 { out.flush() }
+                case .text:
+                    out.line(r.textLine)
+                }
+                if follow { out.flush() }
+            }
+            out.flush()
+        }
+    }
+}
+
+struct LogHistoryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "history",
+        abstract: "Every change of one row, oldest first, with before and after images.",
+        discussion: "K is the key value (e.g. 42 or alice), or a JSON object for composite keys: '{\"order_id\":7,\"line\":2}'."
+    )
+
+    @OptionGroup var log: LogLocation
+
+    @Option(help: "The table.")
+    var table: String
+
+    @Option(help: "The row's key: a value, or a JSON object of key columns.")
+    var key: String
+
+    @Option(help: "text (default) or jsonl.")
+    var format: RecordFormat = .text
+
+    func run() throws {
+        try reportingErrors {
+            let reader = try LogReader(directory: log.directory)
+            let wanted = try KeyArgument.parse(key)
+            let records = try reader.history(table: table, key: wanted)
+            var out = StandardOutput()
+            for r in records {
+                switch format {
+                case .jsonl: out.line(r.jsonLine)
+                case .text: out.line(r.historyText)
+                }
+            }
+            if records.isEmpty && format == .text {
+                out.line("no changes of \(table) with key \(key) in the log")
+            }
+            out.flush()
+        }
+    }
+}
+
+/// `--key` values: a JSON object of key columns, or one bare value matched
+/// against a single-column key of any name.
+enum KeyArgument {
+    static func parse(_ text: String) throws -> [Field] {
+        let trimmed = text.drop(while: { $0 == " " })
+        if trimmed.hasPrefix("{") {
+            return try ChangeRecord.parseJSONKey(String(trimmed))
+        }
+        return [Field("", .text(text))]
+    }
+}
