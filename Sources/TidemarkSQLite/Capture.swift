@@ -29,7 +29,7 @@ public struct CapturedTable: Sendable, Hashable {
 
 /// What ``Capture/status(connection:)`` reports.
 public struct CaptureStatus: Sendable, Hashable {
-    public var sourceID: String
+    public var sourceID: SourceID
     /// The current shape of each captured table, by name.
     public var tables: [CapturedTable]
     /// Outbox rows not yet shipped (and deleted).
@@ -61,7 +61,7 @@ public struct CaptureStatus: Sendable, Hashable {
 /// | `_tidemark_meta(name, value)` | `source_id`, `format` |
 /// | `_tidemark_tables(tbl, from_seq, columns, key_columns, update_columns)` | each captured table's shape, per trigger generation |
 ///
-/// `op` is ``TidemarkLog/Operation``'s raw value (1 insert, 2 update,
+/// `op` is ``TidemarkLog/ChangeOperation``'s raw value (1 insert, 2 update,
 /// 3 delete). `key`, `before` and `after` are comma-separated lists in the
 /// ``QuotedValue`` grammar: `key` in key order, images in the order of
 /// ``CapturedTable/columns``. `ts` is the statement time in microseconds since
@@ -154,9 +154,9 @@ public enum Capture {
         connection: Connection,
         tables: [String]? = nil,
         updateColumns: [String: [String]] = [:],
-        sourceID: String
+        sourceID: SourceID
     ) throws -> InstallReport {
-        guard !sourceID.isEmpty else {
+        guard !sourceID.rawValue.isEmpty else {
             throw CaptureError(.unsupported, "the source id is empty")
         }
         // Check first, without writing: a bad argument changes nothing.
@@ -203,7 +203,7 @@ public enum Capture {
                       PRIMARY KEY (tbl, from_seq)) WITHOUT ROWID;
                     """)
                 let meta = try connection.prepare("INSERT INTO \(metaTable)(name, value) VALUES (?1, ?2)")
-                try meta.execute([.text("source_id"), .text(sourceID)])
+                try meta.execute([.text("source_id"), .text(sourceID.rawValue)])
                 try meta.execute([.text("format"), .text(format)])
             }
             let highWater = try lastCapturedSeq(connection)
@@ -239,7 +239,7 @@ public enum Capture {
 
     /// The tables to capture, checked and with names as the schema spells them.
     private static func plan(
-        connection: Connection, tables requested: [String]?, updateColumns: [String: [String]], sourceID: String
+        connection: Connection, tables requested: [String]?, updateColumns: [String: [String]], sourceID: SourceID
     ) throws -> [CapturedTable] {
         if try isInstalled(connection), let existing = try storedSourceID(connection), existing != sourceID {
             throw CaptureError(.foreignSource,
@@ -318,7 +318,7 @@ public enum Capture {
             columns.map { QuotedValue.sqlEncoding(of: "\(row).\(quoteIdentifier($0))") }
                 .joined(separator: "||','||")
         }
-        func insertRow(op: Operation, keyRow: String, before: String?, after: String?) -> String {
+        func insertRow(op: ChangeOperation, keyRow: String, before: String?, after: String?) -> String {
             "INSERT INTO \(outboxTable)(ts,tbl,op,key,before,after) VALUES (\(timestampSQL),\(tableLiteral),\(op.rawValue),"
                 + "\(list(table.keyColumns, keyRow)),\(before.map { list(table.columns, $0) } ?? "NULL"),"
                 + "\(after.map { list(table.columns, $0) } ?? "NULL"));"
@@ -412,7 +412,7 @@ public enum Capture {
         try outbox.step()
         let backlog = Int(outbox.columnInt64(0))
         return CaptureStatus(
-            sourceID: try storedSourceID(connection) ?? "",
+            sourceID: try storedSourceID(connection) ?? SourceID(""),
             tables: try currentShapes(connection).values.sorted { $0.name < $1.name },
             backlog: backlog,
             oldestPending: backlog > 0 ? LSN(UInt64(outbox.columnInt64(1))) : nil,
@@ -422,10 +422,10 @@ public enum Capture {
     }
 
     /// The source id stored at install, or nil when not installed.
-    public static func storedSourceID(_ connection: Connection) throws -> String? {
+    public static func storedSourceID(_ connection: Connection) throws -> SourceID? {
         guard try isInstalled(connection) else { return nil }
         let statement = try connection.prepare("SELECT value FROM \(metaTable) WHERE name = 'source_id'")
-        return try statement.step() ? statement.columnText(0) : nil
+        return try statement.step() ? SourceID(statement.columnText(0)) : nil
     }
 
     /// The highest `seq` ever assigned (0 before the first change).

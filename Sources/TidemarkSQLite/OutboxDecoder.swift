@@ -45,7 +45,7 @@ public struct OutboxDecoder: Sendable {
         guard let shape = shape(of: table, seq: seq) else {
             throw fail("no captured shape is recorded for it; was capture installed with this table?")
         }
-        guard let operation = Operation(rawValue: UInt8(clamping: max(0, statement.columnInt64(3)))),
+        guard let operation = ChangeOperation(rawValue: UInt8(clamping: max(0, statement.columnInt64(3)))),
               statement.columnInt64(3) <= 3
         else { throw fail("unknown operation \(statement.columnInt64(3))") }
 

@@ -6,12 +6,12 @@ import TidemarkLog
 /// A change without its LSN and time, for comparing with what a writer did.
 struct Change: Hashable, CustomStringConvertible {
     var table: String
-    var op: TidemarkLog.Operation
+    var op: ChangeOperation
     var key: [Value]
     var before: [Value]?
     var after: [Value]?
 
-    init(_ table: String, _ op: TidemarkLog.Operation, key: [Value], before: [Value]? = nil, after: [Value]? = nil) {
+    init(_ table: String, _ op: ChangeOperation, key: [Value], before: [Value]? = nil, after: [Value]? = nil) {
         self.table = table
         self.op = op
         self.key = key
@@ -99,7 +99,7 @@ struct CaptureTests {
             #expect(report.createdOutbox)
             #expect(try db.journalMode() == .wal)
             #expect(try Capture.isInstalled(db))
-            #expect(try Capture.storedSourceID(db) == "src-1")
+            #expect(try Capture.storedSourceID(db) == SourceID("src-1"))
             let triggers = try db.values("SELECT name FROM sqlite_schema WHERE type = 'trigger' ORDER BY name")
             #expect(triggers.count == 8)
             let status = try #require(try Capture.status(connection: db))
@@ -437,7 +437,7 @@ db.execute("INSERT INTO codes VALUES ('é', 'up') ON CONFLICT(code) DO UPDATE SE
         try withCapturedDatabase("CREATE TABLE t(id INTEGER PRIMARY KEY, a)") { db, path in
             try sqlite3CLI(path, "INSERT INTO t VALUES (1, 'x'), (2, 'y'); DELETE FROM t WHERE id = 1;")
             let status = try #require(try Capture.status(connection: db))
-            #expect(status.sourceID == "test-source")
+            #expect(status.sourceID == SourceID("test-source"))
             #expect(status.backlog == 3)
             #expect(status.oldestPending == LSN(1))
             #expect(status.newestPending == LSN(3))

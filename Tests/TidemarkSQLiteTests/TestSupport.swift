@@ -116,3 +116,7 @@ func sqlite3CLI(_ path: String, _ script: String) throws -> String {
 func python(_ path: String, _ code: String) throws -> String {
     try run("python3", ["-c", code, path])
 }
+
+extension SourceID: ExpressibleByStringLiteral {
+    public init(stringLiteral value: String) { self.init(value) }
+}
