@@ -1,0 +1,536 @@
+import TidemarkLog
+
+/// The shape a captured table had when its triggers were generated: which
+/// columns the row images hold, in which order, and which form the key.
+public struct CapturedTable: Sendable, Hashable {
+    /// The table name as stored in the schema.
+    public var name: String
+    /// The data columns (generated columns excluded), in declaration order —
+    /// the order of the values in every row image.
+    public var columns: [String]
+    /// The primary-key columns in key order — the order of the values in the
+    /// outbox `key`.
+    public var keyColumns: [String]
+    /// The columns whose updates are captured (`UPDATE OF …`), or nil for all.
+    /// Key changes are captured whatever this says.
+    public var updateColumns: [String]?
+    /// Outbox rows with `seq` greater than this (and not greater than the next
+    /// shape's `fromSeq`) were written by the triggers for this shape.
+    public var fromSeq: Int64
+
+    public init(name: String, columns: [String], keyColumns: [String], updateColumns: [String]?, fromSeq: Int64) {
+        self.name = name
+        self.columns = columns
+        self.keyColumns = keyColumns
+        self.updateColumns = updateColumns
+        self.fromSeq = fromSeq
+    }
+}
+
+/// What ``Capture/status(connection:)`` reports.
+public struct CaptureStatus: Sendable, Hashable {
+    public var sourceID: SourceID
+    /// The current shape of each captured table, by name.
+    public var tables: [CapturedTable]
+    /// Outbox rows not yet shipped (and deleted).
+    public var backlog: Int
+    /// The lowest and highest `seq` waiting in the outbox.
+    public var oldestPending: LSN?
+    public var newestPending: LSN?
+    /// The highest `seq` ever assigned: the capture high-water mark.
+    public var lastCaptured: LSN
+    /// The capture time of the oldest waiting change, in µs since the epoch.
+    public var oldestPendingMicros: Int64?
+
+    /// How long the oldest waiting change has waited, at `nowMicros`.
+    public func lagMillis(nowMicros: Int64) -> Int64 {
+        guard let oldestPendingMicros else { return 0 }
+        return max(0, (nowMicros - oldestPendingMicros) / 1000)
+    }
+}
+
+/// Trigger capture of a SQLite source: every writer of the database — any
+/// process, any language — records each row change in the outbox table in
+/// the same transaction as the change itself.
+///
+/// ## Tables
+///
+/// | table | holds |
+/// |---|---|
+/// | `_tidemark_outbox(seq, ts, tbl, op, key, before, after)` | one row per captured change |
+/// | `_tidemark_meta(name, value)` | `source_id`, `format` |
+/// | `_tidemark_tables(tbl, from_seq, columns, key_columns, update_columns)` | each captured table's shape, per trigger generation |
+///
+/// `op` is ``TidemarkLog/ChangeOperation``'s raw value (1 insert, 2 update,
+/// 3 delete). `key`, `before` and `after` are comma-separated lists in the
+/// ``QuotedValue`` grammar: `key` in key order, images in the order of
+/// ``CapturedTable/columns``. `ts` is the statement time in microseconds since
+/// the Unix epoch, at SQLite's millisecond resolution.
+///
+/// ## Ordering
+///
+/// `seq` is `INTEGER PRIMARY KEY AUTOINCREMENT`:
+/// > If the AUTOINCREMENT keyword appears after INTEGER PRIMARY KEY, … the
+/// > ROWIDs … are guaranteed to be monotonically increasing … never reused
+/// SQLite allows one writer at a time and a trigger runs inside its writer's
+/// transaction, so `seq` order is commit order and a rolled-back transaction
+/// leaves no outbox rows (only a gap in `seq`). The LSN of a change is its `seq`.
+///
+/// ## What is captured
+///
+/// - INSERT: one insert (after image). DELETE: one delete (before image).
+/// - UPDATE that keeps the key: one update (both images).
+/// - UPDATE that changes the key (compared with `IS`, under the column's
+///   collation): a delete of the old key, then an insert of the new key —
+///   two rows, two `seq`s, whatever the update-column list says.
+/// - Upsert (`ON CONFLICT DO UPDATE`): an insert or an update, as it happened.
+/// - `INSERT OR REPLACE`/`REPLACE` that displaces rows: SQLite fires the
+///   displaced rows' delete triggers only when the writer's connection has
+///   `PRAGMA recursive_triggers = ON`.
+///   > When the REPLACE conflict resolution strategy deletes rows in order to
+///   > satisfy a constraint, delete triggers fire if and only if recursive
+///   > triggers are enabled.
+///   With it on, each displaced row is a delete, then the new row an insert.
+///   With it off (SQLite's default, and Debian 3.40's in practice), only the
+///   insert is captured: a row displaced through the *same* key is still
+///   correct downstream (an insert of an existing key replaces it), but a row
+///   displaced through *another* UNIQUE index with a different key is not
+///   seen as deleted, and a copy keeps it until `verify` reports the
+///   difference.
+/// - Generated columns are not captured (a target recomputes them). NaN cannot
+///   be stored by SQLite, and a `-0.0` in a column without affinity is
+///   captured as `0.0` (see ``QuotedValue``).
+public enum Capture {
+    /// The version of the outbox format the triggers write.
+    public static let format = "1"
+
+    static let outboxTable = "_tidemark_outbox"
+    static let metaTable = "_tidemark_meta"
+    static let tablesTable = "_tidemark_tables"
+
+    /// The statement time in µs since the epoch. `julianday('now')` is a whole
+    /// number of milliseconds (SQLite's clock resolution) divided by 86400000;
+    /// rounding after converting back recovers the milliseconds exactly.
+    /// > the 'now' … returns the same value for multiple invocations within
+    /// > the same sqlite3_step() call
+    static let timestampSQL = "CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000"
+
+    // MARK: Install
+
+    /// What ``install(connection:tables:updateColumns:sourceID:)`` did.
+    public struct InstallReport: Sendable, Hashable {
+        /// Tables whose triggers were created or regenerated.
+        public var installed: [String]
+        /// Tables already captured exactly as asked.
+        public var unchanged: [String]
+        /// Whether the outbox and metadata tables were created now.
+        public var createdOutbox: Bool
+    }
+
+    /// Installs capture on `tables` (every user table when nil).
+    ///
+    /// Creates the outbox and metadata tables, switches the database to WAL
+    /// (so the shipper's reads never block writers), and creates AFTER INSERT,
+    /// UPDATE and DELETE triggers on each table. Running it again with the
+    /// same arguments changes nothing; running it after a table changed shape
+    /// regenerates that table's triggers and records the new shape, while
+    /// changes already in the outbox keep being decoded with the old one.
+    /// Tables captured before and not named now stay captured.
+    ///
+    /// Everything is checked before anything is changed, and all DDL runs in
+    /// one transaction: on error the database is as it was (except that it
+    /// may already be in WAL mode, which changes no data).
+    ///
+    /// - Parameters:
+    ///   - tables: Table names (matched without regard to case).
+    ///   - updateColumns: Per table, the columns whose updates are captured
+    ///     (`UPDATE OF …`); tables not listed capture every update. Key
+    ///     changes are always captured.
+    ///   - sourceID: The id of this source, also stored in its log.
+    /// - Throws: ``CaptureError`` (`missingTable`, `notATable`, `noPrimaryKey`,
+    ///   `badColumn`, `foreignSource`, `unsupported`) or ``SQLiteError``.
+    @discardableResult
+    public static func install(
+        connection: Connection,
+        tables: [String]? = nil,
+        updateColumns: [String: [String]] = [:],
+        sourceID: SourceID
+    ) throws -> InstallReport {
+        guard !sourceID.rawValue.isEmpty else {
+            throw CaptureError(.unsupported, "the source id is empty")
+        }
+        // Check first, without writing: a bad argument changes nothing.
+        _ = try plan(connection: connection, tables: tables, updateColumns: updateColumns, sourceID: sourceID)
+
+        let encoding = try connection.prepare("PRAGMA encoding")
+        if try encoding.step(), encoding.columnText(0) != "UTF-8" {
+            throw CaptureError(.unsupported,
+                "\(connection.path) uses \(encoding.columnText(0)) text; capture needs a UTF-8 database")
+        }
+        if try connection.journalMode() != .wal {
+            let mode = try connection.setJournalMode(.wal)
+            guard mode == .wal else {
+                throw CaptureError(.unsupported,
+                    "\(connection.path) cannot use WAL journaling (it stayed '\(mode.rawValue)'); capture needs a WAL database file")
+            }
+        }
+
+        // The invariant this transaction keeps: a table's triggers and its
+        // recorded shape change together, and a shape's `from_seq` is the
+        // highest seq written by the previous triggers.
+        return try connection.transaction(.immediate) {
+            let planned = try plan(connection: connection, tables: tables, updateColumns: updateColumns, sourceID: sourceID)
+            let createdOutbox = try !isInstalled(connection)
+            if createdOutbox {
+                try connection.execute("""
+                    CREATE TABLE IF NOT EXISTS \(outboxTable)(
+                      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                      ts INTEGER NOT NULL,
+                      tbl TEXT NOT NULL,
+                      op INTEGER NOT NULL,
+                      key TEXT NOT NULL,
+                      before TEXT,
+                      after TEXT);
+                    CREATE TABLE IF NOT EXISTS \(metaTable)(
+                      name TEXT PRIMARY KEY,
+                      value TEXT NOT NULL) WITHOUT ROWID;
+                    CREATE TABLE IF NOT EXISTS \(tablesTable)(
+                      tbl TEXT NOT NULL,
+                      from_seq INTEGER NOT NULL,
+                      columns TEXT NOT NULL,
+                      key_columns TEXT NOT NULL,
+                      update_columns TEXT,
+                      PRIMARY KEY (tbl, from_seq)) WITHOUT ROWID;
+                    """)
+                let meta = try connection.prepare("INSERT INTO \(metaTable)(name, value) VALUES (?1, ?2)")
+                try meta.execute([.text("source_id"), .text(sourceID.rawValue)])
+                try meta.execute([.text("format"), .text(format)])
+            }
+            let highWater = try lastCapturedSeq(connection)
+            let current = try currentShapes(connection)
+            var report = InstallReport(installed: [], unchanged: [], createdOutbox: createdOutbox)
+            for table in planned {
+                let triggers = triggerSQL(for: table)
+                let existing = try existingTriggerSQL(connection, table: table.name)
+                if let shape = current[table.name], shape.sameShape(as: table),
+                   existing == Dictionary(uniqueKeysWithValues: triggers.map { ($0.name, $0.sql) }) {
+                    report.unchanged.append(table.name)
+                    continue
+                }
+                for name in TriggerKind.allCases.map({ $0.triggerName(table.name) }) {
+                    try connection.execute("DROP TRIGGER IF EXISTS \(quoteIdentifier(name))")
+                }
+                for trigger in triggers { try connection.execute(trigger.sql) }
+                let record = try connection.prepare("""
+                    INSERT OR REPLACE INTO \(tablesTable)(tbl, from_seq, columns, key_columns, update_columns)
+                    VALUES (?1, ?2, ?3, ?4, ?5)
+                    """)
+                try record.execute([
+                    .text(table.name), .integer(highWater),
+                    .text(nameList(table.columns)), .text(nameList(table.keyColumns)),
+                    table.updateColumns.map { .text(nameList($0)) } ?? .null,
+                ])
+                report.installed.append(table.name)
+            }
+            try pruneShapes(connection)
+            return report
+        }
+    }
+
+    /// The tables to capture, checked and with names as the schema spells them.
+    private static func plan(
+        connection: Connection, tables requested: [String]?, updateColumns: [String: [String]], sourceID: SourceID
+    ) throws -> [CapturedTable] {
+        if try isInstalled(connection), let existing = try storedSourceID(connection), existing != sourceID {
+            throw CaptureError(.foreignSource,
+                "\(connection.path) is already captured for source '\(existing)', not '\(sourceID)'; uninstall capture first or use that source id")
+        }
+        let names = try requested ?? Schema.tables(in: connection)
+        var planned: [CapturedTable] = []
+        var seen: Set<String> = []
+        for name in names {
+            if Schema.isInternal(name) {
+                throw CaptureError(.notATable, "'\(name)' is an internal table and cannot be captured", table: name)
+            }
+            guard let info = try Schema.table(named: name, in: connection) else {
+                if let type = try Schema.objectType(named: name, in: connection) {
+                    throw CaptureError(.notATable,
+                        "'\(name)' in \(connection.path) is a \(type), not an ordinary table; only tables can be captured",
+                        table: name)
+                }
+                throw CaptureError(.missingTable, "table '\(name)' does not exist in \(connection.path)", table: name)
+            }
+            guard !info.primaryKey.isEmpty else {
+                throw CaptureError(.noPrimaryKey,
+                    "table '\(info.name)' has no PRIMARY KEY, so its rows cannot be identified; add one (or leave the table out)",
+                    table: info.name)
+            }
+            guard seen.insert(info.name.lowercased()).inserted else { continue }
+            planned.append(CapturedTable(
+                name: info.name,
+                columns: info.dataColumns.map(\.name),
+                keyColumns: info.primaryKey,
+                updateColumns: nil,
+                fromSeq: 0))
+        }
+        for (tableName, columns) in updateColumns {
+            guard let index = planned.firstIndex(where: { $0.name.lowercased() == tableName.lowercased() }) else {
+                throw CaptureError(.missingTable,
+                    "update columns are given for '\(tableName)', which is not among the tables to capture", table: tableName)
+            }
+            guard !columns.isEmpty else {
+                throw CaptureError(.badColumn,
+                    "the update-column list for '\(tableName)' is empty; leave the table out of it to capture every update",
+                    table: tableName)
+            }
+            let info = planned[index]
+            var resolved: [String] = []
+            for column in columns {
+                guard let match = info.columns.first(where: { $0.lowercased() == column.lowercased() }) else {
+                    throw CaptureError(.badColumn,
+                        "table '\(info.name)' has no data column '\(column)' (generated columns cannot be listed)",
+                        table: info.name)
+                }
+                if !resolved.contains(match) { resolved.append(match) }
+            }
+            planned[index].updateColumns = resolved
+        }
+        return planned.sorted { $0.name < $1.name }
+    }
+
+    // MARK: Triggers
+
+    enum TriggerKind: String, CaseIterable {
+        case insert, update, rekey, delete
+
+        func triggerName(_ table: String) -> String { "_tidemark_\(table)_\(rawValue)" }
+    }
+
+    /// The CREATE TRIGGER statements for `table`, spelled as SQLite stores them
+    /// in `sqlite_schema.sql` (single spaces after the first two keywords), so
+    /// that an unchanged install compares equal.
+    static func triggerSQL(for table: CapturedTable) -> [(name: String, sql: String)] {
+        let t = quoteIdentifier(table.name)
+        // The table name is written into the outbox by the trigger body, which
+        // cannot take bound parameters; it is a quoted string literal.
+        let tableLiteral = quoteStringLiteral(table.name)
+        func list(_ columns: [String], _ row: String) -> String {
+            columns.map { QuotedValue.sqlEncoding(of: "\(row).\(quoteIdentifier($0))") }
+                .joined(separator: "||','||")
+        }
+        func insertRow(op: ChangeOperation, keyRow: String, before: String?, after: String?) -> String {
+            "INSERT INTO \(outboxTable)(ts,tbl,op,key,before,after) VALUES (\(timestampSQL),\(tableLiteral),\(op.rawValue),"
+                + "\(list(table.keyColumns, keyRow)),\(before.map { list(table.columns, $0) } ?? "NULL"),"
+                + "\(after.map { list(table.columns, $0) } ?? "NULL"));"
+        }
+        let sameKey = table.keyColumns.map { "OLD.\(quoteIdentifier($0)) IS NEW.\(quoteIdentifier($0))" }
+            .joined(separator: " AND ")
+        let keyOf = table.keyColumns.map(quoteIdentifier).joined(separator: ",")
+        let updateOf = table.updateColumns.map { " OF " + $0.map(quoteIdentifier).joined(separator: ",") } ?? ""
+        func create(_ kind: TriggerKind, _ event: String, when: String?, _ body: String) -> (name: String, sql: String) {
+            let name = kind.triggerName(table.name)
+            let whenClause = when.map { " WHEN \($0)" } ?? ""
+            return (name, "CREATE TRIGGER \(quoteIdentifier(name)) AFTER \(event) ON \(t) FOR EACH ROW\(whenClause) BEGIN \(body) END")
+        }
+        return [
+            create(.insert, "INSERT", when: nil,
+                   insertRow(op: .insert, keyRow: "NEW", before: nil, after: "NEW")),
+            create(.update, "UPDATE\(updateOf)", when: sameKey,
+                   insertRow(op: .update, keyRow: "NEW", before: "OLD", after: "NEW")),
+            create(.rekey, "UPDATE OF \(keyOf)", when: "NOT (\(sameKey))",
+                   insertRow(op: .delete, keyRow: "OLD", before: "OLD", after: nil)
+                   + " " + insertRow(op: .insert, keyRow: "NEW", before: nil, after: "NEW")),
+            create(.delete, "DELETE", when: nil,
+                   insertRow(op: .delete, keyRow: "OLD", before: "OLD", after: nil)),
+        ]
+    }
+
+    private static func existingTriggerSQL(_ connection: Connection, table: String) throws -> [String: String] {
+        let statement = try connection.prepare(
+            "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND name IN (?1, ?2, ?3, ?4)")
+        try statement.bind(TriggerKind.allCases.map { .text($0.triggerName(table)) })
+        var found: [String: String] = [:]
+        while try statement.step() { found[statement.columnText(0)] = statement.columnText(1) }
+        return found
+    }
+
+    // MARK: Uninstall
+
+    /// Removes the capture triggers, the outbox and the metadata tables.
+    ///
+    /// - Parameter force: Discard changes still waiting in the outbox.
+    /// - Throws: ``CaptureError`` `unshippedChanges` while the outbox holds
+    ///   changes and `force` is false; `notInstalled`.
+    public static func uninstall(connection: Connection, force: Bool = false) throws {
+        try connection.transaction(.immediate) {
+            guard try isInstalled(connection) else {
+                throw CaptureError(.notInstalled, "capture is not installed in \(connection.path)")
+            }
+            let status = try readStatus(connection)
+            if status.backlog > 0 && !force {
+                throw CaptureError(.unshippedChanges,
+                    "\(status.backlog) captured changes in \(connection.path) are not shipped yet (seq \(status.oldestPending ?? .zero)…\(status.newestPending ?? .zero)); ship them with `tidemark capture run --once`, or uninstall with --force to discard them")
+            }
+            let names = try connection.prepare("SELECT DISTINCT tbl FROM \(tablesTable)")
+                .rows { $0.columnText(0) }
+            for table in names {
+                for kind in TriggerKind.allCases {
+                    try connection.execute("DROP TRIGGER IF EXISTS \(quoteIdentifier(kind.triggerName(table)))")
+                }
+            }
+            try connection.execute("""
+                DROP TABLE \(outboxTable);
+                DROP TABLE \(tablesTable);
+                DROP TABLE \(metaTable);
+                """)
+        }
+    }
+
+    // MARK: Status and shape checks
+
+    /// Whether capture is installed (the outbox and metadata tables exist).
+    public static func isInstalled(_ connection: Connection) throws -> Bool {
+        let statement = try connection.prepare(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN (?1, ?2, ?3)")
+        try statement.bind([.text(outboxTable), .text(metaTable), .text(tablesTable)])
+        try statement.step()
+        return statement.columnInt64(0) == 3
+    }
+
+    /// The captured tables, the outbox backlog and the capture high-water
+    /// mark; nil when capture is not installed.
+    public static func status(connection: Connection) throws -> CaptureStatus? {
+        // One read transaction, so the numbers agree with each other.
+        try connection.transaction(.deferred) {
+            guard try isInstalled(connection) else { return nil }
+            return try readStatus(connection)
+        }
+    }
+
+    private static func readStatus(_ connection: Connection) throws -> CaptureStatus {
+        let outbox = try connection.prepare("SELECT count(*), min(seq), max(seq), min(ts) FROM \(outboxTable)")
+        try outbox.step()
+        let backlog = Int(outbox.columnInt64(0))
+        return CaptureStatus(
+            sourceID: try storedSourceID(connection) ?? SourceID(""),
+            tables: try currentShapes(connection).values.sorted { $0.name < $1.name },
+            backlog: backlog,
+            oldestPending: backlog > 0 ? LSN(UInt64(outbox.columnInt64(1))) : nil,
+            newestPending: backlog > 0 ? LSN(UInt64(outbox.columnInt64(2))) : nil,
+            lastCaptured: LSN(UInt64(try lastCapturedSeq(connection))),
+            oldestPendingMicros: backlog > 0 ? outbox.columnInt64(3) : nil)
+    }
+
+    /// The source id stored at install, or nil when not installed.
+    public static func storedSourceID(_ connection: Connection) throws -> SourceID? {
+        guard try isInstalled(connection) else { return nil }
+        let statement = try connection.prepare("SELECT value FROM \(metaTable) WHERE name = 'source_id'")
+        return try statement.step() ? SourceID(statement.columnText(0)) : nil
+    }
+
+    /// The highest `seq` ever assigned (0 before the first change).
+    /// > SQLite keeps track of the largest ROWID that a table has ever held
+    /// > using an internal table named "sqlite_sequence".
+    public static func lastCapturedSeq(_ connection: Connection) throws -> Int64 {
+        let exists = try connection.prepare(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'sqlite_sequence'")
+        try exists.step()
+        guard exists.columnInt64(0) == 1 else { return 0 }
+        let statement = try connection.cachedStatement("SELECT seq FROM sqlite_sequence WHERE name = ?1")
+        // A cached statement left on a row would keep its read transaction
+        // (and its snapshot) open; rewind it before returning.
+        defer { statement.reset() }
+        try statement.bind(outboxTable, at: 1)
+        return try statement.step() ? statement.columnInt64(0) : 0
+    }
+
+    /// Every recorded shape, oldest first per table.
+    public static func shapes(_ connection: Connection) throws -> [CapturedTable] {
+        let statement = try connection.prepare(
+            "SELECT tbl, from_seq, columns, key_columns, update_columns FROM \(tablesTable) ORDER BY tbl, from_seq")
+        return try statement.rows { row in
+            let name = row.columnText(0)
+            func names(_ index: Int32) throws -> [String] {
+                try QuotedValue.parseList(row.columnText(index)).map { value in
+                    guard case .text(let name) = value else {
+                        throw CaptureError(.badOutboxRow, "the recorded columns of '\(name)' are damaged", table: name)
+                    }
+                    return name
+                }
+            }
+            return CapturedTable(
+                name: name,
+                columns: try names(2),
+                keyColumns: try names(3),
+                updateColumns: row.columnIsNull(4) ? nil : try names(4),
+                fromSeq: row.columnInt64(1))
+        }
+    }
+
+    /// The newest shape of each captured table.
+    static func currentShapes(_ connection: Connection) throws -> [String: CapturedTable] {
+        var current: [String: CapturedTable] = [:]
+        for shape in try shapes(connection) { current[shape.name] = shape }
+        return current
+    }
+
+    /// Checks that every captured table still has the columns, key and
+    /// triggers it was captured with, so that no change is shipped with
+    /// missing columns and none goes unrecorded.
+    ///
+    /// - Throws: ``CaptureError`` `shapeChanged` naming the first table that
+    ///   differs and what to run; `notInstalled`.
+    public static func checkShapes(connection: Connection) throws {
+        guard try isInstalled(connection) else {
+            throw CaptureError(.notInstalled, "capture is not installed in \(connection.path); run `tidemark capture install` first")
+        }
+        for shape in try currentShapes(connection).values.sorted(by: { $0.name < $1.name }) {
+            let advice = "review the migration plan, then run `tidemark capture install` again"
+            guard let info = try Schema.table(named: shape.name, in: connection), info.name == shape.name else {
+                throw CaptureError(.shapeChanged,
+                    "captured table '\(shape.name)' no longer exists in \(connection.path) (dropped or renamed); \(advice)",
+                    table: shape.name)
+            }
+            let columns = info.dataColumns.map(\.name)
+            if columns != shape.columns || info.primaryKey != shape.keyColumns {
+                throw CaptureError(.shapeChanged,
+                    "captured table '\(shape.name)' changed shape: columns are now (\(columns.joined(separator: ", "))) with key (\(info.primaryKey.joined(separator: ", "))), captured as (\(shape.columns.joined(separator: ", "))) with key (\(shape.keyColumns.joined(separator: ", "))); \(advice)",
+                    table: shape.name)
+            }
+            let existing = try existingTriggerSQL(connection, table: shape.name)
+            let expected = triggerSQL(for: shape)
+            for trigger in expected where existing[trigger.name] != trigger.sql {
+                throw CaptureError(.shapeChanged,
+                    "capture trigger \(trigger.name) of table '\(shape.name)' is missing or was altered; \(advice)",
+                    table: shape.name)
+            }
+        }
+    }
+
+    /// Deletes shapes that no outbox row needs any more: a shape is needed
+    /// while some row of its table has `seq` at or below the next shape's
+    /// `from_seq`.
+    static func pruneShapes(_ connection: Connection) throws {
+        try connection.execute("""
+            DELETE FROM \(tablesTable) AS old
+            WHERE EXISTS (
+              SELECT 1 FROM \(tablesTable) AS newer
+              WHERE newer.tbl = old.tbl AND newer.from_seq > old.from_seq
+                AND NOT EXISTS (
+                  SELECT 1 FROM \(outboxTable) AS o WHERE o.tbl = old.tbl AND o.seq <= newer.from_seq))
+            """)
+    }
+
+    /// `'a','b'`: a name list in the ``QuotedValue`` grammar.
+    static func nameList(_ names: [String]) -> String {
+        names.map { QuotedValue.literal(.text($0)) }.joined(separator: ",")
+    }
+}
+
+extension CapturedTable {
+    /// Same columns, key and update columns (the `fromSeq` aside).
+    func sameShape(as other: CapturedTable) -> Bool {
+        name == other.name && columns == other.columns && keyColumns == other.keyColumns
+            && updateColumns == other.updateColumns
+    }
+}

@@ -1,0 +1,501 @@
+import Foundation
+import Testing
+import TidemarkLog
+@testable import TidemarkSQLite
+
+/// A change without its LSN and time, for comparing with what a writer did.
+struct Change: Hashable, CustomStringConvertible {
+    var table: String
+    var op: ChangeOperation
+    var key: [Value]
+    var before: [Value]?
+    var after: [Value]?
+
+    init(_ table: String, _ op: ChangeOperation, key: [Value], before: [Value]? = nil, after: [Value]? = nil) {
+        self.table = table
+        self.op = op
+        self.key = key
+        self.before = before
+        self.after = after
+    }
+
+    init(_ record: ChangeRecord) {
+        self.init(record.table, record.operation, key: record.key.map(\.value),
+                  before: record.before?.map(\.value), after: record.after?.map(\.value))
+    }
+
+    var description: String {
+        "\(op) \(table) \(key) before: \(before.map { "\($0)" } ?? "-") after: \(after.map { "\($0)" } ?? "-")"
+    }
+}
+
+/// Every outbox row, decoded, checking that LSNs strictly increase.
+func capturedRecords(_ db: Connection) throws -> [ChangeRecord] {
+    let records = try OutboxDecoder(connection: db).read(from: db, after: .zero, limit: .max)
+    for (a, b) in zip(records, records.dropFirst()) {
+        #expect(a.lsn < b.lsn, "LSNs must strictly increase")
+    }
+    return records
+}
+
+func capturedChanges(_ db: Connection) throws -> [Change] {
+    try capturedRecords(db).map(Change.init)
+}
+
+/// The rows of `table` keyed by primary key, as the source has them now.
+func tableRows(_ db: Connection, _ table: String) throws -> [[Value]: [Value]] {
+    let info = try #require(try Schema.table(named: table, in: db))
+    let columns = info.dataColumns.map(\.name)
+    let keyIndexes = info.primaryKey.compactMap { columns.firstIndex(of: $0) }
+    var rows: [[Value]: [Value]] = [:]
+    for row in try db.values("SELECT \(columns.map(quoteIdentifier).joined(separator: ", ")) FROM \(quoteIdentifier(table))") {
+        rows[keyIndexes.map { row[$0] }] = row
+    }
+    return rows
+}
+
+/// Applies changes to an empty model, as a replayer would, checking that each
+/// update and delete finds its row.
+func replay(_ changes: [Change], table: String) -> [[Value]: [Value]] {
+    var rows: [[Value]: [Value]] = [:]
+    for change in changes where change.table == table {
+        switch change.op {
+        case .insert: rows[change.key] = change.after
+        case .update:
+            #expect(rows[change.key] == change.before, "update of \(change.key) must find its before image")
+            rows[change.key] = change.after
+        case .delete:
+            #expect(rows[change.key] == change.before, "delete of \(change.key) must find its before image")
+            rows[change.key] = nil
+        }
+    }
+    return rows
+}
+
+/// A database whose schema is `schema`, with capture installed on all tables.
+func withCapturedDatabase<R>(
+    _ schema: String, updateColumns: [String: [String]] = [:], _ body: (Connection, String) throws -> R
+) throws -> R {
+    try withTemporaryDatabase { db, path in
+        try db.execute(schema)
+        try Capture.install(connection: db, updateColumns: updateColumns, sourceID: "test-source")
+        return try body(db, path)
+    }
+}
+
+/// The schema objects and journal mode, to show that a refused install changed nothing.
+func schemaSnapshot(_ db: Connection) throws -> [[Value]] {
+    try db.values("SELECT type, name, sql FROM sqlite_schema ORDER BY name") + [[.text(try db.journalMode().rawValue)]]
+}
+
+@Suite("Capture")
+struct CaptureTests {
+    @Test("install creates the outbox, metadata and triggers, switches to WAL, and is idempotent")
+    func install() throws {
+        try withTemporaryDatabase { db, path in
+            try db.execute("CREATE TABLE a(id INTEGER PRIMARY KEY, x); CREATE TABLE \"b c\"(k TEXT PRIMARY KEY, y) WITHOUT ROWID")
+            let report = try Capture.install(connection: db, sourceID: "src-1")
+            #expect(report.installed == ["a", "b c"])
+            #expect(report.createdOutbox)
+            #expect(try db.journalMode() == .wal)
+            #expect(try Capture.isInstalled(db))
+            #expect(try Capture.storedSourceID(db) == SourceID("src-1"))
+            let triggers = try db.values("SELECT name FROM sqlite_schema WHERE type = 'trigger' ORDER BY name")
+            #expect(triggers.count == 8)
+            let status = try #require(try Capture.status(connection: db))
+            #expect(status.tables.map(\.name) == ["a", "b c"])
+            #expect(status.tables[0].columns == ["id", "x"])
+            #expect(status.tables[1].keyColumns == ["k"])
+            #expect(status.backlog == 0)
+
+            let before = try schemaSnapshot(db)
+            let again = try Capture.install(connection: db, sourceID: "src-1")
+            #expect(again.installed == [])
+            #expect(again.unchanged == ["a", "b c"])
+            #expect(!again.createdOutbox)
+            #expect(try schemaSnapshot(db) == before)
+            try Capture.checkShapes(connection: db)
+
+            // Another connection (another process would be the same) sees WAL.
+            #expect(try Connection(path: path).journalMode() == .wal)
+        }
+    }
+
+    @Test("bad input is refused with one clear error and changes nothing", arguments: [
+        (["missing"], CaptureError.Code.missingTable, "table 'missing' does not exist"),
+        (["nokey"], .noPrimaryKey, "table 'nokey' has no PRIMARY KEY"),
+        (["v"], .notATable, "is a view"),
+        (["ok", "nokey"], .noPrimaryKey, "has no PRIMARY KEY"),
+        (["_tidemark_outbox"], .notATable, "internal table"),
+    ])
+    func refused(tables: [String], code: CaptureError.Code, message: String) throws {
+        try withTemporaryDatabase { db, _ in
+            try db.execute("""
+                CREATE TABLE ok(id INTEGER PRIMARY KEY, x);
+                CREATE TABLE nokey(a, b);
+                CREATE VIEW v AS SELECT * FROM ok;
+                """)
+            let before = try schemaSnapshot(db)
+            let error = try #require(throws: CaptureError.self) {
+                try Capture.install(connection: db, tables: tables, sourceID: "s")
+            }
+            #expect(error.code == code)
+            #expect(error.description.contains(message), "\(error)")
+            #expect(try schemaSnapshot(db) == before)
+        }
+    }
+
+    @Test("a bad update-column list is refused")
+    func badUpdateColumns() throws {
+        try withTemporaryDatabase { db, _ in
+            try db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, a, g GENERATED ALWAYS AS (a + 1))")
+            let before = try schemaSnapshot(db)
+            for columns in [["nope"], ["g"], []] {
+                let error = try #require(throws: CaptureError.self) {
+                    try Capture.install(connection: db, tables: ["t"], updateColumns: ["t": columns], sourceID: "s")
+                }
+                #expect(error.code == .badColumn)
+            }
+            let other = try #require(throws: CaptureError.self) {
+                try Capture.install(connection: db, tables: ["t"], updateColumns: ["u": ["a"]], sourceID: "s")
+            }
+            #expect(other.code == .missingTable)
+            #expect(try schemaSnapshot(db) == before)
+        }
+    }
+
+    @Test("a database captured for another source is refused")
+    func foreignSource() throws {
+        try withCapturedDatabase("CREATE TABLE t(id INTEGER PRIMARY KEY)") { db, _ in
+            let before = try schemaSnapshot(db)
+            let error = try #require(throws: CaptureError.self) {
+                try Capture.install(connection: db, sourceID: "someone-else")
+            }
+            #expect(error.code == .foreignSource)
+            #expect(error.description.contains("test-source"))
+            #expect(try schemaSnapshot(db) == before)
+        }
+    }
+
+    @Test("the sqlite3 shell's inserts, updates, key changes, deletes, upserts and rollbacks are captured exactly")
+    func sqliteShellWriter() throws {
+        try withCapturedDatabase("CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT, price REAL, data BLOB, note)") { db, path in
+            try sqlite3CLI(path, """
+                INSERT INTO items VALUES (1, 'apple', 0.1, x'00ff', NULL);
+                INSERT INTO items VALUES (2, 'it''s', 1e308, x'', 'n'), (3, NULL, -0.0, NULL, 5);
+                UPDATE items SET price = NULL WHERE id = 1;
+                UPDATE items SET name = 'pear' WHERE id = 3;
+                UPDATE items SET id = 10 WHERE id = 2;
+                BEGIN; INSERT INTO items VALUES (4, 'ghost', 1, NULL, NULL); UPDATE items SET note = 'lost'; ROLLBACK;
+                DELETE FROM items WHERE id = 1;
+                INSERT INTO items VALUES (3, 'x', 2, NULL, NULL) ON CONFLICT(id) DO UPDATE SET name = excluded.name;
+                INSERT INTO items VALUES (5, 'y', 2.5, NULL, NULL) ON CONFLICT(id) DO UPDATE SET name = excluded.name;
+                UPDATE items SET price = price * 2 WHERE id IN (3, 5);
+                UPDATE items SET note = 1.5 WHERE id = 10;
+                """)
+            let apple: [Value] = [.integer(1), .text("apple"), .real(0.1), .blob([0, 255]), .null]
+            let apple2: [Value] = [.integer(1), .text("apple"), .null, .blob([0, 255]), .null]
+            let its: [Value] = [.integer(2), .text("it's"), .real(1e308), .blob([]), .text("n")]
+            let its10: [Value] = [.integer(10), .text("it's"), .real(1e308), .blob([]), .text("n")]
+            // -0.0 in a REAL column is stored (and so captured) as 0.0.
+            let three: [Value] = [.integer(3), .null, .real(0.0), .null, .integer(5)]
+            let pear: [Value] = [.integer(3), .text("pear"), .real(0.0), .null, .integer(5)]
+            let x: [Value] = [.integer(3), .text("x"), .real(0.0), .null, .integer(5)]
+            let y: [Value] = [.integer(5), .text("y"), .real(2.5), .null, .null]
+            let expected: [Change] = [
+                Change("items", .insert, key: [.integer(1)], after: apple),
+                Change("items", .insert, key: [.integer(2)], after: its),
+                Change("items", .insert, key: [.integer(3)], after: three),
+                Change("items", .update, key: [.integer(1)], before: apple, after: apple2),
+                Change("items", .update, key: [.integer(3)], before: three, after: pear),
+                Change("items", .delete, key: [.integer(2)], before: its),
+                Change("items", .insert, key: [.integer(10)], after: its10),
+                Change("items", .delete, key: [.integer(1)], before: apple2),
+                Change("items", .update, key: [.integer(3)], before: pear, after: x),
+                Change("items", .insert, key: [.integer(5)], after: y),
+                Change("items", .update, key: [.integer(3)], before: x,
+                       after: [.integer(3), .text("x"), .real(0.0), .null, .integer(5)]),
+                Change("items", .update, key: [.integer(5)], before: y,
+                       after: [.integer(5), .text("y"), .real(5.0), .null, .null]),
+                Change("items", .update, key: [.integer(10)], before: its10,
+                       after: [.integer(10), .text("it's"), .real(1e308), .blob([]), .real(1.5)]),
+            ]
+            let records = try capturedRecords(db)
+            let changes = records.map(Change.init)
+            #expect(changes == expected)
+            #expect(replay(changes, table: "items") == (try tableRows(db, "items")))
+            // Field names follow the recorded column order.
+            #expect(records.first?.after?.map(\.name) == ["id", "name", "price", "data", "note"])
+            #expect(records.first?.key.map(\.name) == ["id"])
+            // The key change is two records, the delete first.
+            #expect(records[5].lsn.next == records[6].lsn)
+            // Times are this run's, in microseconds, at millisecond resolution.
+            let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+            for record in records {
+                #expect(abs(record.timestampMicros - now) < 60_000_000)
+                #expect(record.timestampMicros % 1000 == 0)
+            }
+        }
+    }
+
+    static let pythonWriter = #"""
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN")
+db.execute("INSERT INTO pairs VALUES (?, ?, ?, ?)", ("eu", 1, b"\x00\x01\x02", 0.1))
+db.execute("INSERT INTO pairs VALUES (?, ?, ?, ?)", ("eu", 2, None, 1e308))
+db.execute("INSERT INTO pairs VALUES (?, ?, ?, ?)", ("us", 1, b"", -1e-308))
+db.execute("COMMIT")
+db.execute("UPDATE pairs SET payload = NULL WHERE region = 'eu' AND n = 1")
+db.execute("UPDATE pairs SET payload = ? WHERE region = 'eu' AND n = 2", (b"\xff" * 3,))
+db.execute("UPDATE pairs SET n = n + 10 WHERE region = 'eu'")
+db.execute("BEGIN")
+db.execute("DELETE FROM pairs")
+db.execute("ROLLBACK")
+db.execute("DELETE FROM pairs WHERE region = 'us'")
+db.executemany("INSERT INTO codes VALUES (?, ?)", [("a'b", "x"), ("é", None), ("nul\x00in", "z")])
+db.execute("UPDATE codes SET code = 'renamed' WHERE code = 'a''b'")
+db.execute("UPDATE codes SET label = 'now' WHERE label IS NULL")
+db.execute("INSERT INTO codes VALUES ('é', 'up') ON CONFLICT(code) DO UPDATE SET label = excluded.label || '!'")
+"""#
+
+    @Test("Python's sqlite3 module: composite and text keys, WITHOUT ROWID, blobs, NULLs, doubles")
+    func pythonWriter() throws {
+        let schema = """
+            CREATE TABLE pairs(region TEXT, n INTEGER, payload BLOB, ratio REAL, PRIMARY KEY (region, n));
+            CREATE TABLE codes(code TEXT PRIMARY KEY, label) WITHOUT ROWID;
+            """
+        try withCapturedDatabase(schema) { db, path in
+            try python(path, Self.pythonWriter)
+            let eu1: [Value] = [.text("eu"), .integer(1), .blob([0, 1, 2]), .real(0.1)]
+            let eu1b: [Value] = [.text("eu"), .integer(1), .null, .real(0.1)]
+            let eu2: [Value] = [.text("eu"), .integer(2), .null, .real(1e308)]
+            let eu2b: [Value] = [.text("eu"), .integer(2), .blob([255, 255, 255]), .real(1e308)]
+            let us1: [Value] = [.text("us"), .integer(1), .blob([]), .real(-1e-308)]
+            let eu11: [Value] = [.text("eu"), .integer(11), .null, .real(0.1)]
+            let eu12: [Value] = [.text("eu"), .integer(12), .blob([255, 255, 255]), .real(1e308)]
+            let expected: [Change] = [
+                Change("pairs", .insert, key: [.text("eu"), .integer(1)], after: eu1),
+                Change("pairs", .insert, key: [.text("eu"), .integer(2)], after: eu2),
+                Change("pairs", .insert, key: [.text("us"), .integer(1)], after: us1),
+                Change("pairs", .update, key: [.text("eu"), .integer(1)], before: eu1, after: eu1b),
+                Change("pairs", .update, key: [.text("eu"), .integer(2)], before: eu2, after: eu2b),
+                Change("pairs", .delete, key: [.text("eu"), .integer(1)], before: eu1b),
+                Change("pairs", .insert, key: [.text("eu"), .integer(11)], after: eu11),
+                Change("pairs", .delete, key: [.text("eu"), .integer(2)], before: eu2b),
+                Change("pairs", .insert, key: [.text("eu"), .integer(12)], after: eu12),
+                Change("pairs", .delete, key: [.text("us"), .integer(1)], before: us1),
+                Change("codes", .insert, key: [.text("a'b")], after: [.text("a'b"), .text("x")]),
+                Change("codes", .insert, key: [.text("é")], after: [.text("é"), .null]),
+                Change("codes", .insert, key: [.text("nul\u{0}in")], after: [.text("nul\u{0}in"), .text("z")]),
+                Change("codes", .delete, key: [.text("a'b")], before: [.text("a'b"), .text("x")]),
+                Change("codes", .insert, key: [.text("renamed")], after: [.text("renamed"), .text("x")]),
+                Change("codes", .update, key: [.text("é")], before: [.text("é"), .null], after: [.text("é"), .text("now")]),
+                Change("codes", .update, key: [.text("é")], before: [.text("é"), .text("now")], after: [.text("é"), .text("up!")]),
+            ]
+            let changes = try capturedChanges(db)
+            #expect(changes == expected)
+            for table in ["pairs", "codes"] {
+                #expect(replay(changes, table: table) == (try tableRows(db, table)))
+            }
+        }
+    }
+
+    static func replaceScript(recursiveTriggers: Bool) -> String {
+        """
+        PRAGMA recursive_triggers = \(recursiveTriggers ? "ON" : "OFF");
+        INSERT INTO users VALUES (1, 'a@x', 1), (2, 'b@x', 2);
+        INSERT OR REPLACE INTO users VALUES (3, 'a@x', 3);
+        REPLACE INTO users VALUES (2, 'b@x', 22);
+        """
+    }
+
+    @Test("INSERT OR REPLACE with recursive_triggers on: displaced rows are deletes")
+    func replaceRecursiveOn() throws {
+        try withCapturedDatabase("CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT UNIQUE, n)") { db, path in
+            try sqlite3CLI(path, Self.replaceScript(recursiveTriggers: true))
+            let changes = try capturedChanges(db)
+            #expect(changes == [
+                Change("users", .insert, key: [.integer(1)], after: [.integer(1), .text("a@x"), .integer(1)]),
+                Change("users", .insert, key: [.integer(2)], after: [.integer(2), .text("b@x"), .integer(2)]),
+                Change("users", .delete, key: [.integer(1)], before: [.integer(1), .text("a@x"), .integer(1)]),
+                Change("users", .insert, key: [.integer(3)], after: [.integer(3), .text("a@x"), .integer(3)]),
+                Change("users", .delete, key: [.integer(2)], before: [.integer(2), .text("b@x"), .integer(2)]),
+                Change("users", .insert, key: [.integer(2)], after: [.integer(2), .text("b@x"), .integer(22)]),
+            ])
+            #expect(replay(changes, table: "users") == (try tableRows(db, "users")))
+        }
+    }
+
+    @Test("INSERT OR REPLACE with recursive_triggers off: only the inserts are seen")
+    func replaceRecursiveOff() throws {
+        try withCapturedDatabase("CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT UNIQUE, n)") { db, path in
+            try sqlite3CLI(path, Self.replaceScript(recursiveTriggers: false))
+            let changes = try capturedChanges(db)
+            #expect(changes == [
+                Change("users", .insert, key: [.integer(1)], after: [.integer(1), .text("a@x"), .integer(1)]),
+                Change("users", .insert, key: [.integer(2)], after: [.integer(2), .text("b@x"), .integer(2)]),
+                Change("users", .insert, key: [.integer(3)], after: [.integer(3), .text("a@x"), .integer(3)]),
+                Change("users", .insert, key: [.integer(2)], after: [.integer(2), .text("b@x"), .integer(22)]),
+            ])
+            // The same-key replacement comes out right when an insert of an
+            // existing key replaces it; the row displaced through the email
+            // index (id 1) is the documented gap that verify must catch.
+            var model: [[Value]: [Value]] = [:]
+            for change in changes { model[change.key] = change.after }
+            var source = try tableRows(db, "users")
+            #expect(source[[.integer(1)]] == nil)
+            #expect(model[[.integer(1)]] != nil)
+            model[[.integer(1)]] = nil
+            source[[.integer(1)]] = nil
+            #expect(model == source)
+        }
+    }
+
+    @Test("update columns limit update capture; key changes are still captured")
+    func updateOf() throws {
+        try withCapturedDatabase(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, a, b)", updateColumns: ["t": ["A"]]
+        ) { db, path in
+            #expect(try Capture.status(connection: db)?.tables.first?.updateColumns == ["a"])
+            try sqlite3CLI(path, """
+                INSERT INTO t VALUES (1, 'a', 'b');
+                UPDATE t SET b = 'not captured';
+                UPDATE t SET a = 'captured';
+                UPDATE t SET id = 2;
+                """)
+            #expect(try capturedChanges(db) == [
+                Change("t", .insert, key: [.integer(1)], after: [.integer(1), .text("a"), .text("b")]),
+                Change("t", .update, key: [.integer(1)],
+                       before: [.integer(1), .text("a"), .text("not captured")],
+                       after: [.integer(1), .text("captured"), .text("not captured")]),
+                Change("t", .delete, key: [.integer(1)], before: [.integer(1), .text("captured"), .text("not captured")]),
+                Change("t", .insert, key: [.integer(2)], after: [.integer(2), .text("captured"), .text("not captured")]),
+            ])
+        }
+    }
+
+    @Test("generated columns are left out of the images")
+    func generatedColumns() throws {
+        try withCapturedDatabase(
+            "CREATE TABLE g(id INTEGER PRIMARY KEY, p REAL, q INTEGER, total REAL GENERATED ALWAYS AS (p * q) STORED)"
+        ) { db, path in
+            try sqlite3CLI(path, "INSERT INTO g(id, p, q) VALUES (1, 0.5, 4); UPDATE g SET q = 6;")
+            #expect(try capturedChanges(db) == [
+                Change("g", .insert, key: [.integer(1)], after: [.integer(1), .real(0.5), .integer(4)]),
+                Change("g", .update, key: [.integer(1)], before: [.integer(1), .real(0.5), .integer(4)],
+                       after: [.integer(1), .real(0.5), .integer(6)]),
+            ])
+        }
+    }
+
+    @Test("a shape change is detected; reinstalling records the new shape and old rows keep the old one")
+    func shapeChange() throws {
+        try withCapturedDatabase("CREATE TABLE t(id INTEGER PRIMARY KEY, a)") { db, path in
+            try sqlite3CLI(path, "INSERT INTO t VALUES (1, 'one'); ALTER TABLE t ADD COLUMN b DEFAULT 'dflt'; INSERT INTO t VALUES (2, 'two', 'bee');")
+            let error = try #require(throws: CaptureError.self) { try Capture.checkShapes(connection: db) }
+            #expect(error.code == .shapeChanged)
+            #expect(error.table == "t")
+            #expect(error.description.contains("'t'"))
+            #expect(error.description.contains("tidemark capture install"))
+            // Rows written so far are still decodable, with the columns they have.
+            #expect(try capturedChanges(db).map(\.after) == [[.integer(1), .text("one")], [.integer(2), .text("two")]])
+
+            let report = try Capture.install(connection: db, sourceID: "test-source")
+            #expect(report.installed == ["t"])
+            try Capture.checkShapes(connection: db)
+            try sqlite3CLI(path, "INSERT INTO t VALUES (3, 'three', 'c');")
+            #expect(try capturedChanges(db).map(\.after) == [
+                [.integer(1), .text("one")], [.integer(2), .text("two")],
+                [.integer(3), .text("three"), .text("c")],
+            ])
+            #expect(try Capture.shapes(db).count == 2)
+            // Once the old rows are gone, the old shape is pruned at the next install.
+            try db.execute("DELETE FROM _tidemark_outbox WHERE seq <= 2")
+            try Capture.install(connection: db, sourceID: "test-source")
+            #expect(try Capture.shapes(db).map(\.columns) == [["id", "a", "b"]])
+        }
+    }
+
+    @Test("a dropped trigger or table is detected")
+    func droppedTrigger() throws {
+        try withCapturedDatabase("CREATE TABLE t(id INTEGER PRIMARY KEY, a); CREATE TABLE u(id INTEGER PRIMARY KEY)") { db, _ in
+            try db.execute("DROP TRIGGER \"_tidemark_t_delete\"")
+            let error = try #require(throws: CaptureError.self) { try Capture.checkShapes(connection: db) }
+            #expect(error.code == .shapeChanged)
+            #expect(error.description.contains("_tidemark_t_delete"))
+            try Capture.install(connection: db, sourceID: "test-source")
+            try Capture.checkShapes(connection: db)
+            try db.execute("DROP TABLE u")
+            let dropped = try #require(throws: CaptureError.self) { try Capture.checkShapes(connection: db) }
+            #expect(dropped.description.contains("'u' no longer exists"))
+        }
+    }
+
+    @Test("status reports backlog, high-water mark and lag")
+    func status() throws {
+        try withCapturedDatabase("CREATE TABLE t(id INTEGER PRIMARY KEY, a)") { db, path in
+            try sqlite3CLI(path, "INSERT INTO t VALUES (1, 'x'), (2, 'y'); DELETE FROM t WHERE id = 1;")
+            let status = try #require(try Capture.status(connection: db))
+            #expect(status.sourceID == SourceID("test-source"))
+            #expect(status.backlog == 3)
+            #expect(status.oldestPending == LSN(1))
+            #expect(status.newestPending == LSN(3))
+            #expect(status.lastCaptured == LSN(3))
+            let oldest = try #require(status.oldestPendingMicros)
+            #expect(status.lagMillis(nowMicros: oldest + 2_500_000) == 2500)
+            try db.execute("DELETE FROM _tidemark_outbox")
+            let drained = try #require(try Capture.status(connection: db))
+            #expect(drained.backlog == 0)
+            #expect(drained.lastCaptured == LSN(3))
+            #expect(drained.lagMillis(nowMicros: 0) == 0)
+        }
+    }
+
+    @Test("uninstall refuses while changes are unshipped, unless forced")
+    func uninstall() throws {
+        try withCapturedDatabase("CREATE TABLE t(id INTEGER PRIMARY KEY, a)") { db, path in
+            try sqlite3CLI(path, "INSERT INTO t VALUES (1, 'x');")
+            let before = try schemaSnapshot(db)
+            let error = try #require(throws: CaptureError.self) { try Capture.uninstall(connection: db) }
+            #expect(error.code == .unshippedChanges)
+            #expect(error.description.contains("1 captured changes"))
+            #expect(try schemaSnapshot(db) == before)
+            try Capture.uninstall(connection: db, force: true)
+            #expect(try !Capture.isInstalled(db))
+            #expect(try db.values("SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_tidemark\\_%' ESCAPE '\\'") == [[.integer(0)]])
+            #expect(try Capture.status(connection: db) == nil)
+            try sqlite3CLI(path, "INSERT INTO t VALUES (2, 'y');")
+            let notInstalled = try #require(throws: CaptureError.self) { try Capture.uninstall(connection: db) }
+            #expect(notInstalled.code == .notInstalled)
+        }
+    }
+
+    @Test("an empty outbox uninstalls without force")
+    func uninstallEmpty() throws {
+        try withCapturedDatabase("CREATE TABLE t(id INTEGER PRIMARY KEY, a)") { db, _ in
+            try Capture.uninstall(connection: db)
+            #expect(try !Capture.isInstalled(db))
+        }
+    }
+
+    @Test("a damaged outbox row is an error naming its seq, never skipped", arguments: [
+        ("'t'", 1, "'1'", "NULL", "1,'x"),
+        ("'t'", 9, "1", "NULL", "1,'x'"),
+        ("'t'", 1, "1", "NULL", "1"),
+        ("'t'", 1, "1", "'1,''x'''", "1,'x'"),
+        ("'other'", 1, "1", "NULL", "1,'x'"),
+    ])
+    func damagedRow(table: String, op: Int, key: String, before: String, after: String) throws {
+        try withCapturedDatabase("CREATE TABLE t(id INTEGER PRIMARY KEY, a)") { db, _ in
+            let afterSQL = after == "NULL" ? "NULL" : quoteStringLiteral(after)
+            try db.execute("""
+                INSERT INTO _tidemark_outbox(ts, tbl, op, key, before, after)
+                VALUES (0, \(table), \(op), \(quoteStringLiteral(key == "'1'" ? "'1" : key)), \(before), \(afterSQL))
+                """)
+            let error = try #require(throws: CaptureError.self) { try capturedRecords(db) }
+            #expect(error.code == .badOutboxRow)
+            #expect(error.description.contains("outbox row 1"))
+        }
+    }
+}
