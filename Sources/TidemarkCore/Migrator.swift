@@ -83,7 +83,7 @@ public final class Migrator: @unchecked Sendable {
     // @unchecked: used from one thread; only `stopRequested` is shared, and
     // it is only ever set to true (a benign race on a Bool read).
     public let plan: Plan
-    public let options: MigratorOptions
+    public private(set) var options: MigratorOptions
     let source: Connection
     let target: Connection
     let store: SQLiteTarget
@@ -125,6 +125,12 @@ public final class Migrator: @unchecked Sendable {
         } else {
             state = try TargetSetup.start(plan: plan, mappings: mappings, target: target, store: store, sourceID: sourceID)
         }
+        // Capture must cover every planned table before its first chunk is
+        // read; installing is idempotent and regenerates triggers whose table
+        // changed shape (in place: the columns just added).
+        var updateColumns: [String: [String]] = [:]
+        for m in mappings where m.shape == .inPlace { updateColumns[m.source.name] = m.sourceColumns }
+        try Capture.install(connection: source, tables: mappings.map(\.source.name), updateColumns: updateColumns, sourceID: SourceID(sourceID))
         reader = try LogReader(directory: plan.log)
         consumerName = "migration-" + Self.consumerSuffix(plan.target)
         try Consumers(reader.directory).register(consumerName, at: state.appliedLSN)
@@ -141,6 +147,12 @@ public final class Migrator: @unchecked Sendable {
     public func stop() { stopRequested = true }
 
     public var currentState: MigrationState { state }
+    var replayedCount: Int { replayed }
+
+    func setFollow(_ follow: Bool) {
+        options.follow = follow
+        stopRequested = false
+    }
 
     /// Copies and replays until caught up (or, with `follow`, until stopped).
     public func run(progress: (MigrationProgress) -> Void = { _ in }) throws -> MigrationSummary {
@@ -309,7 +321,7 @@ public final class Migrator: @unchecked Sendable {
             t.rowsCopied += n
             copied += n
             t.tidemark = upper
-            if upper == ceiling || (try !s.isKey(ceiling, above: upper)) { t.phase = .following }
+            if try upper == ceiling || !s.isKey(ceiling, above: upper) { t.phase = .following }
             state.tables[i] = t
             try StateTables.save(state, table: t, in: target)
         }
@@ -332,6 +344,6 @@ public final class Migrator: @unchecked Sendable {
             }
             if applied > 0 { try StateTables.save(state, table: nil, in: target) }
         }
-        return (applied, state.appliedLSN.rawValue >= UInt64(max(0, highWater)) || (logHead <= state.appliedLSN && lookahead == nil && UInt64(highWater) <= logHead.rawValue))
+        return (applied, state.appliedLSN.rawValue >= UInt64(max(0, highWater)))
     }
 }
