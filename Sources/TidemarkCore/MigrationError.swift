@@ -19,6 +19,11 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
         public static let captureMissing = Code("capture-missing")
         public static let shippingStalled = Code("shipping-stalled")
         public static let logGap = Code("log-gap")
+        public static let cutOver = Code("cut-over")
+        public static let cutoverTimeout = Code("cutover-timeout")
+        public static let pauseExceeded = Code("pause-exceeded")
+        public static let notCaughtUp = Code("not-caught-up")
+        public static let noInverse = Code("no-inverse")
     }
 
     public var code: Code

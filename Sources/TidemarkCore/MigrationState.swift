@@ -39,6 +39,15 @@ public struct MigrationState: Sendable, Equatable {
     public var startedAtMicros: Int64
     public var caughtUpAtMicros: Int64?
     public var tables: [TableState]
+    /// The cutover journal: nil, "prepared" (target ready, source not yet
+    /// switched) or "done".
+    public var cutoverState: String?
+    public var cutoverLSN: LSN?
+    public var cutoverAtMicros: Int64?
+    public var cutoverPauseMicros: Int64?
+    /// Reverse capture: target outbox `seq` at the switch; rollback replays
+    /// the target's changes after it back into the source.
+    public var reverseFromSeq: Int64?
 
     /// Tables in copy order.
     public func table(_ source: String) -> TableState? {
@@ -80,7 +89,12 @@ enum StateTables {
           applied_lsn INTEGER NOT NULL,
           applied_ts INTEGER NOT NULL,
           started_at INTEGER NOT NULL,
-          caught_up_at INTEGER);
+          caught_up_at INTEGER,
+          cutover_state TEXT CHECK (cutover_state IN ('prepared', 'done', 'rolled-back')),
+          cutover_lsn INTEGER,
+          cutover_at INTEGER,
+          cutover_pause_us INTEGER,
+          reverse_from INTEGER);
         CREATE TABLE IF NOT EXISTS \(tables)(
           source_table TEXT PRIMARY KEY,
           target_table TEXT NOT NULL,
@@ -90,7 +104,8 @@ enum StateTables {
           ceiling TEXT,
           rows_copied INTEGER NOT NULL DEFAULT 0,
           rows_estimate INTEGER NOT NULL DEFAULT 0,
-          added_columns TEXT NOT NULL DEFAULT '');
+          added_columns TEXT NOT NULL DEFAULT '',
+          created INTEGER NOT NULL DEFAULT 0);
         """
 
     static func exists(_ c: Connection) throws -> Bool {
@@ -99,12 +114,15 @@ enum StateTables {
 
     static func load(_ c: Connection) throws -> MigrationState? {
         guard try exists(c) else { return nil }
-        let m = try c.prepare("SELECT source_id, source_path, applied_lsn, applied_ts, started_at, caught_up_at FROM \(migration) WHERE id = 1")
+        let m = try c.prepare("SELECT source_id, source_path, applied_lsn, applied_ts, started_at, caught_up_at, cutover_state, cutover_lsn, cutover_at, cutover_pause_us, reverse_from FROM \(migration) WHERE id = 1")
         guard try m.step() else { return nil }
+        func optional(_ i: Int32) -> Int64? { m.columnIsNull(i) ? nil : m.columnInt64(i) }
         var state = MigrationState(
             sourceID: m.columnText(0), sourcePath: m.columnText(1), appliedLSN: LSN(UInt64(m.columnInt64(2))),
             appliedTimestampMicros: m.columnInt64(3), startedAtMicros: m.columnInt64(4),
-            caughtUpAtMicros: m.columnIsNull(5) ? nil : m.columnInt64(5), tables: [])
+            caughtUpAtMicros: optional(5), tables: [],
+            cutoverState: m.columnIsNull(6) ? nil : m.columnText(6), cutoverLSN: optional(7).map { LSN(UInt64($0)) },
+            cutoverAtMicros: optional(8), cutoverPauseMicros: optional(9), reverseFromSeq: optional(10))
         let t = try c.prepare("SELECT source_table, target_table, position, phase, tidemark, ceiling, rows_copied, rows_estimate FROM \(tables) ORDER BY position")
         while try t.step() {
             guard let phase = CopyPhase(rawValue: t.columnText(3)) else {
@@ -131,15 +149,36 @@ enum StateTables {
         return out
     }
 
-    static func insert(_ state: MigrationState, addedColumns: [String: [String]], into c: Connection) throws {
+    /// Target tables this migration created (dropped again by rollback).
+    static func createdTables(_ c: Connection) throws -> [String] {
+        guard try exists(c) else { return [] }
+        return try c.prepare("SELECT target_table FROM \(tables) WHERE created = 1").rows { $0.columnText(0) }
+    }
+
+    static func addedColumnsByTarget(_ c: Connection) throws -> [(table: String, columns: [String])] {
+        guard try exists(c) else { return [] }
+        return try c.prepare("SELECT target_table, added_columns FROM \(tables) WHERE added_columns <> ''").rows {
+            ($0.columnText(0), $0.columnText(1).split(separator: ",").map(String.init))
+        }
+    }
+
+    static func saveCutover(_ state: MigrationState, in c: Connection) throws {
+        let m = try c.cachedStatement("UPDATE \(migration) SET cutover_state = ?, cutover_lsn = ?, cutover_at = ?, cutover_pause_us = ?, reverse_from = ? WHERE id = 1")
+        try m.execute([state.cutoverState.map { .text($0) } ?? .null, state.cutoverLSN.map { .integer(Int64($0.rawValue)) } ?? .null,
+                       state.cutoverAtMicros.map { .integer($0) } ?? .null, state.cutoverPauseMicros.map { .integer($0) } ?? .null,
+                       state.reverseFromSeq.map { .integer($0) } ?? .null])
+    }
+
+    static func insert(_ state: MigrationState, addedColumns: [String: [String]], created: Set<String> = [], into c: Connection) throws {
         try c.execute(createSQL)
         let m = try c.prepare("INSERT INTO \(migration)(id, source_id, source_path, applied_lsn, applied_ts, started_at) VALUES (1, ?, ?, ?, ?, ?)")
         try m.execute([.text(state.sourceID), .text(state.sourcePath), .integer(Int64(state.appliedLSN.rawValue)),
                        .integer(state.appliedTimestampMicros), .integer(state.startedAtMicros)])
-        let t = try c.prepare("INSERT INTO \(tables)(source_table, target_table, position, phase, added_columns) VALUES (?, ?, ?, ?, ?)")
+        let t = try c.prepare("INSERT INTO \(tables)(source_table, target_table, position, phase, added_columns, created) VALUES (?, ?, ?, ?, ?, ?)")
         for ts in state.tables {
             try t.execute([.text(ts.sourceTable), .text(ts.targetTable), .integer(Int64(ts.position)), .text(ts.phase.rawValue),
-                           .text((addedColumns[ts.sourceTable] ?? []).joined(separator: ","))])
+                           .text((addedColumns[ts.sourceTable] ?? []).joined(separator: ",")),
+                           .integer(created.contains(ts.sourceTable) ? 1 : 0)])
         }
     }
 

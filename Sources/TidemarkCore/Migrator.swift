@@ -58,6 +58,8 @@ public struct MigrationSummary: Sendable {
     public var copySeconds: Double
     public var totalSeconds: Double
     public var caughtUp: Bool
+    /// The run ended because the migration was cut over (by another process).
+    public var cutOver: Bool = false
 }
 
 /// The copy/replay engine: copies each table in key-ordered chunks while
@@ -91,7 +93,7 @@ public final class Migrator: @unchecked Sendable {
     let feed: ChangeFeed
     let reader: LogReader
     let consumerName: String
-    private(set) var state: MigrationState
+    var state: MigrationState
     private var cursor: LogCursor
     private var lookahead: ChangeRecord?
     private var capturedLSN = LSN.zero
@@ -159,7 +161,9 @@ public final class Migrator: @unchecked Sendable {
         let start = Clock.monotonicNanos()
         var copyDone: UInt64?
         var caughtUp = false
+        var cutOver = false
         while !stopRequested {
+          do {
             if let i = state.tables.firstIndex(where: { $0.phase != .following }) {
                 try copyStep(i)
             } else {
@@ -175,6 +179,10 @@ public final class Migrator: @unchecked Sendable {
                 }
                 if applied == 0 { Clock.sleep(milliseconds: options.idleMillis) }
             }
+          } catch let e as MigrationError where e.code == .cutOver {
+            cutOver = true
+            break
+          }
             try acknowledge(force: false)
             progress(snapshot(caughtUp: caughtUp))
         }
@@ -182,7 +190,8 @@ public final class Migrator: @unchecked Sendable {
         let end = Clock.monotonicNanos()
         return MigrationSummary(
             rowsCopied: copied, changesReplayed: replayed, appliedLSN: state.appliedLSN,
-            copySeconds: Double((copyDone ?? end) - start) / 1e9, totalSeconds: Double(end - start) / 1e9, caughtUp: caughtUp)
+            copySeconds: Double((copyDone ?? end) - start) / 1e9, totalSeconds: Double(end - start) / 1e9, caughtUp: caughtUp || cutOver,
+            cutOver: cutOver)
     }
 
     func snapshot(caughtUp: Bool) -> MigrationProgress {
@@ -208,6 +217,23 @@ public final class Migrator: @unchecked Sendable {
         try Consumers(reader.directory).acknowledge(consumerName, through: state.appliedLSN)
     }
 
+    /// Reloads the stored state at the start of a target transaction. Another
+    /// process (a second migrator, or `tidemark cutover`) may have applied
+    /// changes since; the target's write lock serializes us, and the stored
+    /// applied LSN says where to continue, so no change is applied twice out
+    /// of order.
+    func syncWithStoredState() throws {
+        guard let stored = try StateTables.load(target) else { return }
+        if stored.cutoverState == "done" {
+            throw MigrationError(.cutOver, "the migration was cut over at LSN \(stored.cutoverLSN ?? .zero); the target is authoritative and nothing is left to migrate")
+        }
+        if stored.appliedLSN != state.appliedLSN {
+            cursor = try reader.cursor(from: stored.appliedLSN.next)
+            lookahead = nil
+        }
+        state = stored
+    }
+
     /// Ships until the log holds every change up to `lsn`.
     private func waitForLog(_ lsn: LSN, sourceWritable: Bool) throws {
         let deadline = Clock.monotonicNanos() + UInt64(options.shipTimeoutMillis) * 1_000_000
@@ -218,6 +244,13 @@ public final class Migrator: @unchecked Sendable {
             Clock.sleep(milliseconds: 2)
         }
     }
+
+    func waitForLogDuringCutover(_ lsn: LSN) throws {
+        try waitForLog(lsn, sourceWritable: false)
+    }
+
+    func nextChangeForCutover(through limit: LSN) throws -> ChangeRecord? { try nextChange(through: limit) }
+    func replayForCutover(_ r: ChangeRecord) throws { try replay(r) }
 
     /// The next logged change with LSN <= `limit`, or nil.
     private func nextChange(through limit: LSN) throws -> ChangeRecord? {
@@ -275,10 +308,12 @@ public final class Migrator: @unchecked Sendable {
             _ = try feed.ship(sourceWritable: true)
         }
         try target.transaction(.immediate) {
+            try syncWithStoredState()
             // One source snapshot for S_k and the chunk (first source read starts it).
             let highWater = try store.captureHighWater()
             capturedLSN = max(capturedLSN, highWater)
             var t = state.tables[i]
+            guard t.phase != .following else { return }
             if t.phase == .pending {
                 s.ceiling.reset()
                 t.ceiling = try s.ceiling.step() ? s.readKey(s.ceiling) : nil
@@ -336,6 +371,7 @@ public final class Migrator: @unchecked Sendable {
         capturedLSN = max(capturedLSN, LSN(UInt64(max(0, highWater))))
         var applied = 0
         try target.transaction(.immediate) {
+            try syncWithStoredState()
             let start = Clock.monotonicNanos()
             while applied < options.replayBatchMax, let r = try nextChange(through: logHead) {
                 try replay(r)

@@ -117,8 +117,20 @@ public struct Plan: Sendable, Equatable {
                             mapped.append(ColumnMapping(target: column, expression: expr))
                         }
                         plan.columns = mapped
+                    case "inverse":
+                        guard let cols = mv.mapping, !cols.isEmpty else {
+                            throw fail("tables.\(table).inverse must map source columns to SQL expressions over target columns")
+                        }
+                        var mapped: [ColumnMapping] = []
+                        for (ck, cv) in cols {
+                            guard let column = ck.string, !column.isEmpty, let expr = cv.string, !expr.trimmingSpaces.isEmpty else {
+                                throw fail("tables.\(table).inverse entries must be `source_column: expression`")
+                            }
+                            mapped.append(ColumnMapping(target: column, expression: expr))
+                        }
+                        plan.inverse = mapped
                     default:
-                        throw fail("tables.\(table) has unknown key '\(mk.string ?? "?")' (expected: to, columns)")
+                        throw fail("tables.\(table) has unknown key '\(mk.string ?? "?")' (expected: to, columns, inverse)")
                     }
                 }
             } else if !(v.scalar?.string.isEmpty ?? false) && v.null == nil {
@@ -138,11 +150,15 @@ public struct TablePlan: Sendable, Equatable {
     public var target: String
     /// Target columns and their expressions; nil means every source column as is.
     public var columns: [ColumnMapping]?
+    /// For rollback after cutover: source column ← SQLite expression over
+    /// target columns. Not needed when every target column is a plain copy.
+    public var inverse: [ColumnMapping]?
 
-    public init(source: String, target: String? = nil, columns: [ColumnMapping]? = nil) {
+    public init(source: String, target: String? = nil, columns: [ColumnMapping]? = nil, inverse: [ColumnMapping]? = nil) {
         self.source = source
         self.target = target ?? source
         self.columns = columns
+        self.inverse = inverse
     }
 }
 

@@ -9,6 +9,7 @@ enum TargetSetup {
         let q = quoteIdentifier
         return try target.transaction(.immediate) {
             var added: [String: [String]] = [:]
+            var created: Set<String> = []
             for m in mappings {
                 switch m.shape {
                 case .copy:
@@ -25,6 +26,7 @@ enum TargetSetup {
                         }
                     } else {
                         try target.execute(try createTableSQL(m, store: store))
+                        created.insert(m.source.name)
                     }
                 case .inPlace:
                     let existing = try Schema.table(named: m.targetTable, in: target)!
@@ -42,7 +44,7 @@ enum TargetSetup {
                     TableState(sourceTable: m.source.name, targetTable: m.targetTable, position: i, phase: .pending,
                                tidemark: nil, ceiling: nil, rowsCopied: 0, rowsEstimate: 0)
                 })
-            try StateTables.insert(state, addedColumns: added, into: target)
+            try StateTables.insert(state, addedColumns: added, created: created, into: target)
             return state
         }
     }
