@@ -1,5 +1,6 @@
 import TidemarkLog
 import TidemarkSQLite
+import Synchronization
 
 /// `tidemark demo`: builds a shop database, keeps writers busy, migrates it
 /// to a reshaped target while they write, catches up, stops the writers and
@@ -29,10 +30,19 @@ public enum Demo {
         public var catchUpSeconds: Double
         public var writesAcknowledged: Int
         public var writesFailed: Int
+        public var writesRerouted: Int
         public var writesPerSecond: Double
-        public var comparisons: [TableComparison]
-        public var maxLagMillis: Int
-        public var equal: Bool { comparisons.allSatisfy(\.isEqual) }
+        public var verify: Verifier.Report
+        public var cutover: CutoverReport
+        /// Write latencies (ms) of writes issued around the cutover.
+        public var pauseP50Millis: Double
+        public var pauseP99Millis: Double
+        public var pauseMaxMillis: Double
+        /// Acknowledged inserts missing from the authoritative store.
+        public var lostWrites: Int
+        public var insertsChecked: Int
+        public var firstError: String?
+        public var ok: Bool { verify.isEqual && lostWrites == 0 && writesFailed == 0 }
     }
 
     public enum Event: Sendable {
@@ -40,8 +50,11 @@ public enum Demo {
         case writersStarted(threads: Int, writesPerSecond: Int)
         case progress(MigrationProgress)
         case caughtUp(seconds: Double)
-        case writersStopped(acknowledged: Int, failed: Int)
         case verifying
+        case verified(Verifier.Report)
+        case cuttingOver
+        case cutOver(CutoverReport)
+        case writersStopped(acknowledged: Int, failed: Int, rerouted: Int)
     }
 
     public static func run(_ options: Options, events: (Event) -> Void) throws -> Summary {
@@ -63,47 +76,98 @@ public enum Demo {
         let migrator = try Migrator.open(plan: plan, options: MigratorOptions(follow: true))
         defer { try? migrator.close() }
         let stats = DemoShop.WriterStats()
-        let wait = DemoShop.startWriters(path: plan.source, threads: options.writerThreads, writesPerSecond: options.writesPerSecond, stats: stats)
+        let wait = DemoShop.startWriters(path: plan.source, threads: options.writerThreads, writesPerSecond: options.writesPerSecond,
+                                         stats: stats, router: Router(plan: plan))
         events(.writersStarted(threads: options.writerThreads, writesPerSecond: options.writesPerSecond))
         let writeStart = Clock.monotonicNanos()
+        func stopWriters() {
+            stats.stop.store(true, ordering: .relaxed)
+            wait()
+        }
 
         let start = Clock.monotonicNanos()
         var caughtUpAt: UInt64?
-        var maxLag = 0
-        var failure: Error?
+        let verify: Verifier.Report
+        let cut: CutoverReport
         do {
-            _ = try migrator.run { p in
-                events(.progress(p))
-                if p.caughtUp {
-                    maxLag = max(maxLag, p.lagMillis)
-                    if caughtUpAt == nil {
-                        caughtUpAt = Clock.monotonicNanos()
-                        events(.caughtUp(seconds: seconds(since: start)))
-                    }
-                    if seconds(since: caughtUpAt!) >= options.seconds { migrator.stop() }
+            // The migrator copies, replays and then follows on its own thread,
+            // as `tidemark migrate --follow` would in its own process.
+            let latest = Mutex<MigrationProgress?>(nil)
+            let outcome = Mutex<Result<MigrationSummary, MigrationError>?>(nil)
+            spawnThread {
+                do {
+                    let summary = try migrator.run { p in latest.withLock { $0 = p } }
+                    outcome.withLock { $0 = .success(summary) }
+                } catch {
+                    outcome.withLock { $0 = .failure(error as? MigrationError ?? MigrationError(.badPlan, "\(error)")) }
                 }
             }
+            func finished() -> Result<MigrationSummary, MigrationError>? { outcome.withLock { $0 } }
+            var verified: Verifier.Report?
+            while finished() == nil {
+                Clock.sleep(milliseconds: 100)
+                guard let p = latest.withLock({ $0 }) else { continue }
+                events(.progress(p))
+                guard p.caughtUp else { continue }
+                if caughtUpAt == nil {
+                    caughtUpAt = Clock.monotonicNanos()
+                    events(.caughtUp(seconds: seconds(since: start)))
+                }
+                if verified == nil && seconds(since: caughtUpAt!) >= options.seconds {
+                    // Prove equality under the live load, while replay goes on.
+                    events(.verifying)
+                    verified = try Verifier(plan: plan).run()
+                    events(.verified(verified!))
+                    migrator.stop()
+                }
+            }
+            if case .failure(let e) = finished()! { throw e }
+            verify = verified!
+            // Switch while the writers keep writing through the Router.
+            events(.cuttingOver)
+            stats.measuring.store(true, ordering: .relaxed)
+            Clock.sleep(milliseconds: 200)
+            var o = CutoverOptions()
+            o.maxLagMillis = 1_000
+            cut = try migrator.cutover(o)
+            Clock.sleep(milliseconds: 500)
+            stats.measuring.store(false, ordering: .relaxed)
+            events(.cutOver(cut))
+            Clock.sleep(milliseconds: 500)
         } catch {
-            failure = error
+            stopWriters()
+            throw error
         }
-        stats.stop.store(true, ordering: .relaxed)
-        wait()
+        stopWriters()
         let writeSeconds = seconds(since: writeStart)
-        events(.writersStopped(acknowledged: stats.acknowledged.load(ordering: .relaxed), failed: stats.failed.load(ordering: .relaxed)))
-        if let failure { throw failure }
+        events(.writersStopped(acknowledged: stats.acknowledged.load(ordering: .relaxed), failed: stats.failed.load(ordering: .relaxed),
+                               rerouted: stats.rerouted.load(ordering: .relaxed)))
 
-        // Drain what the writers made last, then compare with writers stopped.
-        migrator.setFollow(false)
-        _ = try migrator.run()
-        events(.verifying)
-        let comparisons = try TableComparison.compare(plan: plan)
+        // Every acknowledged insert must be in the authoritative store.
+        let route = try Router(plan: plan).route()
+        let store = try Connection(path: route.database, mode: .readOnly)
+        let customer = try store.prepare("SELECT count(*) FROM \(quoteIdentifier(route.table(for: "customers"))) WHERE id = ?")
+        let line = try store.prepare("SELECT count(*) FROM \(quoteIdentifier(route.table(for: "order_lines"))) WHERE order_id = ? AND line = 1")
+        var lost = 0
+        let keys = stats.insertedKeys
+        for (kind, id) in keys {
+            let s = kind == "c" ? customer : line
+            s.reset()
+            try s.bind([.integer(id)])
+            _ = try s.step()
+            if s.columnInt64(0) == 0 { lost += 1 }
+        }
+        let lat = stats.latencies.sorted()
+        func pct(_ p: Double) -> Double { lat.isEmpty ? 0 : Double(lat[min(lat.count - 1, Int(Double(lat.count) * p))]) / 1000 }
         return Summary(
             rows: options.rows, rowsCopied: migrator.currentState.tables.reduce(0) { $0 + $1.rowsCopied },
             changesReplayed: migrator.replayedCount,
             catchUpSeconds: caughtUpAt.map { Double($0 - start) / 1e9 } ?? 0,
             writesAcknowledged: stats.acknowledged.load(ordering: .relaxed), writesFailed: stats.failed.load(ordering: .relaxed),
+            writesRerouted: stats.rerouted.load(ordering: .relaxed),
             writesPerSecond: Double(stats.acknowledged.load(ordering: .relaxed)) / max(0.001, writeSeconds),
-            comparisons: comparisons, maxLagMillis: maxLag)
+            verify: verify, cutover: cut, pauseP50Millis: pct(0.5), pauseP99Millis: pct(0.99), pauseMaxMillis: pct(1.0),
+            lostWrites: lost, insertsChecked: keys.count, firstError: stats.error)
     }
 
     static func seconds(since t: UInt64) -> Double { Double(Clock.monotonicNanos() - t) / 1e9 }

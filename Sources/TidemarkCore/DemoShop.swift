@@ -87,23 +87,34 @@ public enum DemoShop {
         public let attempted = Atomic<Int>(0)
         public let acknowledged = Atomic<Int>(0)
         public let failed = Atomic<Int>(0)
+        /// Writes refused by a guard trigger and retried at the new location.
+        public let rerouted = Atomic<Int>(0)
         public let stop = Atomic<Bool>(false)
+        /// While set, write latencies are recorded (the cutover window).
+        public let measuring = Atomic<Bool>(false)
         let firstError = Mutex<String?>(nil)
+        let latenciesMicros = Mutex<[Int]>([])
+        /// Keys of acknowledged inserts: ("c", id) customers, ("o", order id) order lines.
+        let inserted = Mutex<[(Character, Int64)]>([])
         public init() {}
         public var error: String? { firstError.withLock { $0 } }
+        public var latencies: [Int] { latenciesMicros.withLock { $0 } }
+        public var insertedKeys: [(Character, Int64)] { inserted.withLock { $0 } }
     }
 
     /// Starts `threads` writer threads, each with its own connection and a
     /// 5 s busy timeout, together making about `writesPerSecond` autocommit
-    /// writes a second until `stats.stop` is set. Returns a function that
-    /// waits for them to finish.
-    public static func startWriters(path: String, threads: Int, writesPerSecond: Int, stats: WriterStats) -> () -> Void {
+    /// writes a second until `stats.stop` is set. Writers follow `router`:
+    /// when a write is refused by a guard trigger (after cutover), they route
+    /// again and continue on the target with its schema. Returns a function
+    /// that waits for them to finish.
+    public static func startWriters(path: String, threads: Int, writesPerSecond: Int, stats: WriterStats, router: Router? = nil) -> () -> Void {
         let done = Atomic<Int>(0)
         for t in 0..<threads {
             spawnThread {
                 defer { done.add(1, ordering: .relaxed) }
                 do {
-                    try write(path: path, thread: t, rate: max(1, writesPerSecond / threads), stats: stats)
+                    try write(path: path, thread: t, rate: max(1, writesPerSecond / threads), stats: stats, router: router)
                 } catch {
                     stats.firstError.withLock { if $0 == nil { $0 = "\(error)" } }
                 }
@@ -114,23 +125,50 @@ public enum DemoShop {
         }
     }
 
-    static func write(path: String, thread: Int, rate: Int, stats: WriterStats) throws {
-        let c = try Connection(path: path, mode: .readWrite, busyTimeoutMillis: 5000)
+    /// The application's statements, for the old schema (source) or the new
+    /// one (target after cutover).
+    struct AppStatements {
+        let insertCustomer: Statement
+        let updateBalance: Statement
+        let rekey: Statement
+        let deleteCustomer: Statement
+        let insertLine: Statement
+        let updateQty: Statement
+        let deleteLine: Statement
+
+        init(_ c: Connection, route: Route?) throws {
+            if let route, route.authority == .target {
+                let accounts = quoteIdentifier(route.table(for: "customers"))
+                let lines = quoteIdentifier(route.table(for: "order_lines"))
+                insertCustomer = try c.prepare("INSERT INTO \(accounts)(id, email, full_name, balance_cents, note) VALUES (?1, lower(?2), ?3 || ' ' || ?4, CAST(round(?5 * 100) AS INTEGER), ?6)")
+                updateBalance = try c.prepare("UPDATE \(accounts) SET balance_cents = balance_cents + CAST(round(?1 * 100) AS INTEGER), email = lower(?2) WHERE id = ?3")
+                rekey = try c.prepare("UPDATE \(accounts) SET id = ?1 WHERE id = ?2")
+                deleteCustomer = try c.prepare("DELETE FROM \(accounts) WHERE id = ?1")
+                insertLine = try c.prepare("INSERT INTO \(lines)(order_id, line, sku, qty, total) VALUES (?1, ?2, upper(?3), ?4, ?4 * ?5)")
+                updateQty = try c.prepare("UPDATE \(lines) SET total = total / qty * (qty + 1), qty = qty + 1 WHERE order_id = ?1 AND line = ?2")
+                deleteLine = try c.prepare("DELETE FROM \(lines) WHERE order_id = ?1 AND line = ?2")
+            } else {
+                insertCustomer = try c.prepare("INSERT INTO customers(id, email, first_name, last_name, balance, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1700000000)")
+                updateBalance = try c.prepare("UPDATE customers SET balance = balance + ?1, email = ?2 WHERE id = ?3")
+                rekey = try c.prepare("UPDATE customers SET id = ?1 WHERE id = ?2")
+                deleteCustomer = try c.prepare("DELETE FROM customers WHERE id = ?1")
+                insertLine = try c.prepare("INSERT INTO order_lines(order_id, line, sku, qty, unit_price) VALUES (?1, ?2, ?3, ?4, ?5)")
+                updateQty = try c.prepare("UPDATE order_lines SET qty = qty + 1 WHERE order_id = ?1 AND line = ?2")
+                deleteLine = try c.prepare("DELETE FROM order_lines WHERE order_id = ?1 AND line = ?2")
+            }
+        }
+    }
+
+    static func write(path: String, thread: Int, rate: Int, stats: WriterStats, router: Router?) throws {
+        var route = try router?.route()
+        var c = try Connection(path: route?.database ?? path, mode: .readWrite, busyTimeoutMillis: 5000)
         var rng = SplitMix(seed: UInt64(1000 + thread))
-        let maxCustomer = try c.prepare("SELECT max(id) FROM customers")
-        let maxOrder = try c.prepare("SELECT max(order_id) FROM order_lines")
-        func top(_ s: Statement) throws -> Int64 { s.reset(); _ = try s.step(); let v = s.columnInt64(0); s.reset(); return v }
-        var nextCustomer = try top(maxCustomer) + 1 + Int64(thread) * 10_000_000
-        var nextOrder = try top(maxOrder) + 1 + Int64(thread) * 10_000_000
-        let customers = max(1, try top(maxCustomer))
-        let orders = max(1, try top(maxOrder))
-        let insertCustomer = try c.prepare("INSERT INTO customers(id, email, first_name, last_name, balance, note, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-        let updateBalance = try c.prepare("UPDATE customers SET balance = balance + ?, email = ? WHERE id = ?")
-        let rekey = try c.prepare("UPDATE customers SET id = ? WHERE id = ?")
-        let deleteCustomer = try c.prepare("DELETE FROM customers WHERE id = ?")
-        let insertLine = try c.prepare("INSERT INTO order_lines(order_id, line, sku, qty, unit_price) VALUES (?, ?, ?, ?, ?)")
-        let updateQty = try c.prepare("UPDATE order_lines SET qty = qty + 1 WHERE order_id = ? AND line = ?")
-        let deleteLine = try c.prepare("DELETE FROM order_lines WHERE order_id = ? AND line = ?")
+        func top(_ sql: String) throws -> Int64 { let s = try c.prepare(sql); _ = try s.step(); return s.columnInt64(0) }
+        let customers = max(1, try top("SELECT max(id) FROM customers"))
+        let orders = max(1, try top("SELECT max(order_id) FROM order_lines"))
+        var nextCustomer = customers + 1 + Int64(thread) * 10_000_000
+        var nextOrder = orders + 1 + Int64(thread) * 10_000_000
+        var app = try AppStatements(c, route: route)
         let intervalNanos = UInt64(1_000_000_000 / rate)
         var due = Clock.monotonicNanos()
         while !stats.stop.load(ordering: .relaxed) {
@@ -140,33 +178,54 @@ public enum DemoShop {
             if now > due + 1_000_000_000 { due = now }  // do not burst after a stall
             stats.attempted.add(1, ordering: .relaxed)
             let pick = rng.next() % 100
-            do {
-                switch pick {
-                case 0..<20:
-                    try insertCustomer.execute([.integer(nextCustomer), .text("New\(nextCustomer)@Shop.example"), .text("New"), .text("Customer"),
-                                                .real(Double(rng.next() % 1000) / 4), .null, .integer(Int64(Clock.wallMicros() / 1_000_000))])
-                    nextCustomer += 1
-                case 20..<50:
-                    let id = Int64(1 + rng.next() % UInt64(customers))
-                    try updateBalance.execute([.real(Double(rng.next() % 100) / 8), .text("Changed\(rng.next() % 1000)@Example.com"), .integer(id)])
-                case 50..<53:
-                    let id = Int64(1 + rng.next() % UInt64(customers))
-                    try rekey.execute([.integer(nextCustomer), .integer(id)])
-                    nextCustomer += 1
-                case 53..<60:
-                    try deleteCustomer.execute([.integer(Int64(1 + rng.next() % UInt64(customers)))])
-                case 60..<75:
-                    try insertLine.execute([.integer(nextOrder), .integer(1), .text("sku-\(rng.next() % 5000)"), .integer(1), .real(9.99)])
-                    nextOrder += 1
-                case 75..<92:
-                    try updateQty.execute([.integer(Int64(1 + rng.next() % UInt64(orders))), .integer(Int64(1 + rng.next() % 2))])
-                default:
-                    try deleteLine.execute([.integer(Int64(1 + rng.next() % UInt64(orders))), .integer(Int64(1 + rng.next() % 3))])
+            let a = rng.next(), b = rng.next()
+            var insertedKey: (Character, Int64)?
+            let begin = Clock.monotonicNanos()
+            var attempt = 0
+            while true {
+                attempt += 1
+                do {
+                    switch pick {
+                    case 0..<20:
+                        try app.insertCustomer.execute([.integer(nextCustomer), .text("New\(nextCustomer)@Shop.example"), .text("New"), .text("Customer"),
+                                                        .real(Double(a % 1000) / 4), .null])
+                        insertedKey = ("c", nextCustomer)
+                        nextCustomer += 1
+                    case 20..<50:
+                        try app.updateBalance.execute([.real(Double(a % 100) / 8), .text("Changed\(b % 1000)@Example.com"), .integer(Int64(1 + a % UInt64(customers)))])
+                    case 50..<53:
+                        try app.rekey.execute([.integer(nextCustomer), .integer(Int64(1 + a % UInt64(customers)))])
+                        nextCustomer += 1
+                    case 53..<60:
+                        try app.deleteCustomer.execute([.integer(Int64(1 + a % UInt64(customers)))])
+                    case 60..<75:
+                        try app.insertLine.execute([.integer(nextOrder), .integer(1), .text("sku-\(a % 5000)"), .integer(1), .real(9.99)])
+                        insertedKey = ("o", nextOrder)
+                        nextOrder += 1
+                    case 75..<92:
+                        try app.updateQty.execute([.integer(Int64(1 + a % UInt64(orders))), .integer(Int64(1 + b % 2))])
+                    default:
+                        try app.deleteLine.execute([.integer(Int64(1 + a % UInt64(orders))), .integer(Int64(1 + b % 3))])
+                    }
+                    stats.acknowledged.add(1, ordering: .relaxed)
+                    if let k = insertedKey { stats.inserted.withLock { $0.append(k) } }
+                } catch {
+                    if let router, Router.isMovedError(error), attempt < 3 {
+                        // Cut over: route again and write at the new location.
+                        route = try router.route()
+                        c = try Connection(path: route!.database, mode: .readWrite, busyTimeoutMillis: 5000)
+                        app = try AppStatements(c, route: route)
+                        stats.rerouted.add(1, ordering: .relaxed)
+                        continue
+                    }
+                    stats.failed.add(1, ordering: .relaxed)
+                    stats.firstError.withLock { if $0 == nil { $0 = "\(error)" } }
                 }
-                stats.acknowledged.add(1, ordering: .relaxed)
-            } catch {
-                stats.failed.add(1, ordering: .relaxed)
-                stats.firstError.withLock { if $0 == nil { $0 = "\(error)" } }
+                break
+            }
+            if stats.measuring.load(ordering: .relaxed) {
+                let micros = Int((Clock.monotonicNanos() - begin) / 1000)
+                stats.latenciesMicros.withLock { $0.append(micros) }
             }
         }
     }

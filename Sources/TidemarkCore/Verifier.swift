@@ -22,7 +22,7 @@ public struct Verifier {
     public struct Options: Sendable {
         public var chunkRows = 10_000
         /// How often a chunk with only in-flight differences is re-checked.
-        public var passesMax = 8
+        public var passesMax = 20
         /// Example keys kept per kind of difference and table.
         public var keysMax = 100
         public init() {}
@@ -42,7 +42,7 @@ public struct Verifier {
         public var differentCount = 0
         /// Keys still changing after every pass (not counted as differences).
         public var unsettled: [[Value]] = []
-        public var isEqual: Bool { missingCount == 0 && extraCount == 0 && differentCount == 0 }
+        public var isEqual: Bool { missingCount == 0 && extraCount == 0 && differentCount == 0 && unsettled.isEmpty }
     }
 
     public struct Report: Sendable {
@@ -128,38 +128,91 @@ public struct Verifier {
             b.reset()
             let k = (lo != nil ? 2 : 0) + (hi != nil ? 1 : 0)
             let binds = (lo ?? []) + (hi ?? [])
-            var pass = 0
-            while true {
-                pass += 1
-                let outcome = try compareChunk(src: srcStatements[k]!, tgt: tgtStatements[k]!, binds: binds, keyCount: n,
-                                               source: source, target: target, applied: appliedStatement, greater: greater)
-                if pass == 1 { report.rows += outcome.rows; report.chunks += 1 }
-                if outcome.diff.isEmpty { break }
-                // Keys changed between the two snapshots are in flight.
+            let outcome = try compareChunk(src: srcStatements[k]!, tgt: tgtStatements[k]!, binds: binds, keyCount: n,
+                                           source: source, target: target, applied: appliedStatement, greater: greater)
+            report.rows += outcome.rows
+            report.chunks += 1
+            if !outcome.diff.isEmpty {
+                report.chunksRechecked += 1
+                // Keys changed between the two snapshots are in flight; they
+                // are re-checked one by one below, so a real difference cannot
+                // hide behind a concurrent change.
+                var pending: [Difference] = []
                 let inFlight = try changedKeys(m, after: outcome.applied, through: outcome.captured, reader: reader)
-                let real = outcome.diff.filter { !inFlight.contains($0.key) }
-                if real.isEmpty && pass < options.passesMax {
-                    report.chunksRechecked += 1
-                    Clock.sleep(milliseconds: 20 * pass)
-                    continue
+                for d in outcome.diff {
+                    if let inFlight, !inFlight.contains(d.key) { record(d, in: &report) } else { pending.append(d) }
                 }
-                for d in real {
-                    switch d.kind {
-                    case .missing: report.missingCount += 1; if report.missing.count < options.keysMax { report.missing.append(d.key) }
-                    case .extra: report.extraCount += 1; if report.extra.count < options.keysMax { report.extra.append(d.key) }
-                    case .different: report.differentCount += 1; if report.different.count < options.keysMax { report.different.append(d.key) }
-                    }
-                }
-                for d in outcome.diff where inFlight.contains(d.key) && report.unsettled.count < options.keysMax {
-                    report.unsettled.append(d.key)
-                }
-                break
+                try recheck(pending, m: m, source: source, target: target, applied: appliedStatement, reader: reader, report: &report)
             }
             progress(m.source.name, report.rows)
             guard let hi else { break }
             lo = hi
         }
         return report
+    }
+
+    private func record(_ d: Difference, in report: inout TableReport) {
+        switch d.kind {
+        case .missing: report.missingCount += 1; if report.missing.count < options.keysMax { report.missing.append(d.key) }
+        case .extra: report.extraCount += 1; if report.extra.count < options.keysMax { report.extra.append(d.key) }
+        case .different: report.differentCount += 1; if report.different.count < options.keysMax { report.different.append(d.key) }
+        }
+    }
+
+    /// Re-checks in-flight keys with point reads in fresh paired snapshots
+    /// until each is equal, really different (differs while not in flight),
+    /// or still changing after `passesMax` passes (unsettled).
+    private func recheck(_ keys: [Difference], m: TableMapping, source: Connection, target: Connection, applied: Statement?,
+                         reader: LogReader?, report: inout TableReport) throws {
+        guard !keys.isEmpty else { return }
+        let q = quoteIdentifier
+        let srcWhere = m.sourceKey.enumerated().map { "\(q($0.element)) = ?\($0.offset + 1)" }.joined(separator: " AND ")
+        let tgtWhere = m.targetKey.enumerated().map { "\(q($0.element)) = ?\($0.offset + 1)" }.joined(separator: " AND ")
+        let exprs = m.columns.map { "(\($0.expression))" }.joined(separator: ", ")
+        let srcRow = try source.prepare("SELECT \(m.sourceKey.map(q).joined(separator: ", ")), \(exprs) FROM \(q(m.source.name)) WHERE \(srcWhere)")
+        let tgtRow = try target.prepare("SELECT \(m.targetKey.map(q).joined(separator: ", ")), \(m.columns.map { q($0.target) }.joined(separator: ", ")) FROM \(q(m.targetTable)) WHERE \(tgtWhere)")
+        func read(_ s: Statement, _ key: [Value]) throws -> [Value]? {
+            s.reset()
+            try s.bind(key)
+            defer { s.reset() }
+            return try s.step() ? (0..<Int(s.columnCount)).map { s.columnValue(Int32($0)) } : nil
+        }
+        var pending = keys
+        var pass = 0
+        while !pending.isEmpty && pass < options.passesMax {
+            pass += 1
+            Clock.sleep(milliseconds: min(200, 5 * pass * pass))
+            try target.execute("BEGIN")
+            var appliedLSN = LSN.zero
+            if let applied {
+                applied.reset()
+                if try applied.step() { appliedLSN = LSN(UInt64(max(0, applied.columnInt64(0)))) }
+                applied.reset()
+            }
+            let targetRows = try pending.map { try read(tgtRow, $0.key) }
+            try target.execute("COMMIT")
+            try source.execute("BEGIN")
+            let captured = LSN(UInt64(max(0, try Capture.lastCapturedSeq(source))))
+            let sourceRows = try pending.map { try read(srcRow, $0.key) }
+            try source.execute("COMMIT")
+            let inFlight = try changedKeys(m, after: appliedLSN, through: captured, reader: reader)
+            var still: [Difference] = []
+            for (i, d) in pending.enumerated() {
+                let a = sourceRows[i], b = targetRows[i]
+                if a == b { continue }  // settled: equal
+                let kind: Difference.Kind = a == nil ? .extra : b == nil ? .missing : .different
+                if let inFlight, !inFlight.contains(d.key) {
+                    record(Difference(kind: kind, key: d.key), in: &report)
+                } else {
+                    still.append(Difference(kind: kind, key: d.key))
+                }
+            }
+            pending = still
+        }
+        if !pending.isEmpty && reader != nil, try reader!.headLSN() < LSN(UInt64(max(0, try Capture.lastCapturedSeq(source)))) {
+            throw MigrationError(.notCaughtUp, "the change log stays behind the source's captured changes, so differences cannot be told from changes in flight; keep `tidemark migrate --follow` (or `tidemark capture run`) running and verify again")
+        }
+        for d in pending where report.unsettled.count < options.keysMax { report.unsettled.append(d.key) }
     }
 
     struct Difference {
@@ -266,12 +319,17 @@ public struct Verifier {
         return (h, rows)
     }
 
-    /// Keys of `m`'s table changed by logged changes with LSN in (after, through].
-    private func changedKeys(_ m: TableMapping, after: LSN, through: LSN, reader: LogReader?) throws -> Set<[Value]> {
-        guard through > after, let reader else { return [] }
-        // The log must hold everything up to `through`; give a shipper a moment.
-        let deadline = Clock.monotonicNanos() + 5_000_000_000
-        while try reader.headLSN() < through && Clock.monotonicNanos() < deadline { Clock.sleep(milliseconds: 10) }
+    /// Keys of `m`'s table changed by logged changes with LSN in (after,
+    /// through], or nil if the log does not reach `through` within a second
+    /// (nobody is shipping).
+    private func changedKeys(_ m: TableMapping, after: LSN, through: LSN, reader: LogReader?) throws -> Set<[Value]>? {
+        guard through > after else { return [] }
+        guard let reader else { return nil }
+        let deadline = Clock.monotonicNanos() + 1_000_000_000
+        while try reader.headLSN() < through {
+            if Clock.monotonicNanos() > deadline { return nil }
+            Clock.sleep(milliseconds: 10)
+        }
         let cursor = try reader.cursor(from: after.next, tables: [m.source.name])
         var keys: Set<[Value]> = []
         while let r = try cursor.next(), r.lsn <= through {

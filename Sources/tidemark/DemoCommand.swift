@@ -45,45 +45,54 @@ struct DemoCommand: ParsableCommand {
                 case .caughtUp(let s):
                     view.finish()
                     say("caught up after \(String(format2: s)) s; following while writers keep writing")
-                case .writersStopped(let ok, let failed):
-                    say("writers stopped: \(ok) writes acknowledged, \(failed) failed")
                 case .verifying:
-                    say("draining the last changes and comparing every row…")
+                    say("verifying the target against the source under the live load…")
+                case .verified(let r):
+                    say(r.isEqual ? "verified: \(r.rows) rows equal in \(String(format2: r.seconds)) s" : "verify found differences")
+                    for t in r.tables where !t.isEqual {
+                        say("  \(t.source): missing \(t.missing.prefix(5).map(keyText)), extra \(t.extra.prefix(5).map(keyText)), different \(t.different.prefix(5).map(keyText)), unsettled \(t.unsettled.prefix(5).map(keyText))")
+                    }
+                case .cuttingOver:
+                    say("cutting over while writers keep writing…")
+                case .cutOver(let c):
+                    say("cut over at LSN \(c.lsn): lock held \(String(format2: c.pauseMillis)) ms; writers now use shop-v2.db via the Router")
+                case .writersStopped(let ok, let failed, let rerouted):
+                    say("writers stopped: \(ok) writes acknowledged, \(rerouted) rerouted after cutover, \(failed) failed")
                 }
             }
-            equal = summary.equal
+            equal = summary.ok
             if json {
                 var o = JSONObject()
-                o.set("equal", summary.equal)
+                o.set("ok", summary.ok)
                 o.set("rows", summary.rows)
                 o.set("rows_copied", summary.rowsCopied)
                 o.set("changes_replayed", summary.changesReplayed)
                 o.set("catch_up_seconds", summary.catchUpSeconds)
+                o.set("verify_equal", summary.verify.isEqual)
+                o.set("cutover_lsn", summary.cutover.lsn.rawValue)
+                o.set("cutover_lock_ms", summary.cutover.pauseMillis)
+                o.set("writer_pause_p50_ms", summary.pauseP50Millis)
+                o.set("writer_pause_p99_ms", summary.pauseP99Millis)
+                o.set("writer_pause_max_ms", summary.pauseMaxMillis)
                 o.set("writes_acknowledged", summary.writesAcknowledged)
                 o.set("writes_failed", summary.writesFailed)
+                o.set("writes_rerouted", summary.writesRerouted)
                 o.set("writes_per_second", summary.writesPerSecond)
-                o.set("tables", array: summary.comparisons.map { c in
-                    var j = JSONObject()
-                    j.set("table", c.table)
-                    j.set("rows", c.rowsCompared)
-                    j.set("missing", c.missing.count)
-                    j.set("extra", c.extra.count)
-                    j.set("different", c.different.count)
-                    return j.text
-                })
+                o.set("lost_writes", summary.lostWrites)
                 print(o.text)
                 return
             }
             print("")
-            print("rows copied       \(summary.rowsCopied)")
-            print("changes replayed  \(summary.changesReplayed)")
-            print("catch-up          \(String(format2: summary.catchUpSeconds)) s")
-            print("writes            \(summary.writesAcknowledged) acknowledged (\(Int(summary.writesPerSecond))/s), \(summary.writesFailed) failed")
-            for c in summary.comparisons {
-                let verdict = c.isEqual ? "equal" : "DIFFERENT: \(c.missing.count) missing, \(c.extra.count) extra, \(c.different.count) changed (e.g. \((c.missing + c.extra + c.different).prefix(3).map(keyText)))"
-                print("verify \(c.table.padding(12)) \(c.rowsCompared) rows \(verdict)")
-            }
-            print(summary.equal ? "OK: the target equals the transformed source, row for row." : "FAILED: the target differs from the source.")
+            print("rows copied         \(summary.rowsCopied)")
+            print("changes replayed    \(summary.changesReplayed)")
+            print("catch-up            \(String(format2: summary.catchUpSeconds)) s")
+            print("verify (live)       \(summary.verify.isEqual ? "equal" : "DIFFERENT"), \(summary.verify.rows) rows")
+            print("cutover             LSN \(summary.cutover.lsn), source lock held \(String(format2: summary.cutover.pauseMillis)) ms")
+            print("writer latency      p50 \(String(format2: summary.pauseP50Millis)) ms, p99 \(String(format2: summary.pauseP99Millis)) ms, max \(String(format2: summary.pauseMaxMillis)) ms (writes around the cutover)")
+            print("writes              \(summary.writesAcknowledged) acknowledged (\(Int(summary.writesPerSecond))/s), \(summary.writesRerouted) rerouted, \(summary.writesFailed) failed")
+            print("lost writes         \(summary.lostWrites) of \(summary.insertsChecked) acknowledged inserts")
+            if let e = summary.firstError { print("first writer error  \(e)") }
+            print(summary.ok ? "OK: the target equalled the transformed source, the switch lost no acknowledged write." : "FAILED")
         }
         if !equal { throw ExitCode(1) }
     }

@@ -48,6 +48,7 @@ struct VerifyCommand: ParsableCommand {
                     j.set("missing", array: t.missing.map(jsonKey))
                     j.set("extra", array: t.extra.map(jsonKey))
                     j.set("different", array: t.different.map(jsonKey))
+                    j.set("unsettled", array: t.unsettled.map(jsonKey))
                     return j.text
                 })
                 print(o.text)
@@ -61,6 +62,7 @@ struct VerifyCommand: ParsableCommand {
                     for k in t.missing { print("  missing   \(keyText(k))") }
                     for k in t.extra { print("  extra     \(keyText(k))") }
                     for k in t.different { print("  different \(keyText(k))") }
+                    for k in t.unsettled { print("  unsettled \(keyText(k)) (kept changing during verification; verify again)") }
                 }
             }
             print(report.isEqual ? "equal: \(report.rows) rows in \(String(format2: report.seconds)) s" : "NOT equal")
