@@ -30,44 +30,81 @@ import Darwin
             let log = root + "/log"
             let input = root + "/input.jsonl"
             let runs = 30
-            let recordsPerRun = 3000
+            let recordsPerRun = 1000
 
-            // Run 0 is never killed: it creates the log and measures how long
-            // one invocation takes, so the kills can be spread over the whole
-            // run (a debug build spends most of it parsing, so a fixed 0–30 ms
-            // would only ever hit the parser).
+            // Runs 0 and 1 are never killed: run 0 creates the log and
+            // measures a whole run, run 1 how long a run goes on after its
+            // first write reaches the segment (the write phase). A debug build
+            // spends most of a run parsing, so a fixed 0–30 ms delay would
+            // only ever hit the parser. The other runs take turns:
+            //   run % 3 == 0: killed at a random moment up to twice the last
+            //                 finished run (runs slow down as the log grows,
+            //                 since opening scans it), so some finish;
+            //   run % 3 == 1: at a random moment of the write phase;
+            //   run % 3 == 2: as soon as the segment grows, to land inside a
+            //                 write (a torn frame).
+            let segment = log + "/" + SegmentFile.name(for: LSN(1))
             var acknowledged: [Int: UInt64] = [:]
-            var outcomes: [String] = []
+            var killedAfterGrowth: Set<Int> = []
             var recoveries = 0
             var runMillis = 0.0
+            var writeMillis = 0.0
+            var generateMillis = 0.0
+            let loopStart = ContinuousClock.now
             for run in 0..<runs {
+                let generateStart = ContinuousClock.now
                 try CrashInput.write(run: run, count: recordsPerRun, to: input)
+                generateMillis += (ContinuousClock.now - generateStart).millis
                 let child = try Child(["log", "append", "--log", log, "--durability", "commit", "--input", input])
+                let sizeBefore = fileSize(segment)
                 let started = ContinuousClock.now
                 try child.start()
-                var delayMillis = -1.0
-                if run > 0 {
-                    delayMillis = Double.random(in: 0...(runMillis * 1.2))
+                var killAt = "never"
+                switch run {
+                case 0:
+                    _ = try child.waitForExit(timeoutSeconds: 60)
+                    runMillis = (ContinuousClock.now - started).millis
+                case 1:
+                    while child.process.isRunning && fileSize(segment) == sizeBefore { usleep(100) }
+                    let grew = ContinuousClock.now
+                    _ = try child.waitForExit(timeoutSeconds: 60)
+                    writeMillis = (ContinuousClock.now - grew).millis
+                case _ where run % 3 == 0:
+                    let delayMillis = Double.random(in: 0...(2 * runMillis))
                     Thread.sleep(forTimeInterval: delayMillis / 1000)
                     child.sendSignal(SIGKILL)
+                    killAt = "\(Int(delayMillis)) ms after start"
+                case _ where run % 3 == 1:
+                    while child.process.isRunning && fileSize(segment) == sizeBefore { usleep(100) }
+                    let delayMillis = Double.random(in: 0...writeMillis)
+                    Thread.sleep(forTimeInterval: delayMillis / 1000)
+                    if child.process.isRunning { killedAfterGrowth.insert(run) }
+                    child.sendSignal(SIGKILL)
+                    killAt = "\(Int(delayMillis)) ms after the first write"
+                default:
+                    // Polls as fast as it can without starving the child of a core.
+                    while child.process.isRunning && fileSize(segment) == sizeBefore { usleep(20) }
+                    if child.process.isRunning { killedAfterGrowth.insert(run) }
+                    child.sendSignal(SIGKILL)
+                    killAt = "on the first write"
                 }
                 let finished = try child.waitForExit(timeoutSeconds: 60)
-                if run == 0 {
-                    runMillis = (ContinuousClock.now - started).millis
-                    try #require(finished.status == 0 && finished.reason == .exit, "first append failed: \(finished.stderr)")
+                if run < 2 {
+                    try #require(finished.status == 0 && finished.reason == .exit, "calibration run \(run) failed: \(finished.stderr)")
                 }
                 if finished.stderr.contains("recovered log") { recoveries += 1 }
-                let printed = finished.stdoutText.split(separator: "\n").last.flatMap { UInt64($0) }
-                if let printed {
+                if let printed = finished.stdoutText.split(separator: "\n").last.flatMap({ UInt64($0) }) {
                     acknowledged[run] = printed
-                    outcomes.append(finished.reason == .uncaughtSignal ? "acked+killed" : "acked")
+                    if finished.reason == .exit && run > 1 { runMillis = (ContinuousClock.now - started).millis }
                 } else {
                     // Killed before acknowledging; anything else is a failure of the CLI.
-                    #expect(finished.reason == .uncaughtSignal,
-                            "run \(run) (kill after \(delayMillis) ms) exited \(finished.status) without printing an LSN: \(finished.stderr)")
-                    outcomes.append("killed")
+                    #expect(finished.reason == .uncaughtSignal && finished.status == SIGKILL,
+                            "run \(run) (killed \(killAt)) ended with \(finished.reason) \(finished.status) without printing an LSN: \(finished.stderr)")
                 }
             }
+            let loopMillis = (ContinuousClock.now - loopStart).millis
+            let checkStart = ContinuousClock.now
+            #expect(try LogDirectory(log).segments().count == 1, "the test watches one segment; it must not rotate")
 
             // Reopening for append (empty input) cuts a torn tail, then the log must verify clean.
             let reopen = try tidemark(["log", "append", "--log", log], stdin: [])
@@ -106,14 +143,19 @@ import Darwin
                 #expect(present[run]?.count == recordsPerRun, "acknowledged run \(run) has \(present[run]?.count ?? 0) of \(recordsPerRun) records")
                 #expect(present[run]?.lastLSN == lsn, "run \(run) acknowledged LSN \(lsn) but its last record is at \(present[run]?.lastLSN ?? 0)")
             }
-            let partial = present.filter { acknowledged[$0.key] == nil && $0.value.count < recordsPerRun }.count
-            let completeUnacked = present.filter { acknowledged[$0.key] == nil && $0.value.count == recordsPerRun }.count
+            let unacked = (0..<runs).filter { acknowledged[$0] == nil }
+            let partial = unacked.filter { (1..<recordsPerRun).contains(present[$0]?.count ?? 0) }.count
+            let completeUnacked = unacked.filter { present[$0]?.count == recordsPerRun }.count
+            let midWrite = killedAfterGrowth.filter { acknowledged[$0] == nil }.count
             print("""
-                crash test: one run takes \(Int(runMillis)) ms; \(acknowledged.count)/\(runs) runs acknowledged \
-                (\(outcomes.filter { $0 == "acked+killed" }.count) killed after printing), \
-                \(partial) killed with a partial prefix in the log, \(completeUnacked) killed after writing everything, \
-                \(recoveries) recoveries of a torn tail, \(expectedLSN - 1) records in the log
+                crash test: a run takes \(Int(runMillis)) ms, its writes \(Int(writeMillis)) ms; \
+                \(acknowledged.count)/\(runs) runs acknowledged; of the rest \(partial) left a partial prefix, \
+                \(completeUnacked) all records, \(unacked.count - partial - completeUnacked) nothing; \
+                \(midWrite) killed mid-write; \(recoveries) torn tails cut on reopen; \(expectedLSN - 1) records in the log; \
+                runs \(Int(loopMillis)) ms (generating input \(Int(generateMillis)) ms), checks \(Int((ContinuousClock.now - checkStart).millis)) ms
                 """)
+            // Without kills inside the write phase the test would prove little.
+            #expect(midWrite > 0, "no kill landed between the first write and the acknowledgement")
         }
     }
 
@@ -174,7 +216,7 @@ import Darwin
 
             try appender.close()
             let exit = try follower.terminate()
-            #expect(exit.reason == .uncaughtSignal || exit.status == 0, "follower ended with \(exit.status): \(exit.stderr)")
+            #expect(exit.reason == .uncaughtSignal && exit.status == SIGTERM, "follower ended with \(exit.reason) \(exit.status): \(exit.stderr)")
             #expect(exit.stderr.isEmpty, "follower wrote to stderr: \(exit.stderr)")
         }
     }
@@ -187,7 +229,7 @@ import Darwin
             let dir = root + "/log"
             let appender = try LogAppender(directory: dir, options: LogOptions(durability: .none))
             try appender.append(assigningLSNs: [sampleRecord(1)])
-            let line = Array((sampleRecord(2).jsonLine + "\n").utf8)
+            let line = Array((sampleRecord(2).jsonLineWithoutLSN + "\n").utf8)
 
             let refused = try tidemark(["log", "append", "--log", dir], stdin: line)
             #expect(refused.status != 0)
@@ -390,8 +432,16 @@ import Darwin
             let refused = try tidemark(["log", "append", "--log", dir], stdin: Array((more + "\n").utf8))
             #expect(refused.reason == .exit && refused.status != 0, "crashed instead of refusing: \(refused.stderr)")
             #expect(refused.stderrLines.count == 1, "stderr: \(refused.stderr)")
+            #expect(refused.stderr.contains("line 1") && refused.stderr.contains("no LSN is left"), "stderr: \(refused.stderr)")
             let empty = try tidemark(["log", "append", "--log", dir], stdin: [])
             #expect(empty.reason == .exit && empty.status == 0, "an empty append must not crash: \(empty.stderr)")
+            #expect(empty.stdoutText == "18446744073709551615\n")
+
+            // The library refuses too, rather than trapping.
+            let appender = try LogAppender(directory: dir)
+            #expect(throws: LogError.self) { try appender.append(assigningLSNs: [sampleRecord(2)]) }
+            try appender.close()
+            #expect(try tidemark(["log", "verify", "--log", dir]).status == 0)
         }
     }
 }
@@ -399,27 +449,25 @@ import Darwin
 // MARK: - Crash test input
 
 /// The records of the crash test: run `r`'s record `s` has key
-/// `r * 1_000_000 + s`, a fixed timestamp and ~300 bytes of incompressible
-/// blob, so a few thousand records make several frames and a kill can land
-/// inside a write. Lines are in `tail`'s canonical form minus `lsn`.
+/// `r * 1_000_000 + s`, a fixed timestamp, a small blob and ~1.1 KB of
+/// random text, so a thousand records make two frames (a frame holds about
+/// 1 MiB of encoded records) and a kill can land between or inside their
+/// writes. Text rather than a large blob because the debug CLI decodes
+/// base64 slowly. Lines are in `tail`'s canonical form minus `lsn`.
 enum CrashInput {
     static func line(run: Int, seq: Int) -> [UInt8] {
         let id = run * 1_000_000 + seq
         var rng = SplitMix64(seed: UInt64(id))
-        var blob = [UInt8](repeating: 0, count: 300)
-        for i in stride(from: 0, to: blob.count, by: 8) {
-            withUnsafeBytes(of: rng.next()) { raw in
-                for k in 0..<min(8, blob.count - i) { blob[i + k] = raw[k] }
-            }
-        }
+        let words = (0..<104).map { _ in rng.next() }
+        let random = words.withUnsafeBytes { Data($0) }
         let ts = Timestamp(microsSinceEpoch: 1_790_000_000_000_000 + Int64(id)).description
-        let text = #"{"ts":"\#(ts)","table":"crash","op":"insert","key":{"id":\#(id)},"after":{"id":\#(id),"run":\#(run),"seq":\#(seq),"note":"record \#(seq) of run \#(run)","payload":{"$blob":"\#(Data(blob).base64EncodedString())"}}}"#
+        let text = #"{"ts":"\#(ts)","table":"crash","op":"insert","key":{"id":\#(id)},"after":{"id":\#(id),"run":\#(run),"seq":\#(seq),"note":"\#(random.base64EncodedString())","payload":{"$blob":"\#(random.prefix(16).base64EncodedString())"}}}"#
         return Array(text.utf8)
     }
 
     static func write(run: Int, count: Int, to path: String) throws {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(count * 600)
+        bytes.reserveCapacity(count * 1300)
         for seq in 0..<count {
             bytes.append(contentsOf: line(run: run, seq: seq))
             bytes.append(0x0A)
@@ -452,6 +500,12 @@ enum CrashInput {
         }
         return (id / 1_000_000, id % 1_000_000)
     }
+}
+
+/// The size of the file at `path`, or -1 if it does not exist.
+func fileSize(_ path: String) -> Int {
+    var st = stat()
+    return stat(path, &st) == 0 ? Int(st.st_size) : -1
 }
 
 /// Calls `body` with each line of `bytes` (without its newline).
@@ -551,8 +605,9 @@ struct ChildTimedOut: Error, CustomStringConvertible {
 /// One `tidemark` child process with its stdout and stderr drained by two
 /// threads; stdout is also split into lines, each stamped with its arrival.
 final class Child: @unchecked Sendable {
-    // @unchecked: `out`, `err`, `lines`, `partial` and `openStreams` are
-    // guarded by `condition`; the rest is set before the reader threads start.
+    // @unchecked: `out`, `err`, `received`, `partial` and `openStreams` are
+    // guarded by `condition`; `spawnError` is written before a semaphore
+    // signal and read after the wait; the rest is set before any thread starts.
     struct Line {
         var bytes: [UInt8]
         var arrival: ContinuousClock.Instant
@@ -585,16 +640,23 @@ final class Child: @unchecked Sendable {
     }
 
     func start() throws {
-        // A child that exits before reading its stdin must not kill the test with SIGPIPE.
-        signal(SIGPIPE, SIG_IGN)
         let stdinPipe = stdinBytes.map { _ in Pipe() }
         process.standardInput = stdinPipe ?? FileHandle.nullDevice
-        try process.run()
+        try spawnWithEmptySignalMask()
         drain(stdoutPipe.fileHandleForReading.fileDescriptor, isStdout: true)
         drain(stderrPipe.fileHandleForReading.fileDescriptor, isStdout: false)
         if let stdinPipe, let bytes = stdinBytes {
             let fd = stdinPipe.fileHandleForWriting.fileDescriptor
             Thread.detachNewThread {
+                // A child that exits before reading its stdin must not kill
+                // the test runner: SIGPIPE is blocked on this thread only (a
+                // process-wide SIG_IGN would be inherited by later children),
+                // so the write fails with EPIPE and the pending signal is
+                // dropped when the thread ends.
+                var pipeSignal = sigset_t()
+                sigemptyset(&pipeSignal)
+                sigaddset(&pipeSignal, SIGPIPE)
+                pthread_sigmask(SIG_BLOCK, &pipeSignal, nil)
                 bytes.withUnsafeBytes { raw in
                     var done = 0
                     while done < raw.count {
@@ -607,6 +669,26 @@ final class Child: @unchecked Sendable {
                 try? stdinPipe.fileHandleForWriting.close()
             }
         }
+    }
+
+    private var spawnError: (any Error)?
+
+    /// Foundation's `Process` gives the child the spawning thread's signal
+    /// mask, and Swift Testing runs tests on dispatch threads that block
+    /// nearly every signal (SigBlk fffffffe3bfbea27): a child spawned from
+    /// the test would ignore SIGTERM. So spawn from a thread whose mask is
+    /// empty, as a shell would.
+    private func spawnWithEmptySignalMask() throws {
+        let spawned = DispatchSemaphore(value: 0)
+        Thread.detachNewThread { [self] in
+            var none = sigset_t()
+            sigemptyset(&none)
+            pthread_sigmask(SIG_SETMASK, &none, nil)
+            do { try process.run() } catch { spawnError = error }
+            spawned.signal()
+        }
+        spawned.wait()
+        if let spawnError { throw spawnError }
     }
 
     private func drain(_ fd: Int32, isStdout: Bool) {
