@@ -25,8 +25,8 @@ import Darwin
     /// dense strictly increasing LSNs, and every record reads back byte for
     /// byte as it was sent.
     @Test(.timeLimit(.minutes(2)))
-    func sigkillDuringCommitAppendsLosesNothingAcknowledged() throws {
-        try withTemporaryDirectory { root in
+    func sigkillDuringCommitAppendsLosesNothingAcknowledged() async throws {
+        try await withTemporaryDirectory { root in
             let log = root + "/log"
             let input = root + "/input.jsonl"
             let runs = 30
@@ -55,51 +55,31 @@ import Darwin
                 let generateStart = ContinuousClock.now
                 try CrashInput.write(run: run, count: recordsPerRun, to: input)
                 generateMillis += (ContinuousClock.now - generateStart).millis
-                let child = try Child(["log", "append", "--log", log, "--durability", "commit", "--input", input])
-                let sizeBefore = fileSize(segment)
-                let started = ContinuousClock.now
-                try child.start()
-                var killAt = "never"
-                switch run {
-                case 0:
-                    _ = try child.waitForExit(timeoutSeconds: 60)
-                    runMillis = (ContinuousClock.now - started).millis
-                case 1:
-                    while child.process.isRunning && fileSize(segment) == sizeBefore { usleep(100) }
-                    let grew = ContinuousClock.now
-                    _ = try child.waitForExit(timeoutSeconds: 60)
-                    writeMillis = (ContinuousClock.now - grew).millis
-                case _ where run % 3 == 0:
-                    let delayMillis = Double.random(in: 0...(2 * runMillis))
-                    Thread.sleep(forTimeInterval: delayMillis / 1000)
-                    child.sendSignal(SIGKILL)
-                    killAt = "\(Int(delayMillis)) ms after start"
-                case _ where run % 3 == 1:
-                    while child.process.isRunning && fileSize(segment) == sizeBefore { usleep(100) }
-                    let delayMillis = Double.random(in: 0...writeMillis)
-                    Thread.sleep(forTimeInterval: delayMillis / 1000)
-                    if child.process.isRunning { killedAfterGrowth.insert(run) }
-                    child.sendSignal(SIGKILL)
-                    killAt = "\(Int(delayMillis)) ms after the first write"
-                default:
-                    // Polls as fast as it can without starving the child of a core.
-                    while child.process.isRunning && fileSize(segment) == sizeBefore { usleep(20) }
-                    if child.process.isRunning { killedAfterGrowth.insert(run) }
-                    child.sendSignal(SIGKILL)
-                    killAt = "on the first write"
+                let plan: KillPlan = switch run {
+                case 0, 1: .never
+                case _ where run % 3 == 0: .afterStart(millis: .random(in: 0...(2 * runMillis)))
+                case _ where run % 3 == 1: .afterFirstWrite(millis: .random(in: 0...writeMillis))
+                default: .onFirstWrite
                 }
-                let finished = try child.waitForExit(timeoutSeconds: 60)
+                let child = try Child(["log", "append", "--log", log, "--durability", "commit", "--input", input])
+                let outcome = try await blocking { try CrashRun.run(child, plan: plan, watching: segment) }
+                let finished = outcome.finished
+                switch run {
+                case 0: runMillis = outcome.millis
+                case 1: writeMillis = outcome.writeMillis ?? outcome.millis
+                default: if outcome.killedMidWrite { killedAfterGrowth.insert(run) }
+                }
                 if run < 2 {
                     try #require(finished.status == 0 && finished.reason == .exit, "calibration run \(run) failed: \(finished.stderr)")
                 }
                 if finished.stderr.contains("recovered log") { recoveries += 1 }
                 if let printed = finished.stdoutText.split(separator: "\n").last.flatMap({ UInt64($0) }) {
                     acknowledged[run] = printed
-                    if finished.reason == .exit && run > 1 { runMillis = (ContinuousClock.now - started).millis }
+                    if finished.reason == .exit && run > 1 { runMillis = outcome.millis }
                 } else {
                     // Killed before acknowledging; anything else is a failure of the CLI.
                     #expect(finished.reason == .uncaughtSignal && finished.status == SIGKILL,
-                            "run \(run) (killed \(killAt)) ended with \(finished.reason) \(finished.status) without printing an LSN: \(finished.stderr)")
+                            "run \(run) (\(plan)) ended with \(finished.reason) \(finished.status) without printing an LSN: \(finished.stderr)")
                 }
             }
             let loopMillis = (ContinuousClock.now - loopStart).millis
@@ -107,13 +87,13 @@ import Darwin
             #expect(try LogDirectory(log).segments().count == 1, "the test watches one segment; it must not rotate")
 
             // Reopening for append (empty input) cuts a torn tail, then the log must verify clean.
-            let reopen = try tidemark(["log", "append", "--log", log], stdin: [])
+            let reopen = try await tidemark(["log", "append", "--log", log], stdin: [])
             #expect(reopen.status == 0, "reopen: \(reopen.stderr)")
             if reopen.stderr.contains("recovered log") { recoveries += 1 }
-            let verify = try tidemark(["log", "verify", "--log", log])
+            let verify = try await tidemark(["log", "verify", "--log", log])
             #expect(verify.status == 0 && verify.stdoutText.hasPrefix("ok:"), "verify: \(verify.stdoutText) \(verify.stderr)")
 
-            let tail = try tidemark(["log", "tail", "--log", log], timeoutSeconds: 90)
+            let tail = try await tidemark(["log", "tail", "--log", log], timeoutSeconds: 90)
             try #require(tail.status == 0, "tail: \(tail.stderr)")
 
             // Walk the log: LSNs are dense from 1 (every append assigned
@@ -165,12 +145,12 @@ import Darwin
     /// appends, in order, across dozens of segment rotations, and a record
     /// appended while it idles shows up promptly.
     @Test(.timeLimit(.minutes(1)))
-    func followerInAnotherProcessSeesEveryRecordAcrossRotation() throws {
-        try withTemporaryDirectory { root in
+    func followerInAnotherProcessSeesEveryRecordAcrossRotation() async throws {
+        try await withTemporaryDirectory { root in
             let dir = root + "/log"
             let appender = try LogAppender(directory: dir, options: LogOptions(durability: .none, segmentSizeLimitBytes: 4096))
             let follower = try Child(["log", "tail", "--log", dir, "--follow"], splitLines: true)
-            try follower.start()
+            try await follower.start()
             defer { follower.stopAndReap() }
 
             var expected: [[UInt8]] = []
@@ -186,12 +166,12 @@ import Darwin
                     expected.append(Array(r.jsonLine.utf8))
                 }
                 i += count
-                Thread.sleep(forTimeInterval: batch % 7 == 0 ? 0.02 : 0.002)
+                try await Task.sleep(for: .milliseconds(batch % 7 == 0 ? 20 : 2))
             }
             let segments = try segmentFiles(dir).count
             #expect(segments >= 5, "expected many rotations, got \(segments) segments")
 
-            let delivered = follower.waitForLines(expected.count, timeoutSeconds: 20)
+            let delivered = await follower.waitForLines(expected.count, timeoutSeconds: 20)
             #expect(delivered, "follower printed \(follower.lineCount) of \(expected.count) lines; stderr: \(follower.stderrText)")
             let lines = follower.lines
             #expect(lines.count == expected.count)
@@ -203,11 +183,11 @@ import Darwin
             // Latency: let the follower go idle (polling), append one record, time its arrival.
             var latencies: [Double] = []
             for round in 0..<5 {
-                Thread.sleep(forTimeInterval: 0.1)
+                try await Task.sleep(for: .milliseconds(100))
                 let before = follower.lineCount
                 let appended = ContinuousClock.now
                 try appender.append(assigningLSNs: [sampleRecord(100_000 + round)])
-                let arrived = follower.waitForLines(before + 1, timeoutSeconds: 5)
+                let arrived = await follower.waitForLines(before + 1, timeoutSeconds: 5)
                 try #require(arrived, "record appended after an idle period never reached the follower")
                 latencies.append((follower.lines[before].arrival - appended).millis)
             }
@@ -215,7 +195,7 @@ import Darwin
             for ms in latencies { #expect(ms < 500, "follower took \(ms) ms to show a new record") }
 
             try appender.close()
-            let exit = try follower.terminate()
+            let exit = try await follower.terminate()
             #expect(exit.reason == .uncaughtSignal && exit.status == SIGTERM, "follower ended with \(exit.reason) \(exit.status): \(exit.stderr)")
             #expect(exit.stderr.isEmpty, "follower wrote to stderr: \(exit.stderr)")
         }
@@ -224,14 +204,14 @@ import Darwin
     // MARK: 3. One appender across processes
 
     @Test(.timeLimit(.minutes(1)))
-    func aSecondAppenderInAnotherProcessIsRefused() throws {
-        try withTemporaryDirectory { root in
+    func aSecondAppenderInAnotherProcessIsRefused() async throws {
+        try await withTemporaryDirectory { root in
             let dir = root + "/log"
             let appender = try LogAppender(directory: dir, options: LogOptions(durability: .none))
             try appender.append(assigningLSNs: [sampleRecord(1)])
             let line = Array((sampleRecord(2).jsonLineWithoutLSN + "\n").utf8)
 
-            let refused = try tidemark(["log", "append", "--log", dir], stdin: line)
+            let refused = try await tidemark(["log", "append", "--log", dir], stdin: line)
             #expect(refused.status != 0)
             #expect(refused.stdout.isEmpty)
             #expect(refused.stderrLines.count == 1, "stderr: \(refused.stderr)")
@@ -241,7 +221,7 @@ import Darwin
 
             // Closing releases the lock for the next process.
             try appender.close()
-            let accepted = try tidemark(["log", "append", "--log", dir], stdin: line)
+            let accepted = try await tidemark(["log", "append", "--log", dir], stdin: line)
             #expect(accepted.status == 0, "stderr: \(accepted.stderr)")
             #expect(accepted.stdoutText == "2\n")
         }
@@ -250,10 +230,10 @@ import Darwin
     // MARK: 4. The CLI's error and output contract
 
     @Test(.timeLimit(.minutes(1)))
-    func verifyOfAMissingLogIsOneClearLine() throws {
-        try withTemporaryDirectory { root in
+    func verifyOfAMissingLogIsOneClearLine() async throws {
+        try await withTemporaryDirectory { root in
             let missing = root + "/nonexistent"
-            let r = try tidemark(["log", "verify", "--log", missing])
+            let r = try await tidemark(["log", "verify", "--log", missing])
             #expect(r.status != 0)
             #expect(r.stderrLines.count == 1, "stderr: \(r.stderr)")
             #expect(r.stderr.contains(missing) && r.stderr.contains("does not exist"), "stderr: \(r.stderr)")
@@ -262,11 +242,11 @@ import Darwin
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func aMalformedThirdLineAppendsNothing() throws {
-        try withTemporaryDirectory { root in
+    func aMalformedThirdLineAppendsNothing() async throws {
+        try await withTemporaryDirectory { root in
             let dir = root + "/log"
             let seed = (1...5).map { sampleRecord($0).jsonLineWithoutLSN }.joined(separator: "\n") + "\n"
-            let created = try tidemark(["log", "append", "--log", dir], stdin: Array(seed.utf8))
+            let created = try await tidemark(["log", "append", "--log", dir], stdin: Array(seed.utf8))
             try #require(created.status == 0, "stderr: \(created.stderr)")
             let headBefore = try LogReader(directory: dir).headLSN()
             let recordsBefore = try readAll(dir)
@@ -278,7 +258,7 @@ import Darwin
                 #"{"table":"users","op":"insert","key":{"id":8},"after":{"id":8,"ok":true}}"#,
                 sampleRecord(9).jsonLineWithoutLSN,
             ].joined(separator: "\n") + "\n"
-            let r = try tidemark(["log", "append", "--log", dir], stdin: Array(bad.utf8))
+            let r = try await tidemark(["log", "append", "--log", dir], stdin: Array(bad.utf8))
             #expect(r.status != 0)
             #expect(r.stdout.isEmpty)
             #expect(r.stderrLines.count == 1, "stderr: \(r.stderr)")
@@ -291,13 +271,13 @@ import Darwin
     /// A flipped byte in the first (mid-log) or last frame: exit 1, naming
     /// the segment, on stderr.
     @Test(.timeLimit(.minutes(1)), arguments: ["first frame", "last frame"])
-    func verifyOfAFlippedByteExitsOneNamingTheSegment(_ where_: String) throws {
-        try withTemporaryDirectory { root in
+    func verifyOfAFlippedByteExitsOneNamingTheSegment(_ where_: String) async throws {
+        try await withTemporaryDirectory { root in
             let dir = root + "/log"
             // Three invocations, three frames in one segment.
             for run in 0..<3 {
                 let lines = (0..<20).map { sampleRecord(run * 20 + $0).jsonLineWithoutLSN }.joined(separator: "\n")
-                let r = try tidemark(["log", "append", "--log", dir, "--durability", "none"], stdin: Array(lines.utf8))
+                let r = try await tidemark(["log", "append", "--log", dir, "--durability", "none"], stdin: Array(lines.utf8))
                 try #require(r.status == 0, "stderr: \(r.stderr)")
             }
             let segments = try LogDirectory(dir).segments()
@@ -311,7 +291,7 @@ import Darwin
             bytes[offset] ^= 0x40
             try Data(bytes).write(to: URL(fileURLWithPath: segments[0].path))
 
-            let r = try tidemark(["log", "verify", "--log", dir])
+            let r = try await tidemark(["log", "verify", "--log", dir])
             #expect(r.status == 1 && r.reason == .exit, "exit \(r.status), stderr: \(r.stderr)")
             #expect(r.stderrLines.count == 1, "stderr: \(r.stderr)")
             #expect(r.stderr.contains(name), "stderr does not name \(name): \(r.stderr)")
@@ -320,8 +300,8 @@ import Darwin
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func historyFindsARowByJSONKeyAndByBareValue() throws {
-        try withTemporaryDirectory { root in
+    func historyFindsARowByJSONKeyAndByBareValue() async throws {
+        try await withTemporaryDirectory { root in
             let dir = root + "/log"
             // Row 1 changes three times among other rows.
             let records = [
@@ -336,7 +316,7 @@ import Darwin
                              key: [Field("id", .integer(1))], before: [Field("id", .integer(1)), Field("email", .text("b@x"))], after: nil),
             ]
             let input = records.map(\.jsonLineWithoutLSN).joined(separator: "\n")
-            let created = try tidemark(["log", "append", "--log", dir], stdin: Array(input.utf8))
+            let created = try await tidemark(["log", "append", "--log", dir], stdin: Array(input.utf8))
             try #require(created.status == 0, "stderr: \(created.stderr)")
             let expected = [1, 4, 6].map { lsn in
                 var r = records[lsn - 1]
@@ -345,26 +325,26 @@ import Darwin
             }.joined()
 
             for key in [#"{"id":1}"#, "1"] {
-                let r = try tidemark(["log", "history", "--log", dir, "--table", "users", "--key", key, "--format", "jsonl"])
+                let r = try await tidemark(["log", "history", "--log", dir, "--table", "users", "--key", key, "--format", "jsonl"])
                 #expect(r.status == 0, "--key \(key): \(r.stderr)")
                 #expect(r.stdoutText == expected, "--key \(key)")
-                let text = try tidemark(["log", "history", "--log", dir, "--table", "users", "--key", key])
+                let text = try await tidemark(["log", "history", "--log", dir, "--table", "users", "--key", key])
                 #expect(text.status == 0 && !text.stdoutText.contains("no changes"), "--key \(key): \(text.stdoutText)")
             }
-            let none = try tidemark(["log", "history", "--log", dir, "--table", "users", "--key", "999"])
+            let none = try await tidemark(["log", "history", "--log", dir, "--table", "users", "--key", "999"])
             #expect(none.status == 0 && none.stdoutText.contains("no changes"), "\(none.stdoutText)")
         }
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func statsJSONParsesAndCountsRecords() throws {
-        try withTemporaryDirectory { root in
+    func statsJSONParsesAndCountsRecords() async throws {
+        try await withTemporaryDirectory { root in
             let dir = root + "/log"
             let input = (0..<50).map { sampleRecord($0, table: $0 < 30 ? "users" : "orders").jsonLineWithoutLSN }.joined(separator: "\n")
-            let created = try tidemark(["log", "append", "--log", dir], stdin: Array(input.utf8))
+            let created = try await tidemark(["log", "append", "--log", dir], stdin: Array(input.utf8))
             try #require(created.status == 0, "stderr: \(created.stderr)")
 
-            let r = try tidemark(["log", "stats", "--log", dir, "--json"])
+            let r = try await tidemark(["log", "stats", "--log", dir, "--json"])
             try #require(r.status == 0, "stderr: \(r.stderr)")
             #expect(r.stdoutText.hasSuffix("}\n") && r.stdoutText.split(separator: "\n").count == 1)
             let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout)) as? [String: Any])
@@ -384,15 +364,15 @@ import Darwin
 
     /// Output that cannot be written is an error, not a silent exit 0.
     @Test(.timeLimit(.minutes(1)))
-    func outputToAFullDeviceFailsLoudly() throws {
-        try withTemporaryDirectory { root in
+    func outputToAFullDeviceFailsLoudly() async throws {
+        try await withTemporaryDirectory { root in
             let dir = root + "/log"
             let input = (0..<20).map { sampleRecord($0).jsonLineWithoutLSN }.joined(separator: "\n")
-            try #require(try tidemark(["log", "append", "--log", dir], stdin: Array(input.utf8)).status == 0)
+            try #require(try await tidemark(["log", "append", "--log", dir], stdin: Array(input.utf8)).status == 0)
             let full = try #require(FileHandle(forWritingAtPath: "/dev/full"), "this test needs Linux's /dev/full")
             defer { try? full.close() }
             for command in [["log", "tail", "--log", dir], ["log", "history", "--log", dir, "--table", "users", "--key", "1"]] {
-                let r = try tidemark(command, stdout: full)
+                let r = try await tidemark(command, stdout: full)
                 #expect(r.reason == .exit && r.status == 1, "\(command.joined(separator: " ")): exit \(r.status)")
                 #expect(r.stderrLines.count == 1 && r.stderr.contains("cannot write to standard output"), "\(r.stderr)")
             }
@@ -400,14 +380,14 @@ import Darwin
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func tailRefusesANegativeLineCount() throws {
-        try withTemporaryDirectory { root in
+    func tailRefusesANegativeLineCount() async throws {
+        try await withTemporaryDirectory { root in
             let dir = root + "/log"
-            try #require(try tidemark(["log", "append", "--log", dir], stdin: Array(sampleRecord(1).jsonLineWithoutLSN.utf8)).status == 0)
-            let r = try tidemark(["log", "tail", "--log", dir, "--lines=-1"])
+            try #require(try await tidemark(["log", "append", "--log", dir], stdin: Array(sampleRecord(1).jsonLineWithoutLSN.utf8)).status == 0)
+            let r = try await tidemark(["log", "tail", "--log", dir, "--lines=-1"])
             #expect(r.reason == .exit && r.status != 0, "crashed: \(r.reason) \(r.status)")
             #expect(r.stderr.contains("--lines must be 0 or more"), "\(r.stderr)")
-            let none = try tidemark(["log", "tail", "--log", dir, "--lines", "0"])
+            let none = try await tidemark(["log", "tail", "--log", dir, "--lines", "0"])
             #expect(none.status == 0 && none.stdout.isEmpty)
         }
     }
@@ -417,8 +397,8 @@ import Darwin
     /// Lines in the canonical form `tail` writes, with every value edge,
     /// go in through `append` and come out of `tail` byte for byte.
     @Test(.timeLimit(.minutes(1)))
-    func everyValueEdgeRoundTripsByteForByteThroughTheCLI() throws {
-        try withTemporaryDirectory { root in
+    func everyValueEdgeRoundTripsByteForByteThroughTheCLI() async throws {
+        try await withTemporaryDirectory { root in
             let dir = root + "/log"
             let earliest = Timestamp(microsSinceEpoch: .min).description
             let latest = Timestamp(microsSinceEpoch: .max).description
@@ -431,11 +411,11 @@ import Darwin
                 #"{"lsn":18446744073709551614,"ts":"9999-12-31T23:59:59.999999Z","table":"t","op":"update","key":{"id":2},"before":{"id":2},"after":{"id":3}}"#,
             ]
             let text = lines.map { $0 + "\n" }.joined()
-            let appended = try tidemark(["log", "append", "--log", dir], stdin: Array(text.utf8))
+            let appended = try await tidemark(["log", "append", "--log", dir], stdin: Array(text.utf8))
             try #require(appended.status == 0, "stderr: \(appended.stderr)")
             #expect(appended.stdoutText == "18446744073709551614\n")
 
-            let tail = try tidemark(["log", "tail", "--log", dir])
+            let tail = try await tidemark(["log", "tail", "--log", dir])
             #expect(tail.status == 0, "stderr: \(tail.stderr)")
             let got = tail.stdoutText.split(separator: "\n", omittingEmptySubsequences: false)
             for (n, want) in lines.enumerated() where n >= got.count || got[n] != want {
@@ -448,22 +428,22 @@ import Darwin
     /// The largest LSN is a valid LSN: it can be appended, and the log
     /// then refuses further appends with a message instead of crashing.
     @Test(.timeLimit(.minutes(1)))
-    func theLargestLSNIsTheEndOfTheLog() throws {
-        try withTemporaryDirectory { root in
+    func theLargestLSNIsTheEndOfTheLog() async throws {
+        try await withTemporaryDirectory { root in
             let dir = root + "/log"
             let last = #"{"lsn":18446744073709551615,"ts":"2026-11-25T11:00:00.000000Z","table":"t","op":"insert","key":{"id":1},"after":{"id":1}}"#
-            let appended = try tidemark(["log", "append", "--log", dir], stdin: Array((last + "\n").utf8))
+            let appended = try await tidemark(["log", "append", "--log", dir], stdin: Array((last + "\n").utf8))
             #expect(appended.reason == .exit && appended.status == 0, "stderr: \(appended.stderr)")
             #expect(appended.stdoutText == "18446744073709551615\n")
-            let tail = try tidemark(["log", "tail", "--log", dir])
+            let tail = try await tidemark(["log", "tail", "--log", dir])
             #expect(tail.stdoutText == last + "\n")
 
             let more = #"{"table":"t","op":"insert","key":{"id":2},"after":{"id":2}}"#
-            let refused = try tidemark(["log", "append", "--log", dir], stdin: Array((more + "\n").utf8))
+            let refused = try await tidemark(["log", "append", "--log", dir], stdin: Array((more + "\n").utf8))
             #expect(refused.reason == .exit && refused.status != 0, "crashed instead of refusing: \(refused.stderr)")
             #expect(refused.stderrLines.count == 1, "stderr: \(refused.stderr)")
             #expect(refused.stderr.contains("line 1") && refused.stderr.contains("no LSN is left"), "stderr: \(refused.stderr)")
-            let empty = try tidemark(["log", "append", "--log", dir], stdin: [])
+            let empty = try await tidemark(["log", "append", "--log", dir], stdin: [])
             #expect(empty.reason == .exit && empty.status == 0, "an empty append must not crash: \(empty.stderr)")
             #expect(empty.stdoutText == "18446744073709551615\n")
 
@@ -471,7 +451,7 @@ import Darwin
             let appender = try LogAppender(directory: dir)
             #expect(throws: LogError.self) { try appender.append(assigningLSNs: [sampleRecord(2)]) }
             try appender.close()
-            #expect(try tidemark(["log", "verify", "--log", dir]).status == 0)
+            #expect(try await tidemark(["log", "verify", "--log", dir]).status == 0)
         }
     }
 }
@@ -529,6 +509,88 @@ enum CrashInput {
             i += 1
         }
         return (id / 1_000_000, id % 1_000_000)
+    }
+}
+
+/// When a crash-test run is killed.
+enum KillPlan: Sendable, CustomStringConvertible {
+    case never
+    case afterStart(millis: Double)
+    case afterFirstWrite(millis: Double)
+    case onFirstWrite
+
+    var description: String {
+        switch self {
+        case .never: "not killed"
+        case .afterStart(let ms): "killed \(Int(ms)) ms after start"
+        case .afterFirstWrite(let ms): "killed \(Int(ms)) ms after its first write"
+        case .onFirstWrite: "killed on its first write"
+        }
+    }
+}
+
+enum CrashRun {
+    struct Outcome: Sendable {
+        var finished: Finished
+        /// Start to exit.
+        var millis: Double
+        /// First write seen in the segment to exit.
+        var writeMillis: Double?
+        /// Whether the kill was sent after the first write, while the child ran.
+        var killedMidWrite: Bool
+    }
+
+    /// Starts `child`, kills it as `plan` says while watching `segment` grow,
+    /// and waits for it. Blocks: call through ``blocking(_:)``.
+    static func run(_ child: Child, plan: KillPlan, watching segment: String) throws -> Outcome {
+        let sizeBefore = fileSize(segment)
+        let started = ContinuousClock.now
+        try child.startOnOwnThread()
+        /// Polls often without starving the child of a core.
+        func firstWrite(pollMicros: UInt32) -> ContinuousClock.Instant? {
+            while child.process.isRunning {
+                if fileSize(segment) != sizeBefore { return .now }
+                usleep(pollMicros)
+            }
+            return nil
+        }
+        /// Sleeps until `ms` after `start`, or until the child ends (so
+        /// `millis` below is the child's run time, not the sleep's).
+        func sleep(_ ms: Double, after start: ContinuousClock.Instant) {
+            while child.process.isRunning && (ContinuousClock.now - start).millis < ms { usleep(100) }
+        }
+        var grew: ContinuousClock.Instant?
+        var killedMidWrite = false
+        switch plan {
+        case .never:
+            grew = firstWrite(pollMicros: 100)
+        case .afterStart(let ms):
+            sleep(ms, after: started)
+            child.sendSignal(SIGKILL)
+        case .afterFirstWrite(let ms):
+            grew = firstWrite(pollMicros: 100)
+            sleep(ms, after: grew ?? .now)
+            killedMidWrite = grew != nil && child.process.isRunning
+            child.sendSignal(SIGKILL)
+        case .onFirstWrite:
+            grew = firstWrite(pollMicros: 20)
+            killedMidWrite = grew != nil && child.process.isRunning
+            child.sendSignal(SIGKILL)
+        }
+        let finished = try child.waitForExitOnOwnThread(timeoutSeconds: 60)
+        let ended = ContinuousClock.now
+        return Outcome(finished: finished, millis: (ended - started).millis,
+                       writeMillis: grew.map { (ended - $0).millis }, killedMidWrite: killedMidWrite)
+    }
+}
+
+/// Runs `body` on a thread of its own and awaits it. Every wait on a child
+/// goes through here: a test that blocks one of the cooperative threads
+/// (two on a 2-core machine) starves the tests running beside it, e.g. it
+/// turns `DispatchQueue.concurrentPerform` in GroupCommitTests serial.
+func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
     }
 }
 
@@ -622,10 +684,12 @@ struct Finished {
 
 /// Runs `tidemark ARGS` to completion with `stdin` piped in; SIGKILLs it
 /// and fails after `timeoutSeconds`.
-func tidemark(_ arguments: [String], stdin: [UInt8]? = nil, stdout: FileHandle? = nil, timeoutSeconds: Double = 30) throws -> Finished {
+func tidemark(_ arguments: [String], stdin: [UInt8]? = nil, stdout: FileHandle? = nil, timeoutSeconds: Double = 30) async throws -> Finished {
     let child = try Child(arguments, stdin: stdin, stdout: stdout)
-    try child.start()
-    return try child.waitForExit(timeoutSeconds: timeoutSeconds)
+    return try await blocking {
+        try child.startOnOwnThread()
+        return try child.waitForExitOnOwnThread(timeoutSeconds: timeoutSeconds)
+    }
 }
 
 struct ChildTimedOut: Error, CustomStringConvertible {
@@ -636,8 +700,7 @@ struct ChildTimedOut: Error, CustomStringConvertible {
 /// threads; stdout is also split into lines, each stamped with its arrival.
 final class Child: @unchecked Sendable {
     // @unchecked: `out`, `err`, `received`, `partial` and `openStreams` are
-    // guarded by `condition`; `spawnError` is written before a semaphore
-    // signal and read after the wait; the rest is set before any thread starts.
+    // guarded by `condition`; the rest is set before any thread starts.
     struct Line {
         var bytes: [UInt8]
         var arrival: ContinuousClock.Instant
@@ -673,10 +736,24 @@ final class Child: @unchecked Sendable {
         if stdout != nil { openStreams = 1 }
     }
 
-    func start() throws {
+    /// Starts the child. See ``startOnOwnThread()``.
+    func start() async throws {
+        try await blocking { try self.startOnOwnThread() }
+    }
+
+    /// Starts the child from the calling thread, which must be one of the
+    /// test's own (``blocking(_:)``), never a cooperative one: Foundation's
+    /// `Process` gives the child the spawning thread's signal mask, and
+    /// Swift Testing runs tests on dispatch threads that block nearly every
+    /// signal (SigBlk fffffffe3bfbea27), so a child spawned there would
+    /// ignore SIGTERM. This thread's mask is emptied first, as a shell's is.
+    func startOnOwnThread() throws {
+        var none = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, nil)
         let stdinPipe = stdinBytes.map { _ in Pipe() }
         process.standardInput = stdinPipe ?? FileHandle.nullDevice
-        try spawnWithEmptySignalMask()
+        try process.run()
         if !stdoutRedirected { drain(stdoutPipe.fileHandleForReading.fileDescriptor, isStdout: true) }
         drain(stderrPipe.fileHandleForReading.fileDescriptor, isStdout: false)
         if let stdinPipe, let bytes = stdinBytes {
@@ -703,26 +780,6 @@ final class Child: @unchecked Sendable {
                 try? stdinPipe.fileHandleForWriting.close()
             }
         }
-    }
-
-    private var spawnError: (any Error)?
-
-    /// Foundation's `Process` gives the child the spawning thread's signal
-    /// mask, and Swift Testing runs tests on dispatch threads that block
-    /// nearly every signal (SigBlk fffffffe3bfbea27): a child spawned from
-    /// the test would ignore SIGTERM. So spawn from a thread whose mask is
-    /// empty, as a shell would.
-    private func spawnWithEmptySignalMask() throws {
-        let spawned = DispatchSemaphore(value: 0)
-        Thread.detachNewThread { [self] in
-            var none = sigset_t()
-            sigemptyset(&none)
-            pthread_sigmask(SIG_SETMASK, &none, nil)
-            do { try process.run() } catch { spawnError = error }
-            spawned.signal()
-        }
-        spawned.wait()
-        if let spawnError { throw spawnError }
     }
 
     private func drain(_ fd: Int32, isStdout: Bool) {
@@ -768,7 +825,11 @@ final class Child: @unchecked Sendable {
     var stderrText: String { condition.lock(); defer { condition.unlock() }; return String(decoding: err, as: UTF8.self) }
 
     /// Waits until stdout has at least `count` complete lines. Bounded.
-    func waitForLines(_ count: Int, timeoutSeconds: Double) -> Bool {
+    func waitForLines(_ count: Int, timeoutSeconds: Double) async -> Bool {
+        (try? await blocking { self.waitForLinesOnOwnThread(count, timeoutSeconds: timeoutSeconds) }) ?? false
+    }
+
+    private func waitForLinesOnOwnThread(_ count: Int, timeoutSeconds: Double) -> Bool {
         let deadline = Date(timeIntervalSinceNow: timeoutSeconds)
         condition.lock()
         defer { condition.unlock() }
@@ -780,7 +841,11 @@ final class Child: @unchecked Sendable {
 
     /// Waits for the child to exit and its output to drain. SIGKILLs it and
     /// throws after `timeoutSeconds`.
-    func waitForExit(timeoutSeconds: Double) throws -> Finished {
+    func waitForExit(timeoutSeconds: Double) async throws -> Finished {
+        try await blocking { try self.waitForExitOnOwnThread(timeoutSeconds: timeoutSeconds) }
+    }
+
+    func waitForExitOnOwnThread(timeoutSeconds: Double) throws -> Finished {
         let deadline = Date(timeIntervalSinceNow: timeoutSeconds)
         while process.isRunning {
             if Date() > deadline {
@@ -804,9 +869,9 @@ final class Child: @unchecked Sendable {
     }
 
     /// SIGTERM, then the result.
-    func terminate() throws -> Finished {
+    func terminate() async throws -> Finished {
         sendSignal(SIGTERM)
-        return try waitForExit(timeoutSeconds: 10)
+        return try await waitForExit(timeoutSeconds: 10)
     }
 
     /// For `defer`: makes sure the child is gone, whatever happened.
