@@ -142,7 +142,7 @@ import Darwin
     // MARK: 2. Following across processes and rotation
 
     /// A `tidemark log tail --follow` child sees every record this process
-    /// appends, in order, across dozens of segment rotations, and a record
+    /// appends, in order, across many segment rotations (4 KiB segments), and a record
     /// appended while it idles shows up promptly.
     @Test(.timeLimit(.minutes(1)))
     func followerInAnotherProcessSeesEveryRecordAcrossRotation() async throws {
