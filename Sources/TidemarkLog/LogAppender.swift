@@ -204,11 +204,19 @@ public final class LogAppender: @unchecked Sendable {
 
     /// Appends records, assigning consecutive LSNs after ``lastLSN`` (the
     /// records' own `lsn` is ignored). Returns the assigned range.
+    ///
+    /// - Throws: `.lsnOrder` when fewer than `records.count` LSNs are left
+    ///   below 2^64.
     @discardableResult
     public func append(assigningLSNs records: [ChangeRecord]) throws(LogError) -> ClosedRange<LSN> {
         guard !records.isEmpty else { return lastLSN...lastLSN }
         for r in records { try r.validate() }
         lock.lock()
+        guard UInt64.max - assignedLSN.rawValue >= UInt64(records.count) else {
+            let last = assignedLSN
+            lock.unlock()
+            throw LogError(.lsnOrder, "cannot assign \(records.count) LSNs after LSN \(last): LSNs end at \(UInt64.max)")
+        }
         var batch = records
         let first = assignedLSN.next
         for i in batch.indices { batch[i].lsn = LSN(first.rawValue + UInt64(i)) }

@@ -42,15 +42,19 @@ struct LogAppendCommand: ParsableCommand {
             let now = Clock.wallMicros()
             var records: [ChangeRecord] = []
             records.reserveCapacity(drafts.count)
-            var next = appender.lastLSN.next
-            for (i, d) in drafts.enumerated() {
-                let r = try d.draft.record(lsnIfAbsent: next, timestampMicrosIfAbsent: now)
-                guard r.lsn >= next else {
-                    throw LogError(.lsnOrder, "line \(d.line): lsn \(r.lsn) is not above the previous LSN \(next.rawValue - 1); LSNs must strictly increase (leave \"lsn\" out to have it assigned)")
+            // The previous LSN rather than the next: after the largest LSN
+            // there is no next one to compute.
+            var previous = appender.lastLSN
+            for d in drafts {
+                guard d.draft.lsn != nil || previous.rawValue < UInt64.max else {
+                    throw LogError(.lsnOrder, "line \(d.line): no LSN is left to assign after \(previous), the largest LSN")
                 }
-                _ = i
+                let r = try d.draft.record(lsnIfAbsent: d.draft.lsn ?? previous.next, timestampMicrosIfAbsent: now)
+                guard r.lsn > previous else {
+                    throw LogError(.lsnOrder, "line \(d.line): lsn \(r.lsn) is not above the previous LSN \(previous); LSNs must strictly increase (leave \"lsn\" out to have it assigned)")
+                }
                 records.append(r)
-                next = r.lsn.next
+                previous = r.lsn
             }
             var last = appender.lastLSN
             var i = 0

@@ -29,6 +29,10 @@ struct LogTailCommand: ParsableCommand {
     @Option(help: "jsonl (one JSON object per line) or text.")
     var format: RecordFormat = .jsonl
 
+    func validate() throws {
+        if let lines, lines < 0 { throw ValidationError("--lines must be 0 or more, not \(lines)") }
+    }
+
     func run() throws {
         try reportingErrors {
             let reader = try LogReader(directory: log.directory)

@@ -27,8 +27,13 @@ struct StandardOutput {
             while done < raw.count {
                 let n = Glibc.write(1, raw.baseAddress! + done, raw.count - done)
                 if n < 0 {
-                    if errno == EINTR { continue }
-                    return
+                    let e = errno
+                    if e == EINTR { continue }
+                    // A full disk or a reader that went away (EPIPE when
+                    // SIGPIPE is ignored): output is lost, so stop and say
+                    // so rather than exit 0 (or follow forever) without it.
+                    printError("cannot write to standard output: \(String(cString: strerror(e)))")
+                    exit(1)
                 }
                 done += n
             }

@@ -11,6 +11,15 @@ func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
     return try body(path)
 }
 
+/// ``withTemporaryDirectory(_:)`` for async tests.
+func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async throws -> T {
+    let path = FileManager.default.temporaryDirectory
+        .appendingPathComponent("tidemark-test-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    return try await body(path)
+}
+
 /// A realistic record: 6–10 columns, ~200 bytes.
 func sampleRecord(_ i: Int, lsn: UInt64 = 0, table: String = "users") -> ChangeRecord {
     let op: ChangeOperation = [.insert, .update, .update, .delete][i % 4]
