@@ -119,6 +119,15 @@ struct ByteReader {
         return slice
     }
 
+    /// Skips `n` bytes (a length just read) and returns where they start.
+    @inline(__always)
+    mutating func offsetAfterLength(_ n: Int) -> Int {
+        // `length()` already checked that n bytes remain.
+        let start = offset
+        offset += n
+        return start
+    }
+
     @inline(__always)
     mutating func string() throws(DecodeFailure) -> String {
         let n = try length()

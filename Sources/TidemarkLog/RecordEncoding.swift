@@ -106,12 +106,20 @@ enum RecordEncoding {
         return (Header(lsn: LSN(lsn), timestampMicros: ts, operation: op, end: end), flags)
     }
 
-    static func decode(_ reader: inout ByteReader) throws(DecodeFailure) -> ChangeRecord {
+    /// Decodes the record at `reader.offset`; `names` supplies table and
+    /// column names already seen (see ``NameCache``).
+    static func decode(_ reader: inout ByteReader, names: inout NameCache) throws(DecodeFailure) -> ChangeRecord {
         let (header, flags) = try decodeHeader(&reader)
-        let table = try reader.string()
-        let key = try decodeFields(&reader)
-        let before = (flags & flagBefore) != 0 ? try decodeFields(&reader) : nil
-        let after = (flags & flagAfter) != 0 ? try decodeFields(&reader) : nil
+        return try decode(after: header, flags: flags, &reader, names: &names)
+    }
+
+    /// Decodes the rest of a record whose header ``decodeHeader(_:)`` just
+    /// read, so a reader that checked the header need not decode it again.
+    static func decode(after header: Header, flags: UInt8, _ reader: inout ByteReader, names: inout NameCache) throws(DecodeFailure) -> ChangeRecord {
+        let table = try names.name(&reader)
+        let key = try decodeFields(&reader, names: &names)
+        let before = (flags & flagBefore) != 0 ? try decodeFields(&reader, names: &names) : nil
+        let after = (flags & flagAfter) != 0 ? try decodeFields(&reader, names: &names) : nil
         guard reader.offset == header.end else {
             throw DecodeFailure(what: "record at LSN \(header.lsn) has \(header.end - reader.offset) stray bytes")
         }
@@ -127,7 +135,7 @@ enum RecordEncoding {
     }
 
     @inline(__always)
-    static func decodeFields(_ reader: inout ByteReader) throws(DecodeFailure) -> [Field] {
+    static func decodeFields(_ reader: inout ByteReader, names: inout NameCache) throws(DecodeFailure) -> [Field] {
         let count = try reader.varint()
         // Each field takes at least 2 bytes; refuse counts the data cannot hold.
         guard count <= UInt64(reader.remaining / 2) else {
@@ -136,7 +144,7 @@ enum RecordEncoding {
         var fields = [Field]()
         fields.reserveCapacity(Int(count))
         for _ in 0..<count {
-            let name = try reader.string()
+            let name = try names.name(&reader)
             let value = try decodeValue(&reader)
             fields.append(Field(name, value))
         }
