@@ -1,7 +1,8 @@
 // Little-endian, varint and zigzag helpers for the log's binary formats.
-// Writers append to a `[UInt8]`; readers walk an `UnsafeRawBufferPointer` and
-// throw instead of trapping when input runs short, because every byte they see
-// came from disk.
+// Small fixed structures (metadata, headers) append to a `[UInt8]`; records,
+// the hot path, are sized first and written through a ``ByteWriter``. Readers
+// walk an `UnsafeRawBufferPointer` and throw instead of trapping when input
+// runs short, because every byte they see came from disk.
 
 extension Array where Element == UInt8 {
     @inline(__always)
@@ -24,18 +25,6 @@ extension Array where Element == UInt8 {
             v >>= 7
         }
         append(UInt8(truncatingIfNeeded: v))
-    }
-    @inline(__always)
-    mutating func appendZigzag(_ value: Int64) {
-        appendVarint(UInt64(bitPattern: (value << 1) ^ (value >> 63)))
-    }
-    @inline(__always)
-    mutating func appendString(_ s: String) {
-        var s = s
-        s.withUTF8 { utf8 in
-            appendVarint(UInt64(utf8.count))
-            append(contentsOf: utf8)
-        }
     }
 }
 
