@@ -1,7 +1,8 @@
 // Little-endian, varint and zigzag helpers for the log's binary formats.
-// Writers append to a `[UInt8]`; readers walk an `UnsafeRawBufferPointer` and
-// throw instead of trapping when input runs short, because every byte they see
-// came from disk.
+// Small fixed structures (metadata, headers) append to a `[UInt8]`; records,
+// the hot path, are sized first and written through a ``ByteWriter``. Readers
+// walk an `UnsafeRawBufferPointer` and throw instead of trapping when input
+// runs short, because every byte they see came from disk.
 
 extension Array where Element == UInt8 {
     @inline(__always)
@@ -25,16 +26,67 @@ extension Array where Element == UInt8 {
         }
         append(UInt8(truncatingIfNeeded: v))
     }
+}
+
+/// Bytes a varint of `v` takes.
+@inline(__always)
+func varintSize(_ v: UInt64) -> Int {
+    v == 0 ? 1 : (64 - v.leadingZeroBitCount + 6) / 7
+}
+
+/// Zigzag mapping of a signed value (0, -1, 1, -2 … → 0, 1, 2, 3 …).
+@inline(__always)
+func zigzagBits(_ v: Int64) -> UInt64 {
+    UInt64(bitPattern: (v << 1) ^ (v >> 63))
+}
+
+/// Writes into memory sized beforehand. No bounds checks: the caller
+/// computes the exact size first and checks ``position`` at the end (see
+/// `RecordEncoding.encode`).
+struct ByteWriter {
+    private(set) var position: UnsafeMutableRawPointer
+
+    init(_ start: UnsafeMutableRawPointer) { position = start }
+
     @inline(__always)
-    mutating func appendZigzag(_ value: Int64) {
-        appendVarint(UInt64(bitPattern: (value << 1) ^ (value >> 63)))
+    mutating func u8(_ v: UInt8) {
+        position.storeBytes(of: v, as: UInt8.self)
+        position += 1
     }
+
     @inline(__always)
-    mutating func appendString(_ s: String) {
+    mutating func le64(_ v: UInt64) {
+        position.storeBytes(of: v.littleEndian, as: UInt64.self)
+        position += 8
+    }
+
+    @inline(__always)
+    mutating func varint(_ value: UInt64) {
+        var v = value
+        while v >= 0x80 {
+            u8(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        u8(UInt8(truncatingIfNeeded: v))
+    }
+
+    @inline(__always)
+    mutating func zigzag(_ v: Int64) { varint(zigzagBits(v)) }
+
+    @inline(__always)
+    mutating func bytes(_ b: UnsafeRawBufferPointer) {
+        guard let base = b.baseAddress, b.count > 0 else { return }
+        position.copyMemory(from: base, byteCount: b.count)
+        position += b.count
+    }
+
+    /// A `string` of the record encoding: varint length, UTF-8 bytes.
+    @inline(__always)
+    mutating func string(_ s: String) {
         var s = s
         s.withUTF8 { utf8 in
-            appendVarint(UInt64(utf8.count))
-            append(contentsOf: utf8)
+            varint(UInt64(utf8.count))
+            bytes(UnsafeRawBufferPointer(utf8))
         }
     }
 }
@@ -117,6 +169,15 @@ struct ByteReader {
         let slice = UnsafeRawBufferPointer(rebasing: base[offset..<(offset + n)])
         offset += n
         return slice
+    }
+
+    /// Skips `n` bytes (a length just read) and returns where they start.
+    @inline(__always)
+    mutating func offsetAfterLength(_ n: Int) -> Int {
+        // `length()` already checked that n bytes remain.
+        let start = offset
+        offset += n
+        return start
     }
 
     @inline(__always)

@@ -123,7 +123,6 @@ public final class LogAppender: @unchecked Sendable {
     private var chain: UInt64
     private let compressor: Compressor
     private var content: [UInt8] = []
-    private var scratch: [UInt8] = []
     private var frameBytes: [UInt8] = []
     // Interval syncer:
 
@@ -229,7 +228,13 @@ public final class LogAppender: @unchecked Sendable {
     private func enqueueAndWait(_ records: [ChangeRecord], last: LSN) throws(LogError) -> LSN {
         if let failure { lock.unlock(); throw failure }
         if closed { lock.unlock(); throw LogError(.io, "the appender for \(directory.path) is closed") }
-        pending.append(contentsOf: records)
+        if pending.isEmpty {
+            // The common case, no other appender waiting: the caller's array
+            // becomes the batch as is, instead of a copy of every record.
+            pending = records
+        } else {
+            pending.append(contentsOf: records)
+        }
         assignedLSN = last
         let mustSync = options.durability == .commit
         while (mustSync ? durableLSN : writtenLSN) < last {
@@ -240,8 +245,10 @@ public final class LogAppender: @unchecked Sendable {
             }
             // Become the leader for everything pending.
             flushing = true
-            let batch = pending
-            pending.removeAll(keepingCapacity: true)
+            // Hand the batch over without copying it or allocating a new
+            // buffer for `pending`.
+            var batch: [ChangeRecord] = []
+            swap(&batch, &pending)
             lock.unlock()
             var outcome: Result<(frames: Int, bytes: Int, raw: Int, rotated: Int), LogError>
             do {
@@ -279,17 +286,19 @@ public final class LogAppender: @unchecked Sendable {
         var frames = 0, bytes = 0, raw = 0, rotated = 0
         var start = 0
         while start < batch.count {
-            content.removeAll(keepingCapacity: true)
+            // `content` and `frameBytes` are reused and only ever grow; the
+            // bytes in use are content[0..<used] and frameBytes[0..<frameSize].
+            var used = 0
             var end = start
             var minTS = Int64.max, maxTS = Int64.min
-            while end < batch.count && (end == start || content.count < options.frameSizeLimitBytes) {
+            while end < batch.count && (end == start || used < options.frameSizeLimitBytes) {
                 let r = batch[end]
-                RecordEncoding.encode(r, into: &content, scratch: &scratch)
+                used = RecordEncoding.encode(r, into: &content, at: used)
                 minTS = min(minTS, r.timestampMicros)
                 maxTS = max(maxTS, r.timestampMicros)
                 end += 1
             }
-            guard content.count <= Int(UInt32.max) else {
+            guard used <= Int(UInt32.max) else {
                 throw LogError(.invalidRecord, "a record at LSN \(batch[start].lsn) is larger than 4 GiB")
             }
             let firstLSN = batch[start].lsn
@@ -297,17 +306,18 @@ public final class LogAppender: @unchecked Sendable {
                 try rotate(to: firstLSN)
                 rotated += 1
             }
-            frameBytes.removeAll(keepingCapacity: true)
-            frameBytes.append(contentsOf: repeatElement(0, count: FrameMetadata.encodedSize))
-            try compressor.compress(content, appendingTo: &frameBytes)
-            let dataSize = frameBytes.count - FrameMetadata.encodedSize
+            if frameBytes.count < FrameMetadata.encodedSize {
+                frameBytes.append(contentsOf: repeatElement(0, count: FrameMetadata.encodedSize - frameBytes.count))
+            }
+            let dataSize = try compressor.compress(content, count: used, into: &frameBytes, at: FrameMetadata.encodedSize)
+            let frameSize = FrameMetadata.encodedSize + dataSize
             let dataCRC = frameBytes.withUnsafeBytes {
-                CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[FrameMetadata.encodedSize...]))
+                CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[FrameMetadata.encodedSize..<frameSize]))
             }
             var m = FrameMetadata(
                 firstLSN: firstLSN, lastLSN: batch[end - 1].lsn,
                 firstTimestampMicros: minTS, lastTimestampMicros: maxTS,
-                recordCount: UInt32(end - start), contentSize: UInt32(content.count),
+                recordCount: UInt32(end - start), contentSize: UInt32(used),
                 dataSize: UInt32(dataSize), dataChecksum: dataCRC, previousChain: chain)
             var meta = [UInt8]()
             meta.reserveCapacity(FrameMetadata.encodedSize)
@@ -316,17 +326,17 @@ public final class LogAppender: @unchecked Sendable {
             // One write per frame: a crash leaves at most one torn frame at
             // the tail, which the next open cuts off.
             do {
-                try segment!.write(frameBytes, at: segmentSize)
+                try segment!.write(frameBytes, count: frameSize, at: segmentSize)
             } catch {
                 // Best effort: drop a partial frame so readers never see it.
                 try? segment!.truncate(to: segmentSize)
                 throw error
             }
-            segmentSize += frameBytes.count
+            segmentSize += frameSize
             chain = m.chain
             frames += 1
-            bytes += frameBytes.count
-            raw += content.count
+            bytes += frameSize
+            raw += used
             start = end
         }
         return (frames, bytes, raw, rotated)

@@ -63,6 +63,7 @@ public final class LogCursor: @unchecked Sendable {
     private var index = 0
     private var scanner: SegmentScanner?
     private var decoder: FrameDecoder
+    private var names = NameCache()
     private var data: [UInt8] = []
     private var frame: FrameMetadata?
     private var contentOffset = 0
@@ -118,8 +119,7 @@ public final class LogCursor: @unchecked Sendable {
         let result = decoder.content.withUnsafeBytes { raw -> Result<ChangeRecord?, DecodeFailure> in
           do throws(DecodeFailure) {
             var reader = ByteReader(raw, offset: contentOffset)
-            let start = reader.offset
-            let (header, _) = try RecordEncoding.decodeHeader(&reader)
+            let (header, flags) = try RecordEncoding.decodeHeader(&reader)
             recordsLeft -= 1
             guard header.lsn > previousInFrame, header.lsn >= m.firstLSN, header.lsn <= m.lastLSN,
                   header.end <= raw.count
@@ -140,8 +140,7 @@ public final class LogCursor: @unchecked Sendable {
                 let table = try RecordEncoding.decodeTable(&r)
                 if !tables.contains(table) { return .success(nil) }
             }
-            reader.offset = start
-            return .success(try RecordEncoding.decode(&reader))
+            return .success(try RecordEncoding.decode(after: header, flags: flags, &reader, names: &names))
           } catch {
             return .failure(error)
           }

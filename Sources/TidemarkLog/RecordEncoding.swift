@@ -35,51 +35,87 @@ enum RecordEncoding {
     static let tagText: UInt8 = 3
     static let tagBlob: UInt8 = 4
 
-    /// Appends `record` to `out`, using `scratch` for the body so the length
-    /// prefix can precede it without a second encoding pass.
-    static func encode(_ record: ChangeRecord, into out: inout [UInt8], scratch: inout [UInt8]) {
-        scratch.removeAll(keepingCapacity: true)
+    /// Writes `record` into `out` at `offset` and returns the offset after it.
+    ///
+    /// The body is sized first, so the length prefix and the body are each
+    /// written once, in place, through a pointer: appending piece by piece
+    /// to an Array (a capacity and uniqueness check and a generic copy per
+    /// string) was the largest cost of appending after zstd. `out` grows
+    /// (zero-filled, at least doubling) only when too short; bytes past the
+    /// returned offset are left as they were, so a frame buffer is reused
+    /// without clearing it.
+    static func encode(_ record: ChangeRecord, into out: inout [UInt8], at offset: Int) -> Int {
+        precondition(offset <= out.count)
         var flags = record.operation.rawValue
         if record.before != nil { flags |= flagBefore }
         if record.after != nil { flags |= flagAfter }
-        scratch.append(flags)
-        scratch.appendVarint(record.lsn.rawValue)
-        scratch.appendZigzag(record.timestampMicros)
-        scratch.appendString(record.table)
-        encodeFields(record.key, into: &scratch)
-        if let before = record.before { encodeFields(before, into: &scratch) }
-        if let after = record.after { encodeFields(after, into: &scratch) }
-        out.appendVarint(UInt64(scratch.count))
-        out.append(contentsOf: scratch)
-    }
-
-    @inline(__always)
-    static func encodeFields(_ fields: [Field], into out: inout [UInt8]) {
-        out.appendVarint(UInt64(fields.count))
-        for field in fields {
-            out.appendString(field.name)
-            encodeValue(field.value, into: &out)
+        var body = 1 + varintSize(record.lsn.rawValue) + varintSize(zigzagBits(record.timestampMicros))
+        body += stringSize(record.table) + fieldsSize(record.key)
+        if let before = record.before { body += fieldsSize(before) }
+        if let after = record.after { body += fieldsSize(after) }
+        let end = offset + varintSize(UInt64(body)) + body
+        if out.count < end {
+            out.append(contentsOf: repeatElement(0, count: max(end - out.count, out.count)))
         }
+        out.withUnsafeMutableBytes { raw in
+            var w = ByteWriter(raw.baseAddress! + offset)
+            w.varint(UInt64(body))
+            w.u8(flags)
+            w.varint(record.lsn.rawValue)
+            w.zigzag(record.timestampMicros)
+            w.string(record.table)
+            encodeFields(record.key, into: &w)
+            if let before = record.before { encodeFields(before, into: &w) }
+            if let after = record.after { encodeFields(after, into: &w) }
+            precondition(w.position == raw.baseAddress! + end, "record encoding wrote a different size than it computed")
+        }
+        return end
     }
 
     @inline(__always)
-    static func encodeValue(_ value: Value, into out: inout [UInt8]) {
-        switch value {
-        case .null:
-            out.append(tagNull)
-        case .integer(let i):
-            out.append(tagInteger)
-            out.appendZigzag(i)
-        case .real(let d):
-            out.append(tagReal)
-            out.appendLE(d.bitPattern)
-        case .text(let s):
-            out.append(tagText)
-            out.appendString(s)
-        case .blob(let b):
-            out.append(tagBlob)
-            out.appendVarint(UInt64(b.count))
-            out.append(contentsOf: b)
+    static func stringSize(_ s: String) -> Int {
+        let n = s.utf8.count
+        return varintSize(UInt64(n)) + n
+    }
+
+    @inline(__always)
+    static func fieldsSize(_ fields: [Field]) -> Int {
+        var size = varintSize(UInt64(fields.count))
+        for field in fields {
+            size += stringSize(field.name) + 1
+            switch field.value {
+            case .null: break
+            case .integer(let i): size += varintSize(zigzagBits(i))
+            case .real: size += 8
+            case .text(let s): size += stringSize(s)
+            case .blob(let b): size += varintSize(UInt64(b.count)) + b.count
+            }
+        }
+        return size
+    }
+
+    @inline(__always)
+    static func encodeFields(_ fields: [Field], into w: inout ByteWriter) {
+        w.varint(UInt64(fields.count))
+        for field in fields {
+            w.string(field.name)
+            switch field.value {
+            case .null:
+                w.u8(tagNull)
+            case .integer(let i):
+                w.u8(tagInteger)
+                w.zigzag(i)
+            case .real(let d):
+                w.u8(tagReal)
+                w.le64(d.bitPattern)
+            case .text(let s):
+                w.u8(tagText)
+                w.string(s)
+            case .blob(let b):
+                w.u8(tagBlob)
+                w.varint(UInt64(b.count))
+                b.withUnsafeBytes { w.bytes($0) }
+            }
         }
     }
 
@@ -106,12 +142,20 @@ enum RecordEncoding {
         return (Header(lsn: LSN(lsn), timestampMicros: ts, operation: op, end: end), flags)
     }
 
-    static func decode(_ reader: inout ByteReader) throws(DecodeFailure) -> ChangeRecord {
+    /// Decodes the record at `reader.offset`; `names` supplies table and
+    /// column names already seen (see ``NameCache``).
+    static func decode(_ reader: inout ByteReader, names: inout NameCache) throws(DecodeFailure) -> ChangeRecord {
         let (header, flags) = try decodeHeader(&reader)
-        let table = try reader.string()
-        let key = try decodeFields(&reader)
-        let before = (flags & flagBefore) != 0 ? try decodeFields(&reader) : nil
-        let after = (flags & flagAfter) != 0 ? try decodeFields(&reader) : nil
+        return try decode(after: header, flags: flags, &reader, names: &names)
+    }
+
+    /// Decodes the rest of a record whose header ``decodeHeader(_:)`` just
+    /// read, so a reader that checked the header need not decode it again.
+    static func decode(after header: Header, flags: UInt8, _ reader: inout ByteReader, names: inout NameCache) throws(DecodeFailure) -> ChangeRecord {
+        let table = try names.name(&reader)
+        let key = try decodeFields(&reader, names: &names)
+        let before = (flags & flagBefore) != 0 ? try decodeFields(&reader, names: &names) : nil
+        let after = (flags & flagAfter) != 0 ? try decodeFields(&reader, names: &names) : nil
         guard reader.offset == header.end else {
             throw DecodeFailure(what: "record at LSN \(header.lsn) has \(header.end - reader.offset) stray bytes")
         }
@@ -127,7 +171,7 @@ enum RecordEncoding {
     }
 
     @inline(__always)
-    static func decodeFields(_ reader: inout ByteReader) throws(DecodeFailure) -> [Field] {
+    static func decodeFields(_ reader: inout ByteReader, names: inout NameCache) throws(DecodeFailure) -> [Field] {
         let count = try reader.varint()
         // Each field takes at least 2 bytes; refuse counts the data cannot hold.
         guard count <= UInt64(reader.remaining / 2) else {
@@ -136,7 +180,7 @@ enum RecordEncoding {
         var fields = [Field]()
         fields.reserveCapacity(Int(count))
         for _ in 0..<count {
-            let name = try reader.string()
+            let name = try names.name(&reader)
             let value = try decodeValue(&reader)
             fields.append(Field(name, value))
         }

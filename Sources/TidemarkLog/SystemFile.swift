@@ -70,11 +70,17 @@ final class SystemFile {
 
     /// Writes all of `bytes` at `offset`, retrying short writes.
     func write(_ bytes: [UInt8], at offset: Int) throws(LogError) {
+        try write(bytes, count: bytes.count, at: offset)
+    }
+
+    /// Writes the first `count` bytes of `bytes` at `offset`, retrying short writes.
+    func write(_ bytes: [UInt8], count: Int, at offset: Int) throws(LogError) {
+        precondition(count <= bytes.count)
         var done = 0
         var failure: Int32 = 0
         bytes.withUnsafeBytes { raw in
-            while done < raw.count {
-                let n = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset + done))
+            while done < count {
+                let n = pwrite(fd, raw.baseAddress! + done, count - done, off_t(offset + done))
                 if n < 0 {
                     if errno == EINTR { continue }
                     failure = errno

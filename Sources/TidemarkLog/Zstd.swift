@@ -18,17 +18,24 @@ final class Compressor {
 
     deinit { ZSTD_freeCCtx(context) }
 
-    /// Compresses `input` as one complete zstd frame appended to `out`.
-    func compress(_ input: [UInt8], appendingTo out: inout [UInt8]) throws(LogError) {
-        let bound = ZSTD_compressBound(input.count)
-        let start = out.count
-        out.reserveCapacity(start + bound)
+    /// Compresses the first `count` bytes of `input` as one complete zstd
+    /// frame written into `out` at `offset`; returns the frame's size.
+    ///
+    /// `out` grows (zero-filled) only when shorter than `offset` plus zstd's
+    /// worst case, and never shrinks: a reused buffer is filled once instead
+    /// of zero-filling and trimming a megabyte per frame. Bytes of `out` past
+    /// the frame are left as they were.
+    func compress(_ input: [UInt8], count: Int, into out: inout [UInt8], at offset: Int) throws(LogError) -> Int {
+        precondition(count <= input.count && offset <= out.count)
+        let bound = ZSTD_compressBound(count)
+        if out.count < offset + bound {
+            out.append(contentsOf: repeatElement(0, count: offset + bound - out.count))
+        }
         var written = 0
         var failure: String?
-        out.append(contentsOf: repeatElement(0, count: bound))
         out.withUnsafeMutableBytes { dst in
             input.withUnsafeBytes { src in
-                let n = ZSTD_compress2(context, dst.baseAddress! + start, bound, src.baseAddress, src.count)
+                let n = ZSTD_compress2(context, dst.baseAddress! + offset, bound, src.baseAddress, count)
                 if ZSTD_isError(n) != 0 {
                     failure = String(cString: ZSTD_getErrorName(n))
                 } else {
@@ -37,7 +44,7 @@ final class Compressor {
             }
         }
         if let failure { throw LogError(.compression, "zstd compression failed: \(failure)") }
-        out.removeLast(bound - written)
+        return written
     }
 }
 

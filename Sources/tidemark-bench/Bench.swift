@@ -1,6 +1,13 @@
 import ArgumentParser
 
+/// Side-by-side benchmarks of Tidemark against the baselines named in
+/// DESIGN.md. Build and run in release mode:
+/// `swift build -c release --product tidemark-bench && .build/release/tidemark-bench log`.
 @main
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "tidemark-bench")
+    static let configuration = CommandConfiguration(
+        commandName: "tidemark-bench",
+        abstract: "Measure Tidemark beside its baselines (median of several runs; table or --json).",
+        subcommands: [LogBenchmark.self]
+    )
 }

@@ -1,0 +1,343 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import TidemarkLog
+
+/// `tidemark-bench log`: the change log's append and read throughput,
+/// compression ratio and peak memory, each beside the `zstd` CLI doing the
+/// same work on the same bytes.
+///
+/// - Append: `LogAppender` (encode + compress + write) vs `zstd -3` compressing
+///   the exact uncompressed record bytes the log holds, into a file.
+/// - Read: `LogCursor` decoding every record vs `zstd -dc` of the same
+///   segment files. A segment is a valid zstd stream whose skippable frames
+///   (frame metadata) `zstd -dc` drops, so it yields exactly the record bytes.
+///
+/// Records are generated before the clock starts: each run regenerates the
+/// same seeded workload batch by batch and times only the `append` calls, so
+/// a million records never sit in memory at once.
+struct LogBenchmark: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "log",
+        abstract: "Change-log append/read throughput, compression and memory beside the zstd CLI.",
+        discussion: """
+        Goals (DESIGN.md): append ≥ 0.5× and read ≥ 0.5× the zstd CLI, peak RSS < 150 MB. \
+        MB are 10^6 bytes of uncompressed record bytes. Needs the zstd command (apt-get install zstd).
+        """
+    )
+
+    @Option(help: "Records per run (at least 1,000,000 for the goals).")
+    var records = 1_000_000
+
+    @Option(help: "Measured runs per path; medians are reported (at least 5 for the goals).")
+    var runs = 5
+
+    @Option(help: "Records per append call with durability none.")
+    var batchSize = 10_000
+
+    @Option(help: "Records per append call in the durability-commit row.")
+    var commitBatchSize = 1_000
+
+    @Option(help: "Runs of the durability-commit row, shown for information (0 skips it).")
+    var commitRuns = 3
+
+    @Option(help: "Workload seed; the same seed gives the same records.")
+    var seed: UInt64 = 20_261_101
+
+    @Option(help: "Directory for scratch files (default: $TMPDIR or /tmp).")
+    var scratch: String?
+
+    @Flag(help: "Print one JSON object instead of the table.")
+    var json = false
+
+    @Flag(help: "Keep the scratch directory (logs, raw bytes) for inspection.")
+    var keep = false
+
+    @Flag(help: "Exit with status 1 when a goal is missed or the run is smaller than the goals need.")
+    var check = false
+
+    @Option(help: ArgumentHelp("Run only one path, without baselines, for a profiler: append or read.", visibility: .hidden))
+    var profile: String?
+
+    func validate() throws {
+        guard records >= 1 else { throw ValidationError("--records must be at least 1") }
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+        guard batchSize >= 1, commitBatchSize >= 1 else { throw ValidationError("batch sizes must be at least 1") }
+        guard commitRuns >= 0 else { throw ValidationError("--commit-runs must be 0 or more") }
+        if let profile, profile != "append" && profile != "read" {
+            throw ValidationError("--profile must be append or read, not '\(profile)'")
+        }
+    }
+
+    func run() throws {
+        let parent = scratch ?? getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        let dir = try ScratchDirectory(in: parent, name: "log")
+        defer { if !keep { try? dir.remove() } }
+        if let profile {
+            try runForProfiler(profile, in: dir)
+            return
+        }
+        let result = try measure(in: dir)
+        if json {
+            print(result.json.text)
+        } else {
+            print(result.text)
+            if keep { print("scratch files kept in \(dir.path)") }
+        }
+        if check && !(result.table.allPassed && meetsIssueWorkload) { throw ExitCode(1) }
+    }
+
+    // MARK: Measuring
+
+    /// One run of appending the whole workload to a fresh log.
+    struct AppendRun {
+        var timing: Timing
+        var statistics: AppenderStatistics
+        var segments: [String]
+    }
+
+    struct Outcome {
+        var table: ComparisonTable
+        var text: String
+        var json: JSON
+    }
+
+    /// The issue judges the goals on at least a million records, median of 5.
+    private var meetsIssueWorkload: Bool { records >= 1_000_000 && runs >= 5 }
+
+    private func measure(in dir: ScratchDirectory) throws -> Outcome {
+        var memory = PeakMemory()
+        let raw = dir.file("records.raw")
+        let rawCompressed = dir.file("records.raw.zst")
+        let compressCommand = ExternalCommand(["zstd", "-3", "-q", "-f", raw, "-o", rawCompressed])
+
+        // Append, durability none, interleaved with the zstd -3 baseline so
+        // drift in the machine's speed hits both sides alike.
+        var append = Runs(), zstdCompress = Runs()
+        var logPath = ""
+        var last: AppendRun?
+        try memory.phase("append") {
+            // Warm-up (not counted): also yields the exact record bytes for
+            // the baseline, via zstd -dc of the log's own segments.
+            progress("append warm-up")
+            let warm = try appendAll(to: dir.subdirectory("log-warmup"), durability: .none, batchSize: batchSize)
+            _ = try ExternalCommand(["zstd", "-dc", "-q"] + warm.segments, output: .file(raw)).run()
+            let rawSize = try fileSize(raw)
+            guard rawSize == warm.statistics.uncompressedBytes else {
+                throw BenchmarkError("zstd -dc of the segments gave \(rawSize) bytes but the appender wrote \(warm.statistics.uncompressedBytes) uncompressed bytes")
+            }
+            try removeTree(dir.subdirectory("log-warmup"))
+            for i in 0..<runs {
+                if !logPath.isEmpty { try removeTree(logPath) }
+                logPath = dir.subdirectory("log-\(i)")
+                let run = try appendAll(to: logPath, durability: .none, batchSize: batchSize)
+                guard run.statistics.uncompressedBytes == rawSize, run.statistics.records == records else {
+                    throw BenchmarkError("run \(i + 1) wrote \(run.statistics.uncompressedBytes) bytes in \(run.statistics.records) records; the workload is not deterministic")
+                }
+                append.add(run.timing)
+                last = run
+                let z = try compressCommand.run()
+                zstdCompress.add(z)
+                progress("append run \(i + 1)/\(runs): tidemark \(describe(run.timing)), zstd -3 \(describe(z))")
+            }
+        }
+        guard let last else { throw BenchmarkError("no append run was measured") }
+        let stats = last.statistics
+        let segments = last.segments
+        let uncompressed = Double(stats.uncompressedBytes)
+        let onDisk = try segments.reduce(0) { $0 + (try fileSize($1)) }
+        let zstdSize = try fileSize(rawCompressed)
+
+        // Append, durability commit, for information: what fsync per call costs.
+        var commit = Runs()
+        var commitSyncs = 0
+        if commitRuns > 0 {
+            try memory.phase("append-commit") {
+                for i in 0..<commitRuns {
+                    let path = dir.subdirectory("log-commit")
+                    let run = try appendAll(to: path, durability: .commit, batchSize: commitBatchSize)
+                    commit.add(run.timing)
+                    commitSyncs = run.statistics.syncs
+                    try removeTree(path)
+                    progress("commit run \(i + 1)/\(commitRuns): \(describe(run.timing))")
+                }
+            }
+        }
+
+        // Read: every record fully decoded, beside zstd -dc of the same segments.
+        let decompressCommand = ExternalCommand(["zstd", "-dc", "-q"] + segments)
+        var read = Runs(), zstdDecompress = Runs()
+        try memory.phase("read") {
+            for i in 0..<runs {
+                let t = try readAll(logPath)
+                read.add(t)
+                let z = try decompressCommand.run()
+                zstdDecompress.add(z)
+                progress("read run \(i + 1)/\(runs): tidemark \(describe(t)), zstd -dc \(describe(z))")
+            }
+        }
+        let peakRSS = memory.finish()
+
+        // The table: throughput at the median wall time of each side.
+        let recordCount = Double(records)
+        func details(_ ours: Runs, _ theirs: Runs?, _ command: ExternalCommand?) -> [(String, JSON)] {
+            var d: [(String, JSON)] = [("tidemark_seconds", JSON.seconds(ours.wall)), ("tidemark_cpu_seconds", JSON.seconds(ours.cpu))]
+            if let theirs, let command {
+                d += [("baseline_seconds", JSON.seconds(theirs.wall)), ("baseline_cpu_seconds", JSON.seconds(theirs.cpu)),
+                      ("cpu_ratio", .number(theirs.cpu.median / ours.cpu.median)),
+                      ("baseline_command", .string(command.displayText))]
+            }
+            return d
+        }
+        var table = ComparisonTable()
+        table.rows.append(Comparison(
+            path: "append, durability none", unit: "MB/s",
+            tidemark: uncompressed / 1e6 / append.wall.median, baseline: uncompressed / 1e6 / zstdCompress.wall.median,
+            goal: .atLeastTimesBaseline(0.5),
+            details: [("batch_size", .int(batchSize))] + details(append, zstdCompress, compressCommand)))
+        table.rows.append(Comparison(
+            path: "append, durability none", unit: "rec/s",
+            tidemark: recordCount / append.wall.median, baseline: recordCount / zstdCompress.wall.median,
+            goal: .atLeastTimesBaseline(0.5)))
+        if commitRuns > 0 {
+            table.rows.append(Comparison(
+                path: "append, durability commit, \(formatNumber(Double(commitBatchSize)))/call", unit: "MB/s",
+                tidemark: uncompressed / 1e6 / commit.wall.median, baseline: nil, goal: .none,
+                details: [("batch_size", .int(commitBatchSize)), ("syncs", .int(commitSyncs))] + details(commit, nil, nil)))
+        }
+        table.rows.append(Comparison(
+            path: "read, every record decoded", unit: "MB/s",
+            tidemark: uncompressed / 1e6 / read.wall.median, baseline: uncompressed / 1e6 / zstdDecompress.wall.median,
+            goal: .atLeastTimesBaseline(0.5),
+            details: details(read, zstdDecompress, decompressCommand)))
+        table.rows.append(Comparison(
+            path: "read, every record decoded", unit: "rec/s",
+            tidemark: recordCount / read.wall.median, baseline: recordCount / zstdDecompress.wall.median,
+            goal: .atLeastTimesBaseline(0.5)))
+        table.rows.append(Comparison(
+            path: "compression ratio (uncompressed / on disk)", unit: "×",
+            tidemark: uncompressed / Double(onDisk), baseline: uncompressed / Double(zstdSize), goal: .none,
+            details: [("tidemark_bytes_on_disk", .int(onDisk)), ("baseline_bytes", .int(zstdSize))]))
+        table.rows.append(Comparison(
+            path: "peak RSS, whole benchmark process", unit: "MB",
+            tidemark: megabytes(peakRSS), baseline: nil, goal: .below(150),
+            details: [("phases", .object(memory.phases.map { ($0.name, JSON.number(megabytes($0.bytes))) })),
+                      ("per_phase_reset", .bool(memory.resettable))]))
+
+        // Text.
+        let averageBytes = uncompressed / recordCount
+        var lines: [String] = []
+        lines.append("tidemark-bench log: \(formatNumber(recordCount)) shop records (avg \(formatFixed(averageBytes, decimals: 1)) B encoded, \(formatNumber(uncompressed / 1e6)) MB uncompressed), median of \(runs) run\(runs == 1 ? "" : "s"), seed \(seed)")
+        if !meetsIssueWorkload {
+            lines.append("note: the goals are judged on ≥ 1,000,000 records and ≥ 5 runs; this run is smaller")
+        }
+        lines.append("")
+        lines.append(table.render())
+        lines.append("")
+        lines.append("wall seconds, min … median … max (CPU seconds, median):")
+        let spreads: [(String, Runs)] = [
+            ("tidemark append", append), ("zstd -3", zstdCompress), ("tidemark append, commit", commit),
+            ("tidemark read", read), ("zstd -dc", zstdDecompress),
+        ]
+        for (name, r) in spreads where r.count > 0 {
+            lines.append("  \(name.padding(to: 24)) \(formatFixed(r.wall.min, decimals: 3)) … \(formatFixed(r.wall.median, decimals: 3)) … \(formatFixed(r.wall.max, decimals: 3))   (cpu \(formatFixed(r.cpu.median, decimals: 3)))")
+        }
+        lines.append("by CPU time: append \(formatFixed(zstdCompress.cpu.median / append.cpu.median, decimals: 2))×, read \(formatFixed(zstdDecompress.cpu.median / read.cpu.median, decimals: 2))× the baseline (less disturbed by other load on the machine)")
+        lines.append("log: \(stats.frames) frames in \(segments.count) segment\(segments.count == 1 ? "" : "s"), \(formatNumber(Double(onDisk) / 1e6)) MB on disk; append calls of \(formatNumber(Double(batchSize))) records")
+        if commitRuns > 0 {
+            lines.append("commit row: \(commitSyncs) fdatasyncs per run, median of \(commitRuns)")
+        }
+        lines.append("peak RSS by phase: " + memory.phases.map { "\($0.name) \(formatNumber(megabytes($0.bytes))) MB" }.joined(separator: ", ")
+                     + (memory.resettable ? "" : " (peaks are cumulative: /proc/self/clear_refs refused)"))
+        lines.append("baselines: \(compressCommand.displayText)")
+        lines.append("           \(decompressCommand.displayText)")
+
+        let json = JSON.object([
+            ("benchmark", .string("log")),
+            ("records", .int(records)), ("runs", .int(runs)), ("seed", .string(String(seed))),
+            ("uncompressed_bytes", .int(stats.uncompressedBytes)),
+            ("average_record_bytes", .number(averageBytes)),
+            ("frames", .int(stats.frames)), ("segments", .int(segments.count)),
+            ("peak_rss_bytes", .int(peakRSS)),
+            ("all_goals_met", .bool(table.allPassed)),
+            ("meets_issue_workload", .bool(meetsIssueWorkload)),
+            ("rows", .array(table.rows.map(\.json))),
+        ])
+        return Outcome(table: table, text: lines.joined(separator: "\n"), json: json)
+    }
+
+    /// `--profile`: only the chosen path, `runs` times, so a profiler's
+    /// samples are (nearly) all that path. The read path's log is written
+    /// first; the append path includes generating the workload.
+    private func runForProfiler(_ path: String, in dir: ScratchDirectory) throws {
+        let log = dir.subdirectory("log")
+        if path == "read" {
+            _ = try appendAll(to: log, durability: .none, batchSize: batchSize)
+            progress("profiling read")
+        }
+        for i in 0..<runs {
+            let t: Timing
+            if path == "read" {
+                t = try readAll(log)
+            } else {
+                t = try appendAll(to: log, durability: .none, batchSize: batchSize).timing
+                try removeTree(log)
+            }
+            progress("\(path) run \(i + 1)/\(runs): \(describe(t))")
+        }
+    }
+
+    /// Appends the whole workload to a new log at `path`; times only the
+    /// `append` calls and the final `close`, not generating the records.
+    private func appendAll(to path: String, durability: Durability, batchSize: Int) throws -> AppendRun {
+        let appender = try LogAppender(directory: path, options: LogOptions(durability: durability))
+        var workload = ShopWorkload(seed: seed)
+        var timing = Timing()
+        var left = records
+        while left > 0 {
+            let batch = workload.next(min(left, batchSize))
+            timing += try Stopwatch.measure { try appender.append(assigningLSNs: batch) }.timing
+            left -= batch.count
+        }
+        timing += try Stopwatch.measure { try appender.close() }.timing
+        let segments = try LogDirectory(path).segments().map(\.path)
+        return AppendRun(timing: timing, statistics: appender.statistics, segments: segments)
+    }
+
+    /// Reads every record of the log at `path`, fully decoded, from opening
+    /// the reader to the end of the log.
+    private func readAll(_ path: String) throws -> Timing {
+        let ((count, fields), timing) = try Stopwatch.measure { () throws -> (Int, Int) in
+            let cursor = try LogReader(directory: path).cursor()
+            var count = 0, fields = 0
+            var last = LSN.zero
+            while let r = try cursor.next() {
+                guard r.lsn > last else { throw BenchmarkError("LSN \(r.lsn) after \(last): records out of order") }
+                last = r.lsn
+                count += 1
+                // Touch the decoded images so no work can be skipped.
+                fields &+= r.key.count &+ (r.before?.count ?? 0) &+ (r.after?.count ?? 0)
+            }
+            return (count, fields)
+        }
+        guard count == records, fields > 0 else {
+            throw BenchmarkError("read \(count) records from \(path), expected \(records)")
+        }
+        return timing
+    }
+}
+
+private func describe(_ t: Timing) -> String {
+    "\(formatFixed(t.wallSeconds, decimals: 3)) s (cpu \(formatFixed(t.cpuSeconds, decimals: 3)) s)"
+}
+
+extension String {
+    func padding(to width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}
+
+/// One progress line on standard error (stdout stays clean for --json).
+func progress(_ message: String) {
+    let line = Array(("tidemark-bench: " + message + "\n").utf8)
+    line.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
+}
