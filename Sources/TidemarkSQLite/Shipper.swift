@@ -1,0 +1,182 @@
+import TidemarkLog
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Moves captured changes from a source's outbox into its change log,
+/// exactly once, in `seq` order, with LSN = `seq`.
+///
+/// One round:
+/// 1. In one read transaction (one snapshot): if the schema changed since the
+///    last round, check every captured table's shape (``Capture/checkShapes(connection:)``)
+///    and reload the decoder; then read up to ``Options/batchLimit`` outbox
+///    rows with `seq` above the log's last LSN.
+/// 2. Append them to the log (the appender syncs under its durability policy).
+/// 3. Delete the outbox rows at or below the log's *durable* LSN.
+///
+/// Why a crash anywhere neither loses nor duplicates a change: the log, not
+/// the outbox, records what was shipped. A row is deleted only after the log
+/// holds it durably (step 3 follows step 2), so no change exists in neither
+/// place; and step 1 reads only rows above the log's last LSN, which the
+/// appender recovers on open, so a row that reached the log before a crash
+/// but was not yet deleted is deleted by the next round, not appended again.
+/// This relies on committed `seq`s appearing in increasing order: SQLite has
+/// one writer at a time and AUTOINCREMENT hands out increasing values, so a
+/// snapshot that holds `seq` n holds every committed `seq` below n.
+///
+/// A shipper owns its connection and appender and is used from one thread.
+public final class Shipper {
+    public struct Options: Sendable {
+        /// The most outbox rows read, appended and deleted per round; bounds
+        /// memory and the length of the delete transaction.
+        public var batchLimit: Int
+        /// How long ``run(until:)`` sleeps when a round found nothing to ship.
+        public var idlePauseMillis: Int
+
+        public init(batchLimit: Int = 10_000, idlePauseMillis: Int = 50) {
+            precondition(batchLimit > 0 && idlePauseMillis >= 0)
+            self.batchLimit = batchLimit
+            self.idlePauseMillis = idlePauseMillis
+        }
+    }
+
+    /// What one round did.
+    public struct Round: Sendable, Hashable {
+        /// Changes appended to the log.
+        public var shipped: Int
+        /// Outbox rows deleted (shipped in this round or an earlier one).
+        public var deleted: Int
+        /// The log's last LSN after the round.
+        public var lastLSN: LSN
+    }
+
+    public let connection: Connection
+    public let appender: LogAppender
+    public let options: Options
+    private var decoder: OutboxDecoder
+    private var checkedSchemaVersion: Int64?
+
+    /// Prepares to ship from `connection` into `appender`.
+    ///
+    /// - Throws: ``CaptureError`` `notInstalled`; `foreignSource` when the log
+    ///   belongs to another source, or is ahead of the outbox (it was filled
+    ///   by an earlier installation of capture in this database, whose `seq`s
+    ///   started again at 1); `shapeChanged`.
+    public init(connection: Connection, appender: LogAppender, options: Options = Options()) throws {
+        self.connection = connection
+        self.appender = appender
+        self.options = options
+        guard let source = try Capture.storedSourceID(connection) else {
+            throw CaptureError(.notInstalled,
+                "capture is not installed in \(connection.path); run `tidemark capture install` first")
+        }
+        guard source == appender.sourceID else {
+            throw CaptureError(.foreignSource,
+                "the log \(appender.directory.path) belongs to source \(appender.sourceID), but \(connection.path) is captured as source \(source); use the log made for this database")
+        }
+        let highWater = try Capture.lastCapturedSeq(connection)
+        if appender.lastLSN.rawValue > UInt64(highWater) {
+            throw CaptureError(.foreignSource,
+                "the log \(appender.directory.path) ends at LSN \(appender.lastLSN), beyond the last change captured in \(connection.path) (seq \(highWater)): capture was reinstalled since that log was written; ship into a new log directory")
+        }
+        decoder = try OutboxDecoder(connection: connection)
+    }
+
+    /// Runs one round (see the type's documentation).
+    ///
+    /// - Throws: ``CaptureError`` (`shapeChanged`, `badOutboxRow`),
+    ///   ``TidemarkLog/LogError`` from the appender, ``SQLiteError``. After an
+    ///   error nothing is lost: the next round (or the next process) resumes
+    ///   from the log's last LSN.
+    @discardableResult
+    public func shipOnce() throws -> Round {
+        let shippedBefore = appender.lastLSN
+        let records = try connection.transaction(.deferred) { () throws -> [ChangeRecord] in
+            try checkShapesIfSchemaChanged()
+            do {
+                return try decoder.read(from: connection, after: shippedBefore, limit: options.batchLimit)
+            } catch let error as CaptureError where error.code == .badOutboxRow {
+                // A shape recorded after the decoder was loaded (a reinstall
+                // without a schema change cannot happen, but be sure).
+                decoder = try OutboxDecoder(connection: connection)
+                return try decoder.read(from: connection, after: shippedBefore, limit: options.batchLimit)
+            }
+        }
+        if !records.isEmpty {
+            try appender.append(records)
+        }
+        let deleted = try deleteShipped(upTo: appender.durableLSNValue)
+        return Round(shipped: records.count, deleted: deleted, lastLSN: appender.lastLSN)
+    }
+
+    /// Ships rounds until `shouldStop` returns true, pausing
+    /// ``Options/idlePauseMillis`` (in slices of at most 10 ms, checking
+    /// `shouldStop` between them) whenever the outbox is empty. Under
+    /// sustained writes it does not pause, which keeps the outbox small.
+    public func run(until shouldStop: () -> Bool) throws {
+        while !shouldStop() {
+            let round = try shipOnce()
+            if round.shipped == 0 {
+                var remaining = options.idlePauseMillis
+                while remaining > 0 && !shouldStop() {
+                    let slice = min(remaining, 10)
+                    usleep(useconds_t(slice * 1000))
+                    remaining -= slice
+                }
+            }
+        }
+    }
+
+    /// Ships until everything captured when the call began is in the log and
+    /// gone from the outbox; returns the number of changes shipped. Bounded:
+    /// changes captured meanwhile may be left for the next call.
+    @discardableResult
+    public func drain() throws -> Int {
+        let target = LSN(UInt64(try Capture.lastCapturedSeq(connection)))
+        var shipped = 0
+        while true {
+            let round = try shipOnce()
+            shipped += round.shipped
+            if round.lastLSN >= target || round.shipped == 0 {
+                // One more delete for rows the last round appended.
+                _ = try deleteShipped(upTo: appender.durableLSNValue)
+                return shipped
+            }
+        }
+    }
+
+    /// Checks shapes and reloads the decoder when `PRAGMA schema_version`
+    /// moved: every ALTER TABLE, trigger change and reinstall bumps it, and
+    /// reading it is far cheaper than introspecting every table each round.
+    /// Called inside the round's read transaction, so the check and the rows
+    /// read after it see the same schema.
+    private func checkShapesIfSchemaChanged() throws {
+        let statement = try connection.cachedStatement("PRAGMA schema_version")
+        defer { statement.reset() }
+        try statement.step()
+        let version = statement.columnInt64(0)
+        if version == checkedSchemaVersion { return }
+        try Capture.checkShapes(connection: connection)
+        decoder = try OutboxDecoder(connection: connection)
+        checkedSchemaVersion = version
+    }
+
+    /// Deletes outbox rows at or below `lsn`, which the log holds durably.
+    /// A busy source (a long writer) is not an error: the rows stay and the
+    /// next round deletes them.
+    private func deleteShipped(upTo lsn: LSN) throws -> Int {
+        guard lsn > .zero else { return 0 }
+        let statement = try connection.cachedStatement("DELETE FROM \(Capture.outboxTable) WHERE seq <= ?1")
+        try statement.bind(Int64(clamping: lsn.rawValue), at: 1)
+        do {
+            try statement.execute()
+        } catch {
+            if error.primaryCode == .busy { return 0 }
+            throw error
+        }
+        return connection.changes
+    }
+}
