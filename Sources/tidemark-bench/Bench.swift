@@ -2,5 +2,5 @@ import ArgumentParser
 
 @main
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "tidemark-bench")
+    static let configuration = CommandConfiguration(commandName: "tidemark-bench", subcommands: [CaptureBench.self])
 }

@@ -151,7 +151,7 @@ def value():
         while True:
             d = struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0]
             if not math.isnan(d): return d
-    if k < 0.7: return rng.choice([0.1, 1e308, 1/3, 5e-324])
+    if k < 0.7: return rng.choice([0.1, 1e308, -0.0, 1/3, 5e-324])
     if k < 0.9: return "".join(rng.choice("ab'c,\u00e9\u2713\n\x00 ") for _ in range(rng.randint(0, 12)))
     return bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 10)))
 
