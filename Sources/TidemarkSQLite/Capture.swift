@@ -450,7 +450,11 @@ public enum Capture {
     }
 
     private static func readStatus(_ connection: Connection) throws -> CaptureStatus {
-        let outbox = try connection.prepare("SELECT count(*), min(seq), max(seq), min(ts) FROM \(outboxTable)")
+        let outbox = try connection.prepare("""
+            SELECT count(*), min(seq), max(seq),
+                   (SELECT ts FROM \(outboxTable) ORDER BY seq LIMIT 1)
+            FROM \(outboxTable)
+            """)
         try outbox.step()
         let backlog = Int(outbox.columnInt64(0))
         return CaptureStatus(

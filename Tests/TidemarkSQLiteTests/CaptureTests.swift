@@ -530,4 +530,27 @@ db.execute("UPDATE wide SET u = r, r = u")
             #expect(inserted[2][6] == .text("t\u{0}"))
         }
     }
+
+    @Test("odd table and column names are quoted everywhere")
+    func oddNames() throws {
+        let schema = #"CREATE TABLE "it's a ""table"", ok" ("key;1" TEXT, "select" INTEGER, "v,w" BLOB, PRIMARY KEY ("key;1", "select")) WITHOUT ROWID"#
+        try withCapturedDatabase(schema) { db, path in
+            try sqlite3CLI(path, #"""
+                INSERT INTO "it's a ""table"", ok" VALUES ('k''1', 1, x'01');
+                UPDATE "it's a ""table"", ok" SET "select" = 2;
+                DELETE FROM "it's a ""table"", ok";
+                """#)
+            let table = "it's a \"table\", ok"
+            let records = try capturedRecords(db)
+            #expect(records.map(Change.init) == [
+                Change(table, .insert, key: [.text("k'1"), .integer(1)], after: [.text("k'1"), .integer(1), .blob([1])]),
+                Change(table, .delete, key: [.text("k'1"), .integer(1)], before: [.text("k'1"), .integer(1), .blob([1])]),
+                Change(table, .insert, key: [.text("k'1"), .integer(2)], after: [.text("k'1"), .integer(2), .blob([1])]),
+                Change(table, .delete, key: [.text("k'1"), .integer(2)], before: [.text("k'1"), .integer(2), .blob([1])]),
+            ])
+            #expect(records[0].key.map(\.name) == ["key;1", "select"])
+            try Capture.checkShapes(connection: db)
+            #expect(try Capture.install(connection: db, sourceID: "test-source").unchanged == [table])
+        }
+    }
 }
