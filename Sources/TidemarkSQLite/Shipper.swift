@@ -91,8 +91,11 @@ public final class Shipper {
     ///   ``TidemarkLog/LogError`` from the appender, ``SQLiteError``. After an
     ///   error nothing is lost: the next round (or the next process) resumes
     ///   from the log's last LSN.
+    /// - Parameter deleteShipped: false while the caller holds the source's
+    ///   write lock (a same-file migration step): rows are then only
+    ///   appended, and a later round deletes them.
     @discardableResult
-    public func shipOnce() throws -> Round {
+    public func shipOnce(deleteShipped: Bool = true) throws -> Round {
         let shippedBefore = appender.lastLSN
         let records = try connection.transaction(.deferred) { () throws -> [ChangeRecord] in
             try checkShapesIfSchemaChanged()
@@ -108,7 +111,7 @@ public final class Shipper {
         if !records.isEmpty {
             try appender.append(records)
         }
-        let deleted = try deleteShipped(upTo: appender.durableLSNValue)
+        let deleted = deleteShipped ? try self.deleteShipped(upTo: appender.durableLSNValue) : 0
         return Round(shipped: records.count, deleted: deleted, lastLSN: appender.lastLSN)
     }
 

@@ -1,0 +1,302 @@
+import TidemarkLog
+import TidemarkSQLite
+
+/// Tunables of `tidemark cutover`.
+public struct CutoverOptions: Sendable {
+    /// Wait until the oldest unapplied change is younger than this.
+    public var maxLagMillis = 500
+    /// Give up (changing nothing) if writers would be paused longer.
+    public var maxPauseMillis = 2_000
+    /// Give up (changing nothing) if the lag is not reached in time.
+    public var timeoutSeconds = 60.0
+    /// Check everything and report, but do not switch.
+    public var dryRun = false
+    public init() {}
+}
+
+/// What a cutover did.
+public struct CutoverReport: Sendable {
+    /// The LSN at which the target became authoritative.
+    public var lsn: LSN
+    public var atMicros: Int64
+    /// How long the source's write lock was held (what writers waited at most).
+    public var pauseMillis: Double
+    /// Changes replayed while the lock was held.
+    public var drained: Int
+    public var waitedSeconds: Double
+    public var dryRun: Bool
+    /// The switch had already happened (possibly finished now from a journal).
+    public var alreadyDone: Bool
+}
+
+/// The record of the switch kept in the source database: its presence is the
+/// commit point of a cutover. Readers of ``Router`` and a crashed cutover's
+/// recovery both decide by it.
+enum SwitchRecord {
+    static let table = "_tidemark_cutover"
+
+    static let createSQL = """
+        CREATE TABLE IF NOT EXISTS \(table)(
+          id INTEGER PRIMARY KEY CHECK (id = 1),
+          lsn INTEGER NOT NULL,
+          at INTEGER NOT NULL,
+          target TEXT NOT NULL,
+          tables TEXT NOT NULL)
+        """
+
+    struct Row {
+        var lsn: LSN
+        var atMicros: Int64
+        var target: String
+        var tables: String
+    }
+
+    static func read(_ c: Connection, schema: String = "main") throws -> Row? {
+        let exists = try c.prepare("SELECT count(*) FROM \(schema).sqlite_schema WHERE type = 'table' AND name = '\(table)'")
+        _ = try exists.step()
+        guard exists.columnInt64(0) > 0 else { return nil }
+        let s = try c.prepare("SELECT lsn, at, target, tables FROM \(schema).\(table) WHERE id = 1")
+        guard try s.step() else { return nil }
+        return Row(lsn: LSN(UInt64(s.columnInt64(0))), atMicros: s.columnInt64(1), target: s.columnText(2), tables: s.columnText(3))
+    }
+}
+
+/// Guard triggers: after cutover every write to a migrated source table (or,
+/// in place, to its migrated columns) fails with a message naming the new
+/// location, so nothing is written where nobody reads.
+enum Guards {
+    static func names(_ m: TableMapping) -> [String] {
+        ["insert", "update", "delete"].map { "_tidemark_guard_\(m.source.name)_\($0)" }
+    }
+
+    static func createSQL(_ m: TableMapping, plan: Plan, lsn: LSN) -> [String] {
+        let q = quoteIdentifier
+        let place = plan.isSameFile ? m.targetTable : "\(plan.target) table \(m.targetTable)"
+        let message = "tidemark: \(m.source.name) has moved to \(place) (cutover at LSN \(lsn)); write there"
+        let literal = "'" + message.replacingOccurrences(of: "'", with: "''") + "'"
+        let raise = "BEGIN SELECT RAISE(ABORT, \(literal)); END"
+        let n = names(m)
+        switch m.shape {
+        case .copy:
+            return [
+                "CREATE TRIGGER IF NOT EXISTS \(q(n[0])) BEFORE INSERT ON \(q(m.source.name)) \(raise)",
+                "CREATE TRIGGER IF NOT EXISTS \(q(n[1])) BEFORE UPDATE ON \(q(m.source.name)) \(raise)",
+                "CREATE TRIGGER IF NOT EXISTS \(q(n[2])) BEFORE DELETE ON \(q(m.source.name)) \(raise)",
+            ]
+        case .inPlace:
+            // The migrated source columns are frozen; rows and new columns stay writable.
+            let cols = m.sourceColumns.filter { c in !m.sourceKey.contains { $0.lowercased() == c.lowercased() } }
+            guard !cols.isEmpty else { return [] }
+            let msg = "tidemark: columns \(cols.joined(separator: ", ")) of \(m.source.name) were replaced by \(m.columns.map(\.target).joined(separator: ", ")) (cutover at LSN \(lsn)); write those"
+            let lit = "'" + msg.replacingOccurrences(of: "'", with: "''") + "'"
+            return ["CREATE TRIGGER IF NOT EXISTS \(q(n[1])) BEFORE UPDATE OF \(cols.map(q).joined(separator: ", ")) ON \(q(m.source.name)) BEGIN SELECT RAISE(ABORT, \(lit)); END"]
+        }
+    }
+
+    static func dropSQL(_ m: TableMapping) -> [String] {
+        names(m).map { "DROP TRIGGER IF EXISTS \(quoteIdentifier($0))" }
+    }
+}
+
+extension String {
+    func replacingOccurrences(of a: String, with b: String) -> String {
+        var out = ""
+        var rest = Substring(self)
+        while let r = rest.range(of: a) {
+            out += rest[..<r.lowerBound]
+            out += b
+            rest = rest[r.upperBound...]
+        }
+        return out + rest
+    }
+}
+
+extension Substring {
+    func range(of needle: String) -> Range<Substring.Index>? {
+        guard !needle.isEmpty else { return nil }
+        var i = startIndex
+        while i < endIndex {
+            if self[i...].hasPrefix(needle) { return i..<index(i, offsetBy: needle.count) }
+            i = index(after: i)
+        }
+        return nil
+    }
+}
+
+extension Migrator {
+    /// Finishes or undoes a cutover that a crash interrupted.
+    ///
+    /// The source's switch record is the commit point: with it, the target's
+    /// "prepared" journal entry is completed to "done"; without it, the entry
+    /// is cleared and the source stays authoritative.
+    func resolveInterruptedCutover() throws {
+        guard var stored = try StateTables.load(target), stored.cutoverState == "prepared" else { return }
+        let record = try SwitchRecord.read(source)
+        try target.transaction(.immediate) {
+            if let record {
+                stored.cutoverState = "done"
+                stored.cutoverLSN = record.lsn
+                stored.cutoverAtMicros = record.atMicros
+            } else {
+                stored.cutoverState = nil
+                stored.cutoverLSN = nil
+                stored.cutoverAtMicros = nil
+                stored.cutoverPauseMicros = nil
+            }
+            try StateTables.saveCutover(stored, in: target)
+        }
+        state = stored
+    }
+
+    /// Makes the target authoritative: waits for a small lag, pauses writers
+    /// for as short as it can (the source write lock), drains the last
+    /// changes, installs guard triggers on the old tables, and records the
+    /// switch in both stores. If anything fails, or the pause would exceed
+    /// `maxPauseMillis`, everything is rolled back and the source stays
+    /// authoritative; running it again is safe.
+    ///
+    /// Crash safety: the target is journaled "prepared" (in the same
+    /// transaction as the drained changes) before the source commits its
+    /// switch record and guards; the source commit is the commit point, and
+    /// ``resolveInterruptedCutover()`` settles a crash on either side of it.
+    /// When source and target are one file, all of it is one transaction.
+    public func cutover(_ o: CutoverOptions, progress: (MigrationProgress) -> Void = { _ in }) throws -> CutoverReport {
+        try resolveInterruptedCutover()
+        if let s = try StateTables.load(target), s.cutoverState == "done" {
+            return CutoverReport(lsn: s.cutoverLSN ?? .zero, atMicros: s.cutoverAtMicros ?? 0,
+                                 pauseMillis: Double(s.cutoverPauseMicros ?? 0) / 1000, drained: 0, waitedSeconds: 0,
+                                 dryRun: o.dryRun, alreadyDone: true)
+        }
+        // 1. Catch up until the lag is small (nothing is changed if we give up).
+        let waitStart = Clock.monotonicNanos()
+        let deadline = waitStart + UInt64(o.timeoutSeconds * 1e9)
+        while true {
+            if let i = state.tables.firstIndex(where: { $0.phase != .following }) {
+                try copyStep(i)
+            } else {
+                _ = try followStep()
+                let p = snapshot(caughtUp: false)
+                progress(p)
+                if p.lagMillis <= o.maxLagMillis && p.lagChanges <= 10_000 { break }
+            }
+            if Clock.monotonicNanos() > deadline {
+                let p = snapshot(caughtUp: false)
+                throw MigrationError(.cutoverTimeout, "the lag is still \(p.lagMillis) ms (\(p.lagChanges) changes) after \(Int(o.timeoutSeconds)) s, above --max-lag-ms \(o.maxLagMillis); nothing was changed — let `tidemark migrate --follow` catch up, or raise the limits")
+            }
+        }
+        let waited = Double(Clock.monotonicNanos() - waitStart) / 1e9
+        if o.dryRun {
+            let p = snapshot(caughtUp: true)
+            return CutoverReport(lsn: p.appliedLSN, atMicros: Clock.wallMicros(), pauseMillis: 0, drained: 0,
+                                 waitedSeconds: waited, dryRun: true, alreadyDone: false)
+        }
+        // Reverse capture on the target tables, so a rollback after cutover can
+        // carry the target's writes back. Installed before the pause (DDL in
+        // its own transaction); `reverseFromSeq`, read after the drain, marks
+        // where the application's writes begin.
+        let reverseTables = mappings.filter { $0.shape == .copy }.map(\.targetTable)
+        if !reverseTables.isEmpty {
+            let id = plan.isSameFile ? SourceID(state.sourceID) : (try Capture.storedSourceID(target) ?? SourceID.random())
+            // Its own connection: the migrator's has the source ATTACHed, and
+            // trigger names are resolved across attached schemas.
+            let conn = try Connection(path: plan.target, mode: .readWrite)
+            try Capture.install(connection: conn, tables: reverseTables, sourceID: id)
+            try conn.close()
+        }
+        return plan.isSameFile ? try cutoverOneFile(o, waited: waited) : try cutoverTwoFiles(o, waited: waited)
+    }
+
+    private func checkPause(_ start: UInt64, _ o: CutoverOptions, _ step: String) throws {
+        let ms = Double(Clock.monotonicNanos() - start) / 1e6
+        if ms > Double(o.maxPauseMillis) {
+            throw MigrationError(.pauseExceeded, "cutover would pause writers for more than \(o.maxPauseMillis) ms (\(Int(ms)) ms at \(step)); rolled back, the source stays authoritative — retry when the write load is lower or raise --max-pause-ms")
+        }
+    }
+
+    private func drain(through highWater: LSN) throws -> Int {
+        var n = 0
+        while let r = try nextChangeForCutover(through: highWater) {
+            try replayForCutover(r)
+            n += 1
+        }
+        if state.appliedLSN < highWater { state.appliedLSN = highWater }
+        return n
+    }
+
+    private func cutoverTwoFiles(_ o: CutoverOptions, waited: Double) throws -> CutoverReport {
+        let lock = try Connection(path: plan.source, mode: .readWrite, busyTimeoutMillis: Int32(max(1000, o.maxPauseMillis * 2)))
+        // 2. Take the source write lock: writers now wait on their busy timeout.
+        try lock.execute("BEGIN IMMEDIATE")
+        let pauseStart = Clock.monotonicNanos()
+        var prepared = false
+        do {
+            // 3. Everything committed before the lock is below this mark.
+            let highWater = LSN(UInt64(max(0, try Capture.lastCapturedSeq(lock))))
+            try waitForLogDuringCutover(highWater)
+            var drained = 0
+            let at = Clock.wallMicros()
+            try target.transaction(.immediate) {
+                try syncWithStoredState()
+                drained = try drain(through: highWater)
+                try checkPause(pauseStart, o, "draining")
+                state.reverseFromSeq = try Capture.lastCapturedSeq(target)
+                state.cutoverState = "prepared"
+                state.cutoverLSN = highWater
+                state.cutoverAtMicros = at
+                try StateTables.save(state, table: nil, in: target)
+                try StateTables.saveCutover(state, in: target)
+            }
+            prepared = true
+            // 4 + 5. Guards and the switch record: the commit point.
+            for m in mappings { for sql in Guards.createSQL(m, plan: plan, lsn: highWater) { try lock.execute(sql) } }
+            try lock.execute(SwitchRecord.createSQL)
+            try lock.prepare("INSERT OR REPLACE INTO \(SwitchRecord.table)(id, lsn, at, target, tables) VALUES (1, ?, ?, ?, ?)")
+                .execute([.integer(Int64(highWater.rawValue)), .integer(at), .text(plan.target),
+                          .text(mappings.map { "\($0.source.name)=\($0.targetTable)" }.joined(separator: ","))])
+            try checkPause(pauseStart, o, "switching")
+            try lock.execute("COMMIT")
+            let pause = Double(Clock.monotonicNanos() - pauseStart) / 1e6
+            state.cutoverState = "done"
+            state.cutoverPauseMicros = Int64(pause * 1000)
+            try target.transaction(.immediate) { try StateTables.saveCutover(state, in: target) }
+            return CutoverReport(lsn: highWater, atMicros: at, pauseMillis: pause, drained: drained, waitedSeconds: waited,
+                                 dryRun: false, alreadyDone: false)
+        } catch {
+            if lock.isInTransaction { try? lock.execute("ROLLBACK") }
+            if prepared { try? resolveInterruptedCutover() }
+            throw error
+        }
+    }
+
+    private func cutoverOneFile(_ o: CutoverOptions, waited: Double) throws -> CutoverReport {
+        var report: CutoverReport?
+        let pauseStart = Clock.monotonicNanos()
+        // One transaction on the one file: lock, drain, guard, record, commit.
+        try target.transaction(.immediate) {
+            let start = Clock.monotonicNanos()
+            try syncWithStoredState()
+            let highWater = try store.captureHighWater()
+            try waitForLogDuringCutover(highWater)
+            let drained = try drain(through: highWater)
+            try checkPause(start, o, "draining")
+            state.reverseFromSeq = try Capture.lastCapturedSeq(target)
+            let at = Clock.wallMicros()
+            for m in mappings { for sql in Guards.createSQL(m, plan: plan, lsn: highWater) { try target.execute(sql) } }
+            try target.execute(SwitchRecord.createSQL)
+            try target.prepare("INSERT OR REPLACE INTO \(SwitchRecord.table)(id, lsn, at, target, tables) VALUES (1, ?, ?, ?, ?)")
+                .execute([.integer(Int64(highWater.rawValue)), .integer(at), .text(plan.target),
+                          .text(mappings.map { "\($0.source.name)=\($0.targetTable)" }.joined(separator: ","))])
+            state.cutoverState = "done"
+            state.cutoverLSN = highWater
+            state.cutoverAtMicros = at
+            state.cutoverPauseMicros = Int64(Double(Clock.monotonicNanos() - start) / 1e3)
+            try StateTables.save(state, table: nil, in: target)
+            try StateTables.saveCutover(state, in: target)
+            try checkPause(start, o, "switching")
+            report = CutoverReport(lsn: highWater, atMicros: at, pauseMillis: 0, drained: drained, waitedSeconds: waited,
+                                   dryRun: false, alreadyDone: false)
+        }
+        report!.pauseMillis = Double(Clock.monotonicNanos() - pauseStart) / 1e6
+        return report!
+    }
+}

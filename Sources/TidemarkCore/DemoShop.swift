@@ -1,0 +1,186 @@
+import TidemarkLog
+import TidemarkSQLite
+import Synchronization
+
+/// The demo's shop database and the application writers that keep changing
+/// it: inserts, updates (including key changes) and deletes on two tables,
+/// one with a composite key.
+public enum DemoShop {
+    public static let schema = """
+        CREATE TABLE customers(
+          id INTEGER PRIMARY KEY,
+          email TEXT NOT NULL,
+          first_name TEXT NOT NULL,
+          last_name TEXT NOT NULL,
+          balance REAL NOT NULL DEFAULT 0,
+          note TEXT,
+          created_at INTEGER NOT NULL);
+        CREATE TABLE order_lines(
+          order_id INTEGER NOT NULL,
+          line INTEGER NOT NULL,
+          sku TEXT NOT NULL,
+          qty INTEGER NOT NULL,
+          unit_price REAL NOT NULL,
+          PRIMARY KEY (order_id, line)) WITHOUT ROWID;
+        """
+
+    /// The reshaping plan: customers → accounts with transforms; order
+    /// lines keep their composite key and gain a computed total.
+    public static func planYAML() -> String {
+        """
+        source: shop.db
+        target: shop-v2.db
+        log: changelog
+        chunk_rows: 5000
+        tables:
+          customers:
+            to: accounts
+            columns:
+              id: id
+              email: lower(email)
+              full_name: first_name || ' ' || last_name
+              balance_cents: CAST(round(balance * 100) AS INTEGER)
+              note: note
+          order_lines:
+            columns:
+              order_id: order_id
+              line: line
+              sku: upper(sku)
+              qty: qty
+              total: qty * unit_price
+        """
+    }
+
+    /// Creates `path` with `rows` rows (40% customers, 60% order lines).
+    public static func create(path: String, rows: Int) throws {
+        let c = try Connection(path: path, mode: .readWriteCreate)
+        _ = try c.setJournalMode(.wal)
+        try c.execute(schema)
+        let customers = rows * 2 / 5
+        try c.transaction(.immediate) {
+            let ins = try c.prepare("INSERT INTO customers(id, email, first_name, last_name, balance, note, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            var rng = SplitMix(seed: 42)
+            for i in 1...max(1, customers) {
+                try ins.execute([.integer(Int64(i)), .text("User\(i)@Example.COM"), .text(firstNames[i % firstNames.count]),
+                                 .text(lastNames[(i / 7) % lastNames.count]), .real(Double(rng.next() % 100_000) / 100),
+                                 i % 5 == 0 ? .null : .text("note \(i)"), .integer(1_700_000_000 + Int64(i))])
+            }
+            let line = try c.prepare("INSERT INTO order_lines(order_id, line, sku, qty, unit_price) VALUES (?, ?, ?, ?, ?)")
+            var n = 0, order: Int64 = 0
+            while n < rows - customers {
+                order += 1
+                for l in 1...Int64(1 + rng.next() % 4) where n < rows - customers {
+                    try line.execute([.integer(order), .integer(l), .text("sku-\(rng.next() % 5000)"), .integer(Int64(1 + rng.next() % 9)),
+                                      .real(Double(rng.next() % 10_000) / 100)])
+                    n += 1
+                }
+            }
+        }
+        try c.close()
+    }
+
+    static let firstNames = ["Ada", "Grace", "Linus", "Barbara", "Edsger", "Margaret", "Ken", "Radia", "Dennis", "Frances"]
+    static let lastNames = ["Lovelace", "Hopper", "Torvalds", "Liskov", "Dijkstra", "Hamilton", "Thompson", "Perlman", "Ritchie", "Allen"]
+
+    /// Counters shared by writer threads.
+    public final class WriterStats: Sendable {
+        public let attempted = Atomic<Int>(0)
+        public let acknowledged = Atomic<Int>(0)
+        public let failed = Atomic<Int>(0)
+        public let stop = Atomic<Bool>(false)
+        let firstError = Mutex<String?>(nil)
+        public init() {}
+        public var error: String? { firstError.withLock { $0 } }
+    }
+
+    /// Starts `threads` writer threads, each with its own connection and a
+    /// 5 s busy timeout, together making about `writesPerSecond` autocommit
+    /// writes a second until `stats.stop` is set. Returns a function that
+    /// waits for them to finish.
+    public static func startWriters(path: String, threads: Int, writesPerSecond: Int, stats: WriterStats) -> () -> Void {
+        let done = Atomic<Int>(0)
+        for t in 0..<threads {
+            spawnThread {
+                defer { done.add(1, ordering: .relaxed) }
+                do {
+                    try write(path: path, thread: t, rate: max(1, writesPerSecond / threads), stats: stats)
+                } catch {
+                    stats.firstError.withLock { if $0 == nil { $0 = "\(error)" } }
+                }
+            }
+        }
+        return {
+            while done.load(ordering: .relaxed) < threads { Clock.sleep(milliseconds: 5) }
+        }
+    }
+
+    static func write(path: String, thread: Int, rate: Int, stats: WriterStats) throws {
+        let c = try Connection(path: path, mode: .readWrite, busyTimeoutMillis: 5000)
+        var rng = SplitMix(seed: UInt64(1000 + thread))
+        let maxCustomer = try c.prepare("SELECT max(id) FROM customers")
+        let maxOrder = try c.prepare("SELECT max(order_id) FROM order_lines")
+        func top(_ s: Statement) throws -> Int64 { s.reset(); _ = try s.step(); let v = s.columnInt64(0); s.reset(); return v }
+        var nextCustomer = try top(maxCustomer) + 1 + Int64(thread) * 10_000_000
+        var nextOrder = try top(maxOrder) + 1 + Int64(thread) * 10_000_000
+        let customers = max(1, try top(maxCustomer))
+        let orders = max(1, try top(maxOrder))
+        let insertCustomer = try c.prepare("INSERT INTO customers(id, email, first_name, last_name, balance, note, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        let updateBalance = try c.prepare("UPDATE customers SET balance = balance + ?, email = ? WHERE id = ?")
+        let rekey = try c.prepare("UPDATE customers SET id = ? WHERE id = ?")
+        let deleteCustomer = try c.prepare("DELETE FROM customers WHERE id = ?")
+        let insertLine = try c.prepare("INSERT INTO order_lines(order_id, line, sku, qty, unit_price) VALUES (?, ?, ?, ?, ?)")
+        let updateQty = try c.prepare("UPDATE order_lines SET qty = qty + 1 WHERE order_id = ? AND line = ?")
+        let deleteLine = try c.prepare("DELETE FROM order_lines WHERE order_id = ? AND line = ?")
+        let intervalNanos = UInt64(1_000_000_000 / rate)
+        var due = Clock.monotonicNanos()
+        while !stats.stop.load(ordering: .relaxed) {
+            let now = Clock.monotonicNanos()
+            if now < due { Clock.sleep(milliseconds: max(1, Int((due - now) / 1_000_000))); continue }
+            due += intervalNanos
+            if now > due + 1_000_000_000 { due = now }  // do not burst after a stall
+            stats.attempted.add(1, ordering: .relaxed)
+            let pick = rng.next() % 100
+            do {
+                switch pick {
+                case 0..<20:
+                    try insertCustomer.execute([.integer(nextCustomer), .text("New\(nextCustomer)@Shop.example"), .text("New"), .text("Customer"),
+                                                .real(Double(rng.next() % 1000) / 4), .null, .integer(Int64(Clock.wallMicros() / 1_000_000))])
+                    nextCustomer += 1
+                case 20..<50:
+                    let id = Int64(1 + rng.next() % UInt64(customers))
+                    try updateBalance.execute([.real(Double(rng.next() % 100) / 8), .text("Changed\(rng.next() % 1000)@Example.com"), .integer(id)])
+                case 50..<53:
+                    let id = Int64(1 + rng.next() % UInt64(customers))
+                    try rekey.execute([.integer(nextCustomer), .integer(id)])
+                    nextCustomer += 1
+                case 53..<60:
+                    try deleteCustomer.execute([.integer(Int64(1 + rng.next() % UInt64(customers)))])
+                case 60..<75:
+                    try insertLine.execute([.integer(nextOrder), .integer(1), .text("sku-\(rng.next() % 5000)"), .integer(1), .real(9.99)])
+                    nextOrder += 1
+                case 75..<92:
+                    try updateQty.execute([.integer(Int64(1 + rng.next() % UInt64(orders))), .integer(Int64(1 + rng.next() % 2))])
+                default:
+                    try deleteLine.execute([.integer(Int64(1 + rng.next() % UInt64(orders))), .integer(Int64(1 + rng.next() % 3))])
+                }
+                stats.acknowledged.add(1, ordering: .relaxed)
+            } catch {
+                stats.failed.add(1, ordering: .relaxed)
+                stats.firstError.withLock { if $0 == nil { $0 = "\(error)" } }
+            }
+        }
+    }
+}
+
+/// A small deterministic PRNG (SplitMix64) so the demo and tests repeat.
+public struct SplitMix: RandomNumberGenerator, Sendable {
+    var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,38 @@
+/// An error of planning, migrating, verifying or cutting over: one line a
+/// person can act on (what, where, what to do).
+public struct MigrationError: Error, Sendable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(_ rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        public static let badPlan = Code("bad-plan")
+        public static let missingTable = Code("missing-table")
+        public static let missingColumn = Code("missing-column")
+        public static let badExpression = Code("bad-expression")
+        public static let noPrimaryKey = Code("no-primary-key")
+        public static let keyNotCarried = Code("key-not-carried")
+        public static let incompatibleTarget = Code("incompatible-target")
+        public static let targetNotEmpty = Code("target-not-empty")
+        public static let foreignState = Code("foreign-state")
+        public static let constraint = Code("constraint")
+        public static let captureMissing = Code("capture-missing")
+        public static let shippingStalled = Code("shipping-stalled")
+        public static let logGap = Code("log-gap")
+        public static let cutOver = Code("cut-over")
+        public static let cutoverTimeout = Code("cutover-timeout")
+        public static let pauseExceeded = Code("pause-exceeded")
+        public static let notCaughtUp = Code("not-caught-up")
+        public static let noInverse = Code("no-inverse")
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}

@@ -1,0 +1,96 @@
+import TidemarkLog
+import TidemarkSQLite
+
+/// Ships through an in-process ``Shipper`` when this process can own the
+/// log's appender, or else waits for another process (`tidemark capture run`)
+/// to ship and only reads the log's head.
+final class ShipperFeed: ChangeFeed {
+    let sourcePath: String
+    let logPath: String
+    let sourceID: SourceID
+    private var shipper: Shipper?
+    private var appender: LogAppender?
+    private var external = false
+    private let reader: LogReader?
+
+    init(sourcePath: String, logPath: String, sourceID: SourceID) throws {
+        self.sourcePath = sourcePath
+        self.logPath = logPath
+        self.sourceID = sourceID
+        do {
+            appender = try LogAppender(directory: logPath, sourceID: sourceID, options: LogOptions(durability: .commit))
+        } catch let e as LogError where e.code == .locked {
+            external = true
+        }
+        reader = external ? try LogReader(directory: logPath) : nil
+    }
+
+    /// Whether another process is shipping.
+    var isExternal: Bool { external }
+
+    func ship(sourceWritable: Bool) throws -> LSN {
+        if external { return try reader!.headLSN() }
+        if shipper == nil {
+            let connection = try Connection(path: sourcePath, mode: .readWrite)
+            shipper = try Shipper(connection: connection, appender: appender!)
+        }
+        let s = shipper!
+        while true {
+            let round = try s.shipOnce(deleteShipped: sourceWritable)
+            if round.shipped < s.options.batchLimit { return round.lastLSN }
+        }
+    }
+
+    func close() throws {
+        try appender?.close()
+    }
+}
+
+extension Migrator {
+    /// Everything `tidemark migrate` needs, opened from a plan: checks the
+    /// plan before touching anything, then opens or creates the target,
+    /// installs capture if missing, and ships in-process when it can.
+    public static func open(plan: Plan, options: MigratorOptions = MigratorOptions()) throws -> Migrator {
+        guard FileSystemCheck.exists(plan.source) else {
+            throw MigrationError(.missingTable, "source database \(plan.source) does not exist")
+        }
+        let source = try Connection(path: plan.source, mode: .readWrite)
+        // Validate against the source alone before creating anything.
+        _ = try PlanResolver.resolve(plan, source: source, target: source, ownedColumns: [:].merging(
+            FileSystemCheck.exists(plan.target) ? try StateTables.addedColumns(Connection(path: plan.target, mode: .readOnly)) : [:],
+            uniquingKeysWith: { a, _ in a }))
+        if FileSystemCheck.exists(plan.log) {
+            let logSource = try LogReader(directory: plan.log).sourceID
+            if let stored = try Capture.storedSourceID(source), stored != logSource {
+                throw MigrationError(.foreignState, "the log \(plan.log) belongs to source \(logSource), but \(plan.source) is captured as \(stored); use the log made for this database")
+            }
+        }
+        let sourceID = try Capture.storedSourceID(source) ?? LogReader.existingSourceID(plan.log) ?? SourceID.random()
+        let target = plan.isSameFile ? try Connection(path: plan.source, mode: .readWrite) : try Connection(path: plan.target, mode: .readWriteCreate)
+        if !plan.isSameFile { _ = try target.setJournalMode(.wal) }
+        let feed = try ShipperFeed(sourcePath: plan.source, logPath: plan.log, sourceID: sourceID)
+        return try Migrator(plan: plan, source: source, target: target, feed: feed, sourceID: sourceID.rawValue, options: options)
+    }
+
+    /// Releases the log appender (if this process shipped).
+    public func close() throws {
+        try (feed as? ShipperFeed)?.close()
+    }
+}
+
+extension LogReader {
+    static func existingSourceID(_ path: String) -> SourceID? {
+        try? LogReader(directory: path).sourceID
+    }
+}
+
+enum FileSystemCheck {
+    static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

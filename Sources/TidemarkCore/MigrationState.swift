@@ -1,0 +1,197 @@
+import TidemarkLog
+import TidemarkSQLite
+
+/// Where a table's copy stands.
+public enum CopyPhase: String, Sendable {
+    /// Copy not started; its changes are skipped (the copy will read them).
+    case pending
+    /// Chunks being copied between the tidemark and the ceiling.
+    case copying
+    /// Copied; every change is replayed.
+    case following
+}
+
+/// Per-table migration state, stored in the target.
+public struct TableState: Sendable, Equatable {
+    public var sourceTable: String
+    public var targetTable: String
+    public var position: Int
+    public var phase: CopyPhase
+    /// Highest key copied so far (nil: nothing copied yet).
+    public var tidemark: [Value]?
+    /// Highest key when the copy started (nil: the table was empty or copy not started).
+    public var ceiling: [Value]?
+    public var rowsCopied: Int
+    public var rowsEstimate: Int
+}
+
+/// The migration's durable state: stored in the target, in the same
+/// transaction as the changes it describes, so a crash at any point resumes
+/// exactly where the last commit left off.
+public struct MigrationState: Sendable, Equatable {
+    public var sourceID: String
+    public var sourcePath: String
+    /// Every logged change with LSN <= this is reflected in the target
+    /// (for tables past `pending`, subject to the tidemark rule).
+    public var appliedLSN: LSN
+    /// Commit time of the change at `appliedLSN` (µs), for lag in time.
+    public var appliedTimestampMicros: Int64
+    public var startedAtMicros: Int64
+    public var caughtUpAtMicros: Int64?
+    public var tables: [TableState]
+    /// The cutover journal: nil, "prepared" (target ready, source not yet
+    /// switched) or "done".
+    public var cutoverState: String?
+    public var cutoverLSN: LSN?
+    public var cutoverAtMicros: Int64?
+    public var cutoverPauseMicros: Int64?
+    /// Reverse capture: target outbox `seq` at the switch; rollback replays
+    /// the target's changes after it back into the source.
+    public var reverseFromSeq: Int64?
+
+    /// Tables in copy order.
+    public func table(_ source: String) -> TableState? {
+        tables.first { $0.sourceTable.lowercased() == source.lowercased() }
+    }
+}
+
+/// Encoding of key tuples for the state tables: SQLite `quote()` literals,
+/// comma-separated, so every storage class round-trips exactly.
+enum KeyTuple {
+    static func encode(_ values: [Value]) -> String {
+        values.map(QuotedValue.literal).joined(separator: ",")
+    }
+
+    static func decode(_ text: String) throws -> [Value] {
+        do {
+            return try QuotedValue.parseList(text)
+        } catch {
+            throw MigrationError(.foreignState, "stored key tuple '\(text)' is unreadable: \(error)")
+        }
+    }
+}
+
+/// The state tables, created in the target database.
+///
+/// ```
+/// _tidemark_migration          one row: source id, applied LSN, times
+/// _tidemark_migration_tables   one row per table: phase, tidemark, ceiling, counts
+/// ```
+enum StateTables {
+    static let migration = "_tidemark_migration"
+    static let tables = "_tidemark_migration_tables"
+
+    static let createSQL = """
+        CREATE TABLE IF NOT EXISTS \(migration)(
+          id INTEGER PRIMARY KEY CHECK (id = 1),
+          source_id TEXT NOT NULL,
+          source_path TEXT NOT NULL,
+          applied_lsn INTEGER NOT NULL,
+          applied_ts INTEGER NOT NULL,
+          started_at INTEGER NOT NULL,
+          caught_up_at INTEGER,
+          cutover_state TEXT CHECK (cutover_state IN ('prepared', 'done', 'rolled-back')),
+          cutover_lsn INTEGER,
+          cutover_at INTEGER,
+          cutover_pause_us INTEGER,
+          reverse_from INTEGER);
+        CREATE TABLE IF NOT EXISTS \(tables)(
+          source_table TEXT PRIMARY KEY,
+          target_table TEXT NOT NULL,
+          position INTEGER NOT NULL,
+          phase TEXT NOT NULL CHECK (phase IN ('pending', 'copying', 'following')),
+          tidemark TEXT,
+          ceiling TEXT,
+          rows_copied INTEGER NOT NULL DEFAULT 0,
+          rows_estimate INTEGER NOT NULL DEFAULT 0,
+          added_columns TEXT NOT NULL DEFAULT '',
+          created INTEGER NOT NULL DEFAULT 0);
+        """
+
+    static func exists(_ c: Connection) throws -> Bool {
+        try Schema.table(named: migration, in: c) != nil
+    }
+
+    static func load(_ c: Connection) throws -> MigrationState? {
+        guard try exists(c) else { return nil }
+        let m = try c.prepare("SELECT source_id, source_path, applied_lsn, applied_ts, started_at, caught_up_at, cutover_state, cutover_lsn, cutover_at, cutover_pause_us, reverse_from FROM \(migration) WHERE id = 1")
+        guard try m.step() else { return nil }
+        func optional(_ i: Int32) -> Int64? { m.columnIsNull(i) ? nil : m.columnInt64(i) }
+        var state = MigrationState(
+            sourceID: m.columnText(0), sourcePath: m.columnText(1), appliedLSN: LSN(UInt64(m.columnInt64(2))),
+            appliedTimestampMicros: m.columnInt64(3), startedAtMicros: m.columnInt64(4),
+            caughtUpAtMicros: optional(5), tables: [],
+            cutoverState: m.columnIsNull(6) ? nil : m.columnText(6), cutoverLSN: optional(7).map { LSN(UInt64($0)) },
+            cutoverAtMicros: optional(8), cutoverPauseMicros: optional(9), reverseFromSeq: optional(10))
+        let t = try c.prepare("SELECT source_table, target_table, position, phase, tidemark, ceiling, rows_copied, rows_estimate FROM \(tables) ORDER BY position")
+        while try t.step() {
+            guard let phase = CopyPhase(rawValue: t.columnText(3)) else {
+                throw MigrationError(.foreignState, "unknown phase '\(t.columnText(3))' in \(tables)")
+            }
+            state.tables.append(TableState(
+                sourceTable: t.columnText(0), targetTable: t.columnText(1), position: Int(t.columnInt64(2)), phase: phase,
+                tidemark: t.columnIsNull(4) ? nil : try KeyTuple.decode(t.columnText(4)),
+                ceiling: t.columnIsNull(5) ? nil : try KeyTuple.decode(t.columnText(5)),
+                rowsCopied: Int(t.columnInt64(6)), rowsEstimate: Int(t.columnInt64(7))))
+        }
+        return state
+    }
+
+    /// In-place columns added by this migration, per source table (lowercased).
+    static func addedColumns(_ c: Connection) throws -> [String: Set<String>] {
+        guard try exists(c) else { return [:] }
+        var out: [String: Set<String>] = [:]
+        let s = try c.prepare("SELECT source_table, added_columns FROM \(tables)")
+        while try s.step() {
+            let cols = s.columnText(1).split(separator: ",").map { String($0).lowercased() }
+            out[s.columnText(0).lowercased()] = Set(cols)
+        }
+        return out
+    }
+
+    /// Target tables this migration created (dropped again by rollback).
+    static func createdTables(_ c: Connection) throws -> [String] {
+        guard try exists(c) else { return [] }
+        return try c.prepare("SELECT target_table FROM \(tables) WHERE created = 1").rows { $0.columnText(0) }
+    }
+
+    static func addedColumnsByTarget(_ c: Connection) throws -> [(table: String, columns: [String])] {
+        guard try exists(c) else { return [] }
+        return try c.prepare("SELECT target_table, added_columns FROM \(tables) WHERE added_columns <> ''").rows {
+            ($0.columnText(0), $0.columnText(1).split(separator: ",").map(String.init))
+        }
+    }
+
+    static func saveCutover(_ state: MigrationState, in c: Connection) throws {
+        let m = try c.cachedStatement("UPDATE \(migration) SET cutover_state = ?, cutover_lsn = ?, cutover_at = ?, cutover_pause_us = ?, reverse_from = ? WHERE id = 1")
+        try m.execute([state.cutoverState.map { .text($0) } ?? .null, state.cutoverLSN.map { .integer(Int64($0.rawValue)) } ?? .null,
+                       state.cutoverAtMicros.map { .integer($0) } ?? .null, state.cutoverPauseMicros.map { .integer($0) } ?? .null,
+                       state.reverseFromSeq.map { .integer($0) } ?? .null])
+    }
+
+    static func insert(_ state: MigrationState, addedColumns: [String: [String]], created: Set<String> = [], into c: Connection) throws {
+        try c.execute(createSQL)
+        let m = try c.prepare("INSERT INTO \(migration)(id, source_id, source_path, applied_lsn, applied_ts, started_at) VALUES (1, ?, ?, ?, ?, ?)")
+        try m.execute([.text(state.sourceID), .text(state.sourcePath), .integer(Int64(state.appliedLSN.rawValue)),
+                       .integer(state.appliedTimestampMicros), .integer(state.startedAtMicros)])
+        let t = try c.prepare("INSERT INTO \(tables)(source_table, target_table, position, phase, added_columns, created) VALUES (?, ?, ?, ?, ?, ?)")
+        for ts in state.tables {
+            try t.execute([.text(ts.sourceTable), .text(ts.targetTable), .integer(Int64(ts.position)), .text(ts.phase.rawValue),
+                           .text((addedColumns[ts.sourceTable] ?? []).joined(separator: ",")),
+                           .integer(created.contains(ts.sourceTable) ? 1 : 0)])
+        }
+    }
+
+    /// Saves the applied position and one table's progress (inside the
+    /// caller's transaction).
+    static func save(_ state: MigrationState, table: TableState?, in c: Connection) throws {
+        let m = try c.cachedStatement("UPDATE \(migration) SET applied_lsn = ?, applied_ts = ?, caught_up_at = ? WHERE id = 1")
+        try m.execute([.integer(Int64(state.appliedLSN.rawValue)), .integer(state.appliedTimestampMicros),
+                       state.caughtUpAtMicros.map { .integer($0) } ?? .null])
+        guard let table else { return }
+        let t = try c.cachedStatement("UPDATE \(tables) SET phase = ?, tidemark = ?, ceiling = ?, rows_copied = ?, rows_estimate = ? WHERE source_table = ?")
+        try t.execute([.text(table.phase.rawValue), table.tidemark.map { .text(KeyTuple.encode($0)) } ?? .null,
+                       table.ceiling.map { .text(KeyTuple.encode($0)) } ?? .null,
+                       .integer(Int64(table.rowsCopied)), .integer(Int64(table.rowsEstimate)), .text(table.sourceTable)])
+    }
+}

@@ -1,0 +1,47 @@
+import TidemarkLog
+import TidemarkSQLite
+
+/// What `tidemark status` reports, read without changing anything.
+public struct MigrationStatus: Sendable {
+    public var state: MigrationState?
+    /// The log's last LSN (nil when there is no log yet).
+    public var logHeadLSN: LSN?
+    /// The source's capture high-water mark.
+    public var capturedLSN: LSN
+    /// Age of the oldest change not yet applied, in ms (0 when none).
+    public var lagMillis: Int
+    public var lagChanges: Int {
+        guard let applied = state?.appliedLSN else { return Int(capturedLSN.rawValue) }
+        return capturedLSN > applied ? Int(capturedLSN.rawValue - applied.rawValue) : 0
+    }
+
+    /// Reads the status of the migration described by `plan`.
+    public static func read(plan: Plan) throws -> MigrationStatus {
+        guard FileSystemCheck.exists(plan.source) else {
+            throw MigrationError(.missingTable, "source database \(plan.source) does not exist")
+        }
+        let source = try Connection(path: plan.source, mode: .readOnly)
+        let captured = LSN(UInt64(max(0, try Capture.lastCapturedSeq(source))))
+        var state: MigrationState?
+        if FileSystemCheck.exists(plan.target) {
+            state = try StateTables.load(try Connection(path: plan.target, mode: .readOnly))
+        }
+        var head: LSN?
+        var lagMillis = 0
+        if LogDirectory(plan.log).exists {
+            let reader = try LogReader(directory: plan.log)
+            head = try reader.headLSN()
+            if let applied = state?.appliedLSN, let head, head > applied {
+                let cursor = try reader.cursor(from: applied.next)
+                if let next = try cursor.next() {
+                    lagMillis = max(0, Int((Clock.wallMicros() - next.timestampMicros) / 1000))
+                }
+            }
+        }
+        if lagMillis == 0, let applied = state?.appliedLSN, captured > applied,
+           let oldest = try Capture.status(connection: source)?.oldestPendingMicros {
+            lagMillis = max(0, Int((Clock.wallMicros() - oldest) / 1000))
+        }
+        return MigrationStatus(state: state, logHeadLSN: head, capturedLSN: captured, lagMillis: lagMillis)
+    }
+}

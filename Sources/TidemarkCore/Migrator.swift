@@ -1,0 +1,385 @@
+import TidemarkLog
+import TidemarkSQLite
+
+/// Moves captured changes into the log on request.
+public protocol ChangeFeed: AnyObject {
+    /// Ships every change committed in the source so far and returns the
+    /// log's last LSN.
+    /// - Parameter sourceWritable: false while the caller holds the source's
+    ///   write lock (same-file migrations): the feed must then not write to
+    ///   the source (it may leave shipped outbox rows for the next call).
+    func ship(sourceWritable: Bool) throws -> LSN
+}
+
+/// Tunables of a migration run.
+public struct MigratorOptions: Sendable {
+    /// Keep following the log after catch-up (until ``Migrator/stop()``).
+    public var follow = false
+    /// Most changes replayed in one target transaction while following.
+    public var replayBatchMax = 20_000
+    /// How long to wait for the log to reach a needed LSN before failing.
+    public var shipTimeoutMillis = 60_000
+    /// Acknowledge the applied LSN to the log's consumer registry this often.
+    public var acknowledgeEveryMillis = 1_000
+    /// Idle sleep when there is nothing to do while following.
+    public var idleMillis = 5
+
+    public init(follow: Bool = false) { self.follow = follow }
+}
+
+/// A point-in-time view of a migration, for progress and `tidemark status`.
+public struct MigrationProgress: Sendable {
+    public struct Table: Sendable {
+        public var source: String
+        public var target: String
+        public var phase: CopyPhase
+        public var rowsCopied: Int
+        public var rowsEstimate: Int
+        public var tidemark: [Value]?
+        public var ceiling: [Value]?
+    }
+
+    public var tables: [Table]
+    public var appliedLSN: LSN
+    /// The capture high-water mark last seen in the source.
+    public var capturedLSN: LSN
+    public var changesReplayed: Int
+    public var lagChanges: Int { capturedLSN > appliedLSN ? Int(capturedLSN.rawValue - appliedLSN.rawValue) : 0 }
+    /// Age of the oldest change not yet applied (0 when caught up).
+    public var lagMillis: Int
+    public var caughtUp: Bool
+}
+
+/// The result of a run.
+public struct MigrationSummary: Sendable {
+    public var rowsCopied: Int
+    public var changesReplayed: Int
+    public var appliedLSN: LSN
+    public var copySeconds: Double
+    public var totalSeconds: Double
+    public var caughtUp: Bool
+    /// The run ended because the migration was cut over (by another process).
+    public var cutOver: Bool = false
+}
+
+/// The copy/replay engine: copies each table in key-ordered chunks while
+/// replaying logged changes, then follows the log.
+///
+/// The invariant (DESIGN.md), kept by ``copyStep(_:)`` and ``followStep()``:
+/// after each target transaction, every target row whose key is at or below
+/// the tidemark, or above the ceiling, equals the (transformed) source row as
+/// of the LSN stored beside the tidemark.
+///
+/// Why each step keeps it:
+/// - A chunk and the capture high-water `S` are read in one source snapshot,
+///   so the chunk is the source state at `S`.
+/// - Changes up to `S` are replayed first in the same transaction, except
+///   those with key above the old tidemark and at or below the ceiling (the
+///   chunk carries their state at `S`) and those of tables not yet started.
+/// - Keys above the ceiling did not exist when the copy started, so replay
+///   alone builds them.
+/// - Chunk, replayed changes, tidemark and applied LSN commit together: a
+///   crash leaves either all or none, and resuming re-reads the log after the
+///   stored LSN.
+public final class Migrator: @unchecked Sendable {
+    // @unchecked: used from one thread; only `stopRequested` is shared, and
+    // it is only ever set to true (a benign race on a Bool read).
+    public let plan: Plan
+    public private(set) var options: MigratorOptions
+    let source: Connection
+    let target: Connection
+    let store: SQLiteTarget
+    let mappings: [TableMapping]
+    let feed: ChangeFeed
+    let reader: LogReader
+    let consumerName: String
+    var state: MigrationState
+    private var cursor: LogCursor
+    private var lookahead: ChangeRecord?
+    private var capturedLSN = LSN.zero
+    private var replayed = 0
+    private var copied = 0
+    private var lastAckNanos: UInt64 = 0
+    private nonisolated(unsafe) var stopRequested = false
+
+    /// Opens (or resumes) the migration described by `plan`.
+    ///
+    /// Validates the plan, creates missing target tables and the state
+    /// tables on first run, and registers as a log consumer.
+    public init(plan: Plan, source: Connection, target: Connection, feed: ChangeFeed, sourceID: String, options: MigratorOptions = MigratorOptions()) throws {
+        self.plan = plan
+        self.options = options
+        self.source = source
+        self.target = target
+        self.feed = feed
+        let existing = try StateTables.load(target)
+        if let existing, existing.sourceID != sourceID {
+            throw MigrationError(.foreignState, "the target \(plan.target) holds a migration from source \(existing.sourceID), not \(sourceID); use a new target or roll that migration back")
+        }
+        let mappings = try PlanResolver.resolve(plan, source: source, target: target, ownedColumns: try StateTables.addedColumns(target))
+        self.mappings = mappings
+        store = try SQLiteTarget(connection: target, sourcePath: plan.source, sameFile: plan.isSameFile)
+        if let existing {
+            guard Set(existing.tables.map { $0.sourceTable.lowercased() }) == Set(mappings.map { $0.source.name.lowercased() }) else {
+                throw MigrationError(.foreignState, "the plan's tables differ from those of the migration already in \(plan.target); finish or roll back that migration first")
+            }
+            state = existing
+        } else {
+            state = try TargetSetup.start(plan: plan, mappings: mappings, target: target, store: store, sourceID: sourceID)
+        }
+        // Capture must cover every planned table before its first chunk is
+        // read; installing is idempotent and regenerates triggers whose table
+        // changed shape (in place: the columns just added).
+        var updateColumns: [String: [String]] = [:]
+        for m in mappings where m.shape == .inPlace { updateColumns[m.source.name] = m.sourceColumns }
+        try Capture.install(connection: source, tables: mappings.map(\.source.name), updateColumns: updateColumns, sourceID: SourceID(sourceID))
+        reader = try LogReader(directory: plan.log)
+        consumerName = "migration-" + Self.consumerSuffix(plan.target)
+        try Consumers(reader.directory).register(consumerName, at: state.appliedLSN)
+        cursor = try reader.cursor(from: state.appliedLSN.next)
+    }
+
+    static func consumerSuffix(_ path: String) -> String {
+        let base = path.split(separator: "/").last.map(String.init) ?? path
+        let cleaned = String(base.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" ? $0 : "_" })
+        return cleaned.isEmpty ? "target" : cleaned
+    }
+
+    /// Asks a running ``run(progress:)`` to return after its current step.
+    public func stop() { stopRequested = true }
+
+    public var currentState: MigrationState { state }
+    var replayedCount: Int { replayed }
+
+    func setFollow(_ follow: Bool) {
+        options.follow = follow
+        stopRequested = false
+    }
+
+    /// Copies and replays until caught up (or, with `follow`, until stopped).
+    public func run(progress: (MigrationProgress) -> Void = { _ in }) throws -> MigrationSummary {
+        let start = Clock.monotonicNanos()
+        var copyDone: UInt64?
+        var caughtUp = false
+        var cutOver = false
+        while !stopRequested {
+          do {
+            if let i = state.tables.firstIndex(where: { $0.phase != .following }) {
+                try copyStep(i)
+            } else {
+                if copyDone == nil { copyDone = Clock.monotonicNanos() }
+                let (applied, upToDate) = try followStep()
+                if upToDate {
+                    caughtUp = true
+                    if state.caughtUpAtMicros == nil {
+                        state.caughtUpAtMicros = Clock.wallMicros()
+                        try target.transaction(.immediate) { try StateTables.save(state, table: nil, in: target) }
+                    }
+                    if !options.follow { progress(snapshot(caughtUp: true)); break }
+                }
+                if applied == 0 { Clock.sleep(milliseconds: options.idleMillis) }
+            }
+          } catch let e as MigrationError where e.code == .cutOver {
+            cutOver = true
+            break
+          }
+            try acknowledge(force: false)
+            progress(snapshot(caughtUp: caughtUp))
+        }
+        try acknowledge(force: true)
+        let end = Clock.monotonicNanos()
+        return MigrationSummary(
+            rowsCopied: copied, changesReplayed: replayed, appliedLSN: state.appliedLSN,
+            copySeconds: Double((copyDone ?? end) - start) / 1e9, totalSeconds: Double(end - start) / 1e9, caughtUp: caughtUp || cutOver,
+            cutOver: cutOver)
+    }
+
+    func snapshot(caughtUp: Bool) -> MigrationProgress {
+        let lagMillis: Int
+        if let next = lookahead {
+            lagMillis = max(0, Int((Clock.wallMicros() - next.timestampMicros) / 1000))
+        } else {
+            lagMillis = 0
+        }
+        return MigrationProgress(
+            tables: state.tables.map { t in
+                MigrationProgress.Table(source: t.sourceTable, target: t.targetTable, phase: t.phase, rowsCopied: t.rowsCopied,
+                                        rowsEstimate: t.rowsEstimate, tidemark: t.tidemark, ceiling: t.ceiling)
+            },
+            appliedLSN: state.appliedLSN, capturedLSN: max(capturedLSN, state.appliedLSN), changesReplayed: replayed,
+            lagMillis: lagMillis, caughtUp: caughtUp)
+    }
+
+    private func acknowledge(force: Bool) throws {
+        let now = Clock.monotonicNanos()
+        guard force || now - lastAckNanos >= UInt64(options.acknowledgeEveryMillis) * 1_000_000 else { return }
+        lastAckNanos = now
+        try Consumers(reader.directory).acknowledge(consumerName, through: state.appliedLSN)
+    }
+
+    /// Reloads the stored state at the start of a target transaction. Another
+    /// process (a second migrator, or `tidemark cutover`) may have applied
+    /// changes since; the target's write lock serializes us, and the stored
+    /// applied LSN says where to continue, so no change is applied twice out
+    /// of order.
+    func syncWithStoredState() throws {
+        guard let stored = try StateTables.load(target) else { return }
+        if stored.cutoverState == "done" {
+            throw MigrationError(.cutOver, "the migration was cut over at LSN \(stored.cutoverLSN ?? .zero); the target is authoritative and nothing is left to migrate")
+        }
+        if stored.appliedLSN != state.appliedLSN {
+            cursor = try reader.cursor(from: stored.appliedLSN.next)
+            lookahead = nil
+        }
+        state = stored
+    }
+
+    /// Ships until the log holds every change up to `lsn`.
+    private func waitForLog(_ lsn: LSN, sourceWritable: Bool) throws {
+        let deadline = Clock.monotonicNanos() + UInt64(options.shipTimeoutMillis) * 1_000_000
+        while try feed.ship(sourceWritable: sourceWritable) < lsn {
+            if Clock.monotonicNanos() > deadline {
+                throw MigrationError(.shippingStalled, "the log has not reached LSN \(lsn) after \(options.shipTimeoutMillis / 1000) s; is the shipper running (`tidemark capture run`)?")
+            }
+            Clock.sleep(milliseconds: 2)
+        }
+    }
+
+    func waitForLogDuringCutover(_ lsn: LSN) throws {
+        try waitForLog(lsn, sourceWritable: false)
+    }
+
+    func nextChangeForCutover(through limit: LSN) throws -> ChangeRecord? { try nextChange(through: limit) }
+    func replayForCutover(_ r: ChangeRecord) throws { try replay(r) }
+
+    /// The next logged change with LSN <= `limit`, or nil.
+    private func nextChange(through limit: LSN) throws -> ChangeRecord? {
+        if lookahead == nil { lookahead = try cursor.next() }
+        guard let r = lookahead, r.lsn <= limit else { return nil }
+        lookahead = nil
+        guard r.lsn > state.appliedLSN else {
+            throw MigrationError(.logGap, "the log returned LSN \(r.lsn) at or below the applied LSN \(state.appliedLSN)")
+        }
+        return r
+    }
+
+    private func mapping(for table: String) -> (TableMapping, Int)? {
+        for (i, m) in mappings.enumerated() where m.source.name == table || m.source.name.lowercased() == table.lowercased() {
+            return (m, i)
+        }
+        return nil
+    }
+
+    /// Applies one change if the tidemark rule says so.
+    private func replay(_ r: ChangeRecord) throws {
+        defer {
+            state.appliedLSN = r.lsn
+            state.appliedTimestampMicros = r.timestampMicros
+        }
+        guard let (m, _) = mapping(for: r.table),
+              let ti = state.tables.firstIndex(where: { $0.sourceTable.lowercased() == m.source.name.lowercased() })
+        else { return }  // a captured table this plan does not migrate
+        let t = state.tables[ti]
+        let s = try store.statements(for: m)
+        switch t.phase {
+        case .pending:
+            return  // the copy will read this row's latest state
+        case .copying:
+            if let ceiling = t.ceiling {
+                let key = try s.keyValues(r)
+                let aboveTidemark = try t.tidemark.map { try s.isKey(key, above: $0) } ?? true
+                let aboveCeiling = try s.isKey(key, above: ceiling)
+                if aboveTidemark && !aboveCeiling { return }  // the chunk carries it
+            }
+        case .following:
+            break
+        }
+        try s.apply(r)
+        replayed += 1
+    }
+
+    /// One chunk of table `i`, with the changes logged before it.
+    func copyStep(_ i: Int) throws {
+        let m = mappings.first { $0.source.name.lowercased() == state.tables[i].sourceTable.lowercased() }!
+        let s = try store.statements(for: m)
+        let sameFile = plan.isSameFile
+        if !sameFile {
+            // Ship outside the target transaction first, so the wait inside it is short.
+            _ = try feed.ship(sourceWritable: true)
+        }
+        try target.transaction(.immediate) {
+            try syncWithStoredState()
+            // One source snapshot for S_k and the chunk (first source read starts it).
+            let highWater = try store.captureHighWater()
+            capturedLSN = max(capturedLSN, highWater)
+            var t = state.tables[i]
+            guard t.phase != .following else { return }
+            if t.phase == .pending {
+                s.ceiling.reset()
+                t.ceiling = try s.ceiling.step() ? s.readKey(s.ceiling) : nil
+                s.ceiling.reset()
+                s.count.reset()
+                _ = try s.count.step()
+                t.rowsEstimate = Int(s.count.columnInt64(0))
+                s.count.reset()
+                t.phase = .copying
+            }
+            // Everything up to S_k must be in the log before replay.
+            try waitForLog(highWater, sourceWritable: !sameFile)
+            while let r = try nextChange(through: highWater) {
+                // Judged against the old tidemark (state.tables[i] still holds it).
+                try replay(r)
+            }
+            state.appliedLSN = max(state.appliedLSN, highWater)
+            guard let ceiling = t.ceiling else {
+                t.phase = .following
+                state.tables[i] = t
+                try StateTables.save(state, table: t, in: target)
+                return
+            }
+            // Upper key of this chunk: the chunk_rows-th key above the tidemark, or the ceiling.
+            let bound: Statement = t.tidemark == nil ? s.copyBoundFromStart : s.copyBound
+            bound.reset()
+            try bound.bind((t.tidemark ?? []) + ceiling + [.integer(Int64(plan.chunkRows - 1))])
+            let upper = try bound.step() ? s.readKey(bound) : ceiling
+            bound.reset()
+            let copy: Statement = t.tidemark == nil ? s.copyChunkFromStart : s.copyChunk
+            copy.reset()
+            try copy.bind((t.tidemark ?? []) + upper)
+            do {
+                try copy.execute()
+            } catch let e as SQLiteError where e.code.primary == .constraint {
+                throw MigrationError(.constraint, "copying \(m.source.name) into \(m.targetTable) after key \(t.tidemark.map(KeyTuple.encode) ?? "(start)") violates a constraint: \(e.message); fix the target table and run migrate again")
+            }
+            let n = target.changes
+            copy.reset()
+            t.rowsCopied += n
+            copied += n
+            t.tidemark = upper
+            if try upper == ceiling || !s.isKey(ceiling, above: upper) { t.phase = .following }
+            state.tables[i] = t
+            try StateTables.save(state, table: t, in: target)
+        }
+    }
+
+    /// Replays available changes in one target transaction. Returns how many
+    /// it applied and whether the target has reached the capture high-water
+    /// mark read at the start.
+    func followStep() throws -> (Int, Bool) {
+        let logHead = try feed.ship(sourceWritable: true)
+        let highWater = try Capture.lastCapturedSeq(source)
+        capturedLSN = max(capturedLSN, LSN(UInt64(max(0, highWater))))
+        var applied = 0
+        try target.transaction(.immediate) {
+            try syncWithStoredState()
+            let start = Clock.monotonicNanos()
+            while applied < options.replayBatchMax, let r = try nextChange(through: logHead) {
+                try replay(r)
+                applied += 1
+                if applied % 1024 == 0 && Clock.monotonicNanos() - start > 200_000_000 { break }
+            }
+            if applied > 0 { try StateTables.save(state, table: nil, in: target) }
+        }
+        return (applied, state.appliedLSN.rawValue >= UInt64(max(0, highWater)))
+    }
+}

@@ -1,0 +1,201 @@
+import Yams
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What to migrate where: the parsed plan file.
+///
+/// ```yaml
+/// source: shop.db
+/// target: shop-v2.db          # another SQLite file, or the same file
+/// log: changelog
+/// chunk_rows: 10000
+/// tables:
+///   users:
+///     to: accounts            # target table; default: same name
+///     columns:                # target column: SQLite expression over source columns
+///       id: id
+///       email: lower(email)
+///   orders: {}
+/// ```
+/// Paths are relative to the plan file. Table and column order is kept.
+public struct Plan: Sendable, Equatable {
+    public var source: String
+    public var target: String
+    public var log: String
+    public var chunkRows: Int
+    public var tables: [TablePlan]
+
+    public init(source: String, target: String, log: String, chunkRows: Int = 10_000, tables: [TablePlan]) {
+        self.source = source
+        self.target = target
+        self.log = log
+        self.chunkRows = chunkRows
+        self.tables = tables
+    }
+
+    /// Source and target are the same database file.
+    public var isSameFile: Bool { Plan.canonical(source) == Plan.canonical(target) }
+
+    static func canonical(_ path: String) -> String {
+        guard let p = realpath(path, nil) else { return path }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
+    /// Reads a YAML (or JSON) plan file.
+    public static func load(path: String) throws(MigrationError) -> Plan {
+        let text: String
+        do {
+            text = try readTextFile(path)
+        } catch {
+            throw MigrationError(.badPlan, "cannot read plan \(path): \(error); pass --plan FILE or create tidemark.yml")
+        }
+        let base = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        return try parse(text, relativeTo: base, name: path)
+    }
+
+    /// Parses plan text; relative paths are resolved against `base`.
+    public static func parse(_ text: String, relativeTo base: String, name: String = "plan") throws(MigrationError) -> Plan {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch {
+            throw MigrationError(.badPlan, "\(name) is not valid YAML or JSON: \(String(describing: error).split(separator: "\n").first ?? "")")
+        }
+        guard let root = node?.mapping else { throw MigrationError(.badPlan, "\(name) must be a mapping with source, target, log and tables") }
+        func fail(_ why: String) -> MigrationError { MigrationError(.badPlan, "\(name): \(why)") }
+        let known: Set<String> = ["source", "target", "log", "chunk_rows", "tables"]
+        for (k, _) in root {
+            guard let key = k.string, known.contains(key) else {
+                throw fail("unknown key '\(k.string ?? "?")' (expected: source, target, log, chunk_rows, tables)")
+            }
+        }
+        func path(_ key: String, required: Bool = true) throws(MigrationError) -> String? {
+            guard let v = root[key] else {
+                if required { throw fail("'\(key)' is missing") }
+                return nil
+            }
+            guard let s = v.string, !s.isEmpty else { throw fail("'\(key)' must be a path") }
+            return s.hasPrefix("/") ? s : base + "/" + s
+        }
+        let source = try path("source")!
+        let target = try path("target") ?? source
+        let log = try path("log")!
+        var chunkRows = 10_000
+        if let c = root["chunk_rows"] {
+            guard let n = c.int, n >= 1, n <= 10_000_000 else { throw fail("chunk_rows must be an integer from 1 to 10000000") }
+            chunkRows = n
+        }
+        guard let tablesNode = root["tables"], let tables = tablesNode.mapping, !tables.isEmpty else {
+            throw fail("'tables' must name at least one table")
+        }
+        var plans: [TablePlan] = []
+        for (k, v) in tables {
+            guard let table = k.string, !table.isEmpty else { throw fail("table names must be strings") }
+            var plan = TablePlan(source: table)
+            if let m = v.mapping {
+                for (mk, mv) in m {
+                    switch mk.string {
+                    case "to":
+                        guard let to = mv.string, !to.isEmpty else { throw fail("tables.\(table).to must be a table name") }
+                        plan.target = to
+                    case "columns":
+                        guard let cols = mv.mapping, !cols.isEmpty else {
+                            throw fail("tables.\(table).columns must map target columns to SQL expressions")
+                        }
+                        var mapped: [ColumnMapping] = []
+                        for (ck, cv) in cols {
+                            guard let column = ck.string, !column.isEmpty else { throw fail("tables.\(table).columns has an empty column name") }
+                            guard let expr = cv.string, !expr.trimmingSpaces.isEmpty else {
+                                throw fail("tables.\(table).columns.\(column) must be a SQL expression")
+                            }
+                            guard !mapped.contains(where: { $0.target.lowercased() == column.lowercased() }) else {
+                                throw fail("tables.\(table).columns names \(column) twice")
+                            }
+                            mapped.append(ColumnMapping(target: column, expression: expr))
+                        }
+                        plan.columns = mapped
+                    case "inverse":
+                        guard let cols = mv.mapping, !cols.isEmpty else {
+                            throw fail("tables.\(table).inverse must map source columns to SQL expressions over target columns")
+                        }
+                        var mapped: [ColumnMapping] = []
+                        for (ck, cv) in cols {
+                            guard let column = ck.string, !column.isEmpty, let expr = cv.string, !expr.trimmingSpaces.isEmpty else {
+                                throw fail("tables.\(table).inverse entries must be `source_column: expression`")
+                            }
+                            mapped.append(ColumnMapping(target: column, expression: expr))
+                        }
+                        plan.inverse = mapped
+                    default:
+                        throw fail("tables.\(table) has unknown key '\(mk.string ?? "?")' (expected: to, columns, inverse)")
+                    }
+                }
+            } else if !(v.scalar?.string.isEmpty ?? false) && v.null == nil {
+                throw fail("tables.\(table) must be a mapping ({} for defaults)")
+            }
+            guard !plans.contains(where: { $0.source.lowercased() == table.lowercased() }) else { throw fail("table \(table) is listed twice") }
+            plans.append(plan)
+        }
+        return Plan(source: source, target: target, log: log, chunkRows: chunkRows, tables: plans)
+    }
+}
+
+/// One source table and where it goes.
+public struct TablePlan: Sendable, Equatable {
+    public var source: String
+    /// Target table name; defaults to the source table's.
+    public var target: String
+    /// Target columns and their expressions; nil means every source column as is.
+    public var columns: [ColumnMapping]?
+    /// For rollback after cutover: source column ← SQLite expression over
+    /// target columns. Not needed when every target column is a plain copy.
+    public var inverse: [ColumnMapping]?
+
+    public init(source: String, target: String? = nil, columns: [ColumnMapping]? = nil, inverse: [ColumnMapping]? = nil) {
+        self.source = source
+        self.target = target ?? source
+        self.columns = columns
+        self.inverse = inverse
+    }
+}
+
+/// A target column and the SQLite expression over source columns that fills it.
+public struct ColumnMapping: Sendable, Equatable {
+    public var target: String
+    public var expression: String
+
+    public init(target: String, expression: String) {
+        self.target = target
+        self.expression = expression
+    }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" || f == "\n" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\n" { s.removeLast() }
+        return String(s)
+    }
+}
+
+func readTextFile(_ path: String) throws -> String {
+    guard let f = fopen(path, "rb") else { throw PlanFileError(reason: String(cString: strerror(errno))) }
+    defer { fclose(f) }
+    var bytes: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = fread(&buf, 1, buf.count, f)
+        if n <= 0 { break }
+        bytes.append(contentsOf: buf[0..<n])
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+struct PlanFileError: Error, CustomStringConvertible {
+    var reason: String
+    var description: String { reason }
+}

@@ -1,0 +1,241 @@
+import TidemarkLog
+import TidemarkSQLite
+
+/// The SQLite target store: applies copied chunks and replayed changes,
+/// and holds the migration state, all through one connection so that a
+/// chunk, the changes replayed before it and the new state commit together.
+///
+/// The source is reached through the same connection — `main` when source
+/// and target are one file, else ATTACHed read-only as `tm_src` — so the
+/// capture high-water mark and the chunk are read in one source snapshot.
+final class SQLiteTarget {
+    let connection: Connection
+    /// Schema name under which source tables are read.
+    let sourceSchema: String
+    private var tables: [String: TableStatements] = [:]
+
+    init(connection: Connection, sourcePath: String, sameFile: Bool) throws {
+        self.connection = connection
+        if sameFile {
+            sourceSchema = "main"
+        } else {
+            sourceSchema = "tm_src"
+            let attached = try connection.prepare("SELECT count(*) FROM pragma_database_list WHERE name = 'tm_src'")
+            _ = try attached.step()
+            if attached.columnInt64(0) == 0 {
+                try connection.prepare("ATTACH DATABASE ? AS tm_src").execute([.text("file:" + Self.uriEscaped(sourcePath) + "?mode=ro")])
+            }
+        }
+    }
+
+    static func uriEscaped(_ path: String) -> String {
+        var out = ""
+        for u in path.utf8 {
+            switch u {
+            case UInt8(ascii: "?"), UInt8(ascii: "#"), UInt8(ascii: "%"):
+                let hex = String(u, radix: 16, uppercase: true)
+                out += "%" + (hex.count == 1 ? "0" : "") + hex
+            default: out.unicodeScalars.append(Unicode.Scalar(u))
+            }
+        }
+        return out
+    }
+
+    func statements(for m: TableMapping) throws -> TableStatements {
+        if let s = tables[m.source.name.lowercased()] { return s }
+        let s = try TableStatements(mapping: m, connection: connection, sourceSchema: sourceSchema)
+        tables[m.source.name.lowercased()] = s
+        return s
+    }
+
+    /// The capture high-water mark as seen by this connection's current
+    /// source snapshot.
+    func captureHighWater() throws -> LSN {
+        let exists = try connection.cachedStatement("SELECT count(*) FROM \(sourceSchema).sqlite_schema WHERE type = 'table' AND name = 'sqlite_sequence'")
+        defer { exists.reset() }
+        _ = try exists.step()
+        guard exists.columnInt64(0) > 0 else { return .zero }
+        let s = try connection.cachedStatement("SELECT seq FROM \(sourceSchema).sqlite_sequence WHERE name = '_tidemark_outbox'")
+        defer { s.reset() }
+        guard try s.step() else { return .zero }
+        return LSN(UInt64(max(0, s.columnInt64(0))))
+    }
+}
+
+/// Prepared statements for one mapped table.
+final class TableStatements {
+    let mapping: TableMapping
+    let connection: Connection
+    let keyList: String
+    /// Source column name (lowercased) → bind position in `sourceColumns` order.
+    let sourcePosition: [String: Int]
+    let upsert: Statement?
+    let delete: Statement?
+    let inPlaceUpdate: Statement?
+    /// `(?1 COLLATE c1, ...) > (?n+1, ...)`: key above a bound, by SQLite's rules.
+    let keyAbove: Statement
+    let copyBound: Statement
+    let copyBoundFromStart: Statement
+    let ceiling: Statement
+    let copyChunk: Statement
+    let copyChunkFromStart: Statement
+    let count: Statement
+
+    init(mapping m: TableMapping, connection c: Connection, sourceSchema: String) throws {
+        mapping = m
+        connection = c
+        let q = quoteIdentifier
+        let src = "\(sourceSchema).\(q(m.source.name))"
+        let tgt = q(m.targetTable)
+        let n = m.sourceKey.count
+        keyList = m.sourceKey.map(q).joined(separator: ", ")
+        let key = n == 1 ? keyList : "(\(keyList))"
+        func params(from start: Int) -> String {
+            let p = (0..<n).map { "?\(start + $0)" }.joined(separator: ", ")
+            return n == 1 ? p : "(\(p))"
+        }
+        var pos: [String: Int] = [:]
+        for (i, col) in m.sourceColumns.enumerated() { pos[col.lowercased()] = i }
+        sourcePosition = pos
+
+        let collated = zip(1...n, m.keyCollations).map { i, coll in "?\(i) COLLATE \(q(coll))" }.joined(separator: ", ")
+        keyAbove = try c.prepare("SELECT \(n == 1 ? collated : "(\(collated))") > \(params(from: n + 1))")
+
+        let orderAsc = m.sourceKey.map(q).joined(separator: ", ")
+        let orderDesc = m.sourceKey.map { q($0) + " DESC" }.joined(separator: ", ")
+        ceiling = try c.prepare("SELECT \(keyList) FROM \(src) ORDER BY \(orderDesc) LIMIT 1")
+        count = try c.prepare("SELECT count(*) FROM \(src)")
+        // The key of the last row of the next chunk: rows above the tidemark
+        // and at or below the ceiling, in key order.
+        copyBound = try c.prepare("SELECT \(keyList) FROM \(src) WHERE \(key) > \(params(from: 1)) AND \(key) <= \(params(from: n + 1)) ORDER BY \(orderAsc) LIMIT 1 OFFSET ?\(2 * n + 1)")
+        copyBoundFromStart = try c.prepare("SELECT \(keyList) FROM \(src) WHERE \(key) <= \(params(from: 1)) ORDER BY \(orderAsc) LIMIT 1 OFFSET ?\(n + 1)")
+
+        let exprs = m.columns.map { "(\($0.expression))" }.joined(separator: ", ")
+        switch m.shape {
+        case .copy:
+            let cols = m.columns.map { q($0.target) }.joined(separator: ", ")
+            let targetKey = m.targetKey.map(q).joined(separator: ", ")
+            let nonKey = m.columns.filter { c in !m.targetKey.contains { $0.lowercased() == c.target.lowercased() } }
+            let onConflict = nonKey.isEmpty
+                ? "ON CONFLICT(\(targetKey)) DO NOTHING"
+                : "ON CONFLICT(\(targetKey)) DO UPDATE SET " + nonKey.map { "\(q($0.target)) = excluded.\(q($0.target))" }.joined(separator: ", ")
+            copyChunk = try c.prepare("INSERT INTO \(tgt)(\(cols)) SELECT \(exprs) FROM \(src) WHERE \(key) > \(params(from: 1)) AND \(key) <= \(params(from: n + 1)) ORDER BY \(orderAsc)")
+            copyChunkFromStart = try c.prepare("INSERT INTO \(tgt)(\(cols)) SELECT \(exprs) FROM \(src) WHERE \(key) <= \(params(from: 1)) ORDER BY \(orderAsc)")
+            if m.isIdentity {
+                // Values bound straight from the after image, in target column order.
+                let values = (1...m.columns.count).map { "?\($0)" }.joined(separator: ", ")
+                upsert = try c.prepare("INSERT INTO \(tgt)(\(cols)) VALUES (\(values)) \(onConflict)")
+            } else {
+                // Expressions evaluated over the after image, bound as a one-row subquery.
+                let row = m.sourceColumns.enumerated().map { "?\($0.offset + 1) AS \(q($0.element))" }.joined(separator: ", ")
+                upsert = try c.prepare("INSERT INTO \(tgt)(\(cols)) SELECT \(exprs) FROM (SELECT \(row)) WHERE true \(onConflict)")
+            }
+            let targetWhere = m.targetKey.enumerated().map { "\(q($0.element)) = ?\($0.offset + 1)" }.joined(separator: " AND ")
+            delete = try c.prepare("DELETE FROM \(tgt) WHERE \(targetWhere)")
+            inPlaceUpdate = nil
+        case .inPlace:
+            // Same table, same file: new columns are computed from the row as
+            // it is now, which is at least as new as any logged change.
+            let sets = m.columns.map { "\(q($0.target)) = (\($0.expression))" }.joined(separator: ", ")
+            copyChunk = try c.prepare("UPDATE \(tgt) SET \(sets) WHERE \(key) > \(params(from: 1)) AND \(key) <= \(params(from: n + 1))")
+            copyChunkFromStart = try c.prepare("UPDATE \(tgt) SET \(sets) WHERE \(key) <= \(params(from: 1))")
+            let keyWhere = m.sourceKey.enumerated().map { "\(q($0.element)) = ?\($0.offset + 1)" }.joined(separator: " AND ")
+            inPlaceUpdate = try c.prepare("UPDATE \(tgt) SET \(sets) WHERE \(keyWhere)")
+            upsert = nil
+            delete = nil
+        }
+    }
+
+    /// Key values of a record in source key order.
+    func keyValues(_ r: ChangeRecord) throws -> [Value] {
+        if r.key.count == mapping.sourceKey.count,
+           zip(r.key, mapping.sourceKey).allSatisfy({ $0.name == $1 }) {
+            return r.key.map(\.value)
+        }
+        return try mapping.sourceKey.map { k in
+            guard let f = r.key.first(where: { $0.name.lowercased() == k.lowercased() }) else {
+                throw MigrationError(.logGap, "change at LSN \(r.lsn) of '\(r.table)' lacks key column '\(k)'")
+            }
+            return f.value
+        }
+    }
+
+    /// Whether `key` > `bound` as SQLite orders the source key.
+    func isKey(_ key: [Value], above bound: [Value]) throws -> Bool {
+        keyAbove.reset()
+        try keyAbove.bind(key + bound)
+        _ = try keyAbove.step()
+        let above = keyAbove.columnInt64(0) != 0
+        keyAbove.reset()
+        return above
+    }
+
+    /// Applies one logged change. Idempotent: upsert by key, delete by key.
+    func apply(_ r: ChangeRecord) throws {
+        do {
+            switch (mapping.shape, r.operation) {
+            case (.copy, .insert), (.copy, .update):
+                guard let after = r.after else { return }
+                let s = upsert!
+                s.reset()
+                try bindImage(after, lsn: r.lsn, to: s)
+                try s.execute()
+            case (.copy, .delete):
+                let s = delete!
+                s.reset()
+                try s.bind(try keyValues(r))
+                try s.execute()
+            case (.inPlace, .insert), (.inPlace, .update):
+                let s = inPlaceUpdate!
+                s.reset()
+                try s.bind(try keyValues(r))
+                try s.execute()
+            case (.inPlace, .delete):
+                return  // the application deleted the row itself
+            }
+        } catch let e as SQLiteError where e.code.primary == .constraint {
+            let key = r.key.map { "\($0.name)=\($0.value)" }.joined(separator: ", ")
+            throw MigrationError(.constraint, "replaying LSN \(r.lsn) (\(r.operation) of \(r.table) \(key)) into \(mapping.targetTable) violates a constraint: \(e.message); fix the target table and run migrate again")
+        }
+    }
+
+    private func bindImage(_ image: [Field], lsn: LSN, to s: Statement) throws {
+        if mapping.isIdentity {
+            // Target columns in order; each names its source column.
+            for (i, c) in mapping.columns.enumerated() {
+                let name = c.sourceColumn!
+                let v: Value
+                if i < image.count && image[i].name == name {
+                    v = image[i].value
+                } else if let f = image.first(where: { $0.name.lowercased() == name.lowercased() }) {
+                    v = f.value
+                } else {
+                    throw MigrationError(.logGap, "change at LSN \(lsn) of '\(mapping.source.name)' lacks column '\(name)'; was the table altered? Re-run capture install and restart the migration")
+                }
+                try s.bind(v, at: Int32(i + 1))
+            }
+        } else {
+            var bound = 0
+            for (i, f) in image.enumerated() {
+                let p: Int
+                if i < mapping.sourceColumns.count && mapping.sourceColumns[i] == f.name {
+                    p = i
+                } else if let found = sourcePosition[f.name.lowercased()] {
+                    p = found
+                } else {
+                    continue
+                }
+                try s.bind(f.value, at: Int32(p + 1))
+                bound += 1
+            }
+            guard bound == mapping.sourceColumns.count else {
+                throw MigrationError(.logGap, "change at LSN \(lsn) of '\(mapping.source.name)' has \(bound) of its \(mapping.sourceColumns.count) columns; was the table altered? Re-run capture install and restart the migration")
+            }
+        }
+    }
+
+    /// Reads one key-row from `s` after a successful step.
+    func readKey(_ s: Statement) -> [Value] {
+        (0..<mapping.sourceKey.count).map { s.columnValue(Int32($0)) }
+    }
+}

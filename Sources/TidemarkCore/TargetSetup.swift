@@ -1,0 +1,102 @@
+import TidemarkLog
+import TidemarkSQLite
+
+/// First-run preparation of the target: check or create each target table,
+/// add in-place columns, and write the initial state — one transaction, so
+/// a failed check changes nothing.
+enum TargetSetup {
+    static func start(plan: Plan, mappings: [TableMapping], target: Connection, store: SQLiteTarget, sourceID: String) throws -> MigrationState {
+        let q = quoteIdentifier
+        return try target.transaction(.immediate) {
+            var added: [String: [String]] = [:]
+            var created: Set<String> = []
+            for m in mappings {
+                switch m.shape {
+                case .copy:
+                    if let existing = try Schema.table(named: m.targetTable, in: target) {
+                        for c in m.columns where !existing.columns.contains(where: { $0.name.lowercased() == c.target.lowercased() }) {
+                            throw MigrationError(.incompatibleTarget, "target table '\(existing.name)' has no column '\(c.target)'; add it or drop the table so Tidemark creates it")
+                        }
+                        guard existing.primaryKey.map({ $0.lowercased() }) == m.targetKey.map({ $0.lowercased() }) else {
+                            throw MigrationError(.incompatibleTarget, "target table '\(existing.name)' has primary key (\(existing.primaryKey.joined(separator: ", "))) but the plan keys it by (\(m.targetKey.joined(separator: ", ")))")
+                        }
+                        let probe = try target.prepare("SELECT 1 FROM \(q(existing.name)) LIMIT 1")
+                        if try probe.step() {
+                            throw MigrationError(.targetNotEmpty, "target table '\(existing.name)' already holds rows not written by this migration; empty it or choose another target")
+                        }
+                    } else {
+                        try target.execute(try createTableSQL(m, store: store))
+                        created.insert(m.source.name)
+                    }
+                case .inPlace:
+                    let existing = try Schema.table(named: m.targetTable, in: target)!
+                    for c in m.columns where !existing.columns.contains(where: { $0.name.lowercased() == c.target.lowercased() }) {
+                        try target.execute("ALTER TABLE \(q(m.targetTable)) ADD COLUMN \(q(c.target)) \(try declaredType(c, m, store: store))")
+                        added[m.source.name, default: []].append(c.target)
+                    }
+                }
+            }
+            let start = try store.captureHighWater()
+            let state = MigrationState(
+                sourceID: sourceID, sourcePath: plan.source, appliedLSN: start, appliedTimestampMicros: Clock.wallMicros(),
+                startedAtMicros: Clock.wallMicros(), caughtUpAtMicros: nil,
+                tables: mappings.enumerated().map { i, m in
+                    TableState(sourceTable: m.source.name, targetTable: m.targetTable, position: i, phase: .pending,
+                               tidemark: nil, ceiling: nil, rowsCopied: 0, rowsEstimate: 0)
+                })
+            try StateTables.insert(state, addedColumns: added, created: created, into: target)
+            return state
+        }
+    }
+
+    /// CREATE TABLE for a copy target: declared types and key from the
+    /// source; expression columns typed from what they produce.
+    static func createTableSQL(_ m: TableMapping, store: SQLiteTarget) throws -> String {
+        let q = quoteIdentifier
+        var defs: [String] = []
+        for c in m.columns {
+            var def = q(c.target)
+            let type = try declaredType(c, m, store: store)
+            if !type.isEmpty { def += " " + type }
+            if let k = m.targetKey.firstIndex(where: { $0.lowercased() == c.target.lowercased() }) {
+                let coll = m.keyCollations[k]
+                if coll.uppercased() != "BINARY" { def += " COLLATE " + q(coll) }
+                if m.source.columns.first(where: { $0.name == m.sourceKey[k] })?.notNull == true || m.sourceKey.count == 1 {
+                    def += " NOT NULL"
+                }
+            }
+            defs.append(def)
+        }
+        let keyCols = m.targetKey.map(q).joined(separator: ", ")
+        let rowidAlias = m.source.hasRowidAlias && m.targetKey.count == 1
+        if rowidAlias {
+            // Keep INTEGER PRIMARY KEY: the target key is then the rowid, as in the source.
+            let k = m.targetKey[0].lowercased()
+            defs = defs.map { d in d.lowercased().hasPrefix(q(k).lowercased() + " ") || d.lowercased() == q(k).lowercased()
+                ? q(m.targetKey[0]) + " INTEGER PRIMARY KEY" : d }
+        } else {
+            defs.append("PRIMARY KEY (\(keyCols))")
+        }
+        return "CREATE TABLE \(q(m.targetTable)) (\(defs.joined(separator: ", ")))\(m.source.isWithoutRowid && !rowidAlias ? " WITHOUT ROWID" : "")"
+    }
+
+    /// A plain column keeps its source type. An expression gets the storage
+    /// class it yields on a sample of source rows if that class is the same
+    /// for all of them (so affinity cannot change a value); otherwise no type.
+    static func declaredType(_ c: TableMapping.MappedColumn, _ m: TableMapping, store: SQLiteTarget) throws -> String {
+        if let src = c.sourceColumn {
+            return m.source.columns.first { $0.name == src }?.declaredType ?? ""
+        }
+        let s = try store.connection.prepare(
+            "SELECT DISTINCT typeof(\(c.expression)) FROM (SELECT * FROM \(store.sourceSchema).\(quoteIdentifier(m.source.name)) LIMIT 1000) WHERE (\(c.expression)) IS NOT NULL")
+        var kinds: [String] = []
+        while try s.step() { kinds.append(s.columnText(0)) }
+        guard kinds.count == 1 else { return "" }
+        switch kinds[0] {
+        case "integer": return "INTEGER"
+        case "text": return "TEXT"
+        case "blob": return "BLOB"
+        default: return ""  // REAL affinity would turn integer results into reals
+        }
+    }
+}

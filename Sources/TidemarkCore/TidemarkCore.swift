@@ -1,1 +1,0 @@
-// TidemarkCore: plan, copier, replayer, verifier, cutover.

@@ -1,0 +1,282 @@
+import TidemarkLog
+import TidemarkSQLite
+
+/// Proves the target equals the transformed source while writers keep
+/// writing, without a long transaction on either side.
+///
+/// Per table, in source-key chunks:
+/// 1. Open a target read transaction and read the applied LSN `L` stored
+///    there; hash the chunk's target rows.
+/// 2. Open a source read transaction and read the capture high-water `S`
+///    (`S >= L`: the target never applies what was not captured); hash the
+///    chunk's transformed source rows.
+/// 3. Equal hashes: the chunk is equal. Otherwise stream both sides again
+///    (same snapshots) and list differing keys. A key whose row changed in
+///    the log between `L` and `S` is *in flight* — the two snapshots are of
+///    different moments for it — and the chunk is checked again (bounded
+///    passes). Every other differing key is a real difference.
+///
+/// So a correct migration under load reports nothing, and an injected
+/// difference is reported with its exact key.
+public struct Verifier {
+    public struct Options: Sendable {
+        public var chunkRows = 10_000
+        /// How often a chunk with only in-flight differences is re-checked.
+        public var passesMax = 8
+        /// Example keys kept per kind of difference and table.
+        public var keysMax = 100
+        public init() {}
+    }
+
+    public struct TableReport: Sendable {
+        public var source: String
+        public var target: String
+        public var rows = 0
+        public var chunks = 0
+        public var chunksRechecked = 0
+        public var missing: [[Value]] = []
+        public var extra: [[Value]] = []
+        public var different: [[Value]] = []
+        public var missingCount = 0
+        public var extraCount = 0
+        public var differentCount = 0
+        /// Keys still changing after every pass (not counted as differences).
+        public var unsettled: [[Value]] = []
+        public var isEqual: Bool { missingCount == 0 && extraCount == 0 && differentCount == 0 }
+    }
+
+    public struct Report: Sendable {
+        public var tables: [TableReport]
+        public var seconds: Double
+        public var isEqual: Bool { tables.allSatisfy(\.isEqual) }
+        public var rows: Int { tables.reduce(0) { $0 + $1.rows } }
+    }
+
+    let plan: Plan
+    let options: Options
+
+    public init(plan: Plan, options: Options = Options()) {
+        self.plan = plan
+        self.options = options
+    }
+
+    public func run(progress: (String, Int) -> Void = { _, _ in }) throws -> Report {
+        let start = Clock.monotonicNanos()
+        guard FileSystemCheck.exists(plan.source) else { throw MigrationError(.missingTable, "source database \(plan.source) does not exist") }
+        guard FileSystemCheck.exists(plan.target) else { throw MigrationError(.missingTable, "target database \(plan.target) does not exist; run `tidemark migrate` first") }
+        let source = try Connection(path: plan.source, mode: .readOnly)
+        let target = try Connection(path: plan.target, mode: .readOnly)
+        let state = try StateTables.load(target)
+        let mappings = try PlanResolver.resolve(plan, source: source, target: source,
+                                                ownedColumns: try StateTables.addedColumns(target))
+        if let state {
+            for t in state.tables where t.phase != .following {
+                throw MigrationError(.badPlan, "table \(t.sourceTable) is still \(t.phase.rawValue); verify after `tidemark migrate` has caught up")
+            }
+        }
+        let reader = LogDirectory(plan.log).exists ? try LogReader(directory: plan.log) : nil
+        var reports: [TableReport] = []
+        for m in mappings {
+            reports.append(try verify(m, source: source, target: target, reader: reader, progress: progress))
+        }
+        return Report(tables: reports, seconds: Double(Clock.monotonicNanos() - start) / 1e9)
+    }
+
+    private func verify(_ m: TableMapping, source: Connection, target: Connection, reader: LogReader?, progress: (String, Int) -> Void) throws -> TableReport {
+        let q = quoteIdentifier
+        var report = TableReport(source: m.source.name, target: m.targetTable)
+        let n = m.sourceKey.count
+        let srcKey = m.sourceKey.map(q).joined(separator: ", ")
+        let tgtKey = m.targetKey.map(q).joined(separator: ", ")
+        let srcKeyTuple = n == 1 ? srcKey : "(\(srcKey))"
+        let tgtKeyTuple = n == 1 ? tgtKey : "(\(tgtKey))"
+        func params(_ start: Int) -> String {
+            let p = (0..<n).map { "?\(start + $0)" }.joined(separator: ", ")
+            return n == 1 ? p : "(\(p))"
+        }
+        let exprs = m.columns.map { "(\($0.expression))" }.joined(separator: ", ")
+        let tcols = m.columns.map { q($0.target) }.joined(separator: ", ")
+        // Statements for each combination of open/closed chunk bounds.
+        func select(_ from: String, _ key: String, _ keyTuple: String, _ cols: String, lower: Bool, upper: Bool, conn: Connection) throws -> Statement {
+            var conds: [String] = []
+            if lower { conds.append("\(keyTuple) > \(params(1))") }
+            if upper { conds.append("\(keyTuple) <= \(params(lower ? n + 1 : 1))") }
+            let whereSQL = conds.isEmpty ? "" : " WHERE " + conds.joined(separator: " AND ")
+            return try conn.prepare("SELECT \(key), \(cols) FROM \(from)\(whereSQL) ORDER BY \(key)")
+        }
+        var srcStatements: [Int: Statement] = [:]
+        var tgtStatements: [Int: Statement] = [:]
+        for lower in [false, true] {
+            for upper in [false, true] {
+                let k = (lower ? 2 : 0) + (upper ? 1 : 0)
+                srcStatements[k] = try select(q(m.source.name), srcKey, srcKeyTuple, exprs, lower: lower, upper: upper, conn: source)
+                tgtStatements[k] = try select(q(m.targetTable), tgtKey, tgtKeyTuple, tcols, lower: lower, upper: upper, conn: target)
+            }
+        }
+        let boundFromStart = try source.prepare("SELECT \(srcKey) FROM \(q(m.source.name)) ORDER BY \(srcKey) LIMIT 1 OFFSET ?1")
+        let bound = try source.prepare("SELECT \(srcKey) FROM \(q(m.source.name)) WHERE \(srcKeyTuple) > \(params(1)) ORDER BY \(srcKey) LIMIT 1 OFFSET ?\(n + 1)")
+        let greater = try TableStatements.keyComparator(m, connection: source)
+        let appliedStatement = try StateTables.exists(target) ? try target.prepare("SELECT applied_lsn FROM \(StateTables.migration) WHERE id = 1") : nil
+
+        var lo: [Value]? = nil
+        while true {
+            // The chunk's upper bound, read in its own short transaction.
+            let b = lo == nil ? boundFromStart : bound
+            b.reset()
+            try b.bind((lo ?? []) + [.integer(Int64(options.chunkRows - 1))])
+            let hi: [Value]? = try b.step() ? (0..<n).map { b.columnValue(Int32($0)) } : nil
+            b.reset()
+            let k = (lo != nil ? 2 : 0) + (hi != nil ? 1 : 0)
+            let binds = (lo ?? []) + (hi ?? [])
+            var pass = 0
+            while true {
+                pass += 1
+                let outcome = try compareChunk(src: srcStatements[k]!, tgt: tgtStatements[k]!, binds: binds, keyCount: n,
+                                               source: source, target: target, applied: appliedStatement, greater: greater)
+                if pass == 1 { report.rows += outcome.rows; report.chunks += 1 }
+                if outcome.diff.isEmpty { break }
+                // Keys changed between the two snapshots are in flight.
+                let inFlight = try changedKeys(m, after: outcome.applied, through: outcome.captured, reader: reader)
+                let real = outcome.diff.filter { !inFlight.contains($0.key) }
+                if real.isEmpty && pass < options.passesMax {
+                    report.chunksRechecked += 1
+                    Clock.sleep(milliseconds: 20 * pass)
+                    continue
+                }
+                for d in real {
+                    switch d.kind {
+                    case .missing: report.missingCount += 1; if report.missing.count < options.keysMax { report.missing.append(d.key) }
+                    case .extra: report.extraCount += 1; if report.extra.count < options.keysMax { report.extra.append(d.key) }
+                    case .different: report.differentCount += 1; if report.different.count < options.keysMax { report.different.append(d.key) }
+                    }
+                }
+                for d in outcome.diff where inFlight.contains(d.key) && report.unsettled.count < options.keysMax {
+                    report.unsettled.append(d.key)
+                }
+                break
+            }
+            progress(m.source.name, report.rows)
+            guard let hi else { break }
+            lo = hi
+        }
+        return report
+    }
+
+    struct Difference {
+        enum Kind { case missing, extra, different }
+        var kind: Kind
+        var key: [Value]
+    }
+
+    struct ChunkOutcome {
+        var rows: Int
+        var applied: LSN
+        var captured: LSN
+        var diff: [Difference]
+    }
+
+    /// Hashes both sides of one chunk in paired snapshots; on a mismatch,
+    /// lists the differing keys from the same snapshots.
+    private func compareChunk(src: Statement, tgt: Statement, binds: [Value], keyCount n: Int, source: Connection, target: Connection,
+                              applied: Statement?, greater: ([Value], [Value]) throws -> Bool) throws -> ChunkOutcome {
+        try target.execute("BEGIN")
+        defer { try? target.execute("COMMIT") }
+        var appliedLSN = LSN.zero
+        if let applied {
+            applied.reset()
+            if try applied.step() { appliedLSN = LSN(UInt64(max(0, applied.columnInt64(0)))) }
+            applied.reset()
+        }
+        let (tHash, tRows) = try hash(tgt, binds: binds)
+        try source.execute("BEGIN")
+        defer { try? source.execute("COMMIT") }
+        let captured = LSN(UInt64(max(0, try Capture.lastCapturedSeq(source))))
+        let (sHash, sRows) = try hash(src, binds: binds)
+        if sHash == tHash && sRows == tRows {
+            return ChunkOutcome(rows: sRows, applied: appliedLSN, captured: captured, diff: [])
+        }
+        // Drill down: merge both sides in key order.
+        var diff: [Difference] = []
+        src.reset(); tgt.reset()
+        try src.bind(binds); try tgt.bind(binds)
+        func row(_ s: Statement) -> [Value] { (0..<Int(s.columnCount)).map { s.columnValue(Int32($0)) } }
+        var a: [Value]? = try src.step() ? row(src) : nil
+        var b: [Value]? = try tgt.step() ? row(tgt) : nil
+        while a != nil || b != nil {
+            if let x = a, let y = b {
+                let kx = Array(x[0..<n]), ky = Array(y[0..<n])
+                if kx == ky {
+                    if x != y { diff.append(Difference(kind: .different, key: kx)) }
+                    a = try src.step() ? row(src) : nil
+                    b = try tgt.step() ? row(tgt) : nil
+                } else if try greater(kx, ky) {
+                    diff.append(Difference(kind: .extra, key: ky))
+                    b = try tgt.step() ? row(tgt) : nil
+                } else {
+                    diff.append(Difference(kind: .missing, key: kx))
+                    a = try src.step() ? row(src) : nil
+                }
+            } else if let x = a {
+                diff.append(Difference(kind: .missing, key: Array(x[0..<n])))
+                a = try src.step() ? row(src) : nil
+            } else if let y = b {
+                diff.append(Difference(kind: .extra, key: Array(y[0..<n])))
+                b = try tgt.step() ? row(tgt) : nil
+            }
+        }
+        src.reset(); tgt.reset()
+        return ChunkOutcome(rows: sRows, applied: appliedLSN, captured: captured, diff: diff)
+    }
+
+    /// Streams a chunk, hashing every column's storage class and bytes.
+    private func hash(_ s: Statement, binds: [Value]) throws -> (UInt64, Int) {
+        s.reset()
+        try s.bind(binds)
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        var rows = 0
+        let columns = Int32(s.columnCount)
+        @inline(__always) func mix(_ v: UInt64) {
+            h = (h ^ v) &* 0x0000_0100_0000_01B3
+            h ^= h >> 29
+        }
+        while try s.step() {
+            rows += 1
+            for i in 0..<columns {
+                switch s.columnType(i) {
+                case .integer: mix(1); mix(UInt64(bitPattern: s.columnInt64(i)))
+                case .real: mix(2); mix(s.columnDouble(i).bitPattern)
+                case .null: mix(5)
+                case .text, .blob:
+                    mix(s.columnType(i) == .text ? 3 : 4)
+                    s.withColumnBytes(i) { raw in
+                        mix(UInt64(raw.count))
+                        var j = 0
+                        while j + 8 <= raw.count {
+                            mix(raw.loadUnaligned(fromByteOffset: j, as: UInt64.self))
+                            j += 8
+                        }
+                        var tail: UInt64 = 0
+                        while j < raw.count { tail = tail << 8 | UInt64(raw[j]); j += 1 }
+                        mix(tail)
+                    }
+                }
+            }
+        }
+        s.reset()
+        return (h, rows)
+    }
+
+    /// Keys of `m`'s table changed by logged changes with LSN in (after, through].
+    private func changedKeys(_ m: TableMapping, after: LSN, through: LSN, reader: LogReader?) throws -> Set<[Value]> {
+        guard through > after, let reader else { return [] }
+        // The log must hold everything up to `through`; give a shipper a moment.
+        let deadline = Clock.monotonicNanos() + 5_000_000_000
+        while try reader.headLSN() < through && Clock.monotonicNanos() < deadline { Clock.sleep(milliseconds: 10) }
+        let cursor = try reader.cursor(from: after.next, tables: [m.source.name])
+        var keys: Set<[Value]> = []
+        while let r = try cursor.next(), r.lsn <= through {
+            keys.insert(m.sourceKey.map { k in r.key.first { $0.name.lowercased() == k.lowercased() }?.value ?? .null })
+        }
+        return keys
+    }
+}

@@ -1,0 +1,123 @@
+import ArgumentParser
+import TidemarkCore
+import TidemarkLog
+
+struct CutoverCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cutover",
+        abstract: "Switch to the target: pause writers for milliseconds, drain, fence the old tables.",
+        discussion: "Works with or without `tidemark migrate --follow` running. If any step fails or the pause would exceed --max-pause-ms, everything is rolled back and the source stays authoritative; a retry is safe."
+    )
+
+    @OptionGroup var plan: PlanOption
+
+    @Option(help: "Wait until the oldest unapplied change is younger than this.")
+    var maxLagMs: Int = 500
+
+    @Option(help: "Give up if writers would be paused longer than this.")
+    var maxPauseMs: Int = 2_000
+
+    @Option(help: "Give up (changing nothing) after this many seconds of waiting for the lag.")
+    var timeout: Double = 60
+
+    @Flag(help: "Check and report, but do not switch.")
+    var dryRun = false
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func run() throws {
+        try reportingErrors {
+            var o = CutoverOptions()
+            o.maxLagMillis = maxLagMs
+            o.maxPauseMillis = maxPauseMs
+            o.timeoutSeconds = timeout
+            o.dryRun = dryRun
+            let p = try plan.load()
+            let migrator = try Migrator.open(plan: p, options: MigratorOptions(follow: true))
+            defer { try? migrator.close() }
+            let r = try migrator.cutover(o)
+            if json {
+                var j = JSONObject()
+                j.set("cut_over", !r.dryRun)
+                j.set("dry_run", r.dryRun)
+                j.set("already_done", r.alreadyDone)
+                j.set("lsn", r.lsn.rawValue)
+                j.set("at", Timestamp(microsSinceEpoch: r.atMicros).description)
+                j.set("pause_ms", r.pauseMillis)
+                j.set("drained", r.drained)
+                j.set("waited_seconds", r.waitedSeconds)
+                print(j.text)
+            } else if r.dryRun {
+                print("dry run: caught up to LSN \(r.lsn) after \(String(format2: r.waitedSeconds)) s; a cutover would proceed now")
+            } else if r.alreadyDone {
+                print("already cut over at LSN \(r.lsn) (\(Timestamp(microsSinceEpoch: r.atMicros))); \(p.target) is authoritative")
+            } else {
+                print("cut over at LSN \(r.lsn): \(p.target) is authoritative; writers paused \(String(format2: r.pauseMillis)) ms; \(r.drained) changes drained")
+            }
+        }
+    }
+}
+
+struct RouteCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "route",
+        abstract: "Which store is authoritative: the source before cutover, the target after."
+    )
+
+    @OptionGroup var plan: PlanOption
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func run() throws {
+        try reportingErrors {
+            let r = try Router(plan: try plan.load()).route()
+            if json {
+                var j = JSONObject()
+                j.set("authority", r.authority.rawValue)
+                j.set("database", r.database)
+                var t = JSONObject()
+                for (k, v) in r.tables.sorted(by: { $0.key < $1.key }) { t.set(k, v) }
+                j.set("tables", t)
+                j.set("lsn", r.lsn?.rawValue)
+                j.set("at", r.atMicros.map { Timestamp(microsSinceEpoch: $0).description })
+                print(j.text)
+            } else {
+                print("\(r.authority.rawValue): \(r.database)" + (r.lsn.map { " (since LSN \($0))" } ?? ""))
+                for (k, v) in r.tables.sorted(by: { $0.key < $1.key }) { print("  \(k) → \(v)") }
+            }
+        }
+    }
+}
+
+struct RollbackCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rollback",
+        abstract: "Abandon the migration (before cutover) or switch back to the source (after)."
+    )
+
+    @OptionGroup var plan: PlanOption
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func run() throws {
+        try reportingErrors {
+            let r = try Rollback.run(plan: try plan.load())
+            if json {
+                var j = JSONObject()
+                j.set("kind", r.kind.rawValue)
+                j.set("dropped", array: r.droppedTables.map(JSONObject.quote))
+                j.set("changes_replayed_back", r.changesReplayedBack)
+                print(j.text)
+                return
+            }
+            switch r.kind {
+            case .abandoned: print("migration abandoned: dropped \(r.droppedTables.isEmpty ? "nothing" : r.droppedTables.joined(separator: ", ")); capture removed; the source is untouched")
+            case .reversed: print("rolled back: \(r.changesReplayedBack) target changes replayed into the source; the source is authoritative again")
+            case .nothingToDo: print("nothing to roll back")
+            }
+        }
+    }
+}

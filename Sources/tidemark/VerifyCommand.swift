@@ -1,0 +1,90 @@
+import ArgumentParser
+import TidemarkCore
+import TidemarkLog
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Prove the target equals the transformed source, while writers keep writing.",
+        discussion: "Exit 0 when equal, 1 when not; missing, extra and different rows are listed by key."
+    )
+
+    @OptionGroup var plan: PlanOption
+
+    @Option(help: "Rows per compared chunk.")
+    var chunkRows: Int = 10_000
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func validate() throws {
+        guard chunkRows >= 1 else { throw ValidationError("--chunk-rows must be at least 1") }
+    }
+
+    func run() throws {
+        var equal = false
+        try reportingErrors {
+            var options = Verifier.Options()
+            options.chunkRows = chunkRows
+            let showProgress = !json && isTerminal(2)
+            let report = try Verifier(plan: try plan.load(), options: options).run { table, rows in
+                if showProgress { printProgressLine("verifying \(table): \(rows) rows") }
+            }
+            if showProgress { printProgressLine("") }
+            equal = report.isEqual
+            if json {
+                var o = JSONObject()
+                o.set("equal", report.isEqual)
+                o.set("rows", report.rows)
+                o.set("seconds", report.seconds)
+                o.set("tables", array: report.tables.map { t in
+                    var j = JSONObject()
+                    j.set("source", t.source)
+                    j.set("target", t.target)
+                    j.set("rows", t.rows)
+                    j.set("missing_count", t.missingCount)
+                    j.set("extra_count", t.extraCount)
+                    j.set("different_count", t.differentCount)
+                    j.set("missing", array: t.missing.map(jsonKey))
+                    j.set("extra", array: t.extra.map(jsonKey))
+                    j.set("different", array: t.different.map(jsonKey))
+                    return j.text
+                })
+                print(o.text)
+                return
+            }
+            for t in report.tables {
+                if t.isEqual {
+                    print("\(t.source) → \(t.target): \(t.rows) rows equal")
+                } else {
+                    print("\(t.source) → \(t.target): \(t.missingCount) missing, \(t.extraCount) extra, \(t.differentCount) different")
+                    for k in t.missing { print("  missing   \(keyText(k))") }
+                    for k in t.extra { print("  extra     \(keyText(k))") }
+                    for k in t.different { print("  different \(keyText(k))") }
+                }
+            }
+            print(report.isEqual ? "equal: \(report.rows) rows in \(String(format2: report.seconds)) s" : "NOT equal")
+        }
+        if !equal { throw ExitCode(1) }
+    }
+}
+
+/// A key as a JSON array of values (exact, like the log's JSON form).
+func jsonKey(_ values: [Value]) -> String {
+    var buffer: [UInt8] = [UInt8(ascii: "[")]
+    for (i, v) in values.enumerated() {
+        if i > 0 { buffer.append(UInt8(ascii: ",")) }
+        v.appendJSON(to: &buffer)
+    }
+    buffer.append(UInt8(ascii: "]"))
+    return String(decoding: buffer, as: UTF8.self)
+}
+
+func printProgressLine(_ s: String) {
+    fputs("\u{1B}[2K\r" + s, fdopenStderr)
+    fflush(fdopenStderr)
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
