@@ -168,6 +168,13 @@ public enum Capture {
     ///     (`UPDATE OF …`); tables not listed capture every update. Key
     ///     changes are always captured.
     ///   - sourceID: The id of this source, also stored in its log.
+    ///   - continuingAfter: When the outbox is created (not when capture is
+    ///     already installed), the first `seq` is the one after this LSN. Pass
+    ///     the last LSN of the log the changes will be shipped into when that
+    ///     log already holds changes (capture was uninstalled and installed
+    ///     again): `seq`s, and so LSNs, then keep increasing in that log.
+    ///     > The content of the SQLITE_SEQUENCE table can be modified using
+    ///     > ordinary UPDATE, INSERT, and DELETE statements.
     /// - Throws: ``CaptureError`` (`missingTable`, `notATable`, `noPrimaryKey`,
     ///   `badColumn`, `foreignSource`, `unsupported` — also for a table wider
     ///   than half SQLite's column limit) or ``SQLiteError``.
@@ -176,7 +183,8 @@ public enum Capture {
         connection: Connection,
         tables: [String]? = nil,
         updateColumns: [String: [String]] = [:],
-        sourceID: SourceID
+        sourceID: SourceID,
+        continuingAfter: LSN = .zero
     ) throws -> InstallReport {
         guard !sourceID.rawValue.isEmpty else {
             throw CaptureError(.unsupported, "the source id is empty")
@@ -224,6 +232,17 @@ public enum Capture {
                 let meta = try connection.prepare("INSERT INTO \(metaTable)(name, value) VALUES (?1, ?2)")
                 try meta.execute([.text("source_id"), .text(sourceID.rawValue)])
                 try meta.execute([.text("format"), .text(format)])
+                let firstSeq = Int64(clamping: continuingAfter.rawValue)
+                try meta.execute([.text("first_seq"), .text(String(firstSeq))])
+                // The install time on the clock the triggers use, so that the
+                // shipper can tell a log of an earlier installation.
+                try connection.prepare("""
+                    INSERT INTO \(metaTable)(name, value) VALUES ('installed_at_micros', CAST(\(timestampSQL) AS TEXT))
+                    """).execute()
+                if firstSeq > 0 {
+                    try connection.prepare("INSERT INTO sqlite_sequence(name, seq) VALUES (?1, ?2)")
+                        .execute([.text(outboxTable), .integer(firstSeq)])
+                }
             }
             try widenOutbox(connection, toValueColumns: 2 * (planned.map(\.columns.count).max() ?? 0))
             let highWater = try lastCapturedSeq(connection)
@@ -472,6 +491,21 @@ public enum Capture {
         guard try isInstalled(connection) else { return nil }
         let statement = try connection.prepare("SELECT value FROM \(metaTable) WHERE name = 'source_id'")
         return try statement.step() ? SourceID(statement.columnText(0)) : nil
+    }
+
+    /// Where this installation's `seq`s start (the first is one more), and
+    /// when it was installed (µs since the epoch, on the triggers' clock);
+    /// nil values for an installation made before these were recorded.
+    public static func installation(_ connection: Connection) throws -> (firstSeq: Int64, installedAtMicros: Int64?)? {
+        guard try isInstalled(connection) else { return nil }
+        let statement = try connection.prepare("""
+            SELECT (SELECT value FROM \(metaTable) WHERE name = 'first_seq'),
+                   (SELECT value FROM \(metaTable) WHERE name = 'installed_at_micros')
+            """)
+        try statement.step()
+        let firstSeq = statement.columnIsNull(0) ? 0 : Int64(statement.columnText(0)) ?? 0
+        let installedAt = statement.columnIsNull(1) ? nil : Int64(statement.columnText(1))
+        return (firstSeq, installedAt)
     }
 
     /// The highest `seq` ever assigned (0 before the first change).

@@ -114,6 +114,50 @@ struct ShipperTests {
         }
     }
 
+    @Test("after uninstall and install, an old log is refused unless capture continues after its last LSN")
+    func reinstall() throws {
+        try withShippingSetup("CREATE TABLE t(id INTEGER PRIMARY KEY, a)") { db, dbPath, logPath in
+            try sqlite3CLI(dbPath, "INSERT INTO t VALUES (1, 'a'), (2, 'b');")
+            do {
+                let appender = try LogAppender(directory: logPath, sourceID: "shipper-test", options: LogOptions(durability: .none))
+                #expect(try Shipper(connection: db, appender: appender).drain() == 2)
+                try appender.close()
+            }
+            try Capture.uninstall(connection: db)
+            usleep(2000)  // the install time must be a later millisecond than the logged changes
+
+            // Installed afresh, seqs start at 1 again: once more changes than
+            // the log holds are captured, only the install time tells.
+            try Capture.install(connection: db, sourceID: "shipper-test")
+            try sqlite3CLI(dbPath, "INSERT INTO t VALUES (3, 'c'), (4, 'd'), (5, 'e');")
+            do {
+                let appender = try LogAppender(directory: logPath, sourceID: "shipper-test")
+                let error = try #require(throws: CaptureError.self) { try Shipper(connection: db, appender: appender) }
+                #expect(error.code == .foreignSource)
+                #expect(error.description.contains("earlier installation"), "\(error)")
+                try appender.close()
+            }
+            #expect(try Capture.status(connection: db)?.backlog == 3)
+
+            // Continuing after the log's last LSN, the new changes follow it.
+            try Capture.uninstall(connection: db, force: true)
+            try Capture.install(connection: db, sourceID: "shipper-test", continuingAfter: LSN(2))
+            try sqlite3CLI(dbPath, "INSERT INTO t VALUES (6, 'f');")
+            let appender = try LogAppender(directory: logPath, sourceID: "shipper-test", options: LogOptions(durability: .none))
+            #expect(try Shipper(connection: db, appender: appender).drain() == 1)
+            try appender.close()
+            #expect(try logRecords(logPath).map(\.lsn) == [LSN(1), LSN(2), LSN(3)])
+            #expect(try logRecords(logPath).last?.key == [Field("id", .integer(6))])
+
+            // Continuing after an LSN the log does not reach leaves a gap: refused.
+            try Capture.uninstall(connection: db, force: true)
+            try Capture.install(connection: db, sourceID: "shipper-test", continuingAfter: LSN(10))
+            let behind = try LogAppender(directory: logPath, sourceID: "shipper-test")
+            let gap = try #require(throws: CaptureError.self) { try Shipper(connection: db, appender: behind) }
+            #expect(gap.description.contains("not in this log"), "\(gap)")
+        }
+    }
+
     /// The child half of the crash test: when started by it (with these
     /// environment variables), ship forever until killed.
     @Test("shipper child process", .enabled(if: ProcessInfo.processInfo.environment["TIDEMARK_SHIPPER_DB"] != nil))
