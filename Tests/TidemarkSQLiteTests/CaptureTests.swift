@@ -553,4 +553,34 @@ db.execute("UPDATE wide SET u = r, r = u")
             #expect(try Capture.install(connection: db, sourceID: "test-source").unchanged == [table])
         }
     }
+
+    @Test("foreign-key cascades are captured like the writer's own changes")
+    func foreignKeyCascade() throws {
+        let schema = """
+            CREATE TABLE parent(id INTEGER PRIMARY KEY);
+            CREATE TABLE child(id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent(id) ON DELETE CASCADE ON UPDATE CASCADE);
+            """
+        try withCapturedDatabase(schema) { db, path in
+            try sqlite3CLI(path, """
+                PRAGMA foreign_keys = ON;
+                INSERT INTO parent VALUES (1);
+                INSERT INTO child VALUES (10, 1);
+                UPDATE parent SET id = 2;
+                DELETE FROM parent;
+                """)
+            let changes = try capturedChanges(db)
+            #expect(changes == [
+                Change("parent", .insert, key: [.integer(1)], after: [.integer(1)]),
+                Change("child", .insert, key: [.integer(10)], after: [.integer(10), .integer(1)]),
+                Change("child", .update, key: [.integer(10)], before: [.integer(10), .integer(1)], after: [.integer(10), .integer(2)]),
+                Change("parent", .delete, key: [.integer(1)], before: [.integer(1)]),
+                Change("parent", .insert, key: [.integer(2)], after: [.integer(2)]),
+                Change("child", .delete, key: [.integer(10)], before: [.integer(10), .integer(2)]),
+                Change("parent", .delete, key: [.integer(2)], before: [.integer(2)]),
+            ])
+            for table in ["parent", "child"] {
+                #expect(replay(changes, table: table) == (try tableRows(db, table)))
+            }
+        }
+    }
 }
