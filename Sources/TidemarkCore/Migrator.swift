@@ -132,7 +132,10 @@ public final class Migrator: @unchecked Sendable {
         // changed shape (in place: the columns just added).
         var updateColumns: [String: [String]] = [:]
         for m in mappings where m.shape == .inPlace { updateColumns[m.source.name] = m.sourceColumns }
-        try Capture.install(connection: source, tables: mappings.map(\.source.name), updateColumns: updateColumns, sourceID: SourceID(sourceID))
+        // A fresh outbox continues after the log's last LSN (capture may have
+        // been uninstalled since that log was written).
+        let logHead = LogDirectory(plan.log).exists ? try LogReader(directory: plan.log).headLSN() : .zero
+        try Capture.install(connection: source, tables: mappings.map(\.source.name), updateColumns: updateColumns, sourceID: SourceID(sourceID), continuingAfter: logHead)
         reader = try LogReader(directory: plan.log)
         consumerName = "migration-" + Self.consumerSuffix(plan.target)
         try Consumers(reader.directory).register(consumerName, at: state.appliedLSN)

@@ -1,3 +1,4 @@
+import CSQLite
 import TidemarkLog
 
 /// The shape a captured table had when its triggers were generated: which
@@ -57,15 +58,33 @@ public struct CaptureStatus: Sendable, Hashable {
 ///
 /// | table | holds |
 /// |---|---|
-/// | `_tidemark_outbox(seq, ts, tbl, op, key, before, after)` | one row per captured change |
+/// | `_tidemark_outbox(seq, ts, tbl, op, v1, v2, …)` | one row per captured change |
 /// | `_tidemark_meta(name, value)` | `source_id`, `format` |
 /// | `_tidemark_tables(tbl, from_seq, columns, key_columns, update_columns)` | each captured table's shape, per trigger generation |
 ///
 /// `op` is ``TidemarkLog/ChangeOperation``'s raw value (1 insert, 2 update,
-/// 3 delete). `key`, `before` and `after` are comma-separated lists in the
-/// ``QuotedValue`` grammar: `key` in key order, images in the order of
-/// ``CapturedTable/columns``. `ts` is the statement time in microseconds since
-/// the Unix epoch, at SQLite's millisecond resolution.
+/// 3 delete). `ts` is the statement time in microseconds since the Unix
+/// epoch, at SQLite's millisecond resolution. The row images are the column
+/// values themselves, in the order of ``CapturedTable/columns``: an insert's
+/// after image or a delete's before image in `v1…vn`; an update's before
+/// image in `v1…vn` and its after image in `v(n+1)…v(2n)`. The key is read
+/// from the image (the after image, or the before image of a delete).
+///
+/// ## Why raw values, not `quote()` text
+///
+/// The `v` columns have no declared type, so no affinity: SQLite stores each
+/// value exactly as the trigger hands it over and returns it with the same
+/// storage class and bits — the same value a reader of the captured table
+/// gets (checked for -0.0 and integral reals in REAL, NUMERIC and untyped
+/// columns). Text images made with `quote()` are not exact in SQLite 3.40
+/// (some doubles do not round-trip, text stops at a NUL; see
+/// ``QuotedValue``), cannot show a negative zero at all, and made bulk
+/// writes 3× slower than storing the values (measured with
+/// `tidemark-bench capture`).
+///
+/// The outbox has as many `v` columns as twice the widest captured table
+/// (added with `ALTER TABLE … ADD COLUMN` when a wider table is captured);
+/// the columns a row does not use are NULL and cost one byte each.
 ///
 /// ## Ordering
 ///
@@ -97,9 +116,11 @@ public struct CaptureStatus: Sendable, Hashable {
 ///   displaced through *another* UNIQUE index with a different key is not
 ///   seen as deleted, and a copy keeps it until `verify` reports the
 ///   difference.
-/// - Generated columns are not captured (a target recomputes them). NaN cannot
-///   be stored by SQLite, and a `-0.0` in a column without affinity is
-///   captured as `0.0` (see ``QuotedValue``).
+/// - Generated columns are not captured (a target recomputes them).
+/// - Values are captured exactly as a reader of the table sees them: a
+///   `-0.0` survives in a column without affinity and reads as `0.0` from a
+///   REAL column, in both the table and the capture. NaN is never stored
+///   (SQLite turns it into NULL).
 public enum Capture {
     /// The version of the outbox format the triggers write.
     public static let format = "1"
@@ -147,14 +168,23 @@ public enum Capture {
     ///     (`UPDATE OF …`); tables not listed capture every update. Key
     ///     changes are always captured.
     ///   - sourceID: The id of this source, also stored in its log.
+    ///   - continuingAfter: When the outbox is created (not when capture is
+    ///     already installed), the first `seq` is the one after this LSN. Pass
+    ///     the last LSN of the log the changes will be shipped into when that
+    ///     log already holds changes (capture was uninstalled and installed
+    ///     again): `seq`s, and so LSNs, then keep increasing in that log.
+    ///     > The content of the SQLITE_SEQUENCE table can be modified using
+    ///     > ordinary UPDATE, INSERT, and DELETE statements.
     /// - Throws: ``CaptureError`` (`missingTable`, `notATable`, `noPrimaryKey`,
-    ///   `badColumn`, `foreignSource`, `unsupported`) or ``SQLiteError``.
+    ///   `badColumn`, `foreignSource`, `unsupported` — also for a table wider
+    ///   than half SQLite's column limit) or ``SQLiteError``.
     @discardableResult
     public static func install(
         connection: Connection,
         tables: [String]? = nil,
         updateColumns: [String: [String]] = [:],
-        sourceID: SourceID
+        sourceID: SourceID,
+        continuingAfter: LSN = .zero
     ) throws -> InstallReport {
         guard !sourceID.rawValue.isEmpty else {
             throw CaptureError(.unsupported, "the source id is empty")
@@ -187,10 +217,7 @@ public enum Capture {
                       seq INTEGER PRIMARY KEY AUTOINCREMENT,
                       ts INTEGER NOT NULL,
                       tbl TEXT NOT NULL,
-                      op INTEGER NOT NULL,
-                      key TEXT NOT NULL,
-                      before TEXT,
-                      after TEXT);
+                      op INTEGER NOT NULL);
                     CREATE TABLE IF NOT EXISTS \(metaTable)(
                       name TEXT PRIMARY KEY,
                       value TEXT NOT NULL) WITHOUT ROWID;
@@ -205,7 +232,19 @@ public enum Capture {
                 let meta = try connection.prepare("INSERT INTO \(metaTable)(name, value) VALUES (?1, ?2)")
                 try meta.execute([.text("source_id"), .text(sourceID.rawValue)])
                 try meta.execute([.text("format"), .text(format)])
+                let firstSeq = Int64(clamping: continuingAfter.rawValue)
+                try meta.execute([.text("first_seq"), .text(String(firstSeq))])
+                // The install time on the clock the triggers use, so that the
+                // shipper can tell a log of an earlier installation.
+                try connection.prepare("""
+                    INSERT INTO \(metaTable)(name, value) VALUES ('installed_at_micros', CAST(\(timestampSQL) AS TEXT))
+                    """).execute()
+                if firstSeq > 0 {
+                    try connection.prepare("INSERT INTO sqlite_sequence(name, seq) VALUES (?1, ?2)")
+                        .execute([.text(outboxTable), .integer(firstSeq)])
+                }
             }
+            try widenOutbox(connection, toValueColumns: 2 * (planned.map(\.columns.count).max() ?? 0))
             let highWater = try lastCapturedSeq(connection)
             let current = try currentShapes(connection)
             var report = InstallReport(installed: [], unchanged: [], createdOutbox: createdOutbox)
@@ -314,14 +353,11 @@ public enum Capture {
         // The table name is written into the outbox by the trigger body, which
         // cannot take bound parameters; it is a quoted string literal.
         let tableLiteral = quoteStringLiteral(table.name)
-        func list(_ columns: [String], _ row: String) -> String {
-            columns.map { QuotedValue.sqlEncoding(of: "\(row).\(quoteIdentifier($0))") }
-                .joined(separator: "||','||")
-        }
-        func insertRow(op: ChangeOperation, keyRow: String, before: String?, after: String?) -> String {
-            "INSERT INTO \(outboxTable)(ts,tbl,op,key,before,after) VALUES (\(timestampSQL),\(tableLiteral),\(op.rawValue),"
-                + "\(list(table.keyColumns, keyRow)),\(before.map { list(table.columns, $0) } ?? "NULL"),"
-                + "\(after.map { list(table.columns, $0) } ?? "NULL"));"
+        func insertRow(op: ChangeOperation, images: [String]) -> String {
+            let targets = (1...(images.count * table.columns.count)).map { valueColumn($0) }
+            let values = images.flatMap { row in table.columns.map { "\(row).\(quoteIdentifier($0))" } }
+            return "INSERT INTO \(outboxTable)(ts,tbl,op,\(targets.joined(separator: ","))) VALUES "
+                + "(\(timestampSQL),\(tableLiteral),\(op.rawValue),\(values.joined(separator: ",")));"
         }
         let sameKey = table.keyColumns.map { "OLD.\(quoteIdentifier($0)) IS NEW.\(quoteIdentifier($0))" }
             .joined(separator: " AND ")
@@ -333,16 +369,41 @@ public enum Capture {
             return (name, "CREATE TRIGGER \(quoteIdentifier(name)) AFTER \(event) ON \(t) FOR EACH ROW\(whenClause) BEGIN \(body) END")
         }
         return [
-            create(.insert, "INSERT", when: nil,
-                   insertRow(op: .insert, keyRow: "NEW", before: nil, after: "NEW")),
-            create(.update, "UPDATE\(updateOf)", when: sameKey,
-                   insertRow(op: .update, keyRow: "NEW", before: "OLD", after: "NEW")),
+            create(.insert, "INSERT", when: nil, insertRow(op: .insert, images: ["NEW"])),
+            create(.update, "UPDATE\(updateOf)", when: sameKey, insertRow(op: .update, images: ["OLD", "NEW"])),
             create(.rekey, "UPDATE OF \(keyOf)", when: "NOT (\(sameKey))",
-                   insertRow(op: .delete, keyRow: "OLD", before: "OLD", after: nil)
-                   + " " + insertRow(op: .insert, keyRow: "NEW", before: nil, after: "NEW")),
-            create(.delete, "DELETE", when: nil,
-                   insertRow(op: .delete, keyRow: "OLD", before: "OLD", after: nil)),
+                   insertRow(op: .delete, images: ["OLD"]) + " " + insertRow(op: .insert, images: ["NEW"])),
+            create(.delete, "DELETE", when: nil, insertRow(op: .delete, images: ["OLD"])),
         ]
+    }
+
+    /// The name of the outbox's `index`-th value column (1-based).
+    static func valueColumn(_ index: Int) -> String { "v\(index)" }
+
+    /// The number of value columns the outbox has.
+    static func outboxValueColumns(_ connection: Connection) throws -> Int {
+        let statement = try connection.prepare(
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name GLOB 'v[0-9]*'")
+        try statement.bind(outboxTable, at: 1)
+        try statement.step()
+        return Int(statement.columnInt64(0))
+    }
+
+    /// Adds value columns until the outbox has `count`. Adding a column
+    /// rewrites nothing:
+    /// > The ALTER TABLE command works by modifying the SQL text of the schema
+    /// > stored in the sqlite_schema table. No changes are made to table content.
+    private static func widenOutbox(_ connection: Connection, toValueColumns count: Int) throws {
+        let limit = Int(sqlite3Limit(connection)) - 4
+        guard count <= limit else {
+            throw CaptureError(.unsupported,
+                "a table with \(count / 2) columns is too wide to capture: the outbox needs twice as many columns and this SQLite allows \(limit + 4) per table")
+        }
+        var have = try outboxValueColumns(connection)
+        while have < count {
+            have += 1
+            try connection.execute("ALTER TABLE \(outboxTable) ADD COLUMN \(valueColumn(have))")
+        }
     }
 
     private static func existingTriggerSQL(_ connection: Connection, table: String) throws -> [String: String] {
@@ -408,7 +469,11 @@ public enum Capture {
     }
 
     private static func readStatus(_ connection: Connection) throws -> CaptureStatus {
-        let outbox = try connection.prepare("SELECT count(*), min(seq), max(seq), min(ts) FROM \(outboxTable)")
+        let outbox = try connection.prepare("""
+            SELECT count(*), min(seq), max(seq),
+                   (SELECT ts FROM \(outboxTable) ORDER BY seq LIMIT 1)
+            FROM \(outboxTable)
+            """)
         try outbox.step()
         let backlog = Int(outbox.columnInt64(0))
         return CaptureStatus(
@@ -426,6 +491,21 @@ public enum Capture {
         guard try isInstalled(connection) else { return nil }
         let statement = try connection.prepare("SELECT value FROM \(metaTable) WHERE name = 'source_id'")
         return try statement.step() ? SourceID(statement.columnText(0)) : nil
+    }
+
+    /// Where this installation's `seq`s start (the first is one more), and
+    /// when it was installed (µs since the epoch, on the triggers' clock);
+    /// nil values for an installation made before these were recorded.
+    public static func installation(_ connection: Connection) throws -> (firstSeq: Int64, installedAtMicros: Int64?)? {
+        guard try isInstalled(connection) else { return nil }
+        let statement = try connection.prepare("""
+            SELECT (SELECT value FROM \(metaTable) WHERE name = 'first_seq'),
+                   (SELECT value FROM \(metaTable) WHERE name = 'installed_at_micros')
+            """)
+        try statement.step()
+        let firstSeq = statement.columnIsNull(0) ? 0 : Int64(statement.columnText(0)) ?? 0
+        let installedAt = statement.columnIsNull(1) ? nil : Int64(statement.columnText(1))
+        return (firstSeq, installedAt)
     }
 
     /// The highest `seq` ever assigned (0 before the first change).
@@ -525,6 +605,12 @@ public enum Capture {
     static func nameList(_ names: [String]) -> String {
         names.map { QuotedValue.literal(.text($0)) }.joined(separator: ",")
     }
+}
+
+/// The most columns a table may have in this SQLite build.
+private func sqlite3Limit(_ connection: Connection) -> Int32 {
+    guard let db = try? connection.handle() else { return 2000 }
+    return sqlite3_limit(db, SQLITE_LIMIT_COLUMN, -1)
 }
 
 extension CapturedTable {

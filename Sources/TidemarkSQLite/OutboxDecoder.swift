@@ -4,27 +4,34 @@ import TidemarkLog
 /// row was written with.
 ///
 /// A row is decoded if and only if: its table has a recorded shape whose
-/// `fromSeq` is below the row's `seq`; its `op` is 1, 2 or 3; its `key` parses
-/// to one value per key column; its images are present exactly as the
-/// operation requires and parse to one value per column. Anything else is a
-/// ``CaptureError`` `badOutboxRow` naming the `seq` — never skipped.
+/// `fromSeq` is below the row's `seq`; its `op` is 1, 2 or 3; the outbox has
+/// the value columns its images need; and its text values are valid UTF-8.
+/// Anything else is a ``CaptureError`` `badOutboxRow` naming the `seq` —
+/// never skipped.
 public struct OutboxDecoder: Sendable {
     /// Shapes per table, oldest first.
     private let shapes: [String: [CapturedTable]]
+    /// Value columns the outbox had when the decoder was made; ``read(from:after:limit:)`` selects them all.
+    public let valueColumns: Int
 
-    public init(shapes: [CapturedTable]) {
+    public init(shapes: [CapturedTable], valueColumns: Int) {
         var byTable: [String: [CapturedTable]] = [:]
         for shape in shapes { byTable[shape.name, default: []].append(shape) }
         self.shapes = byTable.mapValues { $0.sorted { $0.fromSeq < $1.fromSeq } }
+        self.valueColumns = valueColumns
     }
 
-    /// A decoder for the shapes recorded in `connection`'s database.
+    /// A decoder for the shapes recorded in `connection`'s database. Read
+    /// inside the transaction that reads the rows, so that shapes and outbox
+    /// width agree with them.
     public init(connection: Connection) throws {
-        self.init(shapes: try Capture.shapes(connection))
+        self.init(shapes: try Capture.shapes(connection), valueColumns: try Capture.outboxValueColumns(connection))
     }
 
     /// The columns `SELECT` must return, in order, for ``decode(_:)``.
-    public static let selectColumns = "seq, ts, tbl, op, key, before, after"
+    public var selectColumns: String {
+        (["seq", "ts", "tbl", "op"] + (0..<valueColumns).map { Capture.valueColumn($0 + 1) }).joined(separator: ", ")
+    }
 
     /// The shape that wrote row `seq` of `table`.
     public func shape(of table: String, seq: Int64) -> CapturedTable? {
@@ -33,8 +40,8 @@ public struct OutboxDecoder: Sendable {
     }
 
     /// Decodes the current row of `statement`, which selects
-    /// ``selectColumns`` from the outbox. Values are parsed in place from
-    /// SQLite's buffers.
+    /// ``selectColumns`` from the outbox, reading each value straight from
+    /// the statement in its own storage class.
     public func decode(_ statement: Statement) throws -> ChangeRecord {
         let seq = statement.columnInt64(0)
         let table = statement.columnText(2)
@@ -45,37 +52,50 @@ public struct OutboxDecoder: Sendable {
         guard let shape = shape(of: table, seq: seq) else {
             throw fail("no captured shape is recorded for it; was capture installed with this table?")
         }
-        guard let operation = ChangeOperation(rawValue: UInt8(clamping: max(0, statement.columnInt64(3)))),
-              statement.columnInt64(3) <= 3
-        else { throw fail("unknown operation \(statement.columnInt64(3))") }
+        let opCode = statement.columnInt64(3)
+        guard (1...3).contains(opCode), let operation = ChangeOperation(rawValue: UInt8(opCode)) else {
+            throw fail("unknown operation \(opCode)")
+        }
+        let width = shape.columns.count
+        let imageCount = operation == .update ? 2 : 1
+        guard imageCount * width <= valueColumns else {
+            throw fail("its images need \(imageCount * width) value columns and the outbox has \(valueColumns)")
+        }
 
-        func values(_ column: Int32, count: Int, what: String) throws -> [Value] {
-            var values: [Value] = []
-            values.reserveCapacity(count)
-            do {
-                try statement.withColumnBytes(column) { bytes in
-                    try QuotedValue.parseList(bytes, into: &values)
+        func image(_ first: Int32) throws -> [Field] {
+            var fields: [Field] = []
+            fields.reserveCapacity(width)
+            for (offset, name) in shape.columns.enumerated() {
+                let column = first + Int32(offset)
+                let value: Value
+                if statement.columnType(column) == .text {
+                    // Swift text must be valid UTF-8; SQLite does not check.
+                    guard let text = statement.withColumnBytes(column, { String(validating: $0, as: UTF8.self) }) else {
+                        throw fail("the text of column '\(name)' is not valid UTF-8")
+                    }
+                    value = .text(text)
+                } else {
+                    value = statement.columnValue(column)
                 }
-            } catch let error as QuotedValue.SyntaxError {
-                throw fail("\(what): \(error)")
+                fields.append(Field(name, value))
             }
-            guard values.count == count else {
-                throw fail("\(what) has \(values.count) values for \(count) columns")
+            return fields
+        }
+        let first = try image(4)
+        let before: [Field]?, after: [Field]?
+        switch operation {
+        case .insert: (before, after) = (nil, first)
+        case .delete: (before, after) = (first, nil)
+        case .update: (before, after) = (first, try image(4 + Int32(width)))
+        }
+        let keyImage = after ?? before ?? []
+        let key = try shape.keyColumns.map { name in
+            guard let field = keyImage.first(where: { $0.name == name }) else {
+                throw fail("key column '\(name)' is not among the captured columns")
             }
-            return values
+            return field
         }
-        func image(_ column: Int32, what: String) throws -> [Field]? {
-            if statement.columnIsNull(column) { return nil }
-            let parsed = try values(column, count: shape.columns.count, what: what)
-            return zip(shape.columns, parsed).map { Field($0, $1) }
-        }
-        guard !statement.columnIsNull(4) else { throw fail("the key is NULL") }
-        let keyValues = try values(4, count: shape.keyColumns.count, what: "key")
-        let key = zip(shape.keyColumns, keyValues).map { Field($0, $1) }
-        let before = try image(5, what: "before image")
-        let after = try image(6, what: "after image")
-
-        let record = ChangeRecord(
+        return ChangeRecord(
             lsn: LSN(UInt64(seq)),
             timestampMicros: statement.columnInt64(1),
             table: table,
@@ -83,19 +103,13 @@ public struct OutboxDecoder: Sendable {
             key: key,
             before: before,
             after: after)
-        do {
-            try record.validate()
-        } catch {
-            throw fail(error.message)
-        }
-        return record
     }
 
     /// Reads up to `limit` outbox rows with `seq` above `after`, in `seq`
     /// order, decoded.
     public func read(from connection: Connection, after: LSN, limit: Int) throws -> [ChangeRecord] {
         let statement = try connection.cachedStatement(
-            "SELECT \(Self.selectColumns) FROM \(Capture.outboxTable) WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            "SELECT \(selectColumns) FROM \(Capture.outboxTable) WHERE seq > ?1 ORDER BY seq LIMIT ?2")
         try statement.bind(Int64(clamping: after.rawValue), at: 1)
         try statement.bind(Int64(limit), at: 2)
         var records: [ChangeRecord] = []

@@ -23,25 +23,19 @@ import TidemarkLog
 /// real, so `1.0` never reads back as the integer 1. A real too large for a
 /// double (`9.0e+999`, newer SQLite's `quote()` of infinity) is ±infinity.
 ///
-/// ## Why the capture triggers do not use `quote()` alone
+/// ## How exact `quote()` is
 ///
-/// In SQLite 3.40 `quote()` of a real prints `%!.15g` when *SQLite's own*
-/// text-to-double conversion reads that back to the same value, else
-/// `%!.20e`. SQLite's conversion is not correctly rounded, so some 15-digit
-/// outputs do not round-trip through a correctly rounded parser: 145 of
-/// 450,000 random doubles failed (e.g. 8.228927346002939e-297 is quoted as
-/// `8.22892734600294e-297`). `printf('%!.18e')` — 19 significant digits, the
-/// same path `quote()` falls back to — round-tripped 2.4 million doubles
-/// (random bit patterns, every power of two and ten and their neighbours,
-/// subnormals) bit for bit. And `quote()` of text stops at the first NUL
-/// character, so text holding a NUL is written as hex of its UTF-8 bytes.
-///
-/// Two things no SQL expression of SQLite 3.40's core functions can see, and
-/// so no trigger captures: the sign of a negative zero (every text conversion
-/// prints `-0.0` as `0.0`, and division by zero yields NULL), and NaN (SQLite
-/// stores NaN as NULL). A `-0.0` is stored as `0` in a column with REAL,
-/// NUMERIC or INTEGER affinity anyway; in a column with no affinity it is kept
-/// by SQLite and captured as `0.0`.
+/// Integers, blobs, NULL and text without NUL characters round-trip exactly.
+/// Reals do not always: in SQLite 3.40 `quote()` of a real prints `%!.15g`
+/// when *SQLite's own* text-to-double conversion reads that back to the same
+/// value, else `%!.20e`. SQLite's conversion is not correctly rounded, so some
+/// 15-digit outputs do not round-trip through a correctly rounded parser: 145
+/// of 450,000 random doubles failed (e.g. 8.228927346002939e-297 is quoted as
+/// `8.22892734600294e-297`). `quote()` of text stops at the first NUL, and no
+/// text conversion shows the sign of a negative zero. This is why capture
+/// triggers store the values themselves rather than `quote()` text (see
+/// ``Capture``); the parser stays exact for what `quote()` does print, and
+/// reads the `T'…'` form that ``literal(_:)`` writes for text holding a NUL.
 public enum QuotedValue {
     /// A literal that does not follow the grammar, with the byte offset of the
     /// problem.
@@ -120,18 +114,6 @@ public enum QuotedValue {
             out.append(digits[Int(byte & 0xF)])
         }
         return String(decoding: out, as: UTF8.self)
-    }
-
-    /// The SQL expression, run inside a capture trigger, that writes the value
-    /// of `reference` (e.g. `NEW."price"`) in this grammar. It uses only core
-    /// functions present since SQLite 3.8.3, because it runs in every writer's
-    /// own SQLite library, whatever its version.
-    static func sqlEncoding(of reference: String) -> String {
-        let r = reference
-        return "CASE typeof(\(r))"
-            + " WHEN 'real' THEN printf('%!.18e',\(r))"
-            + " WHEN 'text' THEN CASE WHEN instr(\(r),char(0))>0 THEN 'T'''||hex(\(r))||'''' ELSE quote(\(r)) END"
-            + " ELSE quote(\(r)) END"
     }
 }
 

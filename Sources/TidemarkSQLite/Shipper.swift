@@ -82,7 +82,31 @@ public final class Shipper {
             throw CaptureError(.foreignSource,
                 "the log \(appender.directory.path) ends at LSN \(appender.lastLSN), beyond the last change captured in \(connection.path) (seq \(highWater)): capture was reinstalled since that log was written; ship into a new log directory")
         }
+        try Self.checkContinuity(connection: connection, appender: appender, highWater: highWater)
         decoder = try OutboxDecoder(connection: connection)
+    }
+
+    /// Checks that the log's changes up to its last LSN are this
+    /// installation's, or those it continues after. Without this, a log of an
+    /// earlier installation (seqs restart at 1 after uninstall) would make the
+    /// shipper delete new outbox rows as "already shipped".
+    private static func checkContinuity(connection: Connection, appender: LogAppender, highWater: Int64) throws {
+        guard let installation = try Capture.installation(connection) else { return }
+        let last = appender.lastLSN
+        let firstSeq = UInt64(max(0, installation.firstSeq))
+        let reinstall = "capture was installed again in \(connection.path) (changes start after LSN \(firstSeq))"
+        if last.rawValue < firstSeq {
+            throw CaptureError(.foreignSource,
+                "the log \(appender.directory.path) ends at LSN \(last) but \(reinstall); the changes in between are not in this log: ship into the log that holds them, or reinstall continuing after LSN \(last)")
+        }
+        guard last.rawValue > firstSeq, let installedAt = installation.installedAtMicros else { return }
+        // The log's last change claims to be this installation's; it must not
+        // be older than the installation.
+        let cursor = try LogReader(directory: appender.directory.path).cursor(from: last)
+        if let record = try cursor.next(), record.lsn == last, record.timestampMicros < installedAt {
+            throw CaptureError(.foreignSource,
+                "the log \(appender.directory.path) ends at LSN \(last) with a change from before \(reinstall) at \(installedAt) µs: it holds an earlier installation's changes; ship into a new log, or reinstall capture continuing after LSN \(last)")
+        }
     }
 
     /// Runs one round (see the type's documentation).

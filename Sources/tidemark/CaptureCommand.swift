@@ -59,9 +59,12 @@ struct CaptureInstallCommand: ParsableCommand {
                 throw LogError(.foreignSource, "the log \(log) belongs to source \(logID), but \(source.source) is captured as \(stored); use the log made for this database")
             }
             let id = stored ?? logID ?? SourceID.random()
+            // A fresh outbox continues after the log's last LSN (capture may
+            // have been uninstalled since that log was written).
+            let logHead = logID != nil ? try LogReader(directory: log).headLSN() : .zero
             let report = try Capture.install(
                 connection: db, tables: tables.map { $0.split(separator: ",").map(String.init) },
-                updateColumns: updateColumns, sourceID: id)
+                updateColumns: updateColumns, sourceID: id, continuingAfter: logHead)
             // The log takes the same id (created now if missing).
             try LogAppender(directory: log, sourceID: id, options: LogOptions(durability: .commit)).close()
             if json {

@@ -191,13 +191,14 @@ struct CaptureTests {
                 INSERT INTO items VALUES (3, 'x', 2, NULL, NULL) ON CONFLICT(id) DO UPDATE SET name = excluded.name;
                 INSERT INTO items VALUES (5, 'y', 2.5, NULL, NULL) ON CONFLICT(id) DO UPDATE SET name = excluded.name;
                 UPDATE items SET price = price * 2 WHERE id IN (3, 5);
-                UPDATE items SET note = 1.5 WHERE id = 10;
+                UPDATE items SET note = -0.0 WHERE id = 10;
                 """)
             let apple: [Value] = [.integer(1), .text("apple"), .real(0.1), .blob([0, 255]), .null]
             let apple2: [Value] = [.integer(1), .text("apple"), .null, .blob([0, 255]), .null]
             let its: [Value] = [.integer(2), .text("it's"), .real(1e308), .blob([]), .text("n")]
             let its10: [Value] = [.integer(10), .text("it's"), .real(1e308), .blob([]), .text("n")]
-            // -0.0 in a REAL column is stored (and so captured) as 0.0.
+            // -0.0 in a REAL column is stored (and so captured) as 0.0; in the
+            // untyped `note` column it stays -0.0, and so does its capture.
             let three: [Value] = [.integer(3), .null, .real(0.0), .null, .integer(5)]
             let pear: [Value] = [.integer(3), .text("pear"), .real(0.0), .null, .integer(5)]
             let x: [Value] = [.integer(3), .text("x"), .real(0.0), .null, .integer(5)]
@@ -218,7 +219,7 @@ struct CaptureTests {
                 Change("items", .update, key: [.integer(5)], before: y,
                        after: [.integer(5), .text("y"), .real(5.0), .null, .null]),
                 Change("items", .update, key: [.integer(10)], before: its10,
-                       after: [.integer(10), .text("it's"), .real(1e308), .blob([]), .real(1.5)]),
+                       after: [.integer(10), .text("it's"), .real(1e308), .blob([]), .real(-0.0)]),
             ]
             let records = try capturedRecords(db)
             let changes = records.map(Change.init)
@@ -480,22 +481,106 @@ db.execute("INSERT INTO codes VALUES ('é', 'up') ON CONFLICT(code) DO UPDATE SE
     }
 
     @Test("a damaged outbox row is an error naming its seq, never skipped", arguments: [
-        ("'t'", 1, "'1'", "NULL", "1,'x"),
-        ("'t'", 9, "1", "NULL", "1,'x'"),
-        ("'t'", 1, "1", "NULL", "1"),
-        ("'t'", 1, "1", "'1,''x'''", "1,'x'"),
-        ("'other'", 1, "1", "NULL", "1,'x'"),
+        ("'t'", 9, "1, 'x'", "unknown operation 9"),
+        ("'other'", 1, "1, 'x'", "no captured shape"),
+        ("'t'", 1, "1, CAST(x'C328' AS TEXT)", "not valid UTF-8"),
     ])
-    func damagedRow(table: String, op: Int, key: String, before: String, after: String) throws {
+    func damagedRow(table: String, op: Int, values: String, reason: String) throws {
         try withCapturedDatabase("CREATE TABLE t(id INTEGER PRIMARY KEY, a)") { db, _ in
-            let afterSQL = after == "NULL" ? "NULL" : quoteStringLiteral(after)
-            try db.execute("""
-                INSERT INTO _tidemark_outbox(ts, tbl, op, key, before, after)
-                VALUES (0, \(table), \(op), \(quoteStringLiteral(key == "'1'" ? "'1" : key)), \(before), \(afterSQL))
-                """)
+            try db.execute("INSERT INTO _tidemark_outbox(ts, tbl, op, v1, v2) VALUES (0, \(table), \(op), \(values))")
             let error = try #require(throws: CaptureError.self) { try capturedRecords(db) }
             #expect(error.code == .badOutboxRow)
             #expect(error.description.contains("outbox row 1"))
+            #expect(error.description.contains(reason), "\(error)")
+        }
+    }
+
+    @Test("the outbox widens for a wider table, and values keep their exact class and bits")
+    func widening() throws {
+        try withCapturedDatabase("CREATE TABLE narrow(id INTEGER PRIMARY KEY)") { db, path in
+            #expect(try Capture.outboxValueColumns(db) == 2)
+            try db.execute("CREATE TABLE wide(id TEXT PRIMARY KEY, r REAL, n NUMERIC, i INTEGER, t TEXT, b BLOB, u)")
+            try Capture.install(connection: db, sourceID: "test-source")
+            #expect(try Capture.outboxValueColumns(db) == 14)
+            try python(path, #"""
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+rows = [("a", -0.0, -0.0, -0.0, -0.0, -0.0, -0.0),
+        ("b", 3, "3.0", "7", 2.5, "x\x00y", b"\x00"),
+        ("c", 1e308, 1e20, 1.5, 1, b"", "t\x00")]
+for r in rows: db.execute("INSERT INTO wide VALUES (?, ?, ?, ?, ?, ?, ?)", r)
+db.execute("INSERT INTO narrow VALUES (1)")
+db.execute("UPDATE wide SET u = r, r = u")
+"""#)
+            let changes = try capturedChanges(db)
+            #expect(changes.count == 7)
+            // Every after image equals what a reader of the table gets now or got then.
+            let rows = try tableRows(db, "wide")
+            for change in changes where change.table == "wide" && change.op == .update {
+                #expect(change.after == rows[change.key])
+            }
+            #expect(replay(changes, table: "wide") == rows)
+            // Spot checks of affinity: REAL turns -0.0 into 0.0 and 3 into 3.0;
+            // an untyped column keeps -0.0 and text with a NUL.
+            let inserted = changes.filter { $0.op == .insert && $0.table == "wide" }.map { $0.after! }
+            #expect(inserted[0][1] == .real(0.0))
+            #expect(inserted[0][6] == .real(-0.0))
+            #expect(inserted[1][1] == .real(3.0))
+            #expect(inserted[1][5] == .text("x\u{0}y"))
+            #expect(inserted[2][6] == .text("t\u{0}"))
+        }
+    }
+
+    @Test("odd table and column names are quoted everywhere")
+    func oddNames() throws {
+        let schema = #"CREATE TABLE "it's a ""table"", ok" ("key;1" TEXT, "select" INTEGER, "v,w" BLOB, PRIMARY KEY ("key;1", "select")) WITHOUT ROWID"#
+        try withCapturedDatabase(schema) { db, path in
+            try sqlite3CLI(path, #"""
+                INSERT INTO "it's a ""table"", ok" VALUES ('k''1', 1, x'01');
+                UPDATE "it's a ""table"", ok" SET "select" = 2;
+                DELETE FROM "it's a ""table"", ok";
+                """#)
+            let table = "it's a \"table\", ok"
+            let records = try capturedRecords(db)
+            #expect(records.map(Change.init) == [
+                Change(table, .insert, key: [.text("k'1"), .integer(1)], after: [.text("k'1"), .integer(1), .blob([1])]),
+                Change(table, .delete, key: [.text("k'1"), .integer(1)], before: [.text("k'1"), .integer(1), .blob([1])]),
+                Change(table, .insert, key: [.text("k'1"), .integer(2)], after: [.text("k'1"), .integer(2), .blob([1])]),
+                Change(table, .delete, key: [.text("k'1"), .integer(2)], before: [.text("k'1"), .integer(2), .blob([1])]),
+            ])
+            #expect(records[0].key.map(\.name) == ["key;1", "select"])
+            try Capture.checkShapes(connection: db)
+            #expect(try Capture.install(connection: db, sourceID: "test-source").unchanged == [table])
+        }
+    }
+
+    @Test("foreign-key cascades are captured like the writer's own changes")
+    func foreignKeyCascade() throws {
+        let schema = """
+            CREATE TABLE parent(id INTEGER PRIMARY KEY);
+            CREATE TABLE child(id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent(id) ON DELETE CASCADE ON UPDATE CASCADE);
+            """
+        try withCapturedDatabase(schema) { db, path in
+            try sqlite3CLI(path, """
+                PRAGMA foreign_keys = ON;
+                INSERT INTO parent VALUES (1);
+                INSERT INTO child VALUES (10, 1);
+                UPDATE parent SET id = 2;
+                DELETE FROM parent;
+                """)
+            let changes = try capturedChanges(db)
+            #expect(changes == [
+                Change("parent", .insert, key: [.integer(1)], after: [.integer(1)]),
+                Change("child", .insert, key: [.integer(10)], after: [.integer(10), .integer(1)]),
+                Change("child", .update, key: [.integer(10)], before: [.integer(10), .integer(1)], after: [.integer(10), .integer(2)]),
+                Change("parent", .delete, key: [.integer(1)], before: [.integer(1)]),
+                Change("parent", .insert, key: [.integer(2)], after: [.integer(2)]),
+                Change("child", .delete, key: [.integer(10)], before: [.integer(10), .integer(2)]),
+                Change("parent", .delete, key: [.integer(2)], before: [.integer(2)]),
+            ])
+            for table in ["parent", "child"] {
+                #expect(replay(changes, table: table) == (try tableRows(db, table)))
+            }
         }
     }
 }
