@@ -99,6 +99,7 @@ public final class LogCursor: @unchecked Sendable {
 
     /// The next record, or nil at the end (or, when following, once stopped).
     public func next() throws(LogError) -> ChangeRecord? {
+        if !follow { return try nextBulk() }
         while true {
             if recordsLeft > 0, let m = frame {
                 let record: ChangeRecord?
@@ -160,15 +161,16 @@ public final class LogCursor: @unchecked Sendable {
                         segment: name, lsnRange: range)
     }
 
-    /// Loads the next frame that may hold records >= `from`. Returns false at
-    /// the end of the log (or when a follower is stopped).
-    private func advanceFrame() throws(LogError) -> Bool {
+    /// Positions the scanner at the next frame that may hold records >=
+    /// `from` (metadata checked, not yet consumed). Returns nil at the end of
+    /// the log (or when a follower is stopped).
+    private func scanToNextFrame() throws(LogError) -> (FrameMetadata, isLast: Bool, size: Int)? {
         while true {
-            if isStopped { return false }
+            if isStopped { return nil }
             if scanner == nil {
                 guard try openSegment() else {
                     if follow { try waitForGrowth(); continue }
-                    return false
+                    return nil
                 }
             }
             let isLast = index == segments.count - 1
@@ -179,21 +181,7 @@ public final class LogCursor: @unchecked Sendable {
                     scanner!.advance(past: m)
                     continue
                 }
-                if let why = try scanner!.loadData(m, into: &data) {
-                    if try tornTail(isLast: isLast, size: size) { continue }
-                    throw corrupt(m.lsnRange, why)
-                }
-                if let why = decoder.decompress(data, metadata: m) {
-                    throw corrupt(m.lsnRange, "zstd: \(why)")
-                }
-                onFrame?(m, segments[index])
-                scanner!.advance(past: m)
-                frame = m
-                contentOffset = 0
-                recordsLeft = Int(m.recordCount)
-                previousInFrame = .zero
-                tornTailRetries = 0
-                return true
+                return (m, isLast, size)
             case .end, .incomplete:
                 if try moveToNextSegment() { continue }
                 if case .incomplete = try scanner!.peek(fileSize: size), !isLast {
@@ -201,13 +189,83 @@ public final class LogCursor: @unchecked Sendable {
                 }
                 if follow { try waitForGrowth(); continue }
                 if case .incomplete = try scanner!.peek(fileSize: size) { endedInsideFrame = true }
-                return false
+                return nil
             case .corrupt(let why):
                 if try tornTail(isLast: isLast, size: size) { continue }
                 throw corrupt(rangeAfter(scanner!.lastLSN), why)
             }
         }
     }
+
+    /// Loads the next frame that may hold records >= `from` (sequential
+    /// mode). Returns false at the end of the log (or when stopped).
+    private func advanceFrame() throws(LogError) -> Bool {
+        while true {
+            guard let (m, isLast, size) = try scanToNextFrame() else { return false }
+            if let why = try scanner!.loadData(m, into: &data) {
+                if try tornTail(isLast: isLast, size: size) { continue }
+                throw corrupt(m.lsnRange, why)
+            }
+            if let why = decoder.decompress(data, metadata: m) {
+                throw corrupt(m.lsnRange, "zstd: \(why)")
+            }
+            onFrame?(m, segments[index])
+            scanner!.advance(past: m)
+            frame = m
+            contentOffset = 0
+            recordsLeft = Int(m.recordCount)
+            previousInFrame = .zero
+            tornTailRetries = 0
+            return true
+        }
+    }
+
+    // MARK: Bulk reads: frames decoded ahead on two cores
+
+    private var pipeline: FramePipeline?
+    private var batch: [ChangeRecord] = []
+    private var batchIndex = 0
+    private var scanFailed = false
+
+    /// The next frame as a task for the pipeline, consuming its metadata.
+    private func nextTask() throws(LogError) -> FrameTask? {
+        guard let (m, isLast, size) = try scanToNextFrame() else { return nil }
+        let s = scanner!
+        let task = FrameTask(metadata: m, file: s.file, dataOffset: s.offset + FrameMetadata.encodedSize,
+                             segment: segments[index], atTail: isLast && s.offset + m.totalSize == size)
+        scanner!.advance(past: m)
+        return task
+    }
+
+    /// Non-following reads: the same records and checks as the sequential
+    /// path, with frames decompressed and decoded ahead on a second thread.
+    private func nextBulk() throws(LogError) -> ChangeRecord? {
+        while true {
+            if batchIndex < batch.count {
+                batchIndex += 1
+                return batch[batchIndex - 1]
+            }
+            batch.removeAll(keepingCapacity: true)
+            batchIndex = 0
+            if pipeline == nil { pipeline = try FramePipeline(from: from, tables: tables) }
+            let p = pipeline!
+            while !scanFailed && p.inFlight < FramePipeline.windowMax {
+                do {
+                    guard let task = try nextTask() else { break }
+                    p.submit(task)
+                } catch {
+                    // Surfaces in order, after the frames scanned before it.
+                    p.submit(failure: error)
+                    scanFailed = true
+                }
+            }
+            guard let decoded = p.take() else { return nil }
+            if let m = decoded.metadata, let segment = decoded.segment { onFrame?(m, segment) }
+            batch = try decoded.records.get()
+        }
+    }
+
+    deinit { pipeline?.close() }
 
     /// At damage in the last segment with nothing valid after it: a writer
     /// may be mid-write (retry briefly) or crashed (a torn tail the next
