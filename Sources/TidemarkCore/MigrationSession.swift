@@ -51,6 +51,13 @@ extension Migrator {
     /// plan before touching anything, then opens or creates the target,
     /// installs capture if missing, and ships in-process when it can.
     public static func open(plan: Plan, options: MigratorOptions = MigratorOptions()) throws -> Migrator {
+        try open(plan: plan, options: options, wrappingFeed: { $0 })
+    }
+
+    /// ``open(plan:options:)`` with the in-process feed passed through
+    /// `wrappingFeed`: the seam tests use to interleave source writes with
+    /// the shipping calls inside a step.
+    static func open(plan: Plan, options: MigratorOptions, wrappingFeed: (ChangeFeed) -> ChangeFeed) throws -> Migrator {
         guard FileSystemCheck.exists(plan.source) else {
             throw MigrationError(.missingTable, "source database \(plan.source) does not exist")
         }
@@ -69,7 +76,7 @@ extension Migrator {
         let target = plan.isSameFile ? try Connection(path: plan.source, mode: .readWrite) : try Connection(path: plan.target, mode: .readWriteCreate)
         if !plan.isSameFile { _ = try target.setJournalMode(.wal) }
         let feed = try ShipperFeed(sourcePath: plan.source, logPath: plan.log, sourceID: sourceID)
-        return try Migrator(plan: plan, source: source, target: target, feed: feed, sourceID: sourceID.rawValue, options: options)
+        return try Migrator(plan: plan, source: source, target: target, feed: wrappingFeed(feed), sourceID: sourceID.rawValue, options: options)
     }
 
     /// Releases the log appender (if this process shipped).

@@ -78,23 +78,14 @@ enum TargetSetup {
         return "CREATE TABLE \(q(m.targetTable)) (\(defs.joined(separator: ", ")))\(m.source.isWithoutRowid && !rowidAlias ? " WITHOUT ROWID" : "")"
     }
 
-    /// A plain column keeps its source type. An expression gets the storage
-    /// class it yields on a sample of source rows if that class is the same
-    /// for all of them (so affinity cannot change a value); otherwise no type.
+    /// A plain column keeps its source type: its values already have that
+    /// affinity, so applying it again changes none of them. An expression
+    /// column gets no declared type (no affinity), because any affinity
+    /// changes some value an expression can yield — INTEGER turns 0.0 into 0,
+    /// TEXT turns 5 into '5' — and a sample of today's rows cannot promise
+    /// what a later row yields; without one, values are kept exactly.
     static func declaredType(_ c: TableMapping.MappedColumn, _ m: TableMapping, store: SQLiteTarget) throws -> String {
-        if let src = c.sourceColumn {
-            return m.source.columns.first { $0.name == src }?.declaredType ?? ""
-        }
-        let s = try store.connection.prepare(
-            "SELECT DISTINCT typeof(\(c.expression)) FROM (SELECT * FROM \(store.sourceSchema).\(quoteIdentifier(m.source.name)) LIMIT 1000) WHERE (\(c.expression)) IS NOT NULL")
-        var kinds: [String] = []
-        while try s.step() { kinds.append(s.columnText(0)) }
-        guard kinds.count == 1 else { return "" }
-        switch kinds[0] {
-        case "integer": return "INTEGER"
-        case "text": return "TEXT"
-        case "blob": return "BLOB"
-        default: return ""  // REAL affinity would turn integer results into reals
-        }
+        guard let src = c.sourceColumn else { return "" }
+        return m.source.columns.first { $0.name == src }?.declaredType ?? ""
     }
 }
