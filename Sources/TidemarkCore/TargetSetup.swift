@@ -8,22 +8,12 @@ enum TargetSetup {
     static func start(plan: Plan, mappings: [TableMapping], target: Connection, store: SQLiteTarget, sourceID: String) throws -> MigrationState {
         let q = quoteIdentifier
         return try target.transaction(.immediate) {
+            try check(mappings, target: target)
             var added: [String: [String]] = [:]
             for m in mappings {
                 switch m.shape {
                 case .copy:
-                    if let existing = try Schema.table(named: m.targetTable, in: target) {
-                        for c in m.columns where !existing.columns.contains(where: { $0.name.lowercased() == c.target.lowercased() }) {
-                            throw MigrationError(.incompatibleTarget, "target table '\(existing.name)' has no column '\(c.target)'; add it or drop the table so Tidemark creates it")
-                        }
-                        guard existing.primaryKey.map({ $0.lowercased() }) == m.targetKey.map({ $0.lowercased() }) else {
-                            throw MigrationError(.incompatibleTarget, "target table '\(existing.name)' has primary key (\(existing.primaryKey.joined(separator: ", "))) but the plan keys it by (\(m.targetKey.joined(separator: ", ")))")
-                        }
-                        let probe = try target.prepare("SELECT 1 FROM \(q(existing.name)) LIMIT 1")
-                        if try probe.step() {
-                            throw MigrationError(.targetNotEmpty, "target table '\(existing.name)' already holds rows not written by this migration; empty it or choose another target")
-                        }
-                    } else {
+                    if try Schema.table(named: m.targetTable, in: target) == nil {
                         try target.execute(try createTableSQL(m, store: store))
                     }
                 case .inPlace:
@@ -44,6 +34,25 @@ enum TargetSetup {
                 })
             try StateTables.insert(state, addedColumns: added, into: target)
             return state
+        }
+    }
+
+    /// Checks, without writing, that each existing copy-target table can
+    /// take the plan's rows: it has every planned column, the plan's key,
+    /// and no rows (rows this migration did not write could collide or stay).
+    static func check(_ mappings: [TableMapping], target: Connection) throws {
+        for m in mappings where m.shape == .copy {
+            guard let existing = try Schema.table(named: m.targetTable, in: target) else { continue }
+            for c in m.columns where !existing.columns.contains(where: { $0.name.lowercased() == c.target.lowercased() }) {
+                throw MigrationError(.incompatibleTarget, "target table '\(existing.name)' has no column '\(c.target)'; add it or drop the table so Tidemark creates it")
+            }
+            guard existing.primaryKey.map({ $0.lowercased() }) == m.targetKey.map({ $0.lowercased() }) else {
+                throw MigrationError(.incompatibleTarget, "target table '\(existing.name)' has primary key (\(existing.primaryKey.joined(separator: ", "))) but the plan keys it by (\(m.targetKey.joined(separator: ", ")))")
+            }
+            let probe = try target.prepare("SELECT 1 FROM \(quoteIdentifier(existing.name)) LIMIT 1")
+            if try probe.step() {
+                throw MigrationError(.targetNotEmpty, "target table '\(existing.name)' already holds rows not written by this migration; empty it or choose another target")
+            }
         }
     }
 
