@@ -99,11 +99,26 @@ public enum DemoShop {
     /// waits for them to finish.
     public static func startWriters(path: String, threads: Int, writesPerSecond: Int, stats: WriterStats) -> () -> Void {
         let done = Atomic<Int>(0)
+        // The highest keys are read once, before any writer starts: a thread
+        // reading them after another one inserted would start its key range
+        // inside that thread's, and their inserts would collide.
+        let top: (customers: Int64, orders: Int64)
+        do {
+            let c = try Connection(path: path, mode: .readOnly, busyTimeoutMillis: 5000)
+            let customers = try c.prepare("SELECT max(id) FROM customers")
+            let orders = try c.prepare("SELECT max(order_id) FROM order_lines")
+            _ = try customers.step()
+            _ = try orders.step()
+            top = (customers.columnInt64(0), orders.columnInt64(0))
+        } catch {
+            stats.firstError.withLock { if $0 == nil { $0 = "\(error)" } }
+            return {}
+        }
         for t in 0..<threads {
             spawnThread {
                 defer { done.add(1, ordering: .relaxed) }
                 do {
-                    try write(path: path, thread: t, rate: max(1, writesPerSecond / threads), stats: stats)
+                    try write(path: path, thread: t, rate: max(1, writesPerSecond / threads), stats: stats, top: top)
                 } catch {
                     stats.firstError.withLock { if $0 == nil { $0 = "\(error)" } }
                 }
@@ -114,16 +129,13 @@ public enum DemoShop {
         }
     }
 
-    static func write(path: String, thread: Int, rate: Int, stats: WriterStats) throws {
+    static func write(path: String, thread: Int, rate: Int, stats: WriterStats, top: (customers: Int64, orders: Int64)) throws {
         let c = try Connection(path: path, mode: .readWrite, busyTimeoutMillis: 5000)
         var rng = SplitMix(seed: UInt64(1000 + thread))
-        let maxCustomer = try c.prepare("SELECT max(id) FROM customers")
-        let maxOrder = try c.prepare("SELECT max(order_id) FROM order_lines")
-        func top(_ s: Statement) throws -> Int64 { s.reset(); _ = try s.step(); let v = s.columnInt64(0); s.reset(); return v }
-        var nextCustomer = try top(maxCustomer) + 1 + Int64(thread) * 10_000_000
-        var nextOrder = try top(maxOrder) + 1 + Int64(thread) * 10_000_000
-        let customers = max(1, try top(maxCustomer))
-        let orders = max(1, try top(maxOrder))
+        var nextCustomer = top.customers + 1 + Int64(thread) * 10_000_000
+        var nextOrder = top.orders + 1 + Int64(thread) * 10_000_000
+        let customers = max(1, top.customers)
+        let orders = max(1, top.orders)
         let insertCustomer = try c.prepare("INSERT INTO customers(id, email, first_name, last_name, balance, note, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
         let updateBalance = try c.prepare("UPDATE customers SET balance = balance + ?, email = ? WHERE id = ?")
         let rekey = try c.prepare("UPDATE customers SET id = ? WHERE id = ?")
