@@ -4,13 +4,13 @@ import Testing
 import TidemarkLog
 import TidemarkSQLite
 
-/// The seeds the model test runs: 1...32, or 1...N with `TIDEMARK_MODEL_SEEDS=N`
+/// The seeds the model test runs: 1...40, or 1...N with `TIDEMARK_MODEL_SEEDS=N`
 /// (a longer local run), or exactly one with `TIDEMARK_MODEL_SEED=S`.
 let modelSeeds: [UInt64] = {
     let env = ProcessInfo.processInfo.environment
     if let s = env["TIDEMARK_MODEL_SEED"].flatMap(UInt64.init) { return [s] }
     if let n = env["TIDEMARK_MODEL_SEEDS"].flatMap(Int.init), n > 0 { return (1...n).map(UInt64.init) }
-    return Array(1...32)
+    return Array(1...40)
 }()
 
 /// A randomized model test of the tidemark loop (DESIGN.md, "Snapshot copy
@@ -35,6 +35,9 @@ let modelSeeds: [UInt64] = {
             let model = try ModelRun(seed: seed, directory: dir)
             do {
                 try model.run()
+                if ProcessInfo.processInfo.environment["TIDEMARK_MODEL_VERBOSE"] != nil {
+                    print("seed \(seed): \(model.counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+                }
             } catch {
                 Issue.record("seed \(seed) (rerun with TIDEMARK_MODEL_SEED=\(seed)): \(error)\n\(model.describe())")
             }
@@ -191,7 +194,7 @@ final class ModelRun {
                 }
             }
             tables.append(table)
-            try populate(table, rows: rng.pick([0, 1, 3, 40, 200, 600, 1200]))
+            try populate(table, rows: i == 0 ? rng.pick([200, 600, 1200, 2500]) : rng.pick([0, 1, 3, 40, 200, 600, 1200, 2500]))
         }
     }
 
@@ -231,7 +234,10 @@ final class ModelRun {
             }
             return out + "\""
         }
-        let chunk = rng.pick([1, 2, 3, 5, 8, 13, 50])
+        // Size chunks so that the copy spans a good part of the run (about
+        // 50 to 400 chunks in all), where the interleavings matter most.
+        let rows = try tables.map { try app.integer("SELECT count(*) FROM \(quoteIdentifier($0.name))") }.reduce(0, +)
+        let chunk = max(1, Int(rows) / rng.int(50...400))
         var text = "{\"source\": \"src.db\", \"target\": \(j(sameFile ? "src.db" : "dst.db")), \"log\": \"log\", \"chunk_rows\": \(chunk), \"tables\": {"
         text += tables.map { t in
             var entry: [String] = []
@@ -244,11 +250,6 @@ final class ModelRun {
         text += "}}"
         try writeText(directory + "/plan.json", text)
         plan = try Plan.load(path: directory + "/plan.json")
-        // Keep the copy within a few hundred chunks however big the tables are.
-        let rows = try tables.map { try app.integer("SELECT count(*) FROM \(quoteIdentifier($0.name))") }.max() ?? 0
-        if Int(rows) / plan.chunkRows > 300 {
-            plan.chunkRows = Int(rows) / 300 + 1
-        }
     }
 
     // MARK: Values
@@ -489,14 +490,16 @@ final class ModelRun {
         if let i = m.state.tables.firstIndex(where: { $0.phase != .following }) {
             note("copy step \(m.state.tables[i].sourceTable) after \(m.state.tables[i].tidemark.map { "\($0)" } ?? "start")")
             try m.copyStep(i)
+            counts["copy steps", default: 0] += 1
         } else {
             note("follow step from \(m.state.appliedLSN)")
             _ = try m.followStep()
+            counts["follow steps", default: 0] += 1
         }
     }
 
     func run() throws {
-        let ops = rng.int(150...300)
+        let ops = rng.int(200...400)
         if rng.chance(30) { try randomWrites(1...10) }  // before capture: the copy reads these
         try open()
         for op in 0..<ops {
@@ -509,6 +512,7 @@ final class ModelRun {
             case 88..<95:
                 note("crash")
                 counts["crash", default: 0] += 1
+                if migrator!.state.tables.contains(where: { $0.phase == .copying }) { counts["crash mid-copy", default: 0] += 1 }
                 crash()
                 if rng.chance(50) { try randomWrites(1...5) }
                 try open()
