@@ -528,15 +528,15 @@ final class ModelRun {
             crash()
             try open()
         }
-        let summary = try migrator!.run()
-        #expect(summary.caughtUp, "seed \(seed): run() returned without catching up")
+        let summary = try migrator!.run(seconds: 60)
+        guard summary.caughtUp else { throw TestFailure("no catch-up within 60 s with the writers stopped") }
         try checkInvariant("after catch-up")
         try expectEqualTables(plan, "seed \(seed) (TIDEMARK_MODEL_SEED=\(seed))")
 
         // Resuming a caught-up migration copies and replays nothing.
         crash()
         try open()
-        let again = try migrator!.run()
+        let again = try migrator!.run(seconds: 60)
         #expect(again.rowsCopied == 0 && again.changesReplayed == 0,
                 "seed \(seed): a second run copied \(again.rowsCopied) rows and replayed \(again.changesReplayed) changes")
         crash()

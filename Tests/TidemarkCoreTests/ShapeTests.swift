@@ -82,7 +82,7 @@ import TidemarkSQLite
             // Part of the copy, then a crash: the migrator and everything it
             // owns are dropped, no graceful stop.
             var steps = 0
-            _ = try migrator!.run { p in
+            _ = try migrator!.run(seconds: 60) { p in
                 steps += 1
                 if steps == 25 { migrator!.stop() }
             }
@@ -95,7 +95,7 @@ import TidemarkSQLite
             #expect(migrator!.currentState.tables.map(\.rowsCopied).reduce(0, +) == copiedBeforeCrash)
             let writesAtResume = stats.acknowledged.load(ordering: .relaxed)
             var caughtUpAt: UInt64?
-            _ = try migrator!.run { p in
+            _ = try migrator!.run(seconds: 60) { p in
                 guard p.caughtUp else { return }
                 let now = Clock.monotonicNanos()
                 if caughtUpAt == nil { caughtUpAt = now }
@@ -115,7 +115,7 @@ import TidemarkSQLite
             let source = try Connection(path: plan.source, mode: .readOnly)
             let captured = try Capture.lastCapturedSeq(source)
             migrator!.setFollow(false)
-            let drain = try migrator!.run()
+            let drain = try migrator!.run(seconds: 60)
             #expect(drain.caughtUp)
             #expect(try Capture.lastCapturedSeq(source) == captured, "the migrator's writes were captured")
             #expect(try LogReader(directory: plan.log).headLSN() == LSN(UInt64(captured)))
@@ -124,7 +124,7 @@ import TidemarkSQLite
 
             // Run again: nothing to copy or replay, and still nothing captured.
             migrator = try Migrator.open(plan: plan)
-            let again = try migrator!.run()
+            let again = try migrator!.run(seconds: 60)
             #expect(again.caughtUp && again.rowsCopied == 0 && again.changesReplayed == 0)
             migrator = nil
             #expect(try Capture.lastCapturedSeq(source) == captured)

@@ -184,3 +184,17 @@ func runTidemark(_ arguments: [String], in directory: String, seconds: Double = 
     let status = child.wait(seconds: seconds)
     return (status, child.stdout, child.stderr)
 }
+
+extension Migrator {
+    /// `run(progress:)`, stopped after `seconds` however far it got: a
+    /// migration that never catches up (a feedback loop, a stuck copy) fails
+    /// the test instead of hanging it — a time limit cannot interrupt
+    /// synchronous code.
+    func run(seconds: Double, progress: (MigrationProgress) -> Void = { _ in }) throws -> MigrationSummary {
+        let deadline = Clock.monotonicNanos() + UInt64(seconds * 1e9)
+        return try run { p in
+            progress(p)
+            if Clock.monotonicNanos() > deadline { stop() }
+        }
+    }
+}
