@@ -31,7 +31,7 @@ let package = Package(
         ]),
         .testTarget(name: "TidemarkLogTests", dependencies: ["TidemarkLog"]),
         .testTarget(name: "TidemarkSQLiteTests", dependencies: ["TidemarkSQLite", "TidemarkLog"]),
-        .testTarget(name: "TidemarkCoreTests", dependencies: ["TidemarkCore"]),
+        .testTarget(name: "TidemarkCoreTests", dependencies: ["TidemarkCore", "TidemarkSQLite", "TidemarkLog"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -110,11 +110,26 @@ public enum DemoShop {
     /// that waits for them to finish.
     public static func startWriters(path: String, threads: Int, writesPerSecond: Int, stats: WriterStats, router: Router? = nil) -> () -> Void {
         let done = Atomic<Int>(0)
+        // The highest keys are read once, before any writer starts: a thread
+        // reading them after another one inserted would start its key range
+        // inside that thread's, and their inserts would collide.
+        let top: (customers: Int64, orders: Int64)
+        do {
+            let c = try Connection(path: path, mode: .readOnly, busyTimeoutMillis: 5000)
+            let customers = try c.prepare("SELECT max(id) FROM customers")
+            let orders = try c.prepare("SELECT max(order_id) FROM order_lines")
+            _ = try customers.step()
+            _ = try orders.step()
+            top = (customers.columnInt64(0), orders.columnInt64(0))
+        } catch {
+            stats.firstError.withLock { if $0 == nil { $0 = "\(error)" } }
+            return {}
+        }
         for t in 0..<threads {
             spawnThread {
                 defer { done.add(1, ordering: .relaxed) }
                 do {
-                    try write(path: path, thread: t, rate: max(1, writesPerSecond / threads), stats: stats, router: router)
+                    try write(path: path, thread: t, rate: max(1, writesPerSecond / threads), stats: stats, router: router, top: top)
                 } catch {
                     stats.firstError.withLock { if $0 == nil { $0 = "\(error)" } }
                 }
@@ -159,15 +174,14 @@ public enum DemoShop {
         }
     }
 
-    static func write(path: String, thread: Int, rate: Int, stats: WriterStats, router: Router?) throws {
+    static func write(path: String, thread: Int, rate: Int, stats: WriterStats, router: Router?, top: (customers: Int64, orders: Int64)) throws {
         var route = try router?.route()
         var c = try Connection(path: route?.database ?? path, mode: .readWrite, busyTimeoutMillis: 5000)
         var rng = SplitMix(seed: UInt64(1000 + thread))
-        func top(_ sql: String) throws -> Int64 { let s = try c.prepare(sql); _ = try s.step(); return s.columnInt64(0) }
-        let customers = max(1, try top("SELECT max(id) FROM customers"))
-        let orders = max(1, try top("SELECT max(order_id) FROM order_lines"))
-        var nextCustomer = customers + 1 + Int64(thread) * 10_000_000
-        var nextOrder = orders + 1 + Int64(thread) * 10_000_000
+        var nextCustomer = top.customers + 1 + Int64(thread) * 10_000_000
+        var nextOrder = top.orders + 1 + Int64(thread) * 10_000_000
+        let customers = max(1, top.customers)
+        let orders = max(1, top.orders)
         var app = try AppStatements(c, route: route)
         let intervalNanos = UInt64(1_000_000_000 / rate)
         var due = Clock.monotonicNanos()

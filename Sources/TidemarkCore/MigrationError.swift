@@ -7,6 +7,7 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
         public var description: String { rawValue }
 
         public static let badPlan = Code("bad-plan")
+        public static let missingSource = Code("missing-source")
         public static let missingTable = Code("missing-table")
         public static let missingColumn = Code("missing-column")
         public static let badExpression = Code("bad-expression")

@@ -51,25 +51,44 @@ extension Migrator {
     /// plan before touching anything, then opens or creates the target,
     /// installs capture if missing, and ships in-process when it can.
     public static func open(plan: Plan, options: MigratorOptions = MigratorOptions()) throws -> Migrator {
+        try open(plan: plan, options: options, wrappingFeed: { $0 })
+    }
+
+    /// ``open(plan:options:)`` with the in-process feed passed through
+    /// `wrappingFeed`: the seam tests use to interleave source writes with
+    /// the shipping calls inside a step.
+    static func open(plan: Plan, options: MigratorOptions, wrappingFeed: (ChangeFeed) -> ChangeFeed) throws -> Migrator {
         guard FileSystemCheck.exists(plan.source) else {
-            throw MigrationError(.missingTable, "source database \(plan.source) does not exist")
+            throw MigrationError(.missingSource, "source database \(plan.source) does not exist; check `source:` in the plan")
         }
         let source = try Connection(path: plan.source, mode: .readWrite)
-        // Validate against the source alone before creating anything.
-        _ = try PlanResolver.resolve(plan, source: source, target: source, ownedColumns: [:].merging(
-            FileSystemCheck.exists(plan.target) ? try StateTables.addedColumns(Connection(path: plan.target, mode: .readOnly)) : [:],
-            uniquingKeysWith: { a, _ in a }))
+        let sourceID = try Capture.storedSourceID(source) ?? LogReader.existingSourceID(plan.log) ?? SourceID.random()
+        // Every check a first run or a resume makes, read-only, before the
+        // target file, the log directory or capture are created: bad input
+        // changes nothing.
+        do {
+            let existingTarget = plan.isSameFile ? source
+                : FileSystemCheck.exists(plan.target) ? try Connection(path: plan.target, mode: .readOnly) : nil
+            let mappings = try PlanResolver.resolve(plan, source: source, target: existingTarget ?? source,
+                                                    ownedColumns: try existingTarget.map(StateTables.addedColumns) ?? [:])
+            if let existingTarget {
+                if let state = try StateTables.load(existingTarget) {
+                    try Migrator.checkResumable(state, plan: plan, mappings: mappings, sourceID: sourceID.rawValue)
+                } else {
+                    try TargetSetup.check(mappings, target: existingTarget)
+                }
+            }
+        }
         if FileSystemCheck.exists(plan.log) {
             let logSource = try LogReader(directory: plan.log).sourceID
             if let stored = try Capture.storedSourceID(source), stored != logSource {
                 throw MigrationError(.foreignState, "the log \(plan.log) belongs to source \(logSource), but \(plan.source) is captured as \(stored); use the log made for this database")
             }
         }
-        let sourceID = try Capture.storedSourceID(source) ?? LogReader.existingSourceID(plan.log) ?? SourceID.random()
         let target = plan.isSameFile ? try Connection(path: plan.source, mode: .readWrite) : try Connection(path: plan.target, mode: .readWriteCreate)
         if !plan.isSameFile { _ = try target.setJournalMode(.wal) }
         let feed = try ShipperFeed(sourcePath: plan.source, logPath: plan.log, sourceID: sourceID)
-        return try Migrator(plan: plan, source: source, target: target, feed: feed, sourceID: sourceID.rawValue, options: options)
+        return try Migrator(plan: plan, source: source, target: target, feed: wrappingFeed(feed), sourceID: sourceID.rawValue, options: options)
     }
 
     /// Releases the log appender (if this process shipped).

@@ -18,7 +18,7 @@ public struct MigrationStatus: Sendable {
     /// Reads the status of the migration described by `plan`.
     public static func read(plan: Plan) throws -> MigrationStatus {
         guard FileSystemCheck.exists(plan.source) else {
-            throw MigrationError(.missingTable, "source database \(plan.source) does not exist")
+            throw MigrationError(.missingSource, "source database \(plan.source) does not exist; check `source:` in the plan")
         }
         let source = try Connection(path: plan.source, mode: .readOnly)
         let captured = LSN(UInt64(max(0, try Capture.lastCapturedSeq(source))))

@@ -113,16 +113,11 @@ public final class Migrator: @unchecked Sendable {
         self.target = target
         self.feed = feed
         let existing = try StateTables.load(target)
-        if let existing, existing.sourceID != sourceID {
-            throw MigrationError(.foreignState, "the target \(plan.target) holds a migration from source \(existing.sourceID), not \(sourceID); use a new target or roll that migration back")
-        }
         let mappings = try PlanResolver.resolve(plan, source: source, target: target, ownedColumns: try StateTables.addedColumns(target))
+        if let existing { try Self.checkResumable(existing, plan: plan, mappings: mappings, sourceID: sourceID) }
         self.mappings = mappings
         store = try SQLiteTarget(connection: target, sourcePath: plan.source, sameFile: plan.isSameFile)
         if let existing {
-            guard Set(existing.tables.map { $0.sourceTable.lowercased() }) == Set(mappings.map { $0.source.name.lowercased() }) else {
-                throw MigrationError(.foreignState, "the plan's tables differ from those of the migration already in \(plan.target); finish or roll back that migration first")
-            }
             state = existing
         } else {
             state = try TargetSetup.start(plan: plan, mappings: mappings, target: target, store: store, sourceID: sourceID)
@@ -140,6 +135,16 @@ public final class Migrator: @unchecked Sendable {
         consumerName = "migration-" + Self.consumerSuffix(plan.target)
         try Consumers(reader.directory).register(consumerName, at: state.appliedLSN)
         cursor = try reader.cursor(from: state.appliedLSN.next)
+    }
+
+    /// Whether the migration stored in the target is this plan's, from this source.
+    static func checkResumable(_ existing: MigrationState, plan: Plan, mappings: [TableMapping], sourceID: String) throws {
+        if existing.sourceID != sourceID {
+            throw MigrationError(.foreignState, "the target \(plan.target) holds a migration from source \(existing.sourceID), not \(sourceID); use a new target or roll that migration back")
+        }
+        guard Set(existing.tables.map { $0.sourceTable.lowercased() }) == Set(mappings.map { $0.source.name.lowercased() }) else {
+            throw MigrationError(.foreignState, "the plan's tables differ from those of the migration already in \(plan.target); finish or roll back that migration first")
+        }
     }
 
     static func consumerSuffix(_ path: String) -> String {

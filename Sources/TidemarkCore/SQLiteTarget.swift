@@ -115,10 +115,21 @@ final class TableStatements {
         case .copy:
             let cols = m.columns.map { q($0.target) }.joined(separator: ", ")
             let targetKey = m.targetKey.map(q).joined(separator: ", ")
-            let nonKey = m.columns.filter { c in !m.targetKey.contains { $0.lowercased() == c.target.lowercased() } }
-            let onConflict = nonKey.isEmpty
+            // A conflict means keys equal under the key's collation and
+            // affinity, not equal values: under NOCASE, 'abc' -> 'ABC' is an
+            // update of the same key, and in a column without affinity 1 and
+            // 1.0 are one key. Such key columns are set too, so the target
+            // keeps the source's spelling; other key values cannot differ.
+            let respelled = m.targetKey.enumerated().filter { i, _ in
+                let source = m.source.columns.first { $0.name == m.sourceKey[i] }
+                return m.keyCollations[i].uppercased() != "BINARY" || Self.hasNoAffinity(source?.declaredType ?? "")
+            }.map(\.element)
+            let updated = m.columns.filter { c in
+                !m.targetKey.contains { $0.lowercased() == c.target.lowercased() } || respelled.contains { $0.lowercased() == c.target.lowercased() }
+            }
+            let onConflict = updated.isEmpty
                 ? "ON CONFLICT(\(targetKey)) DO NOTHING"
-                : "ON CONFLICT(\(targetKey)) DO UPDATE SET " + nonKey.map { "\(q($0.target)) = excluded.\(q($0.target))" }.joined(separator: ", ")
+                : "ON CONFLICT(\(targetKey)) DO UPDATE SET " + updated.map { "\(q($0.target)) = excluded.\(q($0.target))" }.joined(separator: ", ")
             copyChunk = try c.prepare("INSERT INTO \(tgt)(\(cols)) SELECT \(exprs) FROM \(src) WHERE \(key) > \(params(from: 1)) AND \(key) <= \(params(from: n + 1)) ORDER BY \(orderAsc)")
             copyChunkFromStart = try c.prepare("INSERT INTO \(tgt)(\(cols)) SELECT \(exprs) FROM \(src) WHERE \(key) <= \(params(from: 1)) ORDER BY \(orderAsc)")
             if m.isIdentity {
@@ -144,6 +155,14 @@ final class TableStatements {
             upsert = nil
             delete = nil
         }
+    }
+
+    /// Whether a column declared `type` has no affinity (SQLite's rules:
+    /// no type, or BLOB without INT/CHAR/CLOB/TEXT), so it keeps 1 and 1.0 apart.
+    static func hasNoAffinity(_ type: String) -> Bool {
+        let t = type.uppercased()
+        if t.isEmpty { return true }
+        return t.contains("BLOB") && !t.contains("INT") && !t.contains("CHAR") && !t.contains("CLOB") && !t.contains("TEXT")
     }
 
     /// Key values of a record in source key order.

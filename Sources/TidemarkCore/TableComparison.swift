@@ -17,8 +17,9 @@ public struct TableComparison: Sendable {
     /// example keys per kind of difference.
     public static func compare(plan: Plan, keysMax: Int = 20) throws -> [TableComparison] {
         let source = try Connection(path: plan.source, mode: .readOnly)
-        let mappings = try PlanResolver.resolve(plan, source: source, target: source, ownedColumns: [:])
         let target = plan.isSameFile ? source : try Connection(path: plan.target, mode: .readOnly)
+        // In place, the columns this migration added are the ones compared.
+        let mappings = try PlanResolver.resolve(plan, source: source, target: target, ownedColumns: try StateTables.addedColumns(target))
         return try mappings.map { try compare($0, source: source, target: target, keysMax: keysMax) }
     }
 

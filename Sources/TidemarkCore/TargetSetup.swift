@@ -8,23 +8,13 @@ enum TargetSetup {
     static func start(plan: Plan, mappings: [TableMapping], target: Connection, store: SQLiteTarget, sourceID: String) throws -> MigrationState {
         let q = quoteIdentifier
         return try target.transaction(.immediate) {
+            try check(mappings, target: target)
             var added: [String: [String]] = [:]
             var created: Set<String> = []
             for m in mappings {
                 switch m.shape {
                 case .copy:
-                    if let existing = try Schema.table(named: m.targetTable, in: target) {
-                        for c in m.columns where !existing.columns.contains(where: { $0.name.lowercased() == c.target.lowercased() }) {
-                            throw MigrationError(.incompatibleTarget, "target table '\(existing.name)' has no column '\(c.target)'; add it or drop the table so Tidemark creates it")
-                        }
-                        guard existing.primaryKey.map({ $0.lowercased() }) == m.targetKey.map({ $0.lowercased() }) else {
-                            throw MigrationError(.incompatibleTarget, "target table '\(existing.name)' has primary key (\(existing.primaryKey.joined(separator: ", "))) but the plan keys it by (\(m.targetKey.joined(separator: ", ")))")
-                        }
-                        let probe = try target.prepare("SELECT 1 FROM \(q(existing.name)) LIMIT 1")
-                        if try probe.step() {
-                            throw MigrationError(.targetNotEmpty, "target table '\(existing.name)' already holds rows not written by this migration; empty it or choose another target")
-                        }
-                    } else {
+                    if try Schema.table(named: m.targetTable, in: target) == nil {
                         try target.execute(try createTableSQL(m, store: store))
                         created.insert(m.source.name)
                     }
@@ -46,6 +36,25 @@ enum TargetSetup {
                 })
             try StateTables.insert(state, addedColumns: added, created: created, into: target)
             return state
+        }
+    }
+
+    /// Checks, without writing, that each existing copy-target table can
+    /// take the plan's rows: it has every planned column, the plan's key,
+    /// and no rows (rows this migration did not write could collide or stay).
+    static func check(_ mappings: [TableMapping], target: Connection) throws {
+        for m in mappings where m.shape == .copy {
+            guard let existing = try Schema.table(named: m.targetTable, in: target) else { continue }
+            for c in m.columns where !existing.columns.contains(where: { $0.name.lowercased() == c.target.lowercased() }) {
+                throw MigrationError(.incompatibleTarget, "target table '\(existing.name)' has no column '\(c.target)'; add it or drop the table so Tidemark creates it")
+            }
+            guard existing.primaryKey.map({ $0.lowercased() }) == m.targetKey.map({ $0.lowercased() }) else {
+                throw MigrationError(.incompatibleTarget, "target table '\(existing.name)' has primary key (\(existing.primaryKey.joined(separator: ", "))) but the plan keys it by (\(m.targetKey.joined(separator: ", ")))")
+            }
+            let probe = try target.prepare("SELECT 1 FROM \(quoteIdentifier(existing.name)) LIMIT 1")
+            if try probe.step() {
+                throw MigrationError(.targetNotEmpty, "target table '\(existing.name)' already holds rows not written by this migration; empty it or choose another target")
+            }
         }
     }
 
@@ -80,23 +89,14 @@ enum TargetSetup {
         return "CREATE TABLE \(q(m.targetTable)) (\(defs.joined(separator: ", ")))\(m.source.isWithoutRowid && !rowidAlias ? " WITHOUT ROWID" : "")"
     }
 
-    /// A plain column keeps its source type. An expression gets the storage
-    /// class it yields on a sample of source rows if that class is the same
-    /// for all of them (so affinity cannot change a value); otherwise no type.
+    /// A plain column keeps its source type: its values already have that
+    /// affinity, so applying it again changes none of them. An expression
+    /// column gets no declared type (no affinity), because any affinity
+    /// changes some value an expression can yield — INTEGER turns 0.0 into 0,
+    /// TEXT turns 5 into '5' — and a sample of today's rows cannot promise
+    /// what a later row yields; without one, values are kept exactly.
     static func declaredType(_ c: TableMapping.MappedColumn, _ m: TableMapping, store: SQLiteTarget) throws -> String {
-        if let src = c.sourceColumn {
-            return m.source.columns.first { $0.name == src }?.declaredType ?? ""
-        }
-        let s = try store.connection.prepare(
-            "SELECT DISTINCT typeof(\(c.expression)) FROM (SELECT * FROM \(store.sourceSchema).\(quoteIdentifier(m.source.name)) LIMIT 1000) WHERE (\(c.expression)) IS NOT NULL")
-        var kinds: [String] = []
-        while try s.step() { kinds.append(s.columnText(0)) }
-        guard kinds.count == 1 else { return "" }
-        switch kinds[0] {
-        case "integer": return "INTEGER"
-        case "text": return "TEXT"
-        case "blob": return "BLOB"
-        default: return ""  // REAL affinity would turn integer results into reals
-        }
+        guard let src = c.sourceColumn else { return "" }
+        return m.source.columns.first { $0.name == src }?.declaredType ?? ""
     }
 }

@@ -1,0 +1,200 @@
+import Foundation
+import Testing
+@testable import TidemarkCore
+import TidemarkLog
+import TidemarkSQLite
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs `body` with a fresh directory that is removed afterwards.
+///
+/// The directory lives in /dev/shm when there is one: these tests commit
+/// thousands of small transactions, and an fsync to disk costs milliseconds
+/// each. Nothing here depends on durability across a machine crash — a
+/// killed process loses nothing the kernel already holds.
+func withTemporaryDirectory<R>(_ body: (String) throws -> R) throws -> R {
+    let base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : FileManager.default.temporaryDirectory.path
+    let path = base + "/tidemark-core-tests-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    return try body(path)
+}
+
+/// Writes `text` to `path`.
+func writeText(_ path: String, _ text: String) throws {
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+}
+
+extension Connection {
+    /// All rows of `sql`, for assertions.
+    func values(_ sql: String, _ arguments: [Value] = []) throws -> [[Value]] {
+        let statement = try prepare(sql)
+        try statement.bind(arguments)
+        return try statement.rows { row in (0..<row.columnCount).map { row.columnValue($0) } }
+    }
+
+    /// The first column of the first row of `sql`, as an integer.
+    func integer(_ sql: String, _ arguments: [Value] = []) throws -> Int64 {
+        let rows = try values(sql, arguments)
+        guard let first = rows.first?.first, case .integer(let i) = first else { return 0 }
+        return i
+    }
+}
+
+extension SplitMix {
+    /// A value in `range`.
+    mutating func int(_ range: ClosedRange<Int>) -> Int {
+        range.lowerBound + Int(next() % UInt64(range.upperBound - range.lowerBound + 1))
+    }
+
+    /// True with probability `percent` / 100.
+    mutating func chance(_ percent: Int) -> Bool { Int(next() % 100) < percent }
+
+    mutating func pick<T>(_ items: [T]) -> T { items[Int(next() % UInt64(items.count))] }
+}
+
+/// What a database holds, for "nothing changed" checks: its journal mode,
+/// schema and every table's rows. Nil when the file does not exist.
+struct DatabaseImage: Equatable, CustomStringConvertible {
+    var journalMode: String
+    var schema: [[Value]]
+    var rows: [String: [[Value]]]
+
+    init?(path: String) throws {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let c = try Connection(path: path, mode: .readOnly)
+        defer { try? c.close() }
+        journalMode = try c.values("PRAGMA journal_mode").first.map { "\($0[0])" } ?? "?"
+        schema = try c.values("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name")
+        rows = [:]
+        for row in try c.values("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name") {
+            guard case .text(let name) = row[0] else { continue }
+            rows[name] = try c.values("SELECT * FROM \(quoteIdentifier(name)) ORDER BY 1, 2")
+        }
+    }
+
+    var description: String { "journal \(journalMode); schema \(schema); \(rows.mapValues(\.count)) rows" }
+}
+
+/// The entries of `directory` that hold data (SQLite's -wal/-shm files,
+/// which merely opening a WAL database creates, left out).
+func directoryEntries(_ directory: String) throws -> [String] {
+    try FileManager.default.contentsOfDirectory(atPath: directory)
+        .filter { !$0.hasSuffix("-wal") && !$0.hasSuffix("-shm") && !$0.hasSuffix("-journal") }
+        .sorted()
+}
+
+/// Capture objects in a database: triggers and `_tidemark_` tables.
+func captureObjects(_ path: String) throws -> [String] {
+    let c = try Connection(path: path, mode: .readOnly)
+    defer { try? c.close() }
+    return try c.values("SELECT name FROM sqlite_schema WHERE type = 'trigger' OR name LIKE '\\_tidemark\\_%' ESCAPE '\\' ORDER BY name")
+        .map { "\($0[0])" }
+}
+
+/// Every table of `plan` compares equal, or an issue naming the differences.
+func expectEqualTables(_ plan: Plan, _ context: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    for c in try TableComparison.compare(plan: plan) {
+        #expect(c.isEqual, "\(context): table \(c.table) differs after \(c.rowsCompared) equal rows: missing \(c.missing), extra \(c.extra), different \(c.different)",
+                sourceLocation: sourceLocation)
+    }
+}
+
+// MARK: Child processes
+
+/// A child process whose output goes to files (a full pipe cannot block it).
+final class ChildProcess {
+    let process = Process()
+    let stdoutPath: String
+    let stderrPath: String
+    let label: String
+
+    init(_ executable: String, _ arguments: [String], label: String, directory: String, environment: [String: String]? = nil) throws {
+        self.label = label
+        stdoutPath = directory + "/\(label)-\(UUID().uuidString.prefix(8)).out"
+        stderrPath = directory + "/\(label)-\(UUID().uuidString.prefix(8)).err"
+        FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+        if let environment { process.environment = environment }
+        try process.run()
+    }
+
+    var isRunning: Bool { process.isRunning }
+
+    func kill(_ signal: Int32 = SIGKILL) {
+        if process.isRunning { _ = Glibc.kill(process.processIdentifier, signal) }
+    }
+
+    /// Waits at most `seconds`; kills the child and records an issue on timeout.
+    @discardableResult
+    func wait(seconds: Double) -> Int32 {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(5_000) }
+        if process.isRunning {
+            Issue.record("\(label) still running after \(seconds) s; killed. stderr: \(stderr)")
+            kill()
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+    var wasKilled: Bool { process.terminationReason == .uncaughtSignal }
+}
+
+/// The `tidemark` executable built beside this test bundle.
+func tidemarkExecutable() throws -> String {
+    var directories: [URL] = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
+    if let main = Bundle.main.executableURL { directories.append(main.deletingLastPathComponent()) }
+    for bundle in Bundle.allBundles { directories.append(bundle.bundleURL.deletingLastPathComponent()) }
+    // `swift test` from the package root: .build/debug.
+    directories.append(URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug"))
+    for d in directories {
+        let candidate = d.appendingPathComponent("tidemark").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    throw TestFailure("the tidemark executable is not built next to the tests (looked in \(directories.map(\.path))); run `swift build` first")
+}
+
+/// The python3 interpreter on PATH.
+func python3Executable() throws -> String {
+    for d in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+        let candidate = String(d) + "/python3"
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    throw TestFailure("python3 is not on PATH; these tests use Python's sqlite3 module as an independent writer")
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs `tidemark ARGS` to completion.
+func runTidemark(_ arguments: [String], in directory: String, seconds: Double = 120) throws -> (status: Int32, stdout: String, stderr: String) {
+    let child = try ChildProcess(try tidemarkExecutable(), arguments, label: "tidemark-\(arguments.first ?? "")", directory: directory)
+    let status = child.wait(seconds: seconds)
+    return (status, child.stdout, child.stderr)
+}
+
+extension Migrator {
+    /// `run(progress:)`, stopped after `seconds` however far it got: a
+    /// migration that never catches up (a feedback loop, a stuck copy) fails
+    /// the test instead of hanging it — a time limit cannot interrupt
+    /// synchronous code.
+    func run(seconds: Double, progress: (MigrationProgress) -> Void = { _ in }) throws -> MigrationSummary {
+        let deadline = Clock.monotonicNanos() + UInt64(seconds * 1e9)
+        return try run { p in
+            progress(p)
+            if Clock.monotonicNanos() > deadline { stop() }
+        }
+    }
+}
