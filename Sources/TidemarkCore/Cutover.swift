@@ -1,6 +1,12 @@
 import TidemarkLog
 import TidemarkSQLite
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Tunables of `tidemark cutover`.
 public struct CutoverOptions: Sendable {
     /// Wait until the oldest unapplied change is younger than this.
@@ -95,6 +101,31 @@ enum Guards {
 
     static func dropSQL(_ m: TableMapping) -> [String] {
         names(m).map { "DROP TRIGGER IF EXISTS \(quoteIdentifier($0))" }
+    }
+}
+
+/// Test-only hooks at each journaled step of a cutover, so crash tests can
+/// stop it at a chosen step instead of racing a window of milliseconds.
+///
+/// - `TIDEMARK_CRASH_AT=<step>`: the process SIGKILLs itself on reaching
+///   that step (no cleanup, no `atexit`, as a real crash).
+/// - `TIDEMARK_CUTOVER_STEP_DELAY_MS=<n>`: sleeps n ms at every step (counts
+///   toward the measured pause), which widens the window a random-time kill
+///   can land in.
+///
+/// Steps: `reverse-capture` (target capture installed, nothing locked),
+/// `locked` (source write lock held, nothing drained), `prepared` (target
+/// journaled "prepared"; two files only), `guarded` (guards and switch record
+/// written, not committed), `switched` (source committed, target journal not
+/// yet "done"; two files only). Read once from the environment; unset (in
+/// production) each check is one comparison against nil.
+enum CutoverTestHook {
+    static let crashAt: String? = getenv("TIDEMARK_CRASH_AT").map { String(cString: $0) }
+    static let stepDelayMillis: Int = getenv("TIDEMARK_CUTOVER_STEP_DELAY_MS").flatMap { Int(String(cString: $0)) } ?? 0
+
+    static func reached(_ step: String) {
+        if stepDelayMillis > 0 { Clock.sleep(milliseconds: stepDelayMillis) }
+        if crashAt == step { kill(getpid(), SIGKILL) }
     }
 }
 
@@ -202,6 +233,7 @@ extension Migrator {
             let conn = try Connection(path: plan.target, mode: .readWrite)
             try Capture.install(connection: conn, tables: reverseTables, sourceID: id)
             try conn.close()
+            CutoverTestHook.reached("reverse-capture")
         }
         return plan.isSameFile ? try cutoverOneFile(o, waited: waited) : try cutoverTwoFiles(o, waited: waited)
     }
@@ -230,6 +262,7 @@ extension Migrator {
         let pauseStart = Clock.monotonicNanos()
         var prepared = false
         do {
+            CutoverTestHook.reached("locked")
             // 3. Everything committed before the lock is below this mark.
             let highWater = LSN(UInt64(max(0, try Capture.lastCapturedSeq(lock))))
             try waitForLogDuringCutover(highWater)
@@ -247,14 +280,17 @@ extension Migrator {
                 try StateTables.saveCutover(state, in: target)
             }
             prepared = true
+            CutoverTestHook.reached("prepared")
             // 4 + 5. Guards and the switch record: the commit point.
             for m in mappings { for sql in Guards.createSQL(m, plan: plan, lsn: highWater) { try lock.execute(sql) } }
             try lock.execute(SwitchRecord.createSQL)
             try lock.prepare("INSERT OR REPLACE INTO \(SwitchRecord.table)(id, lsn, at, target, tables) VALUES (1, ?, ?, ?, ?)")
                 .execute([.integer(Int64(highWater.rawValue)), .integer(at), .text(plan.target),
                           .text(mappings.map { "\($0.source.name)=\($0.targetTable)" }.joined(separator: ","))])
+            CutoverTestHook.reached("guarded")
             try checkPause(pauseStart, o, "switching")
             try lock.execute("COMMIT")
+            CutoverTestHook.reached("switched")
             let pause = Double(Clock.monotonicNanos() - pauseStart) / 1e6
             state.cutoverState = "done"
             state.cutoverPauseMicros = Int64(pause * 1000)
@@ -274,6 +310,7 @@ extension Migrator {
         // One transaction on the one file: lock, drain, guard, record, commit.
         try target.transaction(.immediate) {
             let start = Clock.monotonicNanos()
+            CutoverTestHook.reached("locked")
             try syncWithStoredState()
             let highWater = try store.captureHighWater()
             try waitForLogDuringCutover(highWater)
@@ -292,6 +329,7 @@ extension Migrator {
             state.cutoverPauseMicros = Int64(Double(Clock.monotonicNanos() - start) / 1e3)
             try StateTables.save(state, table: nil, in: target)
             try StateTables.saveCutover(state, in: target)
+            CutoverTestHook.reached("guarded")
             try checkPause(start, o, "switching")
             report = CutoverReport(lsn: highWater, atMicros: at, pauseMillis: 0, drained: drained, waitedSeconds: waited,
                                    dryRun: false, alreadyDone: false)
