@@ -16,10 +16,10 @@ extension CutoverTests {
         /// acknowledged; every later write to the old tables was refused by a
         /// guard naming the new location and nothing else failed; the pause
         /// is reported; the migrator noticed the cutover and exited.
-        @Test(.timeLimit(.minutes(2)))
-        func everyAcknowledgedWriteArrivesAndTheOldTablesRefuseTheRest() async throws {
+        @Test(.timeLimit(.minutes(2)), arguments: [Layout.reshaped, .sameFile])
+        func everyAcknowledgedWriteArrivesAndTheOldTablesRefuseTheRest(_ layout: Layout) async throws {
             try await withTemporaryDirectory { root in
-                let s = try Scenario.create(root: root, layout: .reshaped)
+                let s = try Scenario.create(root: root, layout: layout)
                 let reaper = Reaper()
                 defer { reaper.reapAll() }
                 let crowd = try await Crowd.start(s, python: 2, plain: 1, routing: 1)
@@ -43,7 +43,7 @@ extension CutoverTests {
                 try s.expectTarget(equals: outcome.all, "after cutover")
                 try s.expectSource(equals: outcome.onSource, "after cutover")
                 try expectSwitched(s, lsn: lsn)
-                print("cutover under load: \(outcome.acknowledged) writes acknowledged, \(outcome.refused) refused by guards, pause \(try cut.json().double("pause_ms") ?? -1) ms")
+                print("cutover under load (\(layout)): \(outcome.acknowledged) writes acknowledged, \(outcome.refused) refused by guards, pause \(try cut.json().double("pause_ms") ?? -1) ms")
             }
         }
     }
