@@ -154,29 +154,85 @@ extension Substring {
     }
 }
 
-extension Migrator {
-    /// Finishes or undoes a cutover that a crash interrupted.
+/// Settles the target's cutover journal against the source's switch record,
+/// the commit point: a journal left "prepared" by a crash is completed to
+/// "done" when the record exists, and cleared (the source stays
+/// authoritative) when it does not. Used by the next cutover and by
+/// `tidemark status`, so a killed cutover is resolved by either.
+enum CutoverJournal {
+    /// Returns the (settled) stored state, or nil when the target has none.
     ///
-    /// The source's switch record is the commit point: with it, the target's
-    /// "prepared" journal entry is completed to "done"; without it, the entry
-    /// is cleared and the source stays authoritative.
-    func resolveInterruptedCutover() throws {
-        guard var stored = try StateTables.load(target), stored.cutoverState == "prepared" else { return }
-        let record = try SwitchRecord.read(source)
-        try target.transaction(.immediate) {
-            if let record {
-                stored.cutoverState = "done"
-                stored.cutoverLSN = record.lsn
-                stored.cutoverAtMicros = record.atMicros
-            } else {
-                stored.cutoverState = nil
-                stored.cutoverLSN = nil
-                stored.cutoverAtMicros = nil
-                stored.cutoverPauseMicros = nil
-            }
-            try StateTables.saveCutover(stored, in: target)
+    /// The decision is taken under the source's write lock: a live cutover
+    /// holds it from before it journals "prepared" until it commits the
+    /// switch record, so holding it proves no cutover is between the two,
+    /// and the record read then is final. If the lock stays busy past the
+    /// connection's busy timeout, a cutover is running: nothing is changed.
+    /// A record without a "done" journal is settled as done whatever the
+    /// journal says (a cutover that committed is finished).
+    static func settle(plan: Plan, source: Connection, target: Connection) throws -> MigrationState? {
+        guard let stored = try StateTables.load(target) else { return nil }
+        if stored.cutoverState != "prepared" {
+            // "done", "rolled-back", or nothing to settle (the usual case: no lock taken).
+            if stored.cutoverState != nil { return stored }
+            if try SwitchRecord.read(source) == nil { return stored }
         }
-        state = stored
+        // Same file: the target transaction below is the file's write lock.
+        let lockSource = !plan.isSameFile
+        if lockSource {
+            let begun: SQLiteError? = Self.begin(source)
+            if let begun {
+                if begun.primaryCode == .busy { return stored }
+                throw begun
+            }
+        }
+        do {
+            let settled = try target.transaction(.immediate) { try settleLocked(source: source, target: target) }
+            if lockSource { try source.execute("ROLLBACK") }
+            return settled
+        } catch {
+            if lockSource && source.isInTransaction { try? source.execute("ROLLBACK") }
+            throw error
+        }
+    }
+
+    private static func begin(_ c: Connection) -> SQLiteError? {
+        do {
+            try c.execute("BEGIN IMMEDIATE")
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    /// The decision itself, with both write locks held.
+    private static func settleLocked(source: Connection, target: Connection) throws -> MigrationState? {
+        guard var s = try StateTables.load(target) else { return nil }
+        guard s.cutoverState == "prepared" || s.cutoverState == nil else { return s }
+        if let record = try SwitchRecord.read(source) {
+            s.cutoverState = "done"
+            s.cutoverLSN = record.lsn
+            s.cutoverAtMicros = record.atMicros
+        } else {
+            guard s.cutoverState != nil else { return s }
+            s.cutoverState = nil
+            s.cutoverLSN = nil
+            s.cutoverAtMicros = nil
+            s.cutoverPauseMicros = nil
+        }
+        try StateTables.saveCutover(s, in: target)
+        return s
+    }
+}
+
+extension Migrator {
+    /// Finishes or undoes a cutover that a crash interrupted (see ``CutoverJournal``).
+    func resolveInterruptedCutover() throws {
+        if let settled = try CutoverJournal.settle(plan: plan, source: source, target: target) {
+            state.cutoverState = settled.cutoverState
+            state.cutoverLSN = settled.cutoverLSN
+            state.cutoverAtMicros = settled.cutoverAtMicros
+            state.cutoverPauseMicros = settled.cutoverPauseMicros
+        }
     }
 
     /// Makes the target authoritative: waits for a small lag, pauses writers
