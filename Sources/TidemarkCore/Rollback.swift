@@ -123,12 +123,16 @@ public enum Rollback {
         if let m = mappings.first(where: { $0.shape == .inPlace }) {
             throw MigrationError(.noInverse, "\(m.source.name) was migrated in place; rolling back an in-place migration after cutover is not supported — the old columns are intact, drop the guard trigger _tidemark_guard_\(m.source.name)_update to write them again")
         }
+        // Same file: the source tables are written through the target
+        // connection, which holds the file's write lock below (statements of
+        // another connection would wait on that lock and fail busy).
+        let writer = plan.isSameFile ? target : source
         var inverses: [Inverse] = []
         for m in mappings {
             guard let info = try Schema.table(named: m.targetTable, in: target) else {
                 throw MigrationError(.missingTable, "target table \(m.targetTable) is missing from \(plan.target)")
             }
-            inverses.append(try Inverse(m, plan: plan.tables.first { $0.source.lowercased() == m.source.name.lowercased() }!, source: source, targetInfo: info))
+            inverses.append(try Inverse(m, plan: plan.tables.first { $0.source.lowercased() == m.source.name.lowercased() }!, source: writer, targetInfo: info))
         }
         let byTarget = Dictionary(inverses.map { ($0.mapping.targetTable, $0) }, uniquingKeysWith: { a, _ in a })
         var replayed = 0
@@ -139,7 +143,7 @@ public enum Rollback {
             let decoder = try OutboxDecoder(connection: target)
             let changes = try decoder.read(from: target, after: LSN(UInt64(max(0, state.reverseFromSeq ?? 0))), limit: Int.max)
             if !sameFile { try source.execute("BEGIN IMMEDIATE") }
-            let s = sameFile ? target : source
+            let s = writer
             for m in mappings { for sql in Guards.dropSQL(m) { try s.execute(sql) } }
             for r in changes {
                 guard let inv = byTarget[r.table] else { continue }

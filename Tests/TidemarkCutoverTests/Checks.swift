@@ -24,14 +24,13 @@ struct Outcome {
 /// - no writer failed otherwise than by a guard refusal (no busy timeouts,
 ///   no lost rows, no crashes);
 /// - every refusal is a guard's: it starts with `tidemark:` and names where
-///   the table went;
+///   the table went (after a cutover) or came back to (after a rollback);
 /// - with `monotone`, once a writer was refused by the old tables no later
 ///   write of its own was acknowledged there (nothing was written where
 ///   nobody reads);
 /// - with `expectSwitch`, every plain writer was refused at least once and
 ///   every routing writer wrote to the target (the test covered the switch).
 func checkWriters(_ reports: [WriterReport], _ s: Scenario, expectSwitch: Bool, monotone: Bool = true,
-                  refusal: (_ table: String) -> String? = { _ in nil },
                   sourceLocation: SourceLocation = #_sourceLocation) -> Outcome {
     var outcome = Outcome(all: s.initialModel(), onSource: s.initialModel())
     for r in reports {
@@ -53,10 +52,10 @@ func checkWriters(_ reports: [WriterReport], _ s: Scenario, expectSwitch: Bool, 
                 } else {
                     targetAcks += 1
                 }
-            case .refused(let message, let table):
+            case .refused(let message, let table, let store):
                 outcome.refused += 1
-                if table == "items" || table == "lines" { refusedBySource = true }
-                let expected = refusal(table) ?? defaultRefusalPrefix(s, table: table)
+                if store == .source { refusedBySource = true }
+                let expected = store == .source ? defaultRefusalPrefix(s, table: table) : rolledBackRefusal(s, table: table)
                 if !message.hasPrefix(expected), badRefusals.count < 3 { badRefusals.append(message) }
             case .failed:
                 break
@@ -83,6 +82,13 @@ func defaultRefusalPrefix(_ s: Scenario, table: String) -> String {
     let moved = table == "items" ? s.layout.items.table : s.layout.linesTable
     let place = s.layout.sameFile ? moved : "\(s.target) table \(moved)"
     return "tidemark: \(table) has moved to \(place) (cutover at LSN "
+}
+
+/// `tidemark: accounts was rolled back to <source> table items; write there`:
+/// a target guard's message after a rollback.
+func rolledBackRefusal(_ s: Scenario, table: String) -> String {
+    let back = table == s.layout.items.table ? "items" : "lines"
+    return "tidemark: \(table) was rolled back to \(s.source) table \(back); write there"
 }
 
 /// The cutover's commit point and fences agree: the source has the switch

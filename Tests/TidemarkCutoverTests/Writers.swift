@@ -17,8 +17,8 @@ enum Store: String, Sendable { case source, target }
 
 enum WriterEvent: Sendable {
     case ok(Write, Store)
-    /// A guard trigger refused it; the message and the table written.
-    case refused(String, table: String)
+    /// A guard trigger refused it; the message, and the table and store written.
+    case refused(String, table: String, store: Store)
     case failed(String)
 }
 
@@ -30,7 +30,7 @@ struct WriterReport: Sendable {
     var exitSummary: String?
 
     var acknowledged: Int { events.reduce(0) { if case .ok = $1 { $0 + 1 } else { $0 } } }
-    var refusals: [(String, String)] { events.compactMap { if case .refused(let m, let t) = $0 { (m, t) } else { nil } } }
+    var refusals: [(String, String)] { events.compactMap { if case .refused(let m, let t, _) = $0 { (m, t) } else { nil } } }
     var failures: [String] { events.compactMap { if case .failed(let m) = $0 { m } else { nil } } }
 }
 
@@ -176,18 +176,20 @@ final class SwiftWriters: @unchecked Sendable {
                         state.record(write)
                     } catch let e as SQLiteError where e.message.hasPrefix("tidemark:") {
                         let table = if case .putItem = write { statements.itemsTable } else if case .deleteItem = write { statements.itemsTable } else { statements.linesTable }
-                        report.events.append(.refused(e.message, table: table))
+                        report.events.append(.refused(e.message, table: table, store: store))
                         if routing && !retried {
-                            // Cut over: route again and write where the data lives now.
+                            // Cut over (or rolled back): route again and write where the data lives now.
                             let route = try Router(plan: try scenario.loadPlan()).route()
-                            guard route.authority == .target else {
-                                report.events.append(.failed("refused by a guard but the router says \(route.authority)"))
+                            let now: Store = route.authority == .target ? .target : .source
+                            guard now != store else {
+                                report.events.append(.failed("refused by a guard but the router still says \(route.authority)"))
                                 break
                             }
                             connection = try Connection(path: route.database, mode: .readWrite, busyTimeoutMillis: 20_000)
-                            statements = try WriterStatements(connection, items: { var m = scenario.layout.items; m.table = route.table(for: "items"); return m }(),
-                                                              lines: route.table(for: "lines"))
-                            store = .target
+                            var items = now == .target ? scenario.layout.items : ItemsMapping(table: "items")
+                            items.table = route.table(for: "items")
+                            statements = try WriterStatements(connection, items: items, lines: route.table(for: "lines"))
+                            store = now
                             retried = true
                             continue
                         }
@@ -340,7 +342,7 @@ final class PythonWriters: @unchecked Sendable {
                 if let op = o["ok"] as? [String: Any] {
                     report.events.append(.ok(try Self.write(op), .source))
                 } else if let m = o["refused"] as? String {
-                    report.events.append(.refused(m, table: o["table"] as? String ?? "?"))
+                    report.events.append(.refused(m, table: o["table"] as? String ?? "?", store: .source))
                 } else if let m = o["failed"] as? String {
                     report.events.append(.failed(m))
                 } else if o["done"] != nil {
