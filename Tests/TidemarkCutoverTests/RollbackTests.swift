@@ -117,6 +117,52 @@ extension CutoverTests {
             }
         }
 
+        /// Same file, with the log shipped by `tidemark capture run` in its
+        /// own process (the migrator then only reads the log): reverse
+        /// capture shares the source's outbox, so the shipper keeps moving
+        /// the target's changes after the switch into the log and deleting
+        /// them from the outbox. Rollback must still carry every one back.
+        @Test(.timeLimit(.minutes(1)))
+        func sameFileWithASeparateShipperLosesNoTargetWrite() async throws {
+            try await withTemporaryDirectory { root in
+                let s = try Scenario.create(root: root, layout: .sameFileIdentity, items: 300, batches: 100)
+                let reaper = Reaper()
+                defer { reaper.reapAll() }
+                let install = try await tidemark(["capture", "install", "--source", s.source, "--log", s.log, "--tables", "items,lines"])
+                try #require(install.status == 0, "\(install.summary)")
+                let shipper = reaper.add(try Child.tidemark(["capture", "run", "--source", s.source, "--log", s.log, "--interval-ms", "5"]))
+                try await shipper.start()
+                let migrate = reaper.add(try Child.tidemark(["migrate", "--follow"] + s.planArguments))
+                try await migrate.start()
+                try await s.waitUntilCaughtUp(child: migrate)
+                let cut = try await tidemark(["cutover", "--json"] + s.planArguments)
+                try expectCutoverJSON(cut)
+                let migrated = try await migrate.waitForOwnExit(timeoutSeconds: 20)
+                #expect(migrated?.status == 0, "\(migrated?.summary ?? "still running")")
+
+                // The application writes to the new tables; the shipper ships on.
+                var model = s.initialModel()
+                let t = try Connection(path: s.target, mode: .readWrite)
+                for id in Int64(8_000_000)..<8_000_040 {
+                    try t.prepare("INSERT INTO items_new(id, owner, n, note) VALUES (?, 'app', 1, NULL)").execute([.integer(id)])
+                    model.apply(.putItem(id, ItemRow(owner: "app", n: 1, note: nil)))
+                }
+                try t.execute("UPDATE items_new SET n = 77 WHERE id = 5; DELETE FROM lines_new WHERE batch = 7")
+                model.items[5]!.n = 77
+                model.lines[LineKey(batch: 7, line: 1)] = nil
+                model.lines[LineKey(batch: 7, line: 2)] = nil
+                try t.close()
+                try await pause(milliseconds: 300)
+                let stopped = try await shipper.terminate()
+                #expect(stopped.status == 0, "capture run on SIGTERM: \(stopped.summary)")
+
+                let rollback = try await tidemark(["rollback", "--json"] + s.planArguments)
+                try #require(rollback.status == 0, "rollback: \(rollback.summary)")
+                #expect(try rollback.json().int("changes_replayed_back") == 43, "\(rollback.stdoutText)")
+                try s.expectSource(equals: model, "after rollback")
+            }
+        }
+
         /// A computed column without a declared inverse: rollback after the
         /// cutover refuses with one clear line and changes nothing.
         @Test(.timeLimit(.minutes(1)))
