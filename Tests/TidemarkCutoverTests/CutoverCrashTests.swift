@@ -83,6 +83,37 @@ extension CutoverTests {
             }
         }
 
+        /// A pause over `--max-pause-ms` (each step made to sleep 40 ms, the
+        /// limit 70 ms: the check after the switch's writes fails, after the
+        /// target was journaled "prepared" when there are two files) rolls
+        /// everything back with one clear line: the source stays
+        /// authoritative and writable, and a retry succeeds.
+        @Test(.timeLimit(.minutes(1)), arguments: [Layout.reshaped, .sameFile])
+        func aPauseOverTheLimitChangesNothingAndARetrySucceeds(_ layout: Layout) async throws {
+            try await withTemporaryDirectory { root in
+                let s = try Scenario.create(root: root, layout: layout, items: 300, batches: 100)
+                let migrated = try await tidemark(["migrate"] + s.planArguments)
+                try #require(migrated.status == 0, "migrate: \(migrated.summary)")
+                var model = s.initialModel()
+                try write(s, &model, ids: 5_000..<5_020)
+
+                let slow = try await tidemark(["cutover", "--max-pause-ms", "70"] + s.planArguments, environment: ["TIDEMARK_CUTOVER_STEP_DELAY_MS": "40"])
+                #expect(slow.status == 1 && slow.reason == .exit, "\(slow.summary)")
+                #expect(slow.stderrLines.count == 1 && slow.stderr.contains("--max-pause-ms") && slow.stderr.contains("source stays authoritative"),
+                        "\(slow.stderr)")
+                #expect(slow.stderr.contains("at switching"), "expected to fail at the last check: \(slow.stderr)")
+                #expect(try !expectNeverHalf(s, "after a refused pause"))
+                #expect(try s.journal() == nil)
+                #expect(try tryWrite(s.source, "INSERT INTO items(id, owner, n, note) VALUES (6000, 'after', 1, NULL)") == nil)
+                model.apply(.putItem(6000, ItemRow(owner: "after", n: 1, note: nil)))
+
+                let retry = try await tidemark(["cutover", "--json"] + s.planArguments)
+                let lsn = try expectCutoverJSON(retry)
+                try expectSwitched(s, lsn: lsn)
+                try s.expectTarget(equals: model, "after the retry")
+            }
+        }
+
         /// Inserts items `ids` and updates a few initial ones in the source.
         func write(_ s: Scenario, _ model: inout Model, ids: Range<Int64>) throws {
             let c = try Connection(path: s.source, mode: .readWrite)
