@@ -32,6 +32,7 @@ let package = Package(
         .testTarget(name: "TidemarkLogTests", dependencies: ["TidemarkLog"]),
         .testTarget(name: "TidemarkSQLiteTests", dependencies: ["TidemarkSQLite", "TidemarkLog"]),
         .testTarget(name: "TidemarkCoreTests", dependencies: ["TidemarkCore", "TidemarkSQLite", "TidemarkLog"]),
+        .testTarget(name: "TidemarkCutoverTests", dependencies: ["TidemarkCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

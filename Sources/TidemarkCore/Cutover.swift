@@ -1,6 +1,12 @@
 import TidemarkLog
 import TidemarkSQLite
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Tunables of `tidemark cutover`.
 public struct CutoverOptions: Sendable {
     /// Wait until the oldest unapplied change is younger than this.
@@ -98,6 +104,31 @@ enum Guards {
     }
 }
 
+/// Test-only hooks at each journaled step of a cutover, so crash tests can
+/// stop it at a chosen step instead of racing a window of milliseconds.
+///
+/// - `TIDEMARK_CRASH_AT=<step>`: the process SIGKILLs itself on reaching
+///   that step (no cleanup, no `atexit`, as a real crash).
+/// - `TIDEMARK_CUTOVER_STEP_DELAY_MS=<n>`: sleeps n ms at every step (counts
+///   toward the measured pause), which widens the window a random-time kill
+///   can land in.
+///
+/// Steps: `reverse-capture` (target capture installed, nothing locked),
+/// `locked` (source write lock held, nothing drained), `prepared` (target
+/// journaled "prepared"; two files only), `guarded` (guards and switch record
+/// written, not committed), `switched` (source committed, target journal not
+/// yet "done"; two files only). Read once from the environment; unset (in
+/// production) each check is one comparison against nil.
+enum CutoverTestHook {
+    static let crashAt: String? = getenv("TIDEMARK_CRASH_AT").map { String(cString: $0) }
+    static let stepDelayMillis: Int = getenv("TIDEMARK_CUTOVER_STEP_DELAY_MS").flatMap { Int(String(cString: $0)) } ?? 0
+
+    static func reached(_ step: String) {
+        if stepDelayMillis > 0 { Clock.sleep(milliseconds: stepDelayMillis) }
+        if crashAt == step { kill(getpid(), SIGKILL) }
+    }
+}
+
 extension String {
     func replacingOccurrences(of a: String, with b: String) -> String {
         var out = ""
@@ -123,29 +154,85 @@ extension Substring {
     }
 }
 
-extension Migrator {
-    /// Finishes or undoes a cutover that a crash interrupted.
+/// Settles the target's cutover journal against the source's switch record,
+/// the commit point: a journal left "prepared" by a crash is completed to
+/// "done" when the record exists, and cleared (the source stays
+/// authoritative) when it does not. Used by the next cutover and by
+/// `tidemark status`, so a killed cutover is resolved by either.
+enum CutoverJournal {
+    /// Returns the (settled) stored state, or nil when the target has none.
     ///
-    /// The source's switch record is the commit point: with it, the target's
-    /// "prepared" journal entry is completed to "done"; without it, the entry
-    /// is cleared and the source stays authoritative.
-    func resolveInterruptedCutover() throws {
-        guard var stored = try StateTables.load(target), stored.cutoverState == "prepared" else { return }
-        let record = try SwitchRecord.read(source)
-        try target.transaction(.immediate) {
-            if let record {
-                stored.cutoverState = "done"
-                stored.cutoverLSN = record.lsn
-                stored.cutoverAtMicros = record.atMicros
-            } else {
-                stored.cutoverState = nil
-                stored.cutoverLSN = nil
-                stored.cutoverAtMicros = nil
-                stored.cutoverPauseMicros = nil
-            }
-            try StateTables.saveCutover(stored, in: target)
+    /// The decision is taken under the source's write lock: a live cutover
+    /// holds it from before it journals "prepared" until it commits the
+    /// switch record, so holding it proves no cutover is between the two,
+    /// and the record read then is final. If the lock stays busy past the
+    /// connection's busy timeout, a cutover is running: nothing is changed.
+    /// A record without a "done" journal is settled as done whatever the
+    /// journal says (a cutover that committed is finished).
+    static func settle(plan: Plan, source: Connection, target: Connection) throws -> MigrationState? {
+        guard let stored = try StateTables.load(target) else { return nil }
+        if stored.cutoverState != "prepared" {
+            // "done", "rolled-back", or nothing to settle (the usual case: no lock taken).
+            if stored.cutoverState != nil { return stored }
+            if try SwitchRecord.read(source) == nil { return stored }
         }
-        state = stored
+        // Same file: the target transaction below is the file's write lock.
+        let lockSource = !plan.isSameFile
+        if lockSource {
+            let begun: SQLiteError? = Self.begin(source)
+            if let begun {
+                if begun.primaryCode == .busy { return stored }
+                throw begun
+            }
+        }
+        do {
+            let settled = try target.transaction(.immediate) { try settleLocked(source: source, target: target) }
+            if lockSource { try source.execute("ROLLBACK") }
+            return settled
+        } catch {
+            if lockSource && source.isInTransaction { try? source.execute("ROLLBACK") }
+            throw error
+        }
+    }
+
+    private static func begin(_ c: Connection) -> SQLiteError? {
+        do {
+            try c.execute("BEGIN IMMEDIATE")
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    /// The decision itself, with both write locks held.
+    private static func settleLocked(source: Connection, target: Connection) throws -> MigrationState? {
+        guard var s = try StateTables.load(target) else { return nil }
+        guard s.cutoverState == "prepared" || s.cutoverState == nil else { return s }
+        if let record = try SwitchRecord.read(source) {
+            s.cutoverState = "done"
+            s.cutoverLSN = record.lsn
+            s.cutoverAtMicros = record.atMicros
+        } else {
+            guard s.cutoverState != nil else { return s }
+            s.cutoverState = nil
+            s.cutoverLSN = nil
+            s.cutoverAtMicros = nil
+            s.cutoverPauseMicros = nil
+        }
+        try StateTables.saveCutover(s, in: target)
+        return s
+    }
+}
+
+extension Migrator {
+    /// Finishes or undoes a cutover that a crash interrupted (see ``CutoverJournal``).
+    func resolveInterruptedCutover() throws {
+        if let settled = try CutoverJournal.settle(plan: plan, source: source, target: target) {
+            state.cutoverState = settled.cutoverState
+            state.cutoverLSN = settled.cutoverLSN
+            state.cutoverAtMicros = settled.cutoverAtMicros
+            state.cutoverPauseMicros = settled.cutoverPauseMicros
+        }
     }
 
     /// Makes the target authoritative: waits for a small lag, pauses writers
@@ -202,6 +289,7 @@ extension Migrator {
             let conn = try Connection(path: plan.target, mode: .readWrite)
             try Capture.install(connection: conn, tables: reverseTables, sourceID: id)
             try conn.close()
+            CutoverTestHook.reached("reverse-capture")
         }
         return plan.isSameFile ? try cutoverOneFile(o, waited: waited) : try cutoverTwoFiles(o, waited: waited)
     }
@@ -230,6 +318,7 @@ extension Migrator {
         let pauseStart = Clock.monotonicNanos()
         var prepared = false
         do {
+            CutoverTestHook.reached("locked")
             // 3. Everything committed before the lock is below this mark.
             let highWater = LSN(UInt64(max(0, try Capture.lastCapturedSeq(lock))))
             try waitForLogDuringCutover(highWater)
@@ -247,14 +336,17 @@ extension Migrator {
                 try StateTables.saveCutover(state, in: target)
             }
             prepared = true
+            CutoverTestHook.reached("prepared")
             // 4 + 5. Guards and the switch record: the commit point.
             for m in mappings { for sql in Guards.createSQL(m, plan: plan, lsn: highWater) { try lock.execute(sql) } }
             try lock.execute(SwitchRecord.createSQL)
             try lock.prepare("INSERT OR REPLACE INTO \(SwitchRecord.table)(id, lsn, at, target, tables) VALUES (1, ?, ?, ?, ?)")
                 .execute([.integer(Int64(highWater.rawValue)), .integer(at), .text(plan.target),
                           .text(mappings.map { "\($0.source.name)=\($0.targetTable)" }.joined(separator: ","))])
+            CutoverTestHook.reached("guarded")
             try checkPause(pauseStart, o, "switching")
             try lock.execute("COMMIT")
+            CutoverTestHook.reached("switched")
             let pause = Double(Clock.monotonicNanos() - pauseStart) / 1e6
             state.cutoverState = "done"
             state.cutoverPauseMicros = Int64(pause * 1000)
@@ -274,6 +366,7 @@ extension Migrator {
         // One transaction on the one file: lock, drain, guard, record, commit.
         try target.transaction(.immediate) {
             let start = Clock.monotonicNanos()
+            CutoverTestHook.reached("locked")
             try syncWithStoredState()
             let highWater = try store.captureHighWater()
             try waitForLogDuringCutover(highWater)
@@ -292,6 +385,7 @@ extension Migrator {
             state.cutoverPauseMicros = Int64(Double(Clock.monotonicNanos() - start) / 1e3)
             try StateTables.save(state, table: nil, in: target)
             try StateTables.saveCutover(state, in: target)
+            CutoverTestHook.reached("guarded")
             try checkPause(start, o, "switching")
             report = CutoverReport(lsn: highWater, atMicros: at, pauseMillis: 0, drained: drained, waitedSeconds: waited,
                                    dryRun: false, alreadyDone: false)

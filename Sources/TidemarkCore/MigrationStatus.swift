@@ -25,6 +25,13 @@ public struct MigrationStatus: Sendable {
         var state: MigrationState?
         if FileSystemCheck.exists(plan.target) {
             state = try StateTables.load(try Connection(path: plan.target, mode: .readOnly))
+            // A cutover killed mid-way left its journal unsettled: settle it
+            // now (read-only otherwise), so status reports what is true.
+            let switched = try SwitchRecord.read(source) != nil
+            if let s = state, s.cutoverState == "prepared" || s.cutoverState == nil && switched {
+                state = try CutoverJournal.settle(plan: plan, source: try Connection(path: plan.source, mode: .readWrite),
+                                                  target: try Connection(path: plan.target, mode: .readWrite))
+            }
         }
         var head: LSN?
         var lagMillis = 0

@@ -147,6 +147,10 @@ public final class Migrator: @unchecked Sendable {
         }
     }
 
+    /// How long a same-file migration waits for the file's write lock
+    /// before shipping again (see ``run(progress:)``).
+    static let sameFileLockWaitMillis: Int32 = 100
+
     static func consumerSuffix(_ path: String) -> String {
         let base = path.split(separator: "/").last.map(String.init) ?? path
         let cleaned = String(base.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" ? $0 : "_" })
@@ -170,6 +174,14 @@ public final class Migrator: @unchecked Sendable {
         var copyDone: UInt64?
         var caughtUp = false
         var cutOver = false
+        // Same file: a cutover in another process holds this file's write
+        // lock while it waits for the log to reach what it must drain, which
+        // this process ships when it owns the log. Waiting out the busy
+        // timeout for that lock would stall both (and then fail), so wait
+        // briefly and go round again instead: every step ships first.
+        let busyTimeout = target.busyTimeoutMillis
+        if plan.isSameFile { try target.setBusyTimeout(millis: min(busyTimeout, Self.sameFileLockWaitMillis)) }
+        defer { if plan.isSameFile { try? target.setBusyTimeout(millis: busyTimeout) } }
         while !stopRequested {
           do {
             if let i = state.tables.firstIndex(where: { $0.phase != .following }) {
@@ -190,6 +202,11 @@ public final class Migrator: @unchecked Sendable {
           } catch let e as MigrationError where e.code == .cutOver {
             cutOver = true
             break
+          } catch let e as SQLiteError where e.primaryCode == .busy && plan.isSameFile {
+            // The file stayed locked (see above); the step changed nothing
+            // stored, and the next one reloads the stored state.
+            Clock.sleep(milliseconds: options.idleMillis)
+            continue
           }
             try acknowledge(force: false)
             progress(snapshot(caughtUp: caughtUp))

@@ -123,12 +123,16 @@ public enum Rollback {
         if let m = mappings.first(where: { $0.shape == .inPlace }) {
             throw MigrationError(.noInverse, "\(m.source.name) was migrated in place; rolling back an in-place migration after cutover is not supported — the old columns are intact, drop the guard trigger _tidemark_guard_\(m.source.name)_update to write them again")
         }
+        // Same file: the source tables are written through the target
+        // connection, which holds the file's write lock below (statements of
+        // another connection would wait on that lock and fail busy).
+        let writer = plan.isSameFile ? target : source
         var inverses: [Inverse] = []
         for m in mappings {
             guard let info = try Schema.table(named: m.targetTable, in: target) else {
                 throw MigrationError(.missingTable, "target table \(m.targetTable) is missing from \(plan.target)")
             }
-            inverses.append(try Inverse(m, plan: plan.tables.first { $0.source.lowercased() == m.source.name.lowercased() }!, source: source, targetInfo: info))
+            inverses.append(try Inverse(m, plan: plan.tables.first { $0.source.lowercased() == m.source.name.lowercased() }!, source: writer, targetInfo: info))
         }
         let byTarget = Dictionary(inverses.map { ($0.mapping.targetTable, $0) }, uniquingKeysWith: { a, _ in a })
         var replayed = 0
@@ -136,10 +140,30 @@ public enum Rollback {
         // Pause target writers, then switch the source back in one source transaction.
         try target.execute("BEGIN IMMEDIATE")
         do {
+            let from = LSN(UInt64(max(0, state.reverseFromSeq ?? 0)))
+            var changes: [ChangeRecord] = []
+            var outboxFrom = from
+            if sameFile && LogDirectory(plan.log).exists {
+                // Same file: reverse capture shares the source's outbox, and a
+                // shipper (`tidemark capture run`, or a migrator that had not yet
+                // seen the switch) may have moved some of the target's changes
+                // into the log and deleted them from the outbox. A change is in
+                // the log up to its head, or else still in the outbox (the
+                // shipper deletes only what the log holds, and cannot delete
+                // while this transaction holds the file's write lock), so the
+                // log up to its head and the outbox after it are all of them.
+                let reader = try LogReader(directory: plan.log)
+                let head = try reader.headLSN()
+                if head > from {
+                    let cursor = try reader.cursor(from: from.next, tables: Set(byTarget.keys))
+                    while let r = try cursor.next(), r.lsn <= head { changes.append(r) }
+                    outboxFrom = head
+                }
+            }
             let decoder = try OutboxDecoder(connection: target)
-            let changes = try decoder.read(from: target, after: LSN(UInt64(max(0, state.reverseFromSeq ?? 0))), limit: Int.max)
+            changes += try decoder.read(from: target, after: outboxFrom, limit: Int.max)
             if !sameFile { try source.execute("BEGIN IMMEDIATE") }
-            let s = sameFile ? target : source
+            let s = writer
             for m in mappings { for sql in Guards.dropSQL(m) { try s.execute(sql) } }
             for r in changes {
                 guard let inv = byTarget[r.table] else { continue }

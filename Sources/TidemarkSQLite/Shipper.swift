@@ -36,10 +36,18 @@ public final class Shipper {
         /// How long ``run(until:)`` sleeps when a round found nothing to ship.
         public var idlePauseMillis: Int
 
-        public init(batchLimit: Int = 10_000, idlePauseMillis: Int = 50) {
-            precondition(batchLimit > 0 && idlePauseMillis >= 0)
+        /// The longest a round waits for the source's write lock to delete
+        /// shipped rows before leaving them to a later round. Short on
+        /// purpose: the lock holder may be waiting for this round's append
+        /// (a cutover drains the log while it holds the source's write lock),
+        /// so waiting out the connection's busy timeout would stall both.
+        public var deleteWaitMillis: Int32
+
+        public init(batchLimit: Int = 10_000, idlePauseMillis: Int = 50, deleteWaitMillis: Int32 = 10) {
+            precondition(batchLimit > 0 && idlePauseMillis >= 0 && deleteWaitMillis >= 0)
             self.batchLimit = batchLimit
             self.idlePauseMillis = idlePauseMillis
+            self.deleteWaitMillis = deleteWaitMillis
         }
     }
 
@@ -135,7 +143,7 @@ public final class Shipper {
         if !records.isEmpty {
             try appender.append(records)
         }
-        let deleted = deleteShipped ? try self.deleteShipped(upTo: appender.durableLSNValue) : 0
+        let deleted = deleteShipped ? try self.deleteShipped(upTo: appender.durableLSNValue, waitMillis: options.deleteWaitMillis) : 0
         return Round(shipped: records.count, deleted: deleted, lastLSN: appender.lastLSN)
     }
 
@@ -168,8 +176,9 @@ public final class Shipper {
             let round = try shipOnce()
             shipped += round.shipped
             if round.lastLSN >= target || round.shipped == 0 {
-                // One more delete for rows the last round appended.
-                _ = try deleteShipped(upTo: appender.durableLSNValue)
+                // One more delete for rows the last round appended, waiting
+                // the connection's whole busy timeout: this is the last chance.
+                _ = try deleteShipped(upTo: appender.durableLSNValue, waitMillis: connection.busyTimeoutMillis)
                 return shipped
             }
         }
@@ -191,13 +200,17 @@ public final class Shipper {
         checkedSchemaVersion = version
     }
 
-    /// Deletes outbox rows at or below `lsn`, which the log holds durably.
-    /// A busy source (a long writer) is not an error: the rows stay and the
-    /// next round deletes them.
-    private func deleteShipped(upTo lsn: LSN) throws -> Int {
+    /// Deletes outbox rows at or below `lsn`, which the log holds durably,
+    /// waiting at most `waitMillis` for the write lock. A busy source (a long
+    /// writer, a cutover) is not an error: the rows stay and the next round
+    /// deletes them.
+    private func deleteShipped(upTo lsn: LSN, waitMillis: Int32) throws -> Int {
         guard lsn > .zero else { return 0 }
         let statement = try connection.cachedStatement("DELETE FROM \(Capture.outboxTable) WHERE seq <= ?1")
         try statement.bind(Int64(clamping: lsn.rawValue), at: 1)
+        let busyTimeout = connection.busyTimeoutMillis
+        try connection.setBusyTimeout(millis: min(waitMillis, busyTimeout))
+        defer { try? connection.setBusyTimeout(millis: busyTimeout) }
         do {
             try statement.execute()
         } catch {
