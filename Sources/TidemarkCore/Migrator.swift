@@ -122,6 +122,9 @@ public final class Migrator: @unchecked Sendable {
         } else {
             state = try TargetSetup.start(plan: plan, mappings: mappings, target: target, store: store, sourceID: sourceID)
         }
+        // Prepared now, outside any transaction: some create TEMP tables,
+        // which a rolled-back step must not take away.
+        for m in mappings { _ = try store.statements(for: m) }
         // Capture must cover every planned table before its first chunk is
         // read; installing is idempotent and regenerates triggers whose table
         // changed shape (in place: the columns just added).

@@ -70,6 +70,8 @@ final class TableStatements {
     /// Source column name (lowercased) → bind position in `sourceColumns` order.
     let sourcePosition: [String: Int]
     let upsert: Statement?
+    /// For expression mappings: fills the one-row image table the upsert reads.
+    let imageUpdate: Statement?
     let delete: Statement?
     let inPlaceUpdate: Statement?
     /// `(?1 COLLATE c1, ...) > (?n+1, ...)`: key above a bound, by SQLite's rules.
@@ -136,10 +138,26 @@ final class TableStatements {
                 // Values bound straight from the after image, in target column order.
                 let values = (1...m.columns.count).map { "?\($0)" }.joined(separator: ", ")
                 upsert = try c.prepare("INSERT INTO \(tgt)(\(cols)) VALUES (\(values)) \(onConflict)")
+                imageUpdate = nil
             } else {
-                // Expressions evaluated over the after image, bound as a one-row subquery.
-                let row = m.sourceColumns.enumerated().map { "?\($0.offset + 1) AS \(q($0.element))" }.joined(separator: ", ")
-                upsert = try c.prepare("INSERT INTO \(tgt)(\(cols)) SELECT \(exprs) FROM (SELECT \(row)) WHERE true \(onConflict)")
+                // Expressions are evaluated over the after image held in a
+                // one-row TEMP table declared like the source table (each
+                // column's affinity and collation), so that they mean what
+                // they mean in the copy, which reads the source table: with
+                // a NOCASE column `email = 'X'` ignores case, and with a TEXT
+                // column `code > 5` compares text. Over bare bound values
+                // both would differ. The image values already carry the
+                // column's affinity, so storing them again changes none.
+                let imageName = q("_tidemark_image_" + m.source.name)
+                let image = "temp." + imageName
+                let defs = m.sourceColumns.map { name -> String in
+                    let info = m.source.columns.first { $0.name == name }
+                    let coll = info?.collation ?? "BINARY"
+                    return q(name) + Self.affinityType(info?.declaredType ?? "") + (coll.uppercased() == "BINARY" ? "" : " COLLATE " + q(coll))
+                }
+                try c.execute("DROP TABLE IF EXISTS \(image); CREATE TEMP TABLE \(imageName)(\(defs.joined(separator: ", "))); INSERT INTO \(image) DEFAULT VALUES")
+                imageUpdate = try c.prepare("UPDATE \(image) SET " + m.sourceColumns.enumerated().map { "\(q($0.element)) = ?\($0.offset + 1)" }.joined(separator: ", "))
+                upsert = try c.prepare("INSERT INTO \(tgt)(\(cols)) SELECT \(exprs) FROM \(image) WHERE true \(onConflict)")
             }
             let targetWhere = m.targetKey.enumerated().map { "\(q($0.element)) = ?\($0.offset + 1)" }.joined(separator: " AND ")
             delete = try c.prepare("DELETE FROM \(tgt) WHERE \(targetWhere)")
@@ -153,8 +171,20 @@ final class TableStatements {
             let keyWhere = m.sourceKey.enumerated().map { "\(q($0.element)) = ?\($0.offset + 1)" }.joined(separator: " AND ")
             inPlaceUpdate = try c.prepare("UPDATE \(tgt) SET \(sets) WHERE \(keyWhere)")
             upsert = nil
+            imageUpdate = nil
             delete = nil
         }
+    }
+
+    /// A type name with the affinity SQLite gives a column declared `type`
+    /// (its rules, in their order), with a leading space; empty for none.
+    static func affinityType(_ type: String) -> String {
+        let t = type.uppercased()
+        if t.contains("INT") { return " INTEGER" }
+        if t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT") { return " TEXT" }
+        if t.isEmpty || t.contains("BLOB") { return "" }
+        if t.contains("REAL") || t.contains("FLOA") || t.contains("DOUB") { return " REAL" }
+        return " NUMERIC"
     }
 
     /// Whether a column declared `type` has no affinity (SQLite's rules:
@@ -195,10 +225,18 @@ final class TableStatements {
             switch (mapping.shape, r.operation) {
             case (.copy, .insert), (.copy, .update):
                 guard let after = r.after else { return }
-                let s = upsert!
-                s.reset()
-                try bindImage(after, lsn: r.lsn, to: s)
-                try s.execute()
+                if let image = imageUpdate {
+                    image.reset()
+                    try bindImage(after, lsn: r.lsn, to: image)
+                    try image.execute()
+                    upsert!.reset()
+                    try upsert!.execute()
+                } else {
+                    let s = upsert!
+                    s.reset()
+                    try bindImage(after, lsn: r.lsn, to: s)
+                    try s.execute()
+                }
             case (.copy, .delete):
                 let s = delete!
                 s.reset()

@@ -120,7 +120,7 @@ import Glibc
         print(ops, conflicts)
         """
 
-    @Test("python writers, tidemark migrate killed and restarted, row-by-row equal", .timeLimit(.minutes(4)))
+    @Test("python writers, tidemark migrate killed and restarted, row-by-row equal", .timeLimit(.minutes(10)))
     func killedMigrationWithForeignWriters() throws {
         let seed: UInt64 = 20_251_125
         var rng = SplitMix(seed: seed)

@@ -59,7 +59,7 @@ import TidemarkSQLite
         }
     }
 
-    @Test("copy, crash, resume and follow under concurrent writes", .timeLimit(.minutes(3)), arguments: Shape.allCases)
+    @Test("copy, crash, resume and follow under concurrent writes", .timeLimit(.minutes(10)), arguments: Shape.allCases)
     func shape(_ shape: Shape) throws {
         try withTemporaryDirectory { dir in
             try writeText(dir + "/tidemark.yml", shape.planYAML)

@@ -185,6 +185,12 @@ func runTidemark(_ arguments: [String], in directory: String, seconds: Double = 
     return (status, child.stdout, child.stderr)
 }
 
+// Time limits: Swift Testing counts a test's time from when it is
+// scheduled, and synchronous tests share a cooperative pool as wide as the
+// machine (two threads here), so a limit must cover the whole target's run.
+// The bounds that stop a stuck test are inside it: `run(seconds:)` and
+// `ChildProcess.wait(seconds:)`.
+
 extension Migrator {
     /// `run(progress:)`, stopped after `seconds` however far it got: a
     /// migration that never catches up (a feedback loop, a stuck copy) fails

@@ -184,7 +184,7 @@ import TidemarkSQLite
         }
     }
 
-    @Test("tidemark migrate prints one error line and exits non-zero", .timeLimit(.minutes(1)))
+    @Test("tidemark migrate prints one error line and exits non-zero", .timeLimit(.minutes(10)))
     func commandLineErrors() throws {
         try withTemporaryDirectory { dir in
             let db = try Connection(path: dir + "/src.db", mode: .readWriteCreate)
