@@ -57,6 +57,18 @@ public enum PlanResolver {
             guard !info.primaryKey.isEmpty else {
                 throw MigrationError(.noPrimaryKey, "source table '\(info.name)' has no PRIMARY KEY; Tidemark keys target rows by the source key — add one first")
             }
+            // SQLite lets a rowid table's non-integer primary key hold NULLs;
+            // such rows have no usable key (NULL compares to nothing).
+            if !info.hasRowidAlias && !info.isWithoutRowid {
+                let nullable = info.primaryKey.filter { k in info.columns.first { $0.name == k }?.notNull != true }
+                if !nullable.isEmpty {
+                    let probe = try source.prepare("SELECT 1 FROM \(quoteIdentifier(info.name)) WHERE " +
+                        nullable.map { "\(quoteIdentifier($0)) IS NULL" }.joined(separator: " OR ") + " LIMIT 1")
+                    if try probe.step() {
+                        throw MigrationError(.noPrimaryKey, "source table '\(info.name)' has rows whose primary key (\(info.primaryKey.joined(separator: ", "))) is NULL; such rows cannot be keyed — give them keys (and declare the key NOT NULL) first")
+                    }
+                }
+            }
             let dataColumns = info.dataColumns.map(\.name)
             let inPlace = sameFile && tp.target.lowercased() == info.name.lowercased()
             let targetName = inPlace ? info.name : tp.target

@@ -13,6 +13,8 @@ import TidemarkSQLite
         CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT NOT NULL, first_name TEXT, last_name TEXT);
         CREATE TABLE events(at INTEGER, message TEXT);
         CREATE TABLE lines(order_id INTEGER NOT NULL, line INTEGER NOT NULL, qty INTEGER, PRIMARY KEY (order_id, line)) WITHOUT ROWID;
+        CREATE TABLE tags(name TEXT PRIMARY KEY, n INTEGER);
+        INSERT INTO tags VALUES ('a', 1), (NULL, 2);
         INSERT INTO users VALUES (1, 'A@X', 'Ada', 'Lovelace'), (2, 'G@X', 'Grace', 'Hopper');
         INSERT INTO events VALUES (1, 'hello');
         INSERT INTO lines VALUES (1, 1, 3), (1, 2, 4);
@@ -61,6 +63,8 @@ import TidemarkSQLite
             """, code: .badExpression, phrase: "single SQL expression"),
         Case(name: "table without a primary key", tables: "  events: {}", code: .noPrimaryKey,
              phrase: "has no PRIMARY KEY"),
+        Case(name: "rows with a NULL primary key", tables: "  tags: {}", code: .noPrimaryKey,
+             phrase: "primary key (name) is NULL"),
         Case(name: "key column left out", tables: """
               users:
                 columns:
