@@ -22,7 +22,7 @@ extension CutoverTests {
                 let s = try Scenario.create(root: root, layout: layout)
                 let reaper = Reaper()
                 defer { reaper.reapAll() }
-                let crowd = try await Crowd.start(s, python: 2, plain: 1, routing: 1)
+                let crowd = try await Crowd.start(s, python: 2, plain: 1, routing: 1, ratePerSecond: 100)
                 defer { crowd.python.stopAndReap(); crowd.swift.stop.store(true, ordering: .relaxed) }
                 let migrate = reaper.add(try Child.tidemark(["migrate", "--follow"] + s.planArguments))
                 try await migrate.start()
