@@ -55,6 +55,29 @@ extension CutoverTests {
         }
     }
 
+    /// `--timeout` reached before the lag is small: one clear line, exit 1,
+    /// and the source stays authoritative and writable.
+    @Suite struct GivingUp {
+        @Test(.timeLimit(.minutes(1)))
+        func aTimeoutChangesNothing() async throws {
+            try await withTemporaryDirectory { root in
+                let s = try Scenario.create(root: root, layout: .reshaped, items: 3_000, batches: 1_000)
+                let f = try await tidemark(["cutover", "--timeout", "0", "--max-lag-ms", "0"] + s.planArguments)
+                #expect(f.status == 1 && f.reason == .exit, "\(f.summary)")
+                #expect(f.stderrLines.count == 1 && f.stderr.contains("nothing was changed") && f.stderr.contains("--max-lag-ms"), "\(f.stderr)")
+                #expect(try !expectNeverHalf(s, "after a timeout"))
+                #expect(try s.journal() == nil)
+                #expect(try tryWrite(s.source, "INSERT INTO items(id, owner, n) VALUES (9000000, 'later', 1)") == nil)
+                // The migration simply goes on from there.
+                let retry = try await tidemark(["cutover", "--json"] + s.planArguments)
+                try expectCutoverJSON(retry)
+                var model = s.initialModel()
+                model.apply(.putItem(9_000_000, ItemRow(owner: "later", n: 1, note: nil)))
+                try s.expectTarget(equals: model, "after the retry")
+            }
+        }
+    }
+
     /// `tidemark route --json` before and after the switch.
     @Suite struct Routing {
         @Test(.timeLimit(.minutes(1)))
