@@ -33,8 +33,8 @@ extension CutoverTests {
                     try await pause(milliseconds: 600)
                     #expect(try Capture.status(connection: Connection(path: s.source, mode: .readOnly))?.backlog ?? 0 > 0,
                             "the writers left no backlog for the cutover to catch up on")
-                } else {
-                    #expect(!FileManager.default.fileExists(atPath: s.layout.sameFile ? s.root + "/none" : s.target))
+                } else if !c.layout.sameFile {
+                    #expect(!FileManager.default.fileExists(atPath: s.target), "nothing was migrated yet")
                 }
 
                 let cut = try await tidemark(["cutover", "--json", "--max-lag-ms", "1000"] + s.planArguments)
@@ -51,6 +51,29 @@ extension CutoverTests {
                 // Running it again changes nothing and says so.
                 let again = try await tidemark(["cutover", "--json"] + s.planArguments)
                 #expect(try expectCutoverJSON(again, alreadyDone: true) == lsn)
+            }
+        }
+    }
+
+    /// `--timeout` reached before the lag is small: one clear line, exit 1,
+    /// and the source stays authoritative and writable.
+    @Suite struct GivingUp {
+        @Test(.timeLimit(.minutes(1)))
+        func aTimeoutChangesNothing() async throws {
+            try await withTemporaryDirectory { root in
+                let s = try Scenario.create(root: root, layout: .reshaped, items: 3_000, batches: 1_000)
+                let f = try await tidemark(["cutover", "--timeout", "0", "--max-lag-ms", "0"] + s.planArguments)
+                #expect(f.status == 1 && f.reason == .exit, "\(f.summary)")
+                #expect(f.stderrLines.count == 1 && f.stderr.contains("nothing was changed") && f.stderr.contains("--max-lag-ms"), "\(f.stderr)")
+                #expect(try !expectNeverHalf(s, "after a timeout"))
+                #expect(try s.journal() == nil)
+                #expect(try tryWrite(s.source, "INSERT INTO items(id, owner, n) VALUES (9000000, 'later', 1)") == nil)
+                // The migration simply goes on from there.
+                let retry = try await tidemark(["cutover", "--json"] + s.planArguments)
+                try expectCutoverJSON(retry)
+                var model = s.initialModel()
+                model.apply(.putItem(9_000_000, ItemRow(owner: "later", n: 1, note: nil)))
+                try s.expectTarget(equals: model, "after the retry")
             }
         }
     }

@@ -153,7 +153,8 @@ extension CutoverTests {
                 #expect(try s.journal() == nil)
 
                 // Each journaled step sleeps 25 ms, so the switch spans ~100 ms
-                // of a run; kills land from just before it to past it.
+                // of a run (after a dry run's time); kills land from well before
+                // it to past it.
                 let environment = ["TIDEMARK_CUTOVER_STEP_DELAY_MS": "25"]
                 var kills = 0, midSwitch = 0, attempts = 0
                 var finishedByAttempt = false
@@ -162,7 +163,9 @@ extension CutoverTests {
                     attempts += 1
                     let switchedBefore = try s.switchRecordLSN() != nil
                     let child = reaper.add(try Child.tidemark(["cutover", "--json", "--max-lag-ms", "1000"] + s.planArguments, environment: environment))
-                    let delay = Double.random(in: (dryMillis * 0.5)...(dryMillis + 120), using: &rng)
+                    // The first attempts mostly land before or early in the
+                    // switch; later ones reach past it, so the loop ends.
+                    let delay = Double.random(in: (dryMillis * 0.5)...(dryMillis + (attempts <= 6 ? 60 : 150)), using: &rng)
                     let f: Finished = try await blocking {
                         let start = ContinuousClock.now
                         try child.startOnOwnThread()

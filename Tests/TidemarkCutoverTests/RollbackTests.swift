@@ -132,6 +132,13 @@ extension CutoverTests {
                 try #require(install.status == 0, "\(install.summary)")
                 let shipper = reaper.add(try Child.tidemark(["capture", "run", "--source", s.source, "--log", s.log, "--interval-ms", "5"]))
                 try await shipper.start()
+                // The shipper must own the log before the migrator looks (else the migrator ships).
+                let pid = shipper.process.processIdentifier
+                let lockDeadline = ContinuousClock.now + .seconds(20)
+                while (try? String(contentsOfFile: s.log + "/LOCK", encoding: .utf8))?.contains("\(pid)") != true {
+                    try #require(shipper.isRunning && ContinuousClock.now < lockDeadline, "capture run never took the log: \(shipper.stderrText)")
+                    try await pause(milliseconds: 10)
+                }
                 let migrate = reaper.add(try Child.tidemark(["migrate", "--follow"] + s.planArguments))
                 try await migrate.start()
                 try await s.waitUntilCaughtUp(child: migrate)

@@ -321,30 +321,34 @@ struct Scenario: Sendable {
         return s.columnInt64(0) > 0
     }
 
-    /// Whether the target has caught up once (`caught_up_at` is set).
-    func caughtUp() -> Bool {
-        guard FileManager.default.fileExists(atPath: target),
-              let c = try? Connection(path: target, mode: .readOnly),
-              (try? exists(c, table: "_tidemark_migration")) == true,
-              let s = try? c.prepare("SELECT caught_up_at IS NOT NULL FROM _tidemark_migration"),
-              (try? s.step()) == true
-        else { return false }
-        return s.columnInt64(0) == 1
-    }
-
     /// Polls until the migration has caught up once.
     func waitUntilCaughtUp(timeoutSeconds: Double = 60, child: Child? = nil) async throws {
-        let start = ContinuousClock.now
-        while !caughtUp() {
-            if let child, !child.isRunning {
-                Issue.record("the migrator exited before catching up: \(child.stderrText)")
-                throw ChildTimedOut(description: "migrator exited")
-            }
-            if (ContinuousClock.now - start).millis > timeoutSeconds * 1000 {
-                throw ChildTimedOut(description: "the migration did not catch up in \(timeoutSeconds) s")
-            }
-            try await pause(milliseconds: 50)
+        try await waitUntilMigrationCaughtUp(target: target, timeoutSeconds: timeoutSeconds, child: child)
+    }
+}
+
+/// Whether the migration into `target` has caught up once (`caught_up_at` is set).
+func migrationCaughtUp(target: String) -> Bool {
+    guard FileManager.default.fileExists(atPath: target),
+          let c = try? Connection(path: target, mode: .readOnly),
+          let s = try? c.prepare("SELECT caught_up_at IS NOT NULL FROM _tidemark_migration"),
+          (try? s.step()) == true
+    else { return false }
+    return s.columnInt64(0) == 1
+}
+
+/// Polls until the migration into `target` has caught up once.
+func waitUntilMigrationCaughtUp(target: String, timeoutSeconds: Double = 60, child: Child? = nil) async throws {
+    let start = ContinuousClock.now
+    while !migrationCaughtUp(target: target) {
+        if let child, !child.isRunning {
+            Issue.record("the migrator exited before catching up: \(child.stderrText)")
+            throw ChildTimedOut(description: "migrator exited")
         }
+        if (ContinuousClock.now - start).millis > timeoutSeconds * 1000 {
+            throw ChildTimedOut(description: "the migration did not catch up in \(timeoutSeconds) s")
+        }
+        try await pause(milliseconds: 50)
     }
 }
 
