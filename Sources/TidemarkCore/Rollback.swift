@@ -162,6 +162,14 @@ public enum Rollback {
             }
             let decoder = try OutboxDecoder(connection: target)
             changes += try decoder.read(from: target, after: outboxFrom, limit: Int.max)
+            if !switched {
+                // The source's switch record is gone: an earlier rollback
+                // committed the source side (the commit point) and stopped
+                // before the target's. Its changes are in the source already;
+                // replaying them again could undo newer source writes. Only
+                // the target's fence and journal remain to be written.
+                changes = []
+            }
             if !sameFile { try source.execute("BEGIN IMMEDIATE") }
             let s = writer
             for m in mappings { for sql in Guards.dropSQL(m) { try s.execute(sql) } }

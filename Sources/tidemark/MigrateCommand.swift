@@ -74,6 +74,8 @@ struct StatusCommand: ParsableCommand {
                 o.set("lag_changes", s.lagChanges)
                 o.set("lag_ms", s.lagMillis)
                 o.set("caught_up", s.state?.caughtUpAtMicros != nil)
+                o.set("cutover", s.state?.cutoverState)
+                o.set("cutover_lsn", s.state?.cutoverLSN?.rawValue)
                 o.set("tables", array: (s.state?.tables ?? []).map { t in
                     var j = JSONObject()
                     j.set("source", t.sourceTable)
@@ -94,6 +96,12 @@ struct StatusCommand: ParsableCommand {
             }
             for t in state.tables {
                 print("\(t.sourceTable) → \(t.targetTable)  \(t.phase.rawValue)  rows \(t.rowsCopied)/\(t.rowsEstimate)  tidemark \(t.tidemark.map(keyText) ?? "-")  ceiling \(t.ceiling.map(keyText) ?? "-")")
+            }
+            switch state.cutoverState {
+            case "done": print("cut over at LSN \(state.cutoverLSN.map { "\($0)" } ?? "?"): the target is authoritative (see `tidemark route`)")
+            case "rolled-back": print("rolled back after cutover: the source is authoritative again")
+            case "prepared": print("a cutover is in progress (or was interrupted; `tidemark cutover` settles it)")
+            default: break
             }
             print("applied LSN \(state.appliedLSN), log head \(s.logHeadLSN.map { "\($0)" } ?? "-"), captured \(s.capturedLSN); lag \(s.lagChanges) changes, \(s.lagMillis) ms\(state.caughtUpAtMicros != nil ? "; caught up" : "")")
         }
