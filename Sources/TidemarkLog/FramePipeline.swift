@@ -70,18 +70,21 @@ final class FramePipeline: @unchecked Sendable {
         }
     }
 
-    /// The next frame in order; decodes it here if no worker has taken it.
+    /// The next frame in order. While it is not ready, the calling thread
+    /// decodes whatever frame is queued (so both threads stay busy) and only
+    /// waits when nothing is left to take.
     func take() -> DecodedFrame? {
         lock.lock()
         let seq = nextTake
         guard seq < nextSubmit else { lock.unlock(); return nil }
         while results[seq] == nil {
-            if let i = queue.firstIndex(where: { $0.0 == seq }) {
-                let task = queue.remove(at: i).1
+            if !queue.isEmpty {
+                let (taken, task) = queue.removeFirst()
                 lock.unlock()
                 let decoded = consumerDecoder.decode(task)
                 lock.lock()
-                results[seq] = decoded
+                results[taken] = decoded
+                lock.broadcast()
             } else {
                 lock.wait()
             }

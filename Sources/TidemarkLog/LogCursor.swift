@@ -1,4 +1,7 @@
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Reads a log directory.
 ///
@@ -99,7 +102,7 @@ public final class LogCursor: @unchecked Sendable {
 
     /// The next record, or nil at the end (or, when following, once stopped).
     public func next() throws(LogError) -> ChangeRecord? {
-        if !follow { return try nextBulk() }
+        if !follow && LogCursor.parallelDecoding { return try nextBulk() }
         while true {
             if recordsLeft > 0, let m = frame {
                 let record: ChangeRecord?
@@ -222,9 +225,15 @@ public final class LogCursor: @unchecked Sendable {
 
     // MARK: Bulk reads: frames decoded ahead on two cores
 
+    /// Whether non-following cursors decode frames ahead on a second thread
+    /// (`TIDEMARK_SEQUENTIAL_READ=1` turns it off, for comparison).
+    static let parallelDecoding: Bool = {
+        guard let v = getenv("TIDEMARK_SEQUENTIAL_READ") else { return true }
+        return String(cString: v) != "1"
+    }()
+
     private var pipeline: FramePipeline?
     private var batch: [ChangeRecord] = []
-    private var batchIndex = 0
     private var scanFailed = false
 
     /// The next frame as a task for the pipeline, consuming its metadata.
@@ -241,12 +250,9 @@ public final class LogCursor: @unchecked Sendable {
     /// path, with frames decompressed and decoded ahead on a second thread.
     private func nextBulk() throws(LogError) -> ChangeRecord? {
         while true {
-            if batchIndex < batch.count {
-                batchIndex += 1
-                return batch[batchIndex - 1]
-            }
-            batch.removeAll(keepingCapacity: true)
-            batchIndex = 0
+            // `batch` holds the frame's records in reverse, so each is moved
+            // out by popLast() rather than copied (no reference counting).
+            if let r = batch.popLast() { return r }
             if pipeline == nil { pipeline = try FramePipeline(from: from, tables: tables) }
             let p = pipeline!
             while !scanFailed && p.inFlight < FramePipeline.windowMax {
@@ -262,6 +268,7 @@ public final class LogCursor: @unchecked Sendable {
             guard let decoded = p.take() else { return nil }
             if let m = decoded.metadata, let segment = decoded.segment { onFrame?(m, segment) }
             batch = try decoded.records.get()
+            batch.reverse()
         }
     }
 
