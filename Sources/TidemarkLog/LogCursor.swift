@@ -102,7 +102,6 @@ public final class LogCursor: @unchecked Sendable {
 
     /// The next record, or nil at the end (or, when following, once stopped).
     public func next() throws(LogError) -> ChangeRecord? {
-        if !follow && LogCursor.parallelDecoding { return try nextBulk() }
         while true {
             if recordsLeft > 0, let m = frame {
                 let record: ChangeRecord?
@@ -223,56 +222,6 @@ public final class LogCursor: @unchecked Sendable {
         }
     }
 
-    // MARK: Bulk reads: frames decoded ahead on two cores
-
-    /// Whether non-following cursors decode frames ahead on a second thread
-    /// (`TIDEMARK_SEQUENTIAL_READ=1` turns it off, for comparison).
-    static let parallelDecoding: Bool = {
-        guard let v = getenv("TIDEMARK_SEQUENTIAL_READ") else { return true }
-        return String(cString: v) != "1"
-    }()
-
-    private var pipeline: FramePipeline?
-    private var batch: [ChangeRecord] = []
-    private var scanFailed = false
-
-    /// The next frame as a task for the pipeline, consuming its metadata.
-    private func nextTask() throws(LogError) -> FrameTask? {
-        guard let (m, isLast, size) = try scanToNextFrame() else { return nil }
-        let s = scanner!
-        let task = FrameTask(metadata: m, file: s.file, dataOffset: s.offset + FrameMetadata.encodedSize,
-                             segment: segments[index], atTail: isLast && s.offset + m.totalSize == size)
-        scanner!.advance(past: m)
-        return task
-    }
-
-    /// Non-following reads: the same records and checks as the sequential
-    /// path, with frames decompressed and decoded ahead on a second thread.
-    private func nextBulk() throws(LogError) -> ChangeRecord? {
-        while true {
-            // `batch` holds the frame's records in reverse, so each is moved
-            // out by popLast() rather than copied (no reference counting).
-            if let r = batch.popLast() { return r }
-            if pipeline == nil { pipeline = try FramePipeline(from: from, tables: tables) }
-            let p = pipeline!
-            while !scanFailed && p.inFlight < FramePipeline.windowMax {
-                do {
-                    guard let task = try nextTask() else { break }
-                    p.submit(task)
-                } catch {
-                    // Surfaces in order, after the frames scanned before it.
-                    p.submit(failure: error)
-                    scanFailed = true
-                }
-            }
-            guard let decoded = p.take() else { return nil }
-            if let m = decoded.metadata, let segment = decoded.segment { onFrame?(m, segment) }
-            batch = try decoded.records.get()
-            batch.reverse()
-        }
-    }
-
-    deinit { pipeline?.close() }
 
     /// At damage in the last segment with nothing valid after it: a writer
     /// may be mid-write (retry briefly) or crashed (a torn tail the next
