@@ -14,8 +14,16 @@ final class SQLiteTarget {
     let sourceSchema: String
     private var tables: [String: TableStatements] = [:]
 
+    /// Page cache of the target connection, in KiB. SQLite's default (2 MiB)
+    /// is far smaller than what one replay transaction touches when changes
+    /// are spread over a large table: pages are then spilled to the WAL and
+    /// read back again within the transaction. The cache grows only as pages
+    /// are used, so this bounds memory rather than allocating it.
+    static let cacheKiB = 32 * 1024
+
     init(connection: Connection, sourcePath: String, sameFile: Bool) throws {
         self.connection = connection
+        try connection.execute("PRAGMA cache_size = -\(Self.cacheKiB)")
         if sameFile {
             sourceSchema = "main"
         } else {
@@ -70,6 +78,12 @@ final class TableStatements {
     /// Source column name (lowercased) → bind position in `sourceColumns` order.
     let sourcePosition: [String: Int]
     let upsert: Statement?
+    /// For identity mappings whose key cannot be respelled (see
+    /// ``hasExactKey(_:)``): `UPDATE … SET non-key columns WHERE key`, bound
+    /// like the upsert. A logged update then costs one key lookup instead of
+    /// the upsert's two (insert attempt, conflict, update); when no row has
+    /// the key, the upsert inserts it, so the effect is the upsert's.
+    let updateByKey: Statement?
     let delete: Statement?
     let inPlaceUpdate: Statement?
     /// `(?1 COLLATE c1, ...) > (?n+1, ...)`: key above a bound, by SQLite's rules.
@@ -125,10 +139,21 @@ final class TableStatements {
                 // Values bound straight from the after image, in target column order.
                 let values = (1...m.columns.count).map { "?\($0)" }.joined(separator: ", ")
                 upsert = try c.prepare("INSERT INTO \(tgt)(\(cols)) VALUES (\(values)) \(onConflict)")
+                if !nonKey.isEmpty && Self.hasExactKey(m) {
+                    func isKey(_ column: String) -> Bool { m.targetKey.contains { $0.lowercased() == column.lowercased() } }
+                    let sets = m.columns.enumerated().filter { !isKey($0.element.target) }
+                        .map { "\(q($0.element.target)) = ?\($0.offset + 1)" }.joined(separator: ", ")
+                    let keyWhere = m.columns.enumerated().filter { isKey($0.element.target) }
+                        .map { "\(q($0.element.target)) = ?\($0.offset + 1)" }.joined(separator: " AND ")
+                    updateByKey = try c.prepare("UPDATE \(tgt) SET \(sets) WHERE \(keyWhere)")
+                } else {
+                    updateByKey = nil
+                }
             } else {
                 // Expressions evaluated over the after image, bound as a one-row subquery.
                 let row = m.sourceColumns.enumerated().map { "?\($0.offset + 1) AS \(q($0.element))" }.joined(separator: ", ")
                 upsert = try c.prepare("INSERT INTO \(tgt)(\(cols)) SELECT \(exprs) FROM (SELECT \(row)) WHERE true \(onConflict)")
+                updateByKey = nil
             }
             let targetWhere = m.targetKey.enumerated().map { "\(q($0.element)) = ?\($0.offset + 1)" }.joined(separator: " AND ")
             delete = try c.prepare("DELETE FROM \(tgt) WHERE \(targetWhere)")
@@ -142,7 +167,23 @@ final class TableStatements {
             let keyWhere = m.sourceKey.enumerated().map { "\(q($0.element)) = ?\($0.offset + 1)" }.joined(separator: " AND ")
             inPlaceUpdate = try c.prepare("UPDATE \(tgt) SET \(sets) WHERE \(keyWhere)")
             upsert = nil
+            updateByKey = nil
             delete = nil
+        }
+    }
+
+    /// Whether two key values that SQLite finds equal are always the same
+    /// value: every key column compares with BINARY and has INTEGER or TEXT
+    /// affinity (SQLite's rules: a declared type containing INT; else CHAR,
+    /// CLOB or TEXT). Then a logged update's key is spelled exactly as the
+    /// target row's, and updating the other columns by key is all the
+    /// upsert would do. Under NOCASE ('abc' vs 'ABC') or without affinity
+    /// (1 vs 1.0) it is not, and such tables keep the upsert.
+    static func hasExactKey(_ m: TableMapping) -> Bool {
+        zip(m.sourceKey, m.keyCollations).allSatisfy { name, collation in
+            let type = (m.source.columns.first { $0.name == name }?.declaredType ?? "").uppercased()
+            return collation.uppercased() == "BINARY"
+                && (type.contains("INT") || type.contains("CHAR") || type.contains("CLOB") || type.contains("TEXT"))
         }
     }
 
@@ -174,6 +215,19 @@ final class TableStatements {
     func apply(_ r: ChangeRecord) throws {
         do {
             switch (mapping.shape, r.operation) {
+            case (.copy, .update) where updateByKey != nil:
+                guard let after = r.after else { return }
+                let s = updateByKey!
+                s.reset()
+                try bindImage(after, lsn: r.lsn, to: s)
+                try s.execute()
+                if connection.changes == 0 {
+                    // No row with this key (yet): insert it, as the upsert would.
+                    let u = upsert!
+                    u.reset()
+                    try bindImage(after, lsn: r.lsn, to: u)
+                    try u.execute()
+                }
             case (.copy, .insert), (.copy, .update):
                 guard let after = r.after else { return }
                 let s = upsert!
@@ -183,12 +237,12 @@ final class TableStatements {
             case (.copy, .delete):
                 let s = delete!
                 s.reset()
-                try s.bind(try keyValues(r))
+                try bindKey(r, to: s)
                 try s.execute()
             case (.inPlace, .insert), (.inPlace, .update):
                 let s = inPlaceUpdate!
                 s.reset()
-                try s.bind(try keyValues(r))
+                try bindKey(r, to: s)
                 try s.execute()
             case (.inPlace, .delete):
                 return  // the application deleted the row itself
@@ -197,6 +251,20 @@ final class TableStatements {
             let key = r.key.map { "\($0.name)=\($0.value)" }.joined(separator: ", ")
             throw MigrationError(.constraint, "replaying LSN \(r.lsn) (\(r.operation) of \(r.table) \(key)) into \(mapping.targetTable) violates a constraint: \(e.message); fix the target table and run migrate again")
         }
+    }
+
+    /// Binds a record's key values to parameters 1…n, in source key order.
+    private func bindKey(_ r: ChangeRecord, to s: Statement) throws {
+        let key = mapping.sourceKey
+        if r.key.count == key.count {
+            var inOrder = true
+            for i in 0..<key.count where r.key[i].name != key[i] { inOrder = false; break }
+            if inOrder {
+                for i in 0..<key.count { try s.bind(r.key[i].value, at: Int32(i + 1)) }
+                return
+            }
+        }
+        try s.bind(try keyValues(r))
     }
 
     private func bindImage(_ image: [Field], lsn: LSN, to s: Statement) throws {

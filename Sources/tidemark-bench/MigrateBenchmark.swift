@@ -78,6 +78,9 @@ struct MigrateBenchmark: ParsableCommand {
     @Option(help: ArgumentHelp("Run only one path, without baselines, for a profiler: copy or replay.", visibility: .hidden))
     var profile: String?
 
+    @Option(help: ArgumentHelp("With --profile replay: reuse the replay setup of a scratch directory kept with --keep.", visibility: .hidden))
+    var reuse: String?
+
     func validate() throws {
         guard rows >= 1_000 else { throw ValidationError("--rows must be at least 1000") }
         guard changes >= 1_000 else { throw ValidationError("--changes must be at least 1000") }
@@ -497,14 +500,24 @@ struct MigrateBenchmark: ParsableCommand {
     /// (e.g. `valgrind --tool=callgrind … --profile replay --changes 100000`).
     private func runForProfiler(_ path: String, in dir: ScratchDirectory) throws {
         let pristine = dir.file("shop.db")
-        try DemoShop.create(path: pristine, rows: rows)
+        if reuse == nil { try DemoShop.create(path: pristine, rows: rows) }
         if path == "copy" {
             for i in 1...runs {
                 let t = try migratorCopy(pristine, in: dir, run: i).timing
                 progress("copy run \(i)/\(runs): \(describe(t))")
             }
         } else {
-            let setup = try prepareReplay(pristine, in: dir)
+            var setup: ReplaySetup
+            if let reuse {
+                let d = reuse + "/replay"
+                let counts = try Changeset(path: d + "/workload.changeset").count()
+                setup = ReplaySetup(source: d + "/source.db", preTarget: d + "/pre-workload-target.db", log: d + "/log",
+                                    changeset: d + "/workload.changeset", changes: counts.inserts + counts.updates + counts.deletes,
+                                    counts: counts, changesetBytes: 0, logBytes: 0, directory: d)
+            } else {
+                setup = try prepareReplay(pristine, in: dir)
+                progress("replay setup in \(dir.path) (reuse with --keep --reuse \(dir.path))")
+            }
             for i in 1...runs {
                 let t = try replayRun(setup, checkResult: false)
                 progress("replay run \(i)/\(runs): \(describe(t)) (\(formatNumber(Double(setup.changes) / t.wallSeconds)) changes/s)")
