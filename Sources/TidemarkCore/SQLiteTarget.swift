@@ -84,6 +84,8 @@ final class TableStatements {
     /// the upsert's two (insert attempt, conflict, update); when no row has
     /// the key, the upsert inserts it, so the effect is the upsert's.
     let updateByKey: Statement?
+    /// For identity mappings: the source column of each target column, in order.
+    let identityNames: [String]?
     let delete: Statement?
     let inPlaceUpdate: Statement?
     /// `(?1 COLLATE c1, ...) > (?n+1, ...)`: key above a bound, by SQLite's rules.
@@ -108,6 +110,7 @@ final class TableStatements {
             let p = (0..<n).map { "?\(start + $0)" }.joined(separator: ", ")
             return n == 1 ? p : "(\(p))"
         }
+        identityNames = m.isIdentity ? m.columns.map { $0.sourceColumn! } : nil
         var pos: [String: Int] = [:]
         for (i, col) in m.sourceColumns.enumerated() { pos[col.lowercased()] = i }
         sourcePosition = pos
@@ -268,19 +271,16 @@ final class TableStatements {
     }
 
     private func bindImage(_ image: [Field], lsn: LSN, to s: Statement) throws {
-        if mapping.isIdentity {
+        if let names = identityNames {
             // Target columns in order; each names its source column.
-            for (i, c) in mapping.columns.enumerated() {
-                let name = c.sourceColumn!
-                let v: Value
-                if i < image.count && image[i].name == name {
-                    v = image[i].value
-                } else if let f = image.first(where: { $0.name.lowercased() == name.lowercased() }) {
-                    v = f.value
+            for i in 0..<names.count {
+                if i < image.count && image[i].name == names[i] {
+                    try s.bind(image[i].value, at: Int32(i + 1))
+                } else if let f = image.first(where: { $0.name.lowercased() == names[i].lowercased() }) {
+                    try s.bind(f.value, at: Int32(i + 1))
                 } else {
-                    throw MigrationError(.logGap, "change at LSN \(lsn) of '\(mapping.source.name)' lacks column '\(name)'; was the table altered? Re-run capture install and restart the migration")
+                    throw MigrationError(.logGap, "change at LSN \(lsn) of '\(mapping.source.name)' lacks column '\(names[i])'; was the table altered? Re-run capture install and restart the migration")
                 }
-                try s.bind(v, at: Int32(i + 1))
             }
         } else {
             var bound = 0
