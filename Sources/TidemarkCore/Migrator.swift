@@ -155,6 +155,11 @@ public final class Migrator: @unchecked Sendable {
         return cleaned.isEmpty ? "target" : cleaned
     }
 
+    /// The page cache (KiB) of the connection a migration writes the target
+    /// through (`PRAGMA cache_size`), for benchmarks that give a baseline
+    /// the same.
+    public static var targetCacheKiB: Int { SQLiteTarget.cacheKiB }
+
     /// Asks a running ``run(progress:)`` to return after its current step.
     public func stop() { stopRequested = true }
 

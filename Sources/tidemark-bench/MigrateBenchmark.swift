@@ -135,20 +135,29 @@ struct MigrateBenchmark: ParsableCommand {
         let rowCounts = try Self.tables.map { try countRows(pristine, $0) }
 
         // (a) Snapshot copy.
-        var copy = Runs(), insertSelect = Runs()
+        var copy = Runs(), insertSelect = Runs(), rowCopy = Runs()
         progress("copy warm-up")
         let ddl = try memory.phase("copy") { try migratorCopy(pristine, in: dir, run: 0).ddl }
-        let baselineScript = (["PRAGMA journal_mode = WAL"] + ddl + [
-            "ATTACH '\(pristine)' AS src", "BEGIN",
-        ] + Self.tables.map { "INSERT INTO main.\(quoteIdentifier($0)) SELECT * FROM src.\(quoteIdentifier($0))" } + ["COMMIT"])
-            .joined(separator: ";\n") + ";"
+        func baselineScript(filter: String) -> String {
+            (["PRAGMA journal_mode = WAL"] + ddl + [
+                "ATTACH '\(pristine)' AS src", "BEGIN",
+            ] + Self.tables.map { "INSERT INTO main.\(quoteIdentifier($0)) SELECT * FROM src.\(quoteIdentifier($0))\(filter)" } + ["COMMIT"])
+                .joined(separator: ";\n") + ";"
+        }
+        // The same statements with `WHERE true`, which turns off SQLite's
+        // transfer optimization (whole records copied without decoding them,
+        // when an INSERT … SELECT has no WHERE and both tables match): what
+        // a row-at-a-time copy such as a chunked one costs.
         let baselineDB = dir.file("insert-select.db")
-        let insertSelectCommand = ExternalCommand(["sqlite3", "-batch", "-bail", baselineDB, baselineScript])
-        try removeDatabase(baselineDB)
-        _ = try insertSelectCommand.run()
-        for (table, expected) in zip(Self.tables, rowCounts) {
-            let n = try countRows(baselineDB, table)
-            guard n == expected else { throw BenchmarkError("the INSERT … SELECT baseline copied \(n) rows of \(table), expected \(expected)") }
+        let insertSelectCommand = ExternalCommand(["sqlite3", "-batch", "-bail", baselineDB, baselineScript(filter: "")])
+        let rowCommand = ExternalCommand(["sqlite3", "-batch", "-bail", baselineDB, baselineScript(filter: " WHERE true")])
+        for command in [insertSelectCommand, rowCommand] {
+            try removeDatabase(baselineDB)
+            _ = try command.run()
+            for (table, expected) in zip(Self.tables, rowCounts) {
+                let n = try countRows(baselineDB, table)
+                guard n == expected else { throw BenchmarkError("the INSERT … SELECT baseline copied \(n) rows of \(table), expected \(expected)") }
+            }
         }
         for i in 1...runs {
             let ours = try memory.phase("copy") { try migratorCopy(pristine, in: dir, run: i).timing }
@@ -156,7 +165,10 @@ struct MigrateBenchmark: ParsableCommand {
             try removeDatabase(baselineDB)
             let theirs = try insertSelectCommand.run()
             insertSelect.add(theirs)
-            progress("copy run \(i)/\(runs): tidemark \(describe(ours)), INSERT … SELECT \(describe(theirs))")
+            try removeDatabase(baselineDB)
+            let rows = try rowCommand.run()
+            rowCopy.add(rows)
+            progress("copy run \(i)/\(runs): tidemark \(describe(ours)), INSERT … SELECT \(describe(theirs)), … WHERE true \(describe(rows))")
         }
         try removeDatabase(baselineDB)
 
@@ -165,18 +177,25 @@ struct MigrateBenchmark: ParsableCommand {
         releaseFreedMemory()
         let setup = try memory.phase("replay-setup") { try prepareReplay(pristine, in: dir) }
         releaseFreedMemory()
-        var replay = Runs(), apply = Runs()
+        // Baselines: the changeset applied through a connection with the same
+        // page cache as the Migrator's target connection, and with SQLite's
+        // default cache.
+        let cacheKiB = Migrator.targetCacheKiB
+        var replay = Runs(), apply = Runs(), applyDefault = Runs()
         for i in 0...runs {
             // Run 0 is the warm-up; its results are checked against the source.
             let ours = try memory.phase("replay") { try replayRun(setup, checkResult: i == 0) }
             releaseFreedMemory()
-            let theirs = try memory.phase("replay-baseline") { try changesetRun(setup, checkResult: i == 0) }
+            let theirs = try memory.phase("replay-baseline") { try changesetRun(setup, cacheKiB: cacheKiB, checkResult: i == 0) }
+            releaseFreedMemory()
+            let theirsDefault = try memory.phase("replay-baseline") { try changesetRun(setup, cacheKiB: nil, checkResult: i == 0) }
             releaseFreedMemory()
             if i > 0 {
                 replay.add(ours)
                 apply.add(theirs)
+                applyDefault.add(theirsDefault)
             }
-            progress("replay \(i == 0 ? "warm-up" : "run \(i)/\(runs)"): tidemark \(describe(ours)), changeset_apply \(describe(theirs))")
+            progress("replay \(i == 0 ? "warm-up" : "run \(i)/\(runs)"): tidemark \(describe(ours)), changeset_apply \(describe(theirs)), default cache \(describe(theirsDefault))")
         }
 
         // (c) Catch-up lag under a steady write load.
@@ -223,12 +242,21 @@ struct MigrateBenchmark: ParsableCommand {
             details: [("rows", .int(Int(totalRows))), ("chunk_rows", .int(chunkRows))]
                 + details(copy, insertSelect, "sqlite3 -batch -bail target.db '<ATTACH; INSERT INTO t SELECT * FROM src.t per table>'")))
         table.rows.append(Comparison(
+            path: "  … vs INSERT … SELECT … WHERE true (no transfer optimization)", unit: "rows/s",
+            tidemark: totalRows / copy.wall.median, baseline: totalRows / rowCopy.wall.median, goal: .none,
+            details: details(copy, rowCopy, "the same with WHERE true on each SELECT")))
+        table.rows.append(Comparison(
             path: "replay of \(formatNumber(n)) logged changes", unit: "changes/s",
             tidemark: n / replay.wall.median, baseline: n / apply.wall.median,
             goal: .atLeastTimesBaseline(1.2),
             details: [("changes", .int(setup.changes)), ("inserts", .int(setup.counts.inserts)), ("updates", .int(setup.counts.updates)),
-                      ("deletes", .int(setup.counts.deletes)), ("changeset_bytes", .int(setup.changesetBytes)), ("log_bytes", .int(setup.logBytes))]
-                + details(replay, apply, "sqlite3changeset_apply (in process, changeset in memory)")))
+                      ("deletes", .int(setup.counts.deletes)), ("changeset_bytes", .int(setup.changesetBytes)), ("log_bytes", .int(setup.logBytes)),
+                      ("cache_kib", .int(cacheKiB))]
+                + details(replay, apply, "sqlite3changeset_apply (in process, changeset in memory, PRAGMA cache_size = -\(cacheKiB) as the Migrator's target)")))
+        table.rows.append(Comparison(
+            path: "  … vs changeset_apply at SQLite's default page cache", unit: "changes/s",
+            tidemark: n / replay.wall.median, baseline: n / applyDefault.wall.median, goal: .none,
+            details: details(replay, applyDefault, "sqlite3changeset_apply (in process, changeset in memory, default cache_size)")))
         if lagRuns > 0 {
             let lagDetails: [(String, JSON)] = [
                 ("runs_p50_ms", .array(lagP50.map(JSON.number))), ("runs_p99_ms", .array(lagP99.map(JSON.number))),
@@ -264,9 +292,11 @@ struct MigrateBenchmark: ParsableCommand {
         lines.append("wall seconds, min … median … max (CPU seconds, median):")
         lines.append(spreadLine("tidemark copy (Migrator open+run)", copy))
         lines.append(spreadLine("sqlite3 INSERT … SELECT", insertSelect))
+        lines.append(spreadLine("sqlite3 INSERT … SELECT … WHERE true", rowCopy))
         lines.append(spreadLine("tidemark replay (Migrator.run)", replay))
-        lines.append(spreadLine("sqlite3changeset_apply", apply))
-        lines.append("by CPU time: copy \(formatFixed(insertSelect.cpu.median / copy.cpu.median, decimals: 2))×, replay \(formatFixed(apply.cpu.median / replay.cpu.median, decimals: 2))× the baseline")
+        lines.append(spreadLine("sqlite3changeset_apply, same cache", apply))
+        lines.append(spreadLine("sqlite3changeset_apply, default cache", applyDefault))
+        lines.append("by CPU time: copy \(formatFixed(insertSelect.cpu.median / copy.cpu.median, decimals: 2))× (\(formatFixed(rowCopy.cpu.median / copy.cpu.median, decimals: 2))× WHERE true), replay \(formatFixed(apply.cpu.median / replay.cpu.median, decimals: 2))× (\(formatFixed(applyDefault.cpu.median / replay.cpu.median, decimals: 2))× default cache) the baseline")
         lines.append("replay workload: \(formatNumber(Double(setup.counts.inserts))) inserts, \(formatNumber(Double(setup.counts.updates))) updates, \(formatNumber(Double(setup.counts.deletes))) deletes over both tables, no row touched twice (a changeset keeps one change per row), transactions of \(ReplayWorkload.transactionSize); changeset \(formatNumber(Double(setup.changesetBytes) / 1e6)) MB, log \(formatNumber(Double(setup.logBytes) / 1e6)) MB; both results equal the post-workload source (sqldiff)")
         if lagRuns > 0 {
             lines.append("catch-up: per run p50 \(lagP50.map { formatFixed($0, decimals: 1) }.joined(separator: ", ")) ms; p99 \(lagP99.map { formatFixed($0, decimals: 1) }.joined(separator: ", ")) ms; max \(lagMax.map { formatFixed($0, decimals: 1) }.joined(separator: ", ")) ms; \(lagSamples) samples (every 10 ms: capture high-water seq in the source → applied LSN in the target), \(lagSeconds) s per run")
@@ -275,7 +305,8 @@ struct MigrateBenchmark: ParsableCommand {
         lines.append("peak RSS by phase: " + phasePeaks.map { "\($0.0) \(formatNumber(megabytes($0.1))) MB" }.joined(separator: ", ")
                      + (memory.resettable ? "" : " (peaks are cumulative: /proc/self/clear_refs refused)"))
         lines.append("baselines: sqlite3 -batch -bail target.db \"PRAGMA journal_mode = WAL; <the Migrator's CREATE TABLEs>; ATTACH … AS src; BEGIN; INSERT INTO t SELECT * FROM src.t …; COMMIT\"")
-        lines.append("           sqlite3changeset_apply(target, changeset in memory), one transaction")
+        lines.append("           the same with WHERE true on each SELECT")
+        lines.append("           sqlite3changeset_apply(target, changeset in memory), one transaction; PRAGMA cache_size = -\(cacheKiB) (the Migrator's target connection's), and SQLite's default")
 
         let json = JSON.object([
             ("benchmark", .string("migrate")),
@@ -393,12 +424,14 @@ struct MigrateBenchmark: ParsableCommand {
         return timing
     }
 
-    /// The baseline: `sqlite3changeset_apply` on another fresh copy.
-    private func changesetRun(_ setup: ReplaySetup, checkResult: Bool) throws -> Timing {
+    /// The baseline: `sqlite3changeset_apply` on another fresh copy, with
+    /// `cacheKiB` of page cache (nil: SQLite's default).
+    private func changesetRun(_ setup: ReplaySetup, cacheKiB: Int?, checkResult: Bool) throws -> Timing {
         let target = setup.directory + "/changeset-target.db"
         try copyDatabase(from: setup.preTarget, to: target)
         let changeset = try Changeset(path: setup.changeset)
         let connection = try Connection(path: target, mode: .readWrite)
+        if let cacheKiB { try connection.execute("PRAGMA cache_size = -\(cacheKiB)") }
         let ((), timing) = try Stopwatch.measure { try changeset.apply(to: connection) }
         try connection.close()
         if checkResult { try checkEqual(setup.source, target, what: "the changeset-applied target") }
