@@ -48,7 +48,7 @@ struct MigrateBenchmark: ParsableCommand {
     @Option(help: "chunk_rows of the migration plan.")
     var chunkRows = 10_000
 
-    @Option(help: "Catch-up runs (each: fresh source, copy under load, then lag is sampled).")
+    @Option(help: "Catch-up runs (each: fresh source, copy under load, lag sampled, then the target checked equal to the source).")
     var lagRuns = 3
 
     @Option(help: "Seconds of lag sampling per catch-up run, after the copy has caught up.")
@@ -489,8 +489,11 @@ struct MigrateBenchmark: ParsableCommand {
             }
         }
         let start = monotonicNanos()
+        let sourceReader = try Connection(path: source, mode: .readOnly)
         var caughtUpAt: UInt64?
         var samplingEnds: UInt64 = .max
+        var writes: PacedWriters.Outcome?
+        var finalSeq: Int64 = .max
         var lags: [Double] = []
         lags.reserveCapacity(Int(lagSeconds * 100) + 16)
         let result: Result<MigrationSummary, Error> = Result {
@@ -511,20 +514,25 @@ struct MigrateBenchmark: ParsableCommand {
                     queue.removeFirst(k)
                     return queue.count
                 }
-                if now >= samplingEnds {
+                if now >= samplingEnds && writes == nil {
+                    // Sampling is over: stop the writers, then let the
+                    // migration apply their last changes, so the target can
+                    // be checked equal to the source.
                     sampling.set(false)
-                    // Stop once every sample taken has been resolved.
-                    if left == 0 && now >= samplingEnds + 20_000_000 { migrator.stop() }
+                    writes = writers.finish()
+                    finalSeq = (try? Capture.lastCapturedSeq(sourceReader)) ?? 0
                 }
+                if writes != nil && left == 0 && applied >= finalSeq { migrator.stop() }
             }
         }
         samplerStop.set(true)
         sampler.join()
-        let writes = writers.finish()
+        if writes == nil { writes = writers.finish() }
         try migrator.close()
         _ = try result.get()
         guard let caughtUpAt else { throw BenchmarkError("the migration never caught up") }
-        return LagRun(lagsMillis: lags, catchUpSeconds: Double(caughtUpAt - start) / 1e9, writes: writes)
+        try checkEqual(source, d + "/target.db", what: "the target after catch-up run \(run + 1)")
+        return LagRun(lagsMillis: lags, catchUpSeconds: Double(caughtUpAt - start) / 1e9, writes: writes!)
     }
 
     // MARK: Profiling
