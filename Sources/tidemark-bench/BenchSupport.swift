@@ -133,7 +133,7 @@ func sleep(until nanos: UInt64) {
 func millis(_ from: UInt64, _ to: UInt64) -> Double { to >= from ? Double(to - from) / 1e6 : -Double(from - to) / 1e6 }
 
 /// The wall-clock spread line printed under every table.
-func spreadLine(_ name: String, _ r: Runs, width: Int = 34) -> String {
+func spreadLine(_ name: String, _ r: Runs, width: Int = 38) -> String {
     "  \(name.padding(to: width)) \(formatFixed(r.wall.min, decimals: 3)) … \(formatFixed(r.wall.median, decimals: 3)) … \(formatFixed(r.wall.max, decimals: 3))   (cpu \(formatFixed(r.cpu.median, decimals: 3)))"
 }
 
