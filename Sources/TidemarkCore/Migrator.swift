@@ -407,6 +407,7 @@ public final class Migrator: @unchecked Sendable {
     /// it applied and whether the target has reached the capture high-water
     /// mark read at the start.
     func followStep() throws -> (Int, Bool) {
+        try store.prepareForFollowing()
         let logHead = try feed.ship(sourceWritable: true)
         let highWater = try Capture.lastCapturedSeq(source)
         capturedLSN = max(capturedLSN, LSN(UInt64(max(0, highWater))))
