@@ -142,11 +142,11 @@ struct CutoverBenchmark: ParsableCommand {
 
         if json {
             print(JSON.object([
-                ("benchmark", .string("cutover")), ("rows", .int(rows)), ("cutovers", .int(cutovers)), ("runs", .int(runs)),
+                ("benchmark", .string("cutover")), ("database_rows", .int(rows)), ("cutovers", .int(cutovers)), ("runs", .int(runs)),
                 ("writes_per_second", .int(writesPerSecond)), ("writer_threads", .int(writerThreads)),
                 ("sqlite_version", .string(Connection.libraryVersion)),
                 ("all_goals_met", .bool(table.allPassed)), ("meets_issue_workload", .bool(meetsIssueWorkload)),
-                ("rows_table", .array(table.rows.map(\.json))),
+                ("rows", .array(table.rows.map(\.json))),
             ]).text)
         } else {
             var lines: [String] = []

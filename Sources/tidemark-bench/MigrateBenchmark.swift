@@ -310,12 +310,12 @@ struct MigrateBenchmark: ParsableCommand {
 
         let json = JSON.object([
             ("benchmark", .string("migrate")),
-            ("rows", .int(Int(totalRows))), ("changes", .int(setup.changes)), ("runs", .int(runs)), ("seed", .string(String(seed))),
+            ("database_rows", .int(Int(totalRows))), ("changes", .int(setup.changes)), ("runs", .int(runs)), ("seed", .string(String(seed))),
             ("sqlite_version", .string(Connection.libraryVersion)),
             ("peak_rss_bytes", .int(tidemarkPeak)),
             ("all_goals_met", .bool(table.allPassed)),
             ("meets_issue_workload", .bool(meetsIssueWorkload)),
-            ("rows_table", .array(table.rows.map(\.json))),
+            ("rows", .array(table.rows.map(\.json))),
         ])
         return Outcome(table: table, text: lines.joined(separator: "\n"), json: json)
     }
