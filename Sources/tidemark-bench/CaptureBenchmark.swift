@@ -7,8 +7,9 @@ import TidemarkSQLite
 /// outbox into a log.
 ///
 /// - Autocommit: single-row inserts, each its own transaction and fsync,
-///   into a captured and an uncaptured database, alternating in rounds so
-///   that disk noise falls on both alike; each round is one sample.
+///   into a captured and an uncaptured database, alternating in rounds (and
+///   which side goes first) so that disk noise falls on both alike; each
+///   round is one sample.
 /// - Bulk: one transaction of `--bulk-rows` single-row INSERT statements,
 ///   and one `INSERT … SELECT` of as many rows, each run into a fresh
 ///   database, captured and not, alternating.
@@ -29,7 +30,7 @@ struct CaptureBench: ParsableCommand {
     var bulkRows = 500_000
 
     @Option(help: "Single-row autocommit transactions per side, over all rounds (each one syncs).")
-    var autocommitRows = 2_000
+    var autocommitRows = 5_000
 
     @Option(help: "Autocommit rounds (samples), alternating captured and uncaptured.")
     var rounds = 10
@@ -68,8 +69,16 @@ struct CaptureBench: ParsableCommand {
             let captured = try makeDatabase(path: dir.file("captured-auto.db"), captured: true)
             for round in 0..<rounds {
                 let ids = (round * autocommitRows / rounds + 1)...((round + 1) * autocommitRows / rounds)
-                let p = try autocommit(plain, ids: ids)
-                let c = try autocommit(captured, ids: ids)
+                // Alternate which side goes first, so neither always
+                // inherits the other's pending checkpoint or disk flush.
+                let p: Timing, c: Timing
+                if round % 2 == 0 {
+                    p = try autocommit(plain, ids: ids)
+                    c = try autocommit(captured, ids: ids)
+                } else {
+                    c = try autocommit(captured, ids: ids)
+                    p = try autocommit(plain, ids: ids)
+                }
                 plainAuto.add(p)
                 capturedAuto.add(c)
                 progress("autocommit round \(round + 1)/\(rounds) (\(ids.count) rows): without \(describe(p)), with \(describe(c))")

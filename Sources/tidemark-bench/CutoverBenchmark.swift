@@ -33,8 +33,8 @@ struct CutoverBenchmark: ParsableCommand {
     @Option(help: "Rows of the demo shop database (40% customers, 60% order lines).")
     var rows = 500_000
 
-    @Option(help: "Cutovers, each from a fresh copy of the database.")
-    var cutovers = 5
+    @Option(help: "Cutovers, each from a fresh copy of the database (the window of each holds only some tens of writes).")
+    var cutovers = 10
 
     @Option(help: "Writes per second on the source (and, after the switch, the target).")
     var writesPerSecond = 2_000
