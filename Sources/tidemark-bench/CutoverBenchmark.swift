@@ -84,13 +84,14 @@ struct CutoverBenchmark: ParsableCommand {
         try DemoShop.create(path: pristine, rows: rows)
 
         // Cutovers under load.
-        var window: [Double] = [], steady: [Double] = [], lockHeld: [Double] = [], perCutover: [(p99: Double, max: Double, writes: Int)] = []
+        var window: [Double] = [], reroutedWindow: [Double] = [], steady: [Double] = [], lockHeld: [Double] = [], perCutover: [(p99: Double, max: Double, writes: Int)] = []
         var achieved: [Double] = [], rerouted = 0, drained: [Int] = [], skipped = 0
         for i in 0..<cutovers {
             let r = try memory.phase("cutover") { try cutoverRun(pristine, in: dir, run: i) }
             releaseFreedMemory()
             let w = Percentiles(r.window)
             window += r.window
+            reroutedWindow += r.rerouted
             steady += r.steady
             lockHeld.append(r.report.pauseMillis)
             drained.append(r.report.drained)
@@ -115,6 +116,7 @@ struct CutoverBenchmark: ParsableCommand {
             ("writes_per_second_target", .int(writesPerSecond)),
             ("writes_per_second_achieved", .array(achieved.map(JSON.number))),
             ("rerouted_writes", .int(rerouted)),
+            ("rerouted_window_latencies_ms", .array(reroutedWindow.map(JSON.number))),
         ]
         table.rows.append(Comparison(path: "writer latency in the cutover window, p50", unit: "ms",
                                      tidemark: win.p50, baseline: base.p50, goal: .none, details: latencyDetails))
@@ -156,6 +158,8 @@ struct CutoverBenchmark: ParsableCommand {
             lines.append(table.render())
             lines.append("")
             lines.append("latency: from when a write was due to when it returned (a write queued behind a blocked one counts its wait); window = writes due between the cutover call and its return, pooled over \(cutovers) cutovers (\(win.count) writes); baseline = the same writers in the steady \(formatFixed(steadySeconds, decimals: 1)) s before each (\(base.count) writes)")
+            let rr = Percentiles(reroutedWindow)
+            lines.append("of the window's writes, \(rr.count) were refused by a guard and retried at the target (route again, open a connection, prepare): p50 \(formatFixed(rr.p50, decimals: 1)) ms, max \(formatFixed(rr.max, decimals: 1)) ms; the rest waited on the lock with SQLite's busy handler, which sleeps 1, 2, 5, 10, … ms between tries")
             lines.append("per cutover: p99 \(perCutover.map { formatFixed($0.p99, decimals: 1) }.joined(separator: ", ")) ms; max \(perCutover.map { formatFixed($0.max, decimals: 1) }.joined(separator: ", ")) ms; lock held \(lockHeld.map { formatFixed($0, decimals: 1) }.joined(separator: ", ")) ms; drained \(drained.map(String.init).joined(separator: ", ")) changes")
             lines.append("writers: achieved \(achieved.map { formatNumber($0) }.joined(separator: ", ")) writes/s; \(rerouted) writes refused by a guard and rerouted to the target; none failed" + (skipped > 0 ? "; fell behind by > 1 s \(skipped)×" : ""))
             lines.append("wall seconds, min … median … max (CPU seconds, median):")
@@ -173,6 +177,9 @@ struct CutoverBenchmark: ParsableCommand {
 
     struct CutoverRun {
         var window: [Double]
+        /// Latencies of the window's writes that a guard refused and that
+        /// were retried at the target (routing again, a new connection).
+        var rerouted: [Double]
         var steady: [Double]
         var windowMillis: Double
         var report: CutoverReport
@@ -225,9 +232,11 @@ struct CutoverBenchmark: ParsableCommand {
         if let e = writes.firstError { throw BenchmarkError("a writer failed during cutover \(run + 1): \(e)") }
         guard writes.failed == 0 else { throw BenchmarkError("\(writes.failed) writes failed during cutover \(run + 1)") }
         guard writes.rerouted > 0 else { throw BenchmarkError("no writer was moved to the target by cutover \(run + 1)") }
-        let window = writes.writes.filter { $0.scheduled >= callStart && $0.scheduled <= callEnd }.map(\.latencyMillis)
+        let inWindow = writes.writes.filter { $0.scheduled >= callStart && $0.scheduled <= callEnd }
+        let window = inWindow.map(\.latencyMillis)
+        let reroutedWindow = inWindow.filter(\.rerouted).map(\.latencyMillis)
         let steady = writes.writes.filter { $0.scheduled >= steadyStart && $0.scheduled < steadyEnd }.map(\.latencyMillis)
-        return CutoverRun(window: window, steady: steady, windowMillis: millis(callStart, callEnd), report: report!, writes: writes)
+        return CutoverRun(window: window, rerouted: reroutedWindow, steady: steady, windowMillis: millis(callStart, callEnd), report: report!, writes: writes)
     }
 
     // MARK: Verify
