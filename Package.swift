@@ -26,7 +26,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "tidemark-bench", dependencies: [
-            "TidemarkCore", "TidemarkLog", "TidemarkSQLite",
+            "CSQLite", "TidemarkCore", "TidemarkLog", "TidemarkSQLite",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "TidemarkLogTests", dependencies: ["TidemarkLog"]),

@@ -16,7 +16,14 @@ public struct MigratorOptions: Sendable {
     /// Keep following the log after catch-up (until ``Migrator/stop()``).
     public var follow = false
     /// Most changes replayed in one target transaction while following.
-    public var replayBatchMax = 20_000
+    public var replayBatchMax = 200_000
+    /// Longest a replay transaction runs before it commits (ms), which bounds
+    /// how long the target's write lock is held. Each commit rewrites every
+    /// page its changes touched (and the checkpoint copies them again), so a
+    /// backlog of changes spread over a large table replays several times
+    /// faster in fewer, larger transactions; under a steady load each step
+    /// holds only what arrived since the last, and this limit is not reached.
+    public var replayBatchMillis = 500
     /// How long to wait for the log to reach a needed LSN before failing.
     public var shipTimeoutMillis = 60_000
     /// Acknowledge the applied LSN to the log's consumer registry this often.
@@ -160,6 +167,11 @@ public final class Migrator: @unchecked Sendable {
         return cleaned.isEmpty ? "target" : cleaned
     }
 
+    /// The page cache (KiB) of the connection a migration writes the target
+    /// through (`PRAGMA cache_size`), for benchmarks that give a baseline
+    /// the same.
+    public static var targetCacheKiB: Int { SQLiteTarget.cacheKiB }
+
     /// Asks a running ``run(progress:)`` to return after its current step.
     public func stop() { stopRequested = true }
 
@@ -298,21 +310,47 @@ public final class Migrator: @unchecked Sendable {
         return nil
     }
 
+    /// Where the changes of one logged table go.
+    private struct ReplayRoute {
+        let statements: TableStatements
+        /// Index of the table in `state.tables` (ordered by position, which
+        /// reloading the stored state keeps).
+        let stateIndex: Int
+        let sourceTable: String
+    }
+
+    /// Routes by table name as the log spells it; `.some(nil)` for a
+    /// captured table this plan does not migrate. Resolving a name compares
+    /// case-insensitively, which costs string allocations: done once per
+    /// name, not once per change.
+    private var routes: [String: ReplayRoute?] = [:]
+
+    private func route(for table: String) throws -> ReplayRoute? {
+        if let cached = routes[table], cached.map({ state.tables.indices.contains($0.stateIndex) && state.tables[$0.stateIndex].sourceTable == $0.sourceTable }) ?? true {
+            return cached
+        }
+        var resolved: ReplayRoute?
+        if let (m, _) = mapping(for: table),
+           let ti = state.tables.firstIndex(where: { $0.sourceTable.lowercased() == m.source.name.lowercased() }) {
+            resolved = ReplayRoute(statements: try store.statements(for: m), stateIndex: ti, sourceTable: state.tables[ti].sourceTable)
+        }
+        routes[table] = .some(resolved)
+        return resolved
+    }
+
     /// Applies one change if the tidemark rule says so.
     private func replay(_ r: ChangeRecord) throws {
         defer {
             state.appliedLSN = r.lsn
             state.appliedTimestampMicros = r.timestampMicros
         }
-        guard let (m, _) = mapping(for: r.table),
-              let ti = state.tables.firstIndex(where: { $0.sourceTable.lowercased() == m.source.name.lowercased() })
-        else { return }  // a captured table this plan does not migrate
-        let t = state.tables[ti]
-        let s = try store.statements(for: m)
-        switch t.phase {
+        guard let route = try route(for: r.table) else { return }  // a captured table this plan does not migrate
+        let s = route.statements
+        switch state.tables[route.stateIndex].phase {
         case .pending:
             return  // the copy will read this row's latest state
         case .copying:
+            let t = state.tables[route.stateIndex]
             if let ceiling = t.ceiling {
                 let key = try s.keyValues(r)
                 let aboveTidemark = try t.tidemark.map { try s.isKey(key, above: $0) } ?? true
@@ -394,6 +432,7 @@ public final class Migrator: @unchecked Sendable {
     /// it applied and whether the target has reached the capture high-water
     /// mark read at the start.
     func followStep() throws -> (Int, Bool) {
+        try store.prepareForFollowing()
         let logHead = try feed.ship(sourceWritable: true)
         let highWater = try Capture.lastCapturedSeq(source)
         capturedLSN = max(capturedLSN, LSN(UInt64(max(0, highWater))))
@@ -404,7 +443,7 @@ public final class Migrator: @unchecked Sendable {
             while applied < options.replayBatchMax, let r = try nextChange(through: logHead) {
                 try replay(r)
                 applied += 1
-                if applied % 1024 == 0 && Clock.monotonicNanos() - start > 200_000_000 { break }
+                if applied % 1024 == 0 && Clock.monotonicNanos() - start > UInt64(options.replayBatchMillis) * 1_000_000 { break }
             }
             if applied > 0 { try StateTables.save(state, table: nil, in: target) }
         }

@@ -14,6 +14,17 @@ final class SQLiteTarget {
     let sourceSchema: String
     private var tables: [String: TableStatements] = [:]
 
+    /// Page cache of the target connection while following, in KiB.
+    /// SQLite's default (2 MiB) is far smaller than what one replay
+    /// transaction touches when changes are spread over a large table: pages
+    /// are then spilled to the WAL and read back again within the
+    /// transaction. The cache grows only as pages are used, so this bounds
+    /// memory rather than allocating it. The copy, which appends in key
+    /// order, gains nothing from it (and pays ~3% CPU for the extra pages),
+    /// so it is set when replay alone remains (``prepareForFollowing()``).
+    static let cacheKiB = 32 * 1024
+    private var followingCacheSet = false
+
     init(connection: Connection, sourcePath: String, sameFile: Bool) throws {
         self.connection = connection
         if sameFile {
@@ -39,6 +50,13 @@ final class SQLiteTarget {
             }
         }
         return out
+    }
+
+    /// Sizes the page cache for replay (once, outside a transaction).
+    func prepareForFollowing() throws {
+        guard !followingCacheSet else { return }
+        try connection.execute("PRAGMA cache_size = -\(Self.cacheKiB)")
+        followingCacheSet = true
     }
 
     func statements(for m: TableMapping) throws -> TableStatements {
@@ -72,6 +90,14 @@ final class TableStatements {
     let upsert: Statement?
     /// For expression mappings: fills the one-row image table the upsert reads.
     let imageUpdate: Statement?
+    /// For identity mappings whose key cannot be respelled (see
+    /// ``hasExactKey(_:)``): `UPDATE … SET non-key columns WHERE key`, bound
+    /// like the upsert. A logged update then costs one key lookup instead of
+    /// the upsert's two (insert attempt, conflict, update); when no row has
+    /// the key, the upsert inserts it, so the effect is the upsert's.
+    let updateByKey: Statement?
+    /// For identity mappings: the source column of each target column, in order.
+    let identityNames: [String]?
     let delete: Statement?
     let inPlaceUpdate: Statement?
     /// `(?1 COLLATE c1, ...) > (?n+1, ...)`: key above a bound, by SQLite's rules.
@@ -96,6 +122,7 @@ final class TableStatements {
             let p = (0..<n).map { "?\(start + $0)" }.joined(separator: ", ")
             return n == 1 ? p : "(\(p))"
         }
+        identityNames = m.isIdentity ? m.columns.map { $0.sourceColumn! } : nil
         var pos: [String: Int] = [:]
         for (i, col) in m.sourceColumns.enumerated() { pos[col.lowercased()] = i }
         sourcePosition = pos
@@ -139,6 +166,16 @@ final class TableStatements {
                 let values = (1...m.columns.count).map { "?\($0)" }.joined(separator: ", ")
                 upsert = try c.prepare("INSERT INTO \(tgt)(\(cols)) VALUES (\(values)) \(onConflict)")
                 imageUpdate = nil
+                if m.columns.contains(where: { c in !m.targetKey.contains { $0.lowercased() == c.target.lowercased() } }) && Self.hasExactKey(m) {
+                    func isKey(_ column: String) -> Bool { m.targetKey.contains { $0.lowercased() == column.lowercased() } }
+                    let sets = m.columns.enumerated().filter { !isKey($0.element.target) }
+                        .map { "\(q($0.element.target)) = ?\($0.offset + 1)" }.joined(separator: ", ")
+                    let keyWhere = m.columns.enumerated().filter { isKey($0.element.target) }
+                        .map { "\(q($0.element.target)) = ?\($0.offset + 1)" }.joined(separator: " AND ")
+                    updateByKey = try c.prepare("UPDATE \(tgt) SET \(sets) WHERE \(keyWhere)")
+                } else {
+                    updateByKey = nil
+                }
             } else {
                 // Expressions are evaluated over the after image held in a
                 // one-row TEMP table declared like the source table (each
@@ -158,6 +195,7 @@ final class TableStatements {
                 try c.execute("DROP TABLE IF EXISTS \(image); CREATE TEMP TABLE \(imageName)(\(defs.joined(separator: ", "))); INSERT INTO \(image) DEFAULT VALUES")
                 imageUpdate = try c.prepare("UPDATE \(image) SET " + m.sourceColumns.enumerated().map { "\(q($0.element)) = ?\($0.offset + 1)" }.joined(separator: ", "))
                 upsert = try c.prepare("INSERT INTO \(tgt)(\(cols)) SELECT \(exprs) FROM \(image) WHERE true \(onConflict)")
+                updateByKey = nil
             }
             let targetWhere = m.targetKey.enumerated().map { "\(q($0.element)) = ?\($0.offset + 1)" }.joined(separator: " AND ")
             delete = try c.prepare("DELETE FROM \(tgt) WHERE \(targetWhere)")
@@ -172,6 +210,7 @@ final class TableStatements {
             inPlaceUpdate = try c.prepare("UPDATE \(tgt) SET \(sets) WHERE \(keyWhere)")
             upsert = nil
             imageUpdate = nil
+            updateByKey = nil
             delete = nil
         }
     }
@@ -193,6 +232,21 @@ final class TableStatements {
         let t = type.uppercased()
         if t.isEmpty { return true }
         return t.contains("BLOB") && !t.contains("INT") && !t.contains("CHAR") && !t.contains("CLOB") && !t.contains("TEXT")
+    }
+
+    /// Whether two key values that SQLite finds equal are always the same
+    /// value: every key column compares with BINARY and has INTEGER or TEXT
+    /// affinity (SQLite's rules: a declared type containing INT; else CHAR,
+    /// CLOB or TEXT). Then a logged update's key is spelled exactly as the
+    /// target row's, and updating the other columns by key is all the
+    /// upsert would do. Under NOCASE ('abc' vs 'ABC') or without affinity
+    /// (1 vs 1.0) it is not, and such tables keep the upsert.
+    static func hasExactKey(_ m: TableMapping) -> Bool {
+        zip(m.sourceKey, m.keyCollations).allSatisfy { name, collation in
+            let type = (m.source.columns.first { $0.name == name }?.declaredType ?? "").uppercased()
+            return collation.uppercased() == "BINARY"
+                && (type.contains("INT") || type.contains("CHAR") || type.contains("CLOB") || type.contains("TEXT"))
+        }
     }
 
     /// Key values of a record in source key order.
@@ -223,6 +277,19 @@ final class TableStatements {
     func apply(_ r: ChangeRecord) throws {
         do {
             switch (mapping.shape, r.operation) {
+            case (.copy, .update) where updateByKey != nil:
+                guard let after = r.after else { return }
+                let s = updateByKey!
+                s.reset()
+                try bindImage(after, lsn: r.lsn, to: s)
+                try s.execute()
+                if connection.changes == 0 {
+                    // No row with this key (yet): insert it, as the upsert would.
+                    let u = upsert!
+                    u.reset()
+                    try bindImage(after, lsn: r.lsn, to: u)
+                    try u.execute()
+                }
             case (.copy, .insert), (.copy, .update):
                 guard let after = r.after else { return }
                 if let image = imageUpdate {
@@ -240,12 +307,12 @@ final class TableStatements {
             case (.copy, .delete):
                 let s = delete!
                 s.reset()
-                try s.bind(try keyValues(r))
+                try bindKey(r, to: s)
                 try s.execute()
             case (.inPlace, .insert), (.inPlace, .update):
                 let s = inPlaceUpdate!
                 s.reset()
-                try s.bind(try keyValues(r))
+                try bindKey(r, to: s)
                 try s.execute()
             case (.inPlace, .delete):
                 return  // the application deleted the row itself
@@ -256,20 +323,31 @@ final class TableStatements {
         }
     }
 
+    /// Binds a record's key values to parameters 1…n, in source key order.
+    private func bindKey(_ r: ChangeRecord, to s: Statement) throws {
+        let key = mapping.sourceKey
+        if r.key.count == key.count {
+            var inOrder = true
+            for i in 0..<key.count where r.key[i].name != key[i] { inOrder = false; break }
+            if inOrder {
+                for i in 0..<key.count { try s.bind(r.key[i].value, at: Int32(i + 1)) }
+                return
+            }
+        }
+        try s.bind(try keyValues(r))
+    }
+
     private func bindImage(_ image: [Field], lsn: LSN, to s: Statement) throws {
-        if mapping.isIdentity {
+        if let names = identityNames {
             // Target columns in order; each names its source column.
-            for (i, c) in mapping.columns.enumerated() {
-                let name = c.sourceColumn!
-                let v: Value
-                if i < image.count && image[i].name == name {
-                    v = image[i].value
-                } else if let f = image.first(where: { $0.name.lowercased() == name.lowercased() }) {
-                    v = f.value
+            for i in 0..<names.count {
+                if i < image.count && image[i].name == names[i] {
+                    try s.bind(image[i].value, at: Int32(i + 1))
+                } else if let f = image.first(where: { $0.name.lowercased() == names[i].lowercased() }) {
+                    try s.bind(f.value, at: Int32(i + 1))
                 } else {
-                    throw MigrationError(.logGap, "change at LSN \(lsn) of '\(mapping.source.name)' lacks column '\(name)'; was the table altered? Re-run capture install and restart the migration")
+                    throw MigrationError(.logGap, "change at LSN \(lsn) of '\(mapping.source.name)' lacks column '\(names[i])'; was the table altered? Re-run capture install and restart the migration")
                 }
-                try s.bind(v, at: Int32(i + 1))
             }
         } else {
             var bound = 0

@@ -328,10 +328,6 @@ struct LogBenchmark: ParsableCommand {
     }
 }
 
-private func describe(_ t: Timing) -> String {
-    "\(formatFixed(t.wallSeconds, decimals: 3)) s (cpu \(formatFixed(t.cpuSeconds, decimals: 3)) s)"
-}
-
 extension String {
     func padding(to width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
 }

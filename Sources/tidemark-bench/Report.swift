@@ -6,6 +6,8 @@
 enum Goal {
     /// tidemark ≥ factor × baseline (throughputs: higher is better).
     case atLeastTimesBaseline(Double)
+    /// tidemark ≥ floor, in the row's unit (a throughput with no baseline).
+    case atLeast(Double)
     /// tidemark < limit, in the row's unit (memory, latency).
     case below(Double)
     /// Printed for information; nothing to pass.
@@ -14,6 +16,7 @@ enum Goal {
     func text(unit: String) -> String {
         switch self {
         case .atLeastTimesBaseline(let f): "≥ \(String(f))× baseline"
+        case .atLeast(let floor): "≥ \(formatNumber(floor)) \(unit)"
         case .below(let limit): "< \(formatNumber(limit)) \(unit)"
         case .none: "info"
         }
@@ -22,6 +25,7 @@ enum Goal {
     var jsonText: String? {
         switch self {
         case .atLeastTimesBaseline(let f): ">= \(String(f))x baseline"
+        case .atLeast(let floor): ">= \(formatNumber(floor))"
         case .below(let limit): "< \(formatNumber(limit))"
         case .none: nil
         }
@@ -45,6 +49,7 @@ struct Comparison {
     var passed: Bool? {
         switch goal {
         case .atLeastTimesBaseline(let f): ratio.map { $0 >= f }
+        case .atLeast(let floor): tidemark >= floor
         case .below(let limit): tidemark < limit
         case .none: nil
         }
