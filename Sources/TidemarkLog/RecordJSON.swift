@@ -117,7 +117,7 @@ extension Value {
 }
 
 /// Low-level JSON writing shared by the record and value encoders.
-enum JSONText {
+public enum JSONText {
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// Appends `{"name":value,...}` in field order.
@@ -713,5 +713,16 @@ struct JSONLineParser {
             index += 1
         }
         return value
+    }
+}
+
+extension JSONText {
+    /// `s` as a quoted JSON string, escaped as in the log's JSON lines; for
+    /// the command line's and benchmarks' `--json` outputs.
+    public static func quoted(_ s: String) -> String {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(s.utf8.count + 2)
+        appendString(s, to: &buffer)
+        return String(decoding: buffer, as: UTF8.self)
     }
 }

@@ -1,3 +1,4 @@
+import TidemarkLog
 // What a benchmark prints: a comparison table for people and one JSON
 // object (`--json`) for scripts, built from the same `Comparison` rows so the
 // two can never disagree.
@@ -135,22 +136,7 @@ indirect enum JSON {
         }
     }
 
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case _ where u.value < 0x20:
-                let hex = String(u.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ s: String) -> String { JSONText.quoted(s) }
 
     static func seconds(_ s: Samples) -> JSON { .array(s.seconds.map(JSON.number)) }
 }

@@ -74,23 +74,7 @@ struct JSONObject {
 
     init() {}
 
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where u.value < 0x20:
-                let hex = String(u.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ s: String) -> String { JSONText.quoted(s) }
 
     mutating func set(_ key: String, _ value: String?) { parts.append(Self.quote(key) + ":" + (value.map(Self.quote) ?? "null")) }
     mutating func set(_ key: String, _ value: Int?) { parts.append(Self.quote(key) + ":" + (value.map { String($0) } ?? "null")) }
