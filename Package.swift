@@ -29,10 +29,11 @@ let package = Package(
             "CSQLite", "TidemarkCore", "TidemarkLog", "TidemarkSQLite",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "TidemarkLogTests", dependencies: ["TidemarkLog"]),
+        .target(name: "TidemarkTestSupport", path: "Tests/TidemarkTestSupport"),
+        .testTarget(name: "TidemarkLogTests", dependencies: ["TidemarkLog", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkSQLiteTests", dependencies: ["TidemarkSQLite", "TidemarkLog"]),
-        .testTarget(name: "TidemarkCoreTests", dependencies: ["TidemarkCore", "TidemarkSQLite", "TidemarkLog"]),
-        .testTarget(name: "TidemarkCutoverTests", dependencies: ["TidemarkCore"]),
+        .testTarget(name: "TidemarkCoreTests", dependencies: ["TidemarkCore", "TidemarkSQLite", "TidemarkLog", "TidemarkTestSupport"]),
+        .testTarget(name: "TidemarkCutoverTests", dependencies: ["TidemarkCore", "TidemarkTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

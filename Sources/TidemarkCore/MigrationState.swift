@@ -112,6 +112,15 @@ enum StateTables {
         try Schema.table(named: migration, in: c) != nil
     }
 
+    /// The stored applied LSN and cutover journal only: one cached
+    /// single-row read, for the replay loop's per-transaction check.
+    static func position(_ c: Connection) throws -> (applied: LSN, cutoverState: String?)? {
+        let s = try c.cachedStatement("SELECT applied_lsn, cutover_state FROM \(migration) WHERE id = 1")
+        defer { s.reset() }
+        guard try s.step() else { return nil }
+        return (LSN(UInt64(max(0, s.columnInt64(0)))), s.columnIsNull(1) ? nil : s.columnText(1))
+    }
+
     static func load(_ c: Connection) throws -> MigrationState? {
         guard try exists(c) else { return nil }
         let m = try c.prepare("SELECT source_id, source_path, applied_lsn, applied_ts, started_at, caught_up_at, cutover_state, cutover_lsn, cutover_at, cutover_pause_us, reverse_from FROM \(migration) WHERE id = 1")

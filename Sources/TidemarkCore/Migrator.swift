@@ -262,7 +262,15 @@ public final class Migrator: @unchecked Sendable {
     /// changes since; the target's write lock serializes us, and the stored
     /// applied LSN says where to continue, so no change is applied twice out
     /// of order.
-    func syncWithStoredState() throws {
+    ///
+    /// - Parameter tablesMayChange: false once every table follows: then only
+    ///   the applied LSN and the cutover journal can move, and a single-row
+    ///   read tells whether a full reload is needed.
+    func syncWithStoredState(tablesMayChange: Bool = true) throws {
+        if !tablesMayChange, let p = try StateTables.position(target),
+           p.applied == state.appliedLSN, p.cutoverState != "done" {
+            return
+        }
         guard let stored = try StateTables.load(target) else { return }
         if stored.cutoverState == "done" {
             throw MigrationError(.cutOver, "the migration was cut over at LSN \(stored.cutoverLSN ?? .zero); the target is authoritative and nothing is left to migrate")
@@ -437,8 +445,16 @@ public final class Migrator: @unchecked Sendable {
         let highWater = try Capture.lastCapturedSeq(source)
         capturedLSN = max(capturedLSN, LSN(UInt64(max(0, highWater))))
         var applied = 0
+        // Nothing logged to apply: no transaction (idle followers would
+        // otherwise take the target's write lock every few ms). Only check
+        // whether another process moved the state (a cutover, say).
+        if lookahead == nil { lookahead = try cursor.next() }
+        if lookahead.map({ $0.lsn > logHead }) ?? true {
+            try syncWithStoredState(tablesMayChange: false)
+            return (0, state.appliedLSN.rawValue >= UInt64(max(0, highWater)))
+        }
         try target.transaction(.immediate) {
-            try syncWithStoredState()
+            try syncWithStoredState(tablesMayChange: false)
             let start = Clock.monotonicNanos()
             while applied < options.replayBatchMax, let r = try nextChange(through: logHead) {
                 try replay(r)

@@ -26,40 +26,20 @@ public struct TableComparison: Sendable {
     static func compare(_ m: TableMapping, source: Connection, target: Connection, keysMax: Int) throws -> TableComparison {
         let q = quoteIdentifier
         var result = TableComparison(table: m.source.name)
-        let n = m.sourceKey.count
         let srcOrder = m.sourceKey.map(q).joined(separator: ", ")
         let exprs = m.columns.map { "(\($0.expression))" }.joined(separator: ", ")
         let s = try source.prepare("SELECT \(srcOrder), \(exprs) FROM \(q(m.source.name)) ORDER BY \(srcOrder)")
         let tgtKey = m.targetKey.map(q).joined(separator: ", ")
         let tgtCols = m.columns.map { q($0.target) }.joined(separator: ", ")
         let t = try target.prepare("SELECT \(tgtKey), \(tgtCols) FROM \(q(m.targetTable)) ORDER BY \(tgtKey)")
-        let cmp = try TableStatements.keyComparator(m, connection: source)
-        func row(_ st: Statement) -> [Value] { (0..<Int(st.columnCount)).map { st.columnValue(Int32($0)) } }
-        var sr: [Value]? = try s.step() ? row(s) : nil
-        var tr: [Value]? = try t.step() ? row(t) : nil
+        let greater = try TableStatements.keyComparator(m, connection: source)
         func note(_ list: inout [[Value]], _ key: [Value]) { if list.count < keysMax { list.append(key) } }
-        var missingCount = 0, extraCount = 0, differentCount = 0
-        while sr != nil || tr != nil {
-            if let a = sr, let b = tr {
-                let ka = Array(a[0..<n]), kb = Array(b[0..<n])
-                if ka == kb {
-                    if Array(a[n...]) != Array(b[n...]) { note(&result.different, ka); differentCount += 1 }
-                    result.rowsCompared += 1
-                    sr = try s.step() ? row(s) : nil
-                    tr = try t.step() ? row(t) : nil
-                } else if try cmp(ka, kb) {
-                    note(&result.extra, kb); extraCount += 1
-                    tr = try t.step() ? row(t) : nil
-                } else {
-                    note(&result.missing, ka); missingCount += 1
-                    sr = try s.step() ? row(s) : nil
-                }
-            } else if let a = sr {
-                note(&result.missing, Array(a[0..<n])); missingCount += 1
-                sr = try s.step() ? row(s) : nil
-            } else if let b = tr {
-                note(&result.extra, Array(b[0..<n])); extraCount += 1
-                tr = try t.step() ? row(t) : nil
+        try RowDiff.merge(source: s, target: t, keyCount: m.sourceKey.count, greater: greater,
+                          matched: { result.rowsCompared += 1 }) { kind, key in
+            switch kind {
+            case .missing: note(&result.missing, key)
+            case .extra: note(&result.extra, key)
+            case .different: note(&result.different, key)
             }
         }
         return result
@@ -80,6 +60,49 @@ extension TableStatements {
             let r = s.columnInt64(0) != 0
             s.reset()
             return r
+        }
+    }
+}
+
+/// The merge both ``TableComparison`` and ``Verifier`` use: two statements
+/// yielding rows in the source key's order, key columns first.
+enum RowDiff {
+    enum Kind { case missing, extra, different }
+
+    /// Steps both statements to the end, reporting each key that is only in
+    /// the source (`missing`), only in the target (`extra`), or in both with
+    /// other values (`different`); `matched` is called per key in both.
+    /// - Parameter greater: the source key order, decided by SQLite.
+    static func merge(source s: Statement, target t: Statement, keyCount n: Int,
+                      greater: ([Value], [Value]) throws -> Bool, matched: () -> Void = {},
+                      visit: (Kind, [Value]) -> Void) throws {
+        func row(_ st: Statement) throws -> [Value]? {
+            try st.step() ? (0..<Int(st.columnCount)).map { st.columnValue(Int32($0)) } : nil
+        }
+        var a = try row(s)
+        var b = try row(t)
+        while a != nil || b != nil {
+            if let x = a, let y = b {
+                let kx = Array(x[0..<n]), ky = Array(y[0..<n])
+                if kx == ky {
+                    if x != y { visit(.different, kx) }
+                    matched()
+                    a = try row(s)
+                    b = try row(t)
+                } else if try greater(kx, ky) {
+                    visit(.extra, ky)
+                    b = try row(t)
+                } else {
+                    visit(.missing, kx)
+                    a = try row(s)
+                }
+            } else if let x = a {
+                visit(.missing, Array(x[0..<n]))
+                a = try row(s)
+            } else if let y = b {
+                visit(.extra, Array(y[0..<n]))
+                b = try row(t)
+            }
         }
     }
 }

@@ -216,7 +216,7 @@ public struct Verifier {
     }
 
     struct Difference {
-        enum Kind { case missing, extra, different }
+        typealias Kind = RowDiff.Kind
         var kind: Kind
         var key: [Value]
     }
@@ -252,30 +252,8 @@ public struct Verifier {
         var diff: [Difference] = []
         src.reset(); tgt.reset()
         try src.bind(binds); try tgt.bind(binds)
-        func row(_ s: Statement) -> [Value] { (0..<Int(s.columnCount)).map { s.columnValue(Int32($0)) } }
-        var a: [Value]? = try src.step() ? row(src) : nil
-        var b: [Value]? = try tgt.step() ? row(tgt) : nil
-        while a != nil || b != nil {
-            if let x = a, let y = b {
-                let kx = Array(x[0..<n]), ky = Array(y[0..<n])
-                if kx == ky {
-                    if x != y { diff.append(Difference(kind: .different, key: kx)) }
-                    a = try src.step() ? row(src) : nil
-                    b = try tgt.step() ? row(tgt) : nil
-                } else if try greater(kx, ky) {
-                    diff.append(Difference(kind: .extra, key: ky))
-                    b = try tgt.step() ? row(tgt) : nil
-                } else {
-                    diff.append(Difference(kind: .missing, key: kx))
-                    a = try src.step() ? row(src) : nil
-                }
-            } else if let x = a {
-                diff.append(Difference(kind: .missing, key: Array(x[0..<n])))
-                a = try src.step() ? row(src) : nil
-            } else if let y = b {
-                diff.append(Difference(kind: .extra, key: Array(y[0..<n])))
-                b = try tgt.step() ? row(tgt) : nil
-            }
+        try RowDiff.merge(source: src, target: tgt, keyCount: n, greater: greater) { kind, key in
+            diff.append(Difference(kind: kind, key: key))
         }
         src.reset(); tgt.reset()
         return ChunkOutcome(rows: sRows, applied: appliedLSN, captured: captured, diff: diff)

@@ -1,4 +1,5 @@
 import Foundation
+import TidemarkTestSupport
 import Testing
 @testable import TidemarkCore
 import TidemarkLog

@@ -1,4 +1,5 @@
 import Foundation
+import TidemarkTestSupport
 import Testing
 @testable import TidemarkCore
 import TidemarkLog
@@ -148,29 +149,6 @@ final class ChildProcess {
     var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
     var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
     var wasKilled: Bool { process.terminationReason == .uncaughtSignal }
-}
-
-/// The `tidemark` executable built beside this test bundle.
-func tidemarkExecutable() throws -> String {
-    var directories: [URL] = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
-    if let main = Bundle.main.executableURL { directories.append(main.deletingLastPathComponent()) }
-    for bundle in Bundle.allBundles { directories.append(bundle.bundleURL.deletingLastPathComponent()) }
-    // `swift test` from the package root: .build/debug.
-    directories.append(URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug"))
-    for d in directories {
-        let candidate = d.appendingPathComponent("tidemark").path
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-    }
-    throw TestFailure("the tidemark executable is not built next to the tests (looked in \(directories.map(\.path))); run `swift build` first")
-}
-
-/// The python3 interpreter on PATH.
-func python3Executable() throws -> String {
-    for d in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
-        let candidate = String(d) + "/python3"
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-    }
-    throw TestFailure("python3 is not on PATH; these tests use Python's sqlite3 module as an independent writer")
 }
 
 struct TestFailure: Error, CustomStringConvertible {

@@ -1,4 +1,5 @@
 import Foundation
+import TidemarkTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -43,58 +44,6 @@ extension Duration {
 }
 
 // MARK: - Finding the tidemark executable
-
-/// Where `swift build` put the `tidemark` executable: in the same build
-/// directory as this test bundle. `swift test` builds every product, so a
-/// missing executable means a partial build.
-func tidemarkExecutable() throws -> String {
-    try TidemarkExecutable.location.get()
-}
-
-struct ExecutableNotFound: Error, CustomStringConvertible {
-    let searched: [String]
-    var description: String {
-        "the tidemark executable was not found next to the test bundle (looked in \(searched.joined(separator: ", "))); build it with `swift build --product tidemark` or set TIDEMARK_EXECUTABLE"
-    }
-}
-
-enum TidemarkExecutable {
-    static let location: Result<String, ExecutableNotFound> = find()
-
-    private static func find() -> Result<String, ExecutableNotFound> {
-        let fm = FileManager.default
-        if let path = ProcessInfo.processInfo.environment["TIDEMARK_EXECUTABLE"] {
-            return fm.isExecutableFile(atPath: path) ? .success(path) : .failure(ExecutableNotFound(searched: [path]))
-        }
-        var starts = [URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent(),
-                      Bundle.main.bundleURL.resolvingSymlinksInPath()]
-        if let executable = Bundle.main.executableURL { starts.append(executable.resolvingSymlinksInPath().deletingLastPathComponent()) }
-        var searched: [String] = []
-        for start in starts {
-            var dir = start
-            for _ in 0..<4 {
-                let candidate = dir.appendingPathComponent("tidemark").path
-                if !searched.contains(dir.path) { searched.append(dir.path) }
-                var isDirectory: ObjCBool = false
-                if fm.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
-                   fm.isExecutableFile(atPath: candidate) {
-                    return .success(candidate)
-                }
-                dir = dir.deletingLastPathComponent()
-            }
-        }
-        return .failure(ExecutableNotFound(searched: searched))
-    }
-}
-
-/// `python3` from PATH (the CI installs it).
-func pythonExecutable() throws -> String {
-    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
-        let candidate = String(dir) + "/python3"
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-    }
-    throw ExecutableNotFound(searched: ["$PATH (python3)"])
-}
 
 // MARK: - Children
 

@@ -1,4 +1,5 @@
 import Foundation
+import TidemarkTestSupport
 import Synchronization
 import Testing
 import TidemarkCore
@@ -313,7 +314,7 @@ final class PythonWriters: @unchecked Sendable {
 
     init(scenario: Scenario, firstIndex: Int, count: Int, writers: Int, ratePerSecond: Int) throws {
         self.scenario = scenario
-        let python = try pythonExecutable()
+        let python = try python3Executable()
         children = (0..<count).map { i in
             let index = firstIndex + i
             return (index, Child(executable: python, ["-c", pythonWriterScript, scenario.source, "\(index)", "\(writers)",
