@@ -10,6 +10,15 @@ public struct MigrationStatus: Sendable {
     public var capturedLSN: LSN
     /// Age of the oldest change not yet applied, in ms (0 when none).
     public var lagMillis: Int
+    /// The source holds the cutover's switch record.
+    public var switched = false
+    /// What differs between the plan file and the plan stored with the
+    /// migration (empty: nothing, or nothing stored).
+    public var planChanges: [String] = []
+    /// The plan stored with the migration (what status reports from).
+    public var storedPlan: Plan?
+    /// A cutover or rollback journal left between its steps.
+    public var journal: PendingJournal?
     public var lagChanges: Int {
         guard let applied = state?.appliedLSN else { return Int(capturedLSN.rawValue) }
         return capturedLSN > applied ? Int(capturedLSN.rawValue - applied.rawValue) : 0
@@ -33,6 +42,21 @@ public struct MigrationStatus: Sendable {
                                                   target: try Connection(path: plan.target, mode: .readWrite))
             }
         }
+        let switched = try SwitchRecord.read(source) != nil
+        var planChanges: [String] = []
+        if let stored = state?.plan {
+            // Compared read-only against the source's schema; a plan that no
+            // longer resolves at all is a change too.
+            do {
+                let target = FileSystemCheck.exists(plan.target) ? try Connection(path: plan.target, mode: .readOnly) : source
+                let mappings = try PlanResolver.resolve(plan, source: source, target: plan.isSameFile ? source : target,
+                                                        ownedColumns: try StateTables.addedColumns(target))
+                let current = PlanRecord.make(plan: plan, mappings: mappings)
+                if current.fingerprint != stored.fingerprint { planChanges = PlanRecord.differences(stored: stored, current: current) }
+            } catch {
+                planChanges = ["the plan file no longer resolves (\(error))"]
+            }
+        }
         var head: LSN?
         var lagMillis = 0
         if LogDirectory(plan.log).exists {
@@ -49,6 +73,17 @@ public struct MigrationStatus: Sendable {
            let oldest = try Capture.status(connection: source)?.oldestPendingMicros {
             lagMillis = max(0, Int((Clock.wallMicros() - oldest) / 1000))
         }
-        return MigrationStatus(state: state, logHeadLSN: head, capturedLSN: captured, lagMillis: lagMillis)
+        var status = MigrationStatus(state: state, logHeadLSN: head, capturedLSN: captured, lagMillis: lagMillis)
+        status.switched = switched
+        status.planChanges = planChanges
+        status.storedPlan = try state?.plan?.plan()
+        status.journal = Lifecycle.pendingJournal(state)
+        return status
+    }
+
+    /// The phase, what happened and the one command to run next.
+    /// - Parameter planArgument: how the named commands pass the plan.
+    public func lifecycle(planArgument: String) -> Lifecycle {
+        Lifecycle.assess(state, switched: switched, journal: journal, planChanges: planChanges, planArgument: planArgument)
     }
 }
