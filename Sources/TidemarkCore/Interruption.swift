@@ -28,6 +28,14 @@ public enum Interruption {
     /// the start of a long command). Library users who handle signals
     /// themselves call ``request(signal:)`` instead.
     public static func install() {
+        // A parent may hand the process these signals blocked (a thread
+        // pool's mask is inherited through fork/exec): unblock them on this
+        // thread, or they would stay pending and never stop anything.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
         for sig in [SIGINT, SIGTERM] {
             _ = Glibc.signal(sig) { s in
                 let (exchanged, _) = Interruption.received.compareExchange(expected: 0, desired: s, ordering: .relaxed)
