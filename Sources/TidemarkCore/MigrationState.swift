@@ -313,6 +313,13 @@ extension StateTables {
             .execute([.integer(v.atMicros), .integer(Int64(v.fromLSN.rawValue)), .integer(Int64(v.throughLSN.rawValue)), .integer(Int64(v.differences))])
     }
 
+    /// Forgets the last verify, so that cutover needs a fresh one: for
+    /// whatever makes an earlier proof worthless (say, replaying across a
+    /// repaired gap in the log). Inside the caller's transaction.
+    static func invalidateVerify(in c: Connection) throws {
+        try c.prepare("UPDATE \(migration) SET verified_at = NULL, verified_from_lsn = NULL, verified_through_lsn = NULL, verified_differences = NULL WHERE id = 1").execute()
+    }
+
     static func recordSkipVerify(atMicros: Int64, in c: Connection) throws {
         try c.prepare("UPDATE \(migration) SET skip_verify_at = ? WHERE id = 1").execute([.integer(atMicros)])
     }

@@ -76,7 +76,7 @@ public struct MigrationStatus: Sendable {
         var status = MigrationStatus(state: state, logHeadLSN: head, capturedLSN: captured, lagMillis: lagMillis)
         status.switched = switched
         status.planChanges = planChanges
-        status.storedPlan = try state?.plan?.plan()
+        status.storedPlan = try? state?.plan?.plan()
         status.journal = Lifecycle.pendingJournal(state)
         return status
     }

@@ -108,8 +108,6 @@ public final class Migrator: @unchecked Sendable {
     private var copied = 0
     private var lastAckNanos: UInt64 = 0
     private nonisolated(unsafe) var stopRequested = false
-    /// Per mapping: whether a key part may hold NULL (see ``checkNullKey(_:_:)``).
-    private var keyMayBeNull: [Bool] = []
     #if DEBUG
     /// Test seam: runs right after each ``followStep()`` of ``run(progress:)``,
     /// where another process may commit before this one's next write.
@@ -145,7 +143,14 @@ public final class Migrator: @unchecked Sendable {
         } else {
             state = try TargetSetup.start(plan: plan, mappings: mappings, target: target, store: store, sourceID: sourceID, record: record)
         }
-        keyMayBeNull = mappings.map(Self.keyMayBeNull)
+        if let e = existing, e.copiedAtMicros == nil, e.cutoverState == nil, e.tables.allSatisfy({ $0.phase == .following }) {
+            // Copied by a version that did not record it: the copy finished
+            // at the latest now, and a verify from here on proves it.
+            let at = Clock.wallMicros()
+            try target.transaction(.immediate) { try StateTables.recordCopied(atMicros: at, lsn: e.appliedLSN, in: target) }
+            state.copiedAtMicros = at
+            state.copiedLSN = e.appliedLSN
+        }
         // Prepared now, outside any transaction: some create TEMP tables,
         // which a rolled-back step must not take away.
         for m in mappings { _ = try store.statements(for: m) }
@@ -368,6 +373,8 @@ public final class Migrator: @unchecked Sendable {
         /// reloading the stored state keeps).
         let stateIndex: Int
         let sourceTable: String
+        /// A key part may hold NULL (see ``checkNullKey(_:_:)``).
+        let keyMayBeNull: Bool
     }
 
     /// Routes by table name as the log spells it; `.some(nil)` for a
@@ -383,7 +390,8 @@ public final class Migrator: @unchecked Sendable {
         var resolved: ReplayRoute?
         if let (m, _) = mapping(for: table),
            let ti = state.tables.firstIndex(where: { $0.sourceTable.lowercased() == m.source.name.lowercased() }) {
-            resolved = ReplayRoute(statements: try store.statements(for: m), stateIndex: ti, sourceTable: state.tables[ti].sourceTable)
+            resolved = ReplayRoute(statements: try store.statements(for: m), stateIndex: ti, sourceTable: state.tables[ti].sourceTable,
+                                   keyMayBeNull: Self.keyMayBeNull(m))
         }
         routes[table] = .some(resolved)
         return resolved
@@ -401,7 +409,7 @@ public final class Migrator: @unchecked Sendable {
         case .pending:
             return  // the copy will read this row's latest state (and checks it for NULL keys)
         case .copying, .following:
-            if try checkNullKey(r, s) {
+            if route.keyMayBeNull, try checkNullKey(r, s.mapping) {
                 // A key change to a NULL key (one update record, D1): the
                 // row under the old key is gone all the same.
                 if let d = Self.deleteOfOldKey(r, s.mapping) { try replay(d) }
@@ -446,7 +454,7 @@ public final class Migrator: @unchecked Sendable {
                 // Capture covers the table now, so a NULL key part that
                 // appears later is replayed (and stopped) by checkNullKey;
                 // one that is already here is found in this snapshot.
-                if let mi = mappings.firstIndex(where: { $0.source.name == m.source.name }), keyMayBeNull[mi] {
+                if Self.keyMayBeNull(m) {
                     let rowids = try Self.nullKeyRowids(m, on: target, schema: sameFile ? "main" : "tm_src")
                     if !rowids.isEmpty { throw Self.nullKeyError(m, rowids: rowids, lsn: nil) }
                 }
@@ -569,8 +577,8 @@ extension Migrator {
         return MigrationError(.nullKey, "source table '\(m.source.name)' has rows with a NULL in its primary key (\(m.sourceKey.joined(separator: ", ")))\(when), rowid \(list); such rows cannot be keyed and would be duplicated in the target — give them keys (UPDATE \(q(m.source.name)) SET … WHERE rowid IN (\(list))) and declare the key columns NOT NULL, then run the command again; nothing of this step was written")
     }
 
-    /// Judges a change whose key has a NULL part; true when it is to be
-    /// skipped.
+    /// Judges a change of a table whose key parts may be NULL; true when it
+    /// is to be skipped (its key has a NULL part).
     ///
     /// Invariant: the target never holds a row with a NULL key part (`=`
     /// and ON CONFLICT never match NULL, so every later change to it would
@@ -596,10 +604,8 @@ extension Migrator {
         return ChangeRecord(lsn: r.lsn, timestampMicros: r.timestampMicros, table: r.table, operation: .delete, key: old, before: before, after: nil)
     }
 
-    func checkNullKey(_ r: ChangeRecord, _ s: TableStatements) throws -> Bool {
-        guard let mi = mappings.firstIndex(where: { $0.source.name.lowercased() == r.table.lowercased() }), keyMayBeNull[mi] else { return false }
+    func checkNullKey(_ r: ChangeRecord, _ m: TableMapping) throws -> Bool {
         guard r.key.contains(where: { $0.value == .null }) else { return false }
-        let m = mappings[mi]
         let rowids = try Self.nullKeyRowids(m, on: target, schema: plan.isSameFile ? "main" : "tm_src")
         if !rowids.isEmpty { throw Self.nullKeyError(m, rowids: rowids, lsn: r.lsn) }
         return true

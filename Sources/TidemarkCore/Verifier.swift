@@ -149,6 +149,7 @@ public struct Verifier {
             let b = lo == nil ? boundFromStart : bound
             b.reset()
             try b.bind((lo ?? []) + [.integer(Int64(options.chunkRows - 1))])
+            try Interruption.check("verifying \(m.source.name) after \(report.rows) rows; nothing recorded, verify again")
             let hi: [Value]? = try b.step() ? (0..<n).map { b.columnValue(Int32($0)) } : nil
             b.reset()
             let k = (lo != nil ? 2 : 0) + (hi != nil ? 1 : 0)
