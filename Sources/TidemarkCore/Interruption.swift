@@ -37,7 +37,7 @@ public enum Interruption {
         sigaddset(&set, SIGTERM)
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
         for sig in [SIGINT, SIGTERM] {
-            _ = Glibc.signal(sig) { s in
+            installHandler(sig) { s in
                 let (exchanged, _) = Interruption.received.compareExchange(expected: 0, desired: s, ordering: .relaxed)
                 if !exchanged { _exit(128 + Interruption.received.load(ordering: .relaxed)) }
             }
@@ -66,6 +66,15 @@ public enum Interruption {
         let s = received.load(ordering: .relaxed)
         if s != 0 { throw InterruptedError(signal: s, place: place()) }
     }
+}
+
+/// `signal(2)` from whichever C library this platform has.
+private func installHandler(_ sig: Int32, _ handler: @convention(c) (Int32) -> Void) {
+    #if canImport(Glibc)
+    _ = Glibc.signal(sig, handler)
+    #elseif canImport(Darwin)
+    _ = Darwin.signal(sig, handler)
+    #endif
 }
 
 /// A long command stopped at a safe point because of SIGINT or SIGTERM.

@@ -36,6 +36,9 @@ final class ShipperFeed: ChangeFeed {
         }
         let s = shipper!
         while true {
+            // Between rounds: each round is whole (shipped rows are deleted
+            // from the outbox only once the log holds them durably).
+            try Interruption.check("shipping captured changes into the log; nothing of the current step was written")
             let round = try s.shipOnce(deleteShipped: sourceWritable)
             if round.shipped < s.options.batchLimit { return round.lastLSN }
         }

@@ -14,7 +14,7 @@ struct MigrateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "migrate",
         abstract: "Copy the source into the target while replaying changes, until caught up.",
-        discussion: "Installs capture if missing and ships changes in this process (unless `tidemark capture run` already ships them). Safe to stop (Ctrl-C) or kill at any moment; run it again to resume."
+        discussion: "Installs capture if missing and ships changes in this process (unless `tidemark capture run` already ships them). Safe to stop (Ctrl-C or SIGTERM: it stops at the next safe point, says where, and exits 130/143) or kill at any moment; run it again to resume."
     )
 
     @OptionGroup var plan: PlanOption

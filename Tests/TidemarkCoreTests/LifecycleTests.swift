@@ -67,6 +67,7 @@ import Glibc
 
     // MARK: 1. The applied position only moves forward
 
+    #if DEBUG  // the seam between followStep and the caught-up save exists in debug builds only
     @Test("the caught-up save never stores an applied LSN older than the target's")
     func caughtUpSaveKeepsNewerPosition() throws {
         try withTemporaryDirectory { dir in
@@ -102,6 +103,8 @@ import Glibc
             try expectEqualTables(try f.plan, "after resuming")
         }
     }
+
+    #endif
 
     @Test("saving an older applied LSN than the stored one is refused and writes nothing")
     func saveRefusesOlderPosition() throws {
