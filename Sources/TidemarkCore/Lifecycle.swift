@@ -178,6 +178,10 @@ public struct Lifecycle: Sendable {
             throw MigrationError(.notVerified, "nothing has been migrated yet, so nothing proves the target; \(how)")
         }
         if state.cutoverState == "done" { return }
+        if state.cutoverState == "rolled-back" {
+            // The proof was of the first switch; writes since went both ways.
+            throw MigrationError(.notVerified, "this migration was cut over and rolled back; its verify proves nothing now — run `tidemark migrate` to start again, then `tidemark verify`, then cutover")
+        }
         if let t = state.tables.first(where: { $0.phase != .following }) {
             throw MigrationError(.notVerified, "the copy has not finished (\(t.sourceTable) is \(t.phase.rawValue)); \(how)")
         }
@@ -198,7 +202,7 @@ public struct Lifecycle: Sendable {
         let state = FileSystemCheck.exists(plan.target) ? try StateTables.load(try Connection(path: plan.target, mode: .readOnly)) : nil
         // A cutover a crash interrupted (journal or switch record) is settled
         // by the command itself, whatever the verify says.
-        if state?.cutoverState != nil { return }
+        if state?.cutoverState == "prepared" || state?.cutoverState == "done" { return }
         if FileSystemCheck.exists(plan.source), try SwitchRecord.read(try Connection(path: plan.source, mode: .readOnly)) != nil { return }
         try requireProven(state, skipVerify: false)
     }

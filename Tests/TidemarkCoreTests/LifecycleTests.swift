@@ -419,6 +419,9 @@ import Glibc
         s.verification = VerifyRecord(atMicros: 150, fromLSN: LSN(10), throughLSN: LSN(12), differences: 0)
         #expect(Lifecycle.phase(of: s, switched: false) == .verified)
         try Lifecycle.requireProven(s, skipVerify: false)
+        var rolledBack = s
+        rolledBack.cutoverState = "rolled-back"
+        #expect(throws: MigrationError.self, "a verify from before a cutover and rollback proves nothing") { try Lifecycle.requireProven(rolledBack, skipVerify: false) }
         s.cutoverState = "prepared"
         let journal = Lifecycle.pendingJournal(s)
         #expect(journal == PendingJournal(kind: .cutover, step: "prepared"))
