@@ -274,11 +274,15 @@ public final class Migrator: @unchecked Sendable {
 
     /// Where a run stands if it stops now (all of it committed).
     func stopPlace() -> String {
-        if let t = state.tables.first(where: { $0.phase != .following }) {
+        // What is stored, not what this process holds: a step that failed
+        // and is retried (same file, busy) may have moved only the latter.
+        let stored = (try? StateTables.load(target)) ?? nil
+        let s = stored ?? state
+        if let t = s.tables.first(where: { $0.phase != .following }) {
             let at = t.tidemark.map { "up to key \(KeyTuple.encode($0))" } ?? "before its first chunk"
-            return "copying \(t.sourceTable) \(at), applied LSN \(state.appliedLSN); run the same command to resume"
+            return "copying \(t.sourceTable) \(at), applied LSN \(s.appliedLSN); run the same command to resume"
         }
-        return "following the log at applied LSN \(state.appliedLSN) (everything up to it is in the target); run the same command to resume"
+        return "following the log at applied LSN \(s.appliedLSN) (everything up to it is in the target); run the same command to resume"
     }
 
     func snapshot(caughtUp: Bool) -> MigrationProgress {

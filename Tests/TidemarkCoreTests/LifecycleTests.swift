@@ -302,6 +302,31 @@ import Glibc
         }
     }
 
+    @Test("SIGINT mid-copy stops after a whole chunk with 130, naming the table and key; a rerun resumes", .timeLimit(.minutes(5)))
+    func interruptCopy() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir, rows: "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 6000) INSERT INTO users SELECT i, 'u' || i || '@x', 'n' FROM n;")
+            let child = try ChildProcess(try tidemarkExecutable(), ["migrate", "--plan", f.planPath], label: "copy", directory: dir)
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline {
+                if let c = try? Connection(path: f.target, mode: .readOnly), let s = try? StateTables.load(c),
+                   let t = s.tables.first, t.rowsCopied > 100 { break }
+                usleep(10_000)
+            }
+            child.kill(SIGINT)
+            #expect(child.wait(seconds: 30) == 130, "stderr: \(child.stderr)")
+            #expect(!child.wasKilled)
+            #expect(child.stderr.contains("interrupted (SIGINT): stopped copying users up to key"), "\(child.stderr)")
+            let c = try Connection(path: f.target, mode: .readOnly)
+            let state = try #require(try StateTables.load(c))
+            #expect(state.tables[0].phase == .copying, "the copy should have been stopped mid-way")
+            #expect(try c.integer("SELECT count(*) FROM users") == Int64(state.tables[0].rowsCopied), "a chunk was half written")
+            try c.close()
+            try f.migrateToCaughtUp()
+            try expectEqualTables(try f.plan, "after resuming the interrupted copy")
+        }
+    }
+
     /// Whether a write lock on `path` is held by someone else now.
     static func isWriteLocked(_ path: String) -> Bool {
         guard let c = try? Connection(path: path, mode: .readWrite, busyTimeoutMillis: 0) else { return false }
