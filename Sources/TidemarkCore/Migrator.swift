@@ -409,20 +409,17 @@ public final class Migrator: @unchecked Sendable {
         }
         guard let route = try route(for: r.table) else { return }  // a captured table this plan does not migrate
         let s = route.statements
-        switch state.tables[route.stateIndex].phase {
-        case .pending:
-            return  // the copy will read this row's latest state (and checks it for NULL keys)
-        case .copying, .following:
-            if route.keyMayBeNull, try checkNullKey(r, s.mapping) {
-                // A key change to a NULL key (one update record, D1): the
-                // row under the old key is gone all the same.
-                if let d = Self.deleteOfOldKey(r, s.mapping) { try replay(d) }
-                return
-            }
+        // A NULL key part: never applied (see checkNullKey). Pending tables'
+        // changes are skipped anyway, and their copy checks the rows.
+        if route.keyMayBeNull, state.tables[route.stateIndex].phase != .pending, try checkNullKey(r, s.mapping) {
+            // A key change to a NULL key (one update record, D1): the row
+            // under the old key is gone all the same.
+            if let d = Self.deleteOfOldKey(r, s.mapping) { try replay(d) }
+            return
         }
         switch state.tables[route.stateIndex].phase {
         case .pending:
-            return
+            return  // the copy will read this row's latest state
         case .copying:
             let t = state.tables[route.stateIndex]
             if let ceiling = t.ceiling {
