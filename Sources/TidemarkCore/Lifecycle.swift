@@ -90,9 +90,14 @@ public struct Lifecycle: Sendable {
     /// Why the usual next step is blocked (the plan changed), if it is.
     public var blocked: String?
 
-    /// Half-finished journals in the stored state (see ``PendingJournal``).
-    public static func pendingJournal(_ state: MigrationState?) -> PendingJournal? {
+    /// Half-finished journals (see ``PendingJournal``): the cutover's in
+    /// the stored state; a rollback journal kept in its own table of the
+    /// target is read here through `target` (add its case below), so that
+    /// `status` names `rollback` as the command that settles it.
+    /// - Parameter target: the target, read-only (nil when it does not exist).
+    public static func pendingJournal(_ state: MigrationState?, target: Connection? = nil) throws -> PendingJournal? {
         if state?.cutoverState == "prepared" { return PendingJournal(kind: .cutover, step: "prepared") }
+        // Rollback journal: return PendingJournal(kind: .rollback, step: <its step>) while it is unsettled.
         return nil
     }
 

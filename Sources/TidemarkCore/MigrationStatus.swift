@@ -32,8 +32,10 @@ public struct MigrationStatus: Sendable {
         let source = try Connection(path: plan.source, mode: .readOnly)
         let captured = LSN(UInt64(max(0, try Capture.lastCapturedSeq(source))))
         var state: MigrationState?
+        var targetConnection: Connection?
         if FileSystemCheck.exists(plan.target) {
-            state = try StateTables.load(try Connection(path: plan.target, mode: .readOnly))
+            targetConnection = try Connection(path: plan.target, mode: .readOnly)
+            state = try StateTables.load(targetConnection!)
             // A cutover killed mid-way left its journal unsettled: settle it
             // now (read-only otherwise), so status reports what is true.
             let switched = try SwitchRecord.read(source) != nil
@@ -77,7 +79,7 @@ public struct MigrationStatus: Sendable {
         status.switched = switched
         status.planChanges = planChanges
         status.storedPlan = try? state?.plan?.plan()
-        status.journal = Lifecycle.pendingJournal(state)
+        status.journal = try Lifecycle.pendingJournal(state, target: targetConnection)
         return status
     }
 

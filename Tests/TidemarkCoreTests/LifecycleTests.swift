@@ -448,7 +448,7 @@ import Glibc
         rolledBack.cutoverState = "rolled-back"
         #expect(throws: MigrationError.self, "a verify from before a cutover and rollback proves nothing") { try Lifecycle.requireProven(rolledBack, skipVerify: false) }
         s.cutoverState = "prepared"
-        let journal = Lifecycle.pendingJournal(s)
+        let journal = try Lifecycle.pendingJournal(s)
         #expect(journal == PendingJournal(kind: .cutover, step: "prepared"))
         let l = Lifecycle.assess(s, switched: false, journal: journal, planArgument: "--plan p.yml")
         #expect(l.phase == .cutoverInterrupted && l.next == "tidemark cutover --plan p.yml")
