@@ -257,7 +257,7 @@ extension Migrator {
                                  pauseMillis: Double(s.cutoverPauseMicros ?? 0) / 1000, drained: 0, waitedSeconds: 0,
                                  dryRun: o.dryRun, alreadyDone: true)
         }
-        try requireProvenForCutover(skipVerify: o.skipVerify)  // lifecycle: no unproven cutover (Lifecycle.swift)
+        try requireProvenForCutover(skipVerify: o.skipVerify, dryRun: o.dryRun)  // lifecycle: no unproven cutover (Lifecycle.swift)
         // 1. Catch up until the lag is small (nothing is changed if we give up).
         let waitStart = Clock.monotonicNanos()
         let deadline = waitStart + UInt64(o.timeoutSeconds * 1e9)

@@ -217,10 +217,11 @@ extension Migrator {
     /// The cutover gate, called at the start of ``cutover(_:progress:)``
     /// once an interrupted cutover is settled: refuses an unproven switch,
     /// or records that `--skip-verify` overrode it.
-    func requireProvenForCutover(skipVerify: Bool) throws {
+    /// A dry run records nothing.
+    func requireProvenForCutover(skipVerify: Bool, dryRun: Bool) throws {
         let stored = try StateTables.load(target)
         try Lifecycle.requireProven(stored, skipVerify: skipVerify)
-        if skipVerify, stored?.cutoverState != "done" {
+        if skipVerify, !dryRun, stored?.cutoverState != "done" {
             try target.transaction(.immediate) { try StateTables.recordSkipVerify(atMicros: Clock.wallMicros(), in: target) }
         }
     }
