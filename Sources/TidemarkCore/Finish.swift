@@ -35,10 +35,15 @@ public enum Finish {
             throw MigrationError(.rollbackPending, "a rollback of \(plan.target) was interrupted; run `tidemark rollback` to finish it, or `tidemark cutover` to keep the target, then `tidemark finish`")
         }
         let state = try target.flatMap { try StateTables.load($0) }
-        let mappings = try PlanResolver.resolve(plan, source: source, target: target ?? source,
-                                                ownedColumns: try target.map(StateTables.addedColumns) ?? [:])
-        if dropSource, let m = mappings.first(where: { $0.shape == .inPlace }) {
-            throw MigrationError(.badPlan, "\(m.source.name) was migrated in place; its old columns live in the same table, so --drop-source cannot drop it — drop its replaced columns yourself after dropping the guard triggers _tidemark_guard_\(m.source.name)_insert and _update")
+        // The switch record names what moved (source=target per table); in
+        // place (one file, same table) the old columns share the new table.
+        var routed: [(source: String, target: String)] = []
+        for pair in record.tables.split(separator: ",") {
+            let p = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            if p.count == 2 { routed.append((p[0], p[1])) }
+        }
+        if dropSource, plan.isSameFile, let m = routed.first(where: { $0.source.lowercased() == $0.target.lowercased() }) {
+            throw MigrationError(.badPlan, "\(m.source) was migrated in place; its old columns live in the same table, so --drop-source cannot drop it — drop its replaced columns yourself after dropping the guard triggers _tidemark_guard_\(m.source)_insert and _update")
         }
         var removed: [String] = []
         let sameFile = plan.isSameFile
@@ -60,13 +65,8 @@ public enum Finish {
         if hasConsumer { removed.append("log consumer \(consumer) in \(plan.log)") }
         var sourceDrops: [String] = []
         if dropSource {
-            var routed = Set<String>()
-            for pair in record.tables.split(separator: ",") {
-                if let name = pair.split(separator: "=").first { routed.insert(String(name).lowercased()) }
-            }
-            for m in mappings where m.shape == .copy && routed.contains(m.source.name.lowercased()) {
-                guard try Schema.table(named: m.source.name, in: source) != nil else { continue }
-                sourceDrops.append(m.source.name)
+            for r in routed where try Schema.table(named: r.source, in: source) != nil {
+                sourceDrops.append(r.source)
             }
             removed += sourceDrops.map { "table \($0) (with its guards) in \(plan.source)" }
         }
