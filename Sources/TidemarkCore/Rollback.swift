@@ -419,6 +419,19 @@ public enum Rollback {
     /// target's last changes into the log.
     static let reverseShipWaitMillis = 10_000
 
+    /// The log's appender, or nil when another process holds it.
+    static func ownAppender(_ path: String) throws -> LogAppender? {
+        let result: Result<LogAppender, LogError> = Result { () throws(LogError) -> LogAppender in
+            try LogAppender(directory: path, options: LogOptions(durability: .commit))
+        }
+        switch result {
+        case .success(let a): return a
+        case .failure(let e):
+            if e.code == .locked { return nil }
+            throw e
+        }
+    }
+
     /// Ships the target's reverse changes up to `through` into the log: in
     /// this process when it can own the log's appender, or else by waiting
     /// (bounded) for the process that owns it (`tidemark capture run`).
@@ -426,10 +439,7 @@ public enum Rollback {
         guard try Capture.isInstalled(target), LogDirectory(plan.log).exists else { return }
         let reader = try LogReader(directory: plan.log)
         if try reader.headLSN() >= through { return }
-        let appender: LogAppender
-        do {
-            appender = try LogAppender(directory: plan.log, options: LogOptions(durability: .commit))
-        } catch let e as LogError where e.code == .locked {
+        guard let appender = try ownAppender(plan.log) else {
             let deadline = Clock.monotonicNanos() + UInt64(reverseShipWaitMillis) * 1_000_000
             while try reader.headLSN() < through {
                 if Clock.monotonicNanos() > deadline {
