@@ -151,9 +151,11 @@ public enum Rollback {
         if targetCapture, let target { try Capture.uninstall(connection: target, force: true) }
         _ = state
         // 4.
-        if let target, !targetDrops.isEmpty {
+        if let target, !targetDrops.isEmpty || hasState {
             try target.transaction(.immediate) {
                 for d in targetDrops { try target.execute(d.sql) }
+                // The journal written in step 1 goes last, with the state.
+                try target.execute("DROP TABLE IF EXISTS main.\(RollbackJournal.table)")
             }
         }
         // 5.

@@ -62,10 +62,10 @@ extension CutoverTests {
                 try #require(migrated.status == 0, "\(c): migrate: \(migrated.summary)")
                 let crash = ["TIDEMARK_CRASH_AT": c.step]
                 if c.command == "cutover" {
-                    let killed = try await tidemark(["cutover", "--json", "--max-lag-ms", "1000"] + s.planArguments, environment: crash)
+                    let killed = try await tidemark(["cutover", "--json", "--max-lag-ms", "1000", "--max-pause-ms", "15000"] + s.planArguments, environment: crash)
                     try #require(killed.killed, "\(c): not killed: \(killed.summary)")
                 } else {
-                    let cut = try await tidemark(["cutover", "--json", "--max-lag-ms", "1000"] + s.planArguments)
+                    let cut = try await tidemark(["cutover", "--json", "--max-lag-ms", "1000", "--max-pause-ms", "15000"] + s.planArguments)
                     try expectCutoverJSON(cut)
                     try await pause(milliseconds: 300)  // writes on the target
                     let killed = try await tidemark(["rollback", "--json"] + s.planArguments, environment: crash)
@@ -79,7 +79,7 @@ extension CutoverTests {
                     }
                 }
                 try await pause(milliseconds: 200)  // writers meet the half-done state
-                let resolved = try await tidemark([c.resolver, "--json"] + s.planArguments)
+                let resolved = try await tidemark([c.resolver, "--json"] + (c.resolver == "cutover" ? ["--max-pause-ms", "15000"] : []) + s.planArguments)
                 let refusedAsRolledBack = c.resolver == "cutover" && c.step == "rollback-switched"
                 if refusedAsRolledBack {
                     #expect(resolved.status == 1 && resolved.stderr.contains("tidemark migrate"), "\(c): \(resolved.summary)")
@@ -133,7 +133,7 @@ extension CutoverTests {
                 for round in 1...3 {
                     let migrated = try await tidemark(["migrate"] + s.planArguments)
                     try #require(migrated.status == 0, "round \(round): migrate: \(migrated.summary)")
-                    let cut = try await tidemark(["cutover", "--json", "--max-lag-ms", "1000"] + s.planArguments)
+                    let cut = try await tidemark(["cutover", "--json", "--max-lag-ms", "1000", "--max-pause-ms", "15000"] + s.planArguments)
                     try expectCutoverJSON(cut)
                     try await pause(milliseconds: 300)
                     if round == 3 { break }
