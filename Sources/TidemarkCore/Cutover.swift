@@ -93,12 +93,42 @@ enum Guards {
                 "CREATE TRIGGER IF NOT EXISTS \(q(n[2])) BEFORE DELETE ON \(q(m.source.name)) \(raise)",
             ]
         case .inPlace:
-            // The migrated source columns are frozen; rows and new columns stay writable.
-            let cols = m.sourceColumns.filter { c in !m.sourceKey.contains { $0.lowercased() == c.lowercased() } }
-            guard !cols.isEmpty else { return [] }
-            let msg = "tidemark: columns \(cols.joined(separator: ", ")) of \(m.source.name) were replaced by \(m.columns.map(\.target).joined(separator: ", ")) (cutover at LSN \(lsn)); write those"
+            // Same table, new columns. The invariant after cutover: every
+            // row's new columns hold what the plan computes from its replaced
+            // columns, or what new code wrote into them. Old code breaks it
+            // in two ways, and only those are refused: an INSERT that leaves
+            // a new column NULL where the plan would compute a value (old
+            // code does not know the column), and an UPDATE of a replaced
+            // column (the new column would go stale). New code may write the
+            // new columns and every column no new column is computed from.
+            let msg = "tidemark: \(m.source.name) was migrated in place to columns \(m.columns.map(\.target).joined(separator: ", ")) (cutover at LSN \(lsn)); write those"
             let lit = "'" + msg.replacingOccurrences(of: "'", with: "''") + "'"
-            return ["CREATE TRIGGER IF NOT EXISTS \(q(n[1])) BEFORE UPDATE OF \(cols.map(q).joined(separator: ", ")) ON \(q(m.source.name)) BEGIN SELECT RAISE(ABORT, \(lit)); END"]
+            var out: [String] = []
+            let data = m.source.dataColumns.map(\.name)
+            let row = data.map { "NEW.\(q($0)) AS \(q($0))" }.joined(separator: ", ")
+            let wrong = m.columns.map { c in
+                "(NEW.\(q(c.target)) IS NULL AND (SELECT (\(c.expression)) FROM (SELECT \(row))) IS NOT NULL)"
+            }.joined(separator: " OR ")
+            if !m.columns.isEmpty {
+                out.append("CREATE TRIGGER IF NOT EXISTS \(q(n[0])) BEFORE INSERT ON \(q(m.source.name)) BEGIN SELECT RAISE(ABORT, \(lit)) WHERE \(wrong); END")
+            }
+            let replaced = replacedColumns(m)
+            if !replaced.isEmpty {
+                out.append("CREATE TRIGGER IF NOT EXISTS \(q(n[1])) BEFORE UPDATE OF \(replaced.map(q).joined(separator: ", ")) ON \(q(m.source.name)) BEGIN SELECT RAISE(ABORT, \(lit)); END")
+            }
+            return out
+        }
+    }
+
+    /// In place: the source columns some new column is computed from (key
+    /// columns excepted: a key change is a new row, judged by the insert
+    /// guard). Found by the identifiers the plan's expressions name; a word
+    /// that is not a column (a function name) matches nothing.
+    static func replacedColumns(_ m: TableMapping) -> [String] {
+        var named = Set<String>()
+        for c in m.columns { named.formUnion(SQLIdentifiers.scan(c.expression).map { $0.lowercased() }) }
+        return m.sourceColumns.filter { c in
+            named.contains(c.lowercased()) && !m.sourceKey.contains { $0.lowercased() == c.lowercased() }
         }
     }
 
@@ -122,13 +152,63 @@ enum Guards {
 /// written, not committed), `switched` (source committed, target journal not
 /// yet "done"; two files only). Read once from the environment; unset (in
 /// production) each check is one comparison against nil.
+///
+/// Rollback's steps (see ``Rollback``): `rollback-fenced` (target fenced and
+/// journaled "prepared"), `rollback-shipped` (reverse changes shipped, source
+/// capture removed; two files only), `rollback-applied` (changes applied to
+/// the source, not committed), `rollback-switched` (source committed, target
+/// journal not yet "committed").
+///
+/// Compiled into DEBUG builds only: a release build carries no hook and
+/// reads no environment variable.
 enum CutoverTestHook {
+    #if DEBUG
     static let crashAt: String? = getenv("TIDEMARK_CRASH_AT").map { String(cString: $0) }
     static let stepDelayMillis: Int = getenv("TIDEMARK_CUTOVER_STEP_DELAY_MS").flatMap { Int(String(cString: $0)) } ?? 0
 
     static func reached(_ step: String) {
         if stepDelayMillis > 0 { Clock.sleep(milliseconds: stepDelayMillis) }
         if crashAt == step { kill(getpid(), SIGKILL) }
+    }
+    #else
+    @inline(__always) static func reached(_ step: String) {}
+    #endif
+}
+
+/// The identifiers an SQL expression names: bare words and quoted names
+/// ("x", `x`, [x]); string literals and numbers are skipped.
+enum SQLIdentifiers {
+    static func scan(_ sql: String) -> [String] {
+        var out: [String] = []
+        let cs = Array(sql)
+        var i = 0
+        while i < cs.count {
+            let c = cs[i]
+            if c == "'" {
+                i += 1
+                while i < cs.count { if cs[i] == "'" { if i + 1 < cs.count && cs[i + 1] == "'" { i += 2; continue }; break }; i += 1 }
+                i += 1
+            } else if "\"`[".contains(c) {
+                let close: Character = c == "[" ? "]" : c
+                var name = ""
+                i += 1
+                while i < cs.count {
+                    if cs[i] == close { if close != "]" && i + 1 < cs.count && cs[i + 1] == close { name.append(close); i += 2; continue }; break }
+                    name.append(cs[i]); i += 1
+                }
+                i += 1
+                out.append(name)
+            } else if c.isLetter || c == "_" {
+                var name = ""
+                while i < cs.count && (cs[i].isLetter || cs[i].isNumber || "_$".contains(cs[i])) { name.append(cs[i]); i += 1 }
+                out.append(name)
+            } else if c.isNumber {
+                while i < cs.count && (cs[i].isLetter || cs[i].isNumber || cs[i] == ".") { i += 1 }
+            } else {
+                i += 1
+            }
+        }
+        return out
     }
 }
 
@@ -227,6 +307,32 @@ enum CutoverJournal {
     }
 }
 
+/// Reverse capture on a separate target file (see ``Migrator/cutover(_:progress:)``).
+enum ReverseCapture {
+    /// In the transaction that journals "prepared", with the source's write
+    /// lock held: makes the target's outbox continue the log right after the
+    /// switch LSN and binds it to the log. Returns the `seq` the target's own
+    /// writes start after (the switch LSN).
+    ///
+    /// Rows already in the target's outbox are echoes of the migration's own
+    /// replay (installed before the pause, the triggers saw the drain): they
+    /// are the source's changes again, never shipped (the log is bound only
+    /// now), and are dropped. With them gone, the sequence may be set to the
+    /// switch LSN even where the echoes had counted past it.
+    /// > The content of the SQLITE_SEQUENCE table can be modified using
+    /// > ordinary UPDATE, INSERT, and DELETE statements.
+    static func startAfterSwitch(_ target: Connection, at lsn: LSN, logPath: String) throws -> Int64 {
+        guard try Capture.isInstalled(target) else { return Int64(lsn.rawValue) }
+        let switchSeq = Int64(clamping: lsn.rawValue)
+        try target.execute("DELETE FROM main._tidemark_outbox")
+        try target.prepare("DELETE FROM main.sqlite_sequence WHERE name = '_tidemark_outbox'").execute()
+        try target.prepare("INSERT INTO main.sqlite_sequence(name, seq) VALUES ('_tidemark_outbox', ?1)").execute([.integer(switchSeq)])
+        try target.prepare("INSERT OR REPLACE INTO main._tidemark_meta(name, value) VALUES ('first_seq', ?1)").execute([.text(String(switchSeq))])
+        try Capture.bindLog(target, logPath: logPath)
+        return switchSeq
+    }
+}
+
 extension Migrator {
     /// Finishes or undoes a cutover that a crash interrupted (see ``CutoverJournal``).
     func resolveInterruptedCutover() throws {
@@ -286,13 +392,20 @@ extension Migrator {
         // carry the target's writes back. Installed before the pause (DDL in
         // its own transaction); `reverseFromSeq`, read after the drain, marks
         // where the application's writes begin.
+        //
+        // One timeline (the log outlives the migration): reverse capture
+        // ships into this migration's log, under the log's source id, with
+        // `seq`s continuing past the switch LSN (set in the prepared
+        // transaction, once that LSN is known), and it is bound to that log
+        // so that no shipper takes it anywhere else.
         let reverseTables = mappings.filter { $0.shape == .copy }.map(\.targetTable)
         if !reverseTables.isEmpty {
-            let id = plan.isSameFile ? SourceID(state.sourceID) : (try Capture.storedSourceID(target) ?? SourceID.random())
             // Its own connection: the migrator's has the source ATTACHed, and
             // trigger names are resolved across attached schemas.
             let conn = try Connection(path: plan.target, mode: .readWrite)
-            try Capture.install(connection: conn, tables: reverseTables, sourceID: id)
+            let captured: Int64 = try Capture.lastCapturedSeq(source)
+            let after: LSN = max(state.appliedLSN, LSN(UInt64(max(Int64(0), captured))))
+            try Capture.install(connection: conn, tables: reverseTables, sourceID: SourceID(state.sourceID), continuingAfter: after)
             try conn.close()
             CutoverTestHook.reached("reverse-capture")
         }
@@ -334,7 +447,7 @@ extension Migrator {
                 try syncWithStoredState()
                 drained = try drain(through: highWater)
                 try checkPause(pauseStart, o, "draining")
-                state.reverseFromSeq = try Capture.lastCapturedSeq(target)
+                state.reverseFromSeq = try ReverseCapture.startAfterSwitch(target, at: highWater, logPath: plan.log)
                 state.cutoverState = "prepared"
                 state.cutoverLSN = highWater
                 state.cutoverAtMicros = at
@@ -380,6 +493,8 @@ extension Migrator {
             let drained = try drain(through: highWater)
             try checkPause(start, o, "draining")
             state.reverseFromSeq = try Capture.lastCapturedSeq(target)
+            // The file's one outbox already continues the log; bind it to it.
+            if try Capture.isInstalled(target) { try Capture.bindLog(target, logPath: plan.log) }
             let at = Clock.wallMicros()
             for m in mappings { for sql in Guards.createSQL(m, plan: plan, lsn: highWater) { try target.execute(sql) } }
             try target.execute(SwitchRecord.createSQL)

@@ -97,7 +97,11 @@ public struct Lifecycle: Sendable {
     /// - Parameter target: the target, read-only (nil when it does not exist).
     public static func pendingJournal(_ state: MigrationState?, target: Connection? = nil) throws -> PendingJournal? {
         if state?.cutoverState == "prepared" { return PendingJournal(kind: .cutover, step: "prepared") }
-        // Rollback journal: return PendingJournal(kind: .rollback, step: <its step>) while it is unsettled.
+        // The rollback journal (see ``RollbackJournal``): unsettled while
+        // "prepared" (fenced, commit point maybe not reached) or "abandoning".
+        if let target, let entry = try RollbackJournal.read(target), entry.phase != .committed {
+            return PendingJournal(kind: .rollback, step: entry.phase.rawValue)
+        }
         return nil
     }
 

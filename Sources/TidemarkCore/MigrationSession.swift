@@ -66,6 +66,8 @@ extension Migrator {
         guard FileSystemCheck.exists(plan.source) else {
             throw MigrationError(.missingSource, "source database \(plan.source) does not exist; check `source:` in the plan")
         }
+        // A target a rollback left behind starts over (new capture, fresh copy).
+        try Rollback.clearForNewMigration(plan: plan)
         let source = try Connection(path: plan.source, mode: .readWrite)
         let sourceID = try Capture.storedSourceID(source) ?? LogReader.existingSourceID(plan.log) ?? SourceID.random()
         // Every check a first run or a resume makes, read-only, before the

@@ -29,8 +29,20 @@ public struct Router: Sendable {
 
     public init(plan: Plan) { self.plan = plan }
 
+    /// How long ``route()`` waits for a rollback between its two commits
+    /// (the target already fenced, the source not yet switched back).
+    public static let transitionWaitMillis = 5_000
+
     public func route() throws -> Route {
         let source = try Connection(path: plan.source, mode: .readOnly)
+        // A two-file rollback fences the target before the source's commit
+        // point: in between, both stores refuse writes. That is a pause, as
+        // a cutover's lock is: wait it out (bounded) so a writer refused by
+        // the fence is sent to the source, not back to the fence.
+        let deadline = Clock.monotonicNanos() + UInt64(Self.transitionWaitMillis) * 1_000_000
+        while try SwitchRecord.read(source) != nil, try rollbackBetweenCommits(), Clock.monotonicNanos() < deadline {
+            Clock.sleep(milliseconds: 2)
+        }
         if let record = try SwitchRecord.read(source) {
             var tables: [String: String] = [:]
             for pair in record.tables.split(separator: ",") {
@@ -41,6 +53,14 @@ public struct Router: Sendable {
         }
         return Route(authority: .source, database: plan.source,
                      tables: Dictionary(plan.tables.map { ($0.source, $0.source) }, uniquingKeysWith: { a, _ in a }), lsn: nil, atMicros: nil)
+    }
+
+    /// Whether a two-file rollback is between its fence and its commit point.
+    private func rollbackBetweenCommits() throws -> Bool {
+        guard !plan.isSameFile, FileSystemCheck.exists(plan.target) else { return false }
+        let target = try Connection(path: plan.target, mode: .readOnly)
+        let entry: RollbackJournal.Entry? = try RollbackJournal.read(target)
+        return entry?.phase == .prepared
     }
 
     /// Whether `error` is a guard trigger's refusal (time to route again).

@@ -85,6 +85,7 @@ public final class Shipper {
             throw CaptureError(.foreignSource,
                 "the log \(appender.directory.path) belongs to source \(appender.sourceID), but \(connection.path) is captured as source \(source); use the log made for this database")
         }
+        try Capture.checkBoundLog(connection, logPath: appender.directory.path)
         let highWater = try Capture.lastCapturedSeq(connection)
         if appender.lastLSN.rawValue > UInt64(highWater) {
             throw CaptureError(.foreignSource,

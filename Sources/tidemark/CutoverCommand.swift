@@ -38,6 +38,9 @@ struct CutoverCommand: ParsableCommand {
             o.dryRun = dryRun
             o.skipVerify = skipVerify
             let p = try plan.load()
+            // A rollback a crash interrupted is undone first (or, if it
+            // committed, the cutover is refused: `migrate` starts anew).
+            if !dryRun { try Rollback.resolveBeforeCutover(plan: p) }
             // Refused before anything is opened for writing (lifecycle).
             try Lifecycle.checkCutover(plan: p, skipVerify: skipVerify)
             // SIGINT/SIGTERM: before the commit point the cutover is rolled
@@ -114,29 +117,84 @@ struct RouteCommand: ParsableCommand {
 struct RollbackCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rollback",
-        abstract: "Abandon the migration (before cutover) or switch back to the source (after)."
+        abstract: "Abandon the migration (before cutover) or switch back to the source (after).",
+        discussion: "Before cutover it removes everything the migration installed (capture, state, what it created in the target); the log is kept and a new `migrate` continues its LSNs. After cutover it carries the target's writes back; a rollback a crash interrupted is finished by running it again."
     )
 
     @OptionGroup var plan: PlanOption
+
+    @Flag(help: "Change nothing; print every object a rollback would remove.")
+    var dryRun = false
 
     @Flag(help: "Print one JSON object.")
     var json = false
 
     func run() throws {
         try reportingErrors {
-            let r = try Rollback.run(plan: try plan.load())
+            let r = try Rollback.run(plan: try plan.load(), dryRun: dryRun)
             if json {
                 var j = JSONObject()
                 j.set("kind", r.kind.rawValue)
+                j.set("dry_run", r.dryRun)
                 j.set("dropped", array: r.droppedTables.map(JSONObject.quote))
+                j.set("removed", array: r.removed.map(JSONObject.quote))
                 j.set("changes_replayed_back", r.changesReplayedBack)
                 print(j.text)
                 return
             }
+            if r.dryRun {
+                if r.kind == .reversed {
+                    print("dry run: the migration is cut over; a rollback would carry the target's writes back and make the source authoritative")
+                } else if r.removed.isEmpty {
+                    print("dry run: nothing to roll back")
+                } else {
+                    print("dry run: a rollback would remove:")
+                    for o in r.removed { print("  \(o)") }
+                }
+                return
+            }
             switch r.kind {
-            case .abandoned: print("migration abandoned: dropped \(r.droppedTables.isEmpty ? "nothing" : r.droppedTables.joined(separator: ", ")); capture removed; the source is untouched")
+            case .abandoned: print("migration abandoned: dropped \(r.droppedTables.isEmpty ? "nothing" : r.droppedTables.joined(separator: ", ")); capture removed; the source is untouched; the log is kept")
             case .reversed: print("rolled back: \(r.changesReplayedBack) target changes replayed into the source; the source is authoritative again")
             case .nothingToDo: print("nothing to roll back")
+            }
+        }
+    }
+}
+
+struct FinishCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "finish",
+        abstract: "Keep a cutover: remove reverse capture and the migration state (a rollback is then no longer possible).",
+        discussion: "The old tables keep their guards (nothing is written where nobody reads) until --drop-source drops them. The log is kept."
+    )
+
+    @OptionGroup var plan: PlanOption
+
+    @Flag(help: "Also drop the old source tables (with their guards).")
+    var dropSource = false
+
+    @Flag(help: "Change nothing; print every object finish would remove.")
+    var dryRun = false
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func run() throws {
+        try reportingErrors {
+            let r = try Finish.run(plan: try plan.load(), dropSource: dropSource, dryRun: dryRun)
+            if json {
+                var j = JSONObject()
+                j.set("dry_run", r.dryRun)
+                j.set("removed", array: r.removed.map(JSONObject.quote))
+                print(j.text)
+                return
+            }
+            if r.removed.isEmpty {
+                print("nothing to finish")
+            } else {
+                print(r.dryRun ? "dry run: finish would remove:" : "finished: removed")
+                for o in r.removed { print("  \(o)") }
             }
         }
     }

@@ -1,0 +1,103 @@
+import TidemarkLog
+import TidemarkSQLite
+
+/// What `tidemark finish` did (or, in a dry run, would do).
+public struct FinishReport: Sendable {
+    /// Every object removed, as `<kind> <name> in <database>`.
+    public var removed: [String]
+    public var dryRun: Bool
+    /// Nothing was left to remove.
+    public var nothingToDo: Bool { removed.isEmpty }
+}
+
+/// Ends a cutover that is kept: removes what the migration installed that
+/// only a rollback needs — reverse capture in the target (its changes first
+/// shipped into the log, which keeps them), capture left on the guarded
+/// source, the migration state and journals, the log consumer.
+///
+/// The guards and the switch record stay on the source, so nothing is
+/// written where nobody reads and the ``Router`` still answers "target";
+/// `dropSource` then drops the old tables themselves (their guards go with
+/// them). After `finish` a rollback is no longer possible. Idempotent.
+public enum Finish {
+    public static func run(plan: Plan, dropSource: Bool = false, dryRun: Bool = false) throws -> FinishReport {
+        guard FileSystemCheck.exists(plan.source) else {
+            throw MigrationError(.missingSource, "source database \(plan.source) does not exist; check `source:` in the plan")
+        }
+        let mode: Connection.OpenMode = dryRun ? .readOnly : .readWrite
+        let source = try Connection(path: plan.source, mode: mode)
+        let target = FileSystemCheck.exists(plan.target) ? try Connection(path: plan.target, mode: mode) : nil
+        if let target, !dryRun { _ = try CutoverJournal.settle(plan: plan, source: source, target: target) }
+        guard let record = try SwitchRecord.read(source) else {
+            throw MigrationError(.notCutOver, "\(plan.source) records no cutover; `finish` ends a kept cutover — run `tidemark cutover` first, or `tidemark rollback` to abandon the migration")
+        }
+        if let target, let j = try RollbackJournal.read(target), j.phase == .prepared {
+            throw MigrationError(.rollbackPending, "a rollback of \(plan.target) was interrupted; run `tidemark rollback` to finish it, or `tidemark cutover` to keep the target, then `tidemark finish`")
+        }
+        let state = try target.flatMap { try StateTables.load($0) }
+        // The switch record names what moved (source=target per table); in
+        // place (one file, same table) the old columns share the new table.
+        var routed: [(source: String, target: String)] = []
+        for pair in record.tables.split(separator: ",") {
+            let p = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            if p.count == 2 { routed.append((p[0], p[1])) }
+        }
+        if dropSource, plan.isSameFile, let m = routed.first(where: { $0.source.lowercased() == $0.target.lowercased() }) {
+            throw MigrationError(.badPlan, "\(m.source) was migrated in place; its old columns live in the same table, so --drop-source cannot drop it — drop its replaced columns yourself after dropping the guard triggers _tidemark_guard_\(m.source)_insert and _update")
+        }
+        var removed: [String] = []
+        let sameFile = plan.isSameFile
+        // Capture: the target's reverse capture (two files) and whatever is
+        // left on the source (the one outbox of a same-file migration).
+        let targetCapture = try !sameFile && (target.map { try Capture.isInstalled($0) } ?? false)
+        let sourceCapture = try Capture.isInstalled(source)
+        if targetCapture, let target { removed += try Rollback.captureObjects(target).map { "\($0) in \(plan.target)" } }
+        if sourceCapture { removed += try Rollback.captureObjects(source).map { "\($0) in \(plan.source)" } }
+        var targetDrops: [String] = []
+        if let target {
+            for t in [StateTables.tables, StateTables.migration, RollbackJournal.table] where try Schema.table(named: t, in: target) != nil {
+                targetDrops.append(t)
+            }
+        }
+        removed += targetDrops.map { "table \($0) in \(plan.target)" }
+        let consumer = "migration-" + Migrator.consumerSuffix(plan.target)
+        let hasConsumer = try Rollback.hasConsumer(plan: plan, consumer)
+        if hasConsumer { removed.append("log consumer \(consumer) in \(plan.log)") }
+        var sourceDrops: [String] = []
+        if dropSource {
+            for r in routed where try Schema.table(named: r.source, in: source) != nil {
+                sourceDrops.append(r.source)
+            }
+            removed += sourceDrops.map { "table \($0) (with its guards) in \(plan.source)" }
+        }
+        if dryRun { return FinishReport(removed: removed, dryRun: true) }
+        _ = state
+
+        // Reverse changes go into the log before their outbox goes away.
+        if targetCapture, let target {
+            try Rollback.shipReverse(plan: plan, target: target, through: LSN(UInt64(max(0, try Capture.lastCapturedSeq(target)))))
+            try Capture.uninstall(connection: target, force: true)
+        }
+        if sourceCapture {
+            if sameFile { try shipSameFile(plan: plan, source: source) }
+            try Capture.uninstall(connection: source, force: true)
+        }
+        if let target, !targetDrops.isEmpty {
+            try target.transaction(.immediate) { for t in targetDrops { try target.execute("DROP TABLE IF EXISTS main.\(t)") } }
+        }
+        if hasConsumer { try Consumers(LogDirectory(plan.log)).unregister(consumer) }
+        if !sourceDrops.isEmpty {
+            try source.transaction(.immediate) {
+                for t in sourceDrops { try source.execute("DROP TABLE IF EXISTS main.\(quoteIdentifier(t))") }
+            }
+        }
+        return FinishReport(removed: removed, dryRun: false)
+    }
+
+    /// Same file: the one outbox holds the target's writes since the switch;
+    /// they go into the log before the outbox is removed.
+    static func shipSameFile(plan: Plan, source: Connection) throws {
+        guard LogDirectory(plan.log).exists else { return }
+        try Rollback.shipReverse(plan: plan, target: source, through: LSN(UInt64(max(0, try Capture.lastCapturedSeq(source)))))
+    }
+}
