@@ -493,6 +493,13 @@ public final class LogAppender: @unchecked Sendable {
                     segments.removeLast()
                     continue
                 }
+                // What recovery keeps becomes durable before it is reported:
+                // the tail may sit only in the page cache (the previous
+                // process crashed before its sync), and callers act on the
+                // durable LSN (the shipper deletes outbox rows up to it).
+                // Sealed segments were synced before a later one existed.
+                try file.sync()
+                try FileSystem.syncDirectory(dir.path)
                 return Recovered(lastLSN: scanner.lastLSN, chain: scanner.chain, segment: last,
                                  segmentSize: scanner.offset, report: report)
             }
