@@ -117,6 +117,7 @@ public final class LogAppender: @unchecked Sendable {
     private var failure: LogError?
     private var closed = false
     private var stats = AppenderStatistics()
+    private var storedMeta: LogMeta
     // Leader-only:
     private var segment: SystemFile?
     private var segmentSize = 0
@@ -151,6 +152,8 @@ public final class LogAppender: @unchecked Sendable {
             self.sourceID = id
         }
         appendLock = try AppendLock(directory: dir)
+        // Read under the append lock: claims change it only under the lock.
+        storedMeta = try dir.meta()
         compressor = try Compressor(level: options.compressionLevel)
 
         let recovered = try Self.recover(dir, source: self.sourceID)
@@ -170,6 +173,54 @@ public final class LogAppender: @unchecked Sendable {
 
     deinit {
         try? close()
+    }
+
+    /// The log's metadata (writer kind, owner, gaps) as of open and the
+    /// claims made through this appender since.
+    public var meta: LogMeta { lock.withLock { storedMeta } }
+
+    /// Makes `writer` the log's writer kind (and `installation` its owner,
+    /// for capture), durably, before anything is appended by that writer.
+    ///
+    /// Invariant (D2): a log has one writer kind for its whole life. A
+    /// capture log's LSNs are its source's outbox `seq`s, so another kind of
+    /// writer would take LSNs the outbox hands out next, and capture would
+    /// then drop or wedge on those changes. Which capture installation may
+    /// take over a capture log is the shipper's rule (it knows the
+    /// installation's first `seq`); this records its decision.
+    ///
+    /// - Throws: `.wrongWriter` when the log has the other kind; `.io`.
+    public func claim(_ writer: LogMeta.Writer, installation: String? = nil) throws(LogError) {
+        try lock.withLock { () throws(LogError) in
+            var meta = storedMeta
+            if let existing = meta.writer, existing != writer {
+                switch existing {
+                case .capture:
+                    throw LogError(.wrongWriter, "the log \(directory.path) is written by capture of source \(sourceID): its LSNs are the source's change sequence, and appended records would take LSNs capture hands out next; append into a log of your own (a new directory)")
+                case .append:
+                    throw LogError(.wrongWriter, "the log \(directory.path) was made by `tidemark log append`; capture cannot ship into it (its LSNs would collide with the appended ones); ship capture into a new log directory")
+                }
+            }
+            meta.writer = writer
+            if writer == .capture, let installation { meta.installationID = installation }
+            guard meta != storedMeta || storedMeta.format != LogMeta.currentFormat else { return }
+            meta.format = LogMeta.currentFormat
+            try directory.writeMeta(meta)
+            storedMeta = meta
+        }
+    }
+
+    /// Records `range` as lost (its frames were quarantined by repair), durably.
+    func recordGap(_ range: ClosedRange<LSN>) throws(LogError) {
+        try lock.withLock { () throws(LogError) in
+            var meta = storedMeta
+            guard !meta.gaps.contains(range) else { return }
+            meta.gaps.append(range)
+            meta.gaps.sort { $0.lowerBound < $1.lowerBound }
+            meta.format = LogMeta.currentFormat
+            try directory.writeMeta(meta)
+            storedMeta = meta
+        }
     }
 
     /// LSN of the last record handed to the appender.
@@ -493,6 +544,13 @@ public final class LogAppender: @unchecked Sendable {
                     segments.removeLast()
                     continue
                 }
+                // What recovery keeps becomes durable before it is reported:
+                // the tail may sit only in the page cache (the previous
+                // process crashed before its sync), and callers act on the
+                // durable LSN (the shipper deletes outbox rows up to it).
+                // Sealed segments were synced before a later one existed.
+                try file.sync()
+                try FileSystem.syncDirectory(dir.path)
                 return Recovered(lastLSN: scanner.lastLSN, chain: scanner.chain, segment: last,
                                  segmentSize: scanner.offset, report: report)
             }

@@ -94,11 +94,25 @@ public final class Shipper {
         decoder = try OutboxDecoder(connection: connection)
     }
 
-    /// Checks that the log's changes up to its last LSN are this
-    /// installation's, or those it continues after. Without this, a log of an
-    /// earlier installation (seqs restart at 1 after uninstall) would make the
-    /// shipper delete new outbox rows as "already shipped".
+    /// Checks that the log is this installation's, or may become it, and
+    /// records the claim in the log before anything is shipped.
+    ///
+    /// The rule (D2, no clock involved): the log's owner (log.meta
+    /// `installation_id`) is this installation — accepted; or the log ends at
+    /// exactly this installation's first `seq` — a continuation: the new
+    /// installation (capture reinstalled continuing after the log, reverse
+    /// capture after a cutover, a re-migration after an abandon) takes the
+    /// log over, durably, before it appends. A log ending below the first
+    /// `seq` misses changes; one ending above it holds another
+    /// installation's changes (seqs restarted): both refused. Without this, a
+    /// log of an earlier installation would make the shipper delete new
+    /// outbox rows as "already shipped". A log made by `log append` is never
+    /// shipped into: its LSNs are not this source's seqs.
     private static func checkContinuity(connection: Connection, appender: LogAppender, highWater: Int64) throws {
+        let meta = appender.meta
+        if meta.writer == .append {
+            throw LogError(.wrongWriter, "the log \(appender.directory.path) was made by `tidemark log append`; capture cannot ship into it (its LSNs would collide with the appended ones); ship capture into a new log directory")
+        }
         guard let installation = try Capture.installation(connection) else { return }
         let last = appender.lastLSN
         let firstSeq = UInt64(max(0, installation.firstSeq))
@@ -107,14 +121,25 @@ public final class Shipper {
             throw CaptureError(.foreignSource,
                 "the log \(appender.directory.path) ends at LSN \(last) but \(reinstall); the changes in between are not in this log: ship into the log that holds them, or reinstall continuing after LSN \(last)")
         }
-        guard last.rawValue > firstSeq, let installedAt = installation.installedAtMicros else { return }
-        // The log's last change claims to be this installation's; it must not
-        // be older than the installation.
-        let cursor = try LogReader(directory: appender.directory.path).cursor(from: last)
-        if let record = try cursor.next(), record.lsn == last, record.timestampMicros < installedAt {
-            throw CaptureError(.foreignSource,
-                "the log \(appender.directory.path) ends at LSN \(last) with a change from before \(reinstall) at \(installedAt) µs: it holds an earlier installation's changes; ship into a new log, or reinstall capture continuing after LSN \(last)")
+        guard let id = try Capture.installationID(connection) else {
+            // Installed before installations had ids: such an installation
+            // never claimed a log, so it may only ship into an unclaimed one.
+            if let owner = meta.installationID {
+                throw CaptureError(.foreignSource,
+                    "the log \(appender.directory.path) belongs to capture installation \(owner), and the capture in \(connection.path) predates installation ids; reinstall capture continuing after LSN \(last)")
+            }
+            return
         }
+        if meta.installationID == id { return }
+        // An unclaimed log (format 1, written before owners were recorded, or
+        // filled through the appender API) is taken as is: nothing marks it
+        // as another installation's, and `highWater` above bounds it.
+        guard last.rawValue == firstSeq || meta.installationID == nil else {
+            let owner = meta.installationID.map { " (installation \($0))" } ?? ""
+            throw CaptureError(.foreignSource,
+                "the log \(appender.directory.path) ends at LSN \(last) with changes of an earlier installation\(owner), but \(reinstall): ship into a new log, or reinstall capture continuing after LSN \(last)")
+        }
+        try appender.claim(.capture, installation: id)
     }
 
     /// Runs one round (see the type's documentation).
