@@ -40,9 +40,45 @@ public final class ShipperLock {
     /// - Throws: ``CaptureError`` `shipperRunning`, naming the holder's pid and
     ///   log, when another shipper holds it; `io` when the file cannot be
     ///   opened or locked.
-    public init(sourcePath: String, logPath: String) throws(CaptureError) {
-        let path = Self.lockPath(forSource: sourcePath)
-        let log = Self.canonical(logPath)
+    public convenience init(sourcePath: String, logPath: String) throws(CaptureError) {
+        switch try Self.take(sourcePath: sourcePath, logPath: logPath) {
+        case .taken(let fd, let path, let log):
+            self.init(fd: fd, path: path, logPath: log)
+        case .held(let error, _):
+            throw error
+        }
+    }
+
+    /// Takes the lock, or returns nil when the holder ships into the same log
+    /// (this process can then read the log the holder fills: a migrator
+    /// beside `tidemark capture run`, a cutover beside `migrate --follow`).
+    ///
+    /// - Throws: ``CaptureError`` `shipperRunning` when the holder ships into
+    ///   another log; `io`.
+    public static func acquire(sourcePath: String, logPath: String) throws(CaptureError) -> ShipperLock? {
+        switch try take(sourcePath: sourcePath, logPath: logPath) {
+        case .taken(let fd, let path, let log):
+            return ShipperLock(fd: fd, path: path, logPath: log)
+        case .held(let error, let sameLog):
+            if sameLog { return nil }
+            throw error
+        }
+    }
+
+    private init(fd: Int32, path: String, logPath: String) {
+        self.fd = fd
+        self.path = path
+        self.logPath = logPath
+    }
+
+    private enum Outcome {
+        case taken(fd: Int32, path: String, log: String)
+        case held(CaptureError, sameLog: Bool)
+    }
+
+    private static func take(sourcePath: String, logPath: String) throws(CaptureError) -> Outcome {
+        let path = lockPath(forSource: sourcePath)
+        let log = canonical(logPath)
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw CaptureError(.io, "cannot open the shipper lock \(path): \(String(cString: strerror(errno))); check the permissions of the source's directory")
@@ -53,20 +89,18 @@ public final class ShipperLock {
             guard e == EWOULDBLOCK else {
                 throw CaptureError(.io, "cannot lock \(path): \(String(cString: strerror(e)))")
             }
-            let holder = Self.readHolder(fd)
+            let holder = readHolder(fd)
             let who = holder.map { "pid \($0.pid), log \($0.log)" } ?? "pid unknown"
-            let advice = holder?.log == log
-                ? "it ships into the same log; let it ship"
-                : "stop it first, or use its log"
-            throw CaptureError(.shipperRunning,
-                "another shipper (\(who)) is shipping from \(sourcePath); one source has one shipper at a time — \(advice)")
+            let sameLog = holder?.log == log
+            let advice = sameLog ? "it ships into the same log; let it ship" : "stop it first, or use its log"
+            return .held(CaptureError(.shipperRunning,
+                "another shipper (\(who)) is shipping from \(sourcePath); one source has one shipper at a time — \(advice)"),
+                sameLog: sameLog)
         }
         let contents = Array("\(getpid())\n\(log)\n".utf8)
         _ = ftruncate(fd, 0)
         _ = pwrite(fd, contents, contents.count, 0)
-        self.fd = fd
-        self.path = path
-        self.logPath = log
+        return .taken(fd: fd, path: path, log: log)
     }
 
     /// The holder's pid and log. A holder writes them just after it takes

@@ -116,9 +116,12 @@ struct CaptureRunCommand: ParsableCommand {
             guard let id = try Capture.storedSourceID(db) else {
                 throw CaptureError(.notInstalled, "capture is not installed in \(source.source); run `tidemark capture install` first")
             }
+            // One shipper per source, checked before the log is opened (or
+            // created): a second `capture run` changes nothing.
+            let lock = try ShipperLock(sourcePath: source.source, logPath: log)
             let appender = try LogAppender(directory: log, sourceID: id, options: LogOptions(durability: Durability(parsing: durability)!))
             if let r = appender.recovery { printError(r.description) }
-            let shipper = try Shipper(connection: db, appender: appender, options: Shipper.Options(idlePauseMillis: intervalMs))
+            let shipper = try Shipper(connection: db, appender: appender, options: Shipper.Options(idlePauseMillis: intervalMs), lock: lock)
             let stop = StopFlag()
             let signals = SignalStop { stop.set() }
             defer { signals.cancel() }
