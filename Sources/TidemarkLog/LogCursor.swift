@@ -227,7 +227,9 @@ public final class LogCursor: @unchecked Sendable {
     /// may be mid-write (retry briefly) or crashed (a torn tail the next
     /// appender cuts). Returns true to retry.
     private func tornTail(isLast: Bool, size: Int) throws(LogError) -> Bool {
-        guard isLast, try !scanner!.validMetadataExists(after: scanner!.offset, fileSize: size) else { return false }
+        // The same rule as recovery: damage that no later frame proves
+        // durable is a torn (or still being written) tail.
+        guard isLast, try !scanner!.framesAfter(damageAt: scanner!.offset, fileSize: size).proveDamageDurable else { return false }
         if tornTailRetries < 5 {
             tornTailRetries += 1
             Clock.sleep(milliseconds: 10)
