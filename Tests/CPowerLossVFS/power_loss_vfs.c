@@ -83,10 +83,33 @@ static int plTruncate(sqlite3_file *f, sqlite3_int64 size) {
     }
     return rc;
 }
+// Syncs per file, so that tests running in parallel count only their own.
+#define PL_MAX_COUNTED 1024
+static struct { char *path; long count; } pl_counts[PL_MAX_COUNTED];
+static int pl_counted;
+
+static void count_sync(const char *path) {
+    pthread_mutex_lock(&pl_mutex);
+    int i;
+    for (i = 0; i < pl_counted; i++) if (strcmp(pl_counts[i].path, path) == 0) break;
+    if (i == pl_counted && pl_counted < PL_MAX_COUNTED) pl_counts[pl_counted++].path = strdup(path);
+    if (i < pl_counted) pl_counts[i].count++;
+    pthread_mutex_unlock(&pl_mutex);
+}
+
+long tidemark_power_loss_vfs_syncs_of(const char *path) {
+    long n = 0;
+    pthread_mutex_lock(&pl_mutex);
+    for (int i = 0; i < pl_counted; i++) if (strcmp(pl_counts[i].path, path) == 0) n = pl_counts[i].count;
+    pthread_mutex_unlock(&pl_mutex);
+    return n;
+}
+
 static int plSync(sqlite3_file *f, int flags) {
     PlFile *p = (PlFile *)f;
     int rc = p->real->pMethods->xSync(p->real, flags);
     atomic_fetch_add(&pl_syncs, 1);
+    if (p->path) count_sync(p->path);
     if (rc == SQLITE_OK && p->path) snapshot(p->path);
     return rc;
 }

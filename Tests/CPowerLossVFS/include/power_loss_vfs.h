@@ -11,4 +11,8 @@ int tidemark_power_loss_vfs_register(const char *name);
 
 // The number of xSync calls made through the VFS since registration.
 long tidemark_power_loss_vfs_sync_count(void);
+
+// The number of xSync calls made through the VFS on the file at `path` (as
+// SQLite names it: the database path, or the path with "-wal").
+long tidemark_power_loss_vfs_syncs_of(const char *path);
 #endif
