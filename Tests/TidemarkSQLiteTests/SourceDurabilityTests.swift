@@ -112,7 +112,7 @@ struct SourceDurabilityTests {
         }
     }
 
-    @Test("a round syncs the source once, however many rows it ships")
+    @Test("a round syncs the source once, however many rows it ships, delete included")
     func oneSyncPerRound() throws {
         try withTemporaryDirectory { directory in
             let (dbPath, logPath) = try Self.makeSource(directory)
@@ -136,6 +136,12 @@ struct SourceDurabilityTests {
             let idle = syncs()
             #expect(try shipper.shipOnce(deleteShipped: false).shipped == 0)
             #expect(syncs() == idle, "an idle round syncs nothing")
+            // With its delete: still one (the delete commits without a sync).
+            for id in 401...450 { try writer.execute("INSERT INTO t VALUES (\(id), 'v')") }
+            let withDelete = syncs()
+            let deleting = try shipper.shipOnce()
+            #expect(deleting.shipped == 50 && deleting.deleted == 450)
+            #expect(syncs() - withDelete == 1)
         }
     }
 
