@@ -103,6 +103,16 @@ public final class ShipperLock {
         return .taken(fd: fd, path: path, log: log)
     }
 
+    /// The process shipping from `sourcePath` now, if any: its pid and log.
+    /// Creates nothing (for `capture status`).
+    public static func holder(ofSource sourcePath: String) -> (pid: Int, log: String)? {
+        let fd = open(lockPath(forSource: sourcePath), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) == 0 { return nil }  // nobody holds it
+        return readHolder(fd)
+    }
+
     /// The holder's pid and log. A holder writes them just after it takes
     /// the lock, so an empty file is retried briefly (at most ~100 ms).
     private static func readHolder(_ fd: Int32) -> (pid: Int, log: String)? {

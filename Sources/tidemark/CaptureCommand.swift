@@ -177,6 +177,7 @@ struct CaptureStatusCommand: ParsableCommand {
             }
             let shipped = try log.map { try LogReader(directory: $0).headLSN() }
             let lag = s.lagMillis(nowMicros: Clock.wallMicros())
+            let shipper = ShipperLock.holder(ofSource: source.source)
             if json {
                 var o = JSONObject()
                 o.set("installed", true)
@@ -194,12 +195,15 @@ struct CaptureStatusCommand: ParsableCommand {
                 o.set("shipped_lsn", shipped?.rawValue)
                 o.set("lag_changes", s.backlog)
                 o.set("lag_ms", Int(lag))
+                o.set("shipper_pid", shipper?.pid)
+                o.set("shipper_log", shipper?.log)
                 print(o.text)
                 return
             }
             print("source \(s.sourceID): capturing \(s.tables.map(\.name).joined(separator: ", "))")
             print("captured up to LSN \(s.lastCaptured); shipped up to \(shipped.map { "\($0)" } ?? "? (pass --log)")")
             print("backlog \(s.backlog) changes, lag \(lag) ms")
+            print(shipper.map { "shipper: pid \($0.pid), shipping into \($0.log)" } ?? "shipper: none running")
         }
     }
 }

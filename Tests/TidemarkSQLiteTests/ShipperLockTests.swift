@@ -14,18 +14,19 @@ import Glibc
 @Suite("Shipper: one shipper per source")
 struct ShipperLockTests {
     /// Runs `tidemark` to completion; returns its status and stderr.
-    static func runTidemark(_ arguments: [String], in directory: String) throws -> (status: Int32, stderr: String) {
+    static func runTidemark(_ arguments: [String], in directory: String) throws -> (status: Int32, stderr: String, stdout: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try tidemarkExecutable())
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        let errors = Pipe()
-        process.standardOutput = FileHandle.nullDevice
+        let errors = Pipe(), output = Pipe()
+        process.standardOutput = output
         process.standardError = errors
         try process.run()
+        let stdout = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        return (process.terminationStatus, stderr)
+        return (process.terminationStatus, stderr, stdout)
     }
 
     static func waitFor(_ what: String, seconds: Double = 30, _ condition: () throws -> Bool) throws {
@@ -56,6 +57,9 @@ struct ShipperLockTests {
                 try LogReader(directory: logPath).headLSN() >= LSN(3)
             }
 
+            let status = try Self.runTidemark(["capture", "status", "--source", dbPath], in: directory)
+            #expect(status.stdout.contains("shipper: pid \(running.processIdentifier), shipping into \(ShipperLock.canonical(logPath))"), "\(status.stdout)")
+
             // Another log: refused, naming the running shipper; nothing created.
             let refused = try Self.runTidemark(["capture", "run", "--source", dbPath, "--log", otherLog, "--once"], in: directory)
             #expect(refused.status != 0, "a second shipper with another log must be refused")
@@ -83,6 +87,7 @@ struct ShipperLockTests {
             for id in 7...8 { try db.execute("INSERT INTO t VALUES (\(id), 'v\(id)')") }
             let next = try Self.runTidemark(["capture", "run", "--source", dbPath, "--log", logPath, "--once"], in: directory)
             #expect(next.status == 0, "\(next.stderr)")
+            #expect(try Self.runTidemark(["capture", "status", "--source", dbPath], in: directory).stdout.contains("shipper: none running"))
             #expect(try logRecords(logPath).map(\.lsn.rawValue) == Array(1...8))
         }
     }
