@@ -129,8 +129,19 @@ public final class Shipper {
         precondition(lock.map { $0.path == ShipperLock.lockPath(forSource: connection.path) } ?? true,
                      "the shipper lock given is another source's")
         self.lock = try lock ?? ShipperLock(sourcePath: connection.path, logPath: appender.directory.path)
-        try Self.checkContinuity(connection: connection, appender: appender, highWater: highWater)
         decoder = try OutboxDecoder(connection: connection)
+        // Leftover outbox rows must match the log before anything, the claim
+        // below included, is written: this also catches an unclaimed log of
+        // an earlier installation whose seqs were handed out again. A log
+        // another installation owns is left to the identity check, whose
+        // refusal says more.
+        let owner = appender.meta.installationID
+        let installationID = try Capture.installationID(connection)
+        if owner == nil || owner == installationID {
+            let last = appender.lastLSN
+            try connection.transaction(.deferred) { try checkSourceHoldsLog(last) }
+        }
+        try Self.checkContinuity(connection: connection, appender: appender, highWater: highWater)
         // The round's delete need not be durable: a delete a power cut undoes
         // brings back rows at or below the log's last LSN, which the next
         // shipper compares with the log and deletes again. So it commits
@@ -321,7 +332,7 @@ public final class Shipper {
             while logged.map({ $0.lsn < outbox.lsn }) ?? true, let next = try cursor!.next() { logged = next }
             guard let logged, logged.lsn == outbox.lsn, logged == outbox else {
                 throw CaptureError(.sourceBehindLog,
-                    "outbox row seq \(outbox.lsn) (table '\(outbox.table)') differs from the log's record of LSN \(outbox.lsn) in \(appender.directory.path): the source lost commits the log holds (a power loss under `synchronous = NORMAL`, or a restored backup) and reused the seq for another change; nothing was deleted or shipped — the log no longer matches the source: migrate again into a new log (uninstall capture with --force, then install it with the new log)",
+                    "outbox row seq \(outbox.lsn) (table '\(outbox.table)') differs from the log's record of LSN \(outbox.lsn) in \(appender.directory.path): the source lost commits the log holds (a power loss under `synchronous = NORMAL`, a restored backup) or capture was reinstalled without continuing after this log, and the seq now names another change; nothing was deleted or shipped — the log no longer matches the source: migrate again into a new log (uninstall capture with --force, then install it with the new log)",
                     table: outbox.table)
             }
         }

@@ -173,6 +173,33 @@ struct SourceDurabilityTests {
         }
     }
 
+    @Test("an unclaimed log whose LSNs name other changes is refused before it is claimed")
+    func unclaimedLogOfOtherChanges() throws {
+        try withTemporaryDirectory { directory in
+            let (dbPath, logPath) = try Self.makeSource(directory)
+            let db = try Connection(path: dbPath)
+            defer { try? db.close() }
+            // A log filled through the appender API (no owner recorded) with
+            // changes that are not this source's seqs 1…3.
+            do {
+                let appender = try LogAppender(directory: logPath, sourceID: "durability-test")
+                try appender.append((1...3).map { i in
+                    ChangeRecord(lsn: LSN(UInt64(i)), timestampMicros: 1, table: "t", operation: .insert,
+                                 key: [Field("id", .integer(Int64(900 + i)))],
+                                 before: nil, after: [Field("id", .integer(Int64(900 + i))), Field("v", .text("elsewhere"))])
+                })
+                try appender.close()
+            }
+            for id in 1...5 { try db.execute("INSERT INTO t VALUES (\(id), 'here \(id)')") }
+            let appender = try LogAppender(directory: logPath, sourceID: "durability-test")
+            defer { try? appender.close() }
+            let error = try #require(throws: CaptureError.self) { try Shipper(connection: db, appender: appender) }
+            #expect(error.code == .sourceBehindLog && error.message.contains("seq 1 "), "\(error.message)")
+            #expect(appender.meta.installationID == nil, "the log must not be claimed")
+            #expect(try db.values("SELECT count(*) FROM _tidemark_outbox") == [[.integer(5)]])
+        }
+    }
+
     @Test("a source behind the log, or one that reused a shipped seq, stops the shipper with a clear error")
     func reusedSeq() throws {
         try withTemporaryDirectory { directory in
