@@ -166,9 +166,11 @@ public final class LogAppender: @unchecked Sendable {
         let recovered = try Self.recover(dir, source: self.sourceID)
         recovery = recovered.report
         chain = recovered.chain
-        assignedLSN = recovered.lastLSN
-        writtenLSN = recovered.lastLSN
-        durableLSN = recovered.lastLSN
+        // LSNs in a gap recorded by repair are never used again.
+        let end = max(recovered.lastLSN, storedMeta.gaps.map(\.upperBound).max() ?? .zero)
+        assignedLSN = end
+        writtenLSN = end
+        durableLSN = end
         if let last = recovered.segment, recovered.segmentVersion == SegmentHeader.formatVersion {
             let file = try SystemFile.openForWriting(last.path, create: false)
             segment = file

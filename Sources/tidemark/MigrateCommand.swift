@@ -25,10 +25,15 @@ struct MigrateCommand: ParsableCommand {
     @Flag(help: "Print a JSON summary instead of text.")
     var json = false
 
+    @Flag(help: "Replay past LSN ranges the log lost to damage (see `tidemark log repair`); verify before cutover.")
+    var acceptGap = false
+
     func run() throws {
         try reportingErrors {
             let p = try plan.load()
-            let migrator = try Migrator.open(plan: p, options: MigratorOptions(follow: follow))
+            var options = MigratorOptions(follow: follow)
+            options.acceptGap = acceptGap
+            let migrator = try Migrator.open(plan: p, options: options)
             defer { try? migrator.close() }
             let signals = SignalStop { migrator.stop() }
             defer { signals.cancel() }
