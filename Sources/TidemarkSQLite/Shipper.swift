@@ -326,8 +326,11 @@ public final class Shipper {
         try statement.bind(Int64(clamping: last.rawValue), at: 2)
         var cursor: LogCursor?
         var logged: ChangeRecord?
+        // LSNs in a gap recorded by `log repair` have no record to compare.
+        let gaps = appender.meta.gaps
         try statement.forEachRow { row in
             let outbox = try decoder.decode(row)
+            if gaps.contains(where: { $0.contains(outbox.lsn) }) { return }
             if cursor == nil { cursor = try LogReader(directory: appender.directory.path).cursor(from: outbox.lsn) }
             while logged.map({ $0.lsn < outbox.lsn }) ?? true, let next = try cursor!.next() { logged = next }
             guard let logged, logged.lsn == outbox.lsn, logged == outbox else {
