@@ -38,7 +38,7 @@ struct ShipperLockTests {
     }
 
     @Test("a second shipper with another log is refused, naming the running one; the lock frees when it is killed",
-          .timeLimit(.minutes(2)))
+          .timeLimit(.minutes(15)))
     func secondShipperRefused() throws {
         try withShippingSetup("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)") { db, dbPath, logPath in
             let directory = (dbPath as NSString).deletingLastPathComponent

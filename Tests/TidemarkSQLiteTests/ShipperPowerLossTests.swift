@@ -125,7 +125,7 @@ struct ShipperPowerLossTests {
         }
     }
 
-    @Test("a power cut at every log call of a round loses and duplicates nothing", .timeLimit(.minutes(3)))
+    @Test("a power cut at every log call of a round loses and duplicates nothing", .timeLimit(.minutes(15)))
     func powerCutAtEveryCall() throws {
         let calls = try Self.run(faultIndex: nil, ending: .powerCut)
         #expect(calls >= 2, "round 2 must write and sync the log")
@@ -137,7 +137,7 @@ struct ShipperPowerLossTests {
         try Self.run(faultIndex: nil, ending: .powerCutAfterAppend)
     }
 
-    @Test("ENOSPC, EIO or a torn write at every log call of a round loses and duplicates nothing", .timeLimit(.minutes(3)))
+    @Test("ENOSPC, EIO or a torn write at every log call of a round loses and duplicates nothing", .timeLimit(.minutes(15)))
     func errorsAtEveryCall() throws {
         let calls = try Self.run(faultIndex: nil, ending: .fault(.fail(EIO)))
         for fault in [FileFaults.Fault.fail(ENOSPC), .fail(EIO), .tear] {
