@@ -10,6 +10,8 @@ final class ShipperFeed: ChangeFeed {
     let sourceID: SourceID
     private var shipper: Shipper?
     private var appender: LogAppender?
+    /// The source's one-shipper lock, held while this process ships.
+    private var lock: ShipperLock?
     private var external = false
     private let reader: LogReader?
 
@@ -17,10 +19,20 @@ final class ShipperFeed: ChangeFeed {
         self.sourcePath = sourcePath
         self.logPath = logPath
         self.sourceID = sourceID
-        do {
-            appender = try LogAppender(directory: logPath, sourceID: sourceID, options: LogOptions(durability: .commit))
-        } catch let e as LogError where e.code == .locked {
+        // One shipper per source (ShipperLock): another process shipping into
+        // this log makes this one a reader, as the log's own lock does; one
+        // shipping into another log is an error (`shipperRunning`), before
+        // the log is opened.
+        lock = try ShipperLock.acquire(sourcePath: sourcePath, logPath: logPath)
+        if lock == nil {
             external = true
+        } else {
+            do {
+                appender = try LogAppender(directory: logPath, sourceID: sourceID, options: LogOptions(durability: .commit))
+            } catch let e as LogError where e.code == .locked {
+                external = true
+                lock = nil
+            }
         }
         reader = external ? try LogReader(directory: logPath) : nil
     }
@@ -32,7 +44,7 @@ final class ShipperFeed: ChangeFeed {
         if external { return try reader!.headLSN() }
         if shipper == nil {
             let connection = try Connection(path: sourcePath, mode: .readWrite)
-            shipper = try Shipper(connection: connection, appender: appender!)
+            shipper = try Shipper(connection: connection, appender: appender!, lock: lock)
         }
         let s = shipper!
         var rounds = 0
@@ -48,6 +60,8 @@ final class ShipperFeed: ChangeFeed {
 
     func close() throws {
         try appender?.close()
+        shipper?.releaseLock()
+        lock?.release()
     }
 }
 
@@ -92,9 +106,11 @@ extension Migrator {
                 throw MigrationError(.foreignState, "the log \(plan.log) belongs to source \(logSource), but \(plan.source) is captured as \(stored); use the log made for this database")
             }
         }
+        // The feed first: it takes the source's one-shipper lock, so a migrate
+        // refused for another process's shipper creates no target file.
+        let feed = try ShipperFeed(sourcePath: plan.source, logPath: plan.log, sourceID: sourceID)
         let target = plan.isSameFile ? try Connection(path: plan.source, mode: .readWrite) : try Connection(path: plan.target, mode: .readWriteCreate)
         if !plan.isSameFile { _ = try target.setJournalMode(.wal) }
-        let feed = try ShipperFeed(sourcePath: plan.source, logPath: plan.log, sourceID: sourceID)
         return try Migrator(plan: plan, source: source, target: target, feed: wrappingFeed(feed), sourceID: sourceID.rawValue, options: options)
     }
 

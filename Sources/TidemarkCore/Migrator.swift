@@ -30,6 +30,8 @@ public struct MigratorOptions: Sendable {
     public var acknowledgeEveryMillis = 1_000
     /// Idle sleep when there is nothing to do while following.
     public var idleMillis = 5
+    /// Replay past LSN gaps the log records (lost to `log repair`); see `checkGaps`.
+    public var acceptGap = false
 
     public init(follow: Bool = false) { self.follow = follow }
 }
@@ -167,6 +169,7 @@ public final class Migrator: @unchecked Sendable {
         consumerName = "migration-" + Self.consumerSuffix(plan.target)
         try Consumers(reader.directory).register(consumerName, at: state.appliedLSN)
         cursor = try reader.cursor(from: state.appliedLSN.next)
+        try Self.checkGaps(cursor, appliedLSN: state.appliedLSN, options: options, log: plan.log)
     }
 
     /// Whether the migration stored in the target is this plan's, from this source.
@@ -328,6 +331,7 @@ public final class Migrator: @unchecked Sendable {
         }
         if stored.appliedLSN != state.appliedLSN {
             cursor = try reader.cursor(from: stored.appliedLSN.next)
+            try Self.checkGaps(cursor, appliedLSN: stored.appliedLSN, options: options, log: plan.log)
             lookahead = nil
         }
         state = stored

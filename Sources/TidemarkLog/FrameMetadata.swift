@@ -3,7 +3,8 @@
 // decompressing anything.
 //
 // Skippable frame (zstd format §3.1.2): u32 LE magic 0x184D2A51, u32 LE size
-// (always 72), then this 72-byte payload, all little endian:
+// (80 in format 2, 72 in format 1), then the payload, all little endian.
+// Format 2 (written since log format 2, in segments whose header says 2):
 //
 // | offset | size | field                                                   |
 // |--------|------|---------------------------------------------------------|
@@ -17,24 +18,35 @@
 // | 44     | 4    | size of the zstd data frame that follows (bytes)        |
 // | 48     | 4    | CRC-32C of that data frame's bytes                      |
 // | 52     | 8    | chain value of the previous frame                       |
-// | 60     | 8    | chain value = FNV-1a-64 of bytes 0..<60                 |
-// | 68     | 4    | CRC-32C of bytes 0..<68                                 |
+// | 60     | 8    | synced length: bytes of this segment known durable      |
+// |        |      | (fsynced) when this frame was written                   |
+// | 68     | 8    | chain value = FNV-1a-64 of bytes 0..<68                 |
+// | 76     | 4    | CRC-32C of bytes 0..<76                                 |
 //
-// A frame is valid if and only if: the skippable magic and size match; the
-// payload magic is "TMKF"; the metadata CRC matches; the chain equals
-// FNV-1a-64(bytes 0..<60); first LSN <= last LSN; record count >= 1;
-// previous-chain equals the previous frame's chain (or the segment header's
-// previous-chain for the first frame of a segment); first LSN is greater than
-// the previous frame's last LSN; the data frame is complete and its CRC
-// matches; it decompresses (zstd verifies its XXH64 content checksum) to
-// exactly the stated size; and it decodes to exactly `record count` records
-// whose LSNs are strictly increasing from first LSN to last LSN.
+// Format 1 (72 bytes) has no synced length: bytes 60..<68 are the chain
+// (FNV-1a-64 of bytes 0..<60) and 68..<72 the CRC-32C of bytes 0..<68.
+// Readers accept both; the size field tells them apart.
+//
+// A frame is valid if and only if: the skippable magic matches and the size
+// is 72 or 80; the payload magic is "TMKF"; the metadata CRC matches; the
+// chain equals FNV-1a-64 of the bytes before it; first LSN <= last LSN;
+// record count >= 1; previous-chain equals the previous frame's chain (or
+// the segment header's previous-chain for the first frame of a segment);
+// first LSN is greater than the previous frame's last LSN; the data frame is
+// complete and its CRC matches; it decompresses (zstd verifies its XXH64
+// content checksum) to exactly the stated size; and it decodes to exactly
+// `record count` records whose LSNs are strictly increasing from first LSN
+// to last LSN.
 
 struct FrameMetadata: Equatable {
     static let skippableMagic: UInt32 = 0x184D_2A51
     static let payloadMagic: UInt32 = 0x464B_4D54  // "TMKF" little endian
-    static let payloadSize = 72
+    static let payloadSize = 80
+    static let v1PayloadSize = 72
+    /// Bytes of the metadata as written now (format 2).
     static let encodedSize = 8 + payloadSize
+    /// The largest metadata any format writes.
+    static let maxEncodedSize = 8 + payloadSize
 
     var firstLSN: LSN
     var lastLSN: LSN
@@ -45,9 +57,13 @@ struct FrameMetadata: Equatable {
     var dataSize: UInt32
     var dataChecksum: UInt32
     var previousChain: UInt64
+    /// Format 2: bytes of the segment durable when the frame was written;
+    /// nil for a format 1 frame, which does not say.
+    var syncedLength: UInt64? = nil
     var chain: UInt64 = 0
 
-    /// Encodes the metadata (computing `chain`) and returns the chain value.
+    /// Encodes the metadata in format 2 (computing `chain`); `syncedLength`
+    /// must be set.
     mutating func encode(into out: inout [UInt8]) {
         var payload = [UInt8]()
         payload.reserveCapacity(Self.payloadSize)
@@ -61,31 +77,37 @@ struct FrameMetadata: Equatable {
         payload.appendLE(dataSize)
         payload.appendLE(dataChecksum)
         payload.appendLE(previousChain)
+        if let syncedLength { payload.appendLE(syncedLength) }
         chain = FNV1a64.hash(payload)
         payload.appendLE(chain)
         payload.appendLE(CRC32C.checksum(payload))
         out.appendLE(Self.skippableMagic)
-        out.appendLE(UInt32(Self.payloadSize))
+        out.appendLE(UInt32(payload.count))
         out.append(contentsOf: payload)
     }
 
     enum ParseResult {
         case ok(FrameMetadata)
-        /// Fewer than `encodedSize` bytes were available.
+        /// Fewer bytes than the metadata needs were available.
         case short
         case invalid(String)
     }
 
-    /// Parses `encodedSize` bytes (skippable header included).
+    /// Parses metadata (skippable header included) of either format from
+    /// the start of `bytes`, which may extend past it.
     static func parse(_ bytes: UnsafeRawBufferPointer) -> ParseResult {
-        guard bytes.count >= encodedSize else { return .short }
+        guard bytes.count >= 8 else { return .short }
         var r = ByteReader(bytes)
         do {
             guard try r.u32() == skippableMagic else { return .invalid("bad frame magic") }
-            guard try r.u32() == UInt32(payloadSize) else { return .invalid("bad metadata size") }
-            let payload = UnsafeRawBufferPointer(rebasing: bytes[8..<encodedSize])
-            let storedCRC = UInt32(littleEndian: payload.loadUnaligned(fromByteOffset: 68, as: UInt32.self))
-            guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: payload[0..<68])) == storedCRC else {
+            let size = Int(try r.u32())
+            guard size == payloadSize || size == v1PayloadSize else { return .invalid("bad metadata size") }
+            guard bytes.count >= 8 + size else { return .short }
+            let v2 = size == payloadSize
+            let hashed = v2 ? 68 : 60
+            let payload = UnsafeRawBufferPointer(rebasing: bytes[8..<(8 + size)])
+            let storedCRC = UInt32(littleEndian: payload.loadUnaligned(fromByteOffset: hashed + 8, as: UInt32.self))
+            guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: payload[0..<(hashed + 8)])) == storedCRC else {
                 return .invalid("metadata checksum mismatch")
             }
             guard try r.u32() == payloadMagic else { return .invalid("bad metadata magic") }
@@ -95,8 +117,9 @@ struct FrameMetadata: Equatable {
                 lastTimestampMicros: Int64(bitPattern: try r.u64()),
                 recordCount: try r.u32(), contentSize: try r.u32(), dataSize: try r.u32(),
                 dataChecksum: try r.u32(), previousChain: try r.u64())
+            if v2 { m.syncedLength = try r.u64() }
             m.chain = try r.u64()
-            guard FNV1a64.hash(UnsafeRawBufferPointer(rebasing: payload[0..<60])) == m.chain else {
+            guard FNV1a64.hash(UnsafeRawBufferPointer(rebasing: payload[0..<hashed])) == m.chain else {
                 return .invalid("chain value does not match metadata")
             }
             guard m.firstLSN <= m.lastLSN, m.recordCount >= 1 else { return .invalid("empty or inverted LSN range") }
@@ -109,9 +132,11 @@ struct FrameMetadata: Equatable {
         }
     }
 
+    /// Bytes of this frame's metadata (skippable header included).
+    var metadataSize: Int { 8 + (syncedLength == nil ? Self.v1PayloadSize : Self.payloadSize) }
     var lsnRange: ClosedRange<LSN> { firstLSN...lastLSN }
     /// Bytes this frame takes in the segment: metadata plus data frame.
-    var totalSize: Int { Self.encodedSize + Int(dataSize) }
+    var totalSize: Int { metadataSize + Int(dataSize) }
 }
 
 // Segment header: a skippable frame at offset 0 of every segment file.
@@ -121,7 +146,7 @@ struct FrameMetadata: Equatable {
 // | offset | size | field                                                   |
 // |--------|------|---------------------------------------------------------|
 // | 0      | 4    | "TMKS"                                                  |
-// | 4      | 2    | format version (1)                                      |
+// | 4      | 2    | format version (2; 1 in logs of format 1)               |
 // | 6      | 2    | reserved, 0                                             |
 // | 8      | 8    | base LSN: the first LSN of this segment (its file name) |
 // | 16     | 8    | chain value of the last frame of the previous segment,  |
@@ -136,16 +161,19 @@ struct SegmentHeader: Equatable {
     static let payloadMagic: UInt32 = 0x534B_4D54  // "TMKS"
     static let payloadSize = 96
     static let encodedSize = 8 + payloadSize
-    static let formatVersion: UInt16 = 1
+    /// Written now; format 1 segments (72-byte frame metadata) still read.
+    static let formatVersion: UInt16 = 2
+    static let readableVersions: ClosedRange<UInt16> = 1...2
 
     var baseLSN: LSN
     var previousChain: UInt64
     var sourceID: SourceID
+    var version: UInt16 = SegmentHeader.formatVersion
 
     func encode(into out: inout [UInt8]) {
         var p = [UInt8]()
         p.appendLE(Self.payloadMagic)
-        p.appendLE(Self.formatVersion)
+        p.appendLE(version)
         p.appendLE(UInt16(0))
         p.appendLE(baseLSN.rawValue)
         p.appendLE(previousChain)
@@ -174,8 +202,8 @@ struct SegmentHeader: Equatable {
             }
             guard try r.u32() == payloadMagic else { return .failure(DecodeFailure(what: "bad segment header magic")) }
             let version = UInt16(try r.u8()) | UInt16(try r.u8()) << 8
-            guard version == formatVersion else {
-                return .failure(DecodeFailure(what: "segment format version \(version) is not supported (this build reads version \(formatVersion))"))
+            guard readableVersions.contains(version) else {
+                return .failure(DecodeFailure(what: "segment format version \(version) is not supported (this build reads versions 1 and 2)"))
             }
             _ = try r.u8(); _ = try r.u8()
             let base = LSN(try r.u64())
@@ -184,7 +212,7 @@ struct SegmentHeader: Equatable {
             guard n <= 64 else { return .failure(DecodeFailure(what: "bad source id length")) }
             let idBytes = try r.bytes(64)
             let id = String(decoding: UnsafeRawBufferPointer(rebasing: idBytes[0..<n]).bindMemory(to: UInt8.self), as: UTF8.self)
-            return .success(SegmentHeader(baseLSN: base, previousChain: prev, sourceID: SourceID(id)))
+            return .success(SegmentHeader(baseLSN: base, previousChain: prev, sourceID: SourceID(id), version: version))
         } catch {
             return .failure(error)
         }

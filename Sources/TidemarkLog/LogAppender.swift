@@ -117,6 +117,14 @@ public final class LogAppender: @unchecked Sendable {
     private var failure: LogError?
     private var closed = false
     private var stats = AppenderStatistics()
+    private var storedMeta: LogMeta
+    /// The current segment (the leader's `segment`, mirrored for syncers),
+    /// the bytes written to it, and the bytes of it known durable. Every
+    /// frame records `syncedSize` (its metadata's synced length), which is
+    /// what lets recovery tell a torn unsynced burst from damaged durable data.
+    private var liveFile: SystemFile?
+    private var writtenSize = 0
+    private var syncedSize = 0
     // Leader-only:
     private var segment: SystemFile?
     private var segmentSize = 0
@@ -151,17 +159,34 @@ public final class LogAppender: @unchecked Sendable {
             self.sourceID = id
         }
         appendLock = try AppendLock(directory: dir)
+        // Read under the append lock: claims change it only under the lock.
+        storedMeta = try dir.meta()
         compressor = try Compressor(level: options.compressionLevel)
 
         let recovered = try Self.recover(dir, source: self.sourceID)
         recovery = recovered.report
         chain = recovered.chain
-        assignedLSN = recovered.lastLSN
-        writtenLSN = recovered.lastLSN
-        durableLSN = recovered.lastLSN
-        if let last = recovered.segment {
-            segment = try SystemFile.openForWriting(last.path, create: false)
+        // LSNs in a gap recorded by repair are never used again.
+        let end = max(recovered.lastLSN, storedMeta.gaps.map(\.upperBound).max() ?? .zero)
+        assignedLSN = end
+        writtenLSN = end
+        durableLSN = end
+        if let last = recovered.segment, recovered.segmentVersion == SegmentHeader.formatVersion {
+            let file = try SystemFile.openForWriting(last.path, create: false)
+            segment = file
             segmentSize = recovered.segmentSize
+            liveFile = file
+            writtenSize = recovered.segmentSize
+            // Recovery synced what it kept.
+            syncedSize = recovered.segmentSize
+        }
+        // A format 1 last segment is left as it is: the first append starts a
+        // new (format 2) segment, so no segment mixes frame formats. One
+        // without frames would share the new one's name: it goes.
+        if let last = recovered.segment, recovered.segmentVersion != SegmentHeader.formatVersion,
+           recovered.segmentSize <= SegmentHeader.encodedSize {
+            try FileSystem.remove(last.path)
+            try FileSystem.syncDirectory(dir.path)
         }
         if case .interval(let ms) = options.durability {
             startSyncThread(milliseconds: ms)
@@ -170,6 +195,54 @@ public final class LogAppender: @unchecked Sendable {
 
     deinit {
         try? close()
+    }
+
+    /// The log's metadata (writer kind, owner, gaps) as of open and the
+    /// claims made through this appender since.
+    public var meta: LogMeta { lock.withLock { storedMeta } }
+
+    /// Makes `writer` the log's writer kind (and `installation` its owner,
+    /// for capture), durably, before anything is appended by that writer.
+    ///
+    /// Invariant (D2): a log has one writer kind for its whole life. A
+    /// capture log's LSNs are its source's outbox `seq`s, so another kind of
+    /// writer would take LSNs the outbox hands out next, and capture would
+    /// then drop or wedge on those changes. Which capture installation may
+    /// take over a capture log is the shipper's rule (it knows the
+    /// installation's first `seq`); this records its decision.
+    ///
+    /// - Throws: `.wrongWriter` when the log has the other kind; `.io`.
+    public func claim(_ writer: LogMeta.Writer, installation: String? = nil) throws(LogError) {
+        try lock.withLock { () throws(LogError) in
+            var meta = storedMeta
+            if let existing = meta.writer, existing != writer {
+                switch existing {
+                case .capture:
+                    throw LogError(.wrongWriter, "the log \(directory.path) is written by capture of source \(sourceID): its LSNs are the source's change sequence, and appended records would take LSNs capture hands out next; append into a log of your own (a new directory)")
+                case .append:
+                    throw LogError(.wrongWriter, "the log \(directory.path) was made by `tidemark log append`; capture cannot ship into it (its LSNs would collide with the appended ones); ship capture into a new log directory")
+                }
+            }
+            meta.writer = writer
+            if writer == .capture, let installation { meta.installationID = installation }
+            guard meta != storedMeta || storedMeta.format != LogMeta.currentFormat else { return }
+            meta.format = LogMeta.currentFormat
+            try directory.writeMeta(meta)
+            storedMeta = meta
+        }
+    }
+
+    /// Records `range` as lost (its frames were quarantined by repair), durably.
+    func recordGap(_ range: ClosedRange<LSN>) throws(LogError) {
+        try lock.withLock { () throws(LogError) in
+            var meta = storedMeta
+            guard !meta.gaps.contains(range) else { return }
+            meta.gaps.append(range)
+            meta.gaps.sort { $0.lowerBound < $1.lowerBound }
+            meta.format = LogMeta.currentFormat
+            try directory.writeMeta(meta)
+            storedMeta = meta
+        }
     }
 
     /// LSN of the last record handed to the appender.
@@ -258,10 +331,13 @@ public final class LogAppender: @unchecked Sendable {
             } catch {
                 outcome = .failure(error)
             }
+            let sizeAfter = segmentSize
             lock.lock()
             flushing = false
             switch outcome {
             case .success(let r):
+                writtenSize = sizeAfter
+                if mustSync { syncedSize = sizeAfter }
                 writtenLSN = batch.last!.lsn
                 if mustSync || options.durability == .none { durableLSN = writtenLSN }
                 stats.records += batch.count
@@ -318,7 +394,8 @@ public final class LogAppender: @unchecked Sendable {
                 firstLSN: firstLSN, lastLSN: batch[end - 1].lsn,
                 firstTimestampMicros: minTS, lastTimestampMicros: maxTS,
                 recordCount: UInt32(end - start), contentSize: UInt32(used),
-                dataSize: UInt32(dataSize), dataChecksum: dataCRC, previousChain: chain)
+                dataSize: UInt32(dataSize), dataChecksum: dataCRC, previousChain: chain,
+                syncedLength: UInt64(lock.withLock { syncedSize }))
             var meta = [UInt8]()
             meta.reserveCapacity(FrameMetadata.encodedSize)
             m.encode(into: &meta)
@@ -358,17 +435,24 @@ public final class LogAppender: @unchecked Sendable {
         try FileSystem.syncDirectory(directory.path)
         segment = new
         segmentSize = header.count
+        lock.withLock {
+            liveFile = new
+            writtenSize = header.count
+            syncedSize = header.count
+        }
     }
 
     /// Syncs everything written so far.
     public func sync() throws(LogError) {
         lock.lock()
         let target = writtenLSN
-        let file = segment
+        let file = liveFile
+        let size = writtenSize
         lock.unlock()
         try file?.sync()
         lock.withLock {
             if durableLSN < target { durableLSN = target }
+            if file != nil && file === liveFile && syncedSize < size { syncedSize = size }
             stats.syncs += 1
         }
     }
@@ -386,6 +470,7 @@ public final class LogAppender: @unchecked Sendable {
         if wasClosed { return }
         defer {
             segment = nil
+            lock.withLock { liveFile = nil }
             appendLock.release()
         }
         if failure == nil && options.durability != .none { try sync() }
@@ -396,7 +481,7 @@ public final class LogAppender: @unchecked Sendable {
             while true {
                 Clock.sleep(milliseconds: milliseconds)
                 guard let self else { return }
-                let (stop, target, file) = self.lock.withLock { (self.closed, self.writtenLSN, self.segment) }
+                let (stop, target, file, size) = self.lock.withLock { (self.closed, self.writtenLSN, self.liveFile, self.writtenSize) }
                 if stop { return }
                 guard target > self.lock.withLock({ self.durableLSN }) else { continue }
                 // A rotation syncs the sealed segment itself, so syncing the
@@ -405,6 +490,7 @@ public final class LogAppender: @unchecked Sendable {
                     try file?.sync()
                     self.lock.withLock {
                         if self.durableLSN < target { self.durableLSN = target }
+                        if file != nil && file === self.liveFile && self.syncedSize < size { self.syncedSize = size }
                         self.stats.syncs += 1
                     }
                 } catch {
@@ -425,15 +511,42 @@ public final class LogAppender: @unchecked Sendable {
         var chain: UInt64
         var segment: SegmentFile?
         var segmentSize: Int
+        var segmentVersion: UInt16 = SegmentHeader.formatVersion
         var report: RecoveryReport?
     }
 
     /// Finds the end of the log and cuts a torn tail.
     ///
-    /// Invariant: only the last frame of the last segment can be torn, since
-    /// every frame is one write and a segment is synced before the next is
-    /// created. So damage is cut only when no valid frame follows it;
-    /// otherwise it is corruption in the middle and opening fails.
+    /// What can be torn: a frame is one write, but a batch is several frames
+    /// written one after the other and synced once; a crash stops the writes
+    /// anywhere, and a power cut may keep any subset of the pages written
+    /// since the last sync (a later frame's pages, not an earlier one's).
+    /// Sealed segments were synced before the next segment existed, so only
+    /// the last segment can be torn.
+    ///
+    /// A frame of the last segment is kept if and only if:
+    /// 1. its metadata is valid and links to the frame before it (chain,
+    ///    LSN order, format of its segment);
+    /// 2. its data frame is complete and its CRC matches; and
+    /// 3. every frame before it in the segment is kept.
+    ///
+    /// The first frame that fails (at offset X) is cut with everything after
+    /// it if and only if no valid frame metadata after X proves X durable:
+    /// each format 2 frame records the segment's synced length when it was
+    /// written, so a later frame with a synced length > X means the bytes at X
+    /// had been fsynced, and damage there is corruption of durable data — it
+    /// is reported (`.corruptFrame`, naming segment and LSN), never cut; a
+    /// format 1 frame after the damage cannot say, and is taken as proof.
+    /// Frames after X that do not prove it were written after the last sync
+    /// they knew of: the torn write burst, whose changes were never reported
+    /// durable, so cutting them loses nothing acknowledged.
+    ///
+    /// Known limit: damage inside the last burst *after* its sync completed
+    /// (no later frame records that sync) looks the same as a torn burst and
+    /// is cut; the cut is reported in ``RecoveryReport``.
+    ///
+    /// Whatever is kept is fsynced (file and directory) before the appender
+    /// reports it durable.
     static func recover(_ dir: LogDirectory, source: SourceID) throws(LogError) -> Recovered {
         var segments = try dir.segments()
         var report: RecoveryReport?
@@ -474,12 +587,14 @@ public final class LogAppender: @unchecked Sendable {
                     case .corrupt(let why):
                         damage = why
                     }
-                    if try scanner.validMetadataExists(after: scanner.offset, fileSize: size) {
+                    let later = try scanner.framesAfter(damageAt: scanner.offset, fileSize: size)
+                    if later.proveDamageDurable {
                         throw LogError(
                             .corruptFrame,
-                            "corrupt frame in \(last.name) at offset \(scanner.offset) after LSN \(scanner.lastLSN) (\(damage)), with valid frames after it; the log needs manual repair",
+                            "corrupt frame in \(last.name) at offset \(scanner.offset) after LSN \(scanner.lastLSN) (\(damage)), in data that was durable; quarantine it with `tidemark log repair --log \(dir.path)`",
                             segment: last.name, lsnRange: scanner.lastLSN.next...scanner.lastLSN.next)
                     }
+                    if later.exist { damage += "; later frames of the same unsynced write burst cut too" }
                     try file.truncate(to: scanner.offset)
                     try file.sync()
                     report = RecoveryReport(segment: last.name, offset: scanner.offset, bytesCut: size - scanner.offset,
@@ -493,8 +608,15 @@ public final class LogAppender: @unchecked Sendable {
                     segments.removeLast()
                     continue
                 }
+                // What recovery keeps becomes durable before it is reported:
+                // the tail may sit only in the page cache (the previous
+                // process crashed before its sync), and callers act on the
+                // durable LSN (the shipper deletes outbox rows up to it).
+                // Sealed segments were synced before a later one existed.
+                try file.sync()
+                try FileSystem.syncDirectory(dir.path)
                 return Recovered(lastLSN: scanner.lastLSN, chain: scanner.chain, segment: last,
-                                 segmentSize: scanner.offset, report: report)
+                                 segmentSize: scanner.offset, segmentVersion: scanner.header.version, report: report)
             }
         }
         return Recovered(lastLSN: .zero, chain: SegmentHeader.seedChain(for: source), segment: nil, segmentSize: 0, report: report)

@@ -83,6 +83,17 @@ public final class LogCursor: @unchecked Sendable {
     /// Called for every frame the cursor enters (statistics).
     var onFrame: ((FrameMetadata, SegmentFile) -> Void)?
 
+    /// When true, a damaged frame or segment does not end reading: the rest
+    /// of its segment is skipped (reported in ``skipped``) and reading goes
+    /// on with the next segment. Off by default: damage is an error.
+    public var skipDamaged = false
+    /// The damage skipped so far (with ``skipDamaged``), each naming its
+    /// segment and the LSN range that could not be read.
+    public private(set) var skipped: [LogError] = []
+    /// LSN ranges recorded as lost in log.meta (by `log repair`); segments
+    /// may not link across them.
+    public let recordedGaps: [ClosedRange<LSN>]
+
     init(directory: LogDirectory, source: SourceID, from: LSN, follow: Bool, tables: Set<String>?, pollMillis: Int) throws(LogError) {
         self.directory = directory
         self.source = source
@@ -91,6 +102,7 @@ public final class LogCursor: @unchecked Sendable {
         self.tables = tables
         self.pollMillis = max(1, pollMillis)
         decoder = try FrameDecoder()
+        recordedGaps = try directory.meta().gaps
         segments = try directory.segments()
         // Start in the last segment whose base LSN is at or below `from`.
         if let i = segments.lastIndex(where: { $0.baseLSN <= from }) { index = i }
@@ -102,6 +114,25 @@ public final class LogCursor: @unchecked Sendable {
 
     /// The next record, or nil at the end (or, when following, once stopped).
     public func next() throws(LogError) -> ChangeRecord? {
+        while true {
+            do {
+                return try nextUnchecked()
+            } catch where skipDamaged && error.code == .corruptFrame {
+                skipped.append(error)
+                // Skip the rest of the damaged segment; the next one is not
+                // linked to it (its predecessor's end is unknown).
+                scanner = nil
+                frame = nil
+                recordsLeft = 0
+                linkChain = nil
+                linkLSN = error.lsnRange?.upperBound ?? linkLSN
+                index += 1
+                tornTailRetries = 0
+            }
+        }
+    }
+
+    private func nextUnchecked() throws(LogError) -> ChangeRecord? {
         while true {
             if recordsLeft > 0, let m = frame {
                 let record: ChangeRecord?
@@ -159,7 +190,7 @@ public final class LogCursor: @unchecked Sendable {
     private func corrupt(_ range: ClosedRange<LSN>, _ why: String) -> LogError {
         let name = index < segments.count ? segments[index].name : "?"
         let upper = range.upperBound.rawValue == UInt64.max ? "end of log" : "LSN \(range.upperBound)"
-        return LogError(.corruptFrame, "corrupt log: segment \(name) in \(directory.path), LSN \(range.lowerBound) to \(upper): \(why)",
+        return LogError(.corruptFrame, "corrupt log: segment \(name) in \(directory.path), LSN \(range.lowerBound) to \(upper): \(why); quarantine it with `tidemark log repair --log \(directory.path)`, or read past it with --skip-damaged",
                         segment: name, lsnRange: range)
     }
 
@@ -227,7 +258,9 @@ public final class LogCursor: @unchecked Sendable {
     /// may be mid-write (retry briefly) or crashed (a torn tail the next
     /// appender cuts). Returns true to retry.
     private func tornTail(isLast: Bool, size: Int) throws(LogError) -> Bool {
-        guard isLast, try !scanner!.validMetadataExists(after: scanner!.offset, fileSize: size) else { return false }
+        // The same rule as recovery: damage that no later frame proves
+        // durable is a torn (or still being written) tail.
+        guard isLast, try !scanner!.framesAfter(damageAt: scanner!.offset, fileSize: size).proveDamageDurable else { return false }
         if tornTailRetries < 5 {
             tornTailRetries += 1
             Clock.sleep(milliseconds: 10)
@@ -268,10 +301,17 @@ public final class LogCursor: @unchecked Sendable {
             guard s.header.sourceID == source else {
                 throw LogError(.foreignSource, "segment \(segment.name) belongs to source \(s.header.sourceID), not this log's \(source)", segment: segment.name)
             }
-            if let linkChain {
+            // A gap recorded by repair explains a break in the chain.
+            let acrossGap = recordedGaps.contains { $0.lowerBound <= linkLSN.next && $0.upperBound.next >= segment.baseLSN }
+            if let linkChain, !acrossGap {
                 guard s.header.previousChain == linkChain, segment.baseLSN > linkLSN else {
-                    throw corrupt(segment.baseLSN...segment.baseLSN,
-                                  "segment does not follow the previous segment (a segment is missing, reordered or foreign)")
+                    let error = corrupt(linkLSN.next...max(linkLSN.next, LSN(segment.baseLSN.rawValue &- 1)),
+                                        "segment does not follow the previous segment (a segment is missing, reordered or foreign)")
+                    // Skipping: what is missing is between the two; read on.
+                    guard skipDamaged, segment.baseLSN > linkLSN else { throw error }
+                    skipped.append(error)
+                    scanner = s
+                    return true
                 }
             }
             scanner = s

@@ -29,7 +29,7 @@ public struct SegmentFile: Sendable, Hashable, Comparable {
 /// The layout of a log directory:
 ///
 /// ```
-/// DIR/log.meta              format version and source id (key=value lines)
+/// DIR/log.meta              format, source id, writer kind, owner, gaps (key=value lines)
 /// DIR/LOCK                  flock(2)-held by the one appender; holds its pid
 /// DIR/<16 hex>.seg          segments, named by first LSN
 /// DIR/consumers/<name>      acknowledged LSN of each registered consumer
@@ -52,26 +52,24 @@ public struct LogDirectory: Sendable {
 
     /// The source this log belongs to.
     public func sourceID() throws(LogError) -> SourceID {
+        try meta().sourceID
+    }
+
+    /// The log's metadata (log.meta, format 1 or 2).
+    public func meta() throws(LogError) -> LogMeta {
         guard FileSystem.isDirectory(path) else {
             throw LogError(.notALog, "log directory \(path) does not exist; create it with `tidemark capture install` or `tidemark log append`")
         }
         guard FileSystem.exists(metaPath) else {
             throw LogError(.notALog, "\(path) is not a Tidemark log (no log.meta)")
         }
-        let text = try FileSystem.readSmallFile(metaPath)
-        var format: String?
-        var source: String?
-        for line in text.split(separator: "\n") {
-            let parts = line.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2 else { continue }
-            if parts[0] == "format" { format = String(parts[1]) }
-            if parts[0] == "source_id" { source = String(parts[1]) }
-        }
-        guard format == "1" else {
-            throw LogError(.notALog, "\(metaPath): unsupported log format \(format ?? "(missing)"); this build reads format 1")
-        }
-        guard let source, !source.isEmpty else { throw LogError(.notALog, "\(metaPath) has no source_id") }
-        return SourceID(source)
+        return try LogMeta.parse(try FileSystem.readSmallFile(metaPath), path: metaPath)
+    }
+
+    /// Replaces log.meta atomically (temp file, fsync, rename, fsync of the
+    /// directory), always in the current format. Callers hold the append lock.
+    func writeMeta(_ meta: LogMeta) throws(LogError) {
+        try FileSystem.writeAtomically(metaPath, meta.text, directory: path)
     }
 
     /// Creates the directory and its metadata for `source`. Idempotent for
@@ -89,7 +87,7 @@ public struct LogDirectory: Sendable {
         guard source.rawValue.utf8.count <= 64, !source.rawValue.contains("\n"), !source.rawValue.isEmpty else {
             throw LogError(.invalidRecord, "source id must be 1-64 bytes without newlines")
         }
-        try FileSystem.writeAtomically(metaPath, "format=1\nsource_id=\(source.rawValue)\n", directory: path)
+        try writeMeta(LogMeta(sourceID: source))
     }
 
     /// Segment files in LSN order.
@@ -139,4 +137,98 @@ final class AppendLock {
     }
 
     deinit { release() }
+}
+
+/// The contents of `log.meta`: who may write the log, and what it lacks.
+///
+/// Format 2 (key=value lines, any order, unknown keys refused):
+///
+/// ```
+/// format=2
+/// source_id=<1-64 bytes>
+/// writer=capture|append          absent until the first writer claims the log
+/// installation_id=<id>           capture only: the installation that owns it
+/// gap=<first LSN>-<last LSN>     zero or more: ranges lost to repair
+/// ```
+///
+/// Format 1 had only `format=1` and `source_id`; it still reads (no writer,
+/// no owner, no gaps) and is rewritten as format 2 by the first claim.
+///
+/// Identity never depends on a clock (design decision D2): a capture
+/// installation proves it owns the log by its random id, not by time.
+public struct LogMeta: Sendable, Equatable {
+    /// Who appends to a log. One log has one kind for its whole life: LSNs of
+    /// a capture log are its source's outbox `seq`s, which an `append`
+    /// writer would take.
+    public enum Writer: String, Sendable {
+        case capture
+        case append
+    }
+
+    public static let currentFormat = 2
+
+    /// The format the file was read in (1 or 2); writes use ``currentFormat``.
+    public var format: Int = LogMeta.currentFormat
+    public var sourceID: SourceID
+    public var writer: Writer?
+    /// The capture installation that owns the log (writer `capture`).
+    public var installationID: String?
+    /// LSN ranges whose changes are lost (quarantined by `log repair`).
+    public var gaps: [ClosedRange<LSN>] = []
+
+    public init(sourceID: SourceID, writer: Writer? = nil, installationID: String? = nil, gaps: [ClosedRange<LSN>] = []) {
+        self.sourceID = sourceID
+        self.writer = writer
+        self.installationID = installationID
+        self.gaps = gaps
+    }
+
+    var text: String {
+        var out = "format=\(Self.currentFormat)\nsource_id=\(sourceID.rawValue)\n"
+        if let writer { out += "writer=\(writer.rawValue)\n" }
+        if let installationID { out += "installation_id=\(installationID)\n" }
+        for g in gaps { out += "gap=\(g.lowerBound.rawValue)-\(g.upperBound.rawValue)\n" }
+        return out
+    }
+
+    static func parse(_ text: String, path: String) throws(LogError) -> LogMeta {
+        var fields: [(String, String)] = []
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2 else { continue }
+            fields.append((String(parts[0]), String(parts[1])))
+        }
+        let format = fields.first { $0.0 == "format" }?.1
+        guard let format, let version = Int(format), version == 1 || version == 2 else {
+            throw LogError(.notALog, "\(path): unsupported log format \(format ?? "(missing)"); this build reads formats 1 and 2")
+        }
+        guard let source = fields.first(where: { $0.0 == "source_id" })?.1, !source.isEmpty else {
+            throw LogError(.notALog, "\(path) has no source_id")
+        }
+        var meta = LogMeta(sourceID: SourceID(source))
+        meta.format = version
+        guard version == 2 else { return meta }
+        for (key, value) in fields {
+            switch key {
+            case "format", "source_id":
+                continue
+            case "writer":
+                guard let w = Writer(rawValue: value) else {
+                    throw LogError(.notALog, "\(path): unknown writer '\(value)' (expected capture or append)")
+                }
+                meta.writer = w
+            case "installation_id":
+                meta.installationID = value
+            case "gap":
+                let bounds = value.split(separator: "-")
+                guard bounds.count == 2, let a = UInt64(bounds[0]), let b = UInt64(bounds[1]), a <= b else {
+                    throw LogError(.notALog, "\(path): bad gap '\(value)'")
+                }
+                meta.gaps.append(LSN(a)...LSN(b))
+            default:
+                throw LogError(.notALog, "\(path): unknown key '\(key)'; written by a newer Tidemark?")
+            }
+        }
+        return meta
+    }
 }

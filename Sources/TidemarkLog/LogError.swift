@@ -17,6 +17,8 @@ public struct LogError: Error, Sendable, CustomStringConvertible {
         public static let locked = Code("locked")
         /// The log belongs to a different source.
         public static let foreignSource = Code("foreign-source")
+        /// The log is written by another kind of writer (capture vs `log append`).
+        public static let wrongWriter = Code("wrong-writer")
         /// An LSN is not greater than the one before it.
         public static let lsnOrder = Code("lsn-order")
         /// A record that cannot be stored (bad images, oversize).

@@ -77,14 +77,22 @@ public struct LogStatistics: Sendable {
     public var compressedBytes = 0
     public var uncompressedBytes = 0
     public var consumers: [String: LSN] = [:]
+    /// Damage that ended the reading (the figures cover what came before it).
+    public var damage: LogError?
+    /// Damage read past with `skipDamaged`.
+    public var skipped: [LogError] = []
+    /// LSN ranges recorded as lost by `log repair`.
+    public var gaps: [ClosedRange<LSN>] = []
 
     /// Uncompressed record bytes per byte of compressed frame data.
     public var compressionRatio: Double {
         compressedBytes == 0 ? 0 : Double(uncompressedBytes) / Double(compressedBytes)
     }
 
-    /// Reads the whole log (every frame is checked on the way).
-    public static func compute(_ directory: LogDirectory) throws(LogError) -> LogStatistics {
+    /// Reads the whole log (every frame is checked on the way). Damage stops
+    /// the reading (``damage``) unless `skipDamaged`, which reads past it
+    /// (``skipped``); the figures cover what was read either way.
+    public static func compute(_ directory: LogDirectory, skipDamaged: Bool = false) throws(LogError) -> LogStatistics {
         let reader = try LogReader(directory: directory.path)
         var s = LogStatistics()
         let segments = try directory.segments()
@@ -93,14 +101,24 @@ public struct LogStatistics: Sendable {
             s.bytesOnDisk += (try? SystemFile.openForReading(seg.path).size()) ?? 0
         }
         s.consumers = try Consumers(directory).all()
+        s.gaps = try directory.meta().gaps
         let cursor = try reader.cursor()
+        cursor.skipDamaged = skipDamaged
         var frames = 0, compressed = 0, raw = 0
         cursor.onFrame = { m, _ in
             frames += 1
             compressed += Int(m.dataSize)
             raw += Int(m.contentSize)
         }
-        while let r = try cursor.next() {
+        while true {
+            let next: ChangeRecord?
+            do {
+                next = try cursor.next()
+            } catch where error.code == .corruptFrame || error.code == .tornTail {
+                s.damage = error
+                break
+            }
+            guard let r = next else { break }
             s.records += 1
             if s.firstLSN == nil { s.firstLSN = r.lsn }
             s.lastLSN = r.lsn
@@ -108,6 +126,7 @@ public struct LogStatistics: Sendable {
             s.lastTimestampMicros = max(s.lastTimestampMicros ?? r.timestampMicros, r.timestampMicros)
             s.counts[r.table, default: [:]][r.operation, default: 0] += 1
         }
+        s.skipped = cursor.skipped
         s.frames = frames
         s.compressedBytes = compressed
         s.uncompressedBytes = raw

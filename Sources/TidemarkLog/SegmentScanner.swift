@@ -60,7 +60,7 @@ struct SegmentScanner {
     /// - Parameter fileSize: the size to trust (callers re-stat when following).
     mutating func peek(fileSize: Int) throws(LogError) -> Step {
         if offset >= fileSize { return .end }
-        let available = min(FrameMetadata.encodedSize, fileSize - offset)
+        let available = min(FrameMetadata.maxEncodedSize, fileSize - offset)
         let n = try file.read(at: offset, count: available, into: &metadataBuffer)
         let parsed = metadataBuffer.withUnsafeBytes { FrameMetadata.parse(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         switch parsed {
@@ -69,6 +69,9 @@ struct SegmentScanner {
         case .invalid(let why):
             return .corrupt(why)
         case .ok(let m):
+            guard (m.syncedLength != nil) == (header.version >= 2) else {
+                return .corrupt("frame metadata of another format than its segment's (version \(header.version))")
+            }
             guard m.previousChain == chain else {
                 return .corrupt("frame does not follow the previous one (missing, reordered or foreign frame)")
             }
@@ -87,7 +90,7 @@ struct SegmentScanner {
     /// checks its CRC. Returns nil if intact, else the reason.
     func loadData(_ m: FrameMetadata, into buffer: inout [UInt8]) throws(LogError) -> String? {
         let count = Int(m.dataSize)
-        let n = try file.read(at: offset + FrameMetadata.encodedSize, count: count, into: &buffer)
+        let n = try file.read(at: offset + m.metadataSize, count: count, into: &buffer)
         guard n == count else { return "data frame is incomplete" }
         let crc = buffer.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
         return crc == m.dataChecksum ? nil : "data checksum mismatch"
@@ -100,27 +103,50 @@ struct SegmentScanner {
         lastLSN = m.lastLSN
     }
 
-    /// Whether any valid frame metadata starts after `offset` (used to tell a
-    /// torn tail, which may be cut, from damage in the middle, which may not).
-    func validMetadataExists(after start: Int, fileSize: Int) throws(LogError) -> Bool {
+    /// What the valid frame metadata found after damage says.
+    struct LaterFrames {
+        /// Some valid frame metadata starts after the damage.
+        var exist = false
+        /// Some later frame proves the damaged bytes were durable: it records
+        /// a synced length past the damage, or is a format 1 frame (which
+        /// cannot say, so it is taken as proof).
+        var proveDamageDurable = false
+    }
+
+    /// Scans the bytes after `start` (damage) for valid frame metadata, to
+    /// tell a torn, never-synced tail (which may be cut) from damage to
+    /// durable data (which must be reported). See the rule above
+    /// `LogAppender.recover`.
+    func framesAfter(damageAt start: Int, fileSize: Int) throws(LogError) -> LaterFrames {
         var buf = [UInt8]()
         let total = fileSize - start
-        guard total > FrameMetadata.encodedSize else { return false }
+        var result = LaterFrames()
+        guard total > FrameMetadata.v1PayloadSize + 8 else { return result }
         // Segments are bounded by the rotation size, so one read is fine here;
-        // this runs only when a damaged tail is found.
+        // this runs only when damage is found.
         let n = try file.read(at: start, count: total, into: &buf)
-        return buf.withUnsafeBytes { raw -> Bool in
+        buf.withUnsafeBytes { raw in
             var i = 1
-            while i + FrameMetadata.encodedSize <= n {
+            while i + 8 + FrameMetadata.v1PayloadSize <= n {
                 if raw[i] == 0x51 && raw[i + 1] == 0x2A && raw[i + 2] == 0x4D && raw[i + 3] == 0x18 {
-                    if case .ok = FrameMetadata.parse(UnsafeRawBufferPointer(rebasing: raw[i..<(i + FrameMetadata.encodedSize)])) {
-                        return true
+                    let end = min(n, i + FrameMetadata.maxEncodedSize)
+                    if case .ok(let m) = FrameMetadata.parse(UnsafeRawBufferPointer(rebasing: raw[i..<end])) {
+                        result.exist = true
+                        if m.syncedLength.map({ $0 > UInt64(start) }) ?? true {
+                            result.proveDamageDurable = true
+                            return
+                        }
                     }
                 }
                 i += 1
             }
-            return false
         }
+        return result
+    }
+
+    /// Whether any valid frame metadata starts after `start`.
+    func validMetadataExists(after start: Int, fileSize: Int) throws(LogError) -> Bool {
+        try framesAfter(damageAt: start, fileSize: fileSize).exist
     }
 }
 

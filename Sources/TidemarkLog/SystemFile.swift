@@ -16,10 +16,36 @@ func ioError(_ what: String, _ path: String, errno code: Int32 = errno) -> LogEr
 final class SystemFile {
     let fd: Int32
     let path: String
+    #if DEBUG
+    /// The fault injector watching this file, and the process generation it
+    /// was opened in (see FileFaults.swift).
+    private let faults: FileFaults?
+    private let generation: Int?
+    #endif
 
     private init(fd: Int32, path: String) {
         self.fd = fd
         self.path = path
+        #if DEBUG
+        faults = FileFaults.injector(for: path)
+        generation = faults?.currentGeneration
+        #endif
+    }
+
+    /// DEBUG: asks the fault injector (if one watches this file) whether
+    /// `operation` may proceed; throws the injected failure. Release: nothing.
+    @inline(__always)
+    private func check(_ operation: FileFaultOperation, _ what: String) throws(LogError) -> Bool {
+        #if DEBUG
+        guard let faults else { return true }
+        switch faults.intercept(operation, path, generation: generation) {
+        case .proceed: return true
+        case .fail(let e): throw ioError(what, path, errno: e)
+        case .tear: return false
+        }
+        #else
+        return true
+        #endif
     }
 
     deinit { close(fd) }
@@ -36,6 +62,7 @@ final class SystemFile {
         var flags = O_RDWR | O_CLOEXEC
         if create { flags |= O_CREAT }
         if exclusive { flags |= O_EXCL }
+        if create { try FileSystem.check(.create, path, "cannot open") }
         let fd = open(path, flags, 0o600)
         guard fd >= 0 else { throw ioError("cannot open", path) }
         return SystemFile(fd: fd, path: path)
@@ -78,9 +105,15 @@ final class SystemFile {
         precondition(count <= bytes.count)
         var done = 0
         var failure: Int32 = 0
+        var limit = count
+        if try !check(.write, "cannot write") {
+            // A torn write (fault injection): half of it lands, then EIO.
+            limit = count / 2
+            failure = EIO
+        }
         bytes.withUnsafeBytes { raw in
-            while done < count {
-                let n = pwrite(fd, raw.baseAddress! + done, count - done, off_t(offset + done))
+            while done < limit {
+                let n = pwrite(fd, raw.baseAddress! + done, limit - done, off_t(offset + done))
                 if n < 0 {
                     if errno == EINTR { continue }
                     failure = errno
@@ -93,18 +126,43 @@ final class SystemFile {
     }
 
     func sync() throws(LogError) {
+        _ = try check(.sync, "cannot fsync")
         while fdatasync(fd) != 0 {
             if errno == EINTR { continue }
             throw ioError("cannot fsync", path)
         }
+        #if DEBUG
+        faults?.didSync(fd: fd)
+        #endif
     }
 
     func truncate(to size: Int) throws(LogError) {
+        _ = try check(.truncate, "cannot truncate")
         guard ftruncate(fd, off_t(size)) == 0 else { throw ioError("cannot truncate", path) }
     }
 }
 
+/// The kinds of mutating file calls, numbered by the fault injector.
+#if DEBUG
+typealias FileFaultOperation = FileFaults.Operation
+#else
+enum FileFaultOperation { case create, write, sync, truncate, rename, remove, makeDirectory, syncDirectory }
+#endif
+
 enum FileSystem {
+    /// DEBUG: lets the fault injector watching `path` (if any) fail the call.
+    @inline(__always)
+    static func check(_ operation: FileFaultOperation, _ path: String, _ what: String) throws(LogError) {
+        #if DEBUG
+        guard let faults = FileFaults.injector(for: path) else { return }
+        switch faults.intercept(operation, path, generation: nil) {
+        case .proceed: return
+        case .fail(let e): throw ioError(what, path, errno: e)
+        case .tear: throw ioError(what, path, errno: EIO)
+        }
+        #endif
+    }
+
     static func exists(_ path: String) -> Bool {
         access(path, F_OK) == 0
     }
@@ -115,6 +173,8 @@ enum FileSystem {
     }
 
     static func makeDirectory(_ path: String) throws(LogError) {
+        if isDirectory(path) { return }
+        try check(.makeDirectory, path, "cannot create directory")
         if mkdir(path, 0o700) != 0 && errno != EEXIST { throw ioError("cannot create directory", path) }
     }
 
@@ -132,15 +192,28 @@ enum FileSystem {
     }
 
     static func remove(_ path: String) throws(LogError) {
+        if !exists(path) { return }
+        try check(.remove, path, "cannot remove")
         if unlink(path) != 0 && errno != ENOENT { throw ioError("cannot remove", path) }
     }
 
     /// fsync of a directory, so a created, renamed or removed entry survives a crash.
     static func syncDirectory(_ path: String) throws(LogError) {
+        try check(.syncDirectory, path, "cannot fsync directory")
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw ioError("cannot open directory", path) }
         defer { close(fd) }
         if fsync(fd) != 0 && errno != EINVAL { throw ioError("cannot fsync directory", path) }
+        #if DEBUG
+        FileFaults.injector(for: path)?.didSyncDirectory(path)
+        #endif
+    }
+
+    /// Renames `from` to `to` (same directory); durable only after the
+    /// directory is synced.
+    static func rename(_ from: String, to: String) throws(LogError) {
+        try check(.rename, to, "cannot rename \(from) to")
+        guard posixRename(from, to) == 0 else { throw ioError("cannot rename \(from) to", to) }
     }
 
     static func readSmallFile(_ path: String) throws(LogError) -> String {
@@ -160,14 +233,21 @@ enum FileSystem {
             try file.write(Array(contents.utf8), at: 0)
             try file.sync()
         }
-        guard rename(temp, path) == 0 else {
-            let e = errno
+        do {
+            try rename(temp, to: path)
+        } catch {
             _ = unlink(temp)
-            throw ioError("cannot rename \(temp) to", path, errno: e)
+            throw error
         }
         try syncDirectory(directory)
     }
 }
+
+#if canImport(Glibc)
+private let posixRename = Glibc.rename
+#elseif canImport(Darwin)
+private let posixRename = Darwin.rename
+#endif
 
 /// Monotonic clock in nanoseconds, and wall clock in microseconds.
 package enum Clock {

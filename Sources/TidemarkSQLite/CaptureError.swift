@@ -27,6 +27,14 @@ public struct CaptureError: Error, Sendable, CustomStringConvertible {
         public static let badOutboxRow = Code("bad-outbox-row")
         /// The database cannot be captured as it is (encoding, journal mode).
         public static let unsupported = Code("unsupported")
+        /// Another process is shipping from this source (``ShipperLock``).
+        public static let shipperRunning = Code("shipper-running")
+        /// The source lost commits the log already holds, or reused their
+        /// `seq` for other changes (a power loss under `synchronous = NORMAL`
+        /// before the shipper made the source durable).
+        public static let sourceBehindLog = Code("source-behind-log")
+        /// A file operation on the source's side failed.
+        public static let io = Code("io")
     }
 
     public var code: Code

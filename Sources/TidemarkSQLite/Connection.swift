@@ -85,12 +85,14 @@ public final class Connection {
     /// - Throws: ``SQLiteError``: code `SQLITE_CANTOPEN` with "… does not
     ///   exist" for a missing file (without `.readWriteCreate`),
     ///   `SQLITE_NOTADB` with "… is not a SQLite database", or what SQLite said.
-    public init(path: String, mode: OpenMode = .readWrite, busyTimeoutMillis: Int32 = 5000) throws(SQLiteError) {
+    ///   - vfs: The name of a registered SQLite VFS, nil for the default
+    ///     (tests use a VFS that simulates power loss).
+    public init(path: String, mode: OpenMode = .readWrite, busyTimeoutMillis: Int32 = 5000, vfs: String? = nil) throws(SQLiteError) {
         self.path = path
         self.busyTimeoutMillis = busyTimeoutMillis
         var handle: OpaquePointer?
         let flags = mode.flags | SQLITE_OPEN_NOMUTEX
-        let code = sqlite3_open_v2(path, &handle, flags, nil)
+        let code = sqlite3_open_v2(path, &handle, flags, vfs)
         guard code == SQLITE_OK, let handle else {
             let error = Self.openError(code, handle: handle, path: path)
             // > Whether or not an error occurs when it is opened, resources

@@ -116,9 +116,12 @@ struct CaptureRunCommand: ParsableCommand {
             guard let id = try Capture.storedSourceID(db) else {
                 throw CaptureError(.notInstalled, "capture is not installed in \(source.source); run `tidemark capture install` first")
             }
+            // One shipper per source, checked before the log is opened (or
+            // created): a second `capture run` changes nothing.
+            let lock = try ShipperLock(sourcePath: source.source, logPath: log)
             let appender = try LogAppender(directory: log, sourceID: id, options: LogOptions(durability: Durability(parsing: durability)!))
             if let r = appender.recovery { printError(r.description) }
-            let shipper = try Shipper(connection: db, appender: appender, options: Shipper.Options(idlePauseMillis: intervalMs))
+            let shipper = try Shipper(connection: db, appender: appender, options: Shipper.Options(idlePauseMillis: intervalMs), lock: lock)
             let stop = StopFlag()
             let signals = SignalStop { stop.set() }
             defer { signals.cancel() }
@@ -174,6 +177,7 @@ struct CaptureStatusCommand: ParsableCommand {
             }
             let shipped = try log.map { try LogReader(directory: $0).headLSN() }
             let lag = s.lagMillis(nowMicros: Clock.wallMicros())
+            let shipper = ShipperLock.holder(ofSource: source.source)
             if json {
                 var o = JSONObject()
                 o.set("installed", true)
@@ -191,12 +195,15 @@ struct CaptureStatusCommand: ParsableCommand {
                 o.set("shipped_lsn", shipped?.rawValue)
                 o.set("lag_changes", s.backlog)
                 o.set("lag_ms", Int(lag))
+                o.set("shipper_pid", shipper?.pid)
+                o.set("shipper_log", shipper?.log)
                 print(o.text)
                 return
             }
             print("source \(s.sourceID): capturing \(s.tables.map(\.name).joined(separator: ", "))")
             print("captured up to LSN \(s.lastCaptured); shipped up to \(shipped.map { "\($0)" } ?? "? (pass --log)")")
             print("backlog \(s.backlog) changes, lag \(lag) ms")
+            print(shipper.map { "shipper: pid \($0.pid), shipping into \($0.log)" } ?? "shipper: none running")
         }
     }
 }

@@ -39,6 +39,9 @@ struct LogAppendCommand: ParsableCommand {
                 directory: log.directory, sourceID: sourceID.map(SourceID.init(_:)),
                 options: LogOptions(durability: Durability(parsing: durability)!))
             if let recovery = appender.recovery { printError(recovery.description) }
+            // A capture log's LSNs belong to its source's outbox: refuse it
+            // before reading any LSN from it (D2).
+            try appender.claim(.append)
             let now = Clock.wallMicros()
             var records: [ChangeRecord] = []
             records.reserveCapacity(drafts.count)

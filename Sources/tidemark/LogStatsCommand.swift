@@ -12,9 +12,16 @@ struct LogStatsCommand: ParsableCommand {
     @Flag(help: "Print one JSON object.")
     var json = false
 
+    @Flag(help: "Read on past damaged frames and segments (reported) instead of stopping at the first.")
+    var skipDamaged = false
+
     func run() throws {
         try reportingErrors {
-            let s = try LogStatistics.compute(LogDirectory(log.directory))
+            let s = try LogStatistics.compute(LogDirectory(log.directory), skipDamaged: skipDamaged)
+            // The figures cover what was read; damage ends the command with
+            // an error (exit 1) after them.
+            for e in s.skipped { printError("skipped damaged LSN range in segment \(e.segment ?? "?"): \(e.message)") }
+            for g in s.gaps { printError("note: LSN \(g.lowerBound) to \(g.upperBound) were lost to damage and quarantined by `tidemark log repair`") }
             let first = s.firstTimestampMicros.map { Timestamp(microsSinceEpoch: $0).description }
             let last = s.lastTimestampMicros.map { Timestamp(microsSinceEpoch: $0).description }
             if json {
@@ -40,7 +47,11 @@ struct LogStatsCommand: ParsableCommand {
                 var consumers = JSONObject()
                 for (name, lsn) in s.consumers.sorted(by: { $0.key < $1.key }) { consumers.set(name, lsn.rawValue) }
                 o.set("consumers", consumers)
+                o.set("gaps", array: s.gaps.map { JSONText.quoted("\($0.lowerBound)-\($0.upperBound)") })
+                o.set("skipped", array: s.skipped.map { e in JSONText.quoted(e.lsnRange.map { "\($0.lowerBound)-\($0.upperBound)" } ?? "?") })
+                if let damage = s.damage { o.set("damage", damage.message) }
                 print(o.text)
+                if let damage = s.damage { throw damage }
                 return
             }
             print("records       \(s.records)")
@@ -62,6 +73,7 @@ struct LogStatsCommand: ParsableCommand {
                 print("")
                 for (name, lsn) in s.consumers.sorted(by: { $0.key < $1.key }) { print("consumer \(name) at LSN \(lsn)") }
             }
+            if let damage = s.damage { throw damage }
         }
     }
 }

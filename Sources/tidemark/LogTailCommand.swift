@@ -29,6 +29,9 @@ struct LogTailCommand: ParsableCommand {
     @Option(help: "jsonl (one JSON object per line) or text.")
     var format: RecordFormat = .jsonl
 
+    @Flag(help: "Read on past damaged frames and segments, reporting each range skipped on stderr (default: stop at the first with an error).")
+    var skipDamaged = false
+
     func validate() throws {
         if let lines, lines < 0 { throw ValidationError("--lines must be 0 or more, not \(lines)") }
     }
@@ -43,9 +46,15 @@ struct LogTailCommand: ParsableCommand {
                 start = head.rawValue > UInt64(n) ? LSN(head.rawValue - UInt64(max(n, 0)) + 1) : .zero
             }
             let cursor = try reader.cursor(from: start, follow: follow, tables: tables)
+            cursor.skipDamaged = skipDamaged
+            reportGaps(cursor.recordedGaps, directory: log.directory)
             var out = StandardOutput()
             var buffer: [UInt8] = []
+            // Everything before damage is printed before the error.
+            defer { out.flush() }
+            var reported = 0
             while let r = try cursor.next() {
+                reported = reportSkipped(cursor.skipped, from: reported)
                 switch format {
                 case .jsonl:
                     buffer.removeAll(keepingCapacity: true)
@@ -59,8 +68,25 @@ struct LogTailCommand: ParsableCommand {
                 if follow { out.flush() }
             }
             out.flush()
+            _ = reportSkipped(cursor.skipped, from: reported)
         }
     }
+}
+
+/// Prints the log's recorded gaps (from `log repair`) on stderr.
+func reportGaps(_ gaps: [ClosedRange<LSN>], directory: String) {
+    for g in gaps {
+        printError("note: LSN \(g.lowerBound) to \(g.upperBound) of \(directory) were lost to damage and quarantined by `tidemark log repair`")
+    }
+}
+
+/// Prints damage skipped since `from` on stderr; returns the new count.
+func reportSkipped(_ skipped: [LogError], from: Int) -> Int {
+    for e in skipped.dropFirst(from) {
+        let range = e.lsnRange.map { r in r.upperBound.rawValue == UInt64.max ? "LSN \(r.lowerBound) to the end of the segment" : "LSN \(r.lowerBound) to \(r.upperBound)" } ?? "an unknown range"
+        printError("skipped damaged \(range) in segment \(e.segment ?? "?"): \(e.message)")
+    }
+    return skipped.count
 }
 
 struct LogHistoryCommand: ParsableCommand {
@@ -81,19 +107,32 @@ struct LogHistoryCommand: ParsableCommand {
     @Option(help: "text (default) or jsonl.")
     var format: RecordFormat = .text
 
+    @Flag(help: "Read on past damaged frames and segments, reporting each range skipped on stderr.")
+    var skipDamaged = false
+
     func run() throws {
         try reportingErrors {
             let reader = try LogReader(directory: log.directory)
             let wanted = try KeyArgument.parse(key)
-            let records = try reader.history(table: table, key: wanted)
+            let cursor = try reader.cursor(tables: [table])
+            cursor.skipDamaged = skipDamaged
+            reportGaps(cursor.recordedGaps, directory: log.directory)
             var out = StandardOutput()
-            for r in records {
+            // What was found before damage is printed before the error.
+            defer { out.flush() }
+            var found = 0
+            var reported = 0
+            while let r = try cursor.next() {
+                reported = reportSkipped(cursor.skipped, from: reported)
+                guard r.matches(key: wanted) else { continue }
+                found += 1
                 switch format {
                 case .jsonl: out.line(r.jsonLine)
                 case .text: out.line(r.historyText)
                 }
             }
-            if records.isEmpty && format == .text {
+            _ = reportSkipped(cursor.skipped, from: reported)
+            if found == 0 && format == .text {
                 out.line("no changes of \(table) with key \(key) in the log")
             }
             out.flush()

@@ -25,12 +25,17 @@ struct MigrateCommand: ParsableCommand {
     @Flag(help: "Print a JSON summary instead of text.")
     var json = false
 
+    @Flag(help: "Replay past LSN ranges the log lost to damage (see `tidemark log repair`); verify before cutover.")
+    var acceptGap = false
+
     func run() throws {
         try reportingErrors {
             let p = try plan.load()
             // SIGINT/SIGTERM stop the run at its next safe point (exit 130/143).
             Interruption.install()
-            let migrator = try Migrator.open(plan: p, options: MigratorOptions(follow: follow))
+            var options = MigratorOptions(follow: follow)
+            options.acceptGap = acceptGap
+            let migrator = try Migrator.open(plan: p, options: options)
             defer { try? migrator.close() }
             let view = ProgressView(enabled: !json && isTerminal(2))
             let summary = try migrator.run { view.show($0) }

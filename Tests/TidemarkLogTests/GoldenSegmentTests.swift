@@ -2,14 +2,20 @@ import Foundation
 import Testing
 @testable import TidemarkLog
 
-/// Golden logs written once by format version 1 (fixtures/log/v1/<case>/).
-/// Every later version must read them exactly. To regenerate (only when the
-/// format version changes, into a new v<N> folder):
+/// Golden logs written once by each format version (fixtures/log/v<N>/<case>/):
+/// v1 by format 1 (72-byte frame metadata, log.meta with source_id only),
+/// v2 by format 2 (frame metadata with the synced length, log.meta with
+/// writer and owner). Every later version must read them all exactly. To
+/// regenerate the current version's folder (only when the format version
+/// changes; older folders are never rewritten):
 /// `TIDEMARK_REGENERATE_FIXTURES=1 swift test --filter GoldenSegmentTests`.
 @Suite struct GoldenSegmentTests {
-    static let root = URL(fileURLWithPath: #filePath)
+    static let fixtures = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("fixtures/log/v1").path
+        .appendingPathComponent("fixtures/log").path
+    /// The folder the current format writes.
+    static let root = fixtures + "/v2"
+    static let versions = ["v1", "v2"]
 
     /// The records of the `ok` case: every value kind and edge, three tables,
     /// all operations, spread over several segments.
@@ -46,6 +52,7 @@ import Testing
         // ok: a clean multi-segment log.
         let ok = Self.root + "/ok"
         let log = try LogAppender(directory: ok, sourceID: SourceID("golden-source"), options: Self.options)
+        try log.claim(.capture, installation: "golden-installation")
         let records = Self.records()
         for chunk in stride(from: 0, to: records.count, by: 25) {
             try log.append(Array(records[chunk..<min(records.count, chunk + 25)]))
@@ -78,15 +85,15 @@ import Testing
         }
     }
 
-    func expectedLines(_ name: String) throws -> [String] {
-        try String(contentsOfFile: Self.root + "/\(name)/expected.jsonl", encoding: .utf8)
+    func expectedLines(_ version: String, _ name: String) throws -> [String] {
+        try String(contentsOfFile: Self.fixtures + "/\(version)/\(name)/expected.jsonl", encoding: .utf8)
             .split(separator: "\n").map(String.init)
     }
 
-    @Test func okReadsExactly() throws {
-        let dir = Self.root + "/ok"
+    @Test(arguments: versions) func okReadsExactly(_ version: String) throws {
+        let dir = Self.fixtures + "/\(version)/ok"
         let back = try readAll(dir)
-        #expect(back.map(\.jsonLine) == (try expectedLines("ok")))
+        #expect(back.map(\.jsonLine) == (try expectedLines(version, "ok")))
         #expect(back == Self.records())
         #expect(try LogDirectory(dir).segments().count >= 3)
         let v = try LogVerifier.verify(LogDirectory(dir))
@@ -97,8 +104,8 @@ import Testing
         #expect(try readAll(dir, from: mid).first?.lsn == mid)
     }
 
-    @Test func tornTailIsReportedAndCutByTheNextAppender() throws {
-        let dir = Self.root + "/torn-tail"
+    @Test(arguments: versions) func tornTailIsReportedAndCutByTheNextAppender(_ version: String) throws {
+        let dir = Self.fixtures + "/\(version)/torn-tail"
         let v = try LogVerifier.verify(LogDirectory(dir))
         #expect(v.problems.map(\.code) == [.tornTail])
         let readable = try readAll(dir)
@@ -116,8 +123,8 @@ import Testing
         }
     }
 
-    @Test func checksumMismatchNamesTheFrame() throws {
-        let dir = Self.root + "/checksum-mismatch"
+    @Test(arguments: versions) func checksumMismatchNamesTheFrame(_ version: String) throws {
+        let dir = Self.fixtures + "/\(version)/checksum-mismatch"
         let v = try LogVerifier.verify(LogDirectory(dir))
         let first = try LogDirectory(dir).segments()[0]
         #expect(v.problems.first?.code == .corruptFrame)
@@ -126,8 +133,47 @@ import Testing
         #expect(throws: LogError.self) { try readAll(dir) }
     }
 
-    @Test func missingSegmentIsDetected() throws {
-        let v = try LogVerifier.verify(LogDirectory(Self.root + "/missing-segment"))
+    @Test(arguments: versions) func missingSegmentIsDetected(_ version: String) throws {
+        let v = try LogVerifier.verify(LogDirectory(Self.fixtures + "/\(version)/missing-segment"))
         #expect(v.problems.contains { $0.message.contains("does not follow") })
+    }
+
+    @Test func metadataOfEachVersion() throws {
+        let v1 = try LogDirectory(Self.fixtures + "/v1/ok").meta()
+        #expect(v1.format == 1 && v1.sourceID == SourceID("golden-source") && v1.writer == nil && v1.installationID == nil)
+        let v2 = try LogDirectory(Self.fixtures + "/v2/ok").meta()
+        #expect(v2.format == 2 && v2.sourceID == SourceID("golden-source"))
+        #expect(v2.writer == .capture && v2.installationID == "golden-installation")
+        // Segment headers say their version; v2 frames carry a synced length.
+        for (version, expected) in [("v1", UInt16(1)), ("v2", UInt16(2))] {
+            let segment = try LogDirectory(Self.fixtures + "/\(version)/ok").segments()[0]
+            guard case .ok(var scanner) = try SegmentScanner.open(segment) else {
+                Issue.record("\(version): bad header"); continue
+            }
+            #expect(scanner.header.version == expected)
+            guard case .frame(let m) = try scanner.peek(fileSize: try scanner.file.size()) else {
+                Issue.record("\(version): no first frame"); continue
+            }
+            #expect((m.syncedLength != nil) == (expected == 2))
+            scanner.advance(past: m)
+        }
+    }
+
+    /// A v1 log is appended to by this version: the new records go into a
+    /// new format 2 segment, and the whole log reads back.
+    @Test func aV1LogGrowsInFormat2() throws {
+        try withTemporaryDirectory { tmp in
+            let copy = tmp + "/log"
+            try FileManager.default.copyItem(atPath: Self.fixtures + "/v1/ok", toPath: copy)
+            let before = try LogDirectory(copy).segments().count
+            let log = try LogAppender(directory: copy, options: LogOptions(durability: .none))
+            let next = log.lastLSN.rawValue + 1
+            try log.append([sampleRecord(1, lsn: next)])
+            try log.close()
+            let segments = try LogDirectory(copy).segments()
+            #expect(segments.count == before + 1)
+            #expect(try readAll(copy).count == Self.records().count + 1)
+            #expect(try LogVerifier.verify(LogDirectory(copy)).isClean)
+        }
     }
 }

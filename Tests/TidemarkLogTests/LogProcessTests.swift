@@ -228,6 +228,32 @@ import Darwin
         }
     }
 
+    /// Item 10. Failed before the change: `log append` exited 0 and wrote
+    /// LSN 8, the seq the capture outbox hands out next.
+    @Test(.timeLimit(.minutes(1)))
+    func logAppendIntoACaptureLogIsRefused() async throws {
+        try await withTemporaryDirectory { root in
+            let dir = root + "/log"
+            let capture = try LogAppender(directory: dir, sourceID: SourceID("captured"), options: LogOptions(durability: .none))
+            try capture.claim(.capture, installation: "installation-1")
+            try capture.append([sampleRecord(1, lsn: 7)])
+            try capture.close()
+            let line = Array((sampleRecord(2).jsonLineWithoutLSN + "\n").utf8)
+            let refused = try await tidemark(["log", "append", "--log", dir], stdin: line)
+            #expect(refused.status == 1)
+            #expect(refused.stderrLines.count == 1, "stderr: \(refused.stderr)")
+            #expect(refused.stderr.contains("written by capture"), "stderr: \(refused.stderr)")
+            #expect(try readAll(dir).map(\.lsn) == [LSN(7)])
+            #expect(try LogDirectory(dir).meta().writer == .capture)
+
+            // A log made by `log append` records its kind.
+            let own = root + "/own"
+            let made = try await tidemark(["log", "append", "--log", own], stdin: line)
+            #expect(made.status == 0, "stderr: \(made.stderr)")
+            #expect(try LogDirectory(own).meta().writer == .append)
+        }
+    }
+
     // MARK: 4. The CLI's error and output contract
 
     @Test(.timeLimit(.minutes(1)))

@@ -5,10 +5,11 @@ import Testing
 
 /// Torn tails, flipped bytes, missing and foreign segments.
 @Suite struct LogRecoveryTests {
-    /// Writes `frames` frames of 10 records each and returns the log's files.
+    /// Writes `frames` frames of 10 records each, each synced (durable) before
+    /// the next is written, and returns the records.
     func writeLog(_ dir: String, frames: Int, segmentLimit: Int = 64 << 20) throws -> [ChangeRecord] {
         let log = try LogAppender(directory: dir, sourceID: SourceID("test-source"),
-                                  options: LogOptions(durability: .none, segmentSizeLimitBytes: segmentLimit))
+                                  options: LogOptions(durability: .commit, segmentSizeLimitBytes: segmentLimit))
         var all: [ChangeRecord] = []
         for f in 0..<frames {
             let batch = (0..<10).map { sampleRecord(f * 10 + $0) }

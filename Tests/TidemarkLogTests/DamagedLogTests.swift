@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+@testable import TidemarkLog
+
+/// Item 12: one damaged frame no longer hides the whole log.
+@Suite struct DamagedLogTests {
+    /// A durable log of several segments with one flipped byte in a middle
+    /// segment's second frame. Returns the records, the damaged segment and
+    /// the LSNs of the records before the damage.
+    func damagedLog(_ dir: String) throws -> (all: [ChangeRecord], segment: String, before: Int, lostUpTo: UInt64) {
+        let log = try LogAppender(directory: dir, sourceID: SourceID("damaged"),
+                                  options: LogOptions(durability: .commit, segmentSizeLimitBytes: 4 << 10))
+        let all = (1...200).map { sampleRecord($0, lsn: UInt64($0)) }
+        for chunk in stride(from: 0, to: 200, by: 10) { try log.append(Array(all[chunk..<(chunk + 10)])) }
+        try log.close()
+        let segments = try LogDirectory(dir).segments()
+        #expect(segments.count >= 3)
+        let victim = segments[1]
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: victim.path)))
+        let frames = TornBatchTests.frames(bytes)
+        #expect(frames.count >= 2)
+        bytes[frames[1].start + FrameMetadata.encodedSize + 5] ^= 0x10
+        try Data(bytes).write(to: URL(fileURLWithPath: victim.path))
+        return (all, victim.name, Int(frames[0].last), segments[2].baseLSN.rawValue - 1)
+    }
+
+    /// Failed before the change: `log tail` printed nothing at all (its
+    /// buffered output was dropped with the error); there was no
+    /// --skip-damaged and no `log repair`.
+    @Test(.timeLimit(.minutes(2)))
+    func readersPrintWhatPrecedesDamageAndRepairQuarantinesIt() async throws {
+        try await withTemporaryDirectory { root in
+            let dir = root + "/log"
+            let (all, segment, before, lostUpTo) = try damagedLog(dir)
+
+            let tail = try await tidemark(["log", "tail", "--log", dir])
+            #expect(tail.status == 1)
+            #expect(tail.stdoutText.split(separator: "\n").count == before, "stdout: \(tail.stdoutText.prefix(200))")
+            #expect(tail.stderrLines.count == 1 && tail.stderr.contains(segment) && tail.stderr.contains("LSN \(before + 1)"), "stderr: \(tail.stderr)")
+
+            let skipping = try await tidemark(["log", "tail", "--log", dir, "--skip-damaged"])
+            #expect(skipping.status == 0, "stderr: \(skipping.stderr)")
+            let lsns = skipping.stdoutText.split(separator: "\n").compactMap { CrashInput.splitLSN(Array($0.utf8)[...])?.0 }
+            #expect(lsns == Array(1...UInt64(before)) + Array((lostUpTo + 1)...200))
+            #expect(skipping.stderr.contains("skipped damaged") && skipping.stderr.contains(segment), "stderr: \(skipping.stderr)")
+
+            let stats = try await tidemark(["log", "stats", "--log", dir])
+            #expect(stats.status == 1)
+            #expect(stats.stdoutText.contains("records       \(before)"), "stdout: \(stats.stdoutText)")
+            #expect(stats.stderr.contains(segment))
+
+            let history = try await tidemark(["log", "history", "--log", dir, "--table", "users", "--key", "1", "--format", "jsonl"])
+            #expect(history.status == 1)
+            #expect(history.stdoutText.split(separator: "\n").count == 1)
+
+            let dry = try await tidemark(["log", "repair", "--log", dir, "--dry-run"])
+            #expect(dry.status == 0, "stderr: \(dry.stderr)")
+            #expect(dry.stdoutText.contains("would move \(segment)"), "stdout: \(dry.stdoutText)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/quarantine"))
+            #expect(try LogDirectory(dir).meta().gaps.isEmpty)
+
+            let repair = try await tidemark(["log", "repair", "--log", dir, "--json"])
+            #expect(repair.status == 0, "stderr: \(repair.stderr)")
+            #expect(repair.stdoutText.contains("\"gap_first_lsn\":\(before + 1)") && repair.stdoutText.contains("\"gap_last_lsn\":\(lostUpTo)"), "stdout: \(repair.stdoutText)")
+            let quarantined = try FileManager.default.contentsOfDirectory(atPath: dir + "/quarantine")
+            #expect(quarantined.count == 1 && quarantined[0].hasPrefix(segment))
+            #expect(try LogDirectory(dir).meta().gaps == [LSN(UInt64(before + 1))...LSN(lostUpTo)])
+
+            // Readers go on past the recorded gap, and say so.
+            let after = try await tidemark(["log", "tail", "--log", dir])
+            #expect(after.status == 0, "stderr: \(after.stderr)")
+            #expect(after.stderr.contains("LSN \(before + 1) to \(lostUpTo)"), "stderr: \(after.stderr)")
+            #expect(after.stdoutText.split(separator: "\n").count == before + Int(200 - lostUpTo))
+            let verify = try await tidemark(["log", "verify", "--log", dir])
+            #expect(verify.status == 0, "verify: \(verify.stdoutText) \(verify.stderr)")
+
+            // Appending continues after the log's end.
+            let log = try LogAppender(directory: dir)
+            #expect(log.lastLSN == LSN(200))
+            try log.append([sampleRecord(201, lsn: 201)])
+            try log.close()
+            #expect(try readAll(dir).last?.lsn == LSN(201))
+            _ = all
+        }
+    }
+
+    /// Damage in the last segment, in durable data: repair keeps the valid
+    /// frames before it, records the gap up to the last LSN the damaged
+    /// part held, and the appender continues after it (no LSN reused).
+    @Test func repairOfTheLastSegmentContinuesAfterTheGap() throws {
+        try withTemporaryDirectory { root in
+            let dir = root + "/log"
+            let log = try LogAppender(directory: dir, sourceID: SourceID("damaged"), options: LogOptions(durability: .commit))
+            for chunk in 0..<5 { try log.append((1...10).map { sampleRecord(chunk * 10 + $0, lsn: UInt64(chunk * 10 + $0)) }) }
+            try log.close()
+            let segment = try LogDirectory(dir).segments()[0]
+            var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: segment.path)))
+            let frames = TornBatchTests.frames(bytes)
+            bytes[frames[2].start + FrameMetadata.encodedSize + 3] ^= 0x01
+            try Data(bytes).write(to: URL(fileURLWithPath: segment.path))
+            #expect(throws: LogError.self) { try LogAppender(directory: dir) }
+            let report = try LogRepair.repair(LogDirectory(dir), dryRun: false)
+            #expect(report.actions.map(\.gap) == [LSN(21)...LSN(50)])
+            let reopened = try LogAppender(directory: dir)
+            #expect(reopened.lastLSN == LSN(50))
+            try reopened.append([sampleRecord(51, lsn: 51)])
+            try reopened.close()
+            #expect(try readAll(dir).map(\.lsn.rawValue) == Array(1...20) + [51])
+        }
+    }
+}
