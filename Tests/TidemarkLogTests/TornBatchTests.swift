@@ -184,9 +184,9 @@ import Testing
             let input = root + "/input.jsonl"
             let segment = log + "/" + SegmentFile.name(for: LSN(1))
             var previousEnd: UInt64 = 0
-            for run in 0..<4 {
-                // ~1.3 KB a line: 3,000 lines are one append of about four 1 MiB frames.
-                try CrashInput.write(run: run, count: 3_000, to: input)
+            for run in 0..<3 {
+                // ~1.3 KB a line: 2,000 lines are one append of three 1 MiB frames.
+                try CrashInput.write(run: run, count: 2_000, to: input)
                 let child = try Child(["log", "append", "--log", log, "--durability", "commit", "--input", input])
                 let plan: KillPlan = run == 0 ? .never : .afterFirstWrite(millis: .random(in: 0...40))
                 let outcome = try await blocking { try CrashRun.run(child, plan: plan, watching: segment) }
