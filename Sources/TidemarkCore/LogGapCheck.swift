@@ -1,4 +1,5 @@
 import TidemarkLog
+import TidemarkSQLite
 
 extension Migrator {
     /// Refuses to replay across an LSN gap the log records (ranges lost to
@@ -6,12 +7,15 @@ extension Migrator {
     /// never reach the target, so the target may differ from the source.
     /// `MigratorOptions.acceptGap` (`tidemark migrate --accept-gap`) goes on.
     ///
-    /// Hook for the lifecycle's state: a migration that accepted a gap must
-    /// not be cut over on an earlier verify; cutover should require a clean
-    /// verify made after the gap was accepted.
-    static func checkGaps(_ cursor: LogCursor, appliedLSN: LSN, options: MigratorOptions, log: String) throws {
+    /// Accepting a gap forgets the last verify (`StateTables.invalidateVerify`),
+    /// so cutover requires a clean verify made after the gap was accepted.
+    static func checkGaps(_ cursor: LogCursor, appliedLSN: LSN, options: MigratorOptions, log: String, target: Connection) throws {
         let ahead = cursor.recordedGaps.filter { $0.upperBound > appliedLSN }
-        guard let first = ahead.first, !options.acceptGap else { return }
+        guard let first = ahead.first else { return }
+        if options.acceptGap {
+            try target.transaction(.immediate) { try StateTables.invalidateVerify(in: target) }
+            return
+        }
         let list = ahead.map { "\($0.lowerBound)…\($0.upperBound)" }.joined(separator: ", ")
         throw MigrationError(.logGap,
             "the log \(log) lost LSN \(list) to damage (quarantined by `tidemark log repair`), after the migration's applied LSN \(appliedLSN): the changes in it cannot reach the target; run `tidemark migrate --accept-gap` to replay past it and then `tidemark verify` before cutover, or start the migration again (`tidemark rollback`, then `tidemark migrate`) — first lost LSN \(first.lowerBound)")

@@ -169,7 +169,7 @@ public final class Migrator: @unchecked Sendable {
         consumerName = "migration-" + Self.consumerSuffix(plan.target)
         try Consumers(reader.directory).register(consumerName, at: state.appliedLSN)
         cursor = try reader.cursor(from: state.appliedLSN.next)
-        try Self.checkGaps(cursor, appliedLSN: state.appliedLSN, options: options, log: plan.log)
+        try Self.checkGaps(cursor, appliedLSN: state.appliedLSN, options: options, log: plan.log, target: target)
     }
 
     /// Whether the migration stored in the target is this plan's, from this source.
@@ -331,7 +331,7 @@ public final class Migrator: @unchecked Sendable {
         }
         if stored.appliedLSN != state.appliedLSN {
             cursor = try reader.cursor(from: stored.appliedLSN.next)
-            try Self.checkGaps(cursor, appliedLSN: stored.appliedLSN, options: options, log: plan.log)
+            try Self.checkGaps(cursor, appliedLSN: stored.appliedLSN, options: options, log: plan.log, target: target)
             lookahead = nil
         }
         state = stored

@@ -32,8 +32,15 @@ public struct LogReader: Sendable {
     }
 
     /// The LSN of the last complete frame's last record, or `.zero` for an
-    /// empty log. Reads only frame metadata of the last segment.
+    /// empty log — or the end of a gap recorded after it (LSNs lost to
+    /// `log repair`, which are never used again). Reads only frame metadata
+    /// of the last segment.
     public func headLSN() throws(LogError) -> LSN {
+        let gapEnd = try directory.meta().gaps.map(\.upperBound).max() ?? .zero
+        return max(gapEnd, try lastFrameLSN())
+    }
+
+    private func lastFrameLSN() throws(LogError) -> LSN {
         let segments = try directory.segments()
         for segment in segments.reversed() {
             guard case .ok(var scanner) = try SegmentScanner.open(segment) else { continue }
@@ -302,7 +309,11 @@ public final class LogCursor: @unchecked Sendable {
                 throw LogError(.foreignSource, "segment \(segment.name) belongs to source \(s.header.sourceID), not this log's \(source)", segment: segment.name)
             }
             // A gap recorded by repair explains a break in the chain.
-            let acrossGap = recordedGaps.contains { $0.lowerBound <= linkLSN.next && $0.upperBound.next >= segment.baseLSN }
+            // (The gap starts after the previous segment's end and reaches
+            // this segment's start.)
+            let acrossGap = recordedGaps.contains {
+                $0.lowerBound > linkLSN && $0.lowerBound <= segment.baseLSN && $0.upperBound.next >= segment.baseLSN
+            }
             if let linkChain, !acrossGap {
                 guard s.header.previousChain == linkChain, segment.baseLSN > linkLSN else {
                     let error = corrupt(linkLSN.next...max(linkLSN.next, LSN(segment.baseLSN.rawValue &- 1)),

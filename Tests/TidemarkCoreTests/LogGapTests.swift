@@ -37,11 +37,22 @@ import TidemarkSQLite
             #expect(error.code == .logGap)
             #expect(error.message.contains("--accept-gap"), "\(error)")
 
+            // A clean verify recorded before the gap was accepted.
+            do {
+                let target = try Connection(path: dir + "/dst.db")
+                try StateTables.recordVerify(VerifyRecord(atMicros: 1, fromLSN: .zero, throughLSN: LSN(last), differences: 0), in: target)
+                #expect(try StateTables.load(target)?.verification != nil)
+                try target.close()
+            }
             var options = MigratorOptions()
             options.acceptGap = true
             let migrator = try Migrator.open(plan: plan, options: options)
             _ = try migrator.run(seconds: 60)
             try migrator.close()
+            // Accepting the gap forgot any earlier verify: cutover needs a new one.
+            let target = try Connection(path: dir + "/dst.db")
+            #expect(try StateTables.load(target)?.verification == nil)
+            try target.close()
             try source.close()
         }
     }
