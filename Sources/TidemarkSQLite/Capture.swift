@@ -123,7 +123,7 @@ public struct CaptureStatus: Sendable, Hashable {
 ///   (SQLite turns it into NULL).
 public enum Capture {
     /// The version of the outbox format the triggers write.
-    public static let format = "1"
+    public static let format = "2"
 
     static let outboxTable = "_tidemark_outbox"
     static let metaTable = "_tidemark_meta"
@@ -248,17 +248,29 @@ public enum Capture {
             let highWater = try lastCapturedSeq(connection)
             let current = try currentShapes(connection)
             var report = InstallReport(installed: [], unchanged: [], createdOutbox: createdOutbox)
+            try connection.prepare("INSERT OR REPLACE INTO \(metaTable)(name, value) VALUES ('format', ?1)")
+                .execute([.text(format)])
             for table in planned {
-                let triggers = triggerSQL(for: table)
+                guard let info = try Schema.table(named: table.name, in: connection) else {
+                    throw CaptureError(.missingTable, "table '\(table.name)' does not exist in \(connection.path)", table: table.name)
+                }
+                let displacement = try displacement(for: table, info: info, connection: connection)
+                let triggers = triggerSQL(for: table, displacement: displacement)
                 let existing = try existingTriggerSQL(connection, table: table.name)
                 if let shape = current[table.name], shape.sameShape(as: table),
-                   existing == Dictionary(uniqueKeysWithValues: triggers.map { ($0.name, $0.sql) }) {
+                   existing == Dictionary(uniqueKeysWithValues: triggers.map { ($0.name, $0.sql) }),
+                   try existingStagingSQL(connection, table: table.name) == displacement.stagingSQL {
                     report.unchanged.append(table.name)
                     continue
                 }
                 for name in TriggerKind.allCases.map({ $0.triggerName(table.name) }) {
                     try connection.execute("DROP TRIGGER IF EXISTS \(quoteIdentifier(name))")
                 }
+                // Rows still staged are rows that existed when staged (a change
+                // that conflicted with them and then did not happen); dropping
+                // them loses nothing.
+                try connection.execute("DROP TABLE IF EXISTS \(quoteIdentifier(stagingTable(table.name)))")
+                try connection.execute(displacement.stagingSQL)
                 for trigger in triggers { try connection.execute(trigger.sql) }
                 let record = try connection.prepare("""
                     INSERT OR REPLACE INTO \(tablesTable)(tbl, from_seq, columns, key_columns, update_columns)
@@ -305,12 +317,14 @@ public enum Capture {
                     table: info.name)
             }
             guard seen.insert(info.name.lowercased()).inserted else { continue }
-            planned.append(CapturedTable(
+            let table = CapturedTable(
                 name: info.name,
                 columns: info.dataColumns.map(\.name),
                 keyColumns: info.primaryKey,
                 updateColumns: nil,
-                fromSeq: 0))
+                fromSeq: 0)
+            _ = try displacement(for: table, info: info, connection: connection)  // refuses what it cannot capture
+            planned.append(table)
         }
         for (tableName, columns) in updateColumns {
             guard let index = planned.firstIndex(where: { $0.name.lowercased() == tableName.lowercased() }) else {
@@ -341,39 +355,165 @@ public enum Capture {
 
     enum TriggerKind: String, CaseIterable {
         case insert, update, rekey, delete
+        /// BEFORE INSERT / BEFORE UPDATE: stage the rows the new row conflicts with.
+        case stageInsert = "stage_insert", stageUpdate = "stage_update"
+        /// AFTER UPDATE: log the staged rows that a REPLACE displaced.
+        case displaced
 
         func triggerName(_ table: String) -> String { "_tidemark_\(table)_\(rawValue)" }
+    }
+
+    /// The scratch table where `table`'s BEFORE triggers stage the rows a
+    /// change conflicts with (see ``Displacement``).
+    static func stagingTable(_ table: String) -> String { "_tidemark_staged_\(table)" }
+
+    /// How to find the rows a new row image would displace under REPLACE:
+    /// every UNIQUE constraint of the table — the primary key, each UNIQUE
+    /// column or table constraint, each `CREATE UNIQUE INDEX` (a partial one
+    /// by its columns alone, which finds a superset of its conflicts), and
+    /// the rowid when it is not the key — as SQL over `r` (the table) and
+    /// `NEW`.
+    struct Displacement: Hashable {
+        /// One lookup per unique constraint: `r.a = NEW.a COLLATE x AND …`.
+        var lookups: [String]
+        /// Whether an update can create a new conflict: one of the columns
+        /// of a unique constraint (or the rowid) changed, compared bytewise.
+        var changed: [String]
+        /// The CREATE TABLE of the staging table.
+        var stagingSQL: String
+    }
+
+    /// Reads `table`'s unique constraints. Throws ``CaptureError``
+    /// `unsupported` for a unique index over an expression or a generated
+    /// column: a trigger cannot find the rows such an index makes a REPLACE
+    /// delete, so capturing the table could miss deletes silently.
+    static func displacement(for table: CapturedTable, info: TableInfo, connection: Connection) throws -> Displacement {
+        let columns = Set(info.columns.map(\.name))
+        let generated = Set(info.columns.filter(\.isGenerated).map(\.name))
+        var lookups: [String] = []
+        var changed: [String] = []
+        func column(_ name: String) -> String { quoteIdentifier(name) }
+        func noteChanged(_ name: String) {
+            let term = "NOT (OLD.\(column(name)) IS NEW.\(column(name)) COLLATE BINARY)"
+            if !changed.contains(term) { changed.append(term) }
+        }
+        if info.hasRowidAlias, let key = table.keyColumns.first {
+            lookups.append("r.\(column(key)) = NEW.\(column(key))")
+            noteChanged(key)
+        }
+        let indexes = try connection.prepare(
+            "SELECT name FROM pragma_index_list(?1, 'main') WHERE \"unique\" = 1 ORDER BY name")
+        try indexes.bind(info.name, at: 1)
+        let indexNames = try indexes.rows { $0.columnText(0) }
+        for index in indexNames {
+            let xinfo = try connection.prepare(
+                "SELECT cid, name, coll FROM pragma_index_xinfo(?1, 'main') WHERE key = 1 ORDER BY seqno")
+            try xinfo.bind(index, at: 1)
+            var terms: [String] = []
+            while try xinfo.step() {
+                let cid = xinfo.columnInt64(0)
+                let name = xinfo.columnIsNull(1) ? "" : xinfo.columnText(1)
+                guard cid >= 0, columns.contains(name), !generated.contains(name) else {
+                    throw CaptureError(.unsupported,
+                        "table '\(info.name)' has UNIQUE index '\(index)' over an expression or a generated column; a REPLACE through it deletes rows that no trigger can find, so changes could be lost; drop or rewrite that index over plain columns, or leave the table out of capture",
+                        table: info.name)
+                }
+                // A NOT NULL … ON CONFLICT REPLACE column takes its default
+                // after the BEFORE triggers ran: look for that value too.
+                let info = info.columns.first { $0.name == name }
+                let value = info.flatMap { $0.notNull ? $0.defaultSQL : nil }
+                    .map { "coalesce(NEW.\(column(name)), (\($0)))" } ?? "NEW.\(column(name))"
+                terms.append("r.\(column(name)) = \(value) COLLATE \(quoteIdentifier(xinfo.columnText(2)))")
+                noteChanged(name)
+            }
+            if !terms.isEmpty { lookups.append(terms.joined(separator: " AND ")) }
+        }
+        if !info.isWithoutRowid && !info.hasRowidAlias,
+           let alias = ["rowid", "oid", "_rowid_"].first(where: { a in !columns.contains { $0.lowercased() == a } }) {
+            // The rowid is not the key: an explicit rowid can displace a row too.
+            lookups.append("r.\(alias) = NEW.\(alias)")
+            changed.append("OLD.\(alias) IS NOT NEW.\(alias)")
+        }
+        let keyed = Set(table.keyColumns)
+        let collations = Dictionary(info.columns.map { ($0.name, $0.collation) }, uniquingKeysWith: { a, _ in a })
+        let stagingColumns = table.columns.map { name in
+            keyed.contains(name) ? "\(column(name)) COLLATE \(quoteIdentifier(collations[name] ?? "BINARY"))" : column(name)
+        }
+        let stagingSQL = "CREATE TABLE \(quoteIdentifier(stagingTable(table.name)))("
+            + stagingColumns.joined(separator: ", ")
+            + ", PRIMARY KEY (\(table.keyColumns.map(column).joined(separator: ", ")))) WITHOUT ROWID"
+        return Displacement(lookups: lookups, changed: changed, stagingSQL: stagingSQL)
     }
 
     /// The CREATE TRIGGER statements for `table`, spelled as SQLite stores them
     /// in `sqlite_schema.sql` (single spaces after the first two keywords), so
     /// that an unchanged install compares equal.
-    static func triggerSQL(for table: CapturedTable) -> [(name: String, sql: String)] {
+    ///
+    /// Every image a trigger logs as "the row now" is read back from the
+    /// table by key when the trigger runs, never taken from `NEW.*`: SQLite
+    /// fires the triggers of one event newest first, so an application
+    /// trigger created after capture runs before it and may already have
+    /// changed the row; `NEW.*` would then be stale. When the row is gone by
+    /// then (an application trigger deleted or re-keyed it, and that change
+    /// was logged by its own trigger), nothing more is logged.
+    static func triggerSQL(for table: CapturedTable, displacement: Displacement) -> [(name: String, sql: String)] {
         let t = quoteIdentifier(table.name)
+        let staged = quoteIdentifier(stagingTable(table.name))
         // The table name is written into the outbox by the trigger body, which
         // cannot take bound parameters; it is a quoted string literal.
         let tableLiteral = quoteStringLiteral(table.name)
-        func insertRow(op: ChangeOperation, images: [String]) -> String {
+        func columns(_ row: String) -> [String] { table.columns.map { "\(row).\(quoteIdentifier($0))" } }
+        func keyMatch(_ row: String, _ other: String) -> String {
+            table.keyColumns.map { "\(row).\(quoteIdentifier($0)) = \(other).\(quoteIdentifier($0))" }
+                .joined(separator: " AND ")
+        }
+        func log(op: ChangeOperation, images: [[String]], from: String) -> String {
             let targets = (1...(images.count * table.columns.count)).map { valueColumn($0) }
-            let values = images.flatMap { row in table.columns.map { "\(row).\(quoteIdentifier($0))" } }
-            return "INSERT INTO \(outboxTable)(ts,tbl,op,\(targets.joined(separator: ","))) VALUES "
-                + "(\(timestampSQL),\(tableLiteral),\(op.rawValue),\(values.joined(separator: ",")));"
+            return "INSERT INTO \(outboxTable)(ts,tbl,op,\(targets.joined(separator: ","))) SELECT "
+                + "\(timestampSQL),\(tableLiteral),\(op.rawValue),\(images.flatMap { $0 }.joined(separator: ","))\(from);"
+        }
+        // The row as it is now, found by NEW's key.
+        let current = " FROM \(t) AS r WHERE \(keyMatch("r", "NEW"))"
+        // Staged rows whose key is gone were displaced by a REPLACE without
+        // firing a delete trigger: log them as deletes, then empty the stage.
+        let logDisplaced = log(op: .delete, images: [columns("s")],
+                               from: " FROM \(staged) AS s WHERE NOT EXISTS (SELECT 1 FROM \(t) AS r WHERE \(keyMatch("r", "s")))")
+            + " DELETE FROM \(staged);"
+        // A logged delete or key change of a staged row covers it.
+        let unstage = "DELETE FROM \(staged) WHERE \(table.keyColumns.map { "\(quoteIdentifier($0)) = OLD.\(quoteIdentifier($0))" }.joined(separator: " AND "));"
+        // The rows the new image conflicts with on any unique constraint (for
+        // an update, other than the row itself), with their current images.
+        func stage(excludingOld: Bool) -> String {
+            var condition = "(" + displacement.lookups.map { "(\($0))" }.joined(separator: " OR ") + ")"
+            if excludingOld {
+                let itself = table.keyColumns.map { "r.\(quoteIdentifier($0)) IS OLD.\(quoteIdentifier($0))" }
+                condition = "NOT (\(itself.joined(separator: " AND "))) AND \(condition)"
+            }
+            return "INSERT OR REPLACE INTO \(staged) SELECT \(columns("r").joined(separator: ",")) FROM \(t) AS r WHERE \(condition);"
         }
         let sameKey = table.keyColumns.map { "OLD.\(quoteIdentifier($0)) IS NEW.\(quoteIdentifier($0))" }
             .joined(separator: " AND ")
-        let keyOf = table.keyColumns.map(quoteIdentifier).joined(separator: ",")
         let updateOf = table.updateColumns.map { " OF " + $0.map(quoteIdentifier).joined(separator: ",") } ?? ""
-        func create(_ kind: TriggerKind, _ event: String, when: String?, _ body: String) -> (name: String, sql: String) {
+        func create(_ kind: TriggerKind, _ timing: String, _ event: String, when: String?, _ body: String) -> (name: String, sql: String) {
             let name = kind.triggerName(table.name)
             let whenClause = when.map { " WHEN \($0)" } ?? ""
-            return (name, "CREATE TRIGGER \(quoteIdentifier(name)) AFTER \(event) ON \(t) FOR EACH ROW\(whenClause) BEGIN \(body) END")
+            return (name, "CREATE TRIGGER \(quoteIdentifier(name)) \(timing) \(event) ON \(t) FOR EACH ROW\(whenClause) BEGIN \(body) END")
         }
         return [
-            create(.insert, "INSERT", when: nil, insertRow(op: .insert, images: ["NEW"])),
-            create(.update, "UPDATE\(updateOf)", when: sameKey, insertRow(op: .update, images: ["OLD", "NEW"])),
-            create(.rekey, "UPDATE OF \(keyOf)", when: "NOT (\(sameKey))",
-                   insertRow(op: .delete, images: ["OLD"]) + " " + insertRow(op: .insert, images: ["NEW"])),
-            create(.delete, "DELETE", when: nil, insertRow(op: .delete, images: ["OLD"])),
+            create(.stageInsert, "BEFORE", "INSERT", when: nil, stage(excludingOld: false)),
+            create(.stageUpdate, "BEFORE", "UPDATE", when: displacement.changed.joined(separator: " OR "),
+                   stage(excludingOld: true)),
+            create(.insert, "AFTER", "INSERT", when: nil,
+                   logDisplaced + " " + log(op: .insert, images: [columns("r")], from: current)),
+            create(.update, "AFTER", "UPDATE\(updateOf)", when: sameKey,
+                   log(op: .update, images: [columns("OLD"), columns("r")], from: current)),
+            // No `OF` list: an update through `rowid`, `oid` or `_rowid_` fires
+            // no `UPDATE OF id` trigger, but fires this one.
+            create(.rekey, "AFTER", "UPDATE", when: "NOT (\(sameKey))",
+                   unstage + " " + log(op: .update, images: [columns("OLD"), columns("r")], from: current)),
+            create(.displaced, "AFTER", "UPDATE", when: "EXISTS (SELECT 1 FROM \(staged))", logDisplaced),
+            create(.delete, "AFTER", "DELETE", when: nil,
+                   unstage + " " + log(op: .delete, images: [columns("OLD")], from: "")),
         ]
     }
 
@@ -406,10 +546,18 @@ public enum Capture {
         }
     }
 
+    private static func existingStagingSQL(_ connection: Connection, table: String) throws -> String? {
+        let statement = try connection.prepare("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1")
+        try statement.bind(stagingTable(table), at: 1)
+        return try statement.step() ? statement.columnText(0) : nil
+    }
+
     private static func existingTriggerSQL(_ connection: Connection, table: String) throws -> [String: String] {
+        let kinds = TriggerKind.allCases
         let statement = try connection.prepare(
-            "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND name IN (?1, ?2, ?3, ?4)")
-        try statement.bind(TriggerKind.allCases.map { .text($0.triggerName(table)) })
+            "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND name IN ("
+                + (1...kinds.count).map { "?\($0)" }.joined(separator: ", ") + ")")
+        try statement.bind(kinds.map { .text($0.triggerName(table)) })
         var found: [String: String] = [:]
         while try statement.step() { found[statement.columnText(0)] = statement.columnText(1) }
         return found
@@ -438,6 +586,7 @@ public enum Capture {
                 for kind in TriggerKind.allCases {
                     try connection.execute("DROP TRIGGER IF EXISTS \(quoteIdentifier(kind.triggerName(table)))")
                 }
+                try connection.execute("DROP TABLE IF EXISTS \(quoteIdentifier(stagingTable(table)))")
             }
             try connection.execute("""
                 DROP TABLE \(outboxTable);
@@ -578,10 +727,19 @@ public enum Capture {
                     table: shape.name)
             }
             let existing = try existingTriggerSQL(connection, table: shape.name)
-            let expected = triggerSQL(for: shape)
+            // The triggers depend on the table's UNIQUE indexes too: one
+            // created after capture would let a REPLACE displace rows that
+            // the installed triggers do not look for.
+            let displacement = try displacement(for: shape, info: info, connection: connection)
+            let expected = triggerSQL(for: shape, displacement: displacement)
             for trigger in expected where existing[trigger.name] != trigger.sql {
                 throw CaptureError(.shapeChanged,
-                    "capture trigger \(trigger.name) of table '\(shape.name)' is missing or was altered; \(advice)",
+                    "capture trigger \(trigger.name) of table '\(shape.name)' is missing or out of date (the table's UNIQUE indexes or the capture format changed); \(advice)",
+                    table: shape.name)
+            }
+            guard try existingStagingSQL(connection, table: shape.name) == displacement.stagingSQL else {
+                throw CaptureError(.shapeChanged,
+                    "capture staging table \(stagingTable(shape.name)) of table '\(shape.name)' is missing or was altered; \(advice)",
                     table: shape.name)
             }
         }
