@@ -31,7 +31,7 @@ let package = Package(
         ]),
         .target(name: "TidemarkTestSupport", path: "Tests/TidemarkTestSupport"),
         .testTarget(name: "TidemarkLogTests", dependencies: ["TidemarkLog", "TidemarkTestSupport"]),
-        .testTarget(name: "TidemarkSQLiteTests", dependencies: ["TidemarkSQLite", "TidemarkLog"]),
+        .testTarget(name: "TidemarkSQLiteTests", dependencies: ["TidemarkSQLite", "TidemarkLog", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkCoreTests", dependencies: ["TidemarkCore", "TidemarkSQLite", "TidemarkLog", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkCutoverTests", dependencies: ["TidemarkCore", "TidemarkTestSupport"]),
     ],

@@ -227,8 +227,7 @@ with open(out, "w") as f:
                 if new in ids: continue
                 before = row(old)
                 db.execute("UPDATE t SET id = ? WHERE id = ?", (new, old))
-                pending.append({"op": "delete", "key": [enc(old)], "before": before})
-                pending.append({"op": "insert", "key": [enc(new)], "after": row(new)})
+                pending.append({"op": "update", "key": [enc(new)], "old_key": [enc(old)], "before": before, "after": row(new)})
             else:
                 id = rng.choice(ids + [rng.randint(1, 300)])
                 before = row(id)
@@ -274,7 +273,7 @@ with open(out, "w") as f:
             let name = try #require(object["op"] as? String)
             return Change(
                 "t", try #require(ChangeOperation(name: name)),
-                key: try #require(try image(object["key"])),
+                key: try #require(try image(object["key"])), oldKey: try image(object["old_key"]),
                 before: try image(object["before"]), after: try image(object["after"]))
         }
     }
