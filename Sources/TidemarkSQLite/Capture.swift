@@ -259,7 +259,8 @@ public enum Capture {
                 let existing = try existingTriggerSQL(connection, table: table.name)
                 if let shape = current[table.name], shape.sameShape(as: table),
                    existing == Dictionary(uniqueKeysWithValues: triggers.map { ($0.name, $0.sql) }),
-                   try existingStagingSQL(connection, table: table.name) == displacement.stagingSQL {
+                   try existingStagingSQL(connection, table: table.name) == displacement.stagingSQL,
+                   try newerTriggers(connection, table: table.name).isEmpty {
                     report.unchanged.append(table.name)
                     continue
                 }
@@ -511,7 +512,10 @@ public enum Capture {
             // no `UPDATE OF id` trigger, but fires this one.
             create(.rekey, "AFTER", "UPDATE", when: "NOT (\(sameKey))",
                    unstage + " " + log(op: .update, images: [columns("OLD"), columns("r")], from: current)),
-            create(.displaced, "AFTER", "UPDATE", when: "EXISTS (SELECT 1 FROM \(staged))", logDisplaced),
+            // The row being updated is never displaced by its own update (a
+            // stale staging of it is covered by this update's own record).
+            create(.displaced, "AFTER", "UPDATE", when: "EXISTS (SELECT 1 FROM \(staged))",
+                   unstage + " " + logDisplaced),
             create(.delete, "AFTER", "DELETE", when: nil,
                    unstage + " " + log(op: .delete, images: [columns("OLD")], from: "")),
         ]
@@ -544,6 +548,29 @@ public enum Capture {
             have += 1
             try connection.execute("ALTER TABLE \(outboxTable) ADD COLUMN \(valueColumn(have))")
         }
+    }
+
+    /// The application's triggers on `table` created after capture's.
+    ///
+    /// SQLite fires a table's triggers newest first (it loads them in
+    /// `sqlite_schema` order and puts each at the head of the table's list).
+    /// Capture's AFTER triggers must fire first: an application AFTER
+    /// trigger that fires before them and stops its statement while keeping
+    /// the row — `RAISE(IGNORE)`, or any error under `OR FAIL` — would leave
+    /// a changed row that capture never saw. Installing recreates capture's
+    /// triggers after such triggers, and ``checkShapes(connection:)`` reports
+    /// them until then.
+    static func newerTriggers(_ connection: Connection, table: String) throws -> [String] {
+        let kinds = TriggerKind.allCases
+        let names = (2...(kinds.count + 1)).map { "?\($0)" }.joined(separator: ", ")
+        let statement = try connection.prepare("""
+            SELECT name FROM sqlite_schema
+            WHERE type = 'trigger' AND tbl_name = ?1 AND name NOT IN (\(names))
+              AND rowid > (SELECT min(rowid) FROM sqlite_schema WHERE type = 'trigger' AND name IN (\(names)))
+            ORDER BY rowid
+            """)
+        try statement.bind([.text(table)] + kinds.map { .text($0.triggerName(table)) })
+        return try statement.rows { $0.columnText(0) }
     }
 
     private static func existingStagingSQL(_ connection: Connection, table: String) throws -> String? {
@@ -735,6 +762,11 @@ public enum Capture {
             for trigger in expected where existing[trigger.name] != trigger.sql {
                 throw CaptureError(.shapeChanged,
                     "capture trigger \(trigger.name) of table '\(shape.name)' is missing or out of date (the table's UNIQUE indexes or the capture format changed); \(advice)",
+                    table: shape.name)
+            }
+            if let newer = try newerTriggers(connection, table: shape.name).first {
+                throw CaptureError(.shapeChanged,
+                    "trigger '\(newer)' on captured table '\(shape.name)' was created after capture's triggers, so it fires before them: if it ever ends its statement early (RAISE(IGNORE), or an error under OR FAIL) a change could go uncaptured; run `tidemark capture install` again to put capture's triggers first",
                     table: shape.name)
             }
             guard try existingStagingSQL(connection, table: shape.name) == displacement.stagingSQL else {

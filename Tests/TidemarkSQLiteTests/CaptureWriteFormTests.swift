@@ -133,7 +133,14 @@ struct CaptureWriteFormTests {
             CREATE TABLE audit(id INTEGER PRIMARY KEY AUTOINCREMENT, tid, v);
             """ + (createdAfterCapture ? "" : Self.appTriggers)
         try withCapturedDatabase(schema) { db, path in
-            if createdAfterCapture { try db.execute(Self.appTriggers) }
+            if createdAfterCapture {
+                try db.execute(Self.appTriggers)
+                // Capture's triggers now fire last: the shipper stops until
+                // capture is installed again (next test); the images logged
+                // meanwhile are still the rows as the statements left them.
+                let error = try #require(throws: CaptureError.self) { try Capture.checkShapes(connection: db) }
+                #expect(error.code == .shapeChanged && error.message.contains("app_"))
+            }
             try sqlite3CLI(path, """
                 INSERT INTO t(id, v) VALUES (1, 'a'), (2, 'b'), (3, 'c');
                 UPDATE t SET v = 'a2' WHERE id = 1;
@@ -148,6 +155,29 @@ struct CaptureWriteFormTests {
             for table in ["t", "audit"] {
                 #expect(fold(records, table: table) == (try tableRows(db, table)), "table \(table)")
             }
+        }
+    }
+
+    @Test("an application AFTER trigger that stops its statement early cannot hide a change once capture is reinstalled",
+          arguments: ["INSERT OR FAIL INTO t VALUES (2, 'dup')", "INSERT INTO t VALUES (2, 'ignore')"])
+    func applicationTriggerEndsStatement(statement: String) throws {
+        let schema = "CREATE TABLE t(id INTEGER PRIMARY KEY, v); CREATE TABLE seen(v TEXT PRIMARY KEY)"
+        try withCapturedDatabase(schema) { db, path in
+            try db.execute("""
+                INSERT INTO seen VALUES ('dup');
+                CREATE TRIGGER app_seen AFTER INSERT ON t BEGIN
+                  INSERT INTO seen VALUES (NEW.v);
+                  SELECT RAISE(IGNORE) WHERE NEW.v = 'ignore';
+                END;
+                """)
+            #expect(throws: CaptureError.self) { try Capture.checkShapes(connection: db) }
+            let report = try Capture.install(connection: db, sourceID: "test-source")
+            #expect(report.installed == ["seen", "t"] || report.installed == ["t"])
+            try Capture.checkShapes(connection: db)
+            try runStatements(path, [statement])
+            #expect(try db.values("SELECT count(*) FROM t") == [[.integer(1)]], "the row stays")
+            let records = try capturedRecords(db)
+            #expect(fold(records, table: "t", strict: true) == (try tableRows(db, "t")))
         }
     }
 
