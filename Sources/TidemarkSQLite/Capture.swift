@@ -97,25 +97,59 @@ public struct CaptureStatus: Sendable, Hashable {
 ///
 /// ## What is captured
 ///
-/// - INSERT: one insert (after image). DELETE: one delete (before image).
-/// - UPDATE that keeps the key: one update (both images).
-/// - UPDATE that changes the key (compared with `IS`, under the column's
-///   collation): a delete of the old key, then an insert of the new key —
-///   two rows, two `seq`s, whatever the update-column list says.
-/// - Upsert (`ON CONFLICT DO UPDATE`): an insert or an update, as it happened.
-/// - `INSERT OR REPLACE`/`REPLACE` that displaces rows: SQLite fires the
-///   displaced rows' delete triggers only when the writer's connection has
-///   `PRAGMA recursive_triggers = ON`.
-///   > When the REPLACE conflict resolution strategy deletes rows in order to
-///   > satisfy a constraint, delete triggers fire if and only if recursive
-///   > triggers are enabled.
-///   With it on, each displaced row is a delete, then the new row an insert.
-///   With it off (SQLite's default, and Debian 3.40's in practice), only the
-///   insert is captured: a row displaced through the *same* key is still
-///   correct downstream (an insert of an existing key replaces it), but a row
-///   displaced through *another* UNIQUE index with a different key is not
-///   seen as deleted, and a copy keeps it until `verify` reports the
-///   difference.
+/// Exactly one record per committed row change, in the order the changes
+/// happened. "The row now" below is read back from the table by key when
+/// the trigger runs, never taken from `NEW.*`.
+///
+/// | write | records |
+/// |---|---|
+/// | INSERT (also of an `INSERT … SELECT`, each row) | insert: the row now |
+/// | UPDATE that keeps the key (compared with `IS`, under the column's collation) | update: the old row, the row now — only when it sets a column of the update-column list (all columns when there is none) |
+/// | UPDATE that changes the key, however spelled: the key column, `rowid`, `oid`, `_rowid_` | one update: the old row (old key) and the row now (new key); ``TidemarkLog/ChangeRecord/key`` is the new key — whatever the update-column list says |
+/// | UPDATE of the rowid of a table whose key is not the rowid | nothing (its data did not change) |
+/// | DELETE (also a foreign-key cascade) | delete: the old row |
+/// | upsert (`ON CONFLICT DO UPDATE` / `DO NOTHING`) | an insert or an update, as it happened; nothing for `DO NOTHING` |
+/// | `INSERT OR REPLACE`, `REPLACE`, `UPDATE OR REPLACE`, or a plain write to a table whose key or UNIQUE constraint says `ON CONFLICT REPLACE`, displacing rows | for each displaced row whose key is gone: a delete (the row as it was); then the writer's own insert or update. A row displaced by its own key is replaced by the insert of that key (replay upserts by key). With `recursive_triggers` on, the displaced rows' delete triggers log the same deletes, once |
+/// | `INSERT OR IGNORE`, `UPDATE OR IGNORE` that skip a row | nothing |
+/// | a statement that fails (ABORT, ROLLBACK), a rolled-back savepoint or transaction | nothing: the outbox rows are undone with it |
+/// | `OR FAIL` stopping a multi-row statement | the rows changed before the failure, as above |
+/// | writes of the application's AFTER triggers | each as above, after (capture's triggers fire first) the statement's own record |
+///
+/// Application triggers: capture's triggers must fire before the
+/// application's (SQLite fires the newest first), so that an application
+/// trigger that ends its statement early keeping the row (`RAISE(IGNORE)`,
+/// an error under `OR FAIL`) cannot leave a change uncaptured. Installing
+/// recreates capture's triggers after any newer ones, and
+/// ``checkShapes(connection:)`` — run by the shipper on every schema change —
+/// stops with an error naming a newer trigger. Records may therefore show
+/// states within one statement (the row before the application's AFTER
+/// trigger changed it, then that change); every image is a state the row
+/// really had, and the records folded in LSN order give the committed rows.
+/// BEFORE triggers that modify the row being written are undefined
+/// behaviour in SQLite and out of scope.
+///
+/// REPLACE displacement: SQLite deletes the rows a REPLACE displaces without
+/// firing their delete triggers unless the writer enabled
+/// `recursive_triggers`.
+/// > When the REPLACE conflict resolution strategy deletes rows in order to
+/// > satisfy a constraint, delete triggers fire if and only if recursive
+/// > triggers are enabled.
+/// So BEFORE INSERT/UPDATE triggers stage the rows the new image conflicts
+/// with on each unique constraint (see ``Displacement``) in
+/// `_tidemark_staged_<table>`, and the AFTER triggers log as deletes those
+/// whose key is then gone, and empty the stage. A staging whose statement
+/// did not happen (OR IGNORE, an upsert's update, a failed row) leaves rows
+/// that still exist; they are never logged: a logged delete or key change of
+/// a staged row removes it from the stage, and every later AFTER INSERT or
+/// displacing UPDATE of the table empties it. A table with a unique index
+/// over an expression or a generated column is refused (a trigger cannot
+/// find its conflicts); a unique index created after install makes
+/// ``checkShapes(connection:)`` fail until capture is installed again.
+///
+/// Not captured at all: incremental BLOB I/O (`sqlite3_blob_write`), which
+/// fires no trigger (verify catches it), and writes under `TEMP` triggers of
+/// a writer's own connection that end statements early.
+///
 /// - Generated columns are not captured (a target recomputes them).
 /// - Values are captured exactly as a reader of the table sees them: a
 ///   `-0.0` survives in a column without affinity and reads as `0.0` from a
