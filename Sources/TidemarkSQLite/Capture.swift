@@ -593,13 +593,15 @@ public enum Capture {
     /// the row — `RAISE(IGNORE)`, or any error under `OR FAIL` — would leave
     /// a changed row that capture never saw. Installing recreates capture's
     /// triggers after such triggers, and ``checkShapes(connection:)`` reports
-    /// them until then.
+    /// them until then. Tidemark's own triggers (the guards cutover installs,
+    /// which only refuse writes) do not count.
     static func newerTriggers(_ connection: Connection, table: String) throws -> [String] {
         let kinds = TriggerKind.allCases
         let names = (2...(kinds.count + 1)).map { "?\($0)" }.joined(separator: ", ")
         let statement = try connection.prepare("""
             SELECT name FROM sqlite_schema
             WHERE type = 'trigger' AND tbl_name = ?1 AND name NOT IN (\(names))
+              AND name NOT LIKE '\\_tidemark\\_%' ESCAPE '\\'
               AND rowid > (SELECT min(rowid) FROM sqlite_schema WHERE type = 'trigger' AND name IN (\(names)))
             ORDER BY rowid
             """)
