@@ -518,13 +518,28 @@ public enum Capture {
         let unstage = "DELETE FROM \(staged) WHERE \(table.keyColumns.map { "\(quoteIdentifier($0)) = OLD.\(quoteIdentifier($0))" }.joined(separator: " AND "));"
         // The rows the new image conflicts with on any unique constraint (for
         // an update, other than the row itself), with their current images.
+        //
+        // First the stage is emptied the way an AFTER trigger empties it:
+        // what is staged now either still exists (a staging whose change did
+        // not happen) or was displaced by an outer statement whose AFTER
+        // trigger has not run yet (this is an application trigger's nested
+        // write, and the outer row is already written). Then a plain INSERT
+        // cannot conflict — an `OR REPLACE` here would not do: a writer's
+        // `INSERT OR FAIL` (or ABORT, ROLLBACK) overrides the conflict clause
+        // of every statement of the triggers it fires.
+        // > if an ON CONFLICT clause is specified as part of the statement
+        // > causing the trigger to fire, then conflict handling policy of the
+        // > outer statement is used instead.
+        // Rows with a NULL key (possible in a rowid table) cannot be staged
+        // (nor addressed by a log).
         func stage(excludingOld: Bool) -> String {
             var condition = "(" + displacement.lookups.map { "(\($0))" }.joined(separator: " OR ") + ")"
             if excludingOld {
                 let itself = table.keyColumns.map { "r.\(quoteIdentifier($0)) IS OLD.\(quoteIdentifier($0))" }
                 condition = "NOT (\(itself.joined(separator: " AND "))) AND \(condition)"
             }
-            return "INSERT OR REPLACE INTO \(staged) SELECT \(columns("r").joined(separator: ",")) FROM \(t) AS r WHERE \(condition);"
+            condition += table.keyColumns.map { " AND r.\(quoteIdentifier($0)) IS NOT NULL" }.joined()
+            return logDisplaced + " INSERT INTO \(staged) SELECT \(columns("r").joined(separator: ",")) FROM \(t) AS r WHERE \(condition);"
         }
         let sameKey = table.keyColumns.map { "OLD.\(quoteIdentifier($0)) IS NEW.\(quoteIdentifier($0))" }
             .joined(separator: " AND ")

@@ -116,8 +116,9 @@ def statement():
 def run(db, sql, args):
     try:
         db.execute(sql, args)
-    except sqlite3.Error:
-        pass
+    except sqlite3.Error as e:
+        # A statement may fail on its own terms, never because of capture.
+        if "_tidemark" in str(e): raise SystemExit("capture failed a writer's statement: %s: %s" % (sql, e))
 
 done = 0
 triggers_at = count // 3

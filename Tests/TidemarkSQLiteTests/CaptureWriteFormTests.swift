@@ -242,6 +242,23 @@ struct CaptureWriteFormTests {
         }
     }
 
+    @Test("capture never makes a writer's statement fail: a staged row left by an ignored insert does not clash with OR FAIL, OR ABORT or an upsert",
+          arguments: ["INSERT OR FAIL INTO t VALUES (3, 'c', -1)", "INSERT OR ABORT INTO t VALUES (3, 'c', -1)",
+                      "INSERT OR ROLLBACK INTO t VALUES (3, 'c', -1)",
+                      "INSERT INTO t VALUES (1, 'c', -1) ON CONFLICT(id) DO UPDATE SET a = 'c'"])
+    func stagingNeverFailsTheWriter(statement: String) throws {
+        let schema = "CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT UNIQUE, b); CREATE UNIQUE INDEX t_b ON t(b) WHERE b > 0"
+        try withCapturedDatabase(schema) { db, path in
+            try sqlite3CLI(path, """
+                INSERT INTO t VALUES (1, 'a', -1);
+                INSERT OR IGNORE INTO t VALUES (2, 'a', 5);
+                \(statement);
+                """)
+            #expect(try db.values("SELECT count(*) FROM t WHERE a = 'c'") == [[.integer(1)]])
+            #expect(fold(try capturedRecords(db), table: "t", strict: true) == (try tableRows(db, "t")))
+        }
+    }
+
     @Test("an explicit rowid displaces the row holding it in a table keyed otherwise")
     func rowidDisplacement() throws {
         try withCapturedDatabase("CREATE TABLE t(id TEXT PRIMARY KEY, v)") { db, path in
