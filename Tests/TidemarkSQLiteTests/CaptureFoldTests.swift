@@ -190,7 +190,7 @@ while done < count:
                 shipper.standardOutput = FileHandle.nullDevice
                 shipper.standardError = FileHandle.nullDevice
                 try shipper.run()
-                usleep(useconds_t(Int.random(in: 20_000...400_000, using: &generator)))
+                usleep(useconds_t(Int.random(in: 50_000...700_000, using: &generator)))
                 kill(shipper.processIdentifier, SIGKILL)
                 shipper.waitUntilExit()
                 kills += 1
