@@ -392,8 +392,8 @@ public enum Capture {
         case insert, update, rekey, delete
         /// BEFORE INSERT / BEFORE UPDATE: stage the rows the new row conflicts with.
         case stageInsert = "stage_insert", stageUpdate = "stage_update"
-        /// AFTER UPDATE: log the staged rows that a REPLACE displaced.
-        case displaced
+        /// AFTER UPDATE / AFTER INSERT: log the staged rows that a REPLACE displaced.
+        case displaced, displacedByInsert = "displaced_insert"
 
         func triggerName(_ table: String) -> String { "_tidemark_\(table)_\(rawValue)" }
     }
@@ -532,15 +532,21 @@ public enum Capture {
         // > outer statement is used instead.
         // Rows with a NULL key (possible in a rowid table) cannot be staged
         // (nor addressed by a log).
-        func stage(excludingOld: Bool) -> String {
-            var condition = "(" + displacement.lookups.map { "(\($0))" }.joined(separator: " OR ") + ")"
-            if excludingOld {
-                let itself = table.keyColumns.map { "r.\(quoteIdentifier($0)) IS OLD.\(quoteIdentifier($0))" }
-                condition = "NOT (\(itself.joined(separator: " AND "))) AND \(condition)"
-            }
-            condition += table.keyColumns.map { " AND r.\(quoteIdentifier($0)) IS NOT NULL" }.joined()
-            return logDisplaced + " INSERT INTO \(staged) SELECT \(columns("r").joined(separator: ",")) FROM \(t) AS r WHERE \(condition);"
+        //
+        // The trigger runs only when some row conflicts (its WHEN: one index
+        // seek per unique constraint), so a write without conflicts pays for
+        // the seeks alone.
+        func stage(excludingOld: Bool) -> (when: String, body: String) {
+            let itself = excludingOld
+                ? "NOT (" + table.keyColumns.map { "r.\(quoteIdentifier($0)) IS OLD.\(quoteIdentifier($0))" }.joined(separator: " AND ") + ") AND "
+                : ""
+            let notNull = table.keyColumns.map { " AND r.\(quoteIdentifier($0)) IS NOT NULL" }.joined()
+            let when = displacement.lookups.map { "EXISTS (SELECT 1 FROM \(t) AS r WHERE \(itself)\($0)\(notNull))" }
+                .joined(separator: " OR ")
+            let condition = itself + "(" + displacement.lookups.map { "(\($0))" }.joined(separator: " OR ") + ")" + notNull
+            return (when, logDisplaced + " INSERT INTO \(staged) SELECT \(columns("r").joined(separator: ",")) FROM \(t) AS r WHERE \(condition);")
         }
+        let stageInsert = stage(excludingOld: false), stageUpdate = stage(excludingOld: true)
         let sameKey = table.keyColumns.map { "OLD.\(quoteIdentifier($0)) IS NEW.\(quoteIdentifier($0))" }
             .joined(separator: " AND ")
         let updateOf = table.updateColumns.map { " OF " + $0.map(quoteIdentifier).joined(separator: ",") } ?? ""
@@ -550,11 +556,11 @@ public enum Capture {
             return (name, "CREATE TRIGGER \(quoteIdentifier(name)) \(timing) \(event) ON \(t) FOR EACH ROW\(whenClause) BEGIN \(body) END")
         }
         return [
-            create(.stageInsert, "BEFORE", "INSERT", when: nil, stage(excludingOld: false)),
-            create(.stageUpdate, "BEFORE", "UPDATE", when: displacement.changed.joined(separator: " OR "),
-                   stage(excludingOld: true)),
-            create(.insert, "AFTER", "INSERT", when: nil,
-                   logDisplaced + " " + log(op: .insert, images: [columns("r")], from: current)),
+            create(.stageInsert, "BEFORE", "INSERT", when: stageInsert.when, stageInsert.body),
+            create(.stageUpdate, "BEFORE", "UPDATE",
+                   when: "(\(displacement.changed.joined(separator: " OR "))) AND (\(stageUpdate.when))", stageUpdate.body),
+            create(.insert, "AFTER", "INSERT", when: nil, log(op: .insert, images: [columns("r")], from: current)),
+            create(.displacedByInsert, "AFTER", "INSERT", when: "EXISTS (SELECT 1 FROM \(staged))", logDisplaced),
             create(.update, "AFTER", "UPDATE\(updateOf)", when: sameKey,
                    log(op: .update, images: [columns("OLD"), columns("r")], from: current)),
             // No `OF` list: an update through `rowid`, `oid` or `_rowid_` fires
