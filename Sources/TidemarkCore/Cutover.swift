@@ -17,6 +17,9 @@ public struct CutoverOptions: Sendable {
     public var timeoutSeconds = 60.0
     /// Check everything and report, but do not switch.
     public var dryRun = false
+    /// Switch without a clean verify since the copy finished (recorded in
+    /// the migration state; the command line warns).
+    public var skipVerify = false
     public init() {}
 }
 
@@ -254,10 +257,12 @@ extension Migrator {
                                  pauseMillis: Double(s.cutoverPauseMicros ?? 0) / 1000, drained: 0, waitedSeconds: 0,
                                  dryRun: o.dryRun, alreadyDone: true)
         }
+        try requireProvenForCutover(skipVerify: o.skipVerify, dryRun: o.dryRun)  // lifecycle: no unproven cutover (Lifecycle.swift)
         // 1. Catch up until the lag is small (nothing is changed if we give up).
         let waitStart = Clock.monotonicNanos()
         let deadline = waitStart + UInt64(o.timeoutSeconds * 1e9)
         while true {
+            try Interruption.check("waiting for the lag before cutover; nothing was switched, the source stays authoritative")  // D4 interrupt point (lifecycle)
             if let i = state.tables.firstIndex(where: { $0.phase != .following }) {
                 try copyStep(i)
             } else {
@@ -319,6 +324,7 @@ extension Migrator {
         var prepared = false
         do {
             CutoverTestHook.reached("locked")
+            try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")  // D4 interrupt point (lifecycle)
             // 3. Everything committed before the lock is below this mark.
             let highWater = LSN(UInt64(max(0, try Capture.lastCapturedSeq(lock))))
             try waitForLogDuringCutover(highWater)
@@ -345,6 +351,7 @@ extension Migrator {
                           .text(mappings.map { "\($0.source.name)=\($0.targetTable)" }.joined(separator: ","))])
             CutoverTestHook.reached("guarded")
             try checkPause(pauseStart, o, "switching")
+            try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")  // D4 interrupt point (lifecycle); after COMMIT none: it finishes
             try lock.execute("COMMIT")
             CutoverTestHook.reached("switched")
             let pause = Double(Clock.monotonicNanos() - pauseStart) / 1e6
@@ -387,6 +394,7 @@ extension Migrator {
             try StateTables.saveCutover(state, in: target)
             CutoverTestHook.reached("guarded")
             try checkPause(start, o, "switching")
+            try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")  // D4 interrupt point (lifecycle)
             report = CutoverReport(lsn: highWater, atMicros: at, pauseMillis: 0, drained: drained, waitedSeconds: waited,
                                    dryRun: false, alreadyDone: false)
         }

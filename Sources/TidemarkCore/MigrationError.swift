@@ -25,6 +25,12 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
         public static let pauseExceeded = Code("pause-exceeded")
         public static let notCaughtUp = Code("not-caught-up")
         public static let noInverse = Code("no-inverse")
+        /// The plan differs from the one stored when the migration began.
+        public static let planChanged = Code("plan-changed")
+        /// A row's primary key has a NULL part (it cannot be keyed).
+        public static let nullKey = Code("null-key")
+        /// Cutover without a clean verify made after the copy finished.
+        public static let notVerified = Code("not-verified")
     }
 
     public var code: Code

@@ -35,7 +35,12 @@ final class ShipperFeed: ChangeFeed {
             shipper = try Shipper(connection: connection, appender: appender!)
         }
         let s = shipper!
+        var rounds = 0
         while true {
+            // Between rounds of a backlog: each round is whole (shipped rows
+            // leave the outbox only once the log holds them durably).
+            if rounds > 0 { try Interruption.check("shipping a backlog of captured changes into the log (\(rounds) rounds); the migration is where its last step left it — run the same command to resume") }
+            rounds += 1
             let round = try s.shipOnce(deleteShipped: sourceWritable)
             if round.shipped < s.options.batchLimit { return round.lastLSN }
         }

@@ -48,10 +48,44 @@ public struct MigrationState: Sendable, Equatable {
     /// Reverse capture: target outbox `seq` at the switch; rollback replays
     /// the target's changes after it back into the source.
     public var reverseFromSeq: Int64?
+    /// The resolved plan this migration was started with (nil only for a
+    /// migration begun by a version that did not store it; the next
+    /// `migrate` adopts the current plan then).
+    public var plan: PlanRecord?
+    /// When every table finished its copy, and the applied LSN then: a
+    /// verify only proves the migration when it started after this.
+    public var copiedAtMicros: Int64?
+    public var copiedLSN: LSN?
+    /// The last `tidemark verify` that ran to its end.
+    public var verification: VerifyRecord?
+    /// When a cutover was allowed without a clean verify (`--skip-verify`).
+    public var skipVerifyAtMicros: Int64?
 
     /// Tables in copy order.
     public func table(_ source: String) -> TableState? {
         tables.first { $0.sourceTable.lowercased() == source.lowercased() }
+    }
+}
+
+/// What the last complete `tidemark verify` found, kept so that cutover can
+/// require a clean one made after the copy finished.
+public struct VerifyRecord: Sendable, Equatable {
+    /// When the verify started (µs since the epoch).
+    public var atMicros: Int64
+    /// Applied LSN in the target when it started and when it ended: the
+    /// changes it covered.
+    public var fromLSN: LSN
+    public var throughLSN: LSN
+    /// Missing + extra + different rows, plus keys still changing (unsettled).
+    public var differences: Int
+
+    public var isClean: Bool { differences == 0 }
+
+    public init(atMicros: Int64, fromLSN: LSN, throughLSN: LSN, differences: Int) {
+        self.atMicros = atMicros
+        self.fromLSN = fromLSN
+        self.throughLSN = throughLSN
+        self.differences = differences
     }
 }
 
@@ -94,7 +128,8 @@ enum StateTables {
           cutover_lsn INTEGER,
           cutover_at INTEGER,
           cutover_pause_us INTEGER,
-          reverse_from INTEGER);
+          reverse_from INTEGER,
+          \(laterColumns.map { "\($0.name) \($0.type)" }.joined(separator: ",\n  ")));
         CREATE TABLE IF NOT EXISTS \(tables)(
           source_table TEXT PRIMARY KEY,
           target_table TEXT NOT NULL,
@@ -107,6 +142,30 @@ enum StateTables {
           added_columns TEXT NOT NULL DEFAULT '',
           created INTEGER NOT NULL DEFAULT 0);
         """
+
+    /// Columns of `_tidemark_migration` added after its first version: a
+    /// target written by an older Tidemark gets them from ``upgrade(_:)``,
+    /// and ``load(_:)`` reads them only where they exist (status stays
+    /// read-only).
+    static let laterColumns: [(name: String, type: String)] = [
+        ("plan_fingerprint", "TEXT"), ("plan_json", "TEXT"),
+        ("copied_at", "INTEGER"), ("copied_lsn", "INTEGER"),
+        ("verified_at", "INTEGER"), ("verified_from_lsn", "INTEGER"), ("verified_through_lsn", "INTEGER"),
+        ("verified_differences", "INTEGER"), ("skip_verify_at", "INTEGER"),
+    ]
+
+    /// Adds the ``laterColumns`` an older state table lacks.
+    static func upgrade(_ c: Connection) throws {
+        guard try exists(c) else { return }
+        let have = try presentColumns(c)
+        for col in laterColumns where !have.contains(col.name) {
+            try c.execute("ALTER TABLE \(migration) ADD COLUMN \(col.name) \(col.type)")
+        }
+    }
+
+    private static func presentColumns(_ c: Connection) throws -> Set<String> {
+        Set(try c.prepare("SELECT name FROM pragma_table_info('\(migration)')").rows { $0.columnText(0) })
+    }
 
     static func exists(_ c: Connection) throws -> Bool {
         try Schema.table(named: migration, in: c) != nil
@@ -132,6 +191,23 @@ enum StateTables {
             caughtUpAtMicros: optional(5), tables: [],
             cutoverState: m.columnIsNull(6) ? nil : m.columnText(6), cutoverLSN: optional(7).map { LSN(UInt64($0)) },
             cutoverAtMicros: optional(8), cutoverPauseMicros: optional(9), reverseFromSeq: optional(10))
+        let have = try presentColumns(c)
+        if laterColumns.allSatisfy({ have.contains($0.name) }) {
+            let l = try c.prepare("SELECT \(laterColumns.map(\.name).joined(separator: ", ")) FROM \(migration) WHERE id = 1")
+            if try l.step() {
+                func int(_ i: Int32) -> Int64? { l.columnIsNull(i) ? nil : l.columnInt64(i) }
+                func lsn(_ i: Int32) -> LSN? { int(i).map { LSN(UInt64(max(0, $0))) } }
+                if !l.columnIsNull(0), !l.columnIsNull(1) {
+                    state.plan = PlanRecord(fingerprint: l.columnText(0), json: l.columnText(1))
+                }
+                state.copiedAtMicros = int(2)
+                state.copiedLSN = lsn(3)
+                if let at = int(4), let from = lsn(5), let through = lsn(6), let d = int(7) {
+                    state.verification = VerifyRecord(atMicros: at, fromLSN: from, throughLSN: through, differences: Int(d))
+                }
+                state.skipVerifyAtMicros = int(8)
+            }
+        }
         let t = try c.prepare("SELECT source_table, target_table, position, phase, tidemark, ceiling, rows_copied, rows_estimate FROM \(tables) ORDER BY position")
         while try t.step() {
             guard let phase = CopyPhase(rawValue: t.columnText(3)) else {
@@ -183,6 +259,7 @@ enum StateTables {
         let m = try c.prepare("INSERT INTO \(migration)(id, source_id, source_path, applied_lsn, applied_ts, started_at) VALUES (1, ?, ?, ?, ?, ?)")
         try m.execute([.text(state.sourceID), .text(state.sourcePath), .integer(Int64(state.appliedLSN.rawValue)),
                        .integer(state.appliedTimestampMicros), .integer(state.startedAtMicros)])
+        if let plan = state.plan { try storePlan(plan, in: c) }
         let t = try c.prepare("INSERT INTO \(tables)(source_table, target_table, position, phase, added_columns, created) VALUES (?, ?, ?, ?, ?, ?)")
         for ts in state.tables {
             try t.execute([.text(ts.sourceTable), .text(ts.targetTable), .integer(Int64(ts.position)), .text(ts.phase.rawValue),
@@ -192,15 +269,65 @@ enum StateTables {
     }
 
     /// Saves the applied position and one table's progress (inside the
-    /// caller's transaction).
+    /// caller's transaction, beside the target rows it describes).
+    ///
+    /// Invariant: the stored applied LSN never moves backwards. The UPDATE
+    /// only matches while the stored position is at or below the new one; a
+    /// caller holding an older position than the target (another process
+    /// applied more since this one last read the state) gets an error, and
+    /// its transaction, rows included, rolls back. Writing the older
+    /// position would make the next run apply those changes a second time,
+    /// out of order (a UNIQUE constraint then stops it for good).
     static func save(_ state: MigrationState, table: TableState?, in c: Connection) throws {
-        let m = try c.cachedStatement("UPDATE \(migration) SET applied_lsn = ?, applied_ts = ?, caught_up_at = ? WHERE id = 1")
+        let m = try c.cachedStatement("UPDATE \(migration) SET applied_lsn = ?1, applied_ts = ?2, caught_up_at = coalesce(caught_up_at, ?3) WHERE id = 1 AND applied_lsn <= ?1")
         try m.execute([.integer(Int64(state.appliedLSN.rawValue)), .integer(state.appliedTimestampMicros),
                        state.caughtUpAtMicros.map { .integer($0) } ?? .null])
+        if c.changes != 1 {
+            let stored = try position(c)?.applied
+            throw MigrationError(.foreignState, "the target's applied LSN is \(stored.map { "\($0)" } ?? "missing"), past this process's \(state.appliedLSN): another process applied changes meanwhile; nothing was written — run the command again")
+        }
         guard let table else { return }
         let t = try c.cachedStatement("UPDATE \(tables) SET phase = ?, tidemark = ?, ceiling = ?, rows_copied = ?, rows_estimate = ? WHERE source_table = ?")
         try t.execute([.text(table.phase.rawValue), table.tidemark.map { .text(KeyTuple.encode($0)) } ?? .null,
                        table.ceiling.map { .text(KeyTuple.encode($0)) } ?? .null,
                        .integer(Int64(table.rowsCopied)), .integer(Int64(table.rowsEstimate)), .text(table.sourceTable)])
     }
+}
+
+extension StateTables {
+    /// Records the first catch-up, touching nothing else: the applied
+    /// position moves only beside the rows it describes (``save(_:table:in:)``).
+    static func recordCaughtUp(atMicros: Int64, in c: Connection) throws {
+        try c.cachedStatement("UPDATE \(migration) SET caught_up_at = ? WHERE id = 1 AND caught_up_at IS NULL").execute([.integer(atMicros)])
+    }
+
+    /// Records that every table finished its copy (once; inside the
+    /// transaction that moved the last table to `following`).
+    static func recordCopied(atMicros: Int64, lsn: LSN, in c: Connection) throws {
+        try c.cachedStatement("UPDATE \(migration) SET copied_at = ?, copied_lsn = ? WHERE id = 1 AND copied_at IS NULL")
+            .execute([.integer(atMicros), .integer(Int64(lsn.rawValue))])
+    }
+
+    static func recordVerify(_ v: VerifyRecord, in c: Connection) throws {
+        try c.prepare("UPDATE \(migration) SET verified_at = ?, verified_from_lsn = ?, verified_through_lsn = ?, verified_differences = ? WHERE id = 1")
+            .execute([.integer(v.atMicros), .integer(Int64(v.fromLSN.rawValue)), .integer(Int64(v.throughLSN.rawValue)), .integer(Int64(v.differences))])
+    }
+
+    /// Forgets the last verify, so that cutover needs a fresh one: for
+    /// whatever makes an earlier proof worthless (say, replaying across a
+    /// repaired gap in the log). Inside the caller's transaction.
+    static func invalidateVerify(in c: Connection) throws {
+        try c.prepare("UPDATE \(migration) SET verified_at = NULL, verified_from_lsn = NULL, verified_through_lsn = NULL, verified_differences = NULL WHERE id = 1").execute()
+    }
+
+    static func recordSkipVerify(atMicros: Int64, in c: Connection) throws {
+        try c.prepare("UPDATE \(migration) SET skip_verify_at = ? WHERE id = 1").execute([.integer(atMicros)])
+    }
+
+    static func storePlan(_ p: PlanRecord, in c: Connection) throws {
+        try c.prepare("UPDATE \(migration) SET plan_fingerprint = ?, plan_json = ? WHERE id = 1").execute([.text(p.fingerprint), .text(p.json)])
+    }
+
+    /// Every table the migration state lives in, for removing it whole.
+    public static let all = [tables, migration]
 }

@@ -10,6 +10,15 @@ public struct MigrationStatus: Sendable {
     public var capturedLSN: LSN
     /// Age of the oldest change not yet applied, in ms (0 when none).
     public var lagMillis: Int
+    /// The source holds the cutover's switch record.
+    public var switched = false
+    /// What differs between the plan file and the plan stored with the
+    /// migration (empty: nothing, or nothing stored).
+    public var planChanges: [String] = []
+    /// The plan stored with the migration (what status reports from).
+    public var storedPlan: Plan?
+    /// A cutover or rollback journal left between its steps.
+    public var journal: PendingJournal?
     public var lagChanges: Int {
         guard let applied = state?.appliedLSN else { return Int(capturedLSN.rawValue) }
         return capturedLSN > applied ? Int(capturedLSN.rawValue - applied.rawValue) : 0
@@ -23,14 +32,31 @@ public struct MigrationStatus: Sendable {
         let source = try Connection(path: plan.source, mode: .readOnly)
         let captured = LSN(UInt64(max(0, try Capture.lastCapturedSeq(source))))
         var state: MigrationState?
+        var targetConnection: Connection?
         if FileSystemCheck.exists(plan.target) {
-            state = try StateTables.load(try Connection(path: plan.target, mode: .readOnly))
+            targetConnection = try Connection(path: plan.target, mode: .readOnly)
+            state = try StateTables.load(targetConnection!)
             // A cutover killed mid-way left its journal unsettled: settle it
             // now (read-only otherwise), so status reports what is true.
             let switched = try SwitchRecord.read(source) != nil
             if let s = state, s.cutoverState == "prepared" || s.cutoverState == nil && switched {
                 state = try CutoverJournal.settle(plan: plan, source: try Connection(path: plan.source, mode: .readWrite),
                                                   target: try Connection(path: plan.target, mode: .readWrite))
+            }
+        }
+        let switched = try SwitchRecord.read(source) != nil
+        var planChanges: [String] = []
+        if let stored = state?.plan {
+            // Compared read-only against the source's schema; a plan that no
+            // longer resolves at all is a change too.
+            do {
+                let target = FileSystemCheck.exists(plan.target) ? try Connection(path: plan.target, mode: .readOnly) : source
+                let mappings = try PlanResolver.resolve(plan, source: source, target: plan.isSameFile ? source : target,
+                                                        ownedColumns: try StateTables.addedColumns(target))
+                let current = PlanRecord.make(plan: plan, mappings: mappings)
+                if current.fingerprint != stored.fingerprint { planChanges = PlanRecord.differences(stored: stored, current: current) }
+            } catch {
+                planChanges = ["the plan file no longer resolves (\(error))"]
             }
         }
         var head: LSN?
@@ -49,6 +75,17 @@ public struct MigrationStatus: Sendable {
            let oldest = try Capture.status(connection: source)?.oldestPendingMicros {
             lagMillis = max(0, Int((Clock.wallMicros() - oldest) / 1000))
         }
-        return MigrationStatus(state: state, logHeadLSN: head, capturedLSN: captured, lagMillis: lagMillis)
+        var status = MigrationStatus(state: state, logHeadLSN: head, capturedLSN: captured, lagMillis: lagMillis)
+        status.switched = switched
+        status.planChanges = planChanges
+        status.storedPlan = try? state?.plan?.plan()
+        status.journal = try Lifecycle.pendingJournal(state, target: targetConnection)
+        return status
+    }
+
+    /// The phase, what happened and the one command to run next.
+    /// - Parameter planArgument: how the named commands pass the plan.
+    public func lifecycle(planArgument: String) -> Lifecycle {
+        Lifecycle.assess(state, switched: switched, journal: journal, planChanges: planChanges, planArgument: planArgument)
     }
 }

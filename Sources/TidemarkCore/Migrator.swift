@@ -108,6 +108,11 @@ public final class Migrator: @unchecked Sendable {
     private var copied = 0
     private var lastAckNanos: UInt64 = 0
     private nonisolated(unsafe) var stopRequested = false
+    #if DEBUG
+    /// Test seam: runs right after each ``followStep()`` of ``run(progress:)``,
+    /// where another process may commit before this one's next write.
+    var afterFollowStepForTesting: (() throws -> Void)?
+    #endif
 
     /// Opens (or resumes) the migration described by `plan`.
     ///
@@ -119,15 +124,32 @@ public final class Migrator: @unchecked Sendable {
         self.source = source
         self.target = target
         self.feed = feed
-        let existing = try StateTables.load(target)
+        try StateTables.upgrade(target)
+        var existing = try StateTables.load(target)
         let mappings = try PlanResolver.resolve(plan, source: source, target: target, ownedColumns: try StateTables.addedColumns(target))
-        if let existing { try Self.checkResumable(existing, plan: plan, mappings: mappings, sourceID: sourceID) }
+        let record = PlanRecord.make(plan: plan, mappings: mappings)
+        if let e = existing {
+            try Self.checkResumable(e, plan: plan, mappings: mappings, sourceID: sourceID)
+            if e.plan == nil {
+                // Begun by a version that stored no plan: adopt this one.
+                try target.transaction(.immediate) { try StateTables.storePlan(record, in: target) }
+                existing?.plan = record
+            }
+        }
         self.mappings = mappings
         store = try SQLiteTarget(connection: target, sourcePath: plan.source, sameFile: plan.isSameFile)
         if let existing {
             state = existing
         } else {
-            state = try TargetSetup.start(plan: plan, mappings: mappings, target: target, store: store, sourceID: sourceID)
+            state = try TargetSetup.start(plan: plan, mappings: mappings, target: target, store: store, sourceID: sourceID, record: record)
+        }
+        if let e = existing, e.copiedAtMicros == nil, e.cutoverState == nil, e.tables.allSatisfy({ $0.phase == .following }) {
+            // Copied by a version that did not record it: the copy finished
+            // at the latest now, and a verify from here on proves it.
+            let at = Clock.wallMicros()
+            try target.transaction(.immediate) { try StateTables.recordCopied(atMicros: at, lsn: e.appliedLSN, in: target) }
+            state.copiedAtMicros = at
+            state.copiedLSN = e.appliedLSN
         }
         // Prepared now, outside any transaction: some create TEMP tables,
         // which a rolled-back step must not take away.
@@ -151,6 +173,12 @@ public final class Migrator: @unchecked Sendable {
     static func checkResumable(_ existing: MigrationState, plan: Plan, mappings: [TableMapping], sourceID: String) throws {
         if existing.sourceID != sourceID {
             throw MigrationError(.foreignState, "the target \(plan.target) holds a migration from source \(existing.sourceID), not \(sourceID); use a new target or roll that migration back")
+        }
+        // Invariant: a migration copies, replays and switches with one
+        // resolved plan from start to end (see PlanRecord).
+        if let stored = existing.plan {
+            let current = PlanRecord.make(plan: plan, mappings: mappings)
+            if stored.fingerprint != current.fingerprint { throw PlanRecord.mismatch(stored: stored, current: current) }
         }
         guard Set(existing.tables.map { $0.sourceTable.lowercased() }) == Set(mappings.map { $0.source.name.lowercased() }) else {
             throw MigrationError(.foreignState, "the plan's tables differ from those of the migration already in \(plan.target); finish or roll back that migration first")
@@ -198,17 +226,27 @@ public final class Migrator: @unchecked Sendable {
         if plan.isSameFile { try target.setBusyTimeout(millis: min(busyTimeout, Self.sameFileLockWaitMillis)) }
         defer { if plan.isSameFile { try? target.setBusyTimeout(millis: busyTimeout) } }
         while !stopRequested {
+          // A safe point: every step before this one committed whole.
+          try Interruption.check(stopPlace())
           do {
             if let i = state.tables.firstIndex(where: { $0.phase != .following }) {
                 try copyStep(i)
             } else {
                 if copyDone == nil { copyDone = Clock.monotonicNanos() }
                 let (applied, upToDate) = try followStep()
+                #if DEBUG
+                try afterFollowStepForTesting?()
+                #endif
                 if upToDate {
                     caughtUp = true
                     if state.caughtUpAtMicros == nil {
-                        state.caughtUpAtMicros = Clock.wallMicros()
-                        try target.transaction(.immediate) { try StateTables.save(state, table: nil, in: target) }
+                        // Only the catch-up time: this process's position may
+                        // already be behind the target's (another process
+                        // applied more since followStep), and positions move
+                        // only beside the rows they describe.
+                        let at = Clock.wallMicros()
+                        try target.transaction(.immediate) { try StateTables.recordCaughtUp(atMicros: at, in: target) }
+                        state.caughtUpAtMicros = at
                     }
                     if !options.follow { progress(snapshot(caughtUp: true)); break }
                 }
@@ -232,6 +270,19 @@ public final class Migrator: @unchecked Sendable {
             rowsCopied: copied, changesReplayed: replayed, appliedLSN: state.appliedLSN,
             copySeconds: Double((copyDone ?? end) - start) / 1e9, totalSeconds: Double(end - start) / 1e9, caughtUp: caughtUp || cutOver,
             cutOver: cutOver)
+    }
+
+    /// Where a run stands if it stops now (all of it committed).
+    func stopPlace() -> String {
+        // What is stored, not what this process holds: a step that failed
+        // and is retried (same file, busy) may have moved only the latter.
+        let stored = (try? StateTables.load(target)) ?? nil
+        let s = stored ?? state
+        if let t = s.tables.first(where: { $0.phase != .following }) {
+            let at = t.tidemark.map { "up to key \(KeyTuple.encode($0))" } ?? "before its first chunk"
+            return "copying \(t.sourceTable) \(at), applied LSN \(s.appliedLSN); run the same command to resume"
+        }
+        return "following the log at applied LSN \(s.appliedLSN) (everything up to it is in the target); run the same command to resume"
     }
 
     func snapshot(caughtUp: Bool) -> MigrationProgress {
@@ -286,6 +337,7 @@ public final class Migrator: @unchecked Sendable {
     private func waitForLog(_ lsn: LSN, sourceWritable: Bool) throws {
         let deadline = Clock.monotonicNanos() + UInt64(options.shipTimeoutMillis) * 1_000_000
         while try feed.ship(sourceWritable: sourceWritable) < lsn {
+            try Interruption.check("waiting for the log to reach LSN \(lsn); nothing of this step was written, applied LSN \(state.appliedLSN)")
             if Clock.monotonicNanos() > deadline {
                 throw MigrationError(.shippingStalled, "the log has not reached LSN \(lsn) after \(options.shipTimeoutMillis / 1000) s; is the shipper running (`tidemark capture run`)?")
             }
@@ -325,6 +377,8 @@ public final class Migrator: @unchecked Sendable {
         /// reloading the stored state keeps).
         let stateIndex: Int
         let sourceTable: String
+        /// A key part may hold NULL (see ``checkNullKey(_:_:)``).
+        let keyMayBeNull: Bool
     }
 
     /// Routes by table name as the log spells it; `.some(nil)` for a
@@ -340,7 +394,8 @@ public final class Migrator: @unchecked Sendable {
         var resolved: ReplayRoute?
         if let (m, _) = mapping(for: table),
            let ti = state.tables.firstIndex(where: { $0.sourceTable.lowercased() == m.source.name.lowercased() }) {
-            resolved = ReplayRoute(statements: try store.statements(for: m), stateIndex: ti, sourceTable: state.tables[ti].sourceTable)
+            resolved = ReplayRoute(statements: try store.statements(for: m), stateIndex: ti, sourceTable: state.tables[ti].sourceTable,
+                                   keyMayBeNull: Self.keyMayBeNull(m))
         }
         routes[table] = .some(resolved)
         return resolved
@@ -367,6 +422,14 @@ public final class Migrator: @unchecked Sendable {
     /// Applies one keyed change (never a key change) if the tidemark rule says so.
     private func replay(_ r: ChangeRecord, route: ReplayRoute) throws {
         let s = route.statements
+        // A NULL key part: never applied (see checkNullKey). Pending tables'
+        // changes are skipped anyway, and their copy checks the rows.
+        if route.keyMayBeNull, state.tables[route.stateIndex].phase != .pending, try checkNullKey(r, s.mapping) {
+            // A key change to a NULL key (one update record, D1): the row
+            // under the old key is gone all the same.
+            if let d = Self.deleteOfOldKey(r, s.mapping) { try replay(d) }
+            return
+        }
         switch state.tables[route.stateIndex].phase {
         case .pending:
             return  // the copy will read this row's latest state
@@ -402,6 +465,13 @@ public final class Migrator: @unchecked Sendable {
             var t = state.tables[i]
             guard t.phase != .following else { return }
             if t.phase == .pending {
+                // Capture covers the table now, so a NULL key part that
+                // appears later is replayed (and stopped) by checkNullKey;
+                // one that is already here is found in this snapshot.
+                if Self.keyMayBeNull(m) {
+                    let rowids = try Self.nullKeyRowids(m, on: target, schema: sameFile ? "main" : "tm_src")
+                    if !rowids.isEmpty { throw Self.nullKeyError(m, rowids: rowids, lsn: nil) }
+                }
                 s.ceiling.reset()
                 t.ceiling = try s.ceiling.step() ? s.readKey(s.ceiling) : nil
                 s.ceiling.reset()
@@ -422,6 +492,7 @@ public final class Migrator: @unchecked Sendable {
                 t.phase = .following
                 state.tables[i] = t
                 try StateTables.save(state, table: t, in: target)
+                try recordCopiedIfDone()
                 return
             }
             // Upper key of this chunk: the chunk_rows-th key above the tidemark, or the ceiling.
@@ -446,7 +517,18 @@ public final class Migrator: @unchecked Sendable {
             if try upper == ceiling || !s.isKey(ceiling, above: upper) { t.phase = .following }
             state.tables[i] = t
             try StateTables.save(state, table: t, in: target)
+            try recordCopiedIfDone()
         }
+    }
+
+    /// In the transaction that moved the last table to `following`: the
+    /// copy finished here (a verify proves the migration only after it).
+    private func recordCopiedIfDone() throws {
+        guard state.copiedAtMicros == nil, state.tables.allSatisfy({ $0.phase == .following }) else { return }
+        let at = Clock.wallMicros()
+        try StateTables.recordCopied(atMicros: at, lsn: state.appliedLSN, in: target)
+        state.copiedAtMicros = at
+        state.copiedLSN = state.appliedLSN
     }
 
     /// Replays available changes in one target transaction. Returns how many
@@ -475,7 +557,71 @@ public final class Migrator: @unchecked Sendable {
                 if applied % 1024 == 0 && Clock.monotonicNanos() - start > UInt64(options.replayBatchMillis) * 1_000_000 { break }
             }
             if applied > 0 { try StateTables.save(state, table: nil, in: target) }
+            // State begun by a version that did not record the copy's end.
+            if state.copiedAtMicros == nil { try recordCopiedIfDone() }
         }
         return (applied, state.appliedLSN.rawValue >= UInt64(max(0, highWater)))
+    }
+}
+
+// MARK: NULL key parts
+
+extension Migrator {
+    /// Whether a key part of `m`'s source may hold NULL: SQLite allows it in
+    /// a rowid table's PRIMARY KEY unless the column is declared NOT NULL
+    /// (an INTEGER PRIMARY KEY is the rowid and never NULL; WITHOUT ROWID
+    /// tables refuse NULL keys).
+    static func keyMayBeNull(_ m: TableMapping) -> Bool {
+        guard !m.source.hasRowidAlias, !m.source.isWithoutRowid else { return false }
+        return m.sourceKey.contains { k in m.source.columns.first { $0.name == k }?.notNull != true }
+    }
+
+    /// Rowids (a few) of source rows with a NULL key part, read on `c`
+    /// (in its current snapshot) from `schema`.
+    static func nullKeyRowids(_ m: TableMapping, on c: Connection, schema: String, limit: Int = 5) throws -> [Int64] {
+        let q = quoteIdentifier
+        let cond = m.sourceKey.map { "\(q($0)) IS NULL" }.joined(separator: " OR ")
+        return try c.prepare("SELECT rowid FROM \(q(schema)).\(q(m.source.name)) WHERE \(cond) ORDER BY rowid LIMIT \(limit)").rows { $0.columnInt64(0) }
+    }
+
+    static func nullKeyError(_ m: TableMapping, rowids: [Int64], lsn: LSN?) -> MigrationError {
+        let q = quoteIdentifier
+        let list = rowids.map(String.init).joined(separator: ", ")
+        let when = lsn.map { " (change at LSN \($0))" } ?? ""
+        return MigrationError(.nullKey, "source table '\(m.source.name)' has rows with a NULL in its primary key (\(m.sourceKey.joined(separator: ", ")))\(when), rowid \(list); such rows cannot be keyed and would be duplicated in the target — give them keys (UPDATE \(q(m.source.name)) SET … WHERE rowid IN (\(list))) and declare the key columns NOT NULL, then run the command again; nothing of this step was written")
+    }
+
+    /// Judges a change of a table whose key parts may be NULL; true when it
+    /// is to be skipped (its key has a NULL part).
+    ///
+    /// Invariant: the target never holds a row with a NULL key part (`=`
+    /// and ON CONFLICT never match NULL, so every later change to it would
+    /// add a row). So such a change is never applied. If the source still
+    /// holds NULL-keyed rows (read in this transaction's snapshot, at or
+    /// after the change), the step stops with an error naming them: the
+    /// target would miss rows the source has. If it holds none, the row has
+    /// since been given a key (or deleted), and that later change — an
+    /// update from the NULL key to the real one, which replay applies as an
+    /// insert of the new key — is in the log: skipping this one keeps the
+    /// target exact. After the user fixes the rows, a rerun therefore gets
+    /// past the change instead of stopping on it forever.
+    /// For an update whose before image carries another, NULL-free key: a
+    /// delete of that old key (same LSN).
+    static func deleteOfOldKey(_ r: ChangeRecord, _ m: TableMapping) -> ChangeRecord? {
+        guard r.operation == .update, let before = r.before else { return nil }
+        var old: [Field] = []
+        for k in m.sourceKey {
+            guard let f = before.first(where: { $0.name.lowercased() == k.lowercased() }), f.value != .null else { return nil }
+            old.append(Field(f.name, f.value))
+        }
+        guard old.map(\.value) != r.key.map(\.value) else { return nil }
+        return ChangeRecord(lsn: r.lsn, timestampMicros: r.timestampMicros, table: r.table, operation: .delete, key: old, before: before, after: nil)
+    }
+
+    func checkNullKey(_ r: ChangeRecord, _ m: TableMapping) throws -> Bool {
+        guard r.key.contains(where: { $0.value == .null }) else { return false }
+        let rowids = try Self.nullKeyRowids(m, on: target, schema: plan.isSameFile ? "main" : "tm_src")
+        if !rowids.isEmpty { throw Self.nullKeyError(m, rowids: rowids, lsn: r.lsn) }
+        return true
     }
 }

@@ -62,10 +62,12 @@ public enum PlanResolver {
             if !info.hasRowidAlias && !info.isWithoutRowid {
                 let nullable = info.primaryKey.filter { k in info.columns.first { $0.name == k }?.notNull != true }
                 if !nullable.isEmpty {
-                    let probe = try source.prepare("SELECT 1 FROM \(quoteIdentifier(info.name)) WHERE " +
-                        nullable.map { "\(quoteIdentifier($0)) IS NULL" }.joined(separator: " OR ") + " LIMIT 1")
-                    if try probe.step() {
-                        throw MigrationError(.noPrimaryKey, "source table '\(info.name)' has rows whose primary key (\(info.primaryKey.joined(separator: ", "))) is NULL; such rows cannot be keyed — give them keys (and declare the key NOT NULL) first")
+                    let probe = try source.prepare("SELECT rowid FROM \(quoteIdentifier(info.name)) WHERE " +
+                        nullable.map { "\(quoteIdentifier($0)) IS NULL" }.joined(separator: " OR ") + " ORDER BY rowid LIMIT 5")
+                    let rowids = try probe.rows { $0.columnInt64(0) }
+                    if !rowids.isEmpty {
+                        let list = rowids.map(String.init).joined(separator: ", ")
+                        throw MigrationError(.noPrimaryKey, "source table '\(info.name)' has rows whose primary key (\(info.primaryKey.joined(separator: ", "))) is NULL in a part, rowid \(list)\(rowids.count == 5 ? " and maybe more" : ""); such rows cannot be keyed and would be duplicated in the target — give them keys (UPDATE \(quoteIdentifier(info.name)) SET … WHERE rowid IN (\(list))) and declare the key columns NOT NULL, then migrate")
                     }
                 }
             }

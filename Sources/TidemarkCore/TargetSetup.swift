@@ -5,7 +5,7 @@ import TidemarkSQLite
 /// add in-place columns, and write the initial state — one transaction, so
 /// a failed check changes nothing.
 enum TargetSetup {
-    static func start(plan: Plan, mappings: [TableMapping], target: Connection, store: SQLiteTarget, sourceID: String) throws -> MigrationState {
+    static func start(plan: Plan, mappings: [TableMapping], target: Connection, store: SQLiteTarget, sourceID: String, record: PlanRecord? = nil) throws -> MigrationState {
         let q = quoteIdentifier
         return try target.transaction(.immediate) {
             try check(mappings, target: target)
@@ -27,13 +27,14 @@ enum TargetSetup {
                 }
             }
             let start = try store.captureHighWater()
-            let state = MigrationState(
+            var state = MigrationState(
                 sourceID: sourceID, sourcePath: plan.source, appliedLSN: start, appliedTimestampMicros: Clock.wallMicros(),
                 startedAtMicros: Clock.wallMicros(), caughtUpAtMicros: nil,
                 tables: mappings.enumerated().map { i, m in
                     TableState(sourceTable: m.source.name, targetTable: m.targetTable, position: i, phase: .pending,
                                tidemark: nil, ceiling: nil, rowsCopied: 0, rowsEstimate: 0)
                 })
+            state.plan = record ?? PlanRecord.make(plan: plan, mappings: mappings)
             try StateTables.insert(state, addedColumns: added, created: created, into: target)
             return state
         }

@@ -25,6 +25,8 @@ public struct Verifier {
         public var passesMax = 20
         /// Example keys kept per kind of difference and table.
         public var keysMax = 100
+        /// Record the outcome in the migration state (what cutover checks).
+        public var record = true
         public init() {}
     }
 
@@ -73,13 +75,36 @@ public struct Verifier {
             for t in state.tables where t.phase != .following {
                 throw MigrationError(.badPlan, "table \(t.sourceTable) is still \(t.phase.rawValue); verify after `tidemark migrate` has caught up")
             }
+            // Verifying against another plan than the migration's would
+            // compare (and record) the wrong thing.
+            if let stored = state.plan {
+                let current = PlanRecord.make(plan: plan, mappings: mappings)
+                if stored.fingerprint != current.fingerprint { throw PlanRecord.mismatch(stored: stored, current: current) }
+            }
         }
+        let startedAtMicros = Clock.wallMicros()
+        let fromLSN = try StateTables.position(target)?.applied ?? .zero
         let reader = LogDirectory(plan.log).exists ? try LogReader(directory: plan.log) : nil
         var reports: [TableReport] = []
         for m in mappings {
+            try Interruption.check("verifying before \(m.source.name); nothing recorded, verify again")
             reports.append(try verify(m, source: source, target: target, reader: reader, progress: progress))
         }
-        return Report(tables: reports, seconds: Double(Clock.monotonicNanos() - start) / 1e9)
+        let report = Report(tables: reports, seconds: Double(Clock.monotonicNanos() - start) / 1e9)
+        if state != nil && options.record {
+            // What cutover requires: the verify's start (time and applied
+            // LSN) and its outcome. Unsettled keys count as differences: they
+            // prove nothing.
+            let through = try StateTables.position(target)?.applied ?? fromLSN
+            let differences = reports.reduce(0) { $0 + $1.missingCount + $1.extraCount + $1.differentCount + $1.unsettled.count }
+            let writer = try Connection(path: plan.target, mode: .readWrite)
+            defer { try? writer.close() }
+            try writer.transaction(.immediate) {
+                try StateTables.upgrade(writer)
+                try StateTables.recordVerify(VerifyRecord(atMicros: startedAtMicros, fromLSN: fromLSN, throughLSN: through, differences: differences), in: writer)
+            }
+        }
+        return report
     }
 
     private func verify(_ m: TableMapping, source: Connection, target: Connection, reader: LogReader?, progress: (String, Int) -> Void) throws -> TableReport {
@@ -124,6 +149,7 @@ public struct Verifier {
             let b = lo == nil ? boundFromStart : bound
             b.reset()
             try b.bind((lo ?? []) + [.integer(Int64(options.chunkRows - 1))])
+            try Interruption.check("verifying \(m.source.name) after \(report.rows) rows; nothing recorded, verify again")
             let hi: [Value]? = try b.step() ? (0..<n).map { b.columnValue(Int32($0)) } : nil
             b.reset()
             let k = (lo != nil ? 2 : 0) + (hi != nil ? 1 : 0)

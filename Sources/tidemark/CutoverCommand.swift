@@ -23,6 +23,9 @@ struct CutoverCommand: ParsableCommand {
     @Flag(help: "Check and report, but do not switch.")
     var dryRun = false
 
+    @Flag(help: "Switch although no verify found the target equal since the copy finished (recorded in the migration state).")
+    var skipVerify = false
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
@@ -33,10 +36,25 @@ struct CutoverCommand: ParsableCommand {
             o.maxPauseMillis = maxPauseMs
             o.timeoutSeconds = timeout
             o.dryRun = dryRun
+            o.skipVerify = skipVerify
             let p = try plan.load()
+            // Refused before anything is opened for writing (lifecycle).
+            try Lifecycle.checkCutover(plan: p, skipVerify: skipVerify)
+            // SIGINT/SIGTERM: before the commit point the cutover is rolled
+            // back, after it it finishes; either way exit 130/143.
+            Interruption.install()
             let migrator = try Migrator.open(plan: p, options: MigratorOptions(follow: true))
             defer { try? migrator.close() }
             let r = try migrator.cutover(o)
+            if skipVerify && !r.alreadyDone {
+                // After the fact, so that a refusal stays one error line.
+                printError("warning: --skip-verify: \(r.dryRun ? "would switch" : "switched") without a clean verify since the copy finished; nothing proved the target equal, and writes no trigger sees (incremental BLOB I/O) were not carried. Recorded in the migration state.")
+            }
+            defer {
+                if let sig = Interruption.receivedSignal, !r.dryRun {
+                    printError(InterruptedError(signal: sig, place: "after the commit point: the cutover finished (\(p.target) is authoritative)").description)
+                }
+            }
             if json {
                 var j = JSONObject()
                 j.set("cut_over", !r.dryRun)
@@ -47,6 +65,7 @@ struct CutoverCommand: ParsableCommand {
                 j.set("pause_ms", r.pauseMillis)
                 j.set("drained", r.drained)
                 j.set("waited_seconds", r.waitedSeconds)
+                j.set("verify_skipped", skipVerify && !r.alreadyDone)
                 print(j.text)
             } else if r.dryRun {
                 print("dry run: caught up to LSN \(r.lsn) after \(String(format2: r.waitedSeconds)) s; a cutover would proceed now")
@@ -56,6 +75,7 @@ struct CutoverCommand: ParsableCommand {
                 print("cut over at LSN \(r.lsn): \(p.target) is authoritative; writers paused \(String(format2: r.pauseMillis)) ms; \(r.drained) changes drained")
             }
         }
+        if let sig = Interruption.receivedSignal { throw ExitCode(128 + sig) }
     }
 }
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
+import TidemarkCore
 import TidemarkLog
 
 /// Buffered writes to stdout; the CLI prints millions of lines when tailing.
@@ -62,6 +63,10 @@ func reportingErrors(_ body: () throws -> Void) throws {
         throw e
     } catch let e as CleanExit {
         throw e
+    } catch let e as InterruptedError {
+        // D4: a long command stopped at a safe point on SIGINT/SIGTERM.
+        printError(e.description)
+        throw ExitCode(e.exitStatus)
     } catch {
         printError("\(error)")
         throw ExitCode(1)

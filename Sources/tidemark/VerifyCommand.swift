@@ -24,6 +24,7 @@ struct VerifyCommand: ParsableCommand {
     func run() throws {
         var equal = false
         try reportingErrors {
+            Interruption.install()
             var options = Verifier.Options()
             options.chunkRows = chunkRows
             let showProgress = !json && isTerminal(2)

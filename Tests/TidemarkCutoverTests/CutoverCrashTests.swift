@@ -45,7 +45,7 @@ extension CutoverTests {
                 var model = s.initialModel()
                 try write(s, &model, ids: 5_000..<5_020)
 
-                let crashed = try await tidemark(["cutover", "--json"] + s.planArguments, environment: ["TIDEMARK_CRASH_AT": c.step])
+                let crashed = try await tidemark(["cutover", "--skip-verify", "--json"] + s.planArguments, environment: ["TIDEMARK_CRASH_AT": c.step])
                 try #require(crashed.killed, "the cutover was not killed at \(c.step): \(crashed.summary)")
 
                 // Never half, and the Router already tells the truth.
@@ -69,10 +69,10 @@ extension CutoverTests {
                     let journal = try s.journal()
                     #expect(journal == (c.finished ? "done" : nil), "status left the journal \(journal ?? "empty")")
                     try expectNeverHalf(s, "after status")
-                    let retry = try await tidemark(["cutover", "--json"] + s.planArguments)
+                    let retry = try await tidemark(["cutover", "--skip-verify", "--json"] + s.planArguments)
                     try expectCutoverJSON(retry, alreadyDone: c.finished)
                 case .cutover:
-                    let retry = try await tidemark(["cutover", "--json"] + s.planArguments)
+                    let retry = try await tidemark(["cutover", "--skip-verify", "--json"] + s.planArguments)
                     try expectCutoverJSON(retry, alreadyDone: c.finished)
                 }
                 try expectSwitched(s, lsn: nil)
@@ -97,7 +97,7 @@ extension CutoverTests {
                 var model = s.initialModel()
                 try write(s, &model, ids: 5_000..<5_020)
 
-                let slow = try await tidemark(["cutover", "--max-pause-ms", "70"] + s.planArguments, environment: ["TIDEMARK_CUTOVER_STEP_DELAY_MS": "40"])
+                let slow = try await tidemark(["cutover", "--skip-verify", "--max-pause-ms", "70"] + s.planArguments, environment: ["TIDEMARK_CUTOVER_STEP_DELAY_MS": "40"])
                 #expect(slow.status == 1 && slow.reason == .exit, "\(slow.summary)")
                 #expect(slow.stderrLines.count == 1 && slow.stderr.contains("--max-pause-ms") && slow.stderr.contains("source stays authoritative"),
                         "\(slow.stderr)")
@@ -107,7 +107,7 @@ extension CutoverTests {
                 #expect(try tryWrite(s.source, "INSERT INTO items(id, owner, n, note) VALUES (6000, 'after', 1, NULL)") == nil)
                 model.apply(.putItem(6000, ItemRow(owner: "after", n: 1, note: nil)))
 
-                let retry = try await tidemark(["cutover", "--json"] + s.planArguments)
+                let retry = try await tidemark(["cutover", "--skip-verify", "--json"] + s.planArguments)
                 let lsn = try expectCutoverJSON(retry)
                 try expectSwitched(s, lsn: lsn)
                 try s.expectTarget(equals: model, "after the retry")
@@ -145,7 +145,7 @@ extension CutoverTests {
 
                 // How long a cutover takes to reach its switch: a dry run.
                 let dryStart = ContinuousClock.now
-                let dry = try await tidemark(["cutover", "--dry-run", "--json"] + s.planArguments)
+                let dry = try await tidemark(["cutover", "--skip-verify", "--dry-run", "--json"] + s.planArguments)
                 let dryMillis = (ContinuousClock.now - dryStart).millis
                 try #require(dry.status == 0, "dry run: \(dry.summary)")
                 #expect(try dry.json().bool("dry_run") == true)
@@ -162,7 +162,7 @@ extension CutoverTests {
                 while attempts < 12 && !finishedByAttempt {
                     attempts += 1
                     let switchedBefore = try s.switchRecordLSN() != nil
-                    let child = reaper.add(try Child.tidemark(["cutover", "--json", "--max-lag-ms", "1000"] + s.planArguments, environment: environment))
+                    let child = reaper.add(try Child.tidemark(["cutover", "--skip-verify", "--json", "--max-lag-ms", "1000"] + s.planArguments, environment: environment))
                     // The first attempts mostly land before or early in the
                     // switch; later ones reach past it, so the loop ends.
                     let delay = Double.random(in: (dryMillis * 0.5)...(dryMillis + (attempts <= 6 ? 60 : 150)), using: &rng)
@@ -184,7 +184,7 @@ extension CutoverTests {
                     }
                 }
                 let switchedBefore = try s.switchRecordLSN() != nil
-                let last = try await tidemark(["cutover", "--json", "--max-lag-ms", "1000"] + s.planArguments)
+                let last = try await tidemark(["cutover", "--skip-verify", "--json", "--max-lag-ms", "1000"] + s.planArguments)
                 let lsn = try expectCutoverJSON(last, alreadyDone: switchedBefore)
                 try await pause(milliseconds: 600)
                 let reports = try await crowd.finish()
