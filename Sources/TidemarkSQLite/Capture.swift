@@ -416,6 +416,10 @@ public enum Capture {
         var changed: [String]
         /// The CREATE TABLE of the staging table.
         var stagingSQL: String
+        /// How a trigger finds the changed row now (`r`): by rowid in a rowid
+        /// table whose key is not the rowid (its key may hold NULLs, which
+        /// `=` never matches), else by key.
+        var current: String?
     }
 
     /// Reads `table`'s unique constraints. Throws ``CaptureError``
@@ -463,11 +467,13 @@ public enum Capture {
             }
             if !terms.isEmpty { lookups.append(terms.joined(separator: " AND ")) }
         }
+        var current: String?
         if !info.isWithoutRowid && !info.hasRowidAlias,
            let alias = ["rowid", "oid", "_rowid_"].first(where: { a in !columns.contains { $0.lowercased() == a } }) {
             // The rowid is not the key: an explicit rowid can displace a row too.
             lookups.append("r.\(alias) = NEW.\(alias)")
             changed.append("OLD.\(alias) IS NOT NEW.\(alias)")
+            current = "r.\(alias) = NEW.\(alias)"
         }
         let keyed = Set(table.keyColumns)
         let collations = Dictionary(info.columns.map { ($0.name, $0.collation) }, uniquingKeysWith: { a, _ in a })
@@ -477,7 +483,7 @@ public enum Capture {
         let stagingSQL = "CREATE TABLE \(quoteIdentifier(stagingTable(table.name)))("
             + stagingColumns.joined(separator: ", ")
             + ", PRIMARY KEY (\(table.keyColumns.map(column).joined(separator: ", ")))) WITHOUT ROWID"
-        return Displacement(lookups: lookups, changed: changed, stagingSQL: stagingSQL)
+        return Displacement(lookups: lookups, changed: changed, stagingSQL: stagingSQL, current: current)
     }
 
     /// The CREATE TRIGGER statements for `table`, spelled as SQLite stores them
@@ -508,7 +514,7 @@ public enum Capture {
                 + "\(timestampSQL),\(tableLiteral),\(op.rawValue),\(images.flatMap { $0 }.joined(separator: ","))\(from);"
         }
         // The row as it is now, found by NEW's key.
-        let current = " FROM \(t) AS r WHERE \(keyMatch("r", "NEW"))"
+        let current = " FROM \(t) AS r WHERE \(displacement.current ?? keyMatch("r", "NEW"))"
         // Staged rows whose key is gone were displaced by a REPLACE without
         // firing a delete trigger: log them as deletes, then empty the stage.
         let logDisplaced = log(op: .delete, images: [columns("s")],
