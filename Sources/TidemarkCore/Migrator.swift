@@ -412,6 +412,19 @@ public final class Migrator: @unchecked Sendable {
             state.appliedTimestampMicros = r.timestampMicros
         }
         guard let route = try route(for: r.table) else { return }  // a captured table this plan does not migrate
+        // A key change is two keyed changes (delete the old key, insert the
+        // new), each judged against the tidemark on its own: the copy may
+        // already hold one key and still have to read the other.
+        if let (delete, insert) = r.splitKeyChange() {
+            try replay(delete, route: route)
+            try replay(insert, route: route)
+        } else {
+            try replay(r, route: route)
+        }
+    }
+
+    /// Applies one keyed change (never a key change) if the tidemark rule says so.
+    private func replay(_ r: ChangeRecord, route: ReplayRoute) throws {
         let s = route.statements
         // A NULL key part: never applied (see checkNullKey). Pending tables'
         // changes are skipped anyway, and their copy checks the rows.

@@ -276,6 +276,12 @@ public enum Rollback {
         }
 
         func apply(_ r: ChangeRecord) throws {
+            // A key change: the old key goes, the new key takes the after image.
+            if let (delete, insert) = r.splitKeyChange() {
+                try apply(delete)
+                try apply(insert)
+                return
+            }
             if r.operation == .delete {
                 delete.reset()
                 try delete.bind(mapping.targetKey.map { k in r.key.first { $0.name.lowercased() == k.lowercased() }?.value ?? .null })

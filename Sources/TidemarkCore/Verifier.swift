@@ -337,7 +337,10 @@ public struct Verifier {
         let cursor = try reader.cursor(from: after.next, tables: [m.source.name])
         var keys: Set<[Value]> = []
         while let r = try cursor.next(), r.lsn <= through {
-            keys.insert(m.sourceKey.map { k in r.key.first { $0.name.lowercased() == k.lowercased() }?.value ?? .null })
+            // A key change moves a row: both its old and its new key are in flight.
+            for change in r.keyedChanges {
+                keys.insert(m.sourceKey.map { k in change.key.first { $0.name.lowercased() == k.lowercased() }?.value ?? .null })
+            }
         }
         return keys
     }

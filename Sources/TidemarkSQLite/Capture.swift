@@ -97,25 +97,59 @@ public struct CaptureStatus: Sendable, Hashable {
 ///
 /// ## What is captured
 ///
-/// - INSERT: one insert (after image). DELETE: one delete (before image).
-/// - UPDATE that keeps the key: one update (both images).
-/// - UPDATE that changes the key (compared with `IS`, under the column's
-///   collation): a delete of the old key, then an insert of the new key —
-///   two rows, two `seq`s, whatever the update-column list says.
-/// - Upsert (`ON CONFLICT DO UPDATE`): an insert or an update, as it happened.
-/// - `INSERT OR REPLACE`/`REPLACE` that displaces rows: SQLite fires the
-///   displaced rows' delete triggers only when the writer's connection has
-///   `PRAGMA recursive_triggers = ON`.
-///   > When the REPLACE conflict resolution strategy deletes rows in order to
-///   > satisfy a constraint, delete triggers fire if and only if recursive
-///   > triggers are enabled.
-///   With it on, each displaced row is a delete, then the new row an insert.
-///   With it off (SQLite's default, and Debian 3.40's in practice), only the
-///   insert is captured: a row displaced through the *same* key is still
-///   correct downstream (an insert of an existing key replaces it), but a row
-///   displaced through *another* UNIQUE index with a different key is not
-///   seen as deleted, and a copy keeps it until `verify` reports the
-///   difference.
+/// Exactly one record per committed row change, in the order the changes
+/// happened. "The row now" below is read back from the table by key when
+/// the trigger runs, never taken from `NEW.*`.
+///
+/// | write | records |
+/// |---|---|
+/// | INSERT (also of an `INSERT … SELECT`, each row) | insert: the row now |
+/// | UPDATE that keeps the key (compared with `IS`, under the column's collation) | update: the old row, the row now — only when it sets a column of the update-column list (all columns when there is none) |
+/// | UPDATE that changes the key, however spelled: the key column, `rowid`, `oid`, `_rowid_` | one update: the old row (old key) and the row now (new key); ``TidemarkLog/ChangeRecord/key`` is the new key — whatever the update-column list says |
+/// | UPDATE of the rowid of a table whose key is not the rowid | nothing (its data did not change) |
+/// | DELETE (also a foreign-key cascade) | delete: the old row |
+/// | upsert (`ON CONFLICT DO UPDATE` / `DO NOTHING`) | an insert or an update, as it happened; nothing for `DO NOTHING` |
+/// | `INSERT OR REPLACE`, `REPLACE`, `UPDATE OR REPLACE`, or a plain write to a table whose key or UNIQUE constraint says `ON CONFLICT REPLACE`, displacing rows | for each displaced row whose key is gone: a delete (the row as it was); then the writer's own insert or update. A row displaced by its own key is replaced by the insert of that key (replay upserts by key). With `recursive_triggers` on, the displaced rows' delete triggers log the same deletes, once |
+/// | `INSERT OR IGNORE`, `UPDATE OR IGNORE` that skip a row | nothing |
+/// | a statement that fails (ABORT, ROLLBACK), a rolled-back savepoint or transaction | nothing: the outbox rows are undone with it |
+/// | `OR FAIL` stopping a multi-row statement | the rows changed before the failure, as above |
+/// | writes of the application's AFTER triggers | each as above, after (capture's triggers fire first) the statement's own record |
+///
+/// Application triggers: capture's triggers must fire before the
+/// application's (SQLite fires the newest first), so that an application
+/// trigger that ends its statement early keeping the row (`RAISE(IGNORE)`,
+/// an error under `OR FAIL`) cannot leave a change uncaptured. Installing
+/// recreates capture's triggers after any newer ones, and
+/// ``checkShapes(connection:)`` — run by the shipper on every schema change —
+/// stops with an error naming a newer trigger. Records may therefore show
+/// states within one statement (the row before the application's AFTER
+/// trigger changed it, then that change); every image is a state the row
+/// really had, and the records folded in LSN order give the committed rows.
+/// BEFORE triggers that modify the row being written are undefined
+/// behaviour in SQLite and out of scope.
+///
+/// REPLACE displacement: SQLite deletes the rows a REPLACE displaces without
+/// firing their delete triggers unless the writer enabled
+/// `recursive_triggers`.
+/// > When the REPLACE conflict resolution strategy deletes rows in order to
+/// > satisfy a constraint, delete triggers fire if and only if recursive
+/// > triggers are enabled.
+/// So BEFORE INSERT/UPDATE triggers stage the rows the new image conflicts
+/// with on each unique constraint (see ``Displacement``) in
+/// `_tidemark_staged_<table>`, and the AFTER triggers log as deletes those
+/// whose key is then gone, and empty the stage. A staging whose statement
+/// did not happen (OR IGNORE, an upsert's update, a failed row) leaves rows
+/// that still exist; they are never logged: a logged delete or key change of
+/// a staged row removes it from the stage, and every later AFTER INSERT or
+/// displacing UPDATE of the table empties it. A table with a unique index
+/// over an expression or a generated column is refused (a trigger cannot
+/// find its conflicts); a unique index created after install makes
+/// ``checkShapes(connection:)`` fail until capture is installed again.
+///
+/// Not captured at all: incremental BLOB I/O (`sqlite3_blob_write`), which
+/// fires no trigger (verify catches it), and writes under `TEMP` triggers of
+/// a writer's own connection that end statements early.
+///
 /// - Generated columns are not captured (a target recomputes them).
 /// - Values are captured exactly as a reader of the table sees them: a
 ///   `-0.0` survives in a column without affinity and reads as `0.0` from a
@@ -123,7 +157,7 @@ public struct CaptureStatus: Sendable, Hashable {
 ///   (SQLite turns it into NULL).
 public enum Capture {
     /// The version of the outbox format the triggers write.
-    public static let format = "1"
+    public static let format = "2"
 
     static let outboxTable = "_tidemark_outbox"
     static let metaTable = "_tidemark_meta"
@@ -250,17 +284,30 @@ public enum Capture {
             let highWater = try lastCapturedSeq(connection)
             let current = try currentShapes(connection)
             var report = InstallReport(installed: [], unchanged: [], createdOutbox: createdOutbox)
+            try connection.prepare("INSERT OR REPLACE INTO \(metaTable)(name, value) VALUES ('format', ?1)")
+                .execute([.text(format)])
             for table in planned {
-                let triggers = triggerSQL(for: table)
+                guard let info = try Schema.table(named: table.name, in: connection) else {
+                    throw CaptureError(.missingTable, "table '\(table.name)' does not exist in \(connection.path)", table: table.name)
+                }
+                let displacement = try displacement(for: table, info: info, connection: connection)
+                let triggers = triggerSQL(for: table, displacement: displacement)
                 let existing = try existingTriggerSQL(connection, table: table.name)
                 if let shape = current[table.name], shape.sameShape(as: table),
-                   existing == Dictionary(uniqueKeysWithValues: triggers.map { ($0.name, $0.sql) }) {
+                   existing == Dictionary(uniqueKeysWithValues: triggers.map { ($0.name, $0.sql) }),
+                   try existingStagingSQL(connection, table: table.name) == displacement.stagingSQL,
+                   try newerTriggers(connection, table: table.name).isEmpty {
                     report.unchanged.append(table.name)
                     continue
                 }
                 for name in TriggerKind.allCases.map({ $0.triggerName(table.name) }) {
                     try connection.execute("DROP TRIGGER IF EXISTS \(quoteIdentifier(name))")
                 }
+                // Rows still staged are rows that existed when staged (a change
+                // that conflicted with them and then did not happen); dropping
+                // them loses nothing.
+                try connection.execute("DROP TABLE IF EXISTS \(quoteIdentifier(stagingTable(table.name)))")
+                try connection.execute(displacement.stagingSQL)
                 for trigger in triggers { try connection.execute(trigger.sql) }
                 let record = try connection.prepare("""
                     INSERT OR REPLACE INTO \(tablesTable)(tbl, from_seq, columns, key_columns, update_columns)
@@ -307,12 +354,14 @@ public enum Capture {
                     table: info.name)
             }
             guard seen.insert(info.name.lowercased()).inserted else { continue }
-            planned.append(CapturedTable(
+            let table = CapturedTable(
                 name: info.name,
                 columns: info.dataColumns.map(\.name),
                 keyColumns: info.primaryKey,
                 updateColumns: nil,
-                fromSeq: 0))
+                fromSeq: 0)
+            _ = try displacement(for: table, info: info, connection: connection)  // refuses what it cannot capture
+            planned.append(table)
         }
         for (tableName, columns) in updateColumns {
             guard let index = planned.firstIndex(where: { $0.name.lowercased() == tableName.lowercased() }) else {
@@ -343,39 +392,195 @@ public enum Capture {
 
     enum TriggerKind: String, CaseIterable {
         case insert, update, rekey, delete
+        /// BEFORE INSERT / BEFORE UPDATE: stage the rows the new row conflicts with.
+        case stageInsert = "stage_insert", stageUpdate = "stage_update"
+        /// AFTER UPDATE / AFTER INSERT: log the staged rows that a REPLACE displaced.
+        case displaced, displacedByInsert = "displaced_insert"
 
         func triggerName(_ table: String) -> String { "_tidemark_\(table)_\(rawValue)" }
+    }
+
+    /// The scratch table where `table`'s BEFORE triggers stage the rows a
+    /// change conflicts with (see ``Displacement``).
+    static func stagingTable(_ table: String) -> String { "_tidemark_staged_\(table)" }
+
+    /// How to find the rows a new row image would displace under REPLACE:
+    /// every UNIQUE constraint of the table — the primary key, each UNIQUE
+    /// column or table constraint, each `CREATE UNIQUE INDEX` (a partial one
+    /// by its columns alone, which finds a superset of its conflicts), and
+    /// the rowid when it is not the key — as SQL over `r` (the table) and
+    /// `NEW`.
+    struct Displacement: Hashable {
+        /// One lookup per unique constraint: `r.a = NEW.a COLLATE x AND …`.
+        var lookups: [String]
+        /// Whether an update can create a new conflict: one of the columns
+        /// of a unique constraint (or the rowid) changed, compared bytewise.
+        var changed: [String]
+        /// The CREATE TABLE of the staging table.
+        var stagingSQL: String
+        /// How a trigger finds the changed row now (`r`): by rowid in a rowid
+        /// table whose key is not the rowid (its key may hold NULLs, which
+        /// `=` never matches), else by key.
+        var current: String?
+    }
+
+    /// Reads `table`'s unique constraints. Throws ``CaptureError``
+    /// `unsupported` for a unique index over an expression or a generated
+    /// column: a trigger cannot find the rows such an index makes a REPLACE
+    /// delete, so capturing the table could miss deletes silently.
+    static func displacement(for table: CapturedTable, info: TableInfo, connection: Connection) throws -> Displacement {
+        let columns = Set(info.columns.map(\.name))
+        let generated = Set(info.columns.filter(\.isGenerated).map(\.name))
+        var lookups: [String] = []
+        var changed: [String] = []
+        func column(_ name: String) -> String { quoteIdentifier(name) }
+        func noteChanged(_ name: String) {
+            let term = "NOT (OLD.\(column(name)) IS NEW.\(column(name)) COLLATE BINARY)"
+            if !changed.contains(term) { changed.append(term) }
+        }
+        if info.hasRowidAlias, let key = table.keyColumns.first {
+            lookups.append("r.\(column(key)) = NEW.\(column(key))")
+            noteChanged(key)
+        }
+        let indexes = try connection.prepare(
+            "SELECT name FROM pragma_index_list(?1, 'main') WHERE \"unique\" = 1 ORDER BY name")
+        try indexes.bind(info.name, at: 1)
+        let indexNames = try indexes.rows { $0.columnText(0) }
+        for index in indexNames {
+            let xinfo = try connection.prepare(
+                "SELECT cid, name, coll FROM pragma_index_xinfo(?1, 'main') WHERE key = 1 ORDER BY seqno")
+            try xinfo.bind(index, at: 1)
+            var terms: [String] = []
+            while try xinfo.step() {
+                let cid = xinfo.columnInt64(0)
+                let name = xinfo.columnIsNull(1) ? "" : xinfo.columnText(1)
+                guard cid >= 0, columns.contains(name), !generated.contains(name) else {
+                    throw CaptureError(.unsupported,
+                        "table '\(info.name)' has UNIQUE index '\(index)' over an expression or a generated column; a REPLACE through it deletes rows that no trigger can find, so changes could be lost; drop or rewrite that index over plain columns, or leave the table out of capture",
+                        table: info.name)
+                }
+                // A NOT NULL … ON CONFLICT REPLACE column takes its default
+                // after the BEFORE triggers ran: look for that value too.
+                let info = info.columns.first { $0.name == name }
+                let value = info.flatMap { $0.notNull ? $0.defaultSQL : nil }
+                    .map { "coalesce(NEW.\(column(name)), (\($0)))" } ?? "NEW.\(column(name))"
+                terms.append("r.\(column(name)) = \(value) COLLATE \(quoteIdentifier(xinfo.columnText(2)))")
+                noteChanged(name)
+            }
+            if !terms.isEmpty { lookups.append(terms.joined(separator: " AND ")) }
+        }
+        var current: String?
+        if !info.isWithoutRowid && !info.hasRowidAlias,
+           let alias = ["rowid", "oid", "_rowid_"].first(where: { a in !columns.contains { $0.lowercased() == a } }) {
+            // The rowid is not the key: an explicit rowid can displace a row too.
+            lookups.append("r.\(alias) = NEW.\(alias)")
+            changed.append("OLD.\(alias) IS NOT NEW.\(alias)")
+            current = "r.\(alias) = NEW.\(alias)"
+        }
+        let keyed = Set(table.keyColumns)
+        let collations = Dictionary(info.columns.map { ($0.name, $0.collation) }, uniquingKeysWith: { a, _ in a })
+        let stagingColumns = table.columns.map { name in
+            keyed.contains(name) ? "\(column(name)) COLLATE \(quoteIdentifier(collations[name] ?? "BINARY"))" : column(name)
+        }
+        let stagingSQL = "CREATE TABLE \(quoteIdentifier(stagingTable(table.name)))("
+            + stagingColumns.joined(separator: ", ")
+            + ", PRIMARY KEY (\(table.keyColumns.map(column).joined(separator: ", ")))) WITHOUT ROWID"
+        return Displacement(lookups: lookups, changed: changed, stagingSQL: stagingSQL, current: current)
     }
 
     /// The CREATE TRIGGER statements for `table`, spelled as SQLite stores them
     /// in `sqlite_schema.sql` (single spaces after the first two keywords), so
     /// that an unchanged install compares equal.
-    static func triggerSQL(for table: CapturedTable) -> [(name: String, sql: String)] {
+    ///
+    /// Every image a trigger logs as "the row now" is read back from the
+    /// table by key when the trigger runs, never taken from `NEW.*`: SQLite
+    /// fires the triggers of one event newest first, so an application
+    /// trigger created after capture runs before it and may already have
+    /// changed the row; `NEW.*` would then be stale. When the row is gone by
+    /// then (an application trigger deleted or re-keyed it, and that change
+    /// was logged by its own trigger), nothing more is logged.
+    static func triggerSQL(for table: CapturedTable, displacement: Displacement) -> [(name: String, sql: String)] {
         let t = quoteIdentifier(table.name)
+        let staged = quoteIdentifier(stagingTable(table.name))
         // The table name is written into the outbox by the trigger body, which
         // cannot take bound parameters; it is a quoted string literal.
         let tableLiteral = quoteStringLiteral(table.name)
-        func insertRow(op: ChangeOperation, images: [String]) -> String {
-            let targets = (1...(images.count * table.columns.count)).map { valueColumn($0) }
-            let values = images.flatMap { row in table.columns.map { "\(row).\(quoteIdentifier($0))" } }
-            return "INSERT INTO \(outboxTable)(ts,tbl,op,\(targets.joined(separator: ","))) VALUES "
-                + "(\(timestampSQL),\(tableLiteral),\(op.rawValue),\(values.joined(separator: ",")));"
+        func columns(_ row: String) -> [String] { table.columns.map { "\(row).\(quoteIdentifier($0))" } }
+        func keyMatch(_ row: String, _ other: String) -> String {
+            table.keyColumns.map { "\(row).\(quoteIdentifier($0)) = \(other).\(quoteIdentifier($0))" }
+                .joined(separator: " AND ")
         }
+        func log(op: ChangeOperation, images: [[String]], from: String) -> String {
+            let targets = (1...(images.count * table.columns.count)).map { valueColumn($0) }
+            return "INSERT INTO \(outboxTable)(ts,tbl,op,\(targets.joined(separator: ","))) SELECT "
+                + "\(timestampSQL),\(tableLiteral),\(op.rawValue),\(images.flatMap { $0 }.joined(separator: ","))\(from);"
+        }
+        // The row as it is now, found by NEW's key.
+        let current = " FROM \(t) AS r WHERE \(displacement.current ?? keyMatch("r", "NEW"))"
+        // Staged rows whose key is gone were displaced by a REPLACE without
+        // firing a delete trigger: log them as deletes, then empty the stage.
+        let logDisplaced = log(op: .delete, images: [columns("s")],
+                               from: " FROM \(staged) AS s WHERE NOT EXISTS (SELECT 1 FROM \(t) AS r WHERE \(keyMatch("r", "s")))")
+            + " DELETE FROM \(staged);"
+        // A logged delete or key change of a staged row covers it.
+        let unstage = "DELETE FROM \(staged) WHERE \(table.keyColumns.map { "\(quoteIdentifier($0)) = OLD.\(quoteIdentifier($0))" }.joined(separator: " AND "));"
+        // The rows the new image conflicts with on any unique constraint (for
+        // an update, other than the row itself), with their current images.
+        //
+        // First the stage is emptied the way an AFTER trigger empties it:
+        // what is staged now either still exists (a staging whose change did
+        // not happen) or was displaced by an outer statement whose AFTER
+        // trigger has not run yet (this is an application trigger's nested
+        // write, and the outer row is already written). Then a plain INSERT
+        // cannot conflict — an `OR REPLACE` here would not do: a writer's
+        // `INSERT OR FAIL` (or ABORT, ROLLBACK) overrides the conflict clause
+        // of every statement of the triggers it fires.
+        // > if an ON CONFLICT clause is specified as part of the statement
+        // > causing the trigger to fire, then conflict handling policy of the
+        // > outer statement is used instead.
+        // Rows with a NULL key (possible in a rowid table) cannot be staged
+        // (nor addressed by a log).
+        //
+        // The trigger runs only when some row conflicts (its WHEN: one index
+        // seek per unique constraint), so a write without conflicts pays for
+        // the seeks alone.
+        func stage(excludingOld: Bool) -> (when: String, body: String) {
+            let itself = excludingOld
+                ? "NOT (" + table.keyColumns.map { "r.\(quoteIdentifier($0)) IS OLD.\(quoteIdentifier($0))" }.joined(separator: " AND ") + ") AND "
+                : ""
+            let notNull = table.keyColumns.map { " AND r.\(quoteIdentifier($0)) IS NOT NULL" }.joined()
+            let when = displacement.lookups.map { "EXISTS (SELECT 1 FROM \(t) AS r WHERE \(itself)\($0)\(notNull))" }
+                .joined(separator: " OR ")
+            let condition = itself + "(" + displacement.lookups.map { "(\($0))" }.joined(separator: " OR ") + ")" + notNull
+            return (when, logDisplaced + " INSERT INTO \(staged) SELECT \(columns("r").joined(separator: ",")) FROM \(t) AS r WHERE \(condition);")
+        }
+        let stageInsert = stage(excludingOld: false), stageUpdate = stage(excludingOld: true)
         let sameKey = table.keyColumns.map { "OLD.\(quoteIdentifier($0)) IS NEW.\(quoteIdentifier($0))" }
             .joined(separator: " AND ")
-        let keyOf = table.keyColumns.map(quoteIdentifier).joined(separator: ",")
         let updateOf = table.updateColumns.map { " OF " + $0.map(quoteIdentifier).joined(separator: ",") } ?? ""
-        func create(_ kind: TriggerKind, _ event: String, when: String?, _ body: String) -> (name: String, sql: String) {
+        func create(_ kind: TriggerKind, _ timing: String, _ event: String, when: String?, _ body: String) -> (name: String, sql: String) {
             let name = kind.triggerName(table.name)
             let whenClause = when.map { " WHEN \($0)" } ?? ""
-            return (name, "CREATE TRIGGER \(quoteIdentifier(name)) AFTER \(event) ON \(t) FOR EACH ROW\(whenClause) BEGIN \(body) END")
+            return (name, "CREATE TRIGGER \(quoteIdentifier(name)) \(timing) \(event) ON \(t) FOR EACH ROW\(whenClause) BEGIN \(body) END")
         }
         return [
-            create(.insert, "INSERT", when: nil, insertRow(op: .insert, images: ["NEW"])),
-            create(.update, "UPDATE\(updateOf)", when: sameKey, insertRow(op: .update, images: ["OLD", "NEW"])),
-            create(.rekey, "UPDATE OF \(keyOf)", when: "NOT (\(sameKey))",
-                   insertRow(op: .delete, images: ["OLD"]) + " " + insertRow(op: .insert, images: ["NEW"])),
-            create(.delete, "DELETE", when: nil, insertRow(op: .delete, images: ["OLD"])),
+            create(.stageInsert, "BEFORE", "INSERT", when: stageInsert.when, stageInsert.body),
+            create(.stageUpdate, "BEFORE", "UPDATE",
+                   when: "(\(displacement.changed.joined(separator: " OR "))) AND (\(stageUpdate.when))", stageUpdate.body),
+            create(.insert, "AFTER", "INSERT", when: nil, log(op: .insert, images: [columns("r")], from: current)),
+            create(.displacedByInsert, "AFTER", "INSERT", when: "EXISTS (SELECT 1 FROM \(staged))", logDisplaced),
+            create(.update, "AFTER", "UPDATE\(updateOf)", when: sameKey,
+                   log(op: .update, images: [columns("OLD"), columns("r")], from: current)),
+            // No `OF` list: an update through `rowid`, `oid` or `_rowid_` fires
+            // no `UPDATE OF id` trigger, but fires this one.
+            create(.rekey, "AFTER", "UPDATE", when: "NOT (\(sameKey))",
+                   unstage + " " + log(op: .update, images: [columns("OLD"), columns("r")], from: current)),
+            // The row being updated is never displaced by its own update (a
+            // stale staging of it is covered by this update's own record).
+            create(.displaced, "AFTER", "UPDATE", when: "EXISTS (SELECT 1 FROM \(staged))",
+                   unstage + " " + logDisplaced),
+            create(.delete, "AFTER", "DELETE", when: nil,
+                   unstage + " " + log(op: .delete, images: [columns("OLD")], from: "")),
         ]
     }
 
@@ -408,10 +613,43 @@ public enum Capture {
         }
     }
 
+    /// The application's triggers on `table` created after capture's.
+    ///
+    /// SQLite fires a table's triggers newest first (it loads them in
+    /// `sqlite_schema` order and puts each at the head of the table's list).
+    /// Capture's AFTER triggers must fire first: an application AFTER
+    /// trigger that fires before them and stops its statement while keeping
+    /// the row — `RAISE(IGNORE)`, or any error under `OR FAIL` — would leave
+    /// a changed row that capture never saw. Installing recreates capture's
+    /// triggers after such triggers, and ``checkShapes(connection:)`` reports
+    /// them until then. Tidemark's own triggers (the guards cutover installs,
+    /// which only refuse writes) do not count.
+    static func newerTriggers(_ connection: Connection, table: String) throws -> [String] {
+        let kinds = TriggerKind.allCases
+        let names = (2...(kinds.count + 1)).map { "?\($0)" }.joined(separator: ", ")
+        let statement = try connection.prepare("""
+            SELECT name FROM sqlite_schema
+            WHERE type = 'trigger' AND tbl_name = ?1 AND name NOT IN (\(names))
+              AND name NOT LIKE '\\_tidemark\\_%' ESCAPE '\\'
+              AND rowid > (SELECT min(rowid) FROM sqlite_schema WHERE type = 'trigger' AND name IN (\(names)))
+            ORDER BY rowid
+            """)
+        try statement.bind([.text(table)] + kinds.map { .text($0.triggerName(table)) })
+        return try statement.rows { $0.columnText(0) }
+    }
+
+    private static func existingStagingSQL(_ connection: Connection, table: String) throws -> String? {
+        let statement = try connection.prepare("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1")
+        try statement.bind(stagingTable(table), at: 1)
+        return try statement.step() ? statement.columnText(0) : nil
+    }
+
     private static func existingTriggerSQL(_ connection: Connection, table: String) throws -> [String: String] {
+        let kinds = TriggerKind.allCases
         let statement = try connection.prepare(
-            "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND name IN (?1, ?2, ?3, ?4)")
-        try statement.bind(TriggerKind.allCases.map { .text($0.triggerName(table)) })
+            "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND name IN ("
+                + (1...kinds.count).map { "?\($0)" }.joined(separator: ", ") + ")")
+        try statement.bind(kinds.map { .text($0.triggerName(table)) })
         var found: [String: String] = [:]
         while try statement.step() { found[statement.columnText(0)] = statement.columnText(1) }
         return found
@@ -440,6 +678,7 @@ public enum Capture {
                 for kind in TriggerKind.allCases {
                     try connection.execute("DROP TRIGGER IF EXISTS \(quoteIdentifier(kind.triggerName(table)))")
                 }
+                try connection.execute("DROP TABLE IF EXISTS \(quoteIdentifier(stagingTable(table)))")
             }
             try connection.execute("""
                 DROP TABLE \(outboxTable);
@@ -580,10 +819,24 @@ public enum Capture {
                     table: shape.name)
             }
             let existing = try existingTriggerSQL(connection, table: shape.name)
-            let expected = triggerSQL(for: shape)
+            // The triggers depend on the table's UNIQUE indexes too: one
+            // created after capture would let a REPLACE displace rows that
+            // the installed triggers do not look for.
+            let displacement = try displacement(for: shape, info: info, connection: connection)
+            let expected = triggerSQL(for: shape, displacement: displacement)
             for trigger in expected where existing[trigger.name] != trigger.sql {
                 throw CaptureError(.shapeChanged,
-                    "capture trigger \(trigger.name) of table '\(shape.name)' is missing or was altered; \(advice)",
+                    "capture trigger \(trigger.name) of table '\(shape.name)' is missing or out of date (the table's UNIQUE indexes or the capture format changed); \(advice)",
+                    table: shape.name)
+            }
+            if let newer = try newerTriggers(connection, table: shape.name).first {
+                throw CaptureError(.shapeChanged,
+                    "trigger '\(newer)' on captured table '\(shape.name)' was created after capture's triggers, so it fires before them: if it ever ends its statement early (RAISE(IGNORE), or an error under OR FAIL) a change could go uncaptured; run `tidemark capture install` again to put capture's triggers first",
+                    table: shape.name)
+            }
+            guard try existingStagingSQL(connection, table: shape.name) == displacement.stagingSQL else {
+                throw CaptureError(.shapeChanged,
+                    "capture staging table \(stagingTable(shape.name)) of table '\(shape.name)' is missing or was altered; \(advice)",
                     table: shape.name)
             }
         }

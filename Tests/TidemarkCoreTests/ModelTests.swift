@@ -419,7 +419,9 @@ final class ModelRun {
             var newKey = randomKey(t)
             if t.kind == .nocase, rng.chance(60), case .text(let s) = key[0] { newKey = [.text(recased(s))] }
             if t.key.count == 2 && rng.chance(50) { newKey[0] = key[0] }
-            let sets = t.key.enumerated().map { "\(quoteIdentifier($0.element)) = ?\(t.key.count + 1 + $0.offset)" }.joined(separator: ", ")
+            var sets = t.key.enumerated().map { "\(quoteIdentifier($0.element)) = ?\(t.key.count + 1 + $0.offset)" }.joined(separator: ", ")
+            // An INTEGER PRIMARY KEY moves through its rowid aliases too.
+            if t.kind == .integer && rng.chance(50) { sets = "\(rng.pick(["rowid", "oid", "_rowid_"])) = ?2" }
             try exec("UPDATE \(q) SET \(sets) WHERE \(keyWhere(t))", key + newKey, "rekey")
         case 62..<67:
             // Primary-key change of many rows in one statement.

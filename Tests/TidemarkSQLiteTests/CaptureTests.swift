@@ -8,24 +8,28 @@ struct Change: Hashable, CustomStringConvertible {
     var table: String
     var op: ChangeOperation
     var key: [Value]
+    /// The old key of an update that changed the key (one record, D1).
+    var oldKey: [Value]?
     var before: [Value]?
     var after: [Value]?
 
-    init(_ table: String, _ op: ChangeOperation, key: [Value], before: [Value]? = nil, after: [Value]? = nil) {
+    init(_ table: String, _ op: ChangeOperation, key: [Value], oldKey: [Value]? = nil, before: [Value]? = nil, after: [Value]? = nil) {
         self.table = table
         self.op = op
         self.key = key
+        self.oldKey = oldKey
         self.before = before
         self.after = after
     }
 
     init(_ record: ChangeRecord) {
         self.init(record.table, record.operation, key: record.key.map(\.value),
+                  oldKey: record.isKeyChange ? record.beforeKey?.map(\.value) : nil,
                   before: record.before?.map(\.value), after: record.after?.map(\.value))
     }
 
     var description: String {
-        "\(op) \(table) \(key) before: \(before.map { "\($0)" } ?? "-") after: \(after.map { "\($0)" } ?? "-")"
+        "\(op) \(table) \(oldKey.map { "\($0)→" } ?? "")\(key) before: \(before.map { "\($0)" } ?? "-") after: \(after.map { "\($0)" } ?? "-")"
     }
 }
 
@@ -62,7 +66,9 @@ func replay(_ changes: [Change], table: String) -> [[Value]: [Value]] {
         switch change.op {
         case .insert: rows[change.key] = change.after
         case .update:
-            #expect(rows[change.key] == change.before, "update of \(change.key) must find its before image")
+            let old = change.oldKey ?? change.key
+            #expect(rows[old] == change.before, "update of \(old) must find its before image")
+            rows[old] = nil
             rows[change.key] = change.after
         case .delete:
             #expect(rows[change.key] == change.before, "delete of \(change.key) must find its before image")
@@ -101,7 +107,7 @@ struct CaptureTests {
             #expect(try Capture.isInstalled(db))
             #expect(try Capture.storedSourceID(db) == SourceID("src-1"))
             let triggers = try db.values("SELECT name FROM sqlite_schema WHERE type = 'trigger' ORDER BY name")
-            #expect(triggers.count == 8)
+            #expect(triggers.count == 16)
             let status = try #require(try Capture.status(connection: db))
             #expect(status.tables.map(\.name) == ["a", "b c"])
             #expect(status.tables[0].columns == ["id", "x"])
@@ -209,8 +215,7 @@ struct CaptureTests {
                 Change("items", .insert, key: [.integer(3)], after: three),
                 Change("items", .update, key: [.integer(1)], before: apple, after: apple2),
                 Change("items", .update, key: [.integer(3)], before: three, after: pear),
-                Change("items", .delete, key: [.integer(2)], before: its),
-                Change("items", .insert, key: [.integer(10)], after: its10),
+                Change("items", .update, key: [.integer(10)], oldKey: [.integer(2)], before: its, after: its10),
                 Change("items", .delete, key: [.integer(1)], before: apple2),
                 Change("items", .update, key: [.integer(3)], before: pear, after: x),
                 Change("items", .insert, key: [.integer(5)], after: y),
@@ -228,8 +233,8 @@ struct CaptureTests {
             // Field names follow the recorded column order.
             #expect(records.first?.after?.map(\.name) == ["id", "name", "price", "data", "note"])
             #expect(records.first?.key.map(\.name) == ["id"])
-            // The key change is two records, the delete first.
-            #expect(records[5].lsn.next == records[6].lsn)
+            // The key change is one record: the old key in the before image.
+            #expect(records[5].isKeyChange && records[5].beforeKey?.map(\.value) == [.integer(2)])
             // Times are this run's, in microseconds, at millisecond resolution.
             let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
             for record in records {
@@ -281,16 +286,13 @@ db.execute("INSERT INTO codes VALUES ('é', 'up') ON CONFLICT(code) DO UPDATE SE
                 Change("pairs", .insert, key: [.text("us"), .integer(1)], after: us1),
                 Change("pairs", .update, key: [.text("eu"), .integer(1)], before: eu1, after: eu1b),
                 Change("pairs", .update, key: [.text("eu"), .integer(2)], before: eu2, after: eu2b),
-                Change("pairs", .delete, key: [.text("eu"), .integer(1)], before: eu1b),
-                Change("pairs", .insert, key: [.text("eu"), .integer(11)], after: eu11),
-                Change("pairs", .delete, key: [.text("eu"), .integer(2)], before: eu2b),
-                Change("pairs", .insert, key: [.text("eu"), .integer(12)], after: eu12),
+                Change("pairs", .update, key: [.text("eu"), .integer(11)], oldKey: [.text("eu"), .integer(1)], before: eu1b, after: eu11),
+                Change("pairs", .update, key: [.text("eu"), .integer(12)], oldKey: [.text("eu"), .integer(2)], before: eu2b, after: eu12),
                 Change("pairs", .delete, key: [.text("us"), .integer(1)], before: us1),
                 Change("codes", .insert, key: [.text("a'b")], after: [.text("a'b"), .text("x")]),
                 Change("codes", .insert, key: [.text("é")], after: [.text("é"), .null]),
                 Change("codes", .insert, key: [.text("nul\u{0}in")], after: [.text("nul\u{0}in"), .text("z")]),
-                Change("codes", .delete, key: [.text("a'b")], before: [.text("a'b"), .text("x")]),
-                Change("codes", .insert, key: [.text("renamed")], after: [.text("renamed"), .text("x")]),
+                Change("codes", .update, key: [.text("renamed")], oldKey: [.text("a'b")], before: [.text("a'b"), .text("x")], after: [.text("renamed"), .text("x")]),
                 Change("codes", .update, key: [.text("é")], before: [.text("é"), .null], after: [.text("é"), .text("now")]),
                 Change("codes", .update, key: [.text("é")], before: [.text("é"), .text("now")], after: [.text("é"), .text("up!")]),
             ]
@@ -328,28 +330,23 @@ db.execute("INSERT INTO codes VALUES ('é', 'up') ON CONFLICT(code) DO UPDATE SE
         }
     }
 
-    @Test("INSERT OR REPLACE with recursive_triggers off: only the inserts are seen")
+    @Test("INSERT OR REPLACE with recursive_triggers off: displaced rows are still deletes, once")
     func replaceRecursiveOff() throws {
         try withCapturedDatabase("CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT UNIQUE, n)") { db, path in
             try sqlite3CLI(path, Self.replaceScript(recursiveTriggers: false))
             let changes = try capturedChanges(db)
+            // The row displaced through the email index is a delete; the one
+            // displaced by its own key is replaced by the insert of that key.
             #expect(changes == [
                 Change("users", .insert, key: [.integer(1)], after: [.integer(1), .text("a@x"), .integer(1)]),
                 Change("users", .insert, key: [.integer(2)], after: [.integer(2), .text("b@x"), .integer(2)]),
+                Change("users", .delete, key: [.integer(1)], before: [.integer(1), .text("a@x"), .integer(1)]),
                 Change("users", .insert, key: [.integer(3)], after: [.integer(3), .text("a@x"), .integer(3)]),
                 Change("users", .insert, key: [.integer(2)], after: [.integer(2), .text("b@x"), .integer(22)]),
             ])
-            // The same-key replacement comes out right when an insert of an
-            // existing key replaces it; the row displaced through the email
-            // index (id 1) is the documented gap that verify must catch.
             var model: [[Value]: [Value]] = [:]
             for change in changes { model[change.key] = change.after }
-            var source = try tableRows(db, "users")
-            #expect(source[[.integer(1)]] == nil)
-            #expect(model[[.integer(1)]] != nil)
-            model[[.integer(1)]] = nil
-            source[[.integer(1)]] = nil
-            #expect(model == source)
+            #expect(model == (try tableRows(db, "users")))
         }
     }
 
@@ -370,8 +367,9 @@ db.execute("INSERT INTO codes VALUES ('é', 'up') ON CONFLICT(code) DO UPDATE SE
                 Change("t", .update, key: [.integer(1)],
                        before: [.integer(1), .text("a"), .text("not captured")],
                        after: [.integer(1), .text("captured"), .text("not captured")]),
-                Change("t", .delete, key: [.integer(1)], before: [.integer(1), .text("captured"), .text("not captured")]),
-                Change("t", .insert, key: [.integer(2)], after: [.integer(2), .text("captured"), .text("not captured")]),
+                Change("t", .update, key: [.integer(2)], oldKey: [.integer(1)],
+                       before: [.integer(1), .text("captured"), .text("not captured")],
+                       after: [.integer(2), .text("captured"), .text("not captured")]),
             ])
         }
     }
@@ -544,8 +542,8 @@ db.execute("UPDATE wide SET u = r, r = u")
             let records = try capturedRecords(db)
             #expect(records.map(Change.init) == [
                 Change(table, .insert, key: [.text("k'1"), .integer(1)], after: [.text("k'1"), .integer(1), .blob([1])]),
-                Change(table, .delete, key: [.text("k'1"), .integer(1)], before: [.text("k'1"), .integer(1), .blob([1])]),
-                Change(table, .insert, key: [.text("k'1"), .integer(2)], after: [.text("k'1"), .integer(2), .blob([1])]),
+                Change(table, .update, key: [.text("k'1"), .integer(2)], oldKey: [.text("k'1"), .integer(1)],
+                       before: [.text("k'1"), .integer(1), .blob([1])], after: [.text("k'1"), .integer(2), .blob([1])]),
                 Change(table, .delete, key: [.text("k'1"), .integer(2)], before: [.text("k'1"), .integer(2), .blob([1])]),
             ])
             #expect(records[0].key.map(\.name) == ["key;1", "select"])
@@ -573,8 +571,7 @@ db.execute("UPDATE wide SET u = r, r = u")
                 Change("parent", .insert, key: [.integer(1)], after: [.integer(1)]),
                 Change("child", .insert, key: [.integer(10)], after: [.integer(10), .integer(1)]),
                 Change("child", .update, key: [.integer(10)], before: [.integer(10), .integer(1)], after: [.integer(10), .integer(2)]),
-                Change("parent", .delete, key: [.integer(1)], before: [.integer(1)]),
-                Change("parent", .insert, key: [.integer(2)], after: [.integer(2)]),
+                Change("parent", .update, key: [.integer(2)], oldKey: [.integer(1)], before: [.integer(1)], after: [.integer(2)]),
                 Change("child", .delete, key: [.integer(10)], before: [.integer(10), .integer(2)]),
                 Change("parent", .delete, key: [.integer(2)], before: [.integer(2)]),
             ])

@@ -36,17 +36,19 @@ struct ShipperTests {
                 UPDATE t SET id = 3 WHERE id = 2;
                 DELETE FROM t WHERE id = 1;
                 """)
+            // Two inserts, the key change as one update, a delete.
             let captured = try capturedRecords(db)
-            #expect(captured.count == 5)
+            #expect(captured.count == 4)
             let appender = try LogAppender(directory: logPath, sourceID: "shipper-test", options: LogOptions(durability: .none))
             let shipper = try Shipper(connection: db, appender: appender, options: .init(batchLimit: 2))
-            #expect(try shipper.drain() == 5)
+            #expect(try shipper.drain() == 4)
             try appender.close()
             let logged = try logRecords(logPath)
             #expect(logged == captured)
-            #expect(logged.map(\.lsn) == (1...5).map { LSN($0) })
+            #expect(logged.map(\.lsn) == (1...4).map { LSN($0) })
+            #expect(logged.contains { $0.isKeyChange })
             #expect(try Capture.status(connection: db)?.backlog == 0)
-            #expect(try Capture.status(connection: db)?.lastCaptured == LSN(5))
+            #expect(try Capture.status(connection: db)?.lastCaptured == LSN(4))
         }
     }
 
@@ -227,8 +229,7 @@ with open(out, "w") as f:
                 if new in ids: continue
                 before = row(old)
                 db.execute("UPDATE t SET id = ? WHERE id = ?", (new, old))
-                pending.append({"op": "delete", "key": [enc(old)], "before": before})
-                pending.append({"op": "insert", "key": [enc(new)], "after": row(new)})
+                pending.append({"op": "update", "key": [enc(new)], "old_key": [enc(old)], "before": before, "after": row(new)})
             else:
                 id = rng.choice(ids + [rng.randint(1, 300)])
                 before = row(id)
@@ -274,7 +275,7 @@ with open(out, "w") as f:
             let name = try #require(object["op"] as? String)
             return Change(
                 "t", try #require(ChangeOperation(name: name)),
-                key: try #require(try image(object["key"])),
+                key: try #require(try image(object["key"])), oldKey: try image(object["old_key"]),
                 before: try image(object["before"]), after: try image(object["after"]))
         }
     }
