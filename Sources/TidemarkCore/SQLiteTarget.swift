@@ -69,11 +69,16 @@ final class SQLiteTarget {
     /// The capture high-water mark as seen by this connection's current
     /// source snapshot.
     func captureHighWater() throws -> LSN {
-        let exists = try connection.cachedStatement("SELECT count(*) FROM \(sourceSchema).sqlite_schema WHERE type = 'table' AND name = 'sqlite_sequence'")
+        let exists = try connection.cachedStatement("SELECT count(*) FROM \(sourceSchema).sqlite_schema WHERE type = 'table' AND name IN ('sqlite_sequence', '_tidemark_outbox')")
         defer { exists.reset() }
         _ = try exists.step()
-        guard exists.columnInt64(0) > 0 else { return .zero }
-        let s = try connection.cachedStatement("SELECT seq FROM \(sourceSchema).sqlite_sequence WHERE name = '_tidemark_outbox'")
+        guard exists.columnInt64(0) == 2 else { return .zero }
+        // The larger of the counter and the outbox's highest seq: the counter
+        // lags rows an `OR FAIL` statement kept (see `Capture.lastCapturedSeq`).
+        let s = try connection.cachedStatement("""
+            SELECT max(coalesce((SELECT seq FROM \(sourceSchema).sqlite_sequence WHERE name = '_tidemark_outbox'), 0),
+                       coalesce((SELECT max(seq) FROM \(sourceSchema)._tidemark_outbox), 0))
+            """)
         defer { s.reset() }
         guard try s.step() else { return .zero }
         return LSN(UInt64(max(0, s.columnInt64(0))))

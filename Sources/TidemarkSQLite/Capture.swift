@@ -754,15 +754,41 @@ public enum Capture {
     /// > using an internal table named "sqlite_sequence".
     public static func lastCapturedSeq(_ connection: Connection) throws -> Int64 {
         let exists = try connection.prepare(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'sqlite_sequence'")
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('sqlite_sequence', ?1)")
+        try exists.bind(outboxTable, at: 1)
         try exists.step()
-        guard exists.columnInt64(0) == 1 else { return 0 }
-        let statement = try connection.cachedStatement("SELECT seq FROM sqlite_sequence WHERE name = ?1")
+        guard exists.columnInt64(0) == 2 else { return 0 }
+        // The counter can lag the outbox: SQLite writes it back only when a
+        // statement ends, so rows a statement stopped under `OR FAIL` kept
+        // are above it until the shipper raises it (see
+        // ``raiseSequence(_:toAtLeast:)``). The highest seq is the larger of
+        // the two (`max(seq)` of an INTEGER PRIMARY KEY is one seek).
+        let statement = try connection.cachedStatement("""
+            SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?1), 0),
+                       coalesce((SELECT max(seq) FROM \(outboxTable)), 0))
+            """)
         // A cached statement left on a row would keep its read transaction
         // (and its snapshot) open; rewind it before returning.
         defer { statement.reset() }
         try statement.bind(outboxTable, at: 1)
         return try statement.step() ? statement.columnInt64(0) : 0
+    }
+
+    /// Raises the outbox's AUTOINCREMENT counter to at least `seq`, inside
+    /// the caller's write transaction.
+    /// > The content of the SQLITE_SEQUENCE table can be modified using
+    /// > ordinary UPDATE, INSERT, and DELETE statements.
+    static func raiseSequence(_ connection: Connection, toAtLeast seq: Int64) throws {
+        let update = try connection.cachedStatement(
+            "UPDATE sqlite_sequence SET seq = ?2 WHERE name = ?1 AND seq < ?2")
+        try update.bind([.text(outboxTable), .integer(seq)])
+        try update.execute()
+        let insert = try connection.cachedStatement("""
+            INSERT INTO sqlite_sequence(name, seq) SELECT ?1, ?2
+            WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?1)
+            """)
+        try insert.bind([.text(outboxTable), .integer(seq)])
+        try insert.execute()
     }
 
     /// Every recorded shape, oldest first per table.

@@ -365,18 +365,35 @@ public final class Shipper {
     /// deletes them.
     private func deleteShipped(upTo lsn: LSN, waitMillis: Int32) throws -> Int {
         guard lsn > .zero else { return 0 }
-        let statement = try connection.cachedStatement("DELETE FROM \(Capture.outboxTable) WHERE seq <= ?1")
-        try statement.bind(Int64(clamping: lsn.rawValue), at: 1)
         let busyTimeout = connection.busyTimeoutMillis
         try connection.setBusyTimeout(millis: min(waitMillis, busyTimeout))
         defer { try? connection.setBusyTimeout(millis: busyTimeout) }
         do {
-            try statement.execute()
+            // Invariant: `sqlite_sequence` is at or above every seq ever
+            // deleted from the outbox, so SQLite never hands a shipped seq out
+            // again. SQLite writes an AUTOINCREMENT counter back only when a
+            // statement ends; a statement stopped under `OR FAIL` keeps the
+            // outbox rows its triggers wrote but not the counter, and once
+            // those rows are gone the next change would reuse their seq (an
+            // LSN the log already holds). Raising the counter and deleting
+            // in one transaction closes that.
+            return try connection.transaction(.immediate) {
+                let highest = try connection.cachedStatement("SELECT max(seq) FROM \(Capture.outboxTable) WHERE seq <= ?1")
+                defer { highest.reset() }
+                try highest.bind(Int64(clamping: lsn.rawValue), at: 1)
+                guard try highest.step(), !highest.columnIsNull(0) else { return 0 }
+                let deletedMax = highest.columnInt64(0)
+                highest.reset()
+                try Capture.raiseSequence(connection, toAtLeast: deletedMax)
+                let statement = try connection.cachedStatement("DELETE FROM \(Capture.outboxTable) WHERE seq <= ?1")
+                try statement.bind(Int64(clamping: lsn.rawValue), at: 1)
+                try statement.execute()
+                return connection.changes
+            }
         } catch {
-            if error.primaryCode == .busy { return 0 }
+            if let e = error as? SQLiteError, e.primaryCode == .busy { return 0 }
             throw error
         }
-        return connection.changes
     }
 }
 
