@@ -136,20 +136,10 @@ public enum LogRepair {
 
     /// The highest last-LSN of any valid frame metadata after `start`.
     static func lastMetadataLSN(_ scanner: SegmentScanner, after start: Int, size: Int) throws(LogError) -> LSN? {
-        var buf = [UInt8]()
-        let n = try scanner.file.read(at: start, count: size - start, into: &buf)
         var best: LSN? = nil
-        buf.withUnsafeBytes { raw in
-            var i = 1
-            while i + 8 + FrameMetadata.v1PayloadSize <= n {
-                if raw[i] == 0x51 && raw[i + 1] == 0x2A && raw[i + 2] == 0x4D && raw[i + 3] == 0x18 {
-                    let end = min(n, i + FrameMetadata.maxEncodedSize)
-                    if case .ok(let m) = FrameMetadata.parse(UnsafeRawBufferPointer(rebasing: raw[i..<end])) {
-                        best = max(best ?? m.lastLSN, m.lastLSN)
-                    }
-                }
-                i += 1
-            }
+        try scanner.forEachMetadata(after: start, fileSize: size) { m in
+            best = max(best ?? m.lastLSN, m.lastLSN)
+            return true
         }
         return best
     }

@@ -118,30 +118,40 @@ struct SegmentScanner {
     /// durable data (which must be reported). See the rule above
     /// `LogAppender.recover`.
     func framesAfter(damageAt start: Int, fileSize: Int) throws(LogError) -> LaterFrames {
-        var buf = [UInt8]()
-        let total = fileSize - start
         var result = LaterFrames()
-        guard total > FrameMetadata.v1PayloadSize + 8 else { return result }
-        // Segments are bounded by the rotation size, so one read is fine here;
-        // this runs only when damage is found.
+        try forEachMetadata(after: start, fileSize: fileSize) { m in
+            result.exist = true
+            if m.syncedLength.map({ $0 > UInt64(start) }) ?? true {
+                result.proveDamageDurable = true
+                return false
+            }
+            return true
+        }
+        return result
+    }
+
+    /// Calls `body` with each valid frame metadata that starts after `start`
+    /// (a byte-by-byte search for the skippable-frame magic, since the bytes
+    /// at `start` are damaged), until it returns false. Segments are bounded
+    /// by the rotation size, so one read is fine; this runs only when damage
+    /// is found.
+    func forEachMetadata(after start: Int, fileSize: Int, _ body: (FrameMetadata) -> Bool) throws(LogError) {
+        let total = fileSize - start
+        guard total > FrameMetadata.v1PayloadSize + 8 else { return }
+        var buf = [UInt8]()
         let n = try file.read(at: start, count: total, into: &buf)
         buf.withUnsafeBytes { raw in
             var i = 1
             while i + 8 + FrameMetadata.v1PayloadSize <= n {
                 if raw[i] == 0x51 && raw[i + 1] == 0x2A && raw[i + 2] == 0x4D && raw[i + 3] == 0x18 {
                     let end = min(n, i + FrameMetadata.maxEncodedSize)
-                    if case .ok(let m) = FrameMetadata.parse(UnsafeRawBufferPointer(rebasing: raw[i..<end])) {
-                        result.exist = true
-                        if m.syncedLength.map({ $0 > UInt64(start) }) ?? true {
-                            result.proveDamageDurable = true
-                            return
-                        }
+                    if case .ok(let m) = FrameMetadata.parse(UnsafeRawBufferPointer(rebasing: raw[i..<end])), !body(m) {
+                        return
                     }
                 }
                 i += 1
             }
         }
-        return result
     }
 
     /// Whether any valid frame metadata starts after `start`.
