@@ -443,10 +443,16 @@ public enum Capture {
             noteChanged(key)
         }
         let indexes = try connection.prepare(
-            "SELECT name FROM pragma_index_list(?1, 'main') WHERE \"unique\" = 1 ORDER BY name")
+            "SELECT name, \"partial\" FROM pragma_index_list(?1, 'main') WHERE \"unique\" = 1 ORDER BY name")
         try indexes.bind(info.name, at: 1)
-        let indexNames = try indexes.rows { $0.columnText(0) }
-        for index in indexNames {
+        let indexList = try indexes.rows { ($0.columnText(0), $0.columnInt64(1) != 0) }
+        // A partial index admits a row when its WHERE clause turns true, so an
+        // update of any column (a WHERE-clause column alone) can displace a
+        // row through it: for such a table every column counts as changed.
+        if indexList.contains(where: { $0.1 }) {
+            for name in info.columns.map(\.name) where !generated.contains(name) { noteChanged(name) }
+        }
+        for (index, _) in indexList {
             let xinfo = try connection.prepare(
                 "SELECT cid, name, coll FROM pragma_index_xinfo(?1, 'main') WHERE key = 1 ORDER BY seqno")
             try xinfo.bind(index, at: 1)
