@@ -107,11 +107,7 @@ public struct PlanRecord: Sendable, Equatable {
     }
 
     static func fnv1a(_ s: String) -> String {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in s.utf8 {
-            h ^= UInt64(b)
-            h = h &* 0x0000_0100_0000_01b3
-        }
+        let h = FNV1a64.hash(Array(s.utf8))
         let hex = String(h, radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
     }

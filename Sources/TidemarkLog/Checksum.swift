@@ -52,11 +52,11 @@ enum CRC32C {
 
 /// FNV-1a, 64 bit: the frame chain hash. Only metadata (72 bytes a frame) is
 /// hashed, so speed does not matter; stability does — never change it.
-enum FNV1a64 {
-    static let offsetBasis: UInt64 = 0xCBF2_9CE4_8422_2325
-    static let prime: UInt64 = 0x0000_0100_0000_01B3
+package enum FNV1a64 {
+    package static let offsetBasis: UInt64 = 0xCBF2_9CE4_8422_2325
+    package static let prime: UInt64 = 0x0000_0100_0000_01B3
 
-    static func hash(_ bytes: UnsafeRawBufferPointer, seed: UInt64 = offsetBasis) -> UInt64 {
+    package static func hash(_ bytes: UnsafeRawBufferPointer, seed: UInt64 = offsetBasis) -> UInt64 {
         var h = seed
         for b in bytes {
             h ^= UInt64(b)
@@ -65,7 +65,7 @@ enum FNV1a64 {
         return h
     }
 
-    static func hash(_ bytes: [UInt8], seed: UInt64 = offsetBasis) -> UInt64 {
+    package static func hash(_ bytes: [UInt8], seed: UInt64 = offsetBasis) -> UInt64 {
         bytes.withUnsafeBytes { hash($0, seed: seed) }
     }
 }

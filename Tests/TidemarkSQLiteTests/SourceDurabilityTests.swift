@@ -148,34 +148,6 @@ struct SourceDurabilityTests {
         }
     }
 
-    /// What the source sync costs: one round per single-row commit (the
-    /// worst case, a trickle of writes), timing the WAL sync alone and the
-    /// whole round. A measurement, not a check: TIDEMARK_MEASURE=1.
-    @Test("cost of the source sync per round", .enabled(if: ProcessInfo.processInfo.environment["TIDEMARK_MEASURE"] != nil))
-    func measureSyncCost() throws {
-        try withTemporaryDirectory { directory in
-            let (dbPath, logPath) = try Self.makeSource(directory)
-            let writer = try Connection(path: dbPath)
-            try writer.execute("PRAGMA synchronous = NORMAL")
-            let shipping = try Connection(path: dbPath)
-            let appender = try LogAppender(directory: logPath, sourceID: "durability-test")
-            defer { try? appender.close() }
-            let shipper = try Shipper(connection: shipping, appender: appender)
-            var syncs: [Double] = [], rounds: [Double] = []
-            let clock = ContinuousClock()
-            for id in 1...300 {
-                try writer.execute("INSERT INTO t VALUES (\(id), 'v')")
-                let syncTime = try clock.measure { try shipping.syncWriteAheadLog() }
-                try writer.execute("INSERT INTO t VALUES (\(id + 1000), 'v')")
-                let roundTime = try clock.measure { try shipper.shipOnce() }
-                syncs.append(Double(syncTime.components.attoseconds) / 1e12 + Double(syncTime.components.seconds) * 1e6)
-                rounds.append(Double(roundTime.components.attoseconds) / 1e12 + Double(roundTime.components.seconds) * 1e6)
-            }
-            func median(_ values: [Double]) -> Int { Int(values.sorted()[values.count / 2]) }
-            print("source WAL sync: median \(median(syncs)) µs; whole round (1 row, with that sync): median \(median(rounds)) µs")
-        }
-    }
-
     @Test("an unclaimed log whose LSNs name other changes is refused before it is claimed")
     func unclaimedLogOfOtherChanges() throws {
         try withTemporaryDirectory { directory in
