@@ -110,7 +110,7 @@ final class AppendLock {
         let path = directory.lockPath
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw ioError("cannot open lock file", path) }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+        if !Self.lockWithin(fd, milliseconds: 500) {
             let e = errno
             var holder = ""
             var buf = [UInt8](repeating: 0, count: 32)
@@ -128,6 +128,21 @@ final class AppendLock {
         _ = ftruncate(fd, 0)
         _ = pwrite(fd, pid, pid.count, 0)
         self.fd = fd
+    }
+
+    /// Tries the lock for up to `milliseconds`. A lock its holder released a
+    /// moment ago can still be held for a few milliseconds: a thread of the
+    /// same process that forks a child copies every descriptor, and the copy
+    /// keeps the flock until the child execs (O_CLOEXEC closes it only then).
+    /// A real holder still makes the open fail, half a second later.
+    static func lockWithin(_ fd: Int32, milliseconds: Int) -> Bool {
+        var waited = 0
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK, waited < milliseconds else { return false }
+            usleep(10_000)
+            waited += 10
+        }
+        return true
     }
 
     /// Releases the lock (closing the descriptor drops the flock).

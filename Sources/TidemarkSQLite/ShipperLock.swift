@@ -83,8 +83,18 @@ public final class ShipperLock {
         guard fd >= 0 else {
             throw CaptureError(.io, "cannot open the shipper lock \(path): \(String(cString: strerror(errno))); check the permissions of the source's directory")
         }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let e = errno
+        // A lock released a moment ago may still be held by a forked child
+        // between fork and exec (it copies every descriptor): wait briefly.
+        var locked = flock(fd, LOCK_EX | LOCK_NB) == 0
+        var e = locked ? 0 : errno
+        var waited = 0
+        while !locked, e == EWOULDBLOCK, waited < 500 {
+            usleep(10_000)
+            waited += 10
+            locked = flock(fd, LOCK_EX | LOCK_NB) == 0
+            e = locked ? 0 : errno
+        }
+        if !locked {
             defer { close(fd) }
             guard e == EWOULDBLOCK else {
                 throw CaptureError(.io, "cannot lock \(path): \(String(cString: strerror(e)))")
