@@ -55,7 +55,7 @@ public enum Finish {
         if sourceCapture { removed += try Rollback.captureObjects(source).map { "\($0) in \(plan.source)" } }
         var targetDrops: [String] = []
         if let target {
-            for t in [StateTables.tables, StateTables.migration, RollbackJournal.table] where try Schema.table(named: t, in: target) != nil {
+            for t in [StateTables.tables, StateTables.migration, RollbackJournal.table, SchemaStore.table] where try Schema.table(named: t, in: target) != nil {
                 targetDrops.append(t)
             }
         }

@@ -31,6 +31,11 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
         public static let nullKey = Code("null-key")
         /// Cutover without a clean verify made after the copy finished.
         public static let notVerified = Code("not-verified")
+        /// Source rows would break the target's constraints (preflight).
+        public static let preflight = Code("preflight")
+        /// The target's schema is not complete yet (an index not built, a
+        /// trigger or view that cannot be carried) so it cannot be cut over to.
+        public static let schemaIncomplete = Code("schema-incomplete")
     }
 
     public var code: Code

@@ -143,7 +143,8 @@ public final class Migrator: @unchecked Sendable {
         if let existing {
             state = existing
         } else {
-            state = try TargetSetup.start(plan: plan, mappings: mappings, target: target, store: store, sourceID: sourceID, record: record)
+            let schema = try TargetSchema.resolve(plan: plan, mappings: mappings, source: source, sameFile: plan.isSameFile)
+            state = try TargetSetup.start(plan: plan, mappings: mappings, schema: schema, target: target, store: store, sourceID: sourceID, record: record)
         }
         if let e = existing, e.copiedAtMicros == nil, e.cutoverState == nil, e.tables.allSatisfy({ $0.phase == .following }) {
             // Copied by a version that did not record it: the copy finished

@@ -153,23 +153,46 @@ public struct TablePlan: Sendable, Equatable {
     /// For rollback after cutover: source column ← SQLite expression over
     /// target columns. Not needed when every target column is a plain copy.
     public var inverse: [ColumnMapping]?
+    /// The plan's own definition of the target table (`create:`, SQL text,
+    /// read from a file when the plan names one); nil means carry the
+    /// source's definition through the plan's mapping.
+    public var create: String?
+    /// Whether the source's FOREIGN KEYs are carried (`foreign_keys: keep`,
+    /// the default) or left out (`foreign_keys: drop`).
+    public var foreignKeys: ForeignKeyPolicy = .keep
 
-    public init(source: String, target: String? = nil, columns: [ColumnMapping]? = nil, inverse: [ColumnMapping]? = nil) {
+    public init(source: String, target: String? = nil, columns: [ColumnMapping]? = nil, inverse: [ColumnMapping]? = nil,
+                create: String? = nil, foreignKeys: ForeignKeyPolicy = .keep) {
         self.source = source
         self.target = target ?? source
         self.columns = columns
         self.inverse = inverse
+        self.create = create
+        self.foreignKeys = foreignKeys
     }
+}
+
+/// What happens to a table's FOREIGN KEY constraints in the target.
+public enum ForeignKeyPolicy: String, Sendable, Equatable {
+    case keep, drop
 }
 
 /// A target column and the SQLite expression over source columns that fills it.
 public struct ColumnMapping: Sendable, Equatable {
     public var target: String
     public var expression: String
+    /// Declared type of a computed column (`{expr: …, type: TEXT}`); nil
+    /// means none (`ANY` in a STRICT table). Plain columns keep the source's.
+    public var type: String?
+    /// `not_null:` of a computed column; nil means as carried (a computed
+    /// column that replaces a same-named source column inherits its NOT NULL).
+    public var notNull: Bool?
 
-    public init(target: String, expression: String) {
+    public init(target: String, expression: String, type: String? = nil, notNull: Bool? = nil) {
         self.target = target
         self.expression = expression
+        self.type = type
+        self.notNull = notNull
     }
 }
 

@@ -131,7 +131,7 @@ public enum Rollback {
                 if droppedLower.contains(table.lowercased()) { continue }
                 targetDrops.insert(("DROP TRIGGER IF EXISTS \(q(g))", "trigger \(g)"), at: 0)
             }
-            for t in [StateTables.tables, StateTables.migration, RollbackJournal.table] where try Schema.table(named: t, in: target) != nil {
+            for t in [StateTables.tables, StateTables.migration, RollbackJournal.table, SchemaStore.table] where try Schema.table(named: t, in: target) != nil {
                 targetDrops.append(("DROP TABLE IF EXISTS \(t)", "table \(t)"))
             }
         }

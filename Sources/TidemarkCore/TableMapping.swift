@@ -31,6 +31,9 @@ public struct TableMapping: Sendable {
         public var expression: String
         /// The source column when the expression is just that column.
         public var sourceColumn: String?
+        /// The plan's declared type and NOT NULL for a computed column.
+        public var type: String? = nil
+        public var notNull: Bool? = nil
     }
 
     /// Every target column is a plain copy of a same-position source value.
@@ -85,7 +88,8 @@ public enum PlanResolver {
                 for m in mapped {
                     try checkExpression(m.expression, table: info.name, column: m.target, plan: plan, connection: source)
                     columns.append(.init(target: m.target, expression: m.expression,
-                                         sourceColumn: plainColumn(m.expression, in: dataColumns)))
+                                         sourceColumn: plainColumn(m.expression, in: dataColumns),
+                                         type: m.type, notNull: m.notNull))
                 }
             } else {
                 guard !inPlace else {

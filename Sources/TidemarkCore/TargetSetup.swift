@@ -5,7 +5,7 @@ import TidemarkSQLite
 /// add in-place columns, and write the initial state — one transaction, so
 /// a failed check changes nothing.
 enum TargetSetup {
-    static func start(plan: Plan, mappings: [TableMapping], target: Connection, store: SQLiteTarget, sourceID: String, record: PlanRecord? = nil) throws -> MigrationState {
+    static func start(plan: Plan, mappings: [TableMapping], schema: TargetSchema, target: Connection, store: SQLiteTarget, sourceID: String, record: PlanRecord? = nil) throws -> MigrationState {
         let q = quoteIdentifier
         return try target.transaction(.immediate) {
             try check(mappings, target: target)
@@ -15,13 +15,14 @@ enum TargetSetup {
                 switch m.shape {
                 case .copy:
                     if try Schema.table(named: m.targetTable, in: target) == nil {
-                        try target.execute(try createTableSQL(m, store: store))
+                        let sql = schema.table(forSource: m.source.name)?.createSQL ?? basicCreateTableSQL(m)
+                        try target.execute(sql)
                         created.insert(m.source.name)
                     }
                 case .inPlace:
                     let existing = try Schema.table(named: m.targetTable, in: target)!
                     for c in m.columns where !existing.columns.contains(where: { $0.name.lowercased() == c.target.lowercased() }) {
-                        try target.execute("ALTER TABLE \(q(m.targetTable)) ADD COLUMN \(q(c.target)) \(try declaredType(c, m, store: store))")
+                        try target.execute("ALTER TABLE \(q(m.targetTable)) ADD COLUMN \(q(c.target)) \(declaredType(c, m))")
                         added[m.source.name, default: []].append(c.target)
                     }
                 }
@@ -35,6 +36,7 @@ enum TargetSetup {
                                tidemark: nil, ceiling: nil, rowsCopied: 0, rowsEstimate: 0)
                 })
             state.plan = record ?? PlanRecord.make(plan: plan, mappings: mappings)
+            try SchemaStore.store(schema, in: target)
             try StateTables.insert(state, addedColumns: added, created: created, into: target)
             return state
         }
@@ -61,12 +63,12 @@ enum TargetSetup {
 
     /// CREATE TABLE for a copy target: declared types and key from the
     /// source; expression columns typed from what they produce.
-    static func createTableSQL(_ m: TableMapping, store: SQLiteTarget) throws -> String {
+    static func basicCreateTableSQL(_ m: TableMapping) -> String {
         let q = quoteIdentifier
         var defs: [String] = []
         for c in m.columns {
             var def = q(c.target)
-            let type = try declaredType(c, m, store: store)
+            let type = declaredType(c, m)
             if !type.isEmpty { def += " " + type }
             if let k = m.targetKey.firstIndex(where: { $0.lowercased() == c.target.lowercased() }) {
                 let coll = m.keyCollations[k]
@@ -96,8 +98,8 @@ enum TargetSetup {
     /// changes some value an expression can yield — INTEGER turns 0.0 into 0,
     /// TEXT turns 5 into '5' — and a sample of today's rows cannot promise
     /// what a later row yields; without one, values are kept exactly.
-    static func declaredType(_ c: TableMapping.MappedColumn, _ m: TableMapping, store: SQLiteTarget) throws -> String {
-        guard let src = c.sourceColumn else { return "" }
+    static func declaredType(_ c: TableMapping.MappedColumn, _ m: TableMapping) -> String {
+        guard let src = c.sourceColumn else { return c.type ?? "" }
         return m.source.columns.first { $0.name == src }?.declaredType ?? ""
     }
 }
