@@ -66,12 +66,19 @@ public struct Plan: Sendable, Equatable {
         }
         guard let root = node?.mapping else { throw MigrationError(.badPlan, "\(name) must be a mapping with source, target, log and tables") }
         func fail(_ why: String) -> MigrationError { MigrationError(.badPlan, "\(name): \(why)") }
-        let known: Set<String> = ["source", "target", "log", "chunk_rows", "tables"]
+        let known: Set<String> = ["source", "target", "log", "chunk_rows", "tables", "foreign_keys"]
         for (k, _) in root {
             guard let key = k.string, known.contains(key) else {
-                throw fail("unknown key '\(k.string ?? "?")' (expected: source, target, log, chunk_rows, tables)")
+                throw fail("unknown key '\(k.string ?? "?")' (expected: source, target, log, chunk_rows, foreign_keys, tables)")
             }
         }
+        func foreignKeys(_ node: Node, _ key: String) throws(MigrationError) -> ForeignKeyPolicy {
+            guard let s = node.string, let policy = ForeignKeyPolicy(rawValue: s.lowercased()) else {
+                throw fail("\(key) must be keep or drop")
+            }
+            return policy
+        }
+        let defaultForeignKeys = try root["foreign_keys"].map { n throws(MigrationError) in try foreignKeys(n, "foreign_keys") } ?? .keep
         func path(_ key: String, required: Bool = true) throws(MigrationError) -> String? {
             guard let v = root[key] else {
                 if required { throw fail("'\(key)' is missing") }
@@ -95,6 +102,7 @@ public struct Plan: Sendable, Equatable {
         for (k, v) in tables {
             guard let table = k.string, !table.isEmpty else { throw fail("table names must be strings") }
             var plan = TablePlan(source: table)
+            var ownForeignKeys = false
             if let m = v.mapping {
                 for (mk, mv) in m {
                     switch mk.string {
@@ -108,13 +116,10 @@ public struct Plan: Sendable, Equatable {
                         var mapped: [ColumnMapping] = []
                         for (ck, cv) in cols {
                             guard let column = ck.string, !column.isEmpty else { throw fail("tables.\(table).columns has an empty column name") }
-                            guard let expr = cv.string, !expr.trimmingSpaces.isEmpty else {
-                                throw fail("tables.\(table).columns.\(column) must be a SQL expression")
-                            }
                             guard !mapped.contains(where: { $0.target.lowercased() == column.lowercased() }) else {
                                 throw fail("tables.\(table).columns names \(column) twice")
                             }
-                            mapped.append(ColumnMapping(target: column, expression: expr))
+                            mapped.append(try columnMapping(cv, column: column, at: "tables.\(table).columns.\(column)", fail: fail))
                         }
                         plan.columns = mapped
                     case "inverse":
@@ -129,17 +134,87 @@ public struct Plan: Sendable, Equatable {
                             mapped.append(ColumnMapping(target: column, expression: expr))
                         }
                         plan.inverse = mapped
+                    case "create":
+                        plan.create = try createSQL(mv, at: "tables.\(table).create", base: base, fail: fail)
+                    case "foreign_keys":
+                        plan.foreignKeys = try foreignKeys(mv, "tables.\(table).foreign_keys")
+                        ownForeignKeys = true
                     default:
-                        throw fail("tables.\(table) has unknown key '\(mk.string ?? "?")' (expected: to, columns, inverse)")
+                        throw fail("tables.\(table) has unknown key '\(mk.string ?? "?")' (expected: to, columns, inverse, create, foreign_keys)")
                     }
                 }
             } else if !(v.scalar?.string.isEmpty ?? false) && v.null == nil {
                 throw fail("tables.\(table) must be a mapping ({} for defaults)")
             }
             guard !plans.contains(where: { $0.source.lowercased() == table.lowercased() }) else { throw fail("table \(table) is listed twice") }
+            // The top-level `foreign_keys:` is the default of tables that
+            // do not say their own.
+            if !ownForeignKeys { plan.foreignKeys = defaultForeignKeys }
             plans.append(plan)
         }
         return Plan(source: source, target: target, log: log, chunkRows: chunkRows, tables: plans)
+    }
+
+    /// A `columns:` entry: the short form `C: expr`, or the long form
+    /// `C: {expr: …, type: …, not_null: …}` (other keys are refused, so a
+    /// misspelt `notnull:` is not silently ignored).
+    static func columnMapping(_ node: Node, column: String, at key: String,
+                              fail: (String) -> MigrationError) throws(MigrationError) -> ColumnMapping {
+        if let expr = node.string {
+            guard !expr.trimmingSpaces.isEmpty else { throw fail("\(key) must be a SQL expression") }
+            return ColumnMapping(target: column, expression: expr)
+        }
+        guard let m = node.mapping else {
+            throw fail("\(key) must be a SQL expression or {expr: …, type: …, not_null: …}")
+        }
+        var mapping = ColumnMapping(target: column, expression: "")
+        for (k, v) in m {
+            switch k.string {
+            case "expr":
+                guard let e = v.string, !e.trimmingSpaces.isEmpty else { throw fail("\(key).expr must be a SQL expression") }
+                mapping.expression = e
+            case "type":
+                guard let t = v.string, !t.trimmingSpaces.isEmpty, !t.contains(where: { $0 == ";" || $0 == "," }) else {
+                    throw fail("\(key).type must be a column type such as TEXT, INTEGER, REAL, BLOB or ANY")
+                }
+                mapping.type = t.trimmingSpaces
+            case "not_null":
+                guard let b = v.bool else { throw fail("\(key).not_null must be true or false") }
+                mapping.notNull = b
+            default:
+                throw fail("\(key) has unknown key '\(k.string ?? "?")' (expected: expr, type, not_null)")
+            }
+        }
+        guard !mapping.expression.isEmpty else { throw fail("\(key) needs expr: (the SQL expression that fills it)") }
+        return mapping
+    }
+
+    /// `create:`: the SQL itself when it starts with CREATE (after
+    /// whitespace and comments), otherwise a file path relative to the
+    /// plan, read now (the stored plan then holds the SQL, so a later edit
+    /// of the file is a plan change like any other).
+    static func createSQL(_ node: Node, at key: String, base: String,
+                          fail: (String) -> MigrationError) throws(MigrationError) -> String {
+        guard let text = node.string, !text.trimmingSpaces.isEmpty else {
+            throw fail("\(key) must be a CREATE TABLE statement or the path of a .sql file holding one")
+        }
+        if isCreateStatement(text) { return text }
+        let path = text.hasPrefix("/") ? text : base + "/" + text
+        let sql: String
+        do {
+            sql = try readTextFile(path)
+        } catch {
+            throw fail("\(key): cannot read \(path): \(error); give the CREATE TABLE inline or fix the path (relative to the plan file)")
+        }
+        guard isCreateStatement(sql) else {
+            throw fail("\(key): \(path) does not hold a CREATE TABLE statement")
+        }
+        return sql
+    }
+
+    static func isCreateStatement(_ text: String) -> Bool {
+        guard let tokens = try? SQLTokenizer.tokens(text) else { return text.trimmingSpaces.uppercased().hasPrefix("CREATE") }
+        return tokens.first?.isKeyword("CREATE") ?? false
     }
 }
 

@@ -16,7 +16,9 @@ import TidemarkSQLite
 /// (explicit even where the plan said "all columns"), and `inverse:`.
 public struct PlanRecord: Sendable, Equatable {
     /// 16 hex digits (FNV-1a, 64 bits) of each table's source, target,
-    /// shape, key and column expressions, in plan order. Paths, chunk size
+    /// shape, key and column expressions, in plan order, and — only where
+    /// the plan uses them — column `type:`/`not_null:`, `create:` and
+    /// `foreign_keys: drop` (they change the target's schema). Paths, chunk size
     /// and `inverse:` are left out: they do not change what a target row
     /// holds (an `inverse:` may be added later, for a rollback after cutover).
     public var fingerprint: String
@@ -33,14 +35,36 @@ public struct PlanRecord: Sendable, Equatable {
         var shape = ""
         var tables: [String] = []
         for m in mappings {
+            let tablePlan = plan.tables.first(where: { $0.source.lowercased() == m.source.name.lowercased() })
             shape += "table \(m.source.name.lowercased()) -> \(m.targetTable) \(m.shape.rawValue) key \(m.sourceKey.joined(separator: ","))\n"
             var cols: [String] = []
             for c in m.columns {
-                shape += "  \(c.target) = \(c.expression)\n"
-                cols.append(q(c.target) + ":" + q(c.expression))
+                // The schema keys (type:, not_null:, create:, foreign_keys:)
+                // enter the fingerprint only when used, so the fingerprint
+                // of a plan without them is the one stored before they existed.
+                var line = "  \(c.target) = \(c.expression)"
+                if let t = c.type { line += " {type \(t)}" }
+                if let n = c.notNull { line += " {not_null \(n)}" }
+                shape += line + "\n"
+                if c.type == nil && c.notNull == nil {
+                    cols.append(q(c.target) + ":" + q(c.expression))
+                } else {
+                    var long = [q("expr") + ":" + q(c.expression)]
+                    if let t = c.type { long.append(q("type") + ":" + q(t)) }
+                    if let n = c.notNull { long.append(q("not_null") + ":" + (n ? "true" : "false")) }
+                    cols.append(q(c.target) + ":{" + long.joined(separator: ",") + "}")
+                }
             }
             var entry = q("to") + ":" + q(m.targetTable) + "," + q("columns") + ":{" + cols.joined(separator: ",") + "}"
-            if let inverse = plan.tables.first(where: { $0.source.lowercased() == m.source.name.lowercased() })?.inverse {
+            if let create = tablePlan?.create {
+                shape += "  create \(create)\n"
+                entry += "," + q("create") + ":" + q(create)
+            }
+            if tablePlan?.foreignKeys == .drop {
+                shape += "  foreign_keys drop\n"
+                entry += "," + q("foreign_keys") + ":" + q("drop")
+            }
+            if let inverse = tablePlan?.inverse {
                 entry += "," + q("inverse") + ":{" + inverse.map { q($0.target) + ":" + q($0.expression) }.joined(separator: ",") + "}"
             }
             tables.append(q(m.source.name) + ":{" + entry + "}")
@@ -83,10 +107,14 @@ public struct PlanRecord: Sendable, Equatable {
                     out.append("column \(o.target).\(c.target) was removed"); continue
                 }
                 if m.expression != c.expression { out.append("column \(o.target).\(c.target) is now `\(m.expression)` instead of `\(c.expression)`") }
+                if m.type != c.type { out.append("column \(o.target).\(c.target) now has type \(m.type ?? "(none)") instead of \(c.type ?? "(none)")") }
+                if m.notNull != c.notNull { out.append("column \(o.target).\(c.target) now has not_null \(m.notNull.map(String.init) ?? "(unset)") instead of \(c.notNull.map(String.init) ?? "(unset)")") }
             }
             for c in nc where !oc.contains(where: { $0.target.lowercased() == c.target.lowercased() }) {
                 out.append("column \(n.target).\(c.target) = `\(c.expression)` was added")
             }
+            if o.create != n.create { out.append(n.create == nil ? "table \(o.target) no longer has create:" : o.create == nil ? "table \(o.target) now has create:" : "the create: of \(o.target) changed") }
+            if o.foreignKeys != n.foreignKeys { out.append("table \(o.target) now has foreign_keys: \(n.foreignKeys.rawValue) instead of \(o.foreignKeys.rawValue)") }
             if oc.map({ $0.target.lowercased() }) != nc.map({ $0.target.lowercased() }),
                Set(oc.map { $0.target.lowercased() }) == Set(nc.map { $0.target.lowercased() }) {
                 out.append("the columns of \(o.target) are in another order")

@@ -123,13 +123,9 @@ extension TargetSchema {
     /// - Parameter sameFile: source and target are one file (object names
     ///   are then shared with the source's and must not collide).
     public static func resolve(plan: Plan, mappings: [TableMapping], source: Connection, sameFile: Bool) throws -> TargetSchema {
-        // Placeholder until the carrying resolver lands: today's table
-        // definition (columns, types, key), nothing else.
-        var tables: [Table] = []
-        for m in mappings where m.shape == .copy {
-            tables.append(Table(source: m.source.name, target: m.targetTable, createSQL: TargetSetup.basicCreateTableSQL(m)))
-        }
-        return TargetSchema(tables: tables)
+        // The source's schema mapped through the plan by SQLite's own
+        // parser (see SchemaCarry for how and why).
+        try SchemaCarry.resolve(plan: plan, mappings: mappings, source: source, sameFile: sameFile)
     }
 }
 
