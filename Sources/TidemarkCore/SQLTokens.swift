@@ -124,7 +124,8 @@ enum SQLTokenizer {
             case "\"": try quoted("\"", doubled: true, kind: .quoted, what: "quoted identifier")
             case "`": try quoted("`", doubled: true, kind: .quoted, what: "quoted identifier")
             case "[": try quoted("]", doubled: false, kind: .quoted, what: "quoted identifier")
-            case "x", "X" where next(sql.index(after: i)) == "'":
+            // (`where` binds to one pattern only: both spelled out.)
+            case "x" where next(sql.index(after: i)) == "'", "X" where next(sql.index(after: i)) == "'":
                 i = sql.index(after: i)
                 try quoted("'", doubled: false, kind: .blob, what: "blob")
                 out[out.count - 1].text = sql[start..<i]

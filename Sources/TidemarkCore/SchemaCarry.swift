@@ -100,7 +100,11 @@ enum SchemaCarry {
         // 2. Assemble each table under source names.
         var scratchSQL: [String: String] = [:]
         for c in carried {
-            scratchSQL[c.sourceLower] = assemble(c, carried: carriedByName, unmoved: unmoved, sourceTables: sourceTables, omit: omit)
+            // A table the plan defines (create:) replaces the source's inline
+            // constraints: what its stand-in leaves out is not reported.
+            let fromPlan = c.plan?.create != nil
+            scratchSQL[c.sourceLower] = assemble(c, carried: carriedByName, unmoved: unmoved, sourceTables: sourceTables,
+                                                 omit: { if !fromPlan { omit($0, $1, $2, $3, blocks: $4) } })
         }
 
         // 3. Indexes, views and triggers that come along.
@@ -319,6 +323,11 @@ enum SchemaCarry {
                 return false
             }
         }
+        // Foreign keys must find their parent key (a plan's own table may
+        // lack the column a carried foreign key names).
+        do { _ = try check.prepare("PRAGMA foreign_key_check").rows { _ in 0 } } catch {
+            throw MigrationError(.badPlan, "the carried foreign keys do not fit the target tables (\(describe(error))); make the parent's create: keep that key, or set foreign_keys: drop")
+        }
         // A trigger body is only checked when its table's schema is parsed
         // again: rename each table away and back.
         for t in result.tables {
@@ -404,7 +413,7 @@ enum SchemaCarry {
             changed = false
             for g in generated where !carriedGenerated.contains(g.name.lowercased()) && !planNames.contains(g.name.lowercased()) {
                 guard let def = sourceDef(g.name) else { continue }
-                let names = SQLTokenizer.identifiers(def.constraints.flatMap { Array($0.body) })
+                let names = SQLTokenizer.identifiers(def.constraints.filter { $0.kind == .generated }.flatMap { Array($0.body) })
                 let sourceNames = Set(m.source.columns.map { $0.name.lowercased() })
                 if names.intersection(sourceNames).subtracting([g.name.lowercased()]).isSubset(of: kept) {
                     carriedGenerated.insert(g.name.lowercased())

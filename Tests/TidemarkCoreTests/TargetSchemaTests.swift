@@ -416,4 +416,74 @@ import TidemarkSQLite
             #expect(try target.values("PRAGMA integrity_check") == [[.text("ok")]])
         }
     }
+
+    @Test("a trigger SQLite cannot rewrite is dropped, reported as blocking, and the renames go on")
+    func renameFallback() throws {
+        try withTemporaryDirectory { dir in
+            let sql = """
+                CREATE TABLE a(id INTEGER PRIMARY KEY, x TEXT, gone TEXT);
+                CREATE TABLE b(id INTEGER PRIMARY KEY, gone TEXT);
+                CREATE TRIGGER a_t AFTER UPDATE ON a BEGIN UPDATE b SET gone = new.gone WHERE id = new.id; END;
+                CREATE VIEW a_v AS SELECT a.gone AS g FROM a JOIN b USING (id);
+                """
+            // With renames: the rename of a finds the trigger broken.
+            let (renamed, _) = try Self.resolve(sql, "  a:\n    to: a2\n    columns:\n      id: id\n      x: x\n  b:\n    to: b2\n", in: dir)
+            #expect(renamed.triggers.isEmpty && renamed.views.isEmpty)
+            #expect(Set(renamed.omissions.map { "\($0.kind)|\($0.name)|\($0.blocksCutover)" }) == ["trigger|a_t|true", "view|a_v|true"])
+            #expect(renamed.omissions.allSatisfy { $0.reason.contains("gone") })
+            _ = try Self.materialize(renamed)
+        }
+        try withTemporaryDirectory { dir in
+            // Without any rename: the final check finds them.
+            let (kept, _) = try Self.resolve("""
+                CREATE TABLE a(id INTEGER PRIMARY KEY, x TEXT, gone TEXT);
+                CREATE TABLE b(id INTEGER PRIMARY KEY, gone TEXT);
+                CREATE TRIGGER a_t AFTER UPDATE ON a BEGIN UPDATE b SET gone = new.gone WHERE id = new.id; END;
+                CREATE VIEW a_v AS SELECT a.gone AS g FROM a JOIN b USING (id);
+                """, "  a:\n    columns:\n      id: id\n      x: x\n  b: {}\n", in: dir)
+            #expect(kept.triggers.isEmpty && kept.views.isEmpty)
+            #expect(Set(kept.omissions.map { "\($0.kind)|\($0.name)|\($0.blocksCutover)" }) == ["trigger|a_t|true", "view|a_v|true"])
+        }
+    }
+
+    @Test("a carried foreign key whose parent key the plan's create: lacks is refused")
+    func foreignKeyToPlanTable() throws {
+        try withTemporaryDirectory { dir in
+            let error = #expect(throws: MigrationError.self) {
+                _ = try Self.resolve("""
+                    CREATE TABLE p(id INTEGER PRIMARY KEY, code TEXT UNIQUE);
+                    CREATE TABLE c(id INTEGER PRIMARY KEY, p_code TEXT REFERENCES p(code));
+                    """, "  p:\n    create: CREATE TABLE p(id INTEGER PRIMARY KEY, code TEXT)\n  c: {}\n", in: dir)
+            }
+            #expect(error?.message.contains("foreign key") == true, "\(error?.message ?? "")")
+        }
+    }
+
+    @Test("the CREATE TABLE splitter: quotes, comments, nested parentheses, CONSTRAINT names, multi-word clauses")
+    func splitter() throws {
+        let sql = """
+            CREATE TABLE "we""ird" ( -- a comment, with (parens
+              x BLOB DEFAULT x'00ff' NOT NULL,
+              [b c] VARCHAR(10, 2) CONSTRAINT nn NOT NULL ON CONFLICT IGNORE DEFAULT NULL COLLATE NOCASE,
+              `d` INTEGER REFERENCES p(id) ON DELETE SET NULL ON UPDATE SET DEFAULT NOT DEFERRABLE /* , */ CHECK (d IN (1, 2, ')')),
+              g AS (x || 'a,b') STORED,
+              h GENERATED ALWAYS AS (1) VIRTUAL UNIQUE,
+              CONSTRAINT pk PRIMARY KEY (x, "b c"),
+              FOREIGN KEY (d) REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED
+            ) STRICT, WITHOUT ROWID
+            """
+        let parts = try CreateTableParts.parse(sql)
+        #expect(parts.tableName == "we\"ird")
+        #expect(parts.columns.map(\.name) == ["x", "b c", "d", "g", "h"])
+        #expect(parts.columns.map(\.type) == ["BLOB", "VARCHAR(10, 2)", "INTEGER", "", ""])
+        #expect(parts.columns.map { $0.constraints.map(\.kind.rawValue) } == [
+            ["default", "not null"], ["not null", "default", "collate"], ["foreign key", "check"], ["generated column"], ["generated column", "unique"],
+        ])
+        #expect(parts.text(parts.columns[1].constraints[0].tokens) == "CONSTRAINT nn NOT NULL ON CONFLICT IGNORE")
+        #expect(parts.text(parts.columns[2].constraints[0].tokens) == "REFERENCES p(id) ON DELETE SET NULL ON UPDATE SET DEFAULT NOT DEFERRABLE")
+        #expect(parts.constraints.map(\.kind.rawValue) == ["primary key", "table foreign key"])
+        #expect(parts.text(parts.constraints[0].tokens) == "CONSTRAINT pk PRIMARY KEY (x, \"b c\")")
+        #expect(parts.isStrict && parts.options == "STRICT, WITHOUT ROWID")
+        #expect(SQLTokenizer.identifiers(parts.columns[3].constraints[0].body) == ["as", "x", "stored"])
+    }
 }
