@@ -138,10 +138,14 @@ enum SchemaCarry {
             pending.append(Pending(kind: .index, name: name, source: o, carried: c, sql: name == o.name ? o.sql : try SQLTokenizer.renamingObject(o.sql, to: name)))
         }
         var carriedViews: Set<String> = []
+        /// The first carried table each carried view reads (a view over a
+        /// carried view reads that table too).
+        var viewTable: [String: Carried] = [:]
         // Which tables an object reads, and whether it can come along.
         func check(_ o: SourceObject, kind: String) throws -> (reads: [Carried], problem: String?) {
             let names = SQLTokenizer.identifiers(try SQLTokenizer.tokens(o.sql))
             let reads = carried.filter { names.contains($0.sourceLower) }
+                + names.sorted().compactMap { viewTable[$0] }
             for t in names.intersection(sourceTables.union(sourceViews)).sorted() where t != o.name.lowercased() {
                 if copySources.contains(t) || unmoved.contains(t) || carriedViews.contains(t) { continue }
                 if sourceViews.contains(t) {
@@ -165,6 +169,7 @@ enum SchemaCarry {
                 continue
             }
             carriedViews.insert(o.name.lowercased())
+            viewTable[o.name.lowercased()] = first
             pending.append(Pending(kind: .view, name: o.name, source: o, carried: first, sql: o.sql))
         }
         for o in objects where o.type == "trigger" {

@@ -486,4 +486,25 @@ import TidemarkSQLite
         #expect(parts.isStrict && parts.options == "STRICT, WITHOUT ROWID")
         #expect(SQLTokenizer.identifiers(parts.columns[3].constraints[0].body) == ["as", "x", "stored"])
     }
+
+    @Test("tables swapping names keep their foreign keys straight; a view over a carried view comes along")
+    func tableSwapAndViewOverView() throws {
+        try withTemporaryDirectory { dir in
+            let (schema, _) = try Self.resolve("""
+                CREATE TABLE a(id INTEGER PRIMARY KEY, b_id INTEGER REFERENCES b(id));
+                CREATE TABLE b(id INTEGER PRIMARY KEY, a_id INTEGER REFERENCES a(id));
+                CREATE VIEW v1 AS SELECT a.id, b.id AS bid FROM a JOIN b ON b.id = a.b_id;
+                CREATE VIEW v2 AS SELECT bid FROM v1;
+                """, "  a:\n    to: b\n  b:\n    to: a\n", in: dir)
+            let db = try Self.materialize(schema)
+            #expect(schema.tables.map(\.target) == ["b", "a"])
+            #expect(try db.values("SELECT \"from\", \"table\" FROM pragma_foreign_key_list('b')") == [[.text("b_id"), .text("a")]])
+            #expect(try db.values("SELECT \"from\", \"table\" FROM pragma_foreign_key_list('a')") == [[.text("a_id"), .text("b")]])
+            #expect(schema.views.map(\.name) == ["v1", "v2"])
+            #expect(schema.views.map(\.table) == ["b", "b"])
+            try db.execute("INSERT INTO a VALUES (7, NULL); INSERT INTO b VALUES (1, 7)")
+            #expect(try db.values("SELECT * FROM v2") == [[.integer(7)]])
+            #expect(schema.omissions.isEmpty)
+        }
+    }
 }
