@@ -95,7 +95,10 @@ enum SchemaCarry {
         let sourceViews = Set(objects.filter { $0.type == "view" }.map { $0.name.lowercased() })
         // Same file: the tables the plan does not move stay where they are,
         // beside the target; objects may keep reading them.
-        let unmoved: Set<String> = sameFile ? sourceTables.subtracting(copySources) : []
+        // (A target table made beforehand, empty, is not one of them: the
+        // carried definition is checked under that name.)
+        let unmoved: Set<String> = sameFile
+            ? sourceTables.subtracting(copySources).subtracting(carried.map { $0.mapping.targetTable.lowercased() }) : []
 
         // 2. Assemble each table under source names.
         var scratchSQL: [String: String] = [:]
@@ -173,7 +176,8 @@ enum SchemaCarry {
             pending.append(Pending(kind: .view, name: o.name, source: o, carried: first, sql: o.sql))
         }
         for o in objects where o.type == "trigger" {
-            guard let c = carriedByName[o.table.lowercased()] else { continue }
+            // Triggers on a carried table, and INSTEAD OF triggers on a carried view.
+            guard let c = carriedByName[o.table.lowercased()] ?? viewTable[o.table.lowercased()] else { continue }
             let (_, problem) = try check(o, kind: "trigger")
             if let problem {
                 omit("trigger", o.name, c.mapping.source.name, "trigger \(o.name) is not recreated: \(problem); fix the plan, or cut over with --drop-triggers and recreate it yourself", blocks: true)

@@ -495,6 +495,7 @@ import TidemarkSQLite
                 CREATE TABLE b(id INTEGER PRIMARY KEY, a_id INTEGER REFERENCES a(id));
                 CREATE VIEW v1 AS SELECT a.id, b.id AS bid FROM a JOIN b ON b.id = a.b_id;
                 CREATE VIEW v2 AS SELECT bid FROM v1;
+                CREATE TRIGGER v1_ins INSTEAD OF INSERT ON v1 BEGIN INSERT INTO a(id) VALUES (new.id); END;
                 """, "  a:\n    to: b\n  b:\n    to: a\n", in: dir)
             let db = try Self.materialize(schema)
             #expect(schema.tables.map(\.target) == ["b", "a"])
@@ -504,6 +505,10 @@ import TidemarkSQLite
             #expect(schema.views.map(\.table) == ["b", "b"])
             try db.execute("INSERT INTO a VALUES (7, NULL); INSERT INTO b VALUES (1, 7)")
             #expect(try db.values("SELECT * FROM v2") == [[.integer(7)]])
+            // The INSTEAD OF trigger on the carried view comes along, rewritten.
+            #expect(schema.triggers.map(\.name) == ["v1_ins"])
+            try db.execute("INSERT INTO v1(id) VALUES (9)")
+            #expect(try db.values("SELECT id FROM b ORDER BY id") == [[.integer(1)], [.integer(9)]])
             #expect(schema.omissions.isEmpty)
         }
     }
