@@ -87,7 +87,13 @@ enum SchemaCarry {
             do { parts = try CreateTableParts.parse(o.sql) } catch {
                 throw MigrationError(.badPlan, "cannot read the definition of source table '\(m.source.name)' (\(error)); report this with the table's CREATE TABLE")
             }
-            carried.append(columnsOf(m, plan: plan.tables.first { $0.source.lowercased() == m.source.name.lowercased() }, parts: parts))
+            let tablePlan = plan.tables.first { $0.source.lowercased() == m.source.name.lowercased() }
+            // A plain copy keeps its source type: its values already have
+            // that affinity, and another one would change some of them.
+            if tablePlan?.create == nil, let c = m.columns.first(where: { $0.sourceColumn != nil && $0.type != nil }) {
+                throw MigrationError(.badPlan, "tables.\(m.source.name).columns.\(c.target) copies column \(c.sourceColumn!) as is, so it keeps that column's type; type: is for computed columns (define the table with create: to change a type)")
+            }
+            carried.append(columnsOf(m, plan: tablePlan, parts: parts))
         }
         let carriedByName = Dictionary(carried.map { ($0.sourceLower, $0) }, uniquingKeysWith: { a, _ in a })
         let copySources = Set(carried.map(\.sourceLower))
@@ -491,7 +497,7 @@ enum SchemaCarry {
             var def = q(col.scratchName)
             var type: String
             switch col.origin {
-            case .plain, .generated: type = mapped?.type ?? col.source?.type ?? ""
+            case .plain, .generated: type = col.source?.type ?? ""
             case .replacing: type = mapped?.type ?? ""
             case .new:
                 type = mapped?.type ?? ""

@@ -365,6 +365,17 @@ import TidemarkSQLite
         }
     }
 
+    @Test("type: on a plain copy is refused (it keeps the source's type)")
+    func typeOnPlainCopy() throws {
+        try withTemporaryDirectory { dir in
+            let error = #expect(throws: MigrationError.self) {
+                _ = try Self.resolve("CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER)",
+                                     "  t:\n    to: t2\n    columns:\n      id: id\n      b: {expr: a, type: TEXT}\n", in: dir)
+            }
+            #expect(error?.message.contains("tables.t.columns.b copies column a as is") == true, "\(error?.message ?? "")")
+        }
+    }
+
     @Test("create: refusals", arguments: [
         ("CREATE TABLE x(id INTEGER PRIMARY KEY, mail TEXT", "does not parse"),
         ("CREATE TABLE x(id INTEGER PRIMARY KEY)", "has no column mail"),
@@ -383,17 +394,18 @@ import TidemarkSQLite
         }
     }
 
-    @Test("a real migration creates the target with the carried definition")
-    func migratorUsesCarriedTable() throws {
+    @Test("a real migration creates the target with the carried definition", arguments: [false, true])
+    func migratorUsesCarriedTable(sameFile: Bool) throws {
         try withTemporaryDirectory { dir in
             let c = try Connection(path: dir + "/src.db", mode: .readWriteCreate)
             try c.execute("""
                 CREATE TABLE users(id INTEGER PRIMARY KEY AUTOINCREMENT, email TEXT NOT NULL COLLATE NOCASE UNIQUE, age INTEGER DEFAULT 18 CHECK (age >= 0));
                 INSERT INTO users(email, age) VALUES ('a@x', 30), ('b@x', 40);
+                CREATE INDEX users_age ON users(age) WHERE age > 20;
                 """)
             try writeText(dir + "/p.yml", """
                 source: src.db
-                target: dst.db
+                target: \(sameFile ? "src.db" : "dst.db")
                 log: log
                 tables:
                   users:
@@ -407,7 +419,10 @@ import TidemarkSQLite
             var migrator: Migrator? = try Migrator.open(plan: plan)
             _ = try migrator!.run(seconds: 30)
             migrator = nil
-            let target = try Connection(path: dir + "/dst.db", mode: .readWrite)
+            let target = try Connection(path: dir + (sameFile ? "/src.db" : "/dst.db"), mode: .readWrite)
+            // The stored schema holds the carried index under a name free in that file.
+            let stored = try #require(try SchemaStore.load(target))
+            #expect(stored.indexes.map(\.name) == [sameFile ? "accounts_age" : "users_age"])
             let sql = try target.values("SELECT sql FROM sqlite_schema WHERE name = 'accounts'")
             #expect(sql == [[.text(#"CREATE TABLE "accounts" ("id" INTEGER PRIMARY KEY AUTOINCREMENT, "mail" TEXT NOT NULL COLLATE NOCASE UNIQUE, "age" INTEGER DEFAULT 18 CHECK (age >= 0))"#)]])
             #expect(try target.values("SELECT id, mail, age FROM accounts ORDER BY id") == [[.integer(1), .text("a@x"), .integer(30)], [.integer(2), .text("b@x"), .integer(40)]])
