@@ -244,15 +244,24 @@ enum SchemaCarry {
         let q = quoteIdentifier
         var temp = 0
         func tempName() -> String { temp += 1; return "_tidemark_rename_\(temp)" }
+        // A new column name written bare (when it can be) is put bare
+        // where the old name was bare: the SQL reads as if the application
+        // had renamed the column itself.
+        func columnName(_ name: String) -> String {
+            let plain = name.first.map { $0 == "_" || ($0.isASCII && $0.isLetter) } == true
+                && name.allSatisfy { $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }
+            guard plain, (try? scratch.prepare("SELECT \(name) FROM (SELECT 1 AS \(q(name)))")) != nil else { return q(name) }
+            return name
+        }
         for c in carried {
             var second: [(String, String)] = []
             for col in c.columns where col.scratchName != col.target {
                 let t = tempName()
-                try rename("ALTER TABLE \(q(c.mapping.source.name)) RENAME COLUMN \(q(col.scratchName)) TO \(q(t))", table: c.mapping.source.name)
+                try rename("ALTER TABLE \(q(c.mapping.source.name)) RENAME COLUMN \(q(col.scratchName)) TO \(t)", table: c.mapping.source.name)
                 second.append((t, col.target))
             }
             for (t, target) in second {
-                try rename("ALTER TABLE \(q(c.mapping.source.name)) RENAME COLUMN \(q(t)) TO \(q(target))", table: c.mapping.source.name)
+                try rename("ALTER TABLE \(q(c.mapping.source.name)) RENAME COLUMN \(t) TO \(columnName(target))", table: c.mapping.source.name)
             }
         }
         var secondTables: [(String, String, String)] = []

@@ -359,7 +359,7 @@ import TidemarkSQLite
             let table = try #require(schema.tables.first)
             #expect(table.fromPlan && table.target == "accounts")
             #expect(table.createSQL == #"CREATE TABLE "accounts"(id INTEGER PRIMARY KEY, mail TEXT NOT NULL CHECK (mail LIKE '%@%'), extra INTEGER DEFAULT 0)"#)
-            #expect(schema.indexes.map(\.sql) == [#"CREATE INDEX users_email ON "accounts"("mail")"#])
+            #expect(schema.indexes.map(\.sql) == [#"CREATE INDEX users_email ON "accounts"(mail)"#])
             #expect(schema.omissions.map { "\($0.kind)|\($0.name)" } == ["index|users_name"])
             _ = try Self.materialize(schema)
         }
