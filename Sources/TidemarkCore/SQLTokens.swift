@@ -226,6 +226,8 @@ enum SQLTokenizer {
 struct CreateTableParts {
     struct Column {
         var name: String
+        /// The name as written (bare or quoted).
+        var nameText: String = ""
         /// The declared type as written ("" when none).
         var type: String
         /// Column constraints, each with its `CONSTRAINT name` prefix.
@@ -243,6 +245,8 @@ struct CreateTableParts {
     }
     var sql: String
     var tableName: String
+    /// The table's name as written.
+    var tableNameText: String = ""
     var columns: [Column]
     /// Table constraints (PRIMARY KEY, UNIQUE, CHECK, FOREIGN KEY).
     var constraints: [Constraint]
@@ -265,7 +269,8 @@ struct CreateTableParts {
             throw Malformed(description: "not a CREATE TABLE … (…) statement")
         }
         let options = close + 1 < tokens.count ? SQLTokenizer.text(tokens[(close + 1)...], in: sql) : ""
-        var parts = CreateTableParts(sql: sql, tableName: tokens[n].value, columns: [], constraints: [], options: options)
+        var parts = CreateTableParts(sql: sql, tableName: tokens[n].value, tableNameText: String(tokens[n].text),
+                                     columns: [], constraints: [], options: options)
         for part in SQLTokenizer.splitTopLevel(tokens[(n + 2)..<close]) where !part.isEmpty {
             let first = part[part.startIndex]
             if first.kind == .word, ["CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"].contains(first.text.uppercased()) {
@@ -292,7 +297,8 @@ struct CreateTableParts {
                 if t.isOpen, let c = SQLTokenizer.closing(Array(part[i...]), from: 0) { i += c + 1 } else { i += 1 }
                 typeEnd = i
             }
-            var column = Column(name: first.value, type: SQLTokenizer.text(part[(part.startIndex + 1)..<typeEnd], in: sql), constraints: [])
+            var column = Column(name: first.value, nameText: String(first.text),
+                                type: SQLTokenizer.text(part[(part.startIndex + 1)..<typeEnd], in: sql), constraints: [])
             // Constraints: each starts at a constraint keyword at depth 0,
             // except where the keyword continues the one before (NOT
             // DEFERRABLE, SET NULL/DEFAULT, GENERATED ALWAYS AS, NOT NULL).

@@ -503,7 +503,8 @@ enum SchemaCarry {
         var defs: [String] = []
         for col in c.columns {
             let mapped = col.mapped
-            var def = q(col.scratchName)
+            // Source columns keep their name as written (bare or quoted).
+            var def = col.source?.nameText ?? col.scratchName
             var type: String
             switch col.origin {
             case .plain, .generated: type = col.source?.type ?? ""
@@ -575,7 +576,7 @@ enum SchemaCarry {
             defs.append(label)
         }
         let options = c.parts.options.isEmpty ? "" : " " + c.parts.options
-        return "CREATE TABLE \(q(table)) (\(defs.joined(separator: ", ")))\(options)"
+        return "CREATE TABLE \(c.parts.tableNameText) (\(defs.joined(separator: ", ")))\(options)"
     }
 
     /// The plan's own CREATE TABLE for `c`, checked and named `to:`.

@@ -221,7 +221,7 @@ import TidemarkSQLite
                 CREATE VIEW tv AS SELECT t.t, "t"."t t", 't' AS lit FROM "t" WHERE t.t <> 't';
                 """, "  t:\n    to: u\n", in: dir)
             let table = try #require(schema.tables.first)
-            #expect(table.createSQL == #"CREATE TABLE "u" ("id" INTEGER PRIMARY KEY, "t" TEXT DEFAULT 't' CHECK (t <> 't.t'), "t t" TEXT CHECK ("t t" <> 't'))"#)
+            #expect(table.createSQL == #"CREATE TABLE "u" (id INTEGER PRIMARY KEY, t TEXT DEFAULT 't' CHECK (t <> 't.t'), "t t" TEXT CHECK ("t t" <> 't'))"#)
             #expect(schema.indexes.first?.sql == #"CREATE INDEX t_t ON "u"(t, "t t")"#)
             #expect(schema.views.first?.sql == #"CREATE VIEW tv AS SELECT "u".t, "u"."t t", 't' AS lit FROM "u" WHERE "u".t <> 't'"#)
             #expect(schema.omissions.isEmpty)
@@ -424,7 +424,7 @@ import TidemarkSQLite
             let stored = try #require(try SchemaStore.load(target))
             #expect(stored.indexes.map(\.name) == [sameFile ? "accounts_age" : "users_age"])
             let sql = try target.values("SELECT sql FROM sqlite_schema WHERE name = 'accounts'")
-            #expect(sql == [[.text(#"CREATE TABLE "accounts" ("id" INTEGER PRIMARY KEY AUTOINCREMENT, "mail" TEXT NOT NULL COLLATE NOCASE UNIQUE, "age" INTEGER DEFAULT 18 CHECK (age >= 0))"#)]])
+            #expect(sql == [[.text(#"CREATE TABLE "accounts" (id INTEGER PRIMARY KEY AUTOINCREMENT, mail TEXT NOT NULL COLLATE NOCASE UNIQUE, age INTEGER DEFAULT 18 CHECK (age >= 0))"#)]])
             #expect(try target.values("SELECT id, mail, age FROM accounts ORDER BY id") == [[.integer(1), .text("a@x"), .integer(30)], [.integer(2), .text("b@x"), .integer(40)]])
             #expect(throws: SQLiteError.self) { try target.execute("INSERT INTO accounts(mail, age) VALUES ('A@X', 1)") }
             #expect(throws: SQLiteError.self) { try target.execute("INSERT INTO accounts(mail, age) VALUES ('c@x', -1)") }
