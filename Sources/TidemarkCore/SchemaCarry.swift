@@ -123,8 +123,13 @@ enum SchemaCarry {
             guard sameFile else { return name }
             let src = c.mapping.source.name, dst = c.mapping.targetTable
             var base = name + "_" + dst
-            if let r = name.range(of: src, options: .caseInsensitive) {
-                base = name.replacingCharacters(in: r, with: dst)
+            // The source table's name inside the object's name (compared
+            // without regard to case) becomes the target's.
+            let chars = Array(name), pattern = Array(src.lowercased())
+            if !pattern.isEmpty, chars.count >= pattern.count,
+               let at = (0...(chars.count - pattern.count)).first(where: { i in
+                   (0..<pattern.count).allSatisfy { String(chars[i + $0]).lowercased() == String(pattern[$0]) } }) {
+                base = String(chars[..<at]) + dst + String(chars[(at + pattern.count)...])
             }
             var candidate = base
             var n = 2
@@ -386,7 +391,7 @@ enum SchemaCarry {
     /// "error in trigger X: …" / "error in view X: …" → the object.
     static func failingObject(_ message: String) -> (TargetSchema.Object.Kind, String)? {
         for (prefix, kind) in [("error in trigger ", TargetSchema.Object.Kind.trigger), ("error in view ", .view)] {
-            guard let r = message.range(of: prefix) else { continue }
+            guard let r = message.firstRange(of: prefix) else { continue }
             let rest = message[r.upperBound...]
             guard let colon = rest.firstIndex(of: ":") else { continue }
             return (kind, String(rest[..<colon]))
