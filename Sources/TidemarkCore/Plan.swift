@@ -11,15 +11,22 @@ import Glibc
 /// target: shop-v2.db          # another SQLite file, or the same file
 /// log: changelog
 /// chunk_rows: 10000
+/// foreign_keys: keep          # default for every table: keep | drop
 /// tables:
 ///   users:
 ///     to: accounts            # target table; default: same name
 ///     columns:                # target column: SQLite expression over source columns
 ///       id: id
-///       email: lower(email)
-///   orders: {}
+///       mail: email           # a plain copy, renamed: keeps type and constraints
+///       email_lower: {expr: lower(email), type: TEXT, not_null: true}
+///   orders:
+///     foreign_keys: drop      # this table's FOREIGN KEYs are not carried
+///   audit:
+///     create: sql/audit.sql   # or "CREATE TABLE …": the plan's own definition
 /// ```
 /// Paths are relative to the plan file. Table and column order is kept.
+/// The target table carries the source's definition through the plan
+/// (see ``TargetSchema``) unless `create:` gives one.
 public struct Plan: Sendable, Equatable {
     public var source: String
     public var target: String

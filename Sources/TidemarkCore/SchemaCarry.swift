@@ -322,7 +322,11 @@ enum SchemaCarry {
         defer { try? check.close() }
         try check.execute("PRAGMA foreign_keys = OFF")
         for o in objects where o.type == "table" && unmoved.contains(o.name.lowercased()) { try? check.execute(o.sql) }
-        for t in result.tables { try check.execute(t.createSQL) }
+        for t in result.tables {
+            do { try check.execute(t.createSQL) } catch {
+                throw MigrationError(.badPlan, "the target table \(t.target) cannot be created beside the others (\(error.message)); choose another to: or fix its create:")
+            }
+        }
         func sourceOf(_ o: TargetSchema.Object) -> String {
             result.tables.first { $0.target == o.table }?.source ?? o.table
         }
