@@ -221,7 +221,8 @@ public struct Plan: Sendable, Equatable {
 
     static func isCreateStatement(_ text: String) -> Bool {
         guard let tokens = try? SQLTokenizer.tokens(text) else { return text.trimmingSpaces.uppercased().hasPrefix("CREATE") }
-        return tokens.first?.isKeyword("CREATE") ?? false
+        // `CREATE TABLE …`, not a file named `create.sql`.
+        return tokens.count > 1 && tokens[0].isKeyword("CREATE") && tokens[1].kind == .word
     }
 }
 

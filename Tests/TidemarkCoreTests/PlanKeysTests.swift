@@ -55,6 +55,8 @@ import TidemarkSQLite
             let missing = #expect(throws: MigrationError.self) { _ = try Self.plan("  users:\n    create: nope.sql\n", dir: dir) }
             #expect(missing?.message.contains(dir + "/nope.sql") == true, "\(missing?.message ?? "")")
             #expect(missing?.message.contains("tables.users.create") == true)
+            try writeText(dir + "/create.sql", "CREATE TABLE a(id INTEGER PRIMARY KEY)")
+            #expect(try Self.plan("  users:\n    create: create.sql\n", dir: dir).tables[0].create == "CREATE TABLE a(id INTEGER PRIMARY KEY)")
             try writeText(dir + "/bad.sql", "SELECT 1")
             let bad = #expect(throws: MigrationError.self) { _ = try Self.plan("  users:\n    create: bad.sql\n", dir: dir) }
             #expect(bad?.message.contains("does not hold a CREATE TABLE") == true)

@@ -598,4 +598,19 @@ import TidemarkSQLite
             #expect(schema.omissions.isEmpty)
         }
     }
+
+    @Test("named constraints, conflict clauses and column renames inside them")
+    func namedConstraints() throws {
+        try withTemporaryDirectory { dir in
+            let (schema, _) = try Self.resolve("""
+                CREATE TABLE t(id INTEGER PRIMARY KEY ON CONFLICT REPLACE, a TEXT CONSTRAINT a_nn NOT NULL ON CONFLICT IGNORE,
+                  b TEXT, CONSTRAINT ab UNIQUE (a, b) ON CONFLICT ABORT, CONSTRAINT a_ne_b CHECK (a <> b))
+                """, "  t:\n    to: t2\n    columns:\n      id: id\n      x: a\n      b: b\n", in: dir)
+            #expect(schema.tables.first?.createSQL == "CREATE TABLE \"t2\" (id INTEGER PRIMARY KEY ON CONFLICT REPLACE, x TEXT CONSTRAINT a_nn NOT NULL ON CONFLICT IGNORE, b TEXT, CONSTRAINT ab UNIQUE (x, b) ON CONFLICT ABORT, CONSTRAINT a_ne_b CHECK (x <> b))")
+            let db = try Self.materialize(schema)
+            try db.execute("INSERT INTO t2 VALUES (1, NULL, 'b')")  // ignored (ON CONFLICT IGNORE)
+            #expect(try db.integer("SELECT count(*) FROM t2") == 0)
+            #expect(schema.omissions.isEmpty)
+        }
+    }
 }
