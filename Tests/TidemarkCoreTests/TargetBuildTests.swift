@@ -346,6 +346,36 @@ import Glibc
         }
     }
 
+    @Test("a refused change that a later change of another row makes acceptable is applied at the batch's end, in the same transaction")
+    func refusedChangeRetriedAtBatchEnd() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir, schema: "CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT);",
+                                rows: "INSERT INTO users VALUES (10, 'x@x', 'X'), (11, 'y@y', 'Y');", tables: "  users: {}")
+            let t = try Connection(path: f.target, mode: .readWriteCreate)
+            try t.execute("CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT UNIQUE)")
+            try t.close()
+            try f.migrateToCaughtUp()
+            // The source has no UNIQUE(name): 11 takes 'X' before 10 lets it go.
+            try f.sql("UPDATE users SET name = 'X' WHERE id = 11; UPDATE users SET name = 'Z' WHERE id = 10;")
+            try f.migrateToCaughtUp()
+            #expect(try rows(f.target, "SELECT id, name FROM users ORDER BY id") == [[.integer(10), .text("Z")], [.integer(11), .text("X")]])
+        }
+    }
+
+    @Test("with --json, a refused migrate prints its error as one JSON object on stderr")
+    func jsonError() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Self.fixture(dir)
+            try FileManager.default.removeItem(atPath: f.source)
+            let r = try f.tidemark(["migrate", "--json"])
+            #expect(r.status == 1)
+            let object = try JSONSerialization.jsonObject(with: Data(r.stderr.utf8)) as? [String: Any]
+            let error = object?["error"] as? [String: Any]
+            #expect(error?["code"] as? String == "missing-source", "\(r.stderr)")
+            #expect((error?["message"] as? String)?.contains("does not exist") == true)
+        }
+    }
+
     // MARK: 7. In-place adoption
 
     static func inPlace(_ dir: String) throws -> Fixture {
