@@ -166,6 +166,26 @@ import Glibc
         }
     }
 
+    @Test("an index's terms and WHERE are read from its SQL with quotes, strings and nested parentheses respected",
+          arguments: [
+            ("CREATE UNIQUE INDEX i ON t(email)", ["email"], nil),
+            ("CREATE INDEX \"on\" ON \"t (x)\"(\"a,b\" COLLATE NOCASE DESC, lower(substr(c, 1, 2)) ASC) WHERE c <> ')' AND d IN (1, 2)",
+             ["\"a,b\" COLLATE NOCASE", "lower(substr(c, 1, 2))"], "c <> ')' AND d IN (1, 2)"),
+            ("CREATE UNIQUE INDEX [x] ON [t]([a], `b`)\nWHERE a > 0", ["[a]", "`b`"], "a > 0"),
+          ] as [(String, [String], String?)])
+    func indexTerms(_ sql: String, _ terms: [String], _ condition: String?) throws {
+        let split = try #require(IndexDuplicates.split(sql))
+        #expect(split.terms == terms)
+        #expect(split.condition == condition)
+        // They group a real table: two rows equal on the terms are one duplicate group.
+        let c = try Connection(path: ":memory:", mode: .readWriteCreate)
+        try c.execute(#"CREATE TABLE "t (x)"("a,b", c, d); INSERT INTO "t (x)" VALUES ('K', 'xy1', 1), ('k', 'xy2', 2), ('z', ')', 1);"#)
+        if sql.contains("t (x)") {
+            let groups = try IndexDuplicates.duplicates(table: "t (x)", terms: split.terms, condition: split.condition, in: c)
+            #expect(groups.count == 1 && groups.first?.rows == 2 && groups.first?.values.last == .text("xy"), "\(groups)")
+        }
+    }
+
     // MARK: 2. Foreign keys off
 
     @Test("the target connection runs with foreign keys off: child rows copied before their parents arrive")
