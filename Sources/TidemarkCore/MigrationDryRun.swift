@@ -16,6 +16,9 @@ public struct MigrationDryRun: Sendable {
     public var pendingIndexes: [String]
     /// In-place columns: added, or adopted (they exist and are empty).
     public var inPlaceColumns: [InPlaceColumn] = []
+    /// Target tables that exist already (made by hand, empty): they are
+    /// kept as they are, not created from the schema.
+    public var existingTables: [String] = []
 
     public struct InPlaceColumn: Sendable, Equatable {
         public var table: String
@@ -57,7 +60,11 @@ extension Migrator {
         if let existingTarget, try !StateTables.exists(existingTarget) { try TargetSetup.check(mappings, target: existingTarget) }
         let schema = try TargetSchema.resolve(plan: plan, mappings: mappings, source: source, sameFile: plan.isSameFile)
         let report = try Preflight.run(plan: plan, mappings: mappings, schema: schema, source: source)
+        var existing: [String] = []
+        if let existingTarget {
+            for t in schema.tables where try Schema.table(named: t.target, in: existingTarget) != nil { existing.append(t.target) }
+        }
         return MigrationDryRun(schema: schema, preflight: report, started: false, pendingIndexes: schema.indexes.map(\.name),
-                               inPlaceColumns: inPlace)
+                               inPlaceColumns: inPlace, existingTables: existing)
     }
 }

@@ -85,6 +85,7 @@ extension MigrateCommand {
                 j.set("target", t.target)
                 j.set("sql", t.createSQL)
                 j.set("from_plan", t.fromPlan)
+                j.set("exists", d.existingTables.contains(t.target))
                 return j.text
             })
             o.set("in_place_columns", array: d.inPlaceColumns.map { c in
@@ -118,7 +119,13 @@ extension MigrateCommand {
         } else {
             print(d.started ? "dry run (the migration already began; this is its stored schema): nothing was changed"
                             : "dry run: nothing was changed; `tidemark migrate` would create:")
-            for t in s.tables { print("table \(t.source) → \(t.target)\(t.fromPlan ? " (the plan's own)" : ""): \(t.createSQL)") }
+            for t in s.tables {
+                if d.existingTables.contains(t.target) {
+                    print("table \(t.source) → \(t.target): exists in the target (empty) and is kept as it is")
+                } else {
+                    print("table \(t.source) → \(t.target)\(t.fromPlan ? " (the plan's own)" : ""): \(t.createSQL)")
+                }
+            }
             for c in d.inPlaceColumns { print("in place: \(c.adopted ? "adopts the existing empty column" : "adds column") \(c.table).\(c.column) = \(c.expression)") }
             for i in s.indexes {
                 print("index \(i.name) on \(i.table)\(d.pendingIndexes.contains(i.name) ? " (built after the copy of \(i.table))" : " (built)"): \(i.sql)")
