@@ -18,7 +18,8 @@ import TidemarkSQLite
 public enum LifecyclePhase: String, Sendable, CaseIterable {
     /// Nothing migrated yet (no state in the target).
     case planned
-    /// Some table is still being copied.
+    /// Some table is still being copied, or a secondary index built after
+    /// its table's copy is still to be built.
     case copying
     /// Every table copied and replay following, but no clean verify since.
     case caughtUp = "caught up"
@@ -107,7 +108,7 @@ public struct Lifecycle: Sendable {
 
     /// The phase `state` is in.
     /// - Parameter switched: the source holds the cutover's switch record.
-    public static func phase(of state: MigrationState?, switched: Bool, journal: PendingJournal? = nil) -> LifecyclePhase {
+    public static func phase(of state: MigrationState?, switched: Bool, journal: PendingJournal? = nil, pendingIndexes: [String] = []) -> LifecyclePhase {
         if let journal { return journal.kind == .cutover ? .cutoverInterrupted : .rollbackInterrupted }
         guard let state else { return switched ? .finished : .planned }
         switch state.cutoverState {
@@ -115,7 +116,7 @@ public struct Lifecycle: Sendable {
         case "rolled-back": return .rolledBack
         default: break
         }
-        if state.tables.contains(where: { $0.phase != .following }) { return .copying }
+        if state.tables.contains(where: { $0.phase != .following }) || !pendingIndexes.isEmpty { return .copying }
         return isProven(state) ? .verified : .caughtUp
     }
 
@@ -131,17 +132,21 @@ public struct Lifecycle: Sendable {
     /// - Parameters:
     ///   - planArgument: how the commands named should pass the plan (e.g. `--plan shop.yml`).
     ///   - planChanges: what differs from the stored plan (empty: nothing).
+    ///   - pendingIndexes: indexes of the stored schema not yet built.
     public static func assess(_ state: MigrationState?, switched: Bool, journal: PendingJournal? = nil,
-                              planChanges: [String] = [], planArgument: String) -> Lifecycle {
-        let phase = phase(of: state, switched: switched, journal: journal)
+                              planChanges: [String] = [], planArgument: String, pendingIndexes: [String] = []) -> Lifecycle {
+        let phase = phase(of: state, switched: switched, journal: journal, pendingIndexes: pendingIndexes)
         func cmd(_ c: String) -> String { "tidemark \(c) \(planArgument)" }
         var l: Lifecycle
         switch phase {
         case .planned:
             l = Lifecycle(phase: phase, summary: "nothing migrated yet", next: cmd("migrate"))
         case .copying:
-            let t = state!.tables.first { $0.phase != .following }!
-            l = Lifecycle(phase: phase, summary: "copying: \(t.sourceTable) is \(t.phase.rawValue) (\(t.rowsCopied) of about \(t.rowsEstimate) rows)", next: cmd("migrate"))
+            if let t = state!.tables.first(where: { $0.phase != .following }) {
+                l = Lifecycle(phase: phase, summary: "copying: \(t.sourceTable) is \(t.phase.rawValue) (\(t.rowsCopied) of about \(t.rowsEstimate) rows)", next: cmd("migrate"))
+            } else {
+                l = Lifecycle(phase: phase, summary: "copy finished; \(pendingIndexes.count) secondary index\(pendingIndexes.count == 1 ? "" : "es") still to build (\(pendingIndexes.joined(separator: ", ")))", next: cmd("migrate"))
+            }
         case .caughtUp:
             if let v = state!.verification, !v.isClean, v.atMicros >= (state!.copiedAtMicros ?? .max) {
                 l = Lifecycle(phase: phase, summary: "copy finished; the last verify found \(v.differences) differences (LSNs \(v.fromLSN)–\(v.throughLSN)); find their cause, then verify again", next: cmd("verify"))
@@ -161,6 +166,12 @@ public struct Lifecycle: Sendable {
             l = Lifecycle(phase: phase, summary: "a cutover stopped after its \(journal?.step ?? "?") step (or is running now); running cutover again finishes or undoes it", next: cmd("cutover"))
         case .rollbackInterrupted:
             l = Lifecycle(phase: phase, summary: "a rollback stopped after its \(journal?.step ?? "?") step (or is running now); running rollback again finishes it", next: cmd("rollback"))
+        }
+        if let b = state?.blocked, [.copying, .caughtUp, .verified].contains(phase) {
+            // S8: the target refused a step; the same command goes on once
+            // the row (or the plan) is fixed.
+            l.blocked = "the target refused a step\(b.lsn.map { " at LSN \($0)" } ?? "") (\(Timestamp(microsSinceEpoch: b.atMicros))): \(b.message)"
+            l.next = "fix the row in the source (or the plan), then run " + cmd("migrate")
         }
         if !planChanges.isEmpty, [.copying, .caughtUp, .verified, .cutOver].contains(phase) {
             l.blocked = "the plan changed since this migration began: \(planChanges.joined(separator: "; ")); restore the plan as it was, or roll back and migrate again"

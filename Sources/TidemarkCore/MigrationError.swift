@@ -40,6 +40,9 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
 
     public var code: Code
     public var message: String
+    /// For ``Code/preflight``: the violations the message lists, as data
+    /// (`migrate --json` prints them).
+    public var violations: [PreflightViolation] = []
 
     public init(_ code: Code, _ message: String) {
         self.code = code

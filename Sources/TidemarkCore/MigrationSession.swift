@@ -76,7 +76,12 @@ extension Migrator {
     /// ``open(plan:options:)`` with the in-process feed passed through
     /// `wrappingFeed`: the seam tests use to interleave source writes with
     /// the shipping calls inside a step.
-    static func open(plan: Plan, options: MigratorOptions, wrappingFeed: (ChangeFeed) -> ChangeFeed) throws -> Migrator {
+    /// - Parameters:
+    ///   - schema: a first run's target schema given by the caller (tests),
+    ///     instead of the one ``TargetSchema/resolve(plan:mappings:source:sameFile:)`` gives.
+    ///   - preflight: the preflight to run instead of ``Preflight`` (tests).
+    package static func open(plan: Plan, options: MigratorOptions, wrappingFeed: (ChangeFeed) -> ChangeFeed,
+                     schema givenSchema: TargetSchema? = nil, preflight: PreflightRunner? = nil) throws -> Migrator {
         guard FileSystemCheck.exists(plan.source) else {
             throw MigrationError(.missingSource, "source database \(plan.source) does not exist; check `source:` in the plan")
         }
@@ -86,18 +91,27 @@ extension Migrator {
         let sourceID = try Capture.storedSourceID(source) ?? LogReader.existingSourceID(plan.log) ?? SourceID.random()
         // Every check a first run or a resume makes, read-only, before the
         // target file, the log directory or capture are created: bad input
-        // changes nothing.
+        // changes nothing. A first run resolves the target's schema and runs
+        // the preflight here too (S9): a refusal leaves no file behind.
+        var firstRunSchema: TargetSchema?
         do {
             let existingTarget = plan.isSameFile ? source
                 : FileSystemCheck.exists(plan.target) ? try Connection(path: plan.target, mode: .readOnly) : nil
             let mappings = try PlanResolver.resolve(plan, source: source, target: existingTarget ?? source,
                                                     ownedColumns: try existingTarget.map(StateTables.addedColumns) ?? [:])
+            let existingState = try existingTarget.flatMap { try StateTables.load($0) }
             if let existingTarget {
-                if let state = try StateTables.load(existingTarget) {
+                if let state = existingState {
                     try Migrator.checkResumable(state, plan: plan, mappings: mappings, sourceID: sourceID.rawValue)
                 } else {
                     try TargetSetup.check(mappings, target: existingTarget)
                 }
+            }
+            if existingState == nil {
+                let schema = try givenSchema ?? TargetSchema.resolve(plan: plan, mappings: mappings, source: source, sameFile: plan.isSameFile)
+                let report = try (preflight ?? { try Preflight.run(plan: $0, mappings: $1, schema: $2, source: $3) })(plan, mappings, schema, source)
+                if !report.isClean { throw Migrator.preflightError(report) }
+                firstRunSchema = schema
             }
         }
         if FileSystemCheck.exists(plan.log) {
@@ -111,7 +125,8 @@ extension Migrator {
         let feed = try ShipperFeed(sourcePath: plan.source, logPath: plan.log, sourceID: sourceID)
         let target = plan.isSameFile ? try Connection(path: plan.source, mode: .readWrite) : try Connection(path: plan.target, mode: .readWriteCreate)
         if !plan.isSameFile { _ = try target.setJournalMode(.wal) }
-        return try Migrator(plan: plan, source: source, target: target, feed: wrappingFeed(feed), sourceID: sourceID.rawValue, options: options)
+        return try Migrator(plan: plan, source: source, target: target, feed: wrappingFeed(feed), sourceID: sourceID.rawValue, options: options,
+                            schema: firstRunSchema, preflight: nil, preflightDone: firstRunSchema != nil)
     }
 
     /// Releases the log appender (if this process shipped).

@@ -60,10 +60,31 @@ public struct MigrationState: Sendable, Equatable {
     public var verification: VerifyRecord?
     /// When a cutover was allowed without a clean verify (`--skip-verify`).
     public var skipVerifyAtMicros: Int64?
+    /// The step the target refused last (a replayed change that breaks a
+    /// constraint, a chunk, a unique index that cannot be built): kept in
+    /// its own small transaction after the step rolled back, so `status`
+    /// shows why the migration stands still; cleared by the next step that
+    /// commits.
+    public var blocked: BlockedStep?
 
     /// Tables in copy order.
     public func table(_ source: String) -> TableState? {
         tables.first { $0.sourceTable.lowercased() == source.lowercased() }
+    }
+}
+
+/// A step the target refused (see ``MigrationState/blocked``).
+public struct BlockedStep: Sendable, Equatable {
+    /// The refused change's LSN (nil when a chunk or an index build was refused).
+    public var lsn: LSN?
+    /// The one line `migrate` printed: table, key, constraint, LSN, what to do.
+    public var message: String
+    public var atMicros: Int64
+
+    public init(lsn: LSN?, message: String, atMicros: Int64) {
+        self.lsn = lsn
+        self.message = message
+        self.atMicros = atMicros
     }
 }
 
@@ -140,7 +161,8 @@ enum StateTables {
           rows_copied INTEGER NOT NULL DEFAULT 0,
           rows_estimate INTEGER NOT NULL DEFAULT 0,
           added_columns TEXT NOT NULL DEFAULT '',
-          created INTEGER NOT NULL DEFAULT 0);
+          created INTEGER NOT NULL DEFAULT 0,
+          adopted_columns TEXT NOT NULL DEFAULT '');
         """
 
     /// Columns of `_tidemark_migration` added after its first version: a
@@ -152,6 +174,12 @@ enum StateTables {
         ("copied_at", "INTEGER"), ("copied_lsn", "INTEGER"),
         ("verified_at", "INTEGER"), ("verified_from_lsn", "INTEGER"), ("verified_through_lsn", "INTEGER"),
         ("verified_differences", "INTEGER"), ("skip_verify_at", "INTEGER"),
+        ("blocked_lsn", "INTEGER"), ("blocked_message", "TEXT"), ("blocked_at", "INTEGER"),
+    ]
+
+    /// Columns of `_tidemark_migration_tables` added after its first version.
+    static let laterTableColumns: [(name: String, type: String)] = [
+        ("adopted_columns", "TEXT NOT NULL DEFAULT ''"),
     ]
 
     /// Adds the ``laterColumns`` an older state table lacks.
@@ -161,10 +189,14 @@ enum StateTables {
         for col in laterColumns where !have.contains(col.name) {
             try c.execute("ALTER TABLE \(migration) ADD COLUMN \(col.name) \(col.type)")
         }
+        let haveTables = try presentColumns(c, of: tables)
+        for col in laterTableColumns where !haveTables.contains(col.name) {
+            try c.execute("ALTER TABLE \(tables) ADD COLUMN \(col.name) \(col.type)")
+        }
     }
 
-    private static func presentColumns(_ c: Connection) throws -> Set<String> {
-        Set(try c.prepare("SELECT name FROM pragma_table_info('\(migration)')").rows { $0.columnText(0) })
+    private static func presentColumns(_ c: Connection, of table: String = migration) throws -> Set<String> {
+        Set(try c.prepare("SELECT name FROM pragma_table_info('\(table)')").rows { $0.columnText(0) })
     }
 
     static func exists(_ c: Connection) throws -> Bool {
@@ -191,21 +223,30 @@ enum StateTables {
             caughtUpAtMicros: optional(5), tables: [],
             cutoverState: m.columnIsNull(6) ? nil : m.columnText(6), cutoverLSN: optional(7).map { LSN(UInt64($0)) },
             cutoverAtMicros: optional(8), cutoverPauseMicros: optional(9), reverseFromSeq: optional(10))
+        // Each later column where it exists: `status` reads a target an
+        // older Tidemark wrote without upgrading it (it stays read-only).
         let have = try presentColumns(c)
-        if laterColumns.allSatisfy({ have.contains($0.name) }) {
-            let l = try c.prepare("SELECT \(laterColumns.map(\.name).joined(separator: ", ")) FROM \(migration) WHERE id = 1")
+        let later = laterColumns.map(\.name).filter(have.contains)
+        if !later.isEmpty {
+            let l = try c.prepare("SELECT \(later.joined(separator: ", ")) FROM \(migration) WHERE id = 1")
             if try l.step() {
-                func int(_ i: Int32) -> Int64? { l.columnIsNull(i) ? nil : l.columnInt64(i) }
-                func lsn(_ i: Int32) -> LSN? { int(i).map { LSN(UInt64(max(0, $0))) } }
-                if !l.columnIsNull(0), !l.columnIsNull(1) {
-                    state.plan = PlanRecord(fingerprint: l.columnText(0), json: l.columnText(1))
+                var at: [String: Int32] = [:]
+                for (i, name) in later.enumerated() { at[name] = Int32(i) }
+                func int(_ name: String) -> Int64? { at[name].flatMap { l.columnIsNull($0) ? nil : l.columnInt64($0) } }
+                func text(_ name: String) -> String? { at[name].flatMap { l.columnIsNull($0) ? nil : l.columnText($0) } }
+                func lsn(_ name: String) -> LSN? { int(name).map { LSN(UInt64(max(0, $0))) } }
+                if let fingerprint = text("plan_fingerprint"), let json = text("plan_json") {
+                    state.plan = PlanRecord(fingerprint: fingerprint, json: json)
                 }
-                state.copiedAtMicros = int(2)
-                state.copiedLSN = lsn(3)
-                if let at = int(4), let from = lsn(5), let through = lsn(6), let d = int(7) {
+                state.copiedAtMicros = int("copied_at")
+                state.copiedLSN = lsn("copied_lsn")
+                if let at = int("verified_at"), let from = lsn("verified_from_lsn"), let through = lsn("verified_through_lsn"), let d = int("verified_differences") {
                     state.verification = VerifyRecord(atMicros: at, fromLSN: from, throughLSN: through, differences: Int(d))
                 }
-                state.skipVerifyAtMicros = int(8)
+                state.skipVerifyAtMicros = int("skip_verify_at")
+                if let message = text("blocked_message") {
+                    state.blocked = BlockedStep(lsn: lsn("blocked_lsn"), message: message, atMicros: int("blocked_at") ?? 0)
+                }
             }
         }
         let t = try c.prepare("SELECT source_table, target_table, position, phase, tidemark, ceiling, rows_copied, rows_estimate FROM \(tables) ORDER BY position")
@@ -222,16 +263,29 @@ enum StateTables {
         return state
     }
 
-    /// In-place columns added by this migration, per source table (lowercased).
+    /// In-place columns this migration owns, per source table (lowercased):
+    /// those it added and those it adopted (existing and empty when it
+    /// began). Both may exist on a resume; only added ones are dropped by
+    /// an abandon (see ``addedColumnsByTarget(_:)``).
     static func addedColumns(_ c: Connection) throws -> [String: Set<String>] {
         guard try exists(c) else { return [:] }
+        let adopted = try presentColumns(c, of: tables).contains("adopted_columns")
         var out: [String: Set<String>] = [:]
-        let s = try c.prepare("SELECT source_table, added_columns FROM \(tables)")
+        let s = try c.prepare("SELECT source_table, added_columns, \(adopted ? "adopted_columns" : "''") FROM \(tables)")
         while try s.step() {
-            let cols = s.columnText(1).split(separator: ",").map { String($0).lowercased() }
+            let cols = (s.columnText(1).split(separator: ",") + s.columnText(2).split(separator: ",")).map { String($0).lowercased() }
             out[s.columnText(0).lowercased()] = Set(cols)
         }
         return out
+    }
+
+    /// In-place columns this migration adopted: they existed (empty) before
+    /// it, so an abandon keeps them and only empties them again.
+    static func adoptedColumnsByTarget(_ c: Connection) throws -> [(table: String, columns: [String])] {
+        guard try exists(c), try presentColumns(c, of: tables).contains("adopted_columns") else { return [] }
+        return try c.prepare("SELECT target_table, adopted_columns FROM \(tables) WHERE adopted_columns <> ''").rows {
+            ($0.columnText(0), $0.columnText(1).split(separator: ",").map(String.init))
+        }
     }
 
     /// Target tables this migration created (dropped again by rollback).
@@ -254,17 +308,19 @@ enum StateTables {
                        state.reverseFromSeq.map { .integer($0) } ?? .null])
     }
 
-    static func insert(_ state: MigrationState, addedColumns: [String: [String]], created: Set<String> = [], into c: Connection) throws {
+    static func insert(_ state: MigrationState, addedColumns: [String: [String]], adoptedColumns: [String: [String]] = [:],
+                       created: Set<String> = [], into c: Connection) throws {
         try c.execute(createSQL)
         let m = try c.prepare("INSERT INTO \(migration)(id, source_id, source_path, applied_lsn, applied_ts, started_at) VALUES (1, ?, ?, ?, ?, ?)")
         try m.execute([.text(state.sourceID), .text(state.sourcePath), .integer(Int64(state.appliedLSN.rawValue)),
                        .integer(state.appliedTimestampMicros), .integer(state.startedAtMicros)])
         if let plan = state.plan { try storePlan(plan, in: c) }
-        let t = try c.prepare("INSERT INTO \(tables)(source_table, target_table, position, phase, added_columns, created) VALUES (?, ?, ?, ?, ?, ?)")
+        let t = try c.prepare("INSERT INTO \(tables)(source_table, target_table, position, phase, added_columns, created, adopted_columns) VALUES (?, ?, ?, ?, ?, ?, ?)")
         for ts in state.tables {
             try t.execute([.text(ts.sourceTable), .text(ts.targetTable), .integer(Int64(ts.position)), .text(ts.phase.rawValue),
                            .text((addedColumns[ts.sourceTable] ?? []).joined(separator: ",")),
-                           .integer(created.contains(ts.sourceTable) ? 1 : 0)])
+                           .integer(created.contains(ts.sourceTable) ? 1 : 0),
+                           .text((adoptedColumns[ts.sourceTable] ?? []).joined(separator: ","))])
         }
     }
 
@@ -322,6 +378,18 @@ extension StateTables {
 
     static func recordSkipVerify(atMicros: Int64, in c: Connection) throws {
         try c.prepare("UPDATE \(migration) SET skip_verify_at = ? WHERE id = 1").execute([.integer(atMicros)])
+    }
+
+    /// Records a refused step (its own small transaction, after the step
+    /// rolled back).
+    static func recordBlocked(_ b: BlockedStep, in c: Connection) throws {
+        try c.prepare("UPDATE \(migration) SET blocked_lsn = ?, blocked_message = ?, blocked_at = ? WHERE id = 1")
+            .execute([b.lsn.map { .integer(Int64($0.rawValue)) } ?? .null, .text(b.message), .integer(b.atMicros)])
+    }
+
+    /// Forgets a refused step: in the transaction of the next step that commits.
+    static func clearBlocked(in c: Connection) throws {
+        try c.prepare("UPDATE \(migration) SET blocked_lsn = NULL, blocked_message = NULL, blocked_at = NULL WHERE id = 1").execute()
     }
 
     static func storePlan(_ p: PlanRecord, in c: Connection) throws {

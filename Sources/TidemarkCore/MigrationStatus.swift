@@ -19,6 +19,8 @@ public struct MigrationStatus: Sendable {
     public var storedPlan: Plan?
     /// A cutover or rollback journal left between its steps.
     public var journal: PendingJournal?
+    /// Secondary indexes of the stored schema not yet built (S3).
+    public var pendingIndexes: [String] = []
     public var lagChanges: Int {
         guard let applied = state?.appliedLSN else { return Int(capturedLSN.rawValue) }
         return capturedLSN > applied ? Int(capturedLSN.rawValue - applied.rawValue) : 0
@@ -80,12 +82,14 @@ public struct MigrationStatus: Sendable {
         status.planChanges = planChanges
         status.storedPlan = try? state?.plan?.plan()
         status.journal = try Lifecycle.pendingJournal(state, target: targetConnection)
+        if state != nil, let targetConnection { status.pendingIndexes = try SchemaStore.pending(.index, in: targetConnection) }
         return status
     }
 
     /// The phase, what happened and the one command to run next.
     /// - Parameter planArgument: how the named commands pass the plan.
     public func lifecycle(planArgument: String) -> Lifecycle {
-        Lifecycle.assess(state, switched: switched, journal: journal, planChanges: planChanges, planArgument: planArgument)
+        Lifecycle.assess(state, switched: switched, journal: journal, planChanges: planChanges, planArgument: planArgument,
+                         pendingIndexes: pendingIndexes)
     }
 }

@@ -32,6 +32,11 @@ public struct MigratorOptions: Sendable {
     public var idleMillis = 5
     /// Replay past LSN gaps the log records (lost to `log repair`); see `checkGaps`.
     public var acceptGap = false
+    /// Create secondary indexes with the tables and maintain them row by
+    /// row during the copy, instead of building each after its table's copy
+    /// (the default, S3). Only for measuring the two against each other
+    /// (`tidemark-bench migrate`); takes effect when a migration starts.
+    package var indexesDuringCopy = false
 
     public init(follow: Bool = false) { self.follow = follow }
 }
@@ -57,6 +62,11 @@ public struct MigrationProgress: Sendable {
     /// Age of the oldest change not yet applied (0 when caught up).
     public var lagMillis: Int
     public var caughtUp: Bool
+    /// Secondary indexes still to be built (each after its table's copy);
+    /// the migration is not caught up while any is.
+    public var indexesPending: Int = 0
+    /// The index being built now: its name and target table.
+    public var buildingIndex: (name: String, table: String)? = nil
 }
 
 /// The result of a run.
@@ -110,22 +120,57 @@ public final class Migrator: @unchecked Sendable {
     private var copied = 0
     private var lastAckNanos: UInt64 = 0
     private nonisolated(unsafe) var stopRequested = false
+    /// Indexes of the stored schema not yet built, in schema order (see
+    /// ``buildIndexStep(_:)``).
+    private(set) var pendingIndexes: [TargetSchema.Object] = []
+    /// What the target will not get (from the stored schema), for `migrate`
+    /// to report before copying.
+    public private(set) var notCarried: [TargetSchema.Omission] = []
+    /// This run started the migration (resolved and stored the schema).
+    public private(set) var startedNow = false
+    /// Changes the target refused in the current batch, by table and key,
+    /// awaiting a later change of the same row or a retry at the batch's
+    /// end (see ``settleRefusals()``); nil outside a batch.
+    private var refusals: [String: Refusal]?
+    /// The LSN of the change whose refusal stopped the last step.
+    private var refusedLSN: LSN?
     #if DEBUG
     /// Test seam: runs right after each ``followStep()`` of ``run(progress:)``,
     /// where another process may commit before this one's next write.
     var afterFollowStepForTesting: (() throws -> Void)?
     #endif
 
+    /// The preflight a first run makes (``Preflight/run(plan:mappings:schema:source:keysPerViolation:)``;
+    /// tests pass their own).
+    package typealias PreflightRunner = (Plan, [TableMapping], TargetSchema, Connection) throws -> PreflightReport
+
     /// Opens (or resumes) the migration described by `plan`.
     ///
-    /// Validates the plan, creates missing target tables and the state
-    /// tables on first run, and registers as a log consumer.
-    public init(plan: Plan, source: Connection, target: Connection, feed: ChangeFeed, sourceID: String, options: MigratorOptions = MigratorOptions()) throws {
+    /// Validates the plan, on first run resolves the target's schema, runs
+    /// the preflight (refusing with ``MigrationError/Code/preflight`` before
+    /// anything is written), creates missing target tables and the state
+    /// tables, and registers as a log consumer.
+    public convenience init(plan: Plan, source: Connection, target: Connection, feed: ChangeFeed, sourceID: String, options: MigratorOptions = MigratorOptions()) throws {
+        try self.init(plan: plan, source: source, target: target, feed: feed, sourceID: sourceID, options: options, schema: nil, preflight: nil)
+    }
+
+    /// - Parameters:
+    ///   - schema: the target schema already resolved for a first run (by
+    ///     ``open(plan:options:)``, or a test's); nil resolves it here.
+    ///   - preflight: the preflight of a first run; nil runs ``Preflight``.
+    ///     `preflightDone` skips it (``open(plan:options:)`` ran it before
+    ///     creating the target file).
+    init(plan: Plan, source: Connection, target: Connection, feed: ChangeFeed, sourceID: String, options: MigratorOptions,
+         schema resolvedSchema: TargetSchema?, preflight: PreflightRunner?, preflightDone: Bool = false) throws {
         self.plan = plan
         self.options = options
         self.source = source
         self.target = target
         self.feed = feed
+        // S4: rows arrive in key order, not parent first, so the connection
+        // the migration writes through never enforces foreign keys (verify
+        // checks them). Set outside any transaction: inside one it is a no-op.
+        try target.execute("PRAGMA foreign_keys = OFF")
         try StateTables.upgrade(target)
         var existing = try StateTables.load(target)
         let mappings = try PlanResolver.resolve(plan, source: source, target: target, ownedColumns: try StateTables.addedColumns(target))
@@ -143,8 +188,22 @@ public final class Migrator: @unchecked Sendable {
         if let existing {
             state = existing
         } else {
-            let schema = try TargetSchema.resolve(plan: plan, mappings: mappings, source: source, sameFile: plan.isSameFile)
-            state = try TargetSetup.start(plan: plan, mappings: mappings, schema: schema, target: target, store: store, sourceID: sourceID, record: record)
+            // S1/S9: resolved once, checked against the source, then stored
+            // with the tables. A refused preflight leaves the target without
+            // tables or state and the source without capture (installed below).
+            let schema = try resolvedSchema ?? TargetSchema.resolve(plan: plan, mappings: mappings, source: source, sameFile: plan.isSameFile)
+            if !preflightDone {
+                let report = try (preflight ?? { try Preflight.run(plan: $0, mappings: $1, schema: $2, source: $3) })(plan, mappings, schema, source)
+                if !report.isClean { throw Self.preflightError(report) }
+            }
+            state = try TargetSetup.start(plan: plan, mappings: mappings, schema: schema, target: target, store: store, sourceID: sourceID,
+                                          record: record, indexesDuringCopy: options.indexesDuringCopy)
+            startedNow = true
+        }
+        if let stored = try SchemaStore.load(target) {
+            notCarried = stored.omissions
+            let pending = Set(try SchemaStore.pending(.index, in: target))
+            pendingIndexes = stored.indexes.filter { pending.contains($0.name) }
         }
         if let e = existing, e.copiedAtMicros == nil, e.cutoverState == nil, e.tables.allSatisfy({ $0.phase == .following }) {
             // Copied by a version that did not record it: the copy finished
@@ -233,7 +292,12 @@ public final class Migrator: @unchecked Sendable {
           // A safe point: every step before this one committed whole.
           try Interruption.check(stopPlace())
           do {
-            if let i = state.tables.firstIndex(where: { $0.phase != .following }) {
+            if let index = nextIndexToBuild() {
+                // S3: after its table's copy, before the copy of the next
+                // table goes on and before catch-up can end.
+                progress(snapshot(caughtUp: false, building: index))
+                try buildIndexStep(index)
+            } else if let i = state.tables.firstIndex(where: { $0.phase != .following }) {
                 try copyStep(i)
             } else {
                 if copyDone == nil { copyDone = Clock.monotonicNanos() }
@@ -241,7 +305,7 @@ public final class Migrator: @unchecked Sendable {
                 #if DEBUG
                 try afterFollowStepForTesting?()
                 #endif
-                if upToDate {
+                if upToDate && pendingIndexes.isEmpty {
                     caughtUp = true
                     if state.caughtUpAtMicros == nil {
                         // Only the catch-up time: this process's position may
@@ -259,6 +323,15 @@ public final class Migrator: @unchecked Sendable {
           } catch let e as MigrationError where e.code == .cutOver {
             cutOver = true
             break
+          } catch let e as MigrationError where e.code == .constraint {
+            // S8: the step rolled back whole; say why in the state, in a
+            // transaction of its own, for `status` (best effort: the error
+            // itself is what stops the run).
+            let blocked = BlockedStep(lsn: refusedLSN, message: e.message, atMicros: Clock.wallMicros())
+            refusedLSN = nil
+            try? target.transaction(.immediate) { try StateTables.recordBlocked(blocked, in: target) }
+            state.blocked = blocked
+            throw e
           } catch let e as SQLiteError where e.primaryCode == .busy && plan.isSameFile {
             // The file stayed locked (see above); the step changed nothing
             // stored, and the next one reloads the stored state.
@@ -286,10 +359,13 @@ public final class Migrator: @unchecked Sendable {
             let at = t.tidemark.map { "up to key \(KeyTuple.encode($0))" } ?? "before its first chunk"
             return "copying \(t.sourceTable) \(at), applied LSN \(s.appliedLSN); run the same command to resume"
         }
+        if let i = pendingIndexes.first {
+            return "\(pendingIndexes.count) index\(pendingIndexes.count == 1 ? "" : "es") still to build (next: \(i.name) on \(i.table)), applied LSN \(s.appliedLSN); run the same command to resume"
+        }
         return "following the log at applied LSN \(s.appliedLSN) (everything up to it is in the target); run the same command to resume"
     }
 
-    func snapshot(caughtUp: Bool) -> MigrationProgress {
+    func snapshot(caughtUp: Bool, building: TargetSchema.Object? = nil) -> MigrationProgress {
         let lagMillis: Int
         if let next = lookahead {
             lagMillis = max(0, Int((Clock.wallMicros() - next.timestampMicros) / 1000))
@@ -302,7 +378,8 @@ public final class Migrator: @unchecked Sendable {
                                         rowsEstimate: t.rowsEstimate, tidemark: t.tidemark, ceiling: t.ceiling)
             },
             appliedLSN: state.appliedLSN, capturedLSN: max(capturedLSN, state.appliedLSN), changesReplayed: replayed,
-            lagMillis: lagMillis, caughtUp: caughtUp)
+            lagMillis: lagMillis, caughtUp: caughtUp, indexesPending: pendingIndexes.count,
+            buildingIndex: building.map { ($0.name, $0.table) })
     }
 
     private func acknowledge(force: Bool) throws {
@@ -449,8 +526,73 @@ public final class Migrator: @unchecked Sendable {
         case .following:
             break
         }
-        try s.apply(r)
+        do {
+            try s.apply(r)
+        } catch let e as MigrationError where e.code == .constraint && refusals != nil {
+            refusals![refusalKey(r, route)] = Refusal(record: r, route: route, error: e)
+            return
+        }
+        if let pending = refusals, !pending.isEmpty { refusals!.removeValue(forKey: refusalKey(r, route)) }
         replayed += 1
+    }
+
+    /// A change the target refused within the current batch.
+    private struct Refusal {
+        let record: ChangeRecord
+        let route: ReplayRoute
+        let error: MigrationError
+    }
+
+    private func refusalKey(_ r: ChangeRecord, _ route: ReplayRoute) -> String {
+        route.sourceTable.lowercased() + "\u{1F}" + ((try? route.statements.keyValues(r)).map(KeyTuple.encode) ?? "")
+    }
+
+    /// Runs `body` (a batch's replay, inside its target transaction) with
+    /// refusals collected instead of thrown, then settles them.
+    ///
+    /// Invariant (S8): a change the target refuses is never skipped. Within
+    /// one transaction a later change of the same row replaces it (each
+    /// change carries the row's whole image, as the copy's chunks do), so
+    /// a source row fixed after the refused change gets past it; one that
+    /// no later change replaces is applied again at the batch's end (a row
+    /// it collided with may have moved since), and if the target still
+    /// refuses it the error stops the step and its transaction rolls back:
+    /// nothing of the batch is applied.
+    private func collectingRefusals<R>(_ body: () throws -> R) throws -> R {
+        refusals = [:]
+        defer { refusals = nil }
+        let result = try body()
+        try settleRefusals()
+        return result
+    }
+
+    /// Whether the current batch holds refused changes not yet settled
+    /// (the batch then runs on to the log's head rather than stop at its
+    /// size or time limit, to reach the change that replaces them).
+    private var hasOpenRefusals: Bool { !(refusals?.isEmpty ?? true) }
+
+    private func settleRefusals() throws {
+        guard var open = refusals, !open.isEmpty else { return }
+        refusals = nil
+        while true {
+            var progressed = false
+            for (key, f) in open.sorted(by: { $0.value.record.lsn < $1.value.record.lsn }) {
+                do {
+                    try f.route.statements.apply(f.record)
+                    open.removeValue(forKey: key)
+                    replayed += 1
+                    progressed = true
+                } catch let e as MigrationError where e.code == .constraint {
+                    continue
+                }
+            }
+            if open.isEmpty { return }
+            if !progressed {
+                let first = open.values.min { $0.record.lsn < $1.record.lsn }!
+                refusedLSN = first.record.lsn
+                throw first.error
+            }
+        }
     }
 
     /// One chunk of table `i`, with the changes logged before it.
@@ -488,11 +630,14 @@ public final class Migrator: @unchecked Sendable {
             }
             // Everything up to S_k must be in the log before replay.
             try waitForLog(highWater, sourceWritable: !sameFile)
-            while let r = try nextChange(through: highWater) {
-                // Judged against the old tidemark (state.tables[i] still holds it).
-                try replay(r)
+            try collectingRefusals {
+                while let r = try nextChange(through: highWater) {
+                    // Judged against the old tidemark (state.tables[i] still holds it).
+                    try replay(r)
+                }
             }
             state.appliedLSN = max(state.appliedLSN, highWater)
+            try clearBlockedIfAny()
             guard let ceiling = t.ceiling else {
                 t.phase = .following
                 state.tables[i] = t
@@ -512,7 +657,7 @@ public final class Migrator: @unchecked Sendable {
             do {
                 try copy.execute()
             } catch let e as SQLiteError where e.code.primary == .constraint {
-                throw MigrationError(.constraint, "copying \(m.source.name) into \(m.targetTable) after key \(t.tidemark.map(KeyTuple.encode) ?? "(start)") violates a constraint: \(e.message); fix the target table and run migrate again")
+                throw MigrationError(.constraint, "copying \(m.source.name) into \(m.targetTable) after key \(t.tidemark.map(KeyTuple.encode) ?? "(start)"): the target refused a row: \(e.message); nothing of this chunk was written — fix the source rows or the plan, then run `tidemark migrate`")
             }
             let n = target.changes
             copy.reset()
@@ -524,6 +669,79 @@ public final class Migrator: @unchecked Sendable {
             try StateTables.save(state, table: t, in: target)
             try recordCopiedIfDone()
         }
+    }
+
+    /// Forgets a refused step in the transaction of the next step that
+    /// commits (the state said why the migration stood still; it moves now).
+    private func clearBlockedIfAny() throws {
+        guard state.blocked != nil else { return }
+        try StateTables.clearBlocked(in: target)
+        state.blocked = nil
+    }
+
+    /// The next index to build: the first pending one whose table finished
+    /// its copy (an index whose table the state does not list waits for
+    /// every copy).
+    func nextIndexToBuild() -> TargetSchema.Object? {
+        let allFollowing = state.tables.allSatisfy { $0.phase == .following }
+        return pendingIndexes.first { index in
+            state.tables.first { $0.targetTable.lowercased() == index.table.lowercased() }.map { $0.phase == .following } ?? allFollowing
+        }
+    }
+
+    #if DEBUG
+    /// Test seam: runs inside an index build's transaction after the
+    /// CREATE INDEX and before the commit (throwing rolls it back, as a
+    /// crash there would).
+    var beforeIndexCommitForTesting: ((String) throws -> Void)?
+    #endif
+
+    /// Builds one secondary index of a table that finished its copy (S3).
+    ///
+    /// Invariant: an index is `built` in `_tidemark_schema` if and only if
+    /// it exists in the target. One transaction replays the changes logged
+    /// so far (so a source row fixed after a failed unique build reaches
+    /// the target first, as in a copy step), runs the CREATE INDEX and marks
+    /// it built; a crash anywhere leaves it absent and `pending`, and the
+    /// next run builds it again. An index of that name that already exists
+    /// (created with a table made by hand) counts only if its SQL is the
+    /// stored one.
+    func buildIndexStep(_ index: TargetSchema.Object) throws {
+        let sameFile = plan.isSameFile
+        if !sameFile { _ = try feed.ship(sourceWritable: true) }
+        try target.transaction(.immediate) {
+            try syncWithStoredState()
+            let stateOf = try target.prepare("SELECT state FROM \(SchemaStore.table) WHERE kind = 'index' AND name = ?1")
+            try stateOf.bind([.text(index.name)])
+            guard try stateOf.step(), stateOf.columnText(0) == "pending" else { return }  // another process built it
+            let highWater = try store.captureHighWater()
+            capturedLSN = max(capturedLSN, highWater)
+            try waitForLog(highWater, sourceWritable: !sameFile)
+            try collectingRefusals {
+                while let r = try nextChange(through: highWater) { try replay(r) }
+            }
+            state.appliedLSN = max(state.appliedLSN, highWater)
+            try StateTables.save(state, table: nil, in: target)
+            try clearBlockedIfAny()
+            let existing = try target.prepare("SELECT sql FROM main.sqlite_schema WHERE type = 'index' AND name = ?1 COLLATE NOCASE")
+            try existing.bind([.text(index.name)])
+            if try existing.step() {
+                guard existing.columnText(0) == index.sql else {
+                    throw MigrationError(.incompatibleTarget, "the target already has an index named \(index.name) that differs from the one the migration builds (\(index.sql)); drop or rename it, then run `tidemark migrate`")
+                }
+            } else {
+                do {
+                    try target.execute(index.sql)
+                } catch let e as SQLiteError where e.code.primary == .constraint {
+                    throw IndexDuplicates.error(index, target: target, sqliteMessage: e.message)
+                }
+            }
+            try SchemaStore.setState(.index, name: index.name, state: "built", in: target)
+            #if DEBUG
+            try beforeIndexCommitForTesting?(index.name)
+            #endif
+        }
+        pendingIndexes.removeAll { $0.name == index.name }
     }
 
     /// In the transaction that moved the last table to `following`: the
@@ -556,16 +774,47 @@ public final class Migrator: @unchecked Sendable {
         try target.transaction(.immediate) {
             try syncWithStoredState(tablesMayChange: false)
             let start = Clock.monotonicNanos()
-            while applied < options.replayBatchMax, let r = try nextChange(through: logHead) {
-                try replay(r)
-                applied += 1
-                if applied % 1024 == 0 && Clock.monotonicNanos() - start > UInt64(options.replayBatchMillis) * 1_000_000 { break }
+            try collectingRefusals {
+                while applied < options.replayBatchMax || hasOpenRefusals, let r = try nextChange(through: logHead) {
+                    try replay(r)
+                    applied += 1
+                    if applied % 1024 == 0 && !hasOpenRefusals && Clock.monotonicNanos() - start > UInt64(options.replayBatchMillis) * 1_000_000 { break }
+                }
             }
-            if applied > 0 { try StateTables.save(state, table: nil, in: target) }
+            if applied > 0 {
+                try StateTables.save(state, table: nil, in: target)
+                try clearBlockedIfAny()
+            }
             // State begun by a version that did not record the copy's end.
             if state.copiedAtMicros == nil { try recordCopiedIfDone() }
         }
         return (applied, state.appliedLSN.rawValue >= UInt64(max(0, highWater)))
+    }
+}
+
+// MARK: Preflight
+
+extension Migrator {
+    /// The refusal of a first run whose preflight found source rows the
+    /// target would refuse: a summary line, one indented line per
+    /// violation, and what to do; the violations ride along as data.
+    static func preflightError(_ report: PreflightReport) -> MigrationError {
+        var e = MigrationError(.preflight, preflightMessage(report))
+        e.violations = report.violations
+        return e
+    }
+
+    /// The preflight's refusal as text (also what `migrate --dry-run` prints).
+    public static func preflightMessage(_ report: PreflightReport) -> String {
+        let v = report.violations
+        var lines = ["\(v.count) constraint\(v.count == 1 ? "" : "s") of the target would refuse source rows; nothing was copied"]
+        for x in v {
+            let keys = x.keys.map { k in k.map { "\($0.name)=\(QuotedValue.literal($0.value))" }.joined(separator: ",") }
+            let more = x.rows > x.keys.count ? ", …" : ""
+            lines.append("  \(x.table) → \(x.targetTable): \(x.kind) \(x.constraint): \(x.rows) row\(x.rows == 1 ? "" : "s")\(keys.isEmpty ? "" : " (\(keys.joined(separator: "; "))\(more))")")
+        }
+        lines.append("fix those rows in the source, or change the plan (a new expression, or `foreign_keys: drop` for a foreign key), then run `tidemark migrate` again")
+        return lines.joined(separator: "\n")
     }
 }
 

@@ -119,6 +119,14 @@ public enum Rollback {
                     dropped.append("\(table).\(c)")
                 }
             }
+            // Adopted in-place columns existed before the migration (empty):
+            // they stay, emptied again, so that migrating again adopts them.
+            for (table, columns) in try StateTables.adoptedColumnsByTarget(target) {
+                guard let info = try Schema.table(named: table, in: target) else { continue }
+                for c in columns where info.columns.contains(where: { $0.name.lowercased() == c.lowercased() }) {
+                    targetDrops.append(("UPDATE \(q(table)) SET \(q(c)) = NULL", "values of adopted column \(table).\(c) (kept, emptied)"))
+                }
+            }
             // Fences a rollback after cutover left on the target tables
             // (those of dropped tables go with them) and guards of an
             // in-place table.

@@ -324,7 +324,9 @@ final class TableStatements {
             }
         } catch let e as SQLiteError where e.code.primary == .constraint {
             let key = r.key.map { "\($0.name)=\($0.value)" }.joined(separator: ", ")
-            throw MigrationError(.constraint, "replaying LSN \(r.lsn) (\(r.operation) of \(r.table) \(key)) into \(mapping.targetTable) violates a constraint: \(e.message); fix the target table and run migrate again")
+            // SQLite's message names the constraint (its name, or the CHECK's
+            // expression, or table.column for NOT NULL and UNIQUE).
+            throw MigrationError(.constraint, "the target refused the change at LSN \(r.lsn) (\(r.operation) of \(r.table) \(key)) into \(mapping.targetTable): \(e.message); nothing of its batch was applied and it is never skipped — fix the row in the source (its next change replaces this one) or change the plan, then run `tidemark migrate`")
         }
     }
 

@@ -47,7 +47,9 @@ public enum PlanResolver {
     ///
     /// - Throws: ``MigrationError`` naming the table, column or expression.
     /// - Parameter ownedColumns: in-place columns an earlier run of this
-    ///   migration added (per source table, lowercased); they may exist.
+    ///   migration added or adopted (per source table, lowercased); they may
+    ///   exist and hold values. Any other existing in-place column must be
+    ///   empty (it is then adopted).
     public static func resolve(_ plan: Plan, source: Connection, target: Connection,
                                ownedColumns: [String: Set<String>] = [:]) throws -> [TableMapping] {
         var mappings: [TableMapping] = []
@@ -100,11 +102,17 @@ public enum PlanResolver {
             var targetKey: [String] = []
             if inPlace {
                 targetKey = info.primaryKey
+                // An existing column is adopted as the new column while it
+                // holds only NULLs (TargetSetup checks again under the
+                // write lock); one with values would be overwritten.
                 for c in columns {
-                    if dataColumns.contains(where: { $0.lowercased() == c.target.lowercased() }),
-                       !(ownedColumns[info.name.lowercased()]?.contains(c.target.lowercased()) ?? false) {
-                        throw MigrationError(.badPlan, "in-place column '\(c.target)' of '\(info.name)' is an existing source column; in place, only new columns can be written (choose a new column name)")
+                    guard let existing = dataColumns.first(where: { $0.lowercased() == c.target.lowercased() }),
+                          !(ownedColumns[info.name.lowercased()]?.contains(c.target.lowercased()) ?? false) else { continue }
+                    if info.primaryKey.contains(where: { $0.lowercased() == existing.lowercased() }) {
+                        throw MigrationError(.badPlan, "in-place column '\(existing)' of '\(info.name)' is part of its primary key; choose a new column name")
                     }
+                    let n = try TargetSetup.nonNullCount(table: info.name, column: existing, in: source)
+                    if n > 0 { throw TargetSetup.nonEmptyColumnError(table: info.name, column: existing, count: n) }
                 }
             } else {
                 for k in info.primaryKey {

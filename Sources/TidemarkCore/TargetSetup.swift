@@ -2,14 +2,19 @@ import TidemarkLog
 import TidemarkSQLite
 
 /// First-run preparation of the target: check or create each target table,
-/// add in-place columns, and write the initial state — one transaction, so
-/// a failed check changes nothing.
+/// add (or adopt) in-place columns, and write the initial state — one
+/// transaction, so a failed check changes nothing.
+///
+/// Secondary indexes are not created here: they are built after their
+/// table's copy (``Migrator`` index steps), unless `indexesDuringCopy`.
 enum TargetSetup {
-    static func start(plan: Plan, mappings: [TableMapping], schema: TargetSchema, target: Connection, store: SQLiteTarget, sourceID: String, record: PlanRecord? = nil) throws -> MigrationState {
+    static func start(plan: Plan, mappings: [TableMapping], schema: TargetSchema, target: Connection, store: SQLiteTarget, sourceID: String,
+                      record: PlanRecord? = nil, indexesDuringCopy: Bool = false) throws -> MigrationState {
         let q = quoteIdentifier
         return try target.transaction(.immediate) {
             try check(mappings, target: target)
             var added: [String: [String]] = [:]
+            var adopted: [String: [String]] = [:]
             var created: Set<String> = []
             for m in mappings {
                 switch m.shape {
@@ -21,9 +26,20 @@ enum TargetSetup {
                     }
                 case .inPlace:
                     let existing = try Schema.table(named: m.targetTable, in: target)!
-                    for c in m.columns where !existing.columns.contains(where: { $0.name.lowercased() == c.target.lowercased() }) {
-                        try target.execute("ALTER TABLE \(q(m.targetTable)) ADD COLUMN \(q(c.target)) \(declaredType(c, m))")
-                        added[m.source.name, default: []].append(c.target)
+                    for c in m.columns {
+                        if let have = existing.columns.first(where: { $0.name.lowercased() == c.target.lowercased() }) {
+                            // Adopted: a column the team added itself (say, an
+                            // `ALTER TABLE … ADD COLUMN` in its release). Checked
+                            // again here, under the write lock this transaction
+                            // holds: it must still hold nothing, so that every
+                            // value it gets is the plan's.
+                            let n = try nonNullCount(table: m.targetTable, column: have.name, in: target)
+                            if n > 0 { throw nonEmptyColumnError(table: m.targetTable, column: have.name, count: n) }
+                            adopted[m.source.name, default: []].append(have.name)
+                        } else {
+                            try target.execute("ALTER TABLE \(q(m.targetTable)) ADD COLUMN \(q(c.target)) \(declaredType(c, m))")
+                            added[m.source.name, default: []].append(c.target)
+                        }
                     }
                 }
             }
@@ -37,9 +53,28 @@ enum TargetSetup {
                 })
             state.plan = record ?? PlanRecord.make(plan: plan, mappings: mappings)
             try SchemaStore.store(schema, in: target)
-            try StateTables.insert(state, addedColumns: added, created: created, into: target)
+            if indexesDuringCopy {
+                // Maintained row by row during the copy instead (the bench's
+                // comparison): created now, with the tables, and built.
+                for index in schema.indexes {
+                    try target.execute(index.sql)
+                    try SchemaStore.setState(.index, name: index.name, state: "built", in: target)
+                }
+            }
+            try StateTables.insert(state, addedColumns: added, adoptedColumns: adopted, created: created, into: target)
             return state
         }
+    }
+
+    /// Non-NULL values in `table.column` (an in-place column to adopt).
+    static func nonNullCount(table: String, column: String, in c: Connection) throws -> Int {
+        let s = try c.prepare("SELECT count(*) FROM \(quoteIdentifier(table)) WHERE \(quoteIdentifier(column)) IS NOT NULL")
+        _ = try s.step()
+        return Int(s.columnInt64(0))
+    }
+
+    static func nonEmptyColumnError(table: String, column: String, count: Int) -> MigrationError {
+        MigrationError(.badPlan, "in-place column '\(column)' of '\(table)' already exists and holds \(count) non-NULL value\(count == 1 ? "" : "s"); an existing column is adopted only while it is empty (NULL in every row) — choose a new column name, or empty it (UPDATE \(quoteIdentifier(table)) SET \(quoteIdentifier(column)) = NULL) if those values are not needed")
     }
 
     /// Checks, without writing, that each existing copy-target table can

@@ -14,6 +14,10 @@ import TidemarkSQLite
 ///   close) of a quiet demo shop database into a new file, vs the `sqlite3`
 ///   CLI running `INSERT INTO t SELECT * FROM src.t` over `ATTACH` into a
 ///   new file with the very tables the Migrator created.
+/// - Indexed copy: the customers table with three secondary indexes (one
+///   partial), copied by a full `Migrator` run with the indexes built after
+///   the copy (what a migration does) and with them maintained row by row
+///   during it, vs `INSERT … SELECT` over `ATTACH` into the indexed table.
 /// - Replay: a write workload is applied once to a captured copy of the
 ///   source while SQLite's session extension records the same changes; the
 ///   outbox is shipped into the log. Each run then replays the log into a
@@ -172,6 +176,9 @@ struct MigrateBenchmark: ParsableCommand {
         }
         try removeDatabase(baselineDB)
 
+        // (a') Indexed copy: secondary indexes built after vs maintained during.
+        let indexed = try measureIndexedCopy(pristine, in: dir, memory: &memory)
+
         // (b) Replay.
         progress("replay: generating \(formatNumber(Double(changes))) changes (session + capture + ship)")
         releaseFreedMemory()
@@ -245,6 +252,20 @@ struct MigrateBenchmark: ParsableCommand {
             path: "  … vs INSERT … SELECT … WHERE true (no transfer optimization)", unit: "rows/s",
             tidemark: totalRows / copy.wall.median, baseline: totalRows / rowCopy.wall.median, goal: .none,
             details: details(copy, rowCopy, "the same with WHERE true on each SELECT")))
+        let indexedRows = Double(indexed.rows)
+        table.rows.append(Comparison(
+            path: "indexed copy (\(indexed.indexes) indexes), built after the copy", unit: "rows/s",
+            tidemark: indexedRows / indexed.after.wall.median, baseline: indexedRows / indexed.insertSelect.wall.median, goal: .none,
+            details: [("rows", .int(indexed.rows)), ("indexes", .array(indexed.sql.map(JSON.string)))]
+                + details(indexed.after, indexed.insertSelect, "sqlite3 -batch -bail target.db '<CREATE TABLE; CREATE INDEX …; ATTACH; INSERT INTO customers SELECT * FROM src.customers>'")))
+        table.rows.append(Comparison(
+            path: "  … indexes maintained during the copy", unit: "rows/s",
+            tidemark: indexedRows / indexed.during.wall.median, baseline: indexedRows / indexed.insertSelect.wall.median, goal: .none,
+            details: details(indexed.during, indexed.insertSelect, nil)))
+        table.rows.append(Comparison(
+            path: "  … speed built after ÷ speed maintained during", unit: "×",
+            tidemark: indexed.during.wall.median / indexed.after.wall.median, baseline: nil, goal: .none,
+            details: [("after_seconds", JSON.seconds(indexed.after.wall)), ("during_seconds", JSON.seconds(indexed.during.wall))]))
         table.rows.append(Comparison(
             path: "replay of \(formatNumber(n)) logged changes", unit: "changes/s",
             tidemark: n / replay.wall.median, baseline: n / apply.wall.median,
@@ -293,6 +314,9 @@ struct MigrateBenchmark: ParsableCommand {
         lines.append(spreadLine("tidemark copy (Migrator open+run)", copy))
         lines.append(spreadLine("sqlite3 INSERT … SELECT", insertSelect))
         lines.append(spreadLine("sqlite3 INSERT … SELECT … WHERE true", rowCopy))
+        lines.append(spreadLine("tidemark indexed copy, built after", indexed.after))
+        lines.append(spreadLine("tidemark indexed copy, during", indexed.during))
+        lines.append(spreadLine("sqlite3 INSERT … SELECT, indexed", indexed.insertSelect))
         lines.append(spreadLine("tidemark replay (Migrator.run)", replay))
         lines.append(spreadLine("sqlite3changeset_apply, same cache", apply))
         lines.append(spreadLine("sqlite3changeset_apply, default cache", applyDefault))
@@ -306,6 +330,7 @@ struct MigrateBenchmark: ParsableCommand {
                      + (memory.resettable ? "" : " (peaks are cumulative: /proc/self/clear_refs refused)"))
         lines.append("baselines: sqlite3 -batch -bail target.db \"PRAGMA journal_mode = WAL; <the Migrator's CREATE TABLEs>; ATTACH … AS src; BEGIN; INSERT INTO t SELECT * FROM src.t …; COMMIT\"")
         lines.append("           the same with WHERE true on each SELECT")
+        lines.append("           indexed copy: sqlite3 -batch -bail target.db \"PRAGMA journal_mode = WAL; CREATE TABLE customers …; \(indexed.indexes) × CREATE INDEX …; ATTACH … AS src; BEGIN; INSERT INTO customers SELECT * FROM src.customers; COMMIT\"")
         lines.append("           sqlite3changeset_apply(target, changeset in memory), one transaction; PRAGMA cache_size = -\(cacheKiB) (the Migrator's target connection's), and SQLite's default")
 
         let json = JSON.object([
@@ -349,6 +374,95 @@ struct MigrateBenchmark: ParsableCommand {
             ddl.append(s.columnText(0))
         }
         return (timing, ddl)
+    }
+
+    // MARK: (a') indexed copy
+
+    /// The customers table's secondary indexes in the indexed-copy runs:
+    /// a plain, a composite and a partial one.
+    static let customerIndexes = [
+        "CREATE INDEX customers_email ON customers(email)",
+        "CREATE INDEX customers_name ON customers(last_name, first_name)",
+        "CREATE INDEX customers_created ON customers(created_at) WHERE balance > 0",
+    ]
+
+    struct IndexedCopy {
+        var rows: Int
+        var indexes: Int
+        var sql: [String]
+        var after = Runs(), during = Runs(), insertSelect = Runs()
+    }
+
+    /// The customers table with its indexes, copied `runs` times each way.
+    private func measureIndexedCopy(_ pristine: String, in dir: ScratchDirectory, memory: inout PeakMemory) throws -> IndexedCopy {
+        let source = dir.file("indexed-source.db")
+        try copyFile(from: pristine, to: source)
+        let tableSQL: String
+        do {
+            let c = try Connection(path: source, mode: .readWrite)
+            for sql in Self.customerIndexes { try c.execute(sql) }
+            let s = try c.prepare("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'customers'")
+            guard try s.step() else { throw BenchmarkError("the demo shop has no customers table") }
+            tableSQL = s.columnText(0)
+            try c.close()
+        }
+        let rows = try countRows(source, "customers")
+        var result = IndexedCopy(rows: rows, indexes: Self.customerIndexes.count, sql: Self.customerIndexes)
+        // What a migration of this table stores: the table, then its indexes
+        // (built after the copy unless maintained during it).
+        let schema = TargetSchema(
+            tables: [.init(source: "customers", target: "customers", createSQL: tableSQL)],
+            indexes: Self.customerIndexes.enumerated().map { i, sql in
+                .init(kind: .index, name: ["customers_email", "customers_name", "customers_created"][i], table: "customers", sql: sql)
+            })
+        let baselineDB = dir.file("indexed-insert-select.db")
+        let script = (["PRAGMA journal_mode = WAL", tableSQL] + Self.customerIndexes + [
+            "ATTACH '\(source)' AS src", "BEGIN", "INSERT INTO main.customers SELECT * FROM src.customers", "COMMIT",
+        ]).joined(separator: ";\n") + ";"
+        let command = ExternalCommand(["sqlite3", "-batch", "-bail", baselineDB, script])
+        func ours(_ during: Bool, run: Int) throws -> Timing {
+            let d = dir.subdirectory("indexed-\(during ? "during" : "after")-\(run)")
+            try makeDirectory(d)
+            defer { try? removeTree(d) }
+            try copyFile(from: source, to: d + "/source.db")
+            let plan = Plan(source: d + "/source.db", target: d + "/target.db", log: d + "/log", chunkRows: chunkRows,
+                            tables: [TablePlan(source: "customers")])
+            var options = MigratorOptions()
+            options.indexesDuringCopy = during
+            let (summary, timing) = try Stopwatch.measure { () throws -> MigrationSummary in
+                let migrator = try Migrator.open(plan: plan, options: options, wrappingFeed: { $0 }, schema: schema)
+                let summary = try migrator.run()
+                try migrator.close()
+                return summary
+            }
+            guard summary.rowsCopied == rows, summary.caughtUp else {
+                throw BenchmarkError("the indexed copy copied \(summary.rowsCopied) rows, expected \(rows)")
+            }
+            let target = try Connection(path: d + "/target.db", mode: .readOnly)
+            let n = try target.prepare("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name LIKE 'customers\\_%' ESCAPE '\\'")
+            _ = try n.step()
+            guard n.columnInt64(0) == Int64(Self.customerIndexes.count) else {
+                throw BenchmarkError("the indexed copy's target has \(n.columnInt64(0)) of the \(Self.customerIndexes.count) indexes")
+            }
+            try target.close()
+            return timing
+        }
+        progress("indexed copy warm-up (\(formatNumber(Double(rows))) customers, \(Self.customerIndexes.count) indexes)")
+        _ = try memory.phase("copy") { try ours(false, run: 0) }
+        for i in 1...runs {
+            let after = try memory.phase("copy") { try ours(false, run: i) }
+            let during = try memory.phase("copy") { try ours(true, run: i) }
+            try removeDatabase(baselineDB)
+            let theirs = try command.run()
+            guard try countRows(baselineDB, "customers") == rows else { throw BenchmarkError("the indexed INSERT … SELECT baseline copied the wrong number of rows") }
+            result.after.add(after)
+            result.during.add(during)
+            result.insertSelect.add(theirs)
+            progress("indexed copy run \(i)/\(runs): built after \(describe(after)), maintained during \(describe(during)), INSERT … SELECT \(describe(theirs))")
+        }
+        try removeDatabase(baselineDB)
+        try removeDatabase(source)
+        return result
     }
 
     // MARK: (b) replay

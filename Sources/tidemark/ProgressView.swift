@@ -37,6 +37,11 @@ final class ProgressView {
             }
             lines.append(line)
         }
+        if let b = p.buildingIndex {
+            lines.append("  building index \(b.name) on \(b.table) (\(p.indexesPending) to build)")
+        } else if p.indexesPending > 0 {
+            lines.append("  \(p.indexesPending) index\(p.indexesPending == 1 ? "" : "es") to build after the copy")
+        }
         lines.append("  applied LSN \(p.appliedLSN)  lag \(p.lagChanges) changes, \(p.lagMillis) ms  replayed \(p.changesReplayed)\(p.caughtUp ? "  caught up" : "")")
         var out = ""
         if linesDrawn > 0 { out += "\u{1B}[\(linesDrawn)A" }
