@@ -45,6 +45,9 @@ public struct PreflightReport: Sendable, Equatable {
     /// Constraints the preflight could not evaluate over the source by itself
     /// (the copy still enforces them): one line each, for the user.
     public var unchecked: [String] = []
+    /// Source rows read and checked (tables whose every constraint the
+    /// source already guarantees are not read).
+    public var rowsChecked = 0
     public var isClean: Bool { violations.isEmpty }
     public init(violations: [PreflightViolation] = []) { self.violations = violations }
 
@@ -97,6 +100,7 @@ public enum Preflight {
             }
             report.violations += check.violations
             report.unchecked += check.unchecked
+            report.rowsChecked += check.rowsChecked
         }
         return report
     }
@@ -145,6 +149,7 @@ struct TableCheck {
     /// A NOT NULL column the copy does not fill and that has no DEFAULT:
     /// every row is refused (reported once, not again per trial).
     var everyRowRefused = false
+    var rowsChecked = 0
 
     /// The candidate rows' table in the scratch database (rowid = position
     /// in source key order) and the empty constraint copy of the target.
@@ -469,6 +474,7 @@ struct TableCheck {
             }
         }
         try scratch.execute("COMMIT")
+        rowsChecked = Int(row)
         return failures
     }
 
