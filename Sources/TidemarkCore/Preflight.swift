@@ -114,6 +114,29 @@ public enum Preflight {
     }
 }
 
+extension TargetSchema {
+    /// This schema with each target table that already exists in `target`
+    /// (empty: ``TargetSetup`` refuses a target table with rows) taken as it
+    /// is there, with its indexes: the migration keeps an existing table, so
+    /// its constraints are the ones the rows must meet.
+    func withExistingTables(in target: Connection) throws -> TargetSchema {
+        var schema = self
+        for (i, t) in tables.enumerated() {
+            let s = try target.prepare("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE")
+            try s.bind([.text(t.target)])
+            guard try s.step(), !s.columnIsNull(0) else { continue }
+            schema.tables[i].createSQL = s.columnText(0)
+            schema.indexes.removeAll { $0.table.lowercased() == t.target.lowercased() }
+            let x = try target.prepare("SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?1 COLLATE NOCASE AND sql IS NOT NULL")
+            try x.bind([.text(t.target)])
+            while try x.step() {
+                schema.indexes.append(Object(kind: .index, name: x.columnText(0), table: t.target, sql: x.columnText(1)))
+            }
+        }
+        return schema
+    }
+}
+
 /// A preflight that found rows the target would refuse; its description is
 /// ``PreflightReport/message``. Carries the report for `--json`.
 public struct PreflightError: Error, Sendable, CustomStringConvertible {

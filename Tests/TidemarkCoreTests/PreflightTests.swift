@@ -300,3 +300,58 @@ import TidemarkSQLite
         }
     }
 }
+
+/// Through `Migrator.open` and `tidemark migrate`: a failed preflight writes
+/// nothing (no target table, no state, no log, no capture in the source).
+@Suite struct PreflightMigrateTests {
+    /// users(email) with emails equal under lower(); the target table exists
+    /// already (empty) with UNIQUE(email), and the plan lowers the emails.
+    static func fixture(_ dir: String) throws {
+        let c = try Connection(path: dir + "/src.db", mode: .readWriteCreate)
+        _ = try c.setJournalMode(.wal)
+        try c.execute("""
+            CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT NOT NULL);
+            INSERT INTO users VALUES (1, 'A@x'), (2, 'a@x'), (3, 'b@x');
+            """)
+        try c.close()
+        let t = try Connection(path: dir + "/dst.db", mode: .readWriteCreate)
+        try t.execute("CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE)")
+        try t.close()
+        try writeText(dir + "/tidemark.yml", "source: src.db\ntarget: dst.db\nlog: changelog\ntables:\n  users:\n    columns:\n      id: id\n      email: lower(email)\n")
+    }
+
+    @Test("Migrator.open refuses and writes nothing")
+    func migratorWritesNothing() throws {
+        try withTemporaryDirectory { dir in
+            try Self.fixture(dir)
+            let source = try DatabaseImage(path: dir + "/src.db")
+            let target = try DatabaseImage(path: dir + "/dst.db")
+            let error = try #require(throws: PreflightError.self) { _ = try Migrator.open(plan: try Plan.load(path: dir + "/tidemark.yml")) }
+            #expect(error.report.violations.map(\.kind) == ["unique"])
+            #expect(error.report.violations.first.map(PreflightTests.ids) == [[.integer(1)], [.integer(2)]])
+            #expect(try DatabaseImage(path: dir + "/src.db") == source)
+            #expect(try DatabaseImage(path: dir + "/dst.db") == target)
+            #expect(try captureObjects(dir + "/src.db").isEmpty)
+            #expect(!FileManager.default.fileExists(atPath: dir + "/changelog"))
+            // Fixed in the source, the same plan migrates.
+            let c = try Connection(path: dir + "/src.db", mode: .readWrite)
+            try c.execute("UPDATE users SET email = 'a2@x' WHERE id = 2")
+            try c.close()
+            let m = try Migrator.open(plan: try Plan.load(path: dir + "/tidemark.yml"))
+            defer { try? m.close() }
+            #expect(try m.run(seconds: 60).caughtUp)
+        }
+    }
+
+    @Test("tidemark migrate lists each violated constraint and exits 1")
+    func cliListsViolations() throws {
+        try withTemporaryDirectory { dir in
+            try Self.fixture(dir)
+            let r = try runTidemark(["migrate", "--plan", dir + "/tidemark.yml"], in: dir)
+            #expect(r.status == 1)
+            #expect(r.stderr.contains("nothing was written"), "\(r.stderr)")
+            #expect(r.stderr.contains("users -> users: unique UNIQUE (email): 2 rows, first keys (id=1), (id=2)"), "\(r.stderr)")
+            #expect(try captureObjects(dir + "/src.db").isEmpty)
+        }
+    }
+}
