@@ -92,12 +92,22 @@ extension Migrator {
                 : FileSystemCheck.exists(plan.target) ? try Connection(path: plan.target, mode: .readOnly) : nil
             let mappings = try PlanResolver.resolve(plan, source: source, target: existingTarget ?? source,
                                                     ownedColumns: try existingTarget.map(StateTables.addedColumns) ?? [:])
+            var firstRun = true
             if let existingTarget {
                 if let state = try StateTables.load(existingTarget) {
                     try Migrator.checkResumable(state, plan: plan, mappings: mappings, sourceID: sourceID.rawValue)
+                    firstRun = false
                 } else {
                     try TargetSetup.check(mappings, target: existingTarget)
                 }
+            }
+            // First run only: source rows the target's constraints would
+            // refuse stop the migration here, before the target, the log or
+            // capture exist (a `PreflightError` listing each constraint).
+            if firstRun {
+                var schema = try TargetSchema.resolve(plan: plan, mappings: mappings, source: source, sameFile: plan.isSameFile)
+                if let existingTarget { schema = try schema.withExistingTables(in: existingTarget) }
+                try Preflight.check(plan: plan, mappings: mappings, schema: schema, source: source)
             }
         }
         if FileSystemCheck.exists(plan.log) {
