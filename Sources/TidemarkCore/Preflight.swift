@@ -566,11 +566,20 @@ struct TableCheck {
         let targetFKs = try list(scratch, target.name)
         guard !targetFKs.isEmpty else { return }
         let sourceFKs = try list(source, m.source.name)
-        // The source's foreign key that became a target one: same parent
-        // (through the plan's table moves).
+        // The target foreign key a source one became: same parent (through
+        // the plan's table moves) and the same columns (through its renames).
+        func targetName(ofSource column: String) -> String {
+            m.columns.first { $0.sourceColumn?.lowercased() == column.lowercased() }?.target ?? column
+        }
         func carried(_ fk: FK) -> FK? {
             let parentTarget = plan.tables.first { $0.source.lowercased() == fk.parent.lowercased() }?.target ?? fk.parent
-            return targetFKs.first { $0.parent.lowercased() == parentTarget.lowercased() }
+            let from = fk.from.map { targetName(ofSource: $0).lowercased() }
+            let sameParent = targetFKs.filter { $0.parent.lowercased() == parentTarget.lowercased() }
+            return sameParent.first { $0.from.map { $0.lowercased() } == from } ?? (sameParent.count == 1 ? sameParent[0] : nil)
+        }
+        let matched = sourceFKs.compactMap(carried)
+        for t in targetFKs where !matched.contains(where: { $0.id == t.id }) {
+            unchecked.append("\(m.source.name) -> \(table.target): foreign key (\(t.from.joined(separator: ", "))) REFERENCES \(t.parent) is not one of the source's, so the source cannot check it; verify checks it in the target")
         }
         let check: Statement
         do {
@@ -592,7 +601,10 @@ struct TableCheck {
         for fkid in order {
             guard let sfk = sourceFKs.first(where: { $0.id == fkid }), let tfk = carried(sfk), let rows = rowsByFK[fkid] else { continue }
             let to = tfk.to.allSatisfy({ $0.isEmpty }) ? "" : "(\(tfk.to.joined(separator: ", ")))"
-            let keys = try keysOfRowids(Set(rows.compactMap { $0 }))
+            let keys = m.source.isWithoutRowid
+                ? try ForeignKeyOrphans.keys(in: source, child: m.source.name, key: m.sourceKey, parent: sfk.parent, from: sfk.from, to: sfk.to, limit: keysMax)
+                    .map { zip(m.sourceKey, $0).map { Field($0, $1) } }
+                : try keysOfRowids(Set(rows.compactMap { $0 }))
             violations.append(PreflightViolation(
                 table: m.source.name, targetTable: table.target, kind: "foreign key",
                 constraint: "(\(tfk.from.joined(separator: ", "))) REFERENCES \(tfk.parent)\(to)", rows: rows.count, keys: keys,
@@ -613,6 +625,30 @@ struct TableCheck {
             }
         }
         return keys
+    }
+}
+
+/// Keys of child rows whose parent row is missing, found by a query: for
+/// WITHOUT ROWID tables, whose rows `PRAGMA foreign_key_check` cannot name
+/// (it gives their rowid as NULL). The count comes from the PRAGMA.
+enum ForeignKeyOrphans {
+    /// The first `limit` keys, in key order, of rows of `child` whose
+    /// foreign key (`from` → `parent(to)`; `to` empty: the parent's primary
+    /// key) has no NULL part and matches no parent row.
+    static func keys(in c: Connection, child: String, key: [String], parent: String, from: [String], to: [String], limit: Int) throws -> [[Value]] {
+        let q = quoteIdentifier
+        guard limit > 0 else { return [] }
+        var parentColumns = to
+        if to.allSatisfy({ $0.isEmpty }) {
+            guard let info = try Schema.table(named: parent, in: c) else { return [] }
+            parentColumns = info.primaryKey
+        }
+        guard parentColumns.count == from.count, try Schema.table(named: parent, in: c) != nil else { return [] }
+        let notNull = from.map { "c.\(q($0)) IS NOT NULL" }.joined(separator: " AND ")
+        let match = zip(parentColumns, from).map { "p.\(q($0)) = c.\(q($1))" }.joined(separator: " AND ")
+        let keyList = key.map { "c.\(q($0))" }.joined(separator: ", ")
+        let s = try c.prepare("SELECT \(keyList) FROM \(q(child)) AS c WHERE \(notNull) AND NOT EXISTS (SELECT 1 FROM \(q(parent)) AS p WHERE \(match)) ORDER BY \(keyList) LIMIT \(limit)")
+        return try s.rows { r in (0..<key.count).map { r.columnValue(Int32($0)) } }
     }
 }
 

@@ -221,11 +221,29 @@ public struct Verifier {
         let again = Set(try look())
         hits = hits.filter { again.contains($0) }
         report.foreignKeyCount = hits.count
-        let keyOf = m.source.isWithoutRowid ? nil
-            : try target.prepare("SELECT \(m.targetKey.map(q).joined(separator: ", ")) FROM \(q(m.targetTable)) WHERE rowid = ?1")
+        if m.source.isWithoutRowid {
+            // No rowid to find the rows by: the keys come from a query per
+            // foreign key (the count from the PRAGMA).
+            let fks = try target.prepare("SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq")
+            try fks.bind([.text(m.targetTable)])
+            var byID: [(id: Int64, parent: String, from: [String], to: [String])] = []
+            while try fks.step() {
+                let id = fks.columnInt64(0), to = fks.columnIsNull(3) ? "" : fks.columnText(3)
+                if let i = byID.firstIndex(where: { $0.id == id }) { byID[i].from.append(fks.columnText(2)); byID[i].to.append(to) }
+                else { byID.append((id, fks.columnText(1), [fks.columnText(2)], [to])) }
+            }
+            for fk in byID where hits.contains(where: { $0.fkid == fk.id }) && report.foreignKeys.count < options.keysMax {
+                for key in try ForeignKeyOrphans.keys(in: target, child: m.targetTable, key: m.targetKey, parent: fk.parent, from: fk.from, to: fk.to,
+                                                      limit: options.keysMax - report.foreignKeys.count) {
+                    report.foreignKeys.append(ForeignKeyViolation(key: key, rowid: nil, parent: fk.parent))
+                }
+            }
+            return
+        }
+        let keyOf = try target.prepare("SELECT \(m.targetKey.map(q).joined(separator: ", ")) FROM \(q(m.targetTable)) WHERE rowid = ?1")
         for h in hits.prefix(options.keysMax) {
             var key: [Value] = []
-            if let keyOf, let rowid = h.rowid {
+            if let rowid = h.rowid {
                 keyOf.reset()
                 try keyOf.bind([.integer(rowid)])
                 if try keyOf.step() { key = (0..<m.targetKey.count).map { keyOf.columnValue(Int32($0)) } }

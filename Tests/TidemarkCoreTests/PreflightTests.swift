@@ -216,6 +216,38 @@ import TidemarkSQLite
         }
     }
 
+    @Test("FOREIGN KEY: WITHOUT ROWID children list their keys; two keys to one parent are told apart; a key the source lacks is left to verify")
+    func foreignKeyDetails() throws {
+        try withTemporaryDirectory { dir in
+            let lines = """
+                CREATE TABLE lines(order_id INTEGER, line INTEGER, made_by INTEGER REFERENCES users(id), checked_by INTEGER REFERENCES users(id),
+                                   PRIMARY KEY (order_id, line)) WITHOUT ROWID
+                """
+            let f = try Fixture(dir, """
+                CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT);
+                \(lines);
+                CREATE TABLE notes(id INTEGER PRIMARY KEY, user_id INTEGER);
+                INSERT INTO users VALUES (1, 'a');
+                INSERT INTO lines VALUES (1, 1, 1, 1), (1, 2, 5, 1), (2, 1, 1, 6), (2, 2, 7, 8), (3, 1, NULL, NULL);
+                INSERT INTO notes VALUES (1, 9);
+                """)
+            let report = try f.run([TablePlan(source: "users"), TablePlan(source: "lines"), TablePlan(source: "notes")], [
+                .init(source: "users", target: "users", createSQL: "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT)"),
+                .init(source: "lines", target: "lines", createSQL: lines),
+                .init(source: "notes", target: "notes", createSQL: "CREATE TABLE notes(id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id))"),
+            ])
+            #expect(report.violations.count == 2, "\(report.violations)")
+            let made = try #require(report.violations.first { $0.constraint.hasPrefix("(made_by)") })
+            #expect(made.rows == 2)
+            #expect(Self.ids(made) == [[.integer(1), .integer(2)], [.integer(2), .integer(2)]])
+            let checked = try #require(report.violations.first { $0.constraint.hasPrefix("(checked_by)") })
+            #expect(checked.rows == 2)
+            #expect(Self.ids(checked) == [[.integer(2), .integer(1)], [.integer(2), .integer(2)]])
+            #expect(report.unchecked.count == 1)
+            #expect(report.unchecked.first?.contains("notes") == true, "\(report.unchecked)")
+        }
+    }
+
     @Test("a plan the source already satisfies passes")
     func cleanPlanPasses() throws {
         try withTemporaryDirectory { dir in

@@ -87,6 +87,8 @@ import TidemarkSQLite
     func fixedOrphanIsClean() throws {
         try withTemporaryDirectory { dir in
             let f = try Fixture(dir)
+            try f.migrateToCaughtUp()
+            // After the first run's preflight (which refuses orphans).
             try f.sql("INSERT INTO orders VALUES (13, 99, 8);")
             try f.migrateToCaughtUp()
             #expect(try !Verifier(plan: try f.plan).run().isEqual)
@@ -97,10 +99,45 @@ import TidemarkSQLite
         }
     }
 
+    @Test("a WITHOUT ROWID target table's orphans are listed by key")
+    func withoutRowidOrphans() throws {
+        try withTemporaryDirectory { dir in
+            let schema = """
+                CREATE TABLE users(id INTEGER PRIMARY KEY);
+                CREATE TABLE lines(order_id INTEGER, line INTEGER, user_id INTEGER REFERENCES users(id), PRIMARY KEY (order_id, line)) WITHOUT ROWID;
+                """
+            for path in [dir + "/src.db", dir + "/dst.db"] {
+                let c = try Connection(path: path, mode: .readWriteCreate)
+                _ = try c.setJournalMode(.wal)
+                try c.execute(schema)
+                try c.close()
+            }
+            try writeText(dir + "/tidemark.yml", "source: src.db\ntarget: dst.db\nlog: changelog\ntables:\n  users: {}\n  lines: {}\n")
+            let plan = try Plan.load(path: dir + "/tidemark.yml")
+            func migrate(_ sql: String) throws {
+                let c = try Connection(path: dir + "/src.db", mode: .readWrite)
+                try c.execute(sql)
+                try c.close()
+                let m = try Migrator.open(plan: plan)
+                defer { try? m.close() }
+                #expect(try m.run(seconds: 60).caughtUp)
+            }
+            try migrate("INSERT INTO users VALUES (1); INSERT INTO lines VALUES (1, 1, 1), (2, 1, 1);")
+            // Orphans after the first run's preflight, through replay.
+            try migrate("INSERT INTO lines VALUES (1, 2, 4), (2, 2, 5);")
+            let report = try Verifier(plan: plan).run()
+            let lines = try #require(report.tables.first { $0.target == "lines" })
+            #expect(lines.foreignKeyCount == 2)
+            #expect(lines.foreignKeys.map(\.key) == [[.integer(1), .integer(2)], [.integer(2), .integer(2)]])
+            #expect(lines.foreignKeys.allSatisfy { $0.rowid == nil && $0.parent == "users" })
+        }
+    }
+
     @Test("tidemark verify prints the foreign key violation and exits 1")
     func cliShowsViolation() throws {
         try withTemporaryDirectory { dir in
             let f = try Fixture(dir)
+            try f.migrateToCaughtUp()
             try f.sql("INSERT INTO orders VALUES (13, 99, 8);")
             try f.migrateToCaughtUp()
             let r = try runTidemark(["verify", "--plan", f.planPath], in: dir)
