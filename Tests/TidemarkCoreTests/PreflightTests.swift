@@ -329,6 +329,8 @@ import TidemarkSQLite
             #expect(error.description.contains("t -> t: not null n NOT NULL: 1 row, first keys (id=2)"), "\(error.description)")
             #expect(error.description.contains("t -> t: check CHECK (n <> 'x'): 1 row, first keys (id=1)"), "\(error.description)")
             #expect(error.migrationError.code == .preflight)
+            #expect(error.report.json.contains(#"{"table":"t","target_table":"t","kind":"not null","constraint":"n NOT NULL","rows":1,"keys":[{"id":2}],"hint":null}"#),
+                    "\(error.report.json)")
         }
     }
 }
