@@ -486,7 +486,9 @@ struct TableCheck {
         let read = try source.prepare("SELECT \((m.sourceKey.map(q) + exprs).joined(separator: ", ")) FROM \(q(m.source.name)) ORDER BY \(m.sourceKey.map(q).joined(separator: ", "))")
         let cols = planned.map { q($0.name) }
         let store = try scratch.prepare("INSERT INTO \(q(Self.rowsTable))(rowid, \((keyNames.map(q) + cols).joined(separator: ", "))) VALUES (\((1...(1 + n + cols.count)).map { "?\($0)" }.joined(separator: ", ")))")
-        let trial = try scratch.prepare("INSERT INTO \(q(target.name))(\(cols.joined(separator: ", "))) VALUES (\((1...max(1, cols.count)).map { "?\($0)" }.joined(separator: ", ")))")
+        // The stored values have had the target's affinity applied once;
+        // applying it again (the trial insert) changes none of them.
+        let trial = try scratch.prepare("INSERT INTO \(q(target.name))(\(cols.joined(separator: ", "))) SELECT \(cols.joined(separator: ", ")) FROM \(q(Self.rowsTable)) WHERE rowid = ?1")
         let empty = try scratch.prepare("DELETE FROM \(q(target.name))")
         var failures: [TrialFailure] = []
         var row: Int64 = 0
@@ -496,12 +498,12 @@ struct TableCheck {
         try scratch.execute("BEGIN")
         while try read.step() {
             row += 1
-            let values = (0..<Int32(n + cols.count)).map { read.columnValue($0) }
             store.reset()
-            try store.bind([.integer(row)] + values)
+            try store.bind(.integer(row), at: 1)
+            for i in 0..<Int32(n + cols.count) { try store.bind(read.columnValue(i), at: i + 2) }
             try store.execute()
             trial.reset()
-            try trial.bind(Array(values[n...]))
+            try trial.bind(.integer(row), at: 1)
             do {
                 try trial.execute()
                 empty.reset()

@@ -248,6 +248,27 @@ import TidemarkSQLite
         }
     }
 
+    @Test("what no query can evaluate is still caught by the trial insert, in SQLite's words")
+    func trialCatchesTheRest() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir, """
+                CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER);
+                INSERT INTO t VALUES (1, 1), (2, 7), (3, 2), (4, 9), (5, NULL);
+                """)
+            // A CHECK on a generated column: the candidate rows have no such
+            // column, so only the empty target copy can judge it.
+            let create = "CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b INTEGER GENERATED ALWAYS AS (a * 2), CHECK (b < 10))"
+            let report = try f.run([TablePlan(source: "t", create: create)], [.init(source: "t", target: "t", createSQL: create, fromPlan: true)])
+            #expect(report.violations.count == 1, "\(report.violations)")
+            let v = try #require(report.violations.first)
+            #expect(v.kind == "check")
+            #expect(v.constraint.contains("CHECK constraint failed"), "\(v.constraint)")
+            #expect(v.rows == 2)
+            #expect(Self.ids(v) == [[.integer(2)], [.integer(4)]])
+            #expect(report.unchecked.count == 1, "\(report.unchecked)")
+        }
+    }
+
     @Test("a plan the source already satisfies passes")
     func cleanPlanPasses() throws {
         try withTemporaryDirectory { dir in
