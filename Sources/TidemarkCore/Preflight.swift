@@ -77,6 +77,7 @@ public struct PreflightReport: Sendable, Equatable {
     public var message: String {
         var lines = ["preflight: \(violations.count) constraint\(violations.count == 1 ? "" : "s") of the target would refuse source rows; nothing was written — fix those rows in the source or change the plan, then run migrate again"]
         lines += violations.map { "  " + $0.line }
+        lines += unchecked.map { "  not checked: " + $0 }
         return lines.joined(separator: "\n")
     }
 }

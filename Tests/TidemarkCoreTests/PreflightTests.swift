@@ -90,6 +90,24 @@ import TidemarkSQLite
         }
     }
 
+    @Test("CHECK: a carried CHECK is checked again when its column is now computed")
+    func carriedCheckOverComputedColumn() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir, """
+                CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT CHECK (length(email) > 3));
+                INSERT INTO users VALUES (1, ' ab '), (2, 'abcd'), (3, '  x  ');
+                """)
+            let create = "CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT CHECK (length(email) > 3))"
+            let computed = try f.run([TablePlan(source: "users", columns: [ColumnMapping(target: "id", expression: "id"), ColumnMapping(target: "email", expression: "trim(email)")])],
+                                     [.init(source: "users", target: "users", createSQL: create)])
+            #expect(computed.violations.map(Self.ids) == [[[.integer(1)], [.integer(3)]]], "\(computed.violations)")
+            // Copied plainly, the source's own CHECK guarantees it: no row is read.
+            let plain = try f.run([TablePlan(source: "users")], [.init(source: "users", target: "users", createSQL: create)])
+            #expect(plain.isClean)
+            #expect(plain.rowsChecked == 0)
+        }
+    }
+
     @Test("UNIQUE: a unique index carried onto a column now computed as lower(email)")
     func uniqueOnComputedColumn() throws {
         try withTemporaryDirectory { dir in
