@@ -221,8 +221,8 @@ public struct Verifier {
         let again = Set(try look())
         hits = hits.filter { again.contains($0) }
         report.foreignKeyCount = hits.count
-        if m.source.isWithoutRowid {
-            // No rowid to find the rows by: the keys come from a query per
+        if hits.contains(where: { $0.rowid == nil }) {
+            // A WITHOUT ROWID table: no rowid to find the rows by: the keys come from a query per
             // foreign key (the count from the PRAGMA).
             let fks = try target.prepare("SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq")
             try fks.bind([.text(m.targetTable)])
