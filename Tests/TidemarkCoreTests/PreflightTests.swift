@@ -416,6 +416,28 @@ import TidemarkSQLite
         }
     }
 
+    @Test("tidemark migrate refuses orphans of a carried foreign key and names both choices")
+    func cliForeignKeyChoices() throws {
+        try withTemporaryDirectory { dir in
+            let ddl = """
+                CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT);
+                CREATE TABLE orders(id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id));
+                """
+            let c = try Connection(path: dir + "/src.db", mode: .readWriteCreate)
+            try c.execute(ddl + "INSERT INTO users VALUES (1, 'a'); INSERT INTO orders VALUES (10, 1), (11, 7);")
+            try c.close()
+            let t = try Connection(path: dir + "/dst.db", mode: .readWriteCreate)
+            try t.execute(ddl)
+            try t.close()
+            try writeText(dir + "/tidemark.yml", "source: src.db\ntarget: dst.db\nlog: changelog\ntables:\n  users: {}\n  orders: {}\n")
+            let r = try runTidemark(["migrate", "--plan", dir + "/tidemark.yml"], in: dir)
+            #expect(r.status == 1)
+            #expect(r.stderr.contains("orders -> orders: foreign key (user_id) REFERENCES users(id): 1 row, first keys (id=11)"), "\(r.stderr)")
+            #expect(r.stderr.contains("fix or delete these rows in the source, or set `foreign_keys: drop`"), "\(r.stderr)")
+            #expect(try captureObjects(dir + "/src.db").isEmpty)
+        }
+    }
+
     @Test("tidemark migrate lists each violated constraint and exits 1")
     func cliListsViolations() throws {
         try withTemporaryDirectory { dir in
