@@ -215,6 +215,14 @@ struct TableCheck {
         } catch {
             throw MigrationError(.badPlan, "the target definition of \(table.target) does not compile: \(error.message)")
         }
+        // A plan's `create:` may name its table otherwise than `to:`; the
+        // target is `to:` (SQLite's own RENAME, no text edits).
+        if try Schema.table(named: table.target, in: scratch) == nil {
+            let names = try Schema.tables(in: scratch)
+            if names.count == 1 {
+                try scratch.execute("ALTER TABLE \(quoteIdentifier(names[0])) RENAME TO \(quoteIdentifier(table.target))")
+            }
+        }
         for index in indexes {
             do { try scratch.execute(index.sql) } catch {
                 throw MigrationError(.badPlan, "index \(index.name) of \(table.target) does not compile: \(error.message)")

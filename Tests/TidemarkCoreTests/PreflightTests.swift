@@ -191,7 +191,8 @@ import TidemarkSQLite
                 CREATE TABLE t(id INTEGER PRIMARY KEY, n TEXT, r TEXT);
                 INSERT INTO t VALUES (1, '12', '1'), (2, 'abc', '2.5'), (3, '3.5', 'x'), (4, NULL, NULL), (5, '7.0', X'00'), (6, 'abc', '3');
                 """)
-            let create = "CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER, r REAL) STRICT"
+            // The plan's CREATE TABLE may name another table than `to:`.
+            let create = "CREATE TABLE t_v2(id INTEGER PRIMARY KEY, n INTEGER, r REAL) STRICT"
             let report = try f.run([TablePlan(source: "t", create: create)], [.init(source: "t", target: "t", createSQL: create, fromPlan: true)])
             // '12' and '7.0' become integers under the column's affinity, as
             // in the real target; 'abc' and 3.5 cannot be stored.
