@@ -108,7 +108,9 @@ extension Migrator {
                 }
             }
             if existingState == nil {
-                let schema = try givenSchema ?? TargetSchema.resolve(plan: plan, mappings: mappings, source: source, sameFile: plan.isSameFile)
+                var schema = try givenSchema ?? TargetSchema.resolve(plan: plan, mappings: mappings, source: source, sameFile: plan.isSameFile)
+                // An empty target table that exists already is checked as it is.
+                if givenSchema == nil, let existingTarget { schema = try schema.withExistingTables(in: existingTarget) }
                 let report = try (preflight ?? { try Preflight.run(plan: $0, mappings: $1, schema: $2, source: $3) })(plan, mappings, schema, source)
                 if !report.isClean { throw Migrator.preflightError(report) }
                 firstRunSchema = schema

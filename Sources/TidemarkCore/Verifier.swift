@@ -44,7 +44,21 @@ public struct Verifier {
         public var differentCount = 0
         /// Keys still changing after every pass (not counted as differences).
         public var unsettled: [[Value]] = []
-        public var isEqual: Bool { missingCount == 0 && extraCount == 0 && differentCount == 0 && unsettled.isEmpty }
+        /// Target rows whose parent row is missing (`PRAGMA foreign_key_check`
+        /// on the target table), the first `keysMax` of them.
+        public var foreignKeys: [ForeignKeyViolation] = []
+        public var foreignKeyCount = 0
+        public var isEqual: Bool { missingCount == 0 && extraCount == 0 && differentCount == 0 && unsettled.isEmpty && foreignKeyCount == 0 }
+    }
+
+    /// A target row whose foreign key names no parent row.
+    public struct ForeignKeyViolation: Sendable, Equatable {
+        /// The row's key (empty when the table has no rowid to find it by).
+        public var key: [Value]
+        /// The target row's rowid; nil in a WITHOUT ROWID table.
+        public var rowid: Int64?
+        /// The parent table the foreign key names.
+        public var parent: String
     }
 
     public struct Report: Sendable {
@@ -88,7 +102,11 @@ public struct Verifier {
         var reports: [TableReport] = []
         for m in mappings {
             try Interruption.check("verifying before \(m.source.name); nothing recorded, verify again")
-            reports.append(try verify(m, source: source, target: target, reader: reader, progress: progress))
+            var r = try verify(m, source: source, target: target, reader: reader, progress: progress)
+            // Copy and replay run with foreign keys off (rows arrive in key
+            // order, not parent-first), so this is where they are proven.
+            if m.shape == .copy { try checkForeignKeys(m, source: source, target: target, report: &r) }
+            reports.append(r)
         }
         let report = Report(tables: reports, seconds: Double(Clock.monotonicNanos() - start) / 1e9)
         if state != nil && options.record {
@@ -96,7 +114,7 @@ public struct Verifier {
             // LSN) and its outcome. Unsettled keys count as differences: they
             // prove nothing.
             let through = try StateTables.position(target)?.applied ?? fromLSN
-            let differences = reports.reduce(0) { $0 + $1.missingCount + $1.extraCount + $1.differentCount + $1.unsettled.count }
+            let differences = reports.reduce(0) { $0 + $1.missingCount + $1.extraCount + $1.differentCount + $1.unsettled.count + $1.foreignKeyCount }
             let writer = try Connection(path: plan.target, mode: .readWrite)
             defer { try? writer.close() }
             try writer.transaction(.immediate) {
@@ -175,6 +193,64 @@ public struct Verifier {
             lo = hi
         }
         return report
+    }
+
+    /// Target rows of `m` whose parent is missing. A row whose parent is
+    /// applied a moment later (a replay step between the two) is not one:
+    /// only rows found again after the target has applied everything the
+    /// source had captured at the first look are counted.
+    private func checkForeignKeys(_ m: TableMapping, source: Connection, target: Connection, report: inout TableReport) throws {
+        let q = quoteIdentifier
+        struct Hit: Hashable { var rowid: Int64?; var fkid: Int64; var parent: String }
+        func look() throws -> [Hit] {
+            do {
+                let s = try target.prepare("PRAGMA foreign_key_check(\(q(m.targetTable)))")
+                return try s.rows { Hit(rowid: $0.columnIsNull(1) ? nil : $0.columnInt64(1), fkid: $0.columnInt64(3), parent: $0.columnText(2)) }
+            } catch {
+                throw MigrationError(.constraint, "the foreign keys of target table \(m.targetTable) cannot be checked: \((error as? SQLiteError)?.message ?? "\(error)"); give the parent table a PRIMARY KEY or UNIQUE index on the referenced columns")
+            }
+        }
+        var hits = try look()
+        guard !hits.isEmpty else { return }
+        let captured = LSN(UInt64(max(0, (try? Capture.lastCapturedSeq(source)) ?? 0)))
+        let hasState = try StateTables.exists(target)
+        let deadline = Clock.monotonicNanos() + 2_000_000_000
+        while hasState, (try StateTables.position(target)?.applied ?? captured) < captured, Clock.monotonicNanos() < deadline {
+            Clock.sleep(milliseconds: 20)
+        }
+        let again = Set(try look())
+        hits = hits.filter { again.contains($0) }
+        report.foreignKeyCount = hits.count
+        if hits.contains(where: { $0.rowid == nil }) {
+            // A WITHOUT ROWID table: no rowid to find the rows by: the keys come from a query per
+            // foreign key (the count from the PRAGMA).
+            let fks = try target.prepare("SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq")
+            try fks.bind([.text(m.targetTable)])
+            var byID: [(id: Int64, parent: String, from: [String], to: [String])] = []
+            while try fks.step() {
+                let id = fks.columnInt64(0), to = fks.columnIsNull(3) ? "" : fks.columnText(3)
+                if let i = byID.firstIndex(where: { $0.id == id }) { byID[i].from.append(fks.columnText(2)); byID[i].to.append(to) }
+                else { byID.append((id, fks.columnText(1), [fks.columnText(2)], [to])) }
+            }
+            for fk in byID where hits.contains(where: { $0.fkid == fk.id }) && report.foreignKeys.count < options.keysMax {
+                for key in try ForeignKeyOrphans.keys(in: target, child: m.targetTable, key: m.targetKey, parent: fk.parent, from: fk.from, to: fk.to,
+                                                      limit: options.keysMax - report.foreignKeys.count) {
+                    report.foreignKeys.append(ForeignKeyViolation(key: key, rowid: nil, parent: fk.parent))
+                }
+            }
+            return
+        }
+        let keyOf = try target.prepare("SELECT \(m.targetKey.map(q).joined(separator: ", ")) FROM \(q(m.targetTable)) WHERE rowid = ?1")
+        for h in hits.prefix(options.keysMax) {
+            var key: [Value] = []
+            if let rowid = h.rowid {
+                keyOf.reset()
+                try keyOf.bind([.integer(rowid)])
+                if try keyOf.step() { key = (0..<m.targetKey.count).map { keyOf.columnValue(Int32($0)) } }
+                keyOf.reset()
+            }
+            report.foreignKeys.append(ForeignKeyViolation(key: key, rowid: h.rowid, parent: h.parent))
+        }
     }
 
     private func record(_ d: Difference, in report: inout TableReport) {

@@ -50,6 +50,14 @@ struct VerifyCommand: ParsableCommand {
                     j.set("extra", array: t.extra.map(jsonKey))
                     j.set("different", array: t.different.map(jsonKey))
                     j.set("unsettled", array: t.unsettled.map(jsonKey))
+                    j.set("foreign_key_count", t.foreignKeyCount)
+                    j.set("foreign_keys", array: t.foreignKeys.map { v in
+                        var f = JSONObject()
+                        f.set("key", raw: jsonKey(v.key))
+                        f.set("rowid", v.rowid.map { Int($0) })
+                        f.set("parent", v.parent)
+                        return f.text
+                    })
                     return j.text
                 })
                 print(o.text)
@@ -59,10 +67,14 @@ struct VerifyCommand: ParsableCommand {
                 if t.isEqual {
                     print("\(t.source) → \(t.target): \(t.rows) rows equal")
                 } else {
-                    print("\(t.source) → \(t.target): \(t.missingCount) missing, \(t.extraCount) extra, \(t.differentCount) different")
+                    print("\(t.source) → \(t.target): \(t.missingCount) missing, \(t.extraCount) extra, \(t.differentCount) different"
+                          + (t.foreignKeyCount > 0 ? ", \(t.foreignKeyCount) foreign key" : ""))
                     for k in t.missing { print("  missing   \(keyText(k))") }
                     for k in t.extra { print("  extra     \(keyText(k))") }
                     for k in t.different { print("  different \(keyText(k))") }
+                    for v in t.foreignKeys {
+                        print("  foreign key \(v.key.isEmpty ? "?" : keyText(v.key))\(v.rowid.map { " (rowid \($0))" } ?? ""): no parent in \(v.parent)")
+                    }
                     for k in t.unsettled { print("  unsettled \(keyText(k)) (kept changing during verification; verify again)") }
                 }
             }
