@@ -71,13 +71,40 @@ enum CutoverSchema {
     /// replaces the source's view of the same name, one file only, replaces
     /// it) and marks them created. In the caller's transaction.
     static func createObjects(_ target: Connection) throws {
+        var triggered: [String] = []
         for o in try objects(target) where o.state == "pending" {
             if o.object.kind == .view, o.object.replacesSQL != nil {
                 try target.execute("DROP VIEW IF EXISTS main.\(quoteIdentifier(o.object.name))")
             }
             try target.execute(o.object.sql)
             try SchemaStore.setState(o.object.kind, name: o.object.name, state: "created", in: target)
+            if o.object.kind == .trigger, let table = try triggerTable(target, name: o.object.name),
+               !triggered.contains(where: { $0.lowercased() == table.lowercased() }) {
+                triggered.append(table)
+            }
         }
+        for table in triggered { try putTidemarkTriggersFirst(target, table: table) }
+    }
+
+    /// The table a trigger of `main` is on.
+    static func triggerTable(_ c: Connection, name: String) throws -> String? {
+        let s = try c.prepare("SELECT tbl_name FROM main.sqlite_schema WHERE type = 'trigger' AND name = ?1")
+        try s.bind([.text(name)])
+        return try s.step() ? s.columnText(0) : nil
+    }
+
+    /// Recreates Tidemark's own triggers on `table` (reverse capture) after
+    /// the application's just created, with the same SQL, so that they fire
+    /// first: SQLite fires a table's triggers newest first, and an
+    /// application trigger that ended its statement early (RAISE(IGNORE))
+    /// before capture's would leave a change uncaptured (capture's shape
+    /// check refuses that order). In the caller's transaction.
+    static func putTidemarkTriggersFirst(_ c: Connection, table: String) throws {
+        let s = try c.prepare("SELECT name, sql FROM main.sqlite_schema WHERE type = 'trigger' AND tbl_name = ?1 AND name LIKE '\\_tidemark\\_%' ESCAPE '\\' ORDER BY rowid")
+        try s.bind([.text(table)])
+        let own = try s.rows { ($0.columnText(0), $0.columnText(1)) }
+        for (name, _) in own { try c.execute("DROP TRIGGER main.\(quoteIdentifier(name))") }
+        for (_, sql) in own { try c.execute(sql) }
     }
 
     /// Drops the triggers and views a cutover created (restoring a replaced
