@@ -246,6 +246,34 @@ extension CutoverTests {
             }
         }
 
+        /// A rollback SIGKILLed at each of its steps, then finished by the
+        /// next `rollback`: the triggers and views the cutover created are
+        /// gone from the target, the source's sequence is past the target's
+        /// ids, and the source's own trigger fired for no carried-back row.
+        @Test(.timeLimit(.minutes(2)), arguments: ["rollback-fenced", "rollback-shipped", "rollback-applied", "rollback-switched"])
+        func aKilledRollbackFinishedLaterDropsTheCutoversObjects(step: String) async throws {
+            try await withTemporaryDirectory { root in
+                let f = try ShopFixture.create(root: root, sameFile: false)
+                let migrated = try await tidemark(["migrate"] + f.planArguments)
+                try #require(migrated.status == 0, "migrate: \(migrated.summary)")
+                try f.storeSchema()
+                try expectCutoverJSONShop(try await tidemark(["cutover", "--skip-verify", "--json"] + f.planArguments))
+                for _ in 0..<3 { try insertReturningID(f.target, "INSERT INTO orders(customer_id, total) VALUES (4, 4)") }
+                try insertReturningID(f.target, "DELETE FROM orders WHERE id = 103")
+                let crashed = try await tidemark(["rollback"] + f.planArguments, environment: ["TIDEMARK_CRASH_AT": step])
+                try #require(crashed.killed, "not killed at \(step): \(crashed.summary)")
+                let again = try await tidemark(["rollback", "--json"] + f.planArguments)
+                try #require(again.status == 0, "rollback after the kill: \(again.summary)")
+                #expect(try !f.objectNames(f.target, type: "trigger").contains(f.trigger))
+                #expect(try !f.objectNames(f.target, type: "view").contains(ShopFixture.view))
+                #expect(try f.states() == [f.trigger: "pending", ShopFixture.view: "pending"])
+                expectRows(try rows(f.source, "SELECT * FROM audit ORDER BY id"), try rows(f.target, "SELECT * FROM audit ORDER BY id"), "audit after rollback")
+                expectRows(try rows(f.source, "SELECT * FROM orders ORDER BY id"), try rows(f.target, "SELECT * FROM orders ORDER BY id"), "orders after rollback")
+                let next = try insertReturningID(f.source, "INSERT INTO orders(customer_id, total) VALUES (1, 1)")
+                #expect(next == 104, "a new source order got id \(next); the target handed out up to 103")
+            }
+        }
+
         /// A secondary index not yet built: cutover and its dry run refuse
         /// with one line naming it and `tidemark migrate`; nothing switches.
         @Test(.timeLimit(.minutes(1)))
