@@ -431,7 +431,21 @@ public enum Rollback {
                 let suspended = try suspendApplicationTriggers(writer, tables: mappings.map(\.source.name))
                 for r in changes {
                     guard let inv = byTarget[r.table] else { continue }
-                    try inv.apply(r)
+                    do {
+                        try inv.apply(r)
+                    } catch let e as SQLiteError {
+                        // A change the source refuses (a constraint the
+                        // target does not have) stops the rollback whole: this
+                        // transaction rolls back, nothing is skipped.
+                        let key = r.key.map { "\($0.name)=\($0.value)" }.joined(separator: ", ")
+                        // Changes are carried back one by one, in order, so a
+                        // later fix of the row in the target does not help.
+                        let next = sameFile
+                            ? "nothing was changed and \(plan.target) stays authoritative"
+                            : "nothing was carried back and \(plan.target) is fenced: `tidemark cutover` keeps it (lifts the fence)"
+                        let advice = "the source's constraints are stricter than the target's; loosen that one in the source, then run `tidemark rollback` again"
+                        throw MigrationError(.constraint, "rollback: \(inv.mapping.source.name) refused the target's change of \(r.table) (\(key)) at LSN \(r.lsn): \(e.message); \(next); \(advice)")
+                    }
                     replayed += 1
                 }
                 for sql in suspended { try writer.execute(sql) }

@@ -422,6 +422,46 @@ extension CutoverTests {
             }
         }
 
+        /// A target change the source's constraints refuse (its CHECK is
+        /// stricter than the target's) stops the rollback with one line
+        /// naming the table, the key, the constraint and the LSN; nothing is
+        /// carried back, and `cutover` keeps the target (lifting the fence).
+        @Test(.timeLimit(.minutes(1)))
+        func aChangeTheSourceRefusesStopsTheRollbackWhole() async throws {
+            try await withTemporaryDirectory { root in
+                let source = root + "/source.db"
+                let c = try Connection(path: source, mode: .readWriteCreate)
+                try c.execute("""
+                    CREATE TABLE people(id INTEGER PRIMARY KEY, email TEXT NOT NULL, age INTEGER NOT NULL CHECK (age < 150));
+                    INSERT INTO people VALUES (1, 'a@x', 30), (2, 'b@x', 40);
+                    """)
+                try c.close()
+                try """
+                    source: source.db
+                    target: target.db
+                    log: changelog
+                    tables:
+                      people: {}
+
+                    """.write(toFile: root + "/plan.yml", atomically: true, encoding: .utf8)
+                let plan = ["--plan", root + "/plan.yml"]
+                let migrated = try await tidemark(["migrate"] + plan)
+                try #require(migrated.status == 0, "migrate: \(migrated.summary)")
+                try expectCutoverJSONShop(try await tidemark(["cutover", "--skip-verify", "--json"] + plan))
+                let t = try Connection(path: root + "/target.db", mode: .readWrite)
+                try t.execute("INSERT INTO people VALUES (3, 'c@x', 20); UPDATE people SET age = 200 WHERE id = 2;")
+                let rollback = try await tidemark(["rollback"] + plan)
+                #expect(rollback.status == 1 && rollback.stderrLines.count == 1, "\(rollback.summary)")
+                #expect(rollback.stderr.contains("people") && rollback.stderr.contains("id=2") && rollback.stderr.contains("CHECK") && rollback.stderr.contains("LSN"), "\(rollback.stderr)")
+                #expect(try rows(source, "SELECT id, age FROM people ORDER BY id") == [[.integer(1), .integer(30)], [.integer(2), .integer(40)]], "a refused rollback carried something back")
+                #expect(rollback.stderr.contains("tidemark cutover"), "\(rollback.stderr)")
+                let kept = try await tidemark(["cutover", "--skip-verify", "--json"] + plan)
+                try expectCutoverJSONShop(kept, alreadyDone: true)
+                #expect(try tryWrite(root + "/target.db", "UPDATE people SET age = 100 WHERE id = 2") == nil, "the target stays writable")
+                #expect(try rows(source, "SELECT id, age FROM people ORDER BY id") == [[.integer(1), .integer(30)], [.integer(2), .integer(40)]])
+            }
+        }
+
         /// A computed column that replaces a source column of the same name
         /// and has no `inverse:` entry: rollback refuses naming it.
         @Test(.timeLimit(.minutes(1)))
