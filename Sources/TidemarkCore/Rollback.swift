@@ -373,6 +373,7 @@ public enum Rollback {
         }
 
         var replayed = 0
+        var removedObjects: [String] = []
         // The source's constraints during the reverse apply: foreign keys
         // off, as the target runs during replay. The changes come in the
         // order the target committed them, so UNIQUE and CHECK hold at every
@@ -456,7 +457,7 @@ public enum Rollback {
             // The triggers and views the cutover created in the target go
             // (a replaced view gets the source's definition back); in the
             // transaction that journals the rollback committed.
-            try CutoverSchema.dropObjects(target)
+            removedObjects = try CutoverSchema.dropObjects(target).map { "\($0) in \(plan.target)" }
             if sameFile { try fence(plan: plan, mappings: mappings, target: target) }
             CutoverTestHook.reached("rollback-applied")
             var st = state
@@ -477,7 +478,7 @@ public enum Rollback {
         // The migration is over: stop capturing on both sides.
         if try Capture.isInstalled(source) { try Capture.uninstall(connection: source, force: true) }
         if !sameFile, try Capture.isInstalled(target) { try Capture.uninstall(connection: target, force: true) }
-        return RollbackReport(kind: .reversed, droppedTables: [], changesReplayedBack: replayed)
+        return RollbackReport(kind: .reversed, droppedTables: [], changesReplayedBack: replayed, removed: removedObjects)
     }
 
     /// Drops the application triggers on `tables` of `c` (not Tidemark's own)

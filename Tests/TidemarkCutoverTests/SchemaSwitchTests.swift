@@ -195,6 +195,8 @@ extension CutoverTests {
                 let rollback = try await tidemark(["rollback", "--json"] + f.planArguments)
                 try #require(rollback.status == 0, "rollback: \(rollback.summary)")
                 #expect(try rollback.json().string("kind") == "reversed")
+                let removed = try rollback.json()["removed"] as? [String] ?? []
+                #expect(removed.count == 2 && removed.contains { $0.hasPrefix("trigger \(f.trigger) in ") } && removed.contains { $0.hasPrefix("view order_totals in ") }, "\(rollback.stdoutText)")
                 for (s, t) in [("customers", f.customers), ("orders", f.orders), ("audit", f.audit)] {
                     expectRows(try rows(f.source, "SELECT * FROM \(s) ORDER BY id"), try rows(f.target, "SELECT * FROM \(t) ORDER BY id"), "\(s) after rollback")
                 }
