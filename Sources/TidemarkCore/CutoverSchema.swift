@@ -76,7 +76,12 @@ enum CutoverSchema {
             if o.object.kind == .view, o.object.replacesSQL != nil {
                 try target.execute("DROP VIEW IF EXISTS main.\(quoteIdentifier(o.object.name))")
             }
-            try target.execute(o.object.sql)
+            do {
+                try target.execute(o.object.sql)
+            } catch {
+                // The whole cutover transaction rolls back with this.
+                throw MigrationError(.schemaIncomplete, "cutover: the target refused \(o.object.kind.rawValue) \(o.object.name): \(error.message); nothing was switched, the source stays authoritative; check its stored definition in \(SchemaStore.table) of the target")
+            }
             try SchemaStore.setState(o.object.kind, name: o.object.name, state: "created", in: target)
             if o.object.kind == .trigger, let table = try triggerTable(target, name: o.object.name),
                !triggered.contains(where: { $0.lowercased() == table.lowercased() }) {

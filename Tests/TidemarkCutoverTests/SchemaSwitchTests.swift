@@ -372,6 +372,29 @@ extension CutoverTests {
             }
         }
 
+        /// A stored trigger the target refuses (on a table the target
+        /// lacks): the cutover fails whole with one line naming it; no
+        /// trigger or view is left behind and the source stays authoritative.
+        @Test(.timeLimit(.minutes(1)), arguments: [false, true])
+        func aTriggerTheTargetRefusesFailsTheCutoverWhole(sameFile: Bool) async throws {
+            try await withTemporaryDirectory { root in
+                let f = try ShopFixture.create(root: root, sameFile: sameFile)
+                let migrated = try await tidemark(["migrate"] + f.planArguments)
+                try #require(migrated.status == 0, "migrate: \(migrated.summary)")
+                let broken = TargetSchema.Object(kind: .trigger, name: "broken", table: "nowhere", sql: "CREATE TRIGGER broken AFTER INSERT ON nowhere BEGIN SELECT 1; END")
+                try f.storeSchema { s in s.triggers.append(broken) }
+                let cut = try await tidemark(["cutover", "--skip-verify"] + f.planArguments)
+                #expect(cut.status == 1 && cut.stderrLines.count == 1 && cut.stderr.contains("trigger broken") && cut.stderr.contains("nothing was switched"), "\(cut.summary)")
+                #expect(try rows(f.source, "SELECT count(*) FROM sqlite_schema WHERE name = '_tidemark_cutover'") == [[.integer(0)]])
+                #expect(try !f.objectNames(f.target, type: "trigger").contains(f.trigger))
+                let states = try f.states()
+                #expect(states.values.allSatisfy { $0 == "pending" }, "\(states)")
+                let original = "CREATE VIEW order_totals AS SELECT customer_id, sum(total) AS total FROM orders GROUP BY customer_id"
+                #expect(try rows(f.source, "SELECT sql FROM sqlite_schema WHERE name = 'order_totals'") == [[.text(original)]])
+                #expect(try tryWrite(f.source, "INSERT INTO orders(customer_id, total) VALUES (1, 1)") == nil, "the source must stay writable")
+            }
+        }
+
         /// Rollback's inverse needs only the computed column: renamed plain
         /// columns invert themselves, the `inverse:` entry gives the
         /// computed one, and a column the plan dropped keeps its DEFAULT.
