@@ -39,7 +39,7 @@ struct ShopFixture {
         """
         CREATE TABLE \(customers)(id INTEGER PRIMARY KEY AUTOINCREMENT, email TEXT NOT NULL UNIQUE, name TEXT NOT NULL DEFAULT '');
         CREATE TABLE \(orders)(id INTEGER PRIMARY KEY AUTOINCREMENT,
-                               customer_id INTEGER NOT NULL REFERENCES \(customers)(id) ON DELETE CASCADE,
+                               customer_id INTEGER NOT NULL REFERENCES \(customers)(id) ON DELETE CASCADE ON UPDATE CASCADE,
                                total INTEGER NOT NULL CHECK (total >= 0), note TEXT);
         CREATE TABLE \(audit)(id INTEGER PRIMARY KEY AUTOINCREMENT, what TEXT NOT NULL);
         """
@@ -185,6 +185,7 @@ extension CutoverTests {
                     UPDATE \(f.orders) SET id = 93 WHERE id = 11;
                     DELETE FROM \(f.customers) WHERE id = 2;
                     UPDATE \(f.customers) SET email = 'c3@y' WHERE id = 3;
+                    UPDATE \(f.customers) SET id = 500 WHERE id = 5;
                     INSERT INTO \(f.orders)(customer_id, total) VALUES (22, 1);
                     BEGIN; INSERT INTO \(f.orders)(customer_id, total) VALUES (22, 2); DELETE FROM \(f.orders) WHERE id = 108; COMMIT;
                     """)
