@@ -73,7 +73,16 @@ enum CutoverSchema {
     static func createObjects(_ target: Connection) throws {
         var triggered: [String] = []
         for o in try objects(target) where o.state == "pending" {
-            if o.object.kind == .view, o.object.replacesSQL != nil {
+            if o.object.kind == .view, let original = o.object.replacesSQL {
+                // DROP VIEW takes the view's INSTEAD OF triggers with it: the
+                // source's are kept beside its definition, so a rollback
+                // restores them too (this transaction's undo restores both).
+                let onView = try applicationTriggers(target, o.object.name)
+                if !onView.isEmpty {
+                    let kept = ([original] + onView).joined(separator: ";\n")
+                    try target.prepare("UPDATE \(SchemaStore.table) SET replaces_sql = ?1 WHERE kind = 'view' AND name = ?2")
+                        .execute([.text(kept), .text(o.object.name)])
+                }
                 try target.execute("DROP VIEW IF EXISTS main.\(quoteIdentifier(o.object.name))")
             }
             do {
@@ -89,6 +98,14 @@ enum CutoverSchema {
             }
         }
         for table in triggered { try putTidemarkTriggersFirst(target, table: table) }
+    }
+
+    /// The SQL of the application's triggers on `table` (a view: its
+    /// INSTEAD OF triggers) in `main`, oldest first.
+    static func applicationTriggers(_ c: Connection, _ table: String) throws -> [String] {
+        let s = try c.prepare("SELECT sql FROM main.sqlite_schema WHERE type = 'trigger' AND tbl_name = ?1 AND sql IS NOT NULL AND name NOT LIKE '\\_tidemark\\_%' ESCAPE '\\' ORDER BY rowid")
+        try s.bind([.text(table)])
+        return try s.rows { $0.columnText(0) }
     }
 
     /// The table a trigger of `main` is on.

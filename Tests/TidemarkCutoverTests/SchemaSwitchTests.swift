@@ -311,6 +311,34 @@ extension CutoverTests {
             }
         }
 
+        /// One file: replacing a view at cutover drops the source's INSTEAD
+        /// OF trigger with it (SQLite drops a view's triggers with the view);
+        /// the carried trigger takes over, and a rollback restores the view
+        /// and the source's trigger as they were.
+        @Test(.timeLimit(.minutes(1)))
+        func aReplacedViewsInsteadOfTriggerComesBackWithIt() async throws {
+            try await withTemporaryDirectory { root in
+                let f = try ShopFixture.create(root: root, sameFile: true)
+                let original = "CREATE TRIGGER order_totals_insert INSTEAD OF INSERT ON order_totals BEGIN INSERT INTO orders(customer_id, total, note) VALUES (NEW.customer_id, NEW.total, 'via view'); END"
+                try Connection(path: f.source, mode: .readWrite).execute(original)
+                let migrated = try await tidemark(["migrate"] + f.planArguments)
+                try #require(migrated.status == 0, "migrate: \(migrated.summary)")
+                let carried = TargetSchema.Object(kind: .trigger, name: "order_totals_insert_v2", table: ShopFixture.view,
+                                                  sql: "CREATE TRIGGER order_totals_insert_v2 INSTEAD OF INSERT ON order_totals BEGIN INSERT INTO orders_v2(customer_id, total, note) VALUES (NEW.customer_id, NEW.total, 'via view'); END")
+                try f.storeSchema { s in s.triggers.append(carried) }
+                try expectCutoverJSONShop(try await tidemark(["cutover", "--skip-verify", "--json"] + f.planArguments))
+                #expect(try f.objectNames(f.source, type: "trigger").intersection(["order_totals_insert", "order_totals_insert_v2"]) == ["order_totals_insert_v2"])
+                #expect(try tryWrite(f.source, "INSERT INTO order_totals(customer_id, total) VALUES (1, 9)") == nil)
+                #expect(try rows(f.source, "SELECT id, total FROM orders_v2 WHERE note = 'via view'") == [[.integer(101), .integer(9)]])
+
+                let rollback = try await tidemark(["rollback", "--json"] + f.planArguments)
+                try #require(rollback.status == 0, "rollback: \(rollback.summary)")
+                #expect(try rows(f.source, "SELECT sql FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'order_totals'") == [[.text(original)]])
+                #expect(try tryWrite(f.source, "INSERT INTO order_totals(customer_id, total) VALUES (2, 3)") == nil)
+                #expect(try rows(f.source, "SELECT id, total FROM orders WHERE note = 'via view' ORDER BY id") == [[.integer(101), .integer(9)], [.integer(102), .integer(3)]])
+            }
+        }
+
         /// A secondary index not yet built: cutover and its dry run refuse
         /// with one line naming it and `tidemark migrate`; nothing switches.
         @Test(.timeLimit(.minutes(1)))
