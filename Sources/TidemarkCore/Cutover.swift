@@ -20,6 +20,10 @@ public struct CutoverOptions: Sendable {
     /// Switch without a clean verify since the copy finished (recorded in
     /// the migration state; the command line warns).
     public var skipVerify = false
+    /// Switch although some of the source's triggers or views could not be
+    /// carried to the target (they are listed in ``CutoverReport/droppedObjects``;
+    /// the command line warns). Without it such a cutover is refused.
+    public var dropTriggers = false
     public init() {}
 }
 
@@ -36,6 +40,9 @@ public struct CutoverReport: Sendable {
     public var dryRun: Bool
     /// The switch had already happened (possibly finished now from a journal).
     public var alreadyDone: Bool
+    /// Triggers and views of the source the target does not get, accepted
+    /// by ``CutoverOptions/dropTriggers``, as `<kind> <name> on <table> (<why>)`.
+    public var droppedObjects: [String] = []
 }
 
 /// The record of the switch kept in the source database: its presence is the
@@ -297,6 +304,11 @@ enum CutoverJournal {
             s.cutoverAtMicros = record.atMicros
         } else {
             guard s.cutoverState != nil else { return s }
+            // Undone: the application's triggers and views, created in the
+            // "prepared" transaction, go again (they exist iff the cutover
+            // committed). The sequences may stay raised: a larger sequence
+            // only skips ids.
+            try CutoverSchema.dropObjects(target)
             s.cutoverState = nil
             s.cutoverLSN = nil
             s.cutoverAtMicros = nil
@@ -364,6 +376,8 @@ extension Migrator {
                                  dryRun: o.dryRun, alreadyDone: true)
         }
         try requireProvenForCutover(skipVerify: o.skipVerify, dryRun: o.dryRun)  // lifecycle: no unproven cutover (Lifecycle.swift)
+        // Triggers and views the target cannot carry: refused unless accepted.
+        let dropped = try CutoverSchema.blockingOmissions(target, accept: o.dropTriggers).map(CutoverSchema.describe)
         // 1. Catch up until the lag is small (nothing is changed if we give up).
         let waitStart = Clock.monotonicNanos()
         let deadline = waitStart + UInt64(o.timeoutSeconds * 1e9)
@@ -383,10 +397,13 @@ extension Migrator {
             }
         }
         let waited = Double(Clock.monotonicNanos() - waitStart) / 1e9
+        // Every secondary index built (the catch-up above may have built the
+        // last ones): a target without them is no home for the application.
+        try CutoverSchema.requireIndexesBuilt(target, plan: plan)
         if o.dryRun {
             let p = snapshot(caughtUp: true)
             return CutoverReport(lsn: p.appliedLSN, atMicros: Clock.wallMicros(), pauseMillis: 0, drained: 0,
-                                 waitedSeconds: waited, dryRun: true, alreadyDone: false)
+                                 waitedSeconds: waited, dryRun: true, alreadyDone: false, droppedObjects: dropped)
         }
         // Reverse capture on the target tables, so a rollback after cutover can
         // carry the target's writes back. Installed before the pause (DDL in
@@ -409,7 +426,9 @@ extension Migrator {
             try conn.close()
             CutoverTestHook.reached("reverse-capture")
         }
-        return plan.isSameFile ? try cutoverOneFile(o, waited: waited) : try cutoverTwoFiles(o, waited: waited)
+        var report = plan.isSameFile ? try cutoverOneFile(o, waited: waited) : try cutoverTwoFiles(o, waited: waited)
+        report.droppedObjects = dropped
+        return report
     }
 
     private func checkPause(_ start: UInt64, _ o: CutoverOptions, _ step: String) throws {
@@ -448,6 +467,14 @@ extension Migrator {
                 drained = try drain(through: highWater)
                 try checkPause(pauseStart, o, "draining")
                 state.reverseFromSeq = try ReverseCapture.startAfterSwitch(target, at: highWater, logPath: plan.log)
+                // Sequences, triggers and views in the transaction that
+                // journals "prepared": in place before the commit point (so
+                // before anyone writes the target), and undone with the
+                // journal if the source never commits (CutoverJournal.settle).
+                // The source is read on the lock's connection: under its
+                // write lock the values are final.
+                try CutoverSchema.moveSequencesForward(target, source: lock)
+                try CutoverSchema.createObjects(target)
                 state.cutoverState = "prepared"
                 state.cutoverLSN = highWater
                 state.cutoverAtMicros = at
@@ -493,6 +520,10 @@ extension Migrator {
             let drained = try drain(through: highWater)
             try checkPause(start, o, "draining")
             state.reverseFromSeq = try Capture.lastCapturedSeq(target)
+            // Sequences, triggers and views (a replaced view gets its new
+            // definition) in the one cutover transaction.
+            try CutoverSchema.moveSequencesForward(target, source: target)
+            try CutoverSchema.createObjects(target)
             // The file's one outbox already continues the log; bind it to it.
             if try Capture.isInstalled(target) { try Capture.bindLog(target, logPath: plan.log) }
             let at = Clock.wallMicros()

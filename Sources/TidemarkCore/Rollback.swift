@@ -142,6 +142,11 @@ public enum Rollback {
             for t in [StateTables.tables, StateTables.migration, RollbackJournal.table, SchemaStore.table] where try Schema.table(named: t, in: target) != nil {
                 targetDrops.append(("DROP TABLE IF EXISTS \(t)", "table \(t)"))
             }
+            // Triggers and views a cutover created that a rollback did not
+            // get to remove (its target side was interrupted): first, while
+            // the schema store that lists them is still there. Views are not
+            // dropped with the tables they read.
+            targetDrops.insert(contentsOf: try CutoverSchema.dropStatements(target), at: 0)
         }
         removed += targetDrops.map { "\($0.what) in \(targetName)" }
         let consumer = "migration-" + Migrator.consumerSuffix(plan.target)
@@ -255,22 +260,45 @@ public enum Rollback {
         let delete: Statement
         let targetColumns: [String]
 
+        /// Which source column each target write sets, and from what.
+        ///
+        /// Invariant: every source column whose value a target write can
+        /// change is produced. Plain and renamed columns invert themselves
+        /// (source column ← its target column); `inverse:` entries override
+        /// or add (they are needed only for computed columns). A source
+        /// column that a computed target column replaced (same name) or is
+        /// computed from, and that no plain column carries, must have an
+        /// `inverse:` entry: without one the target's writes to it would be
+        /// lost, so rollback refuses up front. Source columns the plan
+        /// dropped (nothing in the target derives from them) need none: an
+        /// insert leaves them to their DEFAULT (or NULL), an update leaves
+        /// them as they are — unless one is NOT NULL without a DEFAULT, where
+        /// an insert could not be carried back and rollback refuses too.
         init(_ m: TableMapping, plan: TablePlan, source: Connection, targetInfo: TableInfo) throws {
             mapping = m
             let q = quoteIdentifier
             var pairs: [(String, String)] = []  // source column, expression over target columns
-            if let inv = plan.inverse {
-                pairs = inv.map { ($0.target, $0.expression) }
-            } else {
-                for c in m.columns {
-                    guard let src = c.sourceColumn else {
-                        throw MigrationError(.noInverse, "target column \(m.targetTable).\(c.target) is computed by `\(c.expression)`; declare `inverse:` for \(m.source.name) in the plan to roll back after cutover")
-                    }
-                    pairs.append((src, q(c.target)))
+            func index(_ column: String) -> Int? { pairs.firstIndex { $0.0.lowercased() == column.lowercased() } }
+            for c in m.columns {
+                if let src = c.sourceColumn, index(src) == nil { pairs.append((src, q(c.target))) }
+            }
+            for e in plan.inverse ?? [] {
+                if let i = index(e.target) { pairs[i].1 = e.expression } else { pairs.append((e.target, e.expression)) }
+            }
+            let sourceColumns = m.source.dataColumns
+            for c in m.columns where c.sourceColumn == nil {
+                let named = Set(SQLIdentifiers.scan(c.expression).map { $0.lowercased() })
+                for s in sourceColumns where index(s.name) == nil
+                    && (s.name.lowercased() == c.target.lowercased() || named.contains(s.name.lowercased())) {
+                    let how = s.name.lowercased() == c.target.lowercased() ? "replaces source column \(s.name)" : "is computed from source column \(s.name)"
+                    throw MigrationError(.noInverse, "target column \(m.targetTable).\(c.target) (`\(c.expression)`) \(how), which no plain column carries back; declare `inverse:` for \(m.source.name) in the plan (\(s.name): an expression over target columns) to roll back after cutover")
                 }
             }
-            for k in m.sourceKey where !pairs.contains(where: { $0.0.lowercased() == k.lowercased() }) {
-                throw MigrationError(.noInverse, "the inverse of \(m.source.name) must produce key column \(k)")
+            for k in m.sourceKey where index(k) == nil {
+                throw MigrationError(.noInverse, "the inverse of \(m.source.name) must produce key column \(k); declare it under `inverse:` in the plan")
+            }
+            for s in sourceColumns where index(s.name) == nil && s.notNull && s.defaultSQL == nil {
+                throw MigrationError(.noInverse, "source column \(m.source.name).\(s.name) is NOT NULL without a DEFAULT and the plan does not carry it, so a row inserted in the target could not be rolled back; declare `inverse:` for \(m.source.name) in the plan (\(s.name): an expression over target columns, or a constant)")
             }
             targetColumns = targetInfo.dataColumns.map(\.name)
             let row = targetColumns.enumerated().map { "?\($0.offset + 1) AS \(q($0.element))" }.joined(separator: ", ")
@@ -353,6 +381,16 @@ public enum Rollback {
         }
 
         var replayed = 0
+        var removedObjects: [String] = []
+        // The source's constraints during the reverse apply: foreign keys
+        // off, as the target runs during replay. The changes come in the
+        // order the target committed them, so UNIQUE and CHECK hold at every
+        // step as they did there; a parent and its children may arrive in
+        // any order (a cascade on the target arrives as changes of its own,
+        // which an enforcing connection would cascade a second time). The
+        // end state is the target's, whose foreign keys the application kept.
+        // (A no-op inside a transaction: set before BEGIN.)
+        try writer.execute("PRAGMA foreign_keys = OFF")
         // Pause target writers (two files: the fence already refuses them;
         // the lock keeps a shipper from deleting outbox rows while they are
         // read), then switch the source back in one source transaction.
@@ -393,13 +431,41 @@ public enum Rollback {
             if !sameFile { try source.execute("BEGIN IMMEDIATE") }
             if switched {
                 for m in mappings { for sql in Guards.dropSQL(m) { try writer.execute(sql) } }
+                // The application's own triggers on the source tables must
+                // not fire on the changes carried back: what the target's
+                // triggers did is among those changes already (or, one file,
+                // already written). They are dropped and recreated around
+                // the apply, inside this transaction, so no one ever sees
+                // them missing.
+                let suspended = try suspendApplicationTriggers(writer, tables: mappings.map(\.source.name))
                 for r in changes {
                     guard let inv = byTarget[r.table] else { continue }
-                    try inv.apply(r)
+                    do {
+                        try inv.apply(r)
+                    } catch let e as SQLiteError {
+                        // A change the source refuses (a constraint the
+                        // target does not have) stops the rollback whole: this
+                        // transaction rolls back, nothing is skipped.
+                        let key = r.key.map { "\($0.name)=\($0.value)" }.joined(separator: ", ")
+                        // Changes are carried back one by one, in order, so a
+                        // later fix of the row in the target does not help.
+                        let next = sameFile
+                            ? "nothing was changed and \(plan.target) stays authoritative"
+                            : "nothing was carried back and \(plan.target) is fenced: `tidemark cutover` keeps it (lifts the fence)"
+                        let advice = "the source's constraints are stricter than the target's; loosen that one in the source, then run `tidemark rollback` again"
+                        throw MigrationError(.constraint, "rollback: \(inv.mapping.source.name) refused the target's change of \(r.table) (\(key)) at LSN \(r.lsn): \(e.message); \(next); \(advice)")
+                    }
                     replayed += 1
                 }
+                for sql in suspended { try writer.execute(sql) }
+                // The source never hands out an id the target used.
+                try CutoverSchema.moveSequencesBack(writer: writer, target: target)
                 try writer.execute("DROP TABLE IF EXISTS \(SwitchRecord.table)")
             }
+            // The triggers and views the cutover created in the target go
+            // (a replaced view gets the source's definition back); in the
+            // transaction that journals the rollback committed.
+            removedObjects = try CutoverSchema.dropObjects(target).map { "\($0) in \(plan.target)" }
             if sameFile { try fence(plan: plan, mappings: mappings, target: target) }
             CutoverTestHook.reached("rollback-applied")
             var st = state
@@ -420,7 +486,21 @@ public enum Rollback {
         // The migration is over: stop capturing on both sides.
         if try Capture.isInstalled(source) { try Capture.uninstall(connection: source, force: true) }
         if !sameFile, try Capture.isInstalled(target) { try Capture.uninstall(connection: target, force: true) }
-        return RollbackReport(kind: .reversed, droppedTables: [], changesReplayedBack: replayed)
+        return RollbackReport(kind: .reversed, droppedTables: [], changesReplayedBack: replayed, removed: removedObjects)
+    }
+
+    /// Drops the application triggers on `tables` of `c` (not Tidemark's own)
+    /// and returns their SQL, to recreate them in the same transaction.
+    static func suspendApplicationTriggers(_ c: Connection, tables: [String]) throws -> [String] {
+        let lower = Set(tables.map { $0.lowercased() })
+        let all = try c.prepare("SELECT name, tbl_name, sql FROM main.sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL AND name NOT LIKE '\\_tidemark\\_%' ESCAPE '\\' ORDER BY rowid")
+            .rows { ($0.columnText(0), $0.columnText(1), $0.columnText(2)) }
+        var sqls: [String] = []
+        for (name, table, sql) in all where lower.contains(table.lowercased()) {
+            try c.execute("DROP TRIGGER main.\(quoteIdentifier(name))")
+            sqls.append(sql)
+        }
+        return sqls
     }
 
     /// Guards on the target tables: they refuse writes, naming the source.

@@ -26,12 +26,16 @@ struct CutoverCommand: ParsableCommand {
     @Flag(help: "Switch although no verify found the target equal since the copy finished (recorded in the migration state).")
     var skipVerify = false
 
+    @Flag(help: "Switch although some of the source's triggers or views could not be carried to the target (`migrate` lists them); they are named in a warning.")
+    var dropTriggers = false
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
     func run() throws {
         try reportingErrors {
             var o = CutoverOptions()
+            o.dropTriggers = dropTriggers
             o.maxLagMillis = maxLagMs
             o.maxPauseMillis = maxPauseMs
             o.timeoutSeconds = timeout
@@ -53,6 +57,9 @@ struct CutoverCommand: ParsableCommand {
                 // After the fact, so that a refusal stays one error line.
                 printError("warning: --skip-verify: \(r.dryRun ? "would switch" : "switched") without a clean verify since the copy finished; nothing proved the target equal, and writes no trigger sees (incremental BLOB I/O) were not carried. Recorded in the migration state.")
             }
+            if !r.droppedObjects.isEmpty && !r.alreadyDone {
+                printError("warning: --drop-triggers: \(p.target) \(r.dryRun ? "would not get" : "does not get") \(r.droppedObjects.joined(separator: "; "))")
+            }
             defer {
                 if let sig = Interruption.receivedSignal, !r.dryRun {
                     printError(InterruptedError(signal: sig, place: "after the commit point: the cutover finished (\(p.target) is authoritative)").description)
@@ -69,6 +76,7 @@ struct CutoverCommand: ParsableCommand {
                 j.set("drained", r.drained)
                 j.set("waited_seconds", r.waitedSeconds)
                 j.set("verify_skipped", skipVerify && !r.alreadyDone)
+                j.set("dropped", array: r.droppedObjects.map(JSONObject.quote))
                 print(j.text)
             } else if r.dryRun {
                 print("dry run: caught up to LSN \(r.lsn) after \(String(format2: r.waitedSeconds)) s; a cutover would proceed now")
