@@ -806,15 +806,7 @@ extension Migrator {
 
     /// The preflight's refusal as text (also what `migrate --dry-run` prints).
     public static func preflightMessage(_ report: PreflightReport) -> String {
-        let v = report.violations
-        var lines = ["\(v.count) constraint\(v.count == 1 ? "" : "s") of the target would refuse source rows; nothing was copied"]
-        for x in v {
-            let keys = x.keys.map { k in k.map { "\($0.name)=\(QuotedValue.literal($0.value))" }.joined(separator: ",") }
-            let more = x.rows > x.keys.count ? ", …" : ""
-            lines.append("  \(x.table) → \(x.targetTable): \(x.kind) \(x.constraint): \(x.rows) row\(x.rows == 1 ? "" : "s")\(keys.isEmpty ? "" : " (\(keys.joined(separator: "; "))\(more))")")
-        }
-        lines.append("fix those rows in the source, or change the plan (a new expression, or `foreign_keys: drop` for a foreign key), then run `tidemark migrate` again")
-        return lines.joined(separator: "\n")
+        report.message
     }
 }
 

@@ -400,9 +400,10 @@ import TidemarkSQLite
             try Self.fixture(dir)
             let source = try DatabaseImage(path: dir + "/src.db")
             let target = try DatabaseImage(path: dir + "/dst.db")
-            let error = try #require(throws: PreflightError.self) { _ = try Migrator.open(plan: try Plan.load(path: dir + "/tidemark.yml")) }
-            #expect(error.report.violations.map(\.kind) == ["unique"])
-            #expect(error.report.violations.first.map(PreflightTests.ids) == [[.integer(1)], [.integer(2)]])
+            let error = try #require(throws: MigrationError.self) { _ = try Migrator.open(plan: try Plan.load(path: dir + "/tidemark.yml")) }
+            #expect(error.code == .preflight)
+            #expect(error.violations.map(\.kind) == ["unique"])
+            #expect(error.violations.first.map(PreflightTests.ids) == [[.integer(1)], [.integer(2)]])
             #expect(try DatabaseImage(path: dir + "/src.db") == source)
             #expect(try DatabaseImage(path: dir + "/dst.db") == target)
             #expect(try captureObjects(dir + "/src.db").isEmpty)

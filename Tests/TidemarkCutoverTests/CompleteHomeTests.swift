@@ -235,7 +235,9 @@ struct CompleteHomeTests {
 
             // The application's queries use the same indexes on both sides.
             for (a, b) in zip(Self.queries(customers: "customers", name: "name"), Self.queries(customers: "accounts", name: "full_name")) {
-                #expect(try Self.indexesUsed(a, s) == Self.indexesUsed(b, t), "query plan of \(b)")
+                // An inline UNIQUE's automatic index is named after its table.
+                let sourceIndexes = try Self.indexesUsed(a, s).map { $0.replacingOccurrences(of: "sqlite_autoindex_customers_", with: "sqlite_autoindex_accounts_") }
+                #expect(try sourceIndexes == Self.indexesUsed(b, t), "query plan of \(b)")
                 #expect(try !Self.indexesUsed(b, t).isEmpty || b.contains("WHERE id ="), "\(b) uses an index")
             }
 

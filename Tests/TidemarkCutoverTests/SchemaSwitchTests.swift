@@ -490,12 +490,14 @@ extension CutoverTests {
                     INSERT INTO people VALUES (1, 'a@x', 30), (2, 'b@x', 40);
                     """)
                 try c.close()
+                // The plan's own target table is looser than the source.
                 try """
                     source: source.db
                     target: target.db
                     log: changelog
                     tables:
-                      people: {}
+                      people:
+                        create: "CREATE TABLE people(id INTEGER PRIMARY KEY, email TEXT NOT NULL, age INTEGER NOT NULL)"
 
                     """.write(toFile: root + "/plan.yml", atomically: true, encoding: .utf8)
                 let plan = ["--plan", root + "/plan.yml"]
