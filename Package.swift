@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "TidemarkLog", targets: ["TidemarkLog"]),
         .library(name: "TidemarkSQLite", targets: ["TidemarkSQLite"]),
+        .library(name: "TidemarkPostgres", targets: ["TidemarkPostgres"]),
         .library(name: "TidemarkCore", targets: ["TidemarkCore"]),
         .executable(name: "tidemark", targets: ["tidemark"]),
         .executable(name: "tidemark-bench", targets: ["tidemark-bench"]),
@@ -20,13 +21,15 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(name: "TidemarkLog", dependencies: ["CZstd"]),
         .target(name: "TidemarkSQLite", dependencies: ["CSQLite", "TidemarkLog"]),
-        .target(name: "TidemarkCore", dependencies: ["TidemarkLog", "TidemarkSQLite", "Yams"]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .target(name: "TidemarkPostgres", dependencies: ["CLibPQ", "TidemarkLog"]),
+        .target(name: "TidemarkCore", dependencies: ["TidemarkLog", "TidemarkSQLite", "TidemarkPostgres", "Yams"]),
         .executableTarget(name: "tidemark", dependencies: [
             "TidemarkCore", "TidemarkLog", "TidemarkSQLite",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "tidemark-bench", dependencies: [
-            "CSQLite", "TidemarkCore", "TidemarkLog", "TidemarkSQLite",
+            "CSQLite", "TidemarkCore", "TidemarkLog", "TidemarkSQLite", "TidemarkPostgres", "TidemarkTestSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "TidemarkTestSupport", path: "Tests/TidemarkTestSupport"),
@@ -36,6 +39,7 @@ let package = Package(
         .testTarget(name: "TidemarkSQLiteTests", dependencies: ["TidemarkSQLite", "TidemarkLog", "TidemarkTestSupport", "CPowerLossVFS"]),
         .testTarget(name: "TidemarkCoreTests", dependencies: ["TidemarkCore", "TidemarkSQLite", "TidemarkLog", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkCutoverTests", dependencies: ["TidemarkCore", "TidemarkTestSupport"]),
+        .testTarget(name: "TidemarkPostgresTests", dependencies: ["TidemarkPostgres", "TidemarkCore", "TidemarkSQLite", "TidemarkLog", "TidemarkTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
