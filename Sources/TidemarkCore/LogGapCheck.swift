@@ -9,11 +9,11 @@ extension Migrator {
     ///
     /// Accepting a gap forgets the last verify (`StateTables.invalidateVerify`),
     /// so cutover requires a clean verify made after the gap was accepted.
-    static func checkGaps(_ cursor: LogCursor, appliedLSN: LSN, options: MigratorOptions, log: String, target: Connection) throws {
+    static func checkGaps(_ cursor: LogCursor, appliedLSN: LSN, options: MigratorOptions, log: String, store: TargetStore) throws {
         let ahead = cursor.recordedGaps.filter { $0.upperBound > appliedLSN }
         guard let first = ahead.first else { return }
         if options.acceptGap {
-            try target.transaction(.immediate) { try StateTables.invalidateVerify(in: target) }
+            try store.invalidateVerify()
             return
         }
         let list = ahead.map { "\($0.lowerBound)…\($0.upperBound)" }.joined(separator: ", ")

@@ -36,6 +36,10 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
         /// The target's schema is not complete yet (an index not built, a
         /// trigger or view that cannot be carried) so it cannot be cut over to.
         public static let schemaIncomplete = Code("schema-incomplete")
+        /// The target server cannot be reached, refused the login, or went away.
+        public static let targetUnavailable = Code("target-unavailable")
+        /// What this command cannot do for this kind of target (yet).
+        public static let unsupported = Code("unsupported")
     }
 
     public var code: Code

@@ -85,6 +85,9 @@ extension Migrator {
         guard FileSystemCheck.exists(plan.source) else {
             throw MigrationError(.missingSource, "source database \(plan.source) does not exist; check `source:` in the plan")
         }
+        if plan.isPostgres {
+            return try openPostgres(plan: plan, options: options, wrappingFeed: wrappingFeed, schema: givenSchema)
+        }
         // A target a rollback left behind starts over (new capture, fresh copy).
         try Rollback.clearForNewMigration(plan: plan)
         let source = try Connection(path: plan.source, mode: .readWrite)
@@ -129,6 +132,46 @@ extension Migrator {
         if !plan.isSameFile { _ = try target.setJournalMode(.wal) }
         return try Migrator(plan: plan, source: source, target: target, feed: wrappingFeed(feed), sourceID: sourceID.rawValue, options: options,
                             schema: firstRunSchema, preflight: nil, preflightDone: firstRunSchema != nil)
+    }
+
+    /// ``open(plan:options:)`` for a PostgreSQL target: connects (a bad
+    /// connection string, server, password, database or privilege is one
+    /// line naming the target without its password), and on a first run
+    /// resolves the schema, runs both preflights (the carried constraints
+    /// over the source rows, and what PostgreSQL can hold exactly) and
+    /// translates the schema, before anything is written anywhere.
+    static func openPostgres(plan: Plan, options: MigratorOptions, wrappingFeed: (ChangeFeed) -> ChangeFeed,
+                             schema givenSchema: TargetSchema?) throws -> Migrator {
+        let source = try Connection(path: plan.source, mode: .readWrite)
+        let sourceID = try Capture.storedSourceID(source) ?? LogReader.existingSourceID(plan.log) ?? SourceID.random()
+        let store = try PostgresStore(plan: plan, source: source)
+        let mappings = try store.resolveMappings(plan)
+        for m in mappings {
+            for (k, collation) in zip(m.sourceKey, m.keyCollations) where collation.uppercased() != "BINARY" {
+                throw MigrationError(.badPlan, "key column \(m.source.name).\(k) compares with COLLATE \(collation), but PostgreSQL compares keys exactly (collation \"C\"): two source keys SQLite finds equal would be two rows; migrate a BINARY key, or give the table a new key")
+            }
+        }
+        if let state = try store.loadState() {
+            try Migrator.checkResumable(state, plan: plan, mappings: mappings, sourceID: sourceID.rawValue)
+        } else {
+            let schema = try givenSchema ?? TargetSchema.resolve(plan: plan, mappings: mappings, source: source, sameFile: false)
+            var report = try Preflight.run(plan: plan, mappings: mappings, schema: schema, source: source)
+            let types = try PostgresPreflight.run(plan: plan, mappings: mappings, schema: schema, source: source, server: store.pg)
+            report.violations += types.report.violations
+            report.unchecked += types.report.unchecked
+            if !report.isClean { throw Migrator.preflightError(report) }
+            store.schemaPlan = try PostgresSchema.translate(plan: plan, mappings: mappings, schema: schema, pgSchema: plan.pgSchema,
+                                                            observedClasses: types.observedClasses)
+        }
+        if FileSystemCheck.exists(plan.log) {
+            let logSource = try LogReader(directory: plan.log).sourceID
+            if let stored = try Capture.storedSourceID(source), stored != logSource {
+                throw MigrationError(.foreignState, "the log \(plan.log) belongs to source \(logSource), but \(plan.source) is captured as \(stored); use the log made for this database")
+            }
+        }
+        let feed = try ShipperFeed(sourcePath: plan.source, logPath: plan.log, sourceID: sourceID)
+        return try Migrator(plan: plan, source: source, store: store, feed: wrappingFeed(feed), sourceID: sourceID.rawValue, options: options,
+                            schema: nil, preflight: nil, preflightDone: true)
     }
 
     /// Releases the log appender (if this process shipped).

@@ -106,8 +106,9 @@ public final class Migrator: @unchecked Sendable {
     public let plan: Plan
     public private(set) var options: MigratorOptions
     let source: Connection
-    let target: Connection
-    let store: SQLiteTarget
+    /// Where the migration goes (SQLite or PostgreSQL); the engine below
+    /// reaches the target only through it.
+    let store: TargetStore
     let mappings: [TableMapping]
     let feed: ChangeFeed
     let reader: LogReader
@@ -154,37 +155,48 @@ public final class Migrator: @unchecked Sendable {
         try self.init(plan: plan, source: source, target: target, feed: feed, sourceID: sourceID, options: options, schema: nil, preflight: nil)
     }
 
+    convenience init(plan: Plan, source: Connection, target: Connection, feed: ChangeFeed, sourceID: String, options: MigratorOptions,
+                     schema resolvedSchema: TargetSchema?, preflight: PreflightRunner?, preflightDone: Bool = false) throws {
+        try self.init(plan: plan, source: source, store: try SQLiteStore(connection: target, source: source, plan: plan), feed: feed,
+                      sourceID: sourceID, options: options, schema: resolvedSchema, preflight: preflight, preflightDone: preflightDone)
+    }
+
+    /// The SQLite target's connection, for what still speaks SQLite only
+    /// (cutover, rollback and status of SQLite targets).
+    var target: Connection {
+        get throws {
+            guard let s = store as? SQLiteStore else {
+                throw MigrationError(.unsupported, "this step is not available for the target \(store.displayName) yet")
+            }
+            return s.connection
+        }
+    }
+
     /// - Parameters:
     ///   - schema: the target schema already resolved for a first run (by
     ///     ``open(plan:options:)``, or a test's); nil resolves it here.
     ///   - preflight: the preflight of a first run; nil runs ``Preflight``.
     ///     `preflightDone` skips it (``open(plan:options:)`` ran it before
     ///     creating the target file).
-    init(plan: Plan, source: Connection, target: Connection, feed: ChangeFeed, sourceID: String, options: MigratorOptions,
+    init(plan: Plan, source: Connection, store: TargetStore, feed: ChangeFeed, sourceID: String, options: MigratorOptions,
          schema resolvedSchema: TargetSchema?, preflight: PreflightRunner?, preflightDone: Bool = false) throws {
         self.plan = plan
         self.options = options
         self.source = source
-        self.target = target
+        self.store = store
         self.feed = feed
-        // S4: rows arrive in key order, not parent first, so the connection
-        // the migration writes through never enforces foreign keys (verify
-        // checks them). Set outside any transaction: inside one it is a no-op.
-        try target.execute("PRAGMA foreign_keys = OFF")
-        try StateTables.upgrade(target)
-        var existing = try StateTables.load(target)
-        let mappings = try PlanResolver.resolve(plan, source: source, target: target, ownedColumns: try StateTables.addedColumns(target))
+        var existing = try store.loadState()
+        let mappings = try store.resolveMappings(plan)
         let record = PlanRecord.make(plan: plan, mappings: mappings)
         if let e = existing {
             try Self.checkResumable(e, plan: plan, mappings: mappings, sourceID: sourceID)
             if e.plan == nil {
                 // Begun by a version that stored no plan: adopt this one.
-                try target.transaction(.immediate) { try StateTables.storePlan(record, in: target) }
+                try store.storePlan(record)
                 existing?.plan = record
             }
         }
         self.mappings = mappings
-        store = try SQLiteTarget(connection: target, sourcePath: plan.source, sameFile: plan.isSameFile)
         if let existing {
             state = existing
         } else {
@@ -196,26 +208,22 @@ public final class Migrator: @unchecked Sendable {
                 let report = try (preflight ?? { try Preflight.run(plan: $0, mappings: $1, schema: $2, source: $3) })(plan, mappings, schema, source)
                 if !report.isClean { throw Self.preflightError(report) }
             }
-            state = try TargetSetup.start(plan: plan, mappings: mappings, schema: schema, target: target, store: store, sourceID: sourceID,
-                                          record: record, indexesDuringCopy: options.indexesDuringCopy)
+            state = try store.start(plan: plan, mappings: mappings, schema: schema, sourceID: sourceID,
+                                    record: record, indexesDuringCopy: options.indexesDuringCopy)
             startedNow = true
         }
-        if let stored = try SchemaStore.load(target) {
-            notCarried = stored.omissions
-            let pending = Set(try SchemaStore.pending(.index, in: target))
-            pendingIndexes = stored.indexes.filter { pending.contains($0.name) }
-        }
+        (notCarried, pendingIndexes) = try store.storedSchema()
         if let e = existing, e.copiedAtMicros == nil, e.cutoverState == nil, e.tables.allSatisfy({ $0.phase == .following }) {
             // Copied by a version that did not record it: the copy finished
             // at the latest now, and a verify from here on proves it.
             let at = Clock.wallMicros()
-            try target.transaction(.immediate) { try StateTables.recordCopied(atMicros: at, lsn: e.appliedLSN, in: target) }
+            try store.transaction { try store.recordCopied(atMicros: at, lsn: e.appliedLSN) }
             state.copiedAtMicros = at
             state.copiedLSN = e.appliedLSN
         }
         // Prepared now, outside any transaction: some create TEMP tables,
         // which a rolled-back step must not take away.
-        for m in mappings { _ = try store.statements(for: m) }
+        for m in mappings { _ = try store.writer(for: m) }
         // Capture must cover every planned table before its first chunk is
         // read; installing is idempotent and regenerates triggers whose table
         // changed shape (in place: the columns just added).
@@ -229,7 +237,7 @@ public final class Migrator: @unchecked Sendable {
         consumerName = "migration-" + Self.consumerSuffix(plan.target)
         try Consumers(reader.directory).register(consumerName, at: state.appliedLSN)
         cursor = try reader.cursor(from: state.appliedLSN.next)
-        try Self.checkGaps(cursor, appliedLSN: state.appliedLSN, options: options, log: plan.log, target: target)
+        try Self.checkGaps(cursor, appliedLSN: state.appliedLSN, options: options, log: plan.log, store: store)
     }
 
     /// Whether the migration stored in the target is this plan's, from this source.
@@ -261,7 +269,7 @@ public final class Migrator: @unchecked Sendable {
     /// The page cache (KiB) of the connection a migration writes the target
     /// through (`PRAGMA cache_size`), for benchmarks that give a baseline
     /// the same.
-    public static var targetCacheKiB: Int { SQLiteTarget.cacheKiB }
+    public static var targetCacheKiB: Int { SQLiteStore.cacheKiB }
 
     /// Asks a running ``run(progress:)`` to return after its current step.
     public func stop() { stopRequested = true }
@@ -285,9 +293,10 @@ public final class Migrator: @unchecked Sendable {
         // this process ships when it owns the log. Waiting out the busy
         // timeout for that lock would stall both (and then fail), so wait
         // briefly and go round again instead: every step ships first.
-        let busyTimeout = target.busyTimeoutMillis
-        if plan.isSameFile { try target.setBusyTimeout(millis: min(busyTimeout, Self.sameFileLockWaitMillis)) }
-        defer { if plan.isSameFile { try? target.setBusyTimeout(millis: busyTimeout) } }
+        let sameFileTarget = plan.isSameFile ? (store as? SQLiteStore)?.connection : nil
+        let busyTimeout = sameFileTarget?.busyTimeoutMillis ?? 0
+        if let t = sameFileTarget { try t.setBusyTimeout(millis: min(busyTimeout, Self.sameFileLockWaitMillis)) }
+        defer { if let t = sameFileTarget { try? t.setBusyTimeout(millis: busyTimeout) } }
         while !stopRequested {
           // A safe point: every step before this one committed whole.
           try Interruption.check(stopPlace())
@@ -313,7 +322,7 @@ public final class Migrator: @unchecked Sendable {
                         // applied more since followStep), and positions move
                         // only beside the rows they describe.
                         let at = Clock.wallMicros()
-                        try target.transaction(.immediate) { try StateTables.recordCaughtUp(atMicros: at, in: target) }
+                        try store.recordCaughtUp(atMicros: at)
                         state.caughtUpAtMicros = at
                     }
                     if !options.follow { progress(snapshot(caughtUp: true)); break }
@@ -329,7 +338,7 @@ public final class Migrator: @unchecked Sendable {
             // itself is what stops the run).
             let blocked = BlockedStep(lsn: refusedLSN, message: e.message, atMicros: Clock.wallMicros())
             refusedLSN = nil
-            try? target.transaction(.immediate) { try StateTables.recordBlocked(blocked, in: target) }
+            try? store.recordBlocked(blocked)
             state.blocked = blocked
             throw e
           } catch let e as SQLiteError where e.primaryCode == .busy && plan.isSameFile {
@@ -353,7 +362,7 @@ public final class Migrator: @unchecked Sendable {
     func stopPlace() -> String {
         // What is stored, not what this process holds: a step that failed
         // and is retried (same file, busy) may have moved only the latter.
-        let stored = (try? StateTables.load(target)) ?? nil
+        let stored = (try? store.loadState()) ?? nil
         let s = stored ?? state
         if let t = s.tables.first(where: { $0.phase != .following }) {
             let at = t.tidemark.map { "up to key \(KeyTuple.encode($0))" } ?? "before its first chunk"
@@ -399,17 +408,17 @@ public final class Migrator: @unchecked Sendable {
     ///   the applied LSN and the cutover journal can move, and a single-row
     ///   read tells whether a full reload is needed.
     func syncWithStoredState(tablesMayChange: Bool = true) throws {
-        if !tablesMayChange, let p = try StateTables.position(target),
+        if !tablesMayChange, let p = try store.position(),
            p.applied == state.appliedLSN, p.cutoverState != "done" {
             return
         }
-        guard let stored = try StateTables.load(target) else { return }
+        guard let stored = try store.loadState() else { return }
         if stored.cutoverState == "done" {
             throw MigrationError(.cutOver, "the migration was cut over at LSN \(stored.cutoverLSN ?? .zero); the target is authoritative and nothing is left to migrate")
         }
         if stored.appliedLSN != state.appliedLSN {
             cursor = try reader.cursor(from: stored.appliedLSN.next)
-            try Self.checkGaps(cursor, appliedLSN: stored.appliedLSN, options: options, log: plan.log, target: target)
+            try Self.checkGaps(cursor, appliedLSN: stored.appliedLSN, options: options, log: plan.log, store: store)
             lookahead = nil
         }
         state = stored
@@ -454,7 +463,7 @@ public final class Migrator: @unchecked Sendable {
 
     /// Where the changes of one logged table go.
     private struct ReplayRoute {
-        let statements: TableStatements
+        let statements: TableWriter
         /// Index of the table in `state.tables` (ordered by position, which
         /// reloading the stored state keeps).
         let stateIndex: Int
@@ -476,7 +485,7 @@ public final class Migrator: @unchecked Sendable {
         var resolved: ReplayRoute?
         if let (m, _) = mapping(for: table),
            let ti = state.tables.firstIndex(where: { $0.sourceTable.lowercased() == m.source.name.lowercased() }) {
-            resolved = ReplayRoute(statements: try store.statements(for: m), stateIndex: ti, sourceTable: state.tables[ti].sourceTable,
+            resolved = ReplayRoute(statements: try store.writer(for: m), stateIndex: ti, sourceTable: state.tables[ti].sourceTable,
                                    keyMayBeNull: Self.keyMayBeNull(m))
         }
         routes[table] = .some(resolved)
@@ -598,13 +607,13 @@ public final class Migrator: @unchecked Sendable {
     /// One chunk of table `i`, with the changes logged before it.
     func copyStep(_ i: Int) throws {
         let m = mappings.first { $0.source.name.lowercased() == state.tables[i].sourceTable.lowercased() }!
-        let s = try store.statements(for: m)
+        let s = try store.writer(for: m)
         let sameFile = plan.isSameFile
         if !sameFile {
             // Ship outside the target transaction first, so the wait inside it is short.
             _ = try feed.ship(sourceWritable: true)
         }
-        try target.transaction(.immediate) {
+        try store.transaction {
             try syncWithStoredState()
             // One source snapshot for S_k and the chunk (first source read starts it).
             let highWater = try store.captureHighWater()
@@ -616,16 +625,11 @@ public final class Migrator: @unchecked Sendable {
                 // appears later is replayed (and stopped) by checkNullKey;
                 // one that is already here is found in this snapshot.
                 if Self.keyMayBeNull(m) {
-                    let rowids = try Self.nullKeyRowids(m, on: target, schema: sameFile ? "main" : "tm_src")
+                    let rowids = try store.nullKeyRowids(m)
                     if !rowids.isEmpty { throw Self.nullKeyError(m, rowids: rowids, lsn: nil) }
                 }
-                s.ceiling.reset()
-                t.ceiling = try s.ceiling.step() ? s.readKey(s.ceiling) : nil
-                s.ceiling.reset()
-                s.count.reset()
-                _ = try s.count.step()
-                t.rowsEstimate = Int(s.count.columnInt64(0))
-                s.count.reset()
+                t.ceiling = try s.ceiling()
+                t.rowsEstimate = try s.rowCount()
                 t.phase = .copying
             }
             // Everything up to S_k must be in the log before replay.
@@ -641,32 +645,19 @@ public final class Migrator: @unchecked Sendable {
             guard let ceiling = t.ceiling else {
                 t.phase = .following
                 state.tables[i] = t
-                try StateTables.save(state, table: t, in: target)
+                try store.save(state, table: t)
                 try recordCopiedIfDone()
                 return
             }
             // Upper key of this chunk: the chunk_rows-th key above the tidemark, or the ceiling.
-            let bound: Statement = t.tidemark == nil ? s.copyBoundFromStart : s.copyBound
-            bound.reset()
-            try bound.bind((t.tidemark ?? []) + ceiling + [.integer(Int64(plan.chunkRows - 1))])
-            let upper = try bound.step() ? s.readKey(bound) : ceiling
-            bound.reset()
-            let copy: Statement = t.tidemark == nil ? s.copyChunkFromStart : s.copyChunk
-            copy.reset()
-            try copy.bind((t.tidemark ?? []) + upper)
-            do {
-                try copy.execute()
-            } catch let e as SQLiteError where e.code.primary == .constraint {
-                throw MigrationError(.constraint, "copying \(m.source.name) into \(m.targetTable) after key \(t.tidemark.map(KeyTuple.encode) ?? "(start)"): the target refused a row: \(e.message); nothing of this chunk was written — fix the source rows or the plan, then run `tidemark migrate`")
-            }
-            let n = target.changes
-            copy.reset()
+            let upper = try s.chunkUpper(after: t.tidemark, ceiling: ceiling, rows: plan.chunkRows)
+            let n = try s.copyChunk(after: t.tidemark, through: upper)
             t.rowsCopied += n
             copied += n
             t.tidemark = upper
             if try upper == ceiling || !s.isKey(ceiling, above: upper) { t.phase = .following }
             state.tables[i] = t
-            try StateTables.save(state, table: t, in: target)
+            try store.save(state, table: t)
             try recordCopiedIfDone()
         }
     }
@@ -675,7 +666,7 @@ public final class Migrator: @unchecked Sendable {
     /// commits (the state said why the migration stood still; it moves now).
     private func clearBlockedIfAny() throws {
         guard state.blocked != nil else { return }
-        try StateTables.clearBlocked(in: target)
+        try store.clearBlocked()
         state.blocked = nil
     }
 
@@ -709,11 +700,8 @@ public final class Migrator: @unchecked Sendable {
     func buildIndexStep(_ index: TargetSchema.Object) throws {
         let sameFile = plan.isSameFile
         if !sameFile { _ = try feed.ship(sourceWritable: true) }
-        try target.transaction(.immediate) {
+        try store.transaction {
             try syncWithStoredState()
-            let stateOf = try target.prepare("SELECT state FROM \(SchemaStore.table) WHERE kind = 'index' AND name = ?1")
-            try stateOf.bind([.text(index.name)])
-            guard try stateOf.step(), stateOf.columnText(0) == "pending" else { return }  // another process built it
             let highWater = try store.captureHighWater()
             capturedLSN = max(capturedLSN, highWater)
             try waitForLog(highWater, sourceWritable: !sameFile)
@@ -721,25 +709,13 @@ public final class Migrator: @unchecked Sendable {
                 while let r = try nextChange(through: highWater) { try replay(r) }
             }
             state.appliedLSN = max(state.appliedLSN, highWater)
-            try StateTables.save(state, table: nil, in: target)
+            try store.save(state, table: nil)
             try clearBlockedIfAny()
-            let existing = try target.prepare("SELECT sql FROM main.sqlite_schema WHERE type = 'index' AND name = ?1 COLLATE NOCASE")
-            try existing.bind([.text(index.name)])
-            if try existing.step() {
-                guard existing.columnText(0) == index.sql else {
-                    throw MigrationError(.incompatibleTarget, "the target already has an index named \(index.name) that differs from the one the migration builds (\(index.sql)); drop or rename it, then run `tidemark migrate`")
-                }
-            } else {
-                do {
-                    try target.execute(index.sql)
-                } catch let e as SQLiteError where e.code.primary == .constraint {
-                    throw IndexDuplicates.error(index, target: target, sqliteMessage: e.message)
-                }
+            if try store.buildIndex(index) {
+                #if DEBUG
+                try beforeIndexCommitForTesting?(index.name)
+                #endif
             }
-            try SchemaStore.setState(.index, name: index.name, state: "built", in: target)
-            #if DEBUG
-            try beforeIndexCommitForTesting?(index.name)
-            #endif
         }
         pendingIndexes.removeAll { $0.name == index.name }
     }
@@ -749,7 +725,7 @@ public final class Migrator: @unchecked Sendable {
     private func recordCopiedIfDone() throws {
         guard state.copiedAtMicros == nil, state.tables.allSatisfy({ $0.phase == .following }) else { return }
         let at = Clock.wallMicros()
-        try StateTables.recordCopied(atMicros: at, lsn: state.appliedLSN, in: target)
+        try store.recordCopied(atMicros: at, lsn: state.appliedLSN)
         state.copiedAtMicros = at
         state.copiedLSN = state.appliedLSN
     }
@@ -771,7 +747,7 @@ public final class Migrator: @unchecked Sendable {
             try syncWithStoredState(tablesMayChange: false)
             return (0, state.appliedLSN.rawValue >= UInt64(max(0, highWater)))
         }
-        try target.transaction(.immediate) {
+        try store.transaction {
             try syncWithStoredState(tablesMayChange: false)
             let start = Clock.monotonicNanos()
             try collectingRefusals {
@@ -782,7 +758,7 @@ public final class Migrator: @unchecked Sendable {
                 }
             }
             if applied > 0 {
-                try StateTables.save(state, table: nil, in: target)
+                try store.save(state, table: nil)
                 try clearBlockedIfAny()
             }
             // State begun by a version that did not record the copy's end.
@@ -866,7 +842,7 @@ extension Migrator {
 
     func checkNullKey(_ r: ChangeRecord, _ m: TableMapping) throws -> Bool {
         guard r.key.contains(where: { $0.value == .null }) else { return false }
-        let rowids = try Self.nullKeyRowids(m, on: target, schema: plan.isSameFile ? "main" : "tm_src")
+        let rowids = try store.nullKeyRowids(m)
         if !rowids.isEmpty { throw Self.nullKeyError(m, rowids: rowids, lsn: r.lsn) }
         return true
     }

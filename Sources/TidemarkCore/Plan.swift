@@ -8,7 +8,11 @@ import Glibc
 ///
 /// ```yaml
 /// source: shop.db
-/// target: shop-v2.db          # another SQLite file, or the same file
+/// target: shop-v2.db          # another SQLite file, or the same file, or
+///                             # postgres://user@host:5432/db (any libpq
+///                             # connection string; PG* variables and
+///                             # ~/.pgpass apply as in psql)
+/// schema: public              # PostgreSQL targets: the schema the tables go to
 /// log: changelog
 /// chunk_rows: 10000
 /// foreign_keys: keep          # default for every table: keep | drop
@@ -33,6 +37,8 @@ public struct Plan: Sendable, Equatable {
     public var log: String
     public var chunkRows: Int
     public var tables: [TablePlan]
+    /// PostgreSQL targets: the schema the target tables are created in.
+    public var pgSchema: String = "public"
 
     public init(source: String, target: String, log: String, chunkRows: Int = 10_000, tables: [TablePlan]) {
         self.source = source
@@ -43,7 +49,22 @@ public struct Plan: Sendable, Equatable {
     }
 
     /// Source and target are the same database file.
-    public var isSameFile: Bool { Plan.canonical(source) == Plan.canonical(target) }
+    public var isSameFile: Bool { !isPostgres && Plan.canonical(source) == Plan.canonical(target) }
+
+    /// The target is a PostgreSQL database (`target:` is a libpq connection string).
+    public var isPostgres: Bool { Plan.isConnectionString(target) }
+
+    /// A libpq connection string: a `postgres://` or `postgresql://` URI, or
+    /// `key=value` pairs (`host=… dbname=…`). Anything else is a file path.
+    public static func isConnectionString(_ s: String) -> Bool {
+        let t = s.trimmingSpaces
+        if t.hasPrefix("postgres://") || t.hasPrefix("postgresql://") { return true }
+        // key=value form: starts with a libpq keyword and '='.
+        guard let eq = t.firstIndex(of: "=") else { return false }
+        let keywords: Set<String> = ["host", "hostaddr", "port", "dbname", "user", "password", "passfile", "service",
+                                     "sslmode", "connect_timeout", "application_name", "options", "target_session_attrs"]
+        return keywords.contains(t[..<eq].trimmingSpaces.lowercased())
+    }
 
     static func canonical(_ path: String) -> String {
         guard let p = realpath(path, nil) else { return path }
@@ -73,10 +94,10 @@ public struct Plan: Sendable, Equatable {
         }
         guard let root = node?.mapping else { throw MigrationError(.badPlan, "\(name) must be a mapping with source, target, log and tables") }
         func fail(_ why: String) -> MigrationError { MigrationError(.badPlan, "\(name): \(why)") }
-        let known: Set<String> = ["source", "target", "log", "chunk_rows", "tables", "foreign_keys"]
+        let known: Set<String> = ["source", "target", "log", "chunk_rows", "tables", "foreign_keys", "schema"]
         for (k, _) in root {
             guard let key = k.string, known.contains(key) else {
-                throw fail("unknown key '\(k.string ?? "?")' (expected: source, target, log, chunk_rows, foreign_keys, tables)")
+                throw fail("unknown key '\(k.string ?? "?")' (expected: source, target, log, chunk_rows, foreign_keys, schema, tables)")
             }
         }
         func foreignKeys(_ node: Node, _ key: String) throws(MigrationError) -> ForeignKeyPolicy {
@@ -95,7 +116,19 @@ public struct Plan: Sendable, Equatable {
             return s.hasPrefix("/") ? s : base + "/" + s
         }
         let source = try path("source")!
-        let target = try path("target") ?? source
+        // A connection string is not a path: kept as written.
+        let target: String
+        if let t = root["target"]?.string, isConnectionString(t) {
+            target = t.trimmingSpaces
+        } else {
+            target = try path("target") ?? source
+        }
+        var pgSchema = "public"
+        if let sn = root["schema"] {
+            guard let name = sn.string, !name.trimmingSpaces.isEmpty else { throw fail("schema must be a PostgreSQL schema name") }
+            guard isConnectionString(target) else { throw fail("schema: applies only to PostgreSQL targets (target: postgres://…)") }
+            pgSchema = name.trimmingSpaces
+        }
         let log = try path("log")!
         var chunkRows = 10_000
         if let c = root["chunk_rows"] {
@@ -159,7 +192,9 @@ public struct Plan: Sendable, Equatable {
             if !ownForeignKeys { plan.foreignKeys = defaultForeignKeys }
             plans.append(plan)
         }
-        return Plan(source: source, target: target, log: log, chunkRows: chunkRows, tables: plans)
+        var plan = Plan(source: source, target: target, log: log, chunkRows: chunkRows, tables: plans)
+        plan.pgSchema = pgSchema
+        return plan
     }
 
     /// A `columns:` entry: the short form `C: expr`, or the long form

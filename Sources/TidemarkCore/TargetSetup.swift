@@ -8,7 +8,7 @@ import TidemarkSQLite
 /// Secondary indexes are not created here: they are built after their
 /// table's copy (``Migrator`` index steps), unless `indexesDuringCopy`.
 enum TargetSetup {
-    static func start(plan: Plan, mappings: [TableMapping], schema: TargetSchema, target: Connection, store: SQLiteTarget, sourceID: String,
+    static func start(plan: Plan, mappings: [TableMapping], schema: TargetSchema, target: Connection, store: SQLiteStore, sourceID: String,
                       record: PlanRecord? = nil, indexesDuringCopy: Bool = false) throws -> MigrationState {
         let q = quoteIdentifier
         return try target.transaction(.immediate) {

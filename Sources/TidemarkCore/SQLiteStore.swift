@@ -8,7 +8,7 @@ import TidemarkSQLite
 /// The source is reached through the same connection — `main` when source
 /// and target are one file, else ATTACHed read-only as `tm_src` — so the
 /// capture high-water mark and the chunk are read in one source snapshot.
-final class SQLiteTarget {
+final class SQLiteStore: TargetStore {
     let connection: Connection
     /// Schema name under which source tables are read.
     let sourceSchema: String
@@ -25,8 +25,21 @@ final class SQLiteTarget {
     static let cacheKiB = 32 * 1024
     private var followingCacheSet = false
 
-    init(connection: Connection, sourcePath: String, sameFile: Bool) throws {
+    /// The source's own connection (plan resolution).
+    let source: Connection
+    let path: String
+
+    init(connection: Connection, source: Connection, plan: Plan) throws {
         self.connection = connection
+        self.source = source
+        self.path = plan.target
+        let sourcePath = plan.source
+        let sameFile = plan.isSameFile
+        // S4: rows arrive in key order, not parent first, so the connection
+        // the migration writes through never enforces foreign keys (verify
+        // checks them). Set outside any transaction: inside one it is a no-op.
+        try connection.execute("PRAGMA foreign_keys = OFF")
+        try StateTables.upgrade(connection)
         if sameFile {
             sourceSchema = "main"
         } else {
@@ -69,13 +82,19 @@ final class SQLiteTarget {
     /// The capture high-water mark as seen by this connection's current
     /// source snapshot.
     func captureHighWater() throws -> LSN {
-        let exists = try connection.cachedStatement("SELECT count(*) FROM \(sourceSchema).sqlite_schema WHERE type = 'table' AND name IN ('sqlite_sequence', '_tidemark_outbox')")
+        try Self.captureHighWater(on: connection, schema: sourceSchema)
+    }
+
+    /// The capture high-water mark of the source read as `schema` on `c`,
+    /// in `c`'s current snapshot.
+    static func captureHighWater(on c: Connection, schema sourceSchema: String) throws -> LSN {
+        let exists = try c.cachedStatement("SELECT count(*) FROM \(sourceSchema).sqlite_schema WHERE type = 'table' AND name IN ('sqlite_sequence', '_tidemark_outbox')")
         defer { exists.reset() }
         _ = try exists.step()
         guard exists.columnInt64(0) == 2 else { return .zero }
         // The larger of the counter and the outbox's highest seq: the counter
         // lags rows an `OR FAIL` statement kept (see `Capture.lastCapturedSeq`).
-        let s = try connection.cachedStatement("""
+        let s = try c.cachedStatement("""
             SELECT max(coalesce((SELECT seq FROM \(sourceSchema).sqlite_sequence WHERE name = '_tidemark_outbox'), 0),
                        coalesce((SELECT max(seq) FROM \(sourceSchema)._tidemark_outbox), 0))
             """)
@@ -85,8 +104,79 @@ final class SQLiteTarget {
     }
 }
 
+extension SQLiteStore {
+    var displayName: String { path }
+
+    func transaction<R>(_ body: () throws -> R) throws -> R {
+        try connection.transaction(.immediate, body)
+    }
+
+    func loadState() throws -> MigrationState? { try StateTables.load(connection) }
+    func position() throws -> (applied: LSN, cutoverState: String?)? { try StateTables.position(connection) }
+    func save(_ state: MigrationState, table: TableState?) throws { try StateTables.save(state, table: table, in: connection) }
+    func recordCaughtUp(atMicros: Int64) throws {
+        try connection.transaction(.immediate) { try StateTables.recordCaughtUp(atMicros: atMicros, in: connection) }
+    }
+    func recordCopied(atMicros: Int64, lsn: LSN) throws { try StateTables.recordCopied(atMicros: atMicros, lsn: lsn, in: connection) }
+    func recordBlocked(_ b: BlockedStep) throws {
+        try connection.transaction(.immediate) { try StateTables.recordBlocked(b, in: connection) }
+    }
+    func clearBlocked() throws { try StateTables.clearBlocked(in: connection) }
+    func invalidateVerify() throws {
+        try connection.transaction(.immediate) { try StateTables.invalidateVerify(in: connection) }
+    }
+    func storePlan(_ record: PlanRecord) throws {
+        try connection.transaction(.immediate) { try StateTables.storePlan(record, in: connection) }
+    }
+
+    func resolveMappings(_ plan: Plan) throws -> [TableMapping] {
+        try PlanResolver.resolve(plan, source: source, target: connection, ownedColumns: try StateTables.addedColumns(connection))
+    }
+
+    func start(plan: Plan, mappings: [TableMapping], schema: TargetSchema, sourceID: String,
+               record: PlanRecord, indexesDuringCopy: Bool) throws -> MigrationState {
+        try TargetSetup.start(plan: plan, mappings: mappings, schema: schema, target: connection, store: self, sourceID: sourceID,
+                              record: record, indexesDuringCopy: indexesDuringCopy)
+    }
+
+    func storedSchema() throws -> (omissions: [TargetSchema.Omission], pending: [TargetSchema.Object]) {
+        guard let stored = try SchemaStore.load(connection) else { return ([], []) }
+        let pending = Set(try SchemaStore.pending(.index, in: connection))
+        return (stored.omissions, stored.indexes.filter { pending.contains($0.name) })
+    }
+
+    func nullKeyRowids(_ m: TableMapping) throws -> [Int64] {
+        try Migrator.nullKeyRowids(m, on: connection, schema: sourceSchema)
+    }
+
+    func writer(for m: TableMapping) throws -> TableWriter { try statements(for: m) }
+
+    /// Invariant: an index is `built` in `_tidemark_schema` if and only if
+    /// it exists in the target (the CREATE INDEX and the mark commit
+    /// together). An index of that name that already exists (created with
+    /// a table made by hand) counts only if its SQL is the stored one.
+    func buildIndex(_ index: TargetSchema.Object) throws -> Bool {
+        let stateOf = try connection.prepare("SELECT state FROM \(SchemaStore.table) WHERE kind = 'index' AND name = ?1")
+        try stateOf.bind([.text(index.name)])
+        guard try stateOf.step(), stateOf.columnText(0) == "pending" else { return false }  // another process built it
+        let existing = try connection.prepare("SELECT sql FROM main.sqlite_schema WHERE type = 'index' AND name = ?1 COLLATE NOCASE")
+        try existing.bind([.text(index.name)])
+        if try existing.step() {
+            guard existing.columnText(0) == index.sql else {
+                throw MigrationError(.incompatibleTarget, "the target already has an index named \(index.name) that differs from the one the migration builds (\(index.sql)); drop or rename it, then run `tidemark migrate`")
+            }
+        } else {
+            if let refused = try TableStatements.constraintMessage({ () throws(SQLiteError) in try connection.execute(index.sql) }) {
+                throw IndexDuplicates.error(index, target: connection, sqliteMessage: refused)
+            }
+        }
+        try SchemaStore.setState(.index, name: index.name, state: "built", in: connection)
+        return true
+    }
+}
+
 /// Prepared statements for one mapped table.
-final class TableStatements {
+final class TableStatements: TableWriter {
     let mapping: TableMapping
     let connection: Connection
     let keyList: String
@@ -105,14 +195,10 @@ final class TableStatements {
     let identityNames: [String]?
     let delete: Statement?
     let inPlaceUpdate: Statement?
-    /// `(?1 COLLATE c1, ...) > (?n+1, ...)`: key above a bound, by SQLite's rules.
-    let keyAbove: Statement
-    let copyBound: Statement
-    let copyBoundFromStart: Statement
-    let ceiling: Statement
+    /// Key order, ceiling and chunk bounds, read through the same connection.
+    let keys: SourceKeys
     let copyChunk: Statement
     let copyChunkFromStart: Statement
-    let count: Statement
 
     init(mapping m: TableMapping, connection c: Connection, sourceSchema: String) throws {
         mapping = m
@@ -132,17 +218,8 @@ final class TableStatements {
         for (i, col) in m.sourceColumns.enumerated() { pos[col.lowercased()] = i }
         sourcePosition = pos
 
-        let collated = zip(1...n, m.keyCollations).map { i, coll in "?\(i) COLLATE \(q(coll))" }.joined(separator: ", ")
-        keyAbove = try c.prepare("SELECT \(n == 1 ? collated : "(\(collated))") > \(params(from: n + 1))")
-
+        keys = try SourceKeys(mapping: m, connection: c, schema: sourceSchema)
         let orderAsc = m.sourceKey.map(q).joined(separator: ", ")
-        let orderDesc = m.sourceKey.map { q($0) + " DESC" }.joined(separator: ", ")
-        ceiling = try c.prepare("SELECT \(keyList) FROM \(src) ORDER BY \(orderDesc) LIMIT 1")
-        count = try c.prepare("SELECT count(*) FROM \(src)")
-        // The key of the last row of the next chunk: rows above the tidemark
-        // and at or below the ceiling, in key order.
-        copyBound = try c.prepare("SELECT \(keyList) FROM \(src) WHERE \(key) > \(params(from: 1)) AND \(key) <= \(params(from: n + 1)) ORDER BY \(orderAsc) LIMIT 1 OFFSET ?\(2 * n + 1)")
-        copyBoundFromStart = try c.prepare("SELECT \(keyList) FROM \(src) WHERE \(key) <= \(params(from: 1)) ORDER BY \(orderAsc) LIMIT 1 OFFSET ?\(n + 1)")
 
         let exprs = m.columns.map { "(\($0.expression))" }.joined(separator: ", ")
         switch m.shape {
@@ -254,28 +331,36 @@ final class TableStatements {
         }
     }
 
-    /// Key values of a record in source key order.
-    func keyValues(_ r: ChangeRecord) throws -> [Value] {
-        if r.key.count == mapping.sourceKey.count,
-           zip(r.key, mapping.sourceKey).allSatisfy({ $0.name == $1 }) {
-            return r.key.map(\.value)
-        }
-        return try mapping.sourceKey.map { k in
-            guard let f = r.key.first(where: { $0.name.lowercased() == k.lowercased() }) else {
-                throw MigrationError(.logGap, "change at LSN \(r.lsn) of '\(r.table)' lacks key column '\(k)'")
-            }
-            return f.value
+    func keyValues(_ r: ChangeRecord) throws -> [Value] { try keys.keyValues(r) }
+    func isKey(_ key: [Value], above bound: [Value]) throws -> Bool { try keys.isKey(key, above: bound) }
+    func ceiling() throws -> [Value]? { try keys.highest() }
+    func rowCount() throws -> Int { try keys.rowCount() }
+    func chunkUpper(after tidemark: [Value]?, ceiling: [Value], rows: Int) throws -> [Value] {
+        try keys.chunkUpper(after: tidemark, ceiling: ceiling, rows: rows)
+    }
+
+    /// Runs `body`; a constraint error becomes its message, other errors are thrown.
+    static func constraintMessage(_ body: () throws(SQLiteError) -> Void) throws(SQLiteError) -> String? {
+        do {
+            try body()
+            return nil
+        } catch {
+            if error.code.primary == .constraint { return error.message }
+            throw error
         }
     }
 
-    /// Whether `key` > `bound` as SQLite orders the source key.
-    func isKey(_ key: [Value], above bound: [Value]) throws -> Bool {
-        keyAbove.reset()
-        try keyAbove.bind(key + bound)
-        _ = try keyAbove.step()
-        let above = keyAbove.columnInt64(0) != 0
-        keyAbove.reset()
-        return above
+    func copyChunk(after tidemark: [Value]?, through upper: [Value]) throws -> Int {
+        let copy: Statement = tidemark == nil ? copyChunkFromStart : copyChunk
+        copy.reset()
+        try copy.bind((tidemark ?? []) + upper)
+        let refused = try Self.constraintMessage { () throws(SQLiteError) in try copy.execute() }
+        let n = connection.changes
+        copy.reset()
+        if let refused {
+            throw MigrationError(.constraint, "copying \(mapping.source.name) into \(mapping.targetTable) after key \(tidemark.map(KeyTuple.encode) ?? "(start)"): the target refused a row: \(refused); nothing of this chunk was written — fix the source rows or the plan, then run `tidemark migrate`")
+        }
+        return n
     }
 
     /// Applies one logged change. Idempotent: upsert by key, delete by key.
@@ -376,8 +461,4 @@ final class TableStatements {
         }
     }
 
-    /// Reads one key-row from `s` after a successful step.
-    func readKey(_ s: Statement) -> [Value] {
-        (0..<mapping.sourceKey.count).map { s.columnValue(Int32($0)) }
-    }
 }
