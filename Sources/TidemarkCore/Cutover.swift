@@ -87,7 +87,7 @@ enum Guards {
 
     static func createSQL(_ m: TableMapping, plan: Plan, lsn: LSN) -> [String] {
         let q = quoteIdentifier
-        let place = plan.isSameFile ? m.targetTable : "\(plan.target) table \(m.targetTable)"
+        let place = plan.isSameFile ? m.targetTable : "\(plan.displayTarget) table \(m.targetTable)"
         let message = "tidemark: \(m.source.name) has moved to \(place) (cutover at LSN \(lsn)); write there"
         let literal = "'" + message.replacingOccurrences(of: "'", with: "''") + "'"
         let raise = "BEGIN SELECT RAISE(ABORT, \(literal)); END"
@@ -369,6 +369,7 @@ extension Migrator {
     /// ``resolveInterruptedCutover()`` settles a crash on either side of it.
     /// When source and target are one file, all of it is one transaction.
     public func cutover(_ o: CutoverOptions, progress: (MigrationProgress) -> Void = { _ in }) throws -> CutoverReport {
+        if let pgs = store as? PostgresStore { return try cutoverPostgres(o, pgs, progress: progress) }
         try resolveInterruptedCutover()
         if let s = try StateTables.load(target), s.cutoverState == "done" {
             return CutoverReport(lsn: s.cutoverLSN ?? .zero, atMicros: s.cutoverAtMicros ?? 0,
@@ -431,14 +432,14 @@ extension Migrator {
         return report
     }
 
-    private func checkPause(_ start: UInt64, _ o: CutoverOptions, _ step: String) throws {
+    func checkPause(_ start: UInt64, _ o: CutoverOptions, _ step: String) throws {
         let ms = Double(Clock.monotonicNanos() - start) / 1e6
         if ms > Double(o.maxPauseMillis) {
             throw MigrationError(.pauseExceeded, "cutover would pause writers for more than \(o.maxPauseMillis) ms (\(Int(ms)) ms at \(step)); rolled back, the source stays authoritative — retry when the write load is lower or raise --max-pause-ms")
         }
     }
 
-    private func drain(through highWater: LSN) throws -> Int {
+    func drain(through highWater: LSN) throws -> Int {
         var n = 0
         while let r = try nextChangeForCutover(through: highWater) {
             try replayForCutover(r)

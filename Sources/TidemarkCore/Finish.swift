@@ -60,7 +60,7 @@ public enum Finish {
             }
         }
         removed += targetDrops.map { "table \($0) in \(plan.target)" }
-        let consumer = "migration-" + Migrator.consumerSuffix(plan.target)
+        let consumer = "migration-" + Migrator.consumerSuffix(plan.displayTarget)
         let hasConsumer = try Rollback.hasConsumer(plan: plan, consumer)
         if hasConsumer { removed.append("log consumer \(consumer) in \(plan.log)") }
         var sourceDrops: [String] = []

@@ -145,6 +145,8 @@ extension Migrator {
         let source = try Connection(path: plan.source, mode: .readWrite)
         let sourceID = try Capture.storedSourceID(source) ?? LogReader.existingSourceID(plan.log) ?? SourceID.random()
         let store = try PostgresStore(plan: plan, source: source)
+        // A target a rollback left behind starts over (fresh copy).
+        try PostgresRollback.clearForNewMigration(plan: plan, pgs: store)
         let mappings = try store.resolveMappings(plan)
         for m in mappings {
             for (k, collation) in zip(m.sourceKey, m.keyCollations) where collation.uppercased() != "BINARY" {

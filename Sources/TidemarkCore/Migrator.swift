@@ -234,7 +234,7 @@ public final class Migrator: @unchecked Sendable {
         let logHead = LogDirectory(plan.log).exists ? try LogReader(directory: plan.log).headLSN() : .zero
         try Capture.install(connection: source, tables: mappings.map(\.source.name), updateColumns: updateColumns, sourceID: SourceID(sourceID), continuingAfter: logHead)
         reader = try LogReader(directory: plan.log)
-        consumerName = "migration-" + Self.consumerSuffix(plan.target)
+        consumerName = "migration-" + Self.consumerSuffix(plan.displayTarget)
         try Consumers(reader.directory).register(consumerName, at: state.appliedLSN)
         cursor = try reader.cursor(from: state.appliedLSN.next)
         try Self.checkGaps(cursor, appliedLSN: state.appliedLSN, options: options, log: plan.log, store: store)

@@ -1,3 +1,4 @@
+import TidemarkPostgres
 import Yams
 
 #if canImport(Glibc)
@@ -50,6 +51,9 @@ public struct Plan: Sendable, Equatable {
 
     /// Source and target are the same database file.
     public var isSameFile: Bool { !isPostgres && Plan.canonical(source) == Plan.canonical(target) }
+
+    /// The target as output may show it: a connection string loses its password.
+    public var displayTarget: String { isPostgres ? PGConnection.redacted(target) : target }
 
     /// The target is a PostgreSQL database (`target:` is a libpq connection string).
     public var isPostgres: Bool { Plan.isConnectionString(target) }

@@ -248,6 +248,11 @@ final class PostgresStore: TargetStore {
                 for t in translated.tables {
                     for f in t.foreignKeys { objects.append(("index", f.name, "", f.add + ";\n" + f.validate)) }
                 }
+                // Identity sequences, moved past the highest key at cutover
+                // (table_name: the source table, whose sqlite_sequence counts).
+                for t in translated.tables {
+                    if let identity = t.identity { objects.append(("sequence", identity.sequence, t.source, identity.setvalSQL)) }
+                }
                 for o in translated.omissions {
                     objects.append(("omission", o.name, o.table, [o.kind, o.reason, o.blocksCutover ? "blocks" : ""].joined(separator: "\u{1F}")))
                 }
@@ -340,7 +345,7 @@ enum PostgresState {
           created boolean NOT NULL DEFAULT false);
         CREATE TABLE IF NOT EXISTS tidemark.schema_objects(
           position serial PRIMARY KEY,
-          kind text NOT NULL CHECK (kind IN ('index', 'omission')),
+          kind text NOT NULL CHECK (kind IN ('index', 'omission', 'sequence')),
           name text NOT NULL,
           table_name text NOT NULL,
           sql text NOT NULL,
@@ -441,6 +446,15 @@ enum PostgresState {
         }
     }
 
+    /// The identity sequences' `setval` statements and their source tables.
+    static func sequences(_ pg: PGConnection) throws -> [(sourceTable: String, sql: String)] {
+        let r = try pg.query("SELECT table_name, sql FROM tidemark.schema_objects WHERE kind = 'sequence' ORDER BY position")
+        return r.rows.compactMap { row in
+            guard case .text(let t) = row[0], case .text(let sql) = row[1] else { return nil }
+            return (t, sql)
+        }
+    }
+
     static func objects(_ pg: PGConnection) throws -> (omissions: [TargetSchema.Omission], pending: [TargetSchema.Object]) {
         guard try exists(pg) else { return ([], []) }
         let r = try pg.query("SELECT kind, name, table_name, sql, state FROM tidemark.schema_objects ORDER BY position")
@@ -452,7 +466,7 @@ enum PostgresState {
                 let parts = s(3).split(separator: "\u{1F}", omittingEmptySubsequences: false).map(String.init)
                 omissions.append(.init(kind: parts.first ?? "", name: s(1), table: s(2), reason: parts.count > 1 ? parts[1] : "",
                                        blocksCutover: parts.count > 2 && parts[2] == "blocks"))
-            } else if s(4) == "pending" {
+            } else if s(0) == "index" && s(4) == "pending" {
                 pending.append(.init(kind: .index, name: s(1), table: s(2), sql: s(3)))
             }
         }

@@ -52,6 +52,7 @@ public enum Rollback {
     /// - Parameter dryRun: change nothing; report every object a rollback
     ///   before cutover would remove (after cutover: what it would replay).
     public static func run(plan edited: Plan, dryRun: Bool) throws -> RollbackReport {
+        if edited.isPostgres { return try PostgresRollback.run(plan: edited, dryRun: dryRun) }
         // The way back never depends on an edited plan file: work from the
         // plan the migration stored (lifecycle), or the file when none is.
         let plan = try StoredPlan.forWayBack(edited)
@@ -149,7 +150,7 @@ public enum Rollback {
             targetDrops.insert(contentsOf: try CutoverSchema.dropStatements(target), at: 0)
         }
         removed += targetDrops.map { "\($0.what) in \(targetName)" }
-        let consumer = "migration-" + Migrator.consumerSuffix(plan.target)
+        let consumer = "migration-" + Migrator.consumerSuffix(plan.displayTarget)
         let hasConsumer = try Self.hasConsumer(plan: plan, consumer)
         if hasConsumer { removed.append("log consumer \(consumer) in \(plan.log)") }
         let kind: RollbackReport.Kind = removed.isEmpty ? .nothingToDo : .abandoned
@@ -275,6 +276,11 @@ public enum Rollback {
         /// them as they are — unless one is NOT NULL without a DEFAULT, where
         /// an insert could not be carried back and rollback refuses too.
         init(_ m: TableMapping, plan: TablePlan, source: Connection, targetInfo: TableInfo) throws {
+            try self.init(m, plan: plan, source: source, targetColumns: targetInfo.dataColumns.map(\.name))
+        }
+
+        /// - Parameter targetColumns: the target table's columns, in order.
+        init(_ m: TableMapping, plan: TablePlan, source: Connection, targetColumns: [String]) throws {
             mapping = m
             let q = quoteIdentifier
             var pairs: [(String, String)] = []  // source column, expression over target columns
@@ -300,7 +306,7 @@ public enum Rollback {
             for s in sourceColumns where index(s.name) == nil && s.notNull && s.defaultSQL == nil {
                 throw MigrationError(.noInverse, "source column \(m.source.name).\(s.name) is NOT NULL without a DEFAULT and the plan does not carry it, so a row inserted in the target could not be rolled back; declare `inverse:` for \(m.source.name) in the plan (\(s.name): an expression over target columns, or a constant)")
             }
-            targetColumns = targetInfo.dataColumns.map(\.name)
+            self.targetColumns = targetColumns
             let row = targetColumns.enumerated().map { "?\($0.offset + 1) AS \(q($0.element))" }.joined(separator: ", ")
             let cols = pairs.map { q($0.0) }.joined(separator: ", ")
             let exprs = pairs.map { "(\($0.1))" }.joined(separator: ", ")
