@@ -46,7 +46,7 @@ enum CutoverSchema {
     static func requireIndexesBuilt(_ target: Connection, plan: Plan) throws {
         let pending = try SchemaStore.pending(.index, in: target)
         guard !pending.isEmpty else { return }
-        throw MigrationError(.schemaIncomplete, "\(pending.count) index\(pending.count == 1 ? "" : "es") of \(plan.target) \(pending.count == 1 ? "is" : "are") not built yet (\(pending.joined(separator: ", "))); run `tidemark migrate` (it builds them after the copy), then cut over; nothing was switched")
+        throw MigrationError(.schemaIncomplete, "\(pending.count) index\(pending.count == 1 ? "" : "es") of \(plan.displayTarget) \(pending.count == 1 ? "is" : "are") not built yet (\(pending.joined(separator: ", "))); run `tidemark migrate` (it builds them after the copy), then cut over; nothing was switched")
     }
 
     /// The omissions that block a cutover (triggers and views that could not

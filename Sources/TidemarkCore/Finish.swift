@@ -32,7 +32,7 @@ public enum Finish {
             throw MigrationError(.notCutOver, "\(plan.source) records no cutover; `finish` ends a kept cutover — run `tidemark cutover` first, or `tidemark rollback` to abandon the migration")
         }
         if let target, let j = try RollbackJournal.read(target), j.phase == .prepared {
-            throw MigrationError(.rollbackPending, "a rollback of \(plan.target) was interrupted; run `tidemark rollback` to finish it, or `tidemark cutover` to keep the target, then `tidemark finish`")
+            throw MigrationError(.rollbackPending, "a rollback of \(plan.displayTarget) was interrupted; run `tidemark rollback` to finish it, or `tidemark cutover` to keep the target, then `tidemark finish`")
         }
         let state = try target.flatMap { try StateTables.load($0) }
         // The switch record names what moved (source=target per table); in
@@ -51,7 +51,7 @@ public enum Finish {
         // left on the source (the one outbox of a same-file migration).
         let targetCapture = try !sameFile && (target.map { try Capture.isInstalled($0) } ?? false)
         let sourceCapture = try Capture.isInstalled(source)
-        if targetCapture, let target { removed += try Rollback.captureObjects(target).map { "\($0) in \(plan.target)" } }
+        if targetCapture, let target { removed += try Rollback.captureObjects(target).map { "\($0) in \(plan.displayTarget)" } }
         if sourceCapture { removed += try Rollback.captureObjects(source).map { "\($0) in \(plan.source)" } }
         var targetDrops: [String] = []
         if let target {
@@ -59,7 +59,7 @@ public enum Finish {
                 targetDrops.append(t)
             }
         }
-        removed += targetDrops.map { "table \($0) in \(plan.target)" }
+        removed += targetDrops.map { "table \($0) in \(plan.displayTarget)" }
         let consumer = "migration-" + Migrator.consumerSuffix(plan.displayTarget)
         let hasConsumer = try Rollback.hasConsumer(plan: plan, consumer)
         if hasConsumer { removed.append("log consumer \(consumer) in \(plan.log)") }

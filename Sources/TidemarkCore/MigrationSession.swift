@@ -158,7 +158,8 @@ extension Migrator {
         } else {
             let schema = try givenSchema ?? TargetSchema.resolve(plan: plan, mappings: mappings, source: source, sameFile: false)
             var report = try Preflight.run(plan: plan, mappings: mappings, schema: schema, source: source)
-            let types = try PostgresPreflight.run(plan: plan, mappings: mappings, schema: schema, source: source, server: store.pg)
+            let types = try PostgresPreflight.run(plan: plan, mappings: mappings, schema: schema, source: source,
+                                                  parseCheck: { type, inputs in try store.parseCheck(type: type, inputs: inputs) })
             report.violations += types.report.violations
             report.unchecked += types.report.unchecked
             if !report.isClean { throw Migrator.preflightError(report) }

@@ -243,7 +243,7 @@ public final class Migrator: @unchecked Sendable {
     /// Whether the migration stored in the target is this plan's, from this source.
     static func checkResumable(_ existing: MigrationState, plan: Plan, mappings: [TableMapping], sourceID: String) throws {
         if existing.sourceID != sourceID {
-            throw MigrationError(.foreignState, "the target \(plan.target) holds a migration from source \(existing.sourceID), not \(sourceID); use a new target or roll that migration back")
+            throw MigrationError(.foreignState, "the target \(plan.displayTarget) holds a migration from source \(existing.sourceID), not \(sourceID); use a new target or roll that migration back")
         }
         // Invariant: a migration copies, replays and switches with one
         // resolved plan from start to end (see PlanRecord).
@@ -252,7 +252,7 @@ public final class Migrator: @unchecked Sendable {
             if stored.fingerprint != current.fingerprint { throw PlanRecord.mismatch(stored: stored, current: current) }
         }
         guard Set(existing.tables.map { $0.sourceTable.lowercased() }) == Set(mappings.map { $0.source.name.lowercased() }) else {
-            throw MigrationError(.foreignState, "the plan's tables differ from those of the migration already in \(plan.target); finish or roll back that migration first")
+            throw MigrationError(.foreignState, "the plan's tables differ from those of the migration already in \(plan.displayTarget); finish or roll back that migration first")
         }
     }
 

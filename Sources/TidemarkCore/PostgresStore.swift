@@ -299,6 +299,30 @@ final class PostgresStore: TargetStore {
 
     func prepareForFollowing() throws {}
 
+    /// The preflight's parse check on this server: which inputs it does not
+    /// read as `type` (each tried in its own subtransaction, in batches).
+    func parseCheck(type: String, inputs: [String]) throws -> [Int] {
+        try pg.execute("""
+            CREATE OR REPLACE FUNCTION pg_temp.tidemark_bad_inputs(t text, vals text[]) RETURNS text LANGUAGE plpgsql AS $tm$
+            DECLARE bad int[] := '{}'; i int;
+            BEGIN
+              FOR i IN 1..coalesce(array_length(vals, 1), 0) LOOP
+                BEGIN
+                  EXECUTE format('SELECT %L::%s', vals[i], t);
+                EXCEPTION WHEN others THEN bad := bad || (i - 1);
+                END;
+              END LOOP;
+              RETURN array_to_string(bad, ',');
+            END $tm$
+            """)
+        let array = "{" + inputs.map { v in
+            "\"" + v.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        }.joined(separator: ",") + "}"
+        let r = try pg.query("SELECT pg_temp.tidemark_bad_inputs($1, $2::text[])", [.value(.text(type)), .textual(array)])
+        guard case .text(let list)? = r.rows.first?.first, !list.isEmpty else { return [] }
+        return list.split(separator: ",").compactMap { Int($0) }
+    }
+
     func buildIndex(_ index: TargetSchema.Object) throws -> Bool {
         try flush()
         guard try PostgresState.objectState(name: index.name, in: pg) == "pending" else { return false }
@@ -618,13 +642,15 @@ final class PostgresTableWriter: TableWriter {
             kinds.append(PostgresValueKind(typeName: have.typeName))
         }
         self.kinds = kinds
-        columnNames = m.columns.map(\.target)
-        keyPositions = try m.targetKey.map { k in
+        let keyPositions = try m.targetKey.map { k in
             guard let i = m.columns.firstIndex(where: { $0.target.lowercased() == k.lowercased() }) else {
                 throw MigrationError(.keyNotCarried, "the target of '\(m.source.name)' does not carry key column '\(k)'")
             }
             return i
         }
+        self.keyPositions = keyPositions
+        let columnNames = m.columns.map(\.target)
+        self.columnNames = columnNames
         var pos: [String: Int] = [:]
         for (i, col) in m.sourceColumns.enumerated() { pos[col.lowercased()] = i }
         sourcePosition = pos

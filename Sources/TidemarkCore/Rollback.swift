@@ -71,7 +71,7 @@ public enum Rollback {
         let committed: Bool = phase == .committed
         if pending || (!committed && cutOver) {
             guard let target, let state else {
-                throw MigrationError(.foreignState, "\(plan.source) records a cutover to \(plan.target), but that target has no migration state; restore it before rolling back")
+                throw MigrationError(.foreignState, "\(plan.source) records a cutover to \(plan.displayTarget), but that target has no migration state; restore it before rolling back")
             }
             if dryRun {
                 return RollbackReport(kind: .reversed, droppedTables: [], changesReplayedBack: 0, removed: [], dryRun: true)
@@ -221,7 +221,7 @@ public enum Rollback {
         let target = try Connection(path: plan.target, mode: .readWrite)
         if journal?.phase == .prepared {
             if try SwitchRecord.read(source) != nil {
-                throw MigrationError(.rollbackPending, "a rollback of \(plan.target) was interrupted (the target is fenced, the source still records the cutover); run `tidemark rollback` to finish it, or `tidemark cutover` to keep the target")
+                throw MigrationError(.rollbackPending, "a rollback of \(plan.displayTarget) was interrupted (the target is fenced, the source still records the cutover); run `tidemark rollback` to finish it, or `tidemark cutover` to keep the target")
             }
             try RollbackJournal.finishCommitted(target)
         }
@@ -246,10 +246,10 @@ public enum Rollback {
             try RollbackJournal.finishCommitted(target)
         }
         if try RollbackJournal.read(target)?.phase == .committed || state?.cutoverState == "rolled-back" {
-            throw MigrationError(.rolledBack, "the migration into \(plan.target) was rolled back; run `tidemark migrate` to start a new one (it clears the old target), then cut over")
+            throw MigrationError(.rolledBack, "the migration into \(plan.displayTarget) was rolled back; run `tidemark migrate` to start a new one (it clears the old target), then cut over")
         }
         if journal?.phase == .abandoning {
-            throw MigrationError(.rolledBack, "the migration into \(plan.target) was being abandoned; run `tidemark rollback` to finish that, then `tidemark migrate`")
+            throw MigrationError(.rolledBack, "the migration into \(plan.displayTarget) was being abandoned; run `tidemark rollback` to finish that, then `tidemark migrate`")
         }
     }
 
@@ -352,7 +352,7 @@ public enum Rollback {
         var inverses: [Inverse] = []
         for m in mappings {
             guard let info = try Schema.table(named: m.targetTable, in: target) else {
-                throw MigrationError(.missingTable, "target table \(m.targetTable) is missing from \(plan.target)")
+                throw MigrationError(.missingTable, "target table \(m.targetTable) is missing from \(plan.displayTarget)")
             }
             inverses.append(try Inverse(m, plan: plan.tables.first { $0.source.lowercased() == m.source.name.lowercased() }!, source: writer, targetInfo: info))
         }
@@ -456,8 +456,8 @@ public enum Rollback {
                         // Changes are carried back one by one, in order, so a
                         // later fix of the row in the target does not help.
                         let next = sameFile
-                            ? "nothing was changed and \(plan.target) stays authoritative"
-                            : "nothing was carried back and \(plan.target) is fenced: `tidemark cutover` keeps it (lifts the fence)"
+                            ? "nothing was changed and \(plan.displayTarget) stays authoritative"
+                            : "nothing was carried back and \(plan.displayTarget) is fenced: `tidemark cutover` keeps it (lifts the fence)"
                         let advice = "the source's constraints are stricter than the target's; loosen that one in the source, then run `tidemark rollback` again"
                         throw MigrationError(.constraint, "rollback: \(inv.mapping.source.name) refused the target's change of \(r.table) (\(key)) at LSN \(r.lsn): \(e.message); \(next); \(advice)")
                     }
@@ -471,7 +471,7 @@ public enum Rollback {
             // The triggers and views the cutover created in the target go
             // (a replaced view gets the source's definition back); in the
             // transaction that journals the rollback committed.
-            removedObjects = try CutoverSchema.dropObjects(target).map { "\($0) in \(plan.target)" }
+            removedObjects = try CutoverSchema.dropObjects(target).map { "\($0) in \(plan.displayTarget)" }
             if sameFile { try fence(plan: plan, mappings: mappings, target: target) }
             CutoverTestHook.reached("rollback-applied")
             var st = state
@@ -548,7 +548,7 @@ public enum Rollback {
             let deadline = Clock.monotonicNanos() + UInt64(reverseShipWaitMillis) * 1_000_000
             while try reader.headLSN() < through {
                 if Clock.monotonicNanos() > deadline {
-                    throw MigrationError(.shippingStalled, "the log \(plan.log) is held by another process and has not reached the target's last change (LSN \(through)) in \(reverseShipWaitMillis / 1000) s; let `tidemark capture run` for \(plan.target) ship, or stop it, then run `tidemark rollback` again")
+                    throw MigrationError(.shippingStalled, "the log \(plan.log) is held by another process and has not reached the target's last change (LSN \(through)) in \(reverseShipWaitMillis / 1000) s; let `tidemark capture run` for \(plan.displayTarget) ship, or stop it, then run `tidemark rollback` again")
                 }
                 Clock.sleep(milliseconds: 5)
             }

@@ -58,11 +58,11 @@ struct CutoverCommand: ParsableCommand {
                 printError("warning: --skip-verify: \(r.dryRun ? "would switch" : "switched") without a clean verify since the copy finished; nothing proved the target equal, and writes no trigger sees (incremental BLOB I/O) were not carried. Recorded in the migration state.")
             }
             if !r.droppedObjects.isEmpty && !r.alreadyDone {
-                printError("warning: --drop-triggers: \(p.target) \(r.dryRun ? "would not get" : "does not get") \(r.droppedObjects.joined(separator: "; "))")
+                printError("warning: --drop-triggers: \(p.displayTarget) \(r.dryRun ? "would not get" : "does not get") \(r.droppedObjects.joined(separator: "; "))")
             }
             defer {
                 if let sig = Interruption.receivedSignal, !r.dryRun {
-                    printError(InterruptedError(signal: sig, place: "after the commit point: the cutover finished (\(p.target) is authoritative)").description)
+                    printError(InterruptedError(signal: sig, place: "after the commit point: the cutover finished (\(p.displayTarget) is authoritative)").description)
                 }
             }
             if json {
@@ -81,9 +81,9 @@ struct CutoverCommand: ParsableCommand {
             } else if r.dryRun {
                 print("dry run: caught up to LSN \(r.lsn) after \(String(format2: r.waitedSeconds)) s; a cutover would proceed now")
             } else if r.alreadyDone {
-                print("already cut over at LSN \(r.lsn) (\(Timestamp(microsSinceEpoch: r.atMicros))); \(p.target) is authoritative")
+                print("already cut over at LSN \(r.lsn) (\(Timestamp(microsSinceEpoch: r.atMicros))); \(p.displayTarget) is authoritative")
             } else {
-                print("cut over at LSN \(r.lsn): \(p.target) is authoritative; writers paused \(String(format2: r.pauseMillis)) ms; \(r.drained) changes drained")
+                print("cut over at LSN \(r.lsn): \(p.displayTarget) is authoritative; writers paused \(String(format2: r.pauseMillis)) ms; \(r.drained) changes drained")
             }
         }
         if let sig = Interruption.receivedSignal { throw ExitCode(128 + sig) }
