@@ -190,17 +190,21 @@ public final class PGConnection {
         var bodyError: Error?
         do { result = try body(pipeline) } catch { bodyError = error }
         if bodyError != nil, pipeline.firstError == nil {
-            _ = PQsendQueryParams(c, "DO $$BEGIN RAISE EXCEPTION 'pipeline abandoned by the client'; END$$", 0, nil, nil, nil, nil, 0)
+            _ = PQsendQueryParams(c, "DO $$BEGIN RAISE EXCEPTION USING ERRCODE = '\(PGConnection.abandonState)', MESSAGE = 'pipeline abandoned by the client'; END$$", 0, nil, nil, nil, nil, 0)
         }
         pipeline.finish()
         if PQexitPipelineMode(c) != 1, pipeline.firstError == nil, bodyError == nil {
             throw PGError(message: "could not leave pipeline mode: " + errorText(c), connectionLost: PQstatus(c) == CONNECTION_BAD)
         }
-        if let error = pipeline.firstError { throw error }
+        if let error = pipeline.firstError, error.sqlState != PGConnection.abandonState { throw error }
         if let bodyError { throw bodyError }
+        if let error = pipeline.firstError { throw error }
         guard let result else { throw PGError(message: "pipeline body returned no result") }
         return result
     }
+
+    /// The SQLSTATE of the statement that aborts an abandoned pipeline.
+    static let abandonState = "TMABN"
 
     // MARK: COPY
 
