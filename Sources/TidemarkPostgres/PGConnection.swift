@@ -38,10 +38,9 @@ public final class PGConnection {
         // Notices (e.g. "table does not exist, skipping") are not printed.
         PQsetNoticeProcessor(c, { _, _ in }, nil)
         let version = Int(PQserverVersion(c))
-        if version < 120000 {
+        if let refusal = PGConnection.versionRefusal(version) {
             PQfinish(c)
-            let shown = version >= 100000 ? "\(version / 10000).\(version % 10000)" : "\(version / 10000).\(version / 100 % 100).\(version % 100)"
-            throw PGError(message: "the PostgreSQL server is version \(shown) (server_version_num \(version)); Tidemark needs PostgreSQL 12 or newer")
+            throw refusal
         }
         if PQsetClientEncoding(c, "UTF8") != 0 {
             let message = PGError.oneLine(redact(String(cString: PQerrorMessage(c))))
@@ -53,6 +52,15 @@ public final class PGConnection {
     }
 
     deinit { close() }
+
+    /// The error for a server older than 12 (nil when the version is fine).
+    static func versionRefusal(_ version: Int) -> PGError? {
+        guard version < 120000 else { return nil }
+        // server_version_num: major*10000+minor from 10 on, else major*10000+minor*100+patch.
+        let shown = version >= 100000 ? "\(version / 10000).\(version % 10000)"
+            : "\(version / 10000).\(version / 100 % 100).\(version % 100)"
+        return PGError(message: "the PostgreSQL server is version \(shown) (server_version_num \(version)); Tidemark needs PostgreSQL 12 or newer")
+    }
 
     /// The conninfo without its password (URI and key=value forms).
     public static func redacted(_ conninfo: String) -> String { PGSQL.redactedConninfo(conninfo) }
@@ -88,6 +96,44 @@ public final class PGConnection {
         defer { PQclear(res) }
         try checkStatus(res, sql: sql)
         return PGValues.rows(res!)
+    }
+
+    /// Streams a query's rows to `body` one at a time (libpq single-row
+    /// mode), so a large result is never held whole; decoding as `query`.
+    /// Returns the column names. If `body` throws, the query is cancelled,
+    /// its remaining rows discarded, and the error rethrown.
+    @discardableResult
+    public func forEachRow(_ sql: String, _ params: [PGParam] = [], _ body: ([Value]) throws -> Void) throws -> [String] {
+        let c = try live()
+        let encoded = try PGValues.encode(params)
+        let sent = encoded.withCArrays { types, values, lengths, formats in
+            PQsendQueryParams(c, sql, Int32(params.count), types, values, lengths, formats, 1)
+        }
+        guard sent == 1 else { throw error(from: nil) }
+        _ = PQsetSingleRowMode(c)
+        var names: [String] = []
+        var failure: Error?
+        while let res = PQgetResult(c) {
+            defer { PQclear(res) }
+            if failure != nil { continue }   // draining after an error
+            let status = PQresultStatus(res)
+            if status == PGRES_SINGLE_TUPLE || status == PGRES_TUPLES_OK {
+                let rows = PGValues.rows(res)
+                if names.isEmpty { names = rows.columnNames }
+                do { for row in rows.rows { try body(row) } } catch {
+                    failure = error
+                    if let cancel = PQgetCancel(c) {
+                        var buffer = [CChar](repeating: 0, count: 256)
+                        _ = PQcancel(cancel, &buffer, 256)
+                        PQfreeCancel(cancel)
+                    }
+                }
+            } else {
+                do { try checkStatus(res, sql: sql) } catch { failure = error }
+            }
+        }
+        if let failure { throw failure }
+        return names
     }
 
     /// Prepares a named statement; nil types (or missing trailing ones) are

@@ -1,6 +1,6 @@
 import Testing
 import TidemarkLog
-import TidemarkPostgres
+@testable import TidemarkPostgres
 import TidemarkTestSupport
 
 /// A connection to a fresh database of the shared test cluster.
@@ -360,5 +360,42 @@ private let edgeBlobs: [[UInt8]] = [[], [0], [0, 255, 1, 254], megabyte]
         for v in values {
             #expect(try c.query("SELECT \(PGSQL.literal(v))").rows == [[v]], "\(v)")
         }
+    }
+}
+
+extension ClientTests {
+    @Test func forEachRowStreamsAndCancels() throws {
+        let (c, _) = try clientConnection()
+        defer { c.close() }
+        var sum: Int64 = 0
+        var count = 0
+        let names = try c.forEachRow("SELECT g AS n, g::text AS t FROM generate_series(1, $1::int) g", [.value(.integer(50_000))]) { row in
+            if case .integer(let n) = row[0] { sum += n }
+            count += 1
+        }
+        #expect(names == ["n", "t"])
+        #expect(count == 50_000)
+        #expect(sum == 50_000 * 50_001 / 2)
+        struct Enough: Error {}
+        var seen = 0
+        #expect(throws: Enough.self) {
+            try c.forEachRow("SELECT g FROM generate_series(1, 1000000) g") { _ in
+                seen += 1
+                if seen == 10 { throw Enough() }
+            }
+        }
+        #expect(seen == 10)
+        #expect(try c.query("SELECT 2").rows == [[.integer(2)]])
+        let bad = #expect(throws: PGError.self) { try c.forEachRow("SELECT 1/0") { _ in } }
+        #expect(bad?.sqlState == "22012")
+    }
+}
+
+extension ClientTests {
+    @Test func refusesServersBefore12() {
+        #expect(PGConnection.versionRefusal(120000) == nil)
+        #expect(PGConnection.versionRefusal(150018) == nil)
+        #expect(PGConnection.versionRefusal(110022)?.description == "the PostgreSQL server is version 11.22 (server_version_num 110022); Tidemark needs PostgreSQL 12 or newer")
+        #expect(PGConnection.versionRefusal(90624)?.description == "the PostgreSQL server is version 9.6.24 (server_version_num 90624); Tidemark needs PostgreSQL 12 or newer")
     }
 }
