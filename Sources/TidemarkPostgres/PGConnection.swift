@@ -22,6 +22,15 @@ public final class PGConnection {
     /// PQconnectdb: URI or key=value; PG* env vars and ~/.pgpass as in psql.
     /// Sets client_encoding UTF8 and refuses servers older than 12.
     public init(_ conninfo: String) throws {
+        // A conninfo libpq cannot parse: its message may quote part of the
+        // text, so it is shown only when the conninfo holds no password.
+        if let problem = PGConnection.conninfoSyntaxError(conninfo) {
+            let shown = PGConnection.redacted(conninfo)
+            let holdsPassword = shown != conninfo.trimmedBlanks()
+            throw PGError(message: holdsPassword
+                ? "invalid PostgreSQL connection string (\(shown)); check its syntax (a URI's password must be percent-encoded)"
+                : "invalid PostgreSQL connection string (\(shown)): \(problem)")
+        }
         guard let c = PQconnectdb(conninfo) else {
             throw PGError(message: "could not allocate a PostgreSQL connection (out of memory)")
         }
@@ -411,6 +420,18 @@ public final class PGConnection {
             out = out.split(separator: secret, omittingEmptySubsequences: false).joined(separator: "***")
         }
         return out
+    }
+
+    /// libpq's complaint about a conninfo's syntax, nil if it parses.
+    static func conninfoSyntaxError(_ conninfo: String) -> String? {
+        var errmsg: UnsafeMutablePointer<CChar>?
+        if let options = PQconninfoParse(conninfo, &errmsg) {
+            PQconninfoFree(options)
+            return nil
+        }
+        defer { if let errmsg { PQfreemem(errmsg) } }
+        let text = errmsg.map { PGError.oneLine(String(cString: $0)) } ?? ""
+        return text.isEmpty ? "it could not be parsed" : text
     }
 
     /// The password a conninfo carries, if any (libpq's own parser, so URI

@@ -344,6 +344,11 @@ private let edgeBlobs: [[UInt8]] = [[], [0], [0, 255, 1, 254], megabyte]
         ]
         for (input, want) in cases { #expect(PGConnection.redacted(input) == want, "\(input)") }
         #expect(!PGConnection.redacted("host=h password='unterminated").contains("unterminated"))
+        // Unparsable conninfo: libpq's complaint is not shown when a password is in it.
+        let badURI = #expect(throws: PGError.self) { _ = try PGConnection("postgresql://u:pa%zzSECRETX@h/db") }
+        #expect(badURI.map { !$0.description.contains("pa%zz") && !$0.description.contains("SECRETX") } == true)
+        let badOption = #expect(throws: PGError.self) { _ = try PGConnection("host=h bogus_option=1") }
+        #expect(badOption?.description.contains("bogus_option") == true)
     }
 
     @Test func quoting() throws {
