@@ -96,6 +96,7 @@ public final class PGConnection {
     }
 
     /// Extended protocol, binary results.
+    @discardableResult
     public func query(_ sql: String, _ params: [PGParam] = []) throws -> PGRows {
         let c = try live()
         let encoded = try PGValues.encode(params)
@@ -157,6 +158,7 @@ public final class PGConnection {
         preparedTypes[name] = try describe(name)
     }
 
+    @discardableResult
     public func execPrepared(_ name: String, _ params: [PGParam]) throws -> PGRows {
         let c = try live()
         let types: [UInt32]
