@@ -143,11 +143,16 @@ public enum PostgresSchema {
             let observed = observedClasses.first { $0.key.lowercased() == t.target.lowercased() }?.value ?? [:]
             built.append(try TableBuild(mapping: m, table: t, pgSchema: pgSchema, observed: observed, omit: omit))
         }
+        func indexes(of b: TableBuild) -> [TargetSchema.Object] {
+            schema.indexes.filter { $0.kind == .index && $0.table.lowercased() == b.table.target.lowercased() }
+        }
+        // Every table's unique column sets first: a foreign key may reference
+        // a table translated after its own.
+        for i in built.indices { built[i].collectUniqueSets(indexes: indexes(of: built[i])) }
         let byTarget = Dictionary(built.map { ($0.table.target.lowercased(), $0) }, uniquingKeysWith: { a, _ in a })
         for b in built {
             var b = b
-            let indexes = schema.indexes.filter { $0.kind == .index && $0.table.lowercased() == b.table.target.lowercased() }
-            out.tables.append(b.finish(indexes: indexes, tables: byTarget, omit: omit))
+            out.tables.append(b.finish(indexes: indexes(of: b), tables: byTarget, omit: omit))
         }
         for o in schema.triggers {
             omit("trigger", o.name, sourceName(of: o.table, built), "SQLite trigger SQL is not carried to PostgreSQL; recreate trigger \(o.name) in PostgreSQL (PL/pgSQL), then cut over with --drop-triggers", blocks: true)
@@ -401,7 +406,6 @@ struct TableBuild {
                 case .unique:
                     conflictOmission(k, label)
                     def += (name.map { " CONSTRAINT " + q(PostgresSchema.fitName($0)) } ?? "") + " UNIQUE"
-                    uniqueSets.append([c.name.lowercased()])
                 case .check:
                     if let sql = checkSQL(k, translator: translator, label: label, omit: omit) {
                         def += (name.map { " CONSTRAINT " + q(PostgresSchema.fitName($0)) } ?? "") + " CHECK (\(sql))"
@@ -439,7 +443,6 @@ struct TableBuild {
                 conflictOmission(k, label)
                 if let cols = plainColumnList(k.body.dropFirst()) {
                     defs.append(name + "UNIQUE (" + cols.map(q).joined(separator: ", ") + ")")
-                    uniqueSets.append(cols.map { $0.lowercased() })
                 } else {
                     omit("unique", label, src, "\(label) has terms other than plain columns (or a collation PostgreSQL lacks); create an equivalent unique index in PostgreSQL yourself", false)
                 }
@@ -471,6 +474,25 @@ struct TableBuild {
         identity = identityOf()
         return PostgresTable(source: table.source, target: table.target, columns: columns, primaryKey: primaryKey,
                              createSQL: create, indexes: pgIndexes, foreignKeys: foreignKeys, identity: identity)
+    }
+
+    /// The column sets PostgreSQL will have unique in this table: the key,
+    /// UNIQUE constraints and unique indexes on plain columns without WHERE
+    /// (what a foreign key may reference there).
+    mutating func collectUniqueSets(indexes: [TargetSchema.Object]) {
+        for def in parts.columns where def.constraints.contains(where: { $0.kind == .unique }) {
+            if let c = byName[def.name.lowercased()] { uniqueSets.append([c.name.lowercased()]) }
+        }
+        for k in parts.constraints where k.kind == .unique {
+            if let cols = plainColumnList(k.body.dropFirst()) { uniqueSets.append(cols.map { $0.lowercased() }) }
+        }
+        for index in indexes {
+            guard let tokens = try? SQLTokenizer.tokens(index.sql), tokens.count > 2, tokens[1].isKeyword("UNIQUE"),
+                  let on = tokens.firstIndex(where: { $0.isKeyword("ON") }), on + 2 < tokens.count, tokens[on + 2].isOpen,
+                  let close = SQLTokenizer.closing(tokens, from: on + 2), close + 1 == tokens.count,
+                  let cols = plainColumnList(tokens[(on + 2)...close]) else { continue }
+            uniqueSets.append(cols.map { $0.lowercased() })
+        }
     }
 
     func fkStatements(_ name: String, _ body: String) -> PostgresForeignKey {
@@ -665,7 +687,7 @@ struct TableBuild {
     }
 
     /// A carried `CREATE [UNIQUE] INDEX` in PostgreSQL, or an omission.
-    mutating func indexSQL(_ index: TargetSchema.Object, translator: PGExpression,
+    func indexSQL(_ index: TargetSchema.Object, translator: PGExpression,
                            omit: (String, String, String, String, Bool) -> Void) -> PostgresIndex? {
         let q = PostgresSchema.ident
         func fail(_ why: String) -> PostgresIndex? {
@@ -677,7 +699,6 @@ struct TableBuild {
         guard let on = tokens.firstIndex(where: { $0.isKeyword("ON") }), on + 2 < tokens.count, tokens[on + 2].isOpen,
               let close = SQLTokenizer.closing(tokens, from: on + 2) else { return fail("it could not be read") }
         var terms: [String] = []
-        var plain: [String] = []
         for term in SQLTokenizer.splitTopLevel(tokens[(on + 3)..<close]) {
             var t = Array(term)
             var order = ""
@@ -690,7 +711,6 @@ struct TableBuild {
             }
             if t.count == 1, t[0].isIdentifier, let c = byName[t[0].value.lowercased()] {
                 terms.append(q(c.name) + order)
-                plain.append(c.name.lowercased())
                 continue
             }
             switch translator.translate(t[...], boolean: false) {
@@ -706,7 +726,6 @@ struct TableBuild {
             case .failure(let why): return fail("its WHERE \(why.reason)")
             }
         }
-        if unique && whereSQL.isEmpty && plain.count == terms.count { uniqueSets.append(plain) }
         let name = PostgresSchema.fitName(index.name)
         return PostgresIndex(name: name, sql: "CREATE \(unique ? "UNIQUE " : "")INDEX \(q(name)) ON \(qualified) (\(terms.joined(separator: ", ")))\(whereSQL)")
     }
