@@ -250,7 +250,7 @@ struct TypeScan {
             }
         }
         if sentAsText { problems += st.textProblems.values }
-        for p in problems.sorted(by: { $0.order < $1.order }) {
+        for p in problems.sorted(by: { ($0.order, $0.constraint) < ($1.order, $1.constraint) }) {
             violations.append(PreflightViolation(table: m.source.name, targetTable: m.targetTable, kind: p.kind, constraint: p.constraint,
                                                  rows: p.count, keys: p.keys, hint: p.hint))
         }
