@@ -270,6 +270,24 @@ extension PostgresSchemaPlan {
         #expect(p.omission("index", containing: "t_a") != nil)
     }
 
+    @Test func foreignKeysToLaterTablesAndUniqueIndexes() throws {
+        let p = try PGSchemaFixture.translate("""
+            CREATE TABLE child(id INTEGER PRIMARY KEY, ref TEXT REFERENCES parent(code), tag TEXT REFERENCES parent(tag));
+            CREATE TABLE parent(id INTEGER PRIMARY KEY ON CONFLICT REPLACE, code TEXT, tag TEXT COLLATE NOCASE);
+            CREATE UNIQUE INDEX parent_code ON parent(code);
+            CREATE UNIQUE INDEX parent_tag ON parent(tag COLLATE NOCASE);
+            """, "  child: {}\n  parent: {}")
+        let c = try #require(p.table("child"))
+        // The parent comes later in the plan; its unique index makes code a key.
+        #expect(c.foreignKeys.map(\.name) == ["child_ref_fkey"])
+        #expect(c.foreignKeys.first?.add.contains("REFERENCES \"app\".\"parent\" (\"code\") NOT VALID") == true)
+        // A NOCASE unique index is not carried, so tag is not unique in PostgreSQL.
+        #expect(p.omission("foreign key", containing: "tag")?.reason.contains("primary key or unique") == true)
+        #expect(p.omission("index", containing: "parent_tag") != nil)
+        #expect(p.omission("on conflict", containing: "REPLACE") != nil)
+        #expect(p.omission("collate", containing: "tag") != nil)
+    }
+
     @Test func longNamesFitWithAHash() throws {
         let long = String(repeating: "x", count: 70)
         let a = PostgresSchema.fitName(long)
