@@ -1,4 +1,5 @@
 import TidemarkLog
+import TidemarkPostgres
 import TidemarkSQLite
 
 /// Before anything is copied to PostgreSQL: finds the source values
@@ -254,5 +255,118 @@ struct TypeScan {
             violations.append(PreflightViolation(table: m.source.name, targetTable: m.targetTable, kind: p.kind, constraint: p.constraint,
                                                  rows: p.count, keys: p.keys, hint: p.hint))
         }
+    }
+}
+
+// MARK: With a PostgreSQL server
+
+extension PostgresPreflight {
+    /// Scans the source (one read transaction) and returns the violations
+    /// and the observed storage classes. With `server`, the values of
+    /// plan-typed columns (encoding ``PGEncoding/textual``) are checked to
+    /// be accepted by that server as their type (``ServerParseCheck``);
+    /// without one they are listed in ``PreflightReport/unchecked``.
+    public static func run(plan: Plan, mappings: [TableMapping], schema: TargetSchema, source: Connection,
+                           server: PGConnection?, keysPerViolation: Int = 5) throws
+        -> (report: PreflightReport, observedClasses: [String: [String: String]]) {
+        guard let server else {
+            return try run(plan: plan, mappings: mappings, schema: schema, source: source, parseCheck: nil, keysPerViolation: keysPerViolation)
+        }
+        let check = ServerParseCheck(server)
+        defer { check.dropFunctions() }
+        return try run(plan: plan, mappings: mappings, schema: schema, source: source,
+                       parseCheck: { try check.unparsable(type: $0, inputs: $1) }, keysPerViolation: keysPerViolation)
+    }
+}
+
+/// Asks a PostgreSQL server (12 or later) which text inputs a type does not
+/// accept, a batch per round trip: a PL/pgSQL function in the session's
+/// temporary schema assigns each input to a variable of the type inside its
+/// own `BEGIN … EXCEPTION` block (a subtransaction), as an INSERT into a
+/// column of that type would convert it (length and precision included),
+/// and returns the positions that failed. For `numeric(p,s)` a value that
+/// would be rounded fails too (PostgreSQL would store another number). Nothing outside `pg_temp` is
+/// created; the functions are dropped afterwards (and go with the session).
+final class ServerParseCheck {
+    let connection: PGConnection
+    /// Type SQL → function name.
+    var functions: [String: String] = [:]
+
+    init(_ connection: PGConnection) { self.connection = connection }
+
+    /// A type written with the characters type names use (it is put into
+    /// SQL text: the plan's `type:`, which the operator wrote).
+    static func isTypeText(_ type: String) -> Bool {
+        !type.isEmpty && !type.contains("$") && type.unicodeScalars.allSatisfy { s in
+            (s.value >= 0x80) || s.properties.isAlphabetic || ("0"..."9").contains(Character(s))
+                || " _(),.[]\"".unicodeScalars.contains(s)
+        }
+    }
+
+    func function(for type: String) throws -> String {
+        if let f = functions[type] { return f }
+        guard Self.isTypeText(type) else {
+            throw MigrationError(.badPlan, "plan type '\(type)' is not a PostgreSQL type name; write it as PostgreSQL does (e.g. timestamptz, numeric(10,2), varchar(40))")
+        }
+        do {
+            _ = try connection.query("SELECT NULL::\(type)")
+        } catch let e as PGError where !e.connectionLost {
+            throw MigrationError(.badPlan, "plan type '\(type)' is not a type on the PostgreSQL server (\(e.message)); correct the plan's type:")
+        }
+        let name = "pg_temp.tidemark_unparsable_\(functions.count + 1)"
+        // A numeric with a scale rounds what it is given: exact only when
+        // the value read back equals the input's own numeric value.
+        let lower = type.lowercased()
+        let exactness = lower.hasPrefix("numeric") || lower.hasPrefix("decimal")
+            ? "\n          IF x <> vals[i]::numeric THEN RETURN NEXT i; END IF;" : ""
+        try connection.execute("""
+            CREATE FUNCTION \(name)(vals text[]) RETURNS SETOF integer LANGUAGE plpgsql AS $tidemark$
+            DECLARE
+              i integer;
+              x \(type);
+            BEGIN
+              FOR i IN 1 .. coalesce(array_length(vals, 1), 0) LOOP
+                BEGIN
+                  x := vals[i];\(exactness)
+                EXCEPTION WHEN others THEN
+                  RETURN NEXT i;
+                END;
+              END LOOP;
+            END
+            $tidemark$
+            """)
+        functions[type] = name
+        return name
+    }
+
+    /// 0-based positions of `inputs` the server does not accept as `type`.
+    func unparsable(type: String, inputs: [String]) throws -> [Int] {
+        guard !inputs.isEmpty else { return [] }
+        let f = try function(for: type)
+        let rows = try connection.query("SELECT i FROM \(f)($1::text[]) AS i", [.textual(Self.arrayLiteral(inputs))])
+        return rows.rows.compactMap { row in
+            if case .integer(let i)? = row.first { return Int(i) - 1 }
+            return nil
+        }
+    }
+
+    func dropFunctions() {
+        for f in functions.values { try? connection.execute("DROP FUNCTION IF EXISTS \(f)(text[])") }
+        functions.removeAll()
+    }
+
+    /// A `text[]` literal: every element double-quoted, `"` and `\` escaped.
+    static func arrayLiteral(_ items: [String]) -> String {
+        var out = "{"
+        for (i, s) in items.enumerated() {
+            if i > 0 { out += "," }
+            out += "\""
+            for ch in s.unicodeScalars {
+                if ch == "\"" || ch == "\\" { out += "\\" }
+                out.unicodeScalars.append(ch)
+            }
+            out += "\""
+        }
+        return out + "}"
     }
 }

@@ -1,4 +1,5 @@
 import TidemarkLog
+import TidemarkPostgres
 import TidemarkSQLite
 
 /// How the copier and the replayer send one target column's values to
@@ -260,13 +261,10 @@ public enum PostgresSchema {
 
     // MARK: Names
 
-    static func ident(_ name: String) -> String { quoteIdentifier(name) }
+    static func ident(_ name: String) -> String { PGSQL.ident(name) }
 
-    /// A string literal for PostgreSQL (standard_conforming_strings on:
-    /// only `'` is doubled).
-    static func literal(_ text: String) -> String {
-        "'" + text.pgReplacing("'", with: "''") + "'"
-    }
+    /// A string literal that means the same whatever `standard_conforming_strings` is.
+    static func literal(_ text: String) -> String { PGSQL.literal(text) }
 
     /// `name` made to fit PostgreSQL's 63-byte limit: a longer one keeps a
     /// prefix and gets a hash of the whole, so two long names stay apart.
@@ -281,21 +279,6 @@ public enum PostgresSchema {
         }
         let hex = String(hash, radix: 16)
         return prefix + "_" + String(repeating: "0", count: 8 - hex.count) + hex
-    }
-}
-
-extension String {
-    func pgReplacing(_ target: String, with replacement: String) -> String {
-        guard !target.isEmpty else { return self }
-        var out = ""
-        var rest = Substring(self)
-        while let r = rest.firstRange(of: target) {
-            out += rest[..<r.lowerBound]
-            out += replacement
-            rest = rest[r.upperBound...]
-        }
-        out += rest
-        return out
     }
 }
 
@@ -654,7 +637,7 @@ struct TableBuild {
         case .blob:
             guard c.encoding == .bytea else { return .failure(Unsupported(reason: "a blob default in a \(c.type) column")) }
             let hex = tok.text.dropFirst(2).dropLast()
-            return .success("'\\x\(hex)'::bytea")
+            return .success(PostgresSchema.literal("\\x\(hex)") + "::bytea")
         case .word:
             switch tok.text.uppercased() {
             case "NULL": return .success(nil)
@@ -838,7 +821,7 @@ struct PGExpression {
                 guard !t.text.lowercased().hasPrefix("0x"), Double(String(t.text)) != nil else { return fail("has the number \(t.text), which is not translated") }
                 out.append(String(t.text))
             case .blob:
-                out.append("'\\x\(t.text.dropFirst(2).dropLast())'::bytea")
+                out.append(PostgresSchema.literal("\\x\(t.text.dropFirst(2).dropLast())") + "::bytea")
             case .symbol:
                 var s = String(t.text)
                 if s == "==" { s = "=" }

@@ -2,7 +2,9 @@ import Foundation
 import Testing
 @testable import TidemarkCore
 import TidemarkLog
+import TidemarkPostgres
 import TidemarkSQLite
+import TidemarkTestSupport
 
 /// Fixtures of the PostgreSQL schema and preflight tests: a real SQLite
 /// source file, a parsed plan, the resolver's mappings and carried schema.
@@ -153,7 +155,7 @@ extension PostgresSchemaPlan {
         #expect(create.contains("\"r\" double precision DEFAULT -1.5,"))
         #expect(create.contains("\"s\" text DEFAULT 'it''s',"))
         #expect(create.contains("\"ts\" text DEFAULT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"))
-        #expect(create.contains("\"b\" bytea DEFAULT '\\x00ff'::bytea,"))
+        #expect(create.contains("\"b\" bytea DEFAULT E'\\\\x00ff'::bytea,"))
         #expect(create.contains("\"z\" bigint,"))
         #expect(create.contains("\"q\" bigint,"))
         #expect(create.contains("\"nul\" text,"))
@@ -310,6 +312,158 @@ extension PostgresSchemaPlan {
         #expect(PostgresSchema.textualInput(.null) == nil)
         for d in [0.1, 1e300, -2.5e-308, 123456789.123456789, Double.ulpOfOne] {
             #expect(Double(PostgresSchema.decimalText(d)) == d)
+        }
+    }
+}
+
+/// The translated DDL run on a real PostgreSQL server
+/// (`PostgresServer.shared()`, a database per test), and the preflight's
+/// parse check of plan-typed values there.
+@Suite struct PostgresSchemaServerTests {
+    static func database() throws -> PGConnection {
+        let server = try PostgresServer.shared()
+        return try PGConnection(server.conninfo(database: try server.createDatabase("pgschema")))
+    }
+
+    /// A result value as plain text (hex for bytes).
+    static func plain(_ v: Value) -> String {
+        switch v {
+        case .null: return "NULL"
+        case .integer(let i): return String(i)
+        case .real(let d): return "\(d)"
+        case .text(let s): return s
+        case .blob(let b): return b.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        }
+    }
+
+    static func sqlState(_ body: () throws -> Void) -> String? {
+        do { try body(); return nil } catch let e as PGError { return e.sqlState ?? "none" } catch { return "other: \(error)" }
+    }
+
+    /// Creates everything of `p` in schema app, in the migrator's order:
+    /// tables (and sequences), [rows], indexes, foreign keys added NOT VALID, validated.
+    static func build(_ p: PostgresSchemaPlan, on c: PGConnection, rows: [String] = []) throws {
+        try c.execute("CREATE SCHEMA \(PostgresSchema.ident(p.schema))")
+        for t in p.tables {
+            try c.execute(t.createSQL)
+            if let i = t.identity { try c.execute(i.sequenceSQL) }
+        }
+        for r in rows { try c.execute(r) }
+        for t in p.tables { for i in t.indexes { try c.execute(i.sql) } }
+        for t in p.tables { for f in t.foreignKeys { try c.execute(f.add) } }
+        for t in p.tables { for f in t.foreignKeys { try c.execute(f.validate) } }
+    }
+
+    @Test func translatedDDLRunsAndEnforces() throws {
+        let p = try PGSchemaFixture.translate("""
+            CREATE TABLE parent(id INTEGER PRIMARY KEY AUTOINCREMENT, code TEXT NOT NULL UNIQUE, email TEXT, n NUMERIC DEFAULT 2.5,
+              created TEXT DEFAULT CURRENT_TIMESTAMP, data BLOB DEFAULT x'00ff', CHECK (length(code) BETWEEN 1 AND 8));
+            CREATE UNIQUE INDEX parent_email ON parent(lower(email));
+            CREATE INDEX parent_recent ON parent(created DESC) WHERE n IS NOT NULL;
+            CREATE TABLE child(region TEXT, seq INTEGER, parent_id INTEGER NOT NULL REFERENCES parent(id) ON DELETE CASCADE,
+              code TEXT REFERENCES parent(code) DEFERRABLE INITIALLY DEFERRED, qty INTEGER DEFAULT 1 CHECK (qty > 0 AND qty IN (1, 2, 3)),
+              PRIMARY KEY (region, seq)) WITHOUT ROWID;
+            CREATE TRIGGER child_touch AFTER INSERT ON child BEGIN SELECT 1; END;
+            """, "  parent: {}\n  child: {}", observed: ["parent": ["data": "blob"]])
+        let c = try Self.database()
+        defer { c.close() }
+        try Self.build(p, on: c, rows: [
+            "INSERT INTO app.parent (id, code, email) VALUES (1, 'a', 'A@x'), (7, 'b', NULL)",
+            "INSERT INTO app.child (region, seq, parent_id, code) VALUES ('eu', 1, 1, 'a'), ('EU', 1, 7, NULL)",
+        ])
+        // Columns as translated.
+        let cols = try c.query("""
+            SELECT attname::text, format_type(atttypid, atttypmod), attnotnull, coalesce(collname::text, '')
+            FROM pg_attribute a LEFT JOIN pg_collation co ON co.oid = a.attcollation AND a.attcollation <> 100
+            WHERE attrelid = 'app.child'::regclass AND attnum > 0 ORDER BY attnum
+            """).rows.map { $0.map(Self.plain).joined(separator: " ") }
+        #expect(cols == ["region text 1 C", "seq bigint 1 ", "parent_id bigint 1 ", "code text 0 ", "qty bigint 0 "])
+        // Identity: after setval past the copied keys, a keyless insert gets 8.
+        let identity = try #require(p.table("parent")?.identity)
+        _ = try c.query(identity.setvalSQL, [.value(.integer(0))])
+        let next = try c.query("INSERT INTO app.parent (code) VALUES ('c') RETURNING id, n::text, length(created), data")
+        #expect(next.rows.first?.map(Self.plain) == ["8", "2.5", "19", "00ff"])
+        // CHECKs, UNIQUE (lower(email)) and foreign keys enforce.
+        #expect(Self.sqlState { try c.execute("INSERT INTO app.parent (code) VALUES ('toolongcode')") } == "23514")
+        #expect(Self.sqlState { try c.execute("INSERT INTO app.parent (code, email) VALUES ('d', 'a@X')") } == "23505")
+        #expect(Self.sqlState { try c.execute("INSERT INTO app.child (region, seq, parent_id, qty) VALUES ('x', 1, 1, 4)") } == "23514")
+        #expect(Self.sqlState { try c.execute("INSERT INTO app.child (region, seq, parent_id) VALUES ('x', 2, 99)") } == "23503")
+        try c.execute("DELETE FROM app.parent WHERE id = 7")
+        #expect(try c.query("SELECT count(*) FROM app.child").rows.first?.first.map(Self.plain) == "1")
+        // Key order is bytewise ('EU' < 'eu'), as in SQLite.
+        try c.execute("INSERT INTO app.child (region, seq, parent_id) VALUES ('EU', 2, 1)")
+        #expect(try c.query("SELECT region FROM app.child ORDER BY region, seq").rows.map { Self.plain($0[0]) } == ["EU", "eu"])
+        #expect(p.omission("trigger", containing: "child_touch")?.blocksCutover == true)
+    }
+
+    @Test func everyTranslatedPieceOfTheUnitSchemasRuns() throws {
+        // The schemas of the pure tests, created for real: nothing the
+        // translation emits may be refused by PostgreSQL.
+        let cases: [(String, String, [String: [String: String]])] = [
+            ("CREATE TABLE t(id INTEGER PRIMARY KEY, a INT, b REAL, c TEXT, d NUMERIC, e BLOB, f, g VARCHAR(10) NOT NULL, h DOUBLE, k DECIMAL(10,2));", "  t: {}", ["t": ["e": "blob", "f": "integer"]]),
+            ("""
+             CREATE TABLE d(id INTEGER PRIMARY KEY, n INTEGER DEFAULT 0, neg INTEGER DEFAULT -7, r REAL DEFAULT (-1.5), s TEXT DEFAULT 'it''s',
+               ts TEXT DEFAULT CURRENT_TIMESTAMP, b BLOB DEFAULT x'00ff', t5 TEXT DEFAULT 5, flag INTEGER DEFAULT TRUE, num NUMERIC DEFAULT 2.5);
+             """, "  d: {}", ["d": ["b": "blob"]]),
+            ("""
+             CREATE TABLE c(id INTEGER PRIMARY KEY, n INTEGER CHECK (n >= 0 AND n <= 10), s TEXT, CONSTRAINT s_in CHECK (s IN ('a', 'b') OR s IS NULL),
+               CHECK (length(s) < 5), CHECK (s NOTNULL OR n BETWEEN 1 AND 2), CHECK (lower(s) != upper(s)), CHECK (coalesce(n, 0) + abs(n) % 2 = 0),
+               CHECK (CASE WHEN n > 5 THEN s IS NOT NULL ELSE 1 = 1 END), CHECK (trim(s) || 'x' <> 'x'));
+             """, "  c: {}", [:]),
+            ("""
+             CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, a INTEGER, b TEXT, deleted INTEGER, CONSTRAINT ab UNIQUE (a, b));
+             CREATE UNIQUE INDEX u_email_lower ON u(lower(email));
+             CREATE INDEX u_live ON u(a DESC, b) WHERE deleted IS NULL;
+             CREATE INDEX u_expr ON u(abs(a) * 2, substr(b, 1, 2));
+             """, "  u: {to: users}", [:]),
+            ("""
+             CREATE TABLE odd(id INTEGER PRIMARY KEY AUTOINCREMENT, "col ""q""\" TEXT UNIQUE);
+             CREATE TABLE kid(id INTEGER PRIMARY KEY, o TEXT REFERENCES odd("col ""q""\") ON UPDATE SET NULL);
+             """, "  odd: {to: 'wéird \"t\"'}\n  kid: {}", [:]),
+        ]
+        for (sql, yaml, observed) in cases {
+            let p = try PGSchemaFixture.translate(sql, yaml, observed: observed)
+            let c = try Self.database()
+            defer { c.close() }
+            try Self.build(p, on: c)
+            #expect(p.tables.count >= 1)
+        }
+    }
+
+    @Test func planTypedValuesAreParsedOnTheServer() throws {
+        let c = try Self.database()
+        defer { c.close() }
+        try PGSchemaFixture.withDirectory { dir in
+            var sql = "CREATE TABLE e(id INTEGER PRIMARY KEY, created TEXT, amount TEXT, doc TEXT);"
+            // 2500 rows: more than one batch; two bad timestamps, one amount too large
+            // and one that numeric(5) would round, one bad JSON.
+            for i in 1...2500 {
+                let ts = i == 17 ? "not a date" : i == 2400 ? "2024-02-30 10:00:00" : "2024-01-01 10:00:00+00"
+                sql += "INSERT INTO e VALUES (\(i), '\(ts)', '\(i == 5 ? "123456" : i == 6 ? "1.5" : "12.0")', '\(i == 9 ? "{\"a\":" : "{\"a\": \(i)}")');"
+            }
+            let s = try PGSchemaFixture.source(sql, """
+                  e:
+                    columns:
+                      id: id
+                      created_at: {expr: "trim(created)", type: timestamptz}
+                      amount: {expr: "trim(amount)", type: "numeric(5)"}
+                      doc: {expr: "trim(doc)", type: jsonb}
+                """, in: dir)
+            defer { try? s.connection.close() }
+            let (report, _) = try PostgresPreflight.run(plan: s.plan, mappings: s.mappings, schema: s.schema, source: s.connection, server: c)
+            #expect(report.unchecked.isEmpty)
+            #expect(report.violations.map(\.line) == [
+                "e -> e: type created_at (timestamptz): values PostgreSQL does not accept as timestamptz: 2 rows, first keys (id=17), (id=2400); correct those rows, or the plan's expression or type: for the column",
+                "e -> e: type amount (numeric(5)): values PostgreSQL does not accept as numeric(5): 2 rows, first keys (id=5), (id=6); correct those rows, or the plan's expression or type: for the column",
+                "e -> e: type doc (jsonb): values PostgreSQL does not accept as jsonb: 1 row, first keys (id=9); correct those rows, or the plan's expression or type: for the column",
+            ])
+            // Nothing is left behind in the session.
+            #expect(try c.query("SELECT count(*) FROM pg_proc WHERE proname LIKE 'tidemark_unparsable%'").rows.first?.first.map(Self.plain) == "0")
+            // A type the server does not know is a plan error naming it.
+            let bad = try PGSchemaFixture.source("", "  e: {columns: {id: id, x: {expr: \"trim(created)\", type: datetime}}}", in: dir)
+            #expect(throws: MigrationError.self) {
+                _ = try PostgresPreflight.run(plan: bad.plan, mappings: bad.mappings, schema: bad.schema, source: bad.connection, server: c)
+            }
         }
     }
 }
