@@ -88,6 +88,33 @@ public struct PostgresTable: Sendable, Equatable {
     /// key may be a unique index).
     public var foreignKeys: [PostgresForeignKey]
     public var identity: PostgresIdentity?
+    /// The CHECK constraints in ``createSQL`` (column CHECKs are written as
+    /// table constraints: the same in PostgreSQL).
+    public var checks: [PostgresCheck] = []
+    /// Column definitions (type, NOT NULL, DEFAULT, UNIQUE) and the table's
+    /// PRIMARY KEY and UNIQUE constraints: ``createSQL`` without its CHECKs.
+    var columnDefs: [String] = []
+    var keyAndUnique: [String] = []
+    /// `"schema"."table"` as in the statements.
+    var qualifiedName = ""
+
+    /// `CREATE TABLE` of this table under `qualified`, with or without its CHECKs.
+    func create(qualified: String, checks withChecks: Bool) -> String {
+        var parts = columnDefs + keyAndUnique
+        if withChecks {
+            parts += checks.map { c in (c.name.map { "CONSTRAINT " + PostgresSchema.ident($0) + " " } ?? "") + "CHECK (\(c.sql))" }
+        }
+        return "CREATE TABLE \(qualified) (" + parts.joined(separator: ", ") + ")"
+    }
+}
+
+/// A translated CHECK constraint.
+public struct PostgresCheck: Sendable, Equatable {
+    public var name: String?
+    /// The PostgreSQL expression.
+    public var sql: String
+    /// The SQLite constraint it comes from, as written.
+    public var label: String
 }
 
 /// What a PostgreSQL target receives for a plan.
@@ -363,6 +390,7 @@ struct TableBuild {
         let q = PostgresSchema.ident
         let src = table.source
         var defs: [String] = []
+        var checks: [PostgresCheck] = []
         var foreignKeys: [PostgresForeignKey] = []
         var fkNames: Set<String> = []
         func fkName(_ explicit: String?, _ cols: [String]) -> String {
@@ -391,7 +419,7 @@ struct TableBuild {
                     def += (name.map { " CONSTRAINT " + q(PostgresSchema.fitName($0)) } ?? "") + " UNIQUE"
                 case .check:
                     if let sql = checkSQL(k, translator: translator, label: label, omit: omit) {
-                        def += (name.map { " CONSTRAINT " + q(PostgresSchema.fitName($0)) } ?? "") + " CHECK (\(sql))"
+                        checks.append(PostgresCheck(name: name.map(PostgresSchema.fitName), sql: sql, label: label))
                     }
                 case .references:
                     if let fk = foreignKey(k.body, childColumns: [c.name], name: name, label: label, tables: tables, omit: omit) {
@@ -416,7 +444,8 @@ struct TableBuild {
                 omit("column", def.name, src, "column \(def.name) of the target definition is not filled by the plan's columns and is not created in PostgreSQL", false)
             }
         }
-        defs.append("PRIMARY KEY (" + primaryKey.map(q).joined(separator: ", ") + ")")
+        let columnDefs = defs
+        defs = ["PRIMARY KEY (" + primaryKey.map(q).joined(separator: ", ") + ")"]
         for k in parts.constraints {
             let label = parts.text(k.tokens)
             let name = constraintName(k).map { "CONSTRAINT " + q(PostgresSchema.fitName($0)) + " " } ?? ""
@@ -431,7 +460,7 @@ struct TableBuild {
                 }
             case .check:
                 if let sql = checkSQL(k, translator: translator, label: label, omit: omit) {
-                    defs.append(name + "CHECK (\(sql))")
+                    checks.append(PostgresCheck(name: constraintName(k).map(PostgresSchema.fitName), sql: sql, label: label))
                 }
             case .foreignKey:
                 // FOREIGN KEY (cols) REFERENCES …
@@ -449,14 +478,16 @@ struct TableBuild {
                 omit("constraint", label, src, "\(label) is not understood; add it in PostgreSQL yourself", false)
             }
         }
-        let create = "CREATE TABLE \(qualified) (" + defs.joined(separator: ", ") + ")"
         var pgIndexes: [PostgresIndex] = []
         for index in indexes {
             if let i = indexSQL(index, translator: translator, omit: omit) { pgIndexes.append(i) }
         }
         identity = identityOf()
-        return PostgresTable(source: table.source, target: table.target, columns: columns, primaryKey: primaryKey,
-                             createSQL: create, indexes: pgIndexes, foreignKeys: foreignKeys, identity: identity)
+        var t = PostgresTable(source: table.source, target: table.target, columns: columns, primaryKey: primaryKey,
+                              createSQL: "", indexes: pgIndexes, foreignKeys: foreignKeys, identity: identity,
+                              checks: checks, columnDefs: columnDefs, keyAndUnique: defs, qualifiedName: qualified)
+        t.createSQL = t.create(qualified: qualified, checks: true)
+        return t
     }
 
     /// The column sets PostgreSQL will have unique in this table: the key,
@@ -839,5 +870,73 @@ struct PGExpression {
             if sql.isEmpty || piece == ")" || piece == "," || sql.hasSuffix("(") { sql += piece } else { sql += " " + piece }
         }
         return .success(sql)
+    }
+}
+
+extension PostgresSchema {
+    /// `plan` with what `server` refuses moved to the omissions: each
+    /// table's CHECKs and indexes are tried, one at a time, on an empty copy
+    /// of the table. A translated expression can be well formed and still
+    /// not type-check in PostgreSQL (SQLite compares text with numbers;
+    /// PostgreSQL has no `text > integer`), which would otherwise surface
+    /// only when the table is created or, for an index, after the copy.
+    ///
+    /// Runs in one transaction on temporary tables (`pg_temp`) and always
+    /// rolls it back: nothing remains on the server. Call it outside a
+    /// transaction. A table whose definition itself (its types or defaults)
+    /// is refused is an error naming it.
+    public static func validate(_ plan: PostgresSchemaPlan, on server: PGConnection) throws -> PostgresSchemaPlan {
+        var out = plan
+        try server.execute("BEGIN")
+        var open = true
+        defer { if open { try? server.execute("ROLLBACK") } }
+        /// Runs `sql` in a savepoint; the server's error when it refuses it.
+        func attempt(_ sql: String) throws -> PGError? {
+            try server.execute("SAVEPOINT tidemark_validate")
+            do {
+                try server.execute(sql)
+                try server.execute("RELEASE SAVEPOINT tidemark_validate")
+                return nil
+            } catch let e as PGError where !e.connectionLost {
+                try server.execute("ROLLBACK TO SAVEPOINT tidemark_validate")
+                try server.execute("RELEASE SAVEPOINT tidemark_validate")
+                return e
+            }
+        }
+        for ti in out.tables.indices {
+            let t = out.tables[ti]
+            let scratch = "pg_temp." + ident(t.target)
+            if let e = try attempt(t.create(qualified: scratch, checks: false)) {
+                throw MigrationError(.badPlan, "PostgreSQL refuses the definition of table \(t.target) (\(e.message)); correct the plan's type: of its columns")
+            }
+            var checks: [PostgresCheck] = []
+            for c in t.checks {
+                if let e = try attempt("ALTER TABLE \(scratch) ADD CHECK (\(c.sql))") {
+                    out.omissions.append(.init(kind: "check", name: c.label, table: t.source,
+                                               reason: "\(c.label) translates to CHECK (\(c.sql)), which PostgreSQL refuses (\(e.message)); add an equivalent CHECK there yourself"))
+                } else {
+                    checks.append(c)
+                }
+            }
+            var indexes: [PostgresIndex] = []
+            for i in t.indexes {
+                let on = " ON " + t.qualifiedName + " "
+                guard let r = i.sql.firstRange(of: on) else { indexes.append(i); continue }
+                var sql = i.sql
+                sql.replaceSubrange(r, with: " ON " + scratch + " ")
+                if let e = try attempt(sql) {
+                    out.omissions.append(.init(kind: "index", name: i.name, table: t.source,
+                                               reason: "index \(i.name) translates to \(i.sql), which PostgreSQL refuses (\(e.message)); create an equivalent index there yourself"))
+                } else {
+                    indexes.append(i)
+                }
+            }
+            out.tables[ti].checks = checks
+            out.tables[ti].indexes = indexes
+            out.tables[ti].createSQL = out.tables[ti].create(qualified: t.qualifiedName, checks: true)
+        }
+        open = false
+        try server.execute("ROLLBACK")
+        return out
     }
 }
