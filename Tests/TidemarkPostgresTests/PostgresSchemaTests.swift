@@ -451,6 +451,82 @@ extension PostgresSchemaPlan {
         #expect(Self.sqlState { try c.execute("INSERT INTO app.v (id, n) VALUES (1, 0)") } == "23514")
     }
 
+    /// Seeded random values of every storage class: when the preflight
+    /// passes them, the translated types hold them exactly (written with
+    /// each column's encoding, read back unchanged).
+    @Test func preflightCleanValuesRoundTripExactly() throws {
+        var seed = UInt64(UInt32.random(in: 1...UInt32.max))
+        print("preflightCleanValuesRoundTripExactly seed \(seed)")
+        func next() -> UInt64 {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return seed ^ (seed >> 29)
+        }
+        func text() -> String {
+            var out = ""
+            for _ in 0..<Int(next() % 12) {
+                let ranges: [ClosedRange<UInt32>] = [0x20...0x7E, 0x01...0x1F, 0xA0...0x24F, 0x4E00...0x4FFF, 0x1F600...0x1F64F]
+                let r = ranges[Int(next() % UInt64(ranges.count))]
+                if let u = Unicode.Scalar(r.lowerBound + UInt32(next() % UInt64(r.count))) { out.unicodeScalars.append(u) }
+            }
+            return out
+        }
+        func real() -> Double {
+            let specials: [Double] = [0, -0.0, .infinity, -.infinity, .leastNonzeroMagnitude, .greatestFiniteMagnitude, 0.1, 1e300]
+            if next() % 4 == 0 { return specials[Int(next() % UInt64(specials.count))] }
+            let d = Double(bitPattern: next())
+            return d.isNaN ? 1.5 : d
+        }
+        func finite() -> Double {
+            var d = real()
+            while !d.isFinite || (d == 0 && d.sign == .minus) { d = real() }
+            return d
+        }
+        let c = try Self.database()
+        defer { c.close() }
+        try PGSchemaFixture.withDirectory { dir in
+            let s = try PGSchemaFixture.source("CREATE TABLE r(id INTEGER PRIMARY KEY, i INTEGER, f REAL, s TEXT, n NUMERIC, b BLOB, u);", "  r: {}", in: dir)
+            defer { try? s.connection.close() }
+            let insert = try s.connection.prepare("INSERT INTO r VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+            let ints: [Int64] = [.min, .max, 0, -1, 1 << 53 + 1]
+            for id in 1...300 {
+                let i: Value = next() % 5 == 0 ? .integer(ints[Int(next() % 5)]) : .integer(Int64(bitPattern: next()))
+                let n: Value = next() % 2 == 0 ? .integer(Int64(bitPattern: next())) : .real(finite())
+                let b: Value = .blob((0..<Int(next() % 9)).map { _ in UInt8(truncatingIfNeeded: next()) })
+                let row: [Value] = [.integer(Int64(id)), next() % 10 == 0 ? .null : i, .real(real()), .text(text()), n, b, .text(text())]
+                insert.reset()
+                try insert.bind(row)
+                try insert.execute()
+            }
+            let (report, observed) = try PostgresPreflight.run(plan: s.plan, mappings: s.mappings, schema: s.schema, source: s.connection, server: c)
+            #expect(report.isClean, "\(report.message)")
+            let p = try PostgresSchema.translate(plan: s.plan, mappings: s.mappings, schema: s.schema, pgSchema: "app", observedClasses: observed)
+            let t = try #require(p.table("r"))
+            #expect(t.columns.map(\.encoding) == [.int8, .int8, .float8, .text, .numeric, .bytea, .text])
+            try Self.build(p, on: c)
+            var source: [[Value]] = []
+            let read = try s.connection.prepare("SELECT id, i, f, s, n, b, u FROM r ORDER BY id")
+            while try read.step() { source.append((0..<7).map { read.columnValue(Int32($0)) }) }
+            for row in source {
+                let params: [PGParam] = zip(row, t.columns).map { v, col in
+                    col.encoding == .numeric ? .textual(PostgresSchema.textualInput(v)) : .value(v)
+                }
+                _ = try c.query("INSERT INTO app.r VALUES ($1, $2, $3, $4, $5::numeric, $6, $7)", params)
+            }
+            let back = try c.query("SELECT id, i, f, s, n::text, b, u FROM app.r ORDER BY id").rows
+            #expect(back.count == source.count)
+            for (a, b) in zip(source, back) {
+                for k in [0, 1, 3, 5, 6] { #expect(a[k] == b[k], "row \(a[0]) column \(k): \(a[k]) vs \(b[k])") }
+                if case .real(let x) = a[2], case .real(let y) = b[2] { #expect(x.bitPattern == y.bitPattern, "row \(a[0]) f: \(x) vs \(y)") }
+                else { #expect(a[2] == b[2]) }
+                switch (a[4], b[4]) {
+                case (.integer(let x), .text(let y)): #expect(String(x) == y, "row \(a[0]) n")
+                case (.real(let x), .text(let y)): #expect(Double(y)?.bitPattern == x.bitPattern, "row \(a[0]) n: \(x) vs \(y)")
+                default: Issue.record("row \(a[0]) n: \(a[4]) vs \(b[4])")
+                }
+            }
+        }
+    }
+
     @Test func planTypedValuesAreParsedOnTheServer() throws {
         let c = try Self.database()
         defer { c.close() }
