@@ -876,7 +876,7 @@ struct PGExpression {
 extension PostgresSchema {
     /// `plan` with what `server` refuses moved to the omissions: each
     /// table's CHECKs and indexes are tried, one at a time, on an empty copy
-    /// of the table. A translated expression can be well formed and still
+    /// of the table, then the foreign keys between those copies. A translated expression can be well formed and still
     /// not type-check in PostgreSQL (SQLite compares text with numbers;
     /// PostgreSQL has no `text > integer`), which would otherwise surface
     /// only when the table is created or, for an index, after the copy.
@@ -934,6 +934,29 @@ extension PostgresSchema {
             out.tables[ti].checks = checks
             out.tables[ti].indexes = indexes
             out.tables[ti].createSQL = out.tables[ti].create(qualified: t.qualifiedName, checks: true)
+        }
+        // Foreign keys, between the scratch tables (types must match, the
+        // referenced columns must be unique there).
+        let scratchNames = out.tables.map { ($0.qualifiedName, "pg_temp." + ident($0.target)) }
+        for ti in out.tables.indices {
+            let t = out.tables[ti]
+            var kept: [PostgresForeignKey] = []
+            for fk in t.foreignKeys {
+                var sql = fk.add
+                if let r = sql.firstRange(of: "ALTER TABLE " + t.qualifiedName + " ") {
+                    sql.replaceSubrange(r, with: "ALTER TABLE pg_temp." + ident(t.target) + " ")
+                }
+                for (real, scratch) in scratchNames {
+                    if let r = sql.firstRange(of: " REFERENCES " + real + " ") { sql.replaceSubrange(r, with: " REFERENCES " + scratch + " ") }
+                }
+                if let e = try attempt(sql) {
+                    out.omissions.append(.init(kind: "foreign key", name: fk.name, table: t.source,
+                                               reason: "foreign key \(fk.name) translates to \(fk.add), which PostgreSQL refuses (\(e.message)); add an equivalent constraint there yourself"))
+                } else {
+                    kept.append(fk)
+                }
+            }
+            out.tables[ti].foreignKeys = kept
         }
         open = false
         try server.execute("ROLLBACK")

@@ -435,7 +435,8 @@ extension PostgresSchemaPlan {
             CREATE TABLE v(id INTEGER PRIMARY KEY, s TEXT CHECK (s > 0), n INTEGER CHECK (n > 0), deleted INTEGER);
             CREATE INDEX v_live ON v(n) WHERE deleted = '';
             CREATE INDEX v_n ON v(n) WHERE deleted IS NULL;
-            """, "  v: {}")
+            CREATE TABLE w(id INTEGER PRIMARY KEY, v_id INTEGER REFERENCES v(id), v_s TEXT REFERENCES v(id));
+            """, "  v: {}\n  w: {}")
         #expect(p.table("v")?.checks.count == 2)
         let c = try Self.database()
         defer { c.close() }
@@ -445,6 +446,9 @@ extension PostgresSchemaPlan {
         #expect(t.indexes.map(\.name) == ["v_n"])
         #expect(valid.omission("check", containing: "s > 0")?.reason.contains("PostgreSQL refuses") == true)
         #expect(valid.omission("index", containing: "v_live") != nil)
+        // A text column cannot reference a bigint key in PostgreSQL.
+        #expect(valid.table("w")?.foreignKeys.map(\.name) == ["w_v_id_fkey"])
+        #expect(valid.omission("foreign key", containing: "w_v_s_fkey")?.reason.contains("PostgreSQL refuses") == true)
         // Nothing was left on the server; what remains runs for real.
         #expect(try c.query("SELECT count(*) FROM pg_class WHERE relname = 'v'").rows.first?.first.map(Self.plain) == "0")
         try Self.build(valid, on: c)
