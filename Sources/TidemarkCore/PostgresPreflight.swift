@@ -229,7 +229,7 @@ struct TypeScan {
         var problems = Array(st.problems.values)
         // The class that holds most values (ties: in a fixed order).
         let order = ["integer", "real", "text", "blob"]
-        let major = st.classCount.max { a, b in a.value != b.value ? a.value < b.value : order.firstIndex(of: a.key)! > order.firstIndex(of: b.key)! }?.key
+        let major = st.classCount.max { a, b in a.value != b.value ? a.value < b.value : (order.firstIndex(of: a.key) ?? 0) > (order.firstIndex(of: b.key) ?? 0) }?.key
         observed[col] = major ?? "null"
         var sentAsText = false
         switch rules[j] {

@@ -343,7 +343,7 @@ struct TableBuild {
             throw MigrationError(.badPlan, "target table name '\(t.target)' is longer than PostgreSQL's 63 bytes; give it a shorter name with to:")
         }
         let keyLower = Set(m.targetKey.map { $0.lowercased() })
-        for (i, mc) in m.columns.enumerated() {
+        for mc in m.columns {
             if mc.target.utf8.count > PostgresSchema.maxNameBytes || mc.target.contains("\0") {
                 throw MigrationError(.badPlan, "target column name '\(t.target).\(mc.target)' does not fit PostgreSQL (at most 63 bytes, no NUL); rename it in the plan's columns:")
             }
@@ -378,7 +378,6 @@ struct TableBuild {
             let c = PostgresColumn(name: mc.target, type: type, encoding: encoding, notNull: notNull)
             columns.append(c)
             byName[mc.target.lowercased()] = c
-            _ = i
         }
         uniqueSets.append(m.targetKey.map { $0.lowercased() })
     }
