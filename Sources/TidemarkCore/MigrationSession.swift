@@ -158,13 +158,15 @@ extension Migrator {
         } else {
             let schema = try givenSchema ?? TargetSchema.resolve(plan: plan, mappings: mappings, source: source, sameFile: false)
             var report = try Preflight.run(plan: plan, mappings: mappings, schema: schema, source: source)
-            let types = try PostgresPreflight.run(plan: plan, mappings: mappings, schema: schema, source: source,
-                                                  parseCheck: { type, inputs in try store.parseCheck(type: type, inputs: inputs) })
+            let types = try PostgresPreflight.run(plan: plan, mappings: mappings, schema: schema, source: source, server: store.pg)
             report.violations += types.report.violations
             report.unchecked += types.report.unchecked
             if !report.isClean { throw Migrator.preflightError(report) }
-            store.schemaPlan = try PostgresSchema.translate(plan: plan, mappings: mappings, schema: schema, pgSchema: plan.pgSchema,
-                                                            observedClasses: types.observedClasses)
+            let translated = try PostgresSchema.translate(plan: plan, mappings: mappings, schema: schema, pgSchema: plan.pgSchema,
+                                                          observedClasses: types.observedClasses)
+            // What the server refuses of the translated constraints and
+            // indexes becomes an omission (reported), never a failed build.
+            store.schemaPlan = try store.mapped { try PostgresSchema.validate(translated, on: store.pg) }
         }
         if FileSystemCheck.exists(plan.log) {
             let logSource = try LogReader(directory: plan.log).sourceID

@@ -34,6 +34,9 @@ final class PostgresStore: TargetStore {
 
     var displayName: String { PGConnection.redacted(plan.target) }
 
+    /// The advisory lock every migration step of a database holds.
+    static let stepLockKey: Int64 = 0x7469_6465_6d61_726b  // "tidemark"
+
     /// Most changes queued before a flush (bounds memory and the pipeline).
     static let pipelineDepth = 2_000
 
@@ -87,6 +90,11 @@ final class PostgresStore: TargetStore {
         do {
             return try mapped {
                 try pg.transaction {
+                    // Invariant: one migration step at a time writes this
+                    // database (what the target's write lock does for
+                    // SQLite): a second migrator, or a cutover catching up,
+                    // waits here, then reads the state the first committed.
+                    _ = try pg.query("SELECT pg_advisory_xact_lock(\(Self.stepLockKey))")
                     let result = try body()
                     try flush()
                     return result
@@ -298,30 +306,6 @@ final class PostgresStore: TargetStore {
     }
 
     func prepareForFollowing() throws {}
-
-    /// The preflight's parse check on this server: which inputs it does not
-    /// read as `type` (each tried in its own subtransaction, in batches).
-    func parseCheck(type: String, inputs: [String]) throws -> [Int] {
-        try pg.execute("""
-            CREATE OR REPLACE FUNCTION pg_temp.tidemark_bad_inputs(t text, vals text[]) RETURNS text LANGUAGE plpgsql AS $tm$
-            DECLARE bad int[] := '{}'; i int;
-            BEGIN
-              FOR i IN 1..coalesce(array_length(vals, 1), 0) LOOP
-                BEGIN
-                  EXECUTE format('SELECT %L::%s', vals[i], t);
-                EXCEPTION WHEN others THEN bad := bad || (i - 1);
-                END;
-              END LOOP;
-              RETURN array_to_string(bad, ',');
-            END $tm$
-            """)
-        let array = "{" + inputs.map { v in
-            "\"" + v.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-        }.joined(separator: ",") + "}"
-        let r = try pg.query("SELECT pg_temp.tidemark_bad_inputs($1, $2::text[])", [.value(.text(type)), .textual(array)])
-        guard case .text(let list)? = r.rows.first?.first, !list.isEmpty else { return [] }
-        return list.split(separator: ",").compactMap { Int($0) }
-    }
 
     func buildIndex(_ index: TargetSchema.Object) throws -> Bool {
         try flush()
@@ -732,6 +716,11 @@ final class PostgresTableWriter: TableWriter {
         if case .null = v { return .value(.null) }
         switch (kinds[i], v) {
         case (.int8, .integer), (.float8, .real), (.bytea, .blob): return .value(v)
+        // As SQLite's affinity would store them (the preflight allows the
+        // same): an integer exactly representable in a double, an integer
+        // into text as its decimal digits.
+        case (.float8, .integer(let n)) where n.magnitude <= 1 << 53: return .value(.real(Double(n)))
+        case (.text, .integer(let n)): return .value(.text(String(n)))
         case (.text, .text(let s)): return s.utf8.contains(0) ? nil : .value(v)
         case (.numeric, .integer(let n)): return .textual(String(n))
         case (.numeric, .real(let d)):
@@ -813,6 +802,8 @@ final class PostgresTableWriter: TableWriter {
         switch (kinds[i], type) {
         case (.int8, .integer): b.int8(s.columnInt64(Int32(i)))
         case (.float8, .real): b.float8(s.columnDouble(Int32(i)))
+        case (.float8, .integer) where s.columnInt64(Int32(i)).magnitude <= 1 << 53: b.float8(Double(s.columnInt64(Int32(i))))
+        case (.text, .integer): b.text(String(s.columnInt64(Int32(i))))
         case (.bool, .integer) where s.columnInt64(Int32(i)) == 0 || s.columnInt64(Int32(i)) == 1:
             b.bool(s.columnInt64(Int32(i)) == 1)
         case (.text, .text):

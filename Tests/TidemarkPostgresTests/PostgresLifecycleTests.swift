@@ -243,7 +243,8 @@ import Glibc
             // Migrate under live writers; kill -9 the migrator mid-copy, then again.
             var migrate = try Self.startMigrate(plan)
             let deadline = Date().addingTimeInterval(60)
-            while Date() < deadline, (Self.progress(conninfo)?.copied ?? 0) < 1_000 { usleep(20_000) }
+            // The new migration's copy (not the rolled-back one's state).
+            while Date() < deadline, Self.progress(conninfo).map({ $0.following || $0.copied < 1_000 }) ?? true { usleep(20_000) }
             kill(migrate.processIdentifier, SIGKILL)
             migrate.waitUntilExit()
             #expect(migrate.terminationReason == .uncaughtSignal, "round \(round): the migrator should have been killed mid-copy")
