@@ -1,4 +1,5 @@
 import TidemarkLog
+import TidemarkPostgres
 import TidemarkSQLite
 
 /// Ships through an in-process ``Shipper`` when this process can own the
@@ -142,6 +143,15 @@ extension Migrator {
     /// translates the schema, before anything is written anywhere.
     static func openPostgres(plan: Plan, options: MigratorOptions, wrappingFeed: (ChangeFeed) -> ChangeFeed,
                              schema givenSchema: TargetSchema?) throws -> Migrator {
+        do {
+            return try openPostgresChecked(plan: plan, options: options, wrappingFeed: wrappingFeed, schema: givenSchema)
+        } catch let e as PGError {
+            throw PostgresStore.migrationError(e, target: plan.displayTarget)
+        }
+    }
+
+    private static func openPostgresChecked(plan: Plan, options: MigratorOptions, wrappingFeed: (ChangeFeed) -> ChangeFeed,
+                                            schema givenSchema: TargetSchema?) throws -> Migrator {
         let source = try Connection(path: plan.source, mode: .readWrite)
         let sourceID = try Capture.storedSourceID(source) ?? LogReader.existingSourceID(plan.log) ?? SourceID.random()
         let store = try PostgresStore(plan: plan, source: source)

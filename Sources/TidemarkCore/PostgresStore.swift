@@ -116,6 +116,18 @@ final class PostgresStore: TargetStore {
         }
     }
 
+    /// Any PostgreSQL error as one line naming the target: a missing
+    /// privilege says which grant is needed; the rest say what the server said.
+    static func migrationError(_ e: PGError, target: String) -> MigrationError {
+        if e.connectionLost {
+            return MigrationError(.targetUnavailable, "lost the connection to the PostgreSQL target \(target): \(e.message); nothing half-done is left — run the same command to resume")
+        }
+        if e.sqlState == "42501" {
+            return MigrationError(.targetUnavailable, "the PostgreSQL target \(target) refused: \(e.message); the user needs CONNECT and CREATE on the database and CREATE on the target schema (README, PostgreSQL privileges) — grant them or connect as such a user")
+        }
+        return MigrationError(.incompatibleTarget, "the PostgreSQL target \(target) refused: \(e.description)")
+    }
+
     /// Sends every queued change in one pipeline (inside the open transaction).
     func flush() throws {
         guard !queued.isEmpty else { return }

@@ -1,0 +1,265 @@
+import Foundation
+import Testing
+@testable import TidemarkCore
+import TidemarkLog
+import TidemarkPostgres
+import TidemarkSQLite
+import TidemarkTestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A PostgreSQL target: exact values through the copy and the replay, and
+/// bad input (server, password, database, privileges, an existing table, the
+/// server going away) refused in one line with nothing half-done.
+@Suite struct PostgresTargetTests {
+    static func temporaryDirectory() throws -> String {
+        let dir = NSTemporaryDirectory() + "tidemark-pg-target-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    static func writePlan(_ dir: String, target: String, tables: String = "  edge: {}\n", chunkRows: Int = 3) throws -> Plan {
+        let path = dir + "/plan.yml"
+        try "source: app.db\ntarget: \(target)\nlog: changelog\nchunk_rows: \(chunkRows)\ntables:\n\(tables)".write(toFile: path, atomically: true, encoding: .utf8)
+        return try Plan.load(path: path)
+    }
+
+    /// Rows of `table` in key order as SQLite holds them.
+    static func sqliteRows(_ path: String, _ sql: String) throws -> [[Value]] {
+        let c = try Connection(path: path, mode: .readOnly)
+        defer { try? c.close() }
+        let s = try c.prepare(sql)
+        var out: [[Value]] = []
+        while try s.step() { out.append((0..<Int(s.columnCount)).map { s.columnValue(Int32($0)) }) }
+        return out
+    }
+
+    /// Exact equality: reals by bit pattern, the rest by value.
+    static func same(_ a: Value, _ b: Value) -> Bool {
+        switch (a, b) {
+        case (.real(let x), .real(let y)): return x.bitPattern == y.bitPattern
+        case (.null, .null): return true
+        case (.integer(let x), .integer(let y)): return x == y
+        case (.text(let x), .text(let y)): return Array(x.utf8) == Array(y.utf8)
+        case (.blob(let x), .blob(let y)): return x == y
+        default: return false
+        }
+    }
+
+    static func expectSame(_ sqlite: [[Value]], _ pg: [[Value]], _ what: String) {
+        #expect(sqlite.count == pg.count, "\(what): \(sqlite.count) rows in SQLite, \(pg.count) in PostgreSQL")
+        for (a, b) in zip(sqlite, pg) where !zip(a, b).allSatisfy({ same($0, $1) }) || a.count != b.count {
+            Issue.record("\(what): SQLite \(a) but PostgreSQL \(b)")
+        }
+    }
+
+    static let edgeSchema = """
+        CREATE TABLE edge(id INTEGER PRIMARY KEY, i INTEGER, r REAL, t TEXT, b BLOB, n NUMERIC);
+        """
+
+    /// Every storage class at its edges: 2^63-1, -2^63, -0.0 (which SQLite
+    /// itself stores as 0.0), ±inf, 17 significant digits, subnormals, empty
+    /// and non-ASCII text, empty and 1 MiB blobs, NULLs.
+    static func edgeRows() -> [[Value]] {
+        let big = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        return [
+            [.integer(1), .integer(Int64.max), .real(0.1 + 0.2), .text(""), .blob([]), .integer(0)],
+            [.integer(2), .integer(Int64.min), .real(-0.0), .text("héllo wörld ✓ 日本語 🌊"), .blob(big), .real(2.5)],
+            [.integer(3), .integer(0), .real(.infinity), .text("a\tb\nc\\d'e\"f"), .blob([0, 255, 0]), .integer(-123456789012345)],
+            [.integer(4), .null, .real(-.infinity), .null, .null, .null],
+            [.integer(5), .integer(-1), .real(1.7976931348623157e308), .text(String(repeating: "x", count: 100_000)), .blob([1]), .real(1e-5)],
+            [.integer(6), .integer(42), .real(5e-324), .text("é"), .blob([0x7f]), .integer(Int64.max)],
+            [.integer(7), .integer(7), .real(-1.2345678901234567e-200), .text(" "), .blob([0xff, 0xfe]), .real(-0.1)],
+            [.integer(8), .integer(8), .real(123456789.12345679), .text("ASCII only"), .blob([0x00]), .integer(1)],
+        ]
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func edgeValuesArriveExactlyByCopyAndByReplay() throws {
+        let server = try PostgresServer.shared()
+        let conninfo = server.conninfo(database: try server.createDatabase("edge"))
+        let dir = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = try Connection(path: dir + "/app.db", mode: .readWriteCreate)
+        _ = try source.setJournalMode(.wal)
+        try source.execute(Self.edgeSchema)
+        let insert = try source.prepare("INSERT INTO edge VALUES (?, ?, ?, ?, ?, ?)")
+        for row in Self.edgeRows() { try insert.execute(row) }
+        let plan = try Self.writePlan(dir, target: conninfo)
+
+        let migrator = try Migrator.open(plan: plan)
+        _ = try migrator.run()
+        let pg = try PGConnection(conninfo)
+        defer { pg.close() }
+        let select = "SELECT id, i, r, t, b, n FROM edge ORDER BY id"
+        func pgRows() throws -> [[Value]] {
+            // numeric comes back as its decimal text; as SQLite's NUMERIC
+            // affinity would read it back.
+            try pg.query(select).rows.map { row in
+                row.enumerated().map { i, v in
+                    guard i == 5, case .text(let s) = v else { return v }
+                    if let n = Int64(s) { return .integer(n) }
+                    return Double(s).map { .real($0) } ?? v
+                }
+            }
+        }
+        let types = try pg.query("SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'public.edge'::regclass AND attnum > 0")
+        #expect(types.rows.first?.first == .text("bigint,bigint,double precision,text,bytea,numeric"))
+        Self.expectSame(try Self.sqliteRows(dir + "/app.db", select), try pgRows(), "after the copy")
+
+        // The same values again through replay (updates, a key change, deletes, inserts).
+        let rows = Self.edgeRows()
+        try source.transaction {
+            let up = try source.prepare("UPDATE edge SET i = ?, r = ?, t = ?, b = ?, n = ? WHERE id = ?")
+            for (k, row) in rows.enumerated() {
+                let donor = rows[(k + 3) % rows.count]
+                try up.execute(Array(donor[1...]) + [row[0]])
+            }
+            try source.execute("UPDATE edge SET id = 100 WHERE id = 1; DELETE FROM edge WHERE id = 2")
+            for row in rows.prefix(3) { try insert.execute([.integer(200 + (row[0].integerValue ?? 0))] + Array(row[1...])) }
+        }
+        _ = try migrator.run()
+        try migrator.close()
+        Self.expectSame(try Self.sqliteRows(dir + "/app.db", select), try pgRows(), "after the replay")
+        try source.close()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func mixedStorageClassesNulAndBadUTF8AreRefusedBeforeCopying() throws {
+        let server = try PostgresServer.shared()
+        let db = try server.createDatabase("refuse")
+        let conninfo = server.conninfo(database: db)
+        let dir = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = try Connection(path: dir + "/app.db", mode: .readWriteCreate)
+        try source.execute("""
+            CREATE TABLE edge(id INTEGER PRIMARY KEY, qty INTEGER, note TEXT);
+            INSERT INTO edge VALUES (1, 5, 'fine'), (2, 'five', 'fine'), (3, 7, 'nul' || char(0) || 'inside'), (4, 8, CAST(x'c328' AS TEXT));
+            """)
+        let plan = try Self.writePlan(dir, target: conninfo)
+        let error = try #require(throws: MigrationError.self) { try Migrator.open(plan: plan) }
+        #expect(error.code == .preflight)
+        #expect(error.message.contains("qty") && error.message.contains("2"), "\(error.message)")
+        #expect(error.message.contains("note"), "\(error.message)")
+        // Nothing was created in PostgreSQL.
+        let pg = try PGConnection(conninfo)
+        defer { pg.close() }
+        let tables = try pg.query("SELECT count(*) FROM pg_tables WHERE tablename = 'edge' OR schemaname = 'tidemark'")
+        #expect(tables.rows.first?.first == .integer(0))
+        // A value that arrives after the preflight is refused by the copy, not cast.
+        try source.execute("UPDATE edge SET qty = 6 WHERE id = 2; UPDATE edge SET note = 'ok' WHERE id IN (3, 4)")
+        let migrator = try Migrator.open(plan: plan)
+        try source.execute("INSERT INTO edge VALUES (9, 'nine', 'x')")
+        let late = try #require(throws: MigrationError.self) { _ = try migrator.run() }
+        #expect(late.code == .constraint, "\(late)")
+        #expect(late.message.contains("qty"), "\(late.message)")
+        try migrator.close()
+        try source.close()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func badServerPasswordDatabaseAndPrivilegesAreOneLineAndChangeNothing() throws {
+        let server = try PostgresServer.shared()
+        let db = try server.createDatabase("bad")
+        let dir = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = try Connection(path: dir + "/app.db", mode: .readWriteCreate)
+        try source.execute("CREATE TABLE edge(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO edge VALUES (1, 'a');")
+        let cases: [(String, String)] = [
+            ("host=/nonexistent-socket-dir dbname=\(db) user=postgres connect_timeout=2", "unreachable"),
+            ("host=\(server.socketDirectory) port=\(server.port) dbname=\(db) user=tidemark_pw password=wrong-secret", "password"),
+            ("host=\(server.socketDirectory) port=\(server.port) dbname=no_such_db user=postgres", "database"),
+            ("host=\(server.socketDirectory) port=\(server.port) dbname=\(db) user=tidemark_nopriv", "privileges"),
+        ]
+        for (conninfo, what) in cases {
+            let plan = try Self.writePlan(dir, target: conninfo)
+            let error = try #require(throws: MigrationError.self, "\(what)") { try Migrator.open(plan: plan) }
+            #expect(!error.message.contains("\n"), "\(what): one line: \(error.message)")
+            #expect(!error.message.contains("wrong-secret"), "\(what): no password in \(error.message)")
+            #expect(error.code == .targetUnavailable || what == "privileges", "\(what): \(error.code) \(error.message)")
+            // The source was not touched: no capture installed.
+            #expect(try !Capture.isInstalled(source), "\(what): capture installed")
+        }
+        // The same through the command line: exit non-zero, one line on stderr.
+        let plan = dir + "/plan.yml"
+        try "source: app.db\ntarget: host=\(server.socketDirectory) port=\(server.port) dbname=\(db) user=tidemark_pw password=wrong-secret\nlog: changelog\ntables:\n  edge: {}\n".write(toFile: plan, atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try tidemarkExecutable())
+        p.arguments = ["migrate", "--plan", plan]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus != 0)
+        #expect(text.split(separator: "\n").count == 1, "\(text)")
+        #expect(!text.contains("wrong-secret"), "\(text)")
+        try source.close()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func anExistingTableWithOtherColumnsIsRefused() throws {
+        let server = try PostgresServer.shared()
+        let conninfo = server.conninfo(database: try server.createDatabase("exists"))
+        let pg = try PGConnection(conninfo)
+        defer { pg.close() }
+        try pg.execute("CREATE TABLE edge(id bigint PRIMARY KEY, other text)")
+        let dir = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = try Connection(path: dir + "/app.db", mode: .readWriteCreate)
+        try source.execute("CREATE TABLE edge(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO edge VALUES (1, 'a');")
+        let plan = try Self.writePlan(dir, target: conninfo)
+        let error = try #require(throws: MigrationError.self) { let m = try Migrator.open(plan: plan); try m.close() }
+        #expect(error.code == .incompatibleTarget, "\(error)")
+        #expect(error.message.contains("edge") && error.message.contains("v"), "\(error.message)")
+        let state = try pg.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tidemark'")
+        #expect(state.rows.first?.first == .integer(0), "no migration state was left behind")
+        try source.close()
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func theServerGoingAwayMidCopyLeavesAResumableMigration() throws {
+        let server = try PostgresServer.shared()
+        let conninfo = server.conninfo(database: try server.createDatabase("away"))
+        let dir = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = try Connection(path: dir + "/app.db", mode: .readWriteCreate)
+        try source.execute("CREATE TABLE edge(id INTEGER PRIMARY KEY, v TEXT)")
+        try source.transaction {
+            let s = try source.prepare("INSERT INTO edge VALUES (?, ?)")
+            for i in 1...3_000 { try s.execute([.integer(Int64(i)), .text("value \(i)")]) }
+        }
+        let plan = try Self.writePlan(dir, target: conninfo, chunkRows: 100)
+        let migrator = try Migrator.open(plan: plan)
+        let killer = try PGConnection(conninfo)
+        defer { killer.close() }
+        var steps = 0
+        let error = try #require(throws: MigrationError.self) {
+            _ = try migrator.run { _ in
+                steps += 1
+                if steps == 5 {
+                    // Every other backend of this database: the migrator's.
+                    _ = try? killer.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                }
+            }
+        }
+        #expect(error.code == .targetUnavailable, "\(error)")
+        #expect(!error.message.contains("\n"))
+        try? migrator.close()
+        // A rerun resumes where the last committed chunk left off and ends equal.
+        let again = try Migrator.open(plan: plan)
+        let summary = try again.run()
+        try again.close()
+        #expect(summary.caughtUp)
+        let count = try killer.query("SELECT count(*), count(DISTINCT id) FROM edge")
+        #expect(count.rows.first == [.integer(3_000), .integer(3_000)])
+        try source.close()
+    }
+}
+
+extension Value {
+    var integerValue: Int64? { if case .integer(let i) = self { return i }; return nil }
+}
