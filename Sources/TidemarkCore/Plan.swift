@@ -220,7 +220,7 @@ public struct Plan: Sendable, Equatable {
                 guard let e = v.string, !e.trimmingSpaces.isEmpty else { throw fail("\(key).expr must be a SQL expression") }
                 mapping.expression = e
             case "type":
-                guard let t = v.string, !t.trimmingSpaces.isEmpty, !t.contains(where: { $0 == ";" || $0 == "," }) else {
+                guard let t = v.string, !t.trimmingSpaces.isEmpty, isColumnType(t) else {
                     throw fail("\(key).type must be a column type such as TEXT, INTEGER, REAL, BLOB or ANY")
                 }
                 mapping.type = t.trimmingSpaces
@@ -256,6 +256,22 @@ public struct Plan: Sendable, Equatable {
             throw fail("\(key): \(path) does not hold a CREATE TABLE statement")
         }
         return sql
+    }
+
+    /// A column type: no `;`, and commas only inside parentheses
+    /// (`numeric(10,2)`), which must balance.
+    static func isColumnType(_ t: String) -> Bool {
+        var depth = 0
+        for ch in t {
+            switch ch {
+            case ";": return false
+            case "(": depth += 1
+            case ")": depth -= 1; if depth < 0 { return false }
+            case ",": if depth == 0 { return false }
+            default: break
+            }
+        }
+        return depth == 0
     }
 
     static func isCreateStatement(_ text: String) -> Bool {

@@ -90,7 +90,9 @@ enum SchemaCarry {
             let tablePlan = plan.tables.first { $0.source.lowercased() == m.source.name.lowercased() }
             // A plain copy keeps its source type: its values already have
             // that affinity, and another one would change some of them.
-            if tablePlan?.create == nil, let c = m.columns.first(where: { $0.sourceColumn != nil && $0.type != nil }) {
+            // (A PostgreSQL target takes a `type:` on any column: the
+            // preflight proves every value parses as that type.)
+            if tablePlan?.create == nil, !plan.isPostgres, let c = m.columns.first(where: { $0.sourceColumn != nil && $0.type != nil }) {
                 throw MigrationError(.badPlan, "tables.\(m.source.name).columns.\(c.target) copies column \(c.sourceColumn!) as is, so it keeps that column's type; type: is for computed columns (define the table with create: to change a type)")
             }
             carried.append(columnsOf(m, plan: tablePlan, parts: parts))
