@@ -263,3 +263,53 @@ import Glibc
 extension Value {
     var integerValue: Int64? { if case .integer(let i) = self { return i }; return nil }
 }
+
+@Suite struct PostgresConcurrentMigratorTests {
+    /// Two migrators of one plan (`migrate --follow` and a `cutover`
+    /// catching up, or two `migrate`s) copy and replay into the same
+    /// database at once. Each step holds the database's step lock and reads
+    /// the state the other committed, so neither copies a chunk twice nor
+    /// replays a change twice, and both end caught up and equal.
+    @Test(.timeLimit(.minutes(2)))
+    func twoMigratorsAtOnceNeverCollide() throws {
+        let server = try PostgresServer.shared()
+        let conninfo = server.conninfo(database: try server.createDatabase("twice"))
+        let dir = try PostgresTargetTests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = try Connection(path: dir + "/app.db", mode: .readWriteCreate)
+        _ = try source.setJournalMode(.wal)
+        try source.execute("CREATE TABLE edge(id INTEGER PRIMARY KEY, v TEXT)")
+        try source.transaction {
+            let s = try source.prepare("INSERT INTO edge VALUES (?, ?)")
+            for i in 1...4_000 { try s.execute([.integer(Int64(i)), .text("v\(i)")]) }
+        }
+        let plan = try PostgresTargetTests.writePlan(dir, target: conninfo, chunkRows: 50)
+        // The first opens (and starts) the migration; the second resumes it.
+        let first = try Migrator.open(plan: plan)
+        let second = try Migrator.open(plan: plan)
+        let failures = Failures()
+        let threads = [first, second].map { m in
+            let t = Thread {
+                do { _ = try m.run() } catch { failures.add("\(error)") }
+            }
+            t.start()
+            return t
+        }
+        while threads.contains(where: { !$0.isFinished }) { usleep(10_000) }
+        #expect(failures.all.isEmpty, "\(failures.all)")
+        try first.close()
+        try second.close()
+        let pg = try PGConnection(conninfo)
+        defer { pg.close() }
+        let count = try pg.query("SELECT count(*), count(DISTINCT id) FROM edge")
+        #expect(count.rows.first == [.integer(4_000), .integer(4_000)])
+        try source.close()
+    }
+
+    final class Failures: @unchecked Sendable {
+        private let lock = NSLock()
+        private var list: [String] = []
+        func add(_ s: String) { lock.lock(); list.append(s); lock.unlock() }
+        var all: [String] { lock.lock(); defer { lock.unlock() }; return list }
+    }
+}
