@@ -121,6 +121,8 @@ public enum PGCapture {
     public static func install(_ c: PGConnection, tables: [PGCapturedTable]) throws {
         for t in tables { try check(t) }
         try c.transaction {
+            // No "does not exist, skipping" notices from the drops below.
+            try c.execute("SET LOCAL client_min_messages = warning")
             try c.execute(outboxSQL)
             for t in tables {
                 try c.execute(functionSQL(t))
@@ -142,6 +144,7 @@ public enum PGCapture {
     /// captured), unless `dropOutbox` — then it goes with its rows.
     public static func uninstall(_ c: PGConnection, tables: [PGCapturedTable], dropOutbox: Bool = false) throws {
         try c.transaction {
+            try c.execute("SET LOCAL client_min_messages = warning")
             for t in tables {
                 let exists = try c.query("SELECT to_regclass($1) IS NOT NULL", [.textual(qualified(t))])
                 if isTrue(exists) {

@@ -24,6 +24,7 @@ public enum PGGuard {
     /// e.g. "this table moved back to SQLite file /data/shop.db; write there".
     public static func install(_ c: PGConnection, schema: String, tables: [String], message: String) throws {
         try c.transaction {
+            try c.execute("SET LOCAL client_min_messages = warning")
             try c.execute(functionSQL)
             for table in tables {
                 let target = "\(PGSQL.ident(schema)).\(PGSQL.ident(table))"
@@ -40,6 +41,7 @@ public enum PGGuard {
     /// are fine); the shared function goes when no guard is left.
     public static func remove(_ c: PGConnection, schema: String, tables: [String]) throws {
         try c.transaction {
+            try c.execute("SET LOCAL client_min_messages = warning")
             for table in tables {
                 let target = "\(PGSQL.ident(schema)).\(PGSQL.ident(table))"
                 let exists = try c.query("SELECT to_regclass($1) IS NOT NULL", [.textual(target)])
