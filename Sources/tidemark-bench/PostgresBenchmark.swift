@@ -188,7 +188,7 @@ struct PostgresBenchmark: ParsableCommand {
                     workload = m.workload
                     if let v = m.verify { verify.add(v) }
                     if let e = m.verifyError { verifyError = e }
-                    verifyReports.append(m.verifyReport)
+                    if !m.verifyReport.isEmpty { verifyReports.append(m.verifyReport) }
                     if let w = m.verifyWritesPerSecond { verifyWrites.append(w) }
                     progress("run \(i)/\(runs): tidemark copy \(describe(m.copy)), replay \(describe(m.replay))"
                              + (m.verify.map { ", verify \(describe($0))" } ?? ""))
