@@ -35,8 +35,11 @@ struct PostgresBenchmark: ParsableCommand {
     @Option(help: "Rows of the generated source table, at least 1,000,000 for the goals.")
     var rows = 1_000_000
 
-    @Option(help: "Changes written to the captured source and replayed (insert/update/delete mix).")
-    var changes = 200_000
+    @Option(help: "Changes written to the captured source and replayed (insert/update/delete mix); default 200,000, or rows ÷ 5 for a table under 1,000,000 rows.")
+    var changes: Int?
+
+    /// `--changes`, or its default for the table's size (a quick run stays quick).
+    private var changeCount: Int { changes ?? (rows >= 1_000_000 ? 200_000 : max(100, rows / 5)) }
 
     @Option(help: "Measured runs of each tool; medians are reported.")
     var runs = 3
@@ -76,7 +79,7 @@ struct PostgresBenchmark: ParsableCommand {
 
     func validate() throws {
         guard rows >= 1_000 else { throw ValidationError("--rows must be at least 1000") }
-        guard changes >= 100 else { throw ValidationError("--changes must be at least 100") }
+        guard changeCount >= 100 else { throw ValidationError("--changes must be at least 100") }
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
         guard chunkRows >= 1 else { throw ValidationError("--chunk-rows must be at least 1") }
         guard verifyWritesPerSecond >= 0 else { throw ValidationError("--verify-writes-per-second must be 0 or more") }
@@ -228,7 +231,7 @@ struct PostgresBenchmark: ParsableCommand {
                 details: [("baseline_differences", loaderDiff?.json ?? .null)]))
         }
         table.rows.append(Comparison(
-            path: "replay of \(formatNumber(Double(changes))) changes into PostgreSQL", unit: "changes/s",
+            path: "replay of \(formatNumber(Double(changeCount))) changes into PostgreSQL", unit: "changes/s",
             tidemark: replay.count > 0 ? Double(replayed) / replay.wall.median : .nan, baseline: nil, goal: .atLeast(150_000),
             details: [("changes", .int(replayed)), ("inserts", .int(workload.inserts)), ("updates", .int(workload.updates)),
                       ("deletes", .int(workload.deletes))] + seconds(replay)))
@@ -246,7 +249,7 @@ struct PostgresBenchmark: ParsableCommand {
 
         // Text.
         var lines: [String] = []
-        lines.append("tidemark-bench postgres: table t, \(formatNumber(n)) rows × 6 columns (SQLite file \(formatNumber(megabytes(sourceBytes))) MB), \(formatNumber(Double(changes))) changes; median of \(runs) run\(runs == 1 ? "" : "s"); PostgreSQL \(pg.serverVersion / 10_000).\(pg.serverVersion % 10_000) (\(pg.description)), SQLite \(Connection.libraryVersion)")
+        lines.append("tidemark-bench postgres: table t, \(formatNumber(n)) rows × 6 columns (SQLite file \(formatNumber(megabytes(sourceBytes))) MB), \(formatNumber(Double(changeCount))) changes; median of \(runs) run\(runs == 1 ? "" : "s"); PostgreSQL \(pg.serverVersion / 10_000).\(pg.serverVersion % 10_000) (\(pg.description)), SQLite \(Connection.libraryVersion)")
         if !meetsIssueWorkload { lines.append("note: the goals are judged on ≥ 1,000,000 rows and ≥ 3 runs; this run is smaller") }
         if let tidemarkError { lines.append("Tidemark into PostgreSQL: not available yet (\(tidemarkError))") }
         lines.append("")
@@ -280,7 +283,7 @@ struct PostgresBenchmark: ParsableCommand {
 
         let json = JSON.object([
             ("benchmark", .string("postgres")),
-            ("rows", .int(rows)), ("changes", .int(changes)), ("runs", .int(runs)), ("seed", .string(String(seed))),
+            ("rows", .int(rows)), ("changes", .int(changeCount)), ("runs", .int(runs)), ("seed", .string(String(seed))),
             ("postgres_version", .int(pg.serverVersion)), ("sqlite_version", .string(Connection.libraryVersion)),
             ("tidemark_available", .bool(tidemarkError == nil)), ("tidemark_error", tidemarkError.map(JSON.string) ?? .null),
             ("verify_error", verifyError.map(JSON.string) ?? .null),
@@ -358,12 +361,12 @@ struct PostgresBenchmark: ParsableCommand {
         // Migrator's next run (not following) ships and replays it.
         do {
             let writer = try Connection(path: source, mode: .readWrite)
-            m.workload = try PostgresReplayWorkload.apply(to: writer, changes: changes, seed: seed &+ UInt64(run))
+            m.workload = try PostgresReplayWorkload.apply(to: writer, changes: changeCount, seed: seed &+ UInt64(run))
             try writer.close()
             let (s, t) = try Stopwatch.measure { try migrator.run() }
-            guard s.caughtUp, s.changesReplayed == changes else {
+            guard s.caughtUp, s.changesReplayed == changeCount else {
                 try? migrator.close()
-                throw BenchmarkError("the Migrator replayed \(s.changesReplayed) changes into PostgreSQL, expected \(changes)")
+                throw BenchmarkError("the Migrator replayed \(s.changesReplayed) changes into PostgreSQL, expected \(changeCount)")
             }
             m.replay = t
             m.replayed = s.changesReplayed
