@@ -22,6 +22,15 @@ public final class PGConnection {
     /// PQconnectdb: URI or key=value; PG* env vars and ~/.pgpass as in psql.
     /// Sets client_encoding UTF8 and refuses servers older than 12.
     public init(_ conninfo: String) throws {
+        // A conninfo libpq cannot parse: its message may quote part of the
+        // text, so it is shown only when the conninfo holds no password.
+        if let problem = PGConnection.conninfoSyntaxError(conninfo) {
+            let shown = PGConnection.redacted(conninfo)
+            let holdsPassword = shown != conninfo.trimmedBlanks()
+            throw PGError(message: holdsPassword
+                ? "invalid PostgreSQL connection string (\(shown)); check its syntax (a URI's password must be percent-encoded)"
+                : "invalid PostgreSQL connection string (\(shown)): \(problem)")
+        }
         guard let c = PQconnectdb(conninfo) else {
             throw PGError(message: "could not allocate a PostgreSQL connection (out of memory)")
         }
@@ -38,10 +47,9 @@ public final class PGConnection {
         // Notices (e.g. "table does not exist, skipping") are not printed.
         PQsetNoticeProcessor(c, { _, _ in }, nil)
         let version = Int(PQserverVersion(c))
-        if version < 120000 {
+        if let refusal = PGConnection.versionRefusal(version) {
             PQfinish(c)
-            let shown = version >= 100000 ? "\(version / 10000).\(version % 10000)" : "\(version / 10000).\(version / 100 % 100).\(version % 100)"
-            throw PGError(message: "the PostgreSQL server is version \(shown) (server_version_num \(version)); Tidemark needs PostgreSQL 12 or newer")
+            throw refusal
         }
         if PQsetClientEncoding(c, "UTF8") != 0 {
             let message = PGError.oneLine(redact(String(cString: PQerrorMessage(c))))
@@ -53,6 +61,15 @@ public final class PGConnection {
     }
 
     deinit { close() }
+
+    /// The error for a server older than 12 (nil when the version is fine).
+    static func versionRefusal(_ version: Int) -> PGError? {
+        guard version < 120000 else { return nil }
+        // server_version_num: major*10000+minor from 10 on, else major*10000+minor*100+patch.
+        let shown = version >= 100000 ? "\(version / 10000).\(version % 10000)"
+            : "\(version / 10000).\(version / 100 % 100).\(version % 100)"
+        return PGError(message: "the PostgreSQL server is version \(shown) (server_version_num \(version)); Tidemark needs PostgreSQL 12 or newer")
+    }
 
     /// The conninfo without its password (URI and key=value forms).
     public static func redacted(_ conninfo: String) -> String { PGSQL.redactedConninfo(conninfo) }
@@ -79,6 +96,7 @@ public final class PGConnection {
     }
 
     /// Extended protocol, binary results.
+    @discardableResult
     public func query(_ sql: String, _ params: [PGParam] = []) throws -> PGRows {
         let c = try live()
         let encoded = try PGValues.encode(params)
@@ -88,6 +106,44 @@ public final class PGConnection {
         defer { PQclear(res) }
         try checkStatus(res, sql: sql)
         return PGValues.rows(res!)
+    }
+
+    /// Streams a query's rows to `body` one at a time (libpq single-row
+    /// mode), so a large result is never held whole; decoding as `query`.
+    /// Returns the column names. If `body` throws, the query is cancelled,
+    /// its remaining rows discarded, and the error rethrown.
+    @discardableResult
+    public func forEachRow(_ sql: String, _ params: [PGParam] = [], _ body: ([Value]) throws -> Void) throws -> [String] {
+        let c = try live()
+        let encoded = try PGValues.encode(params)
+        let sent = encoded.withCArrays { types, values, lengths, formats in
+            PQsendQueryParams(c, sql, Int32(params.count), types, values, lengths, formats, 1)
+        }
+        guard sent == 1 else { throw error(from: nil) }
+        _ = PQsetSingleRowMode(c)
+        var names: [String] = []
+        var failure: Error?
+        while let res = PQgetResult(c) {
+            defer { PQclear(res) }
+            if failure != nil { continue }   // draining after an error
+            let status = PQresultStatus(res)
+            if status == PGRES_SINGLE_TUPLE || status == PGRES_TUPLES_OK {
+                let rows = PGValues.rows(res)
+                if names.isEmpty { names = rows.columnNames }
+                do { for row in rows.rows { try body(row) } } catch {
+                    failure = error
+                    if let cancel = PQgetCancel(c) {
+                        var buffer = [CChar](repeating: 0, count: 256)
+                        _ = PQcancel(cancel, &buffer, 256)
+                        PQfreeCancel(cancel)
+                    }
+                }
+            } else {
+                do { try checkStatus(res, sql: sql) } catch { failure = error }
+            }
+        }
+        if let failure { throw failure }
+        return names
     }
 
     /// Prepares a named statement; nil types (or missing trailing ones) are
@@ -102,6 +158,7 @@ public final class PGConnection {
         preparedTypes[name] = try describe(name)
     }
 
+    @discardableResult
     public func execPrepared(_ name: String, _ params: [PGParam]) throws -> PGRows {
         let c = try live()
         let types: [UInt32]
@@ -190,17 +247,21 @@ public final class PGConnection {
         var bodyError: Error?
         do { result = try body(pipeline) } catch { bodyError = error }
         if bodyError != nil, pipeline.firstError == nil {
-            _ = PQsendQueryParams(c, "DO $$BEGIN RAISE EXCEPTION 'pipeline abandoned by the client'; END$$", 0, nil, nil, nil, nil, 0)
+            _ = PQsendQueryParams(c, "DO $$BEGIN RAISE EXCEPTION USING ERRCODE = '\(PGConnection.abandonState)', MESSAGE = 'pipeline abandoned by the client'; END$$", 0, nil, nil, nil, nil, 0)
         }
         pipeline.finish()
         if PQexitPipelineMode(c) != 1, pipeline.firstError == nil, bodyError == nil {
             throw PGError(message: "could not leave pipeline mode: " + errorText(c), connectionLost: PQstatus(c) == CONNECTION_BAD)
         }
-        if let error = pipeline.firstError { throw error }
+        if let error = pipeline.firstError, error.sqlState != PGConnection.abandonState { throw error }
         if let bodyError { throw bodyError }
+        if let error = pipeline.firstError { throw error }
         guard let result else { throw PGError(message: "pipeline body returned no result") }
         return result
     }
+
+    /// The SQLSTATE of the statement that aborts an abandoned pipeline.
+    static let abandonState = "TMABN"
 
     // MARK: COPY
 
@@ -361,6 +422,18 @@ public final class PGConnection {
             out = out.split(separator: secret, omittingEmptySubsequences: false).joined(separator: "***")
         }
         return out
+    }
+
+    /// libpq's complaint about a conninfo's syntax, nil if it parses.
+    static func conninfoSyntaxError(_ conninfo: String) -> String? {
+        var errmsg: UnsafeMutablePointer<CChar>?
+        if let options = PQconninfoParse(conninfo, &errmsg) {
+            PQconninfoFree(options)
+            return nil
+        }
+        defer { if let errmsg { PQfreemem(errmsg) } }
+        let text = errmsg.map { PGError.oneLine(String(cString: $0)) } ?? ""
+        return text.isEmpty ? "it could not be parsed" : text
     }
 
     /// The password a conninfo carries, if any (libpq's own parser, so URI

@@ -73,14 +73,25 @@ public struct PGCopyBuffer {
 
     public mutating func null() { PGValues.append(Int32(-1), to: &pending) }
 
-    public mutating func int8(_ v: Int64) { field(PGValues.bigEndian(v)) }
-    public mutating func int4(_ v: Int32) { field(PGValues.bigEndian(v)) }
-    public mutating func int2(_ v: Int16) { field(PGValues.bigEndian(v)) }
+    // Fixed-size fields are appended in place (no temporary arrays): this
+    // is the bulk-copy hot path.
+    public mutating func int8(_ v: Int64) { fixed(v) }
+    public mutating func int4(_ v: Int32) { fixed(v) }
+    public mutating func int2(_ v: Int16) { fixed(v) }
     /// Bit-exact: -0.0, NaN payloads, ±infinity are kept.
-    public mutating func float8(_ v: Double) { field(PGValues.bigEndian(v.bitPattern)) }
-    public mutating func text(_ s: String) { field(Array(s.utf8)) }
+    public mutating func float8(_ v: Double) { fixed(v.bitPattern) }
+    public mutating func text(_ s: String) {
+        // Length first as a placeholder, patched once the UTF-8 is written.
+        let at = pending.count
+        PGValues.append(Int32(0), to: &pending)
+        pending.append(contentsOf: s.utf8)
+        let n = UInt32(truncatingIfNeeded: pending.count - at - 4)
+        pending[at] = UInt8(n >> 24); pending[at + 1] = UInt8(n >> 16 & 0xFF)
+        pending[at + 2] = UInt8(n >> 8 & 0xFF); pending[at + 3] = UInt8(n & 0xFF)
+        if n >= 64 * 1024 { flushIfFull() }
+    }
     public mutating func bytea(_ b: [UInt8]) { field(b) }
-    public mutating func bool(_ v: Bool) { field([v ? 1 : 0]) }
+    public mutating func bool(_ v: Bool) { PGValues.append(Int32(1), to: &pending); pending.append(v ? 1 : 0) }
     /// Exact base-10000 encoding of a decimal string (see `PGNumeric.encode`);
     /// throws, writing nothing, if the string is not a decimal number.
     public mutating func numeric(decimal: String) throws { field(try PGNumeric.encode(decimal: decimal)) }
@@ -97,6 +108,11 @@ public struct PGCopyBuffer {
         case .text(let s): text(s)
         case .blob(let b): bytea(b)
         }
+    }
+
+    mutating func fixed<T: FixedWidthInteger>(_ v: T) {
+        PGValues.append(Int32(MemoryLayout<T>.size), to: &pending)
+        PGValues.append(v, to: &pending)
     }
 
     mutating func field(_ bytes: [UInt8]) {

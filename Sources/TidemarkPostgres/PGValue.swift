@@ -25,6 +25,9 @@ public enum PGType: UInt32, Sendable {
 public enum PGParam: Sendable {
     case value(Value)
     case textual(String?)
+
+    /// SQL NULL (untyped).
+    public static var null: PGParam { .value(.null) }
 }
 
 /// A fully read result.

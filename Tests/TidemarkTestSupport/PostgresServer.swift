@@ -22,7 +22,7 @@ public final class PostgresServer: @unchecked Sendable {
     public let binDirectory: String
     public let baseDirectory: String
     public let port = 5432
-    /// server_version_num of the cluster's binaries' major version, e.g. 15.
+    /// The major version of the cluster's binaries, e.g. 15 (0 if unknown).
     public let majorVersion: Int
 
     /// Guards `databaseCounter` (invariant: each value is handed out once).
