@@ -163,6 +163,8 @@ final class BenchPostgres {
     /// Where the throwaway cluster lives, for the report.
     let description: String
     let serverVersion: Int
+    /// The server's CPU meter, when it runs on this machine (throwaway cluster).
+    private(set) var serverCPU: ServerCPU?
     private var created: [String] = []
 
     /// The throwaway cluster of this process.
@@ -172,6 +174,7 @@ final class BenchPostgres {
         let port = try Self.socketPort(in: socket)
         try self.init(uri: "postgresql://postgres@/postgres?host=\(Self.percentEncoded(socket))&port=\(port)",
                       description: "throwaway cluster, socket \(socket)")
+        serverCPU = ServerCPU(dataDirectory: server.dataDirectory)
     }
 
     /// An existing server: `postgres[ql]://[user[:password]@][host[:port]]/db[?param=value…]`.
@@ -212,6 +215,17 @@ final class BenchPostgres {
     private static func build(_ userInfo: String, _ hostPort: String, _ database: String, _ query: [(String, String)]) -> String {
         "postgresql://" + (userInfo.isEmpty ? "" : userInfo + "@") + hostPort + "/" + database
             + (query.isEmpty ? "" : "?" + query.map { $0.0 + "=" + $0.1 }.joined(separator: "&"))
+    }
+
+    /// Server CPU seconds so far (nil: not measurable).
+    func serverSeconds() -> Double? { serverCPU?.seconds() }
+
+    /// ``serverSeconds()`` after 200 ms, so that backends whose client has
+    /// just gone have ended and been reaped into the postmaster's total.
+    func settledServerSeconds() -> Double? {
+        guard serverCPU != nil else { return nil }
+        sleep(until: monotonicNanos() + 200_000_000)
+        return serverSeconds()
     }
 
     /// The libpq URI of `database`.
@@ -419,5 +433,48 @@ struct ValueDifferences {
         default: t = v.description
         }
         return t.count > 40 ? String(t.prefix(40)) + "…" : t
+    }
+}
+
+/// CPU time the PostgreSQL server spent: the postmaster, its live children
+/// (backends, background processes) and the children it has reaped (ended
+/// backends), from /proc. Only for a server on this machine whose data
+/// directory is known (the throwaway cluster).
+struct ServerCPU {
+    let postmaster: Int32
+
+    /// The postmaster of the cluster in `dataDirectory` (first line of
+    /// postmaster.pid), or nil.
+    init?(dataDirectory: String) {
+        guard let text = readSmallFile(dataDirectory + "/postmaster.pid"),
+              let first = text.split(separator: "\n").first, let pid = Int32(first.filter { $0.isNumber }), pid > 0 else { return nil }
+        postmaster = pid
+    }
+
+    /// Seconds of CPU so far (user + system).
+    func seconds() -> Double {
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        guard let own = Self.stat(postmaster) else { return .nan }
+        var total = own.utime + own.stime + own.cutime + own.cstime
+        if let dir = opendir("/proc") {
+            defer { closedir(dir) }
+            while let entry = readdir(dir) {
+                let name = withUnsafePointer(to: entry.pointee.d_name) {
+                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+                }
+                guard let pid = Int32(name), pid != postmaster, let s = Self.stat(pid), s.ppid == postmaster else { continue }
+                total += s.utime + s.stime + s.cutime + s.cstime
+            }
+        }
+        return Double(total) / ticks
+    }
+
+    /// Fields of /proc/<pid>/stat (proc(5): ppid is field 4, utime … cstime
+    /// fields 14 … 17; the command name in parentheses may hold spaces).
+    private static func stat(_ pid: Int32) -> (ppid: Int32, utime: Int, stime: Int, cutime: Int, cstime: Int)? {
+        guard let text = readSmallFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
+        let f = text[text.index(after: close)...].split(separator: " ")
+        guard f.count > 14, let ppid = Int32(f[1]), let u = Int(f[11]), let s = Int(f[12]), let cu = Int(f[13]), let cs = Int(f[14]) else { return nil }
+        return (ppid, u, s, cu, cs)
     }
 }

@@ -121,6 +121,8 @@ struct PostgresBenchmark: ParsableCommand {
 
         var pipe = Runs(), loader = Runs(), ours = Runs(), oursCopySeconds = Samples()
         var replay = Runs(), verify = Runs()
+        // CPU seconds of the PostgreSQL server during each timed phase.
+        var pipeServer = Samples(), loaderServer = Samples(), oursServer = Samples(), replayServer = Samples()
         var pipeDiff: ValueDifferences?, loaderDiff: ValueDifferences?, oursDiff: ValueDifferences?, replayDiff: ValueDifferences?
         var loaderStatus = "not run"
         var tidemarkError: String?, verifyError: String?
@@ -148,9 +150,11 @@ struct PostgresBenchmark: ParsableCommand {
                 let c = try PGConnection(pg.uri(db))
                 try c.execute(PostgresSourceTable.postgresCreateSQL)
                 c.close()
+                let cpu0 = pg.serverSeconds()
                 let t = try shell("set -o pipefail; sqlite3 -batch -bail -csv '\(pristine)' < '\(querySQL)' | psql -X -q -v ON_ERROR_STOP=1 -d \"$TIDEMARK_BENCH_PGURI\" -f '\(copyScript)'",
                                   uri: pg.uri(db), log: dir.file("pipe.log"))
                 pipe.add(t)
+                if let cpu0, let cpu1 = pg.settledServerSeconds() { pipeServer.add(cpu1 - cpu0) }
                 if first { progress("checking the psql pipe's values"); pipeDiff = try ValueDifferences.compare(source: pristine, target: pg.uri(db)) }
                 try pg.dropDatabase(db)
                 progress("run \(i)/\(runs): sqlite3 | psql \\copy \(describe(t))")
@@ -162,8 +166,10 @@ struct PostgresBenchmark: ParsableCommand {
                 try copyFile(from: pristine, to: source)
                 let log = dir.file("pgloader.log")
                 do {
+                    let cpu0 = pg.serverSeconds()
                     let t = try shell("timeout --kill-after=10 \(pgloaderTimeout) pgloader 'sqlite://\(source)' \"$TIDEMARK_BENCH_PGLOADER_URI\"", uri: pg.uri(db), loaderURI: pg.pgloaderURI(db), log: log)
                     loader.add(t)
+                    if let cpu0, let cpu1 = pg.settledServerSeconds() { loaderServer.add(cpu1 - cpu0) }
                     loaderStatus = "exit 0"
                     if first { progress("checking pgloader's values"); loaderDiff = try ValueDifferences.compare(source: pristine, target: pg.uri(db)) }
                     progress("run \(i)/\(runs): pgloader \(describe(t))")
@@ -183,6 +189,8 @@ struct PostgresBenchmark: ParsableCommand {
                     progress("run \(i)/\(runs): Tidemark into PostgreSQL not available yet: \(why)")
                 case .measured(let m):
                     ours.add(m.copy)
+                    if let c = m.copyServerCPU { oursServer.add(c) }
+                    if let c = m.replayServerCPU { replayServer.add(c) }
                     oursCopySeconds.add(m.copySeconds)
                     if let d = m.copyDiff { oursDiff = d }
                     if let d = m.replayDiff { replayDiff = d }
@@ -268,6 +276,10 @@ struct PostgresBenchmark: ParsableCommand {
         if loader.count > 0 { lines.append(spreadLine("pgloader", loader)) }
         if replay.count > 0 { lines.append(spreadLine("tidemark replay (Migrator.run)", replay)) }
         if verify.count > 0 { lines.append(spreadLine("tidemark verify", verify)) }
+        let serverCPU: [(String, Samples)] = [("tidemark copy", oursServer), ("psql pipe", pipeServer), ("pgloader", loaderServer), ("tidemark replay", replayServer)]
+        if serverCPU.contains(where: { $0.1.count > 0 }) {
+            lines.append("PostgreSQL server CPU seconds (median): " + serverCPU.filter { $0.1.count > 0 }.map { "\($0.0) \(formatFixed($0.1.median, decimals: 2))" }.joined(separator: ", "))
+        }
         lines.append("rates: " + ([("tidemark", ours), ("psql pipe", pipe), ("pgloader", loader)] as [(String, Runs)])
             .filter { $0.1.count > 0 }.map { "\($0.0) \(formatNumber(n / $0.1.wall.median)) rows/s" }.joined(separator: ", "))
         lines.append("values read back from PostgreSQL (binary) and compared with the source, REAL bit for bit, TEXT/BLOB bytes, NULLs:")
@@ -293,6 +305,8 @@ struct PostgresBenchmark: ParsableCommand {
             ("verify_error", verifyError.map(JSON.string) ?? .null),
             ("pgloader_status", .string(noPgloader ? "skipped" : loaderStatus)),
             ("baseline_seconds", .object([("psql_pipe", JSON.seconds(pipe.wall)), ("pgloader", JSON.seconds(loader.wall))])),
+            ("server_cpu_seconds", .object([("tidemark_copy", JSON.seconds(oursServer)), ("psql_pipe", JSON.seconds(pipeServer)),
+                                            ("pgloader", JSON.seconds(loaderServer)), ("tidemark_replay", JSON.seconds(replayServer))])),
             ("values_changed", .object([("tidemark", oursDiff?.json ?? .null), ("tidemark_after_replay", replayDiff?.json ?? .null),
                                         ("psql_pipe", pipeDiff?.json ?? .null), ("pgloader", loaderDiff?.json ?? .null)])),
             ("all_goals_met", .bool(table.allPassed && tidemarkError == nil)),
@@ -321,6 +335,8 @@ struct PostgresBenchmark: ParsableCommand {
         var verifyError: String?
         var verifyReport: String
         var verifyDifferences = 0
+        var copyServerCPU: Double?
+        var replayServerCPU: Double?
         var verifyWritesPerSecond: Double?
     }
 
@@ -343,6 +359,7 @@ struct PostgresBenchmark: ParsableCommand {
         let migrator: Migrator
         let summary: MigrationSummary
         let copy: Timing
+        let copyCPU0 = pg.serverSeconds()
         do {
             let ((m, s), t) = try Stopwatch.measure { () throws -> (Migrator, MigrationSummary) in
                 let m = try Migrator.open(plan: plan)
@@ -357,6 +374,7 @@ struct PostgresBenchmark: ParsableCommand {
             throw BenchmarkError("the Migrator copied \(summary.rowsCopied) rows into PostgreSQL, expected \(rows)")
         }
         var m = Measured(copy: copy, copySeconds: summary.copySeconds, replay: Timing(), replayed: 0, workload: ReplayCounts(), verifyReport: "")
+        if let copyCPU0, let c = pg.settledServerSeconds() { m.copyServerCPU = c - copyCPU0 }
         if compare {
             progress("checking Tidemark's values")
             m.copyDiff = try ValueDifferences.compare(source: source, target: uri)
@@ -368,7 +386,9 @@ struct PostgresBenchmark: ParsableCommand {
             let writer = try Connection(path: source, mode: .readWrite)
             m.workload = try PostgresReplayWorkload.apply(to: writer, changes: changeCount, seed: seed &+ UInt64(run))
             try writer.close()
+            let replayCPU0 = pg.serverSeconds()
             let (s, t) = try Stopwatch.measure { try migrator.run() }
+            if let replayCPU0, let c = pg.settledServerSeconds() { m.replayServerCPU = c - replayCPU0 }
             guard s.caughtUp, s.changesReplayed == changeCount else {
                 try? migrator.close()
                 throw BenchmarkError("the Migrator replayed \(s.changesReplayed) changes into PostgreSQL, expected \(changeCount)")
