@@ -186,8 +186,8 @@ struct PostgresVerifier {
         let boundFromStart: Statement
         let bound: Statement
         /// Source chunk statements by bounds: 2 = lower, 1 = upper.
-        private var sourceChunk: [Int: Statement] = [:]
-        private var targetChunk: [Int: String] = [:]
+        private let sourceChunk: [Int: Statement]
+        private let targetChunk: [Int: String]
         private let sourcePoint: Statement
         private let targetPoint: String
 
@@ -211,12 +211,13 @@ struct PostgresVerifier {
             }
             self.kinds = kinds
             self.types = types
-            keyPositions = try m.targetKey.map { k in
+            let keyPositions = try m.targetKey.map { k in
                 guard let i = m.columns.firstIndex(where: { $0.target.lowercased() == k.lowercased() }) else {
                     throw MigrationError(.keyNotCarried, "the target of '\(m.source.name)' does not carry key column '\(k)'")
                 }
                 return i
             }
+            self.keyPositions = keyPositions
 
             // Source (SQLite): key columns first, then the mapped expressions.
             let sq = quoteIdentifier
@@ -247,6 +248,8 @@ struct PostgresVerifier {
                 let p = (0..<n).map { "$\(start + $0)" }.joined(separator: ", ")
                 return n == 1 ? p : "(\(p))"
             }
+            var sourceChunk: [Int: Statement] = [:]
+            var targetChunk: [Int: String] = [:]
             for lower in [false, true] {
                 for upper in [false, true] {
                     var s: [String] = [], t: [String] = []
@@ -260,6 +263,8 @@ struct PostgresVerifier {
                     targetChunk[k] = "SELECT \(cols) FROM \(table)\(t.isEmpty ? "" : " WHERE " + t.joined(separator: " AND ")) ORDER BY \(tgtKey)"
                 }
             }
+            self.sourceChunk = sourceChunk
+            self.targetChunk = targetChunk
             targetPoint = "SELECT \(cols) FROM \(table) WHERE " + keyCols.enumerated().map { "\($0.element) = $\($0.offset + 1)" }.joined(separator: " AND ")
         }
 
