@@ -1,0 +1,315 @@
+import Foundation
+import Testing
+@testable import TidemarkCore
+import TidemarkLog
+import TidemarkSQLite
+
+/// Fixtures of the PostgreSQL schema and preflight tests: a real SQLite
+/// source file, a parsed plan, the resolver's mappings and carried schema.
+enum PGSchemaFixture {
+    static func withDirectory<R>(_ body: (String) throws -> R) throws -> R {
+        let base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : FileManager.default.temporaryDirectory.path
+        let path = base + "/tidemark-pgschema-tests-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        return try body(path)
+    }
+
+    struct Source {
+        var connection: Connection
+        var plan: Plan
+        var mappings: [TableMapping]
+        var schema: TargetSchema
+    }
+
+    /// Source `sql` in `dir`/src.db, plan `tables:` part `tablesYAML`.
+    static func source(_ sql: String, _ tablesYAML: String, in dir: String) throws -> Source {
+        let c = try Connection(path: dir + "/src.db", mode: .readWriteCreate)
+        try c.execute(sql)
+        let plan = try Plan.parse("""
+            source: src.db
+            target: dst.db
+            log: log
+            tables:
+            \(tablesYAML)
+            """, relativeTo: dir)
+        let mappings = try PlanResolver.resolve(plan, source: c, target: c)
+        let schema = try TargetSchema.resolve(plan: plan, mappings: mappings, source: c, sameFile: false)
+        return Source(connection: c, plan: plan, mappings: mappings, schema: schema)
+    }
+
+    /// The PostgreSQL schema for `sql`/`tablesYAML` (observed classes given).
+    static func translate(_ sql: String, _ tablesYAML: String, observed: [String: [String: String]] = [:],
+                          pgSchema: String = "app") throws -> PostgresSchemaPlan {
+        try withDirectory { dir in
+            let s = try source(sql, tablesYAML, in: dir)
+            defer { try? s.connection.close() }
+            return try PostgresSchema.translate(plan: s.plan, mappings: s.mappings, schema: s.schema, pgSchema: pgSchema, observedClasses: observed)
+        }
+    }
+
+    /// With the observed classes the preflight finds.
+    static func translateObserved(_ sql: String, _ tablesYAML: String) throws -> (PostgresSchemaPlan, PreflightReport) {
+        try withDirectory { dir in
+            let s = try source(sql, tablesYAML, in: dir)
+            defer { try? s.connection.close() }
+            let (report, observed) = try PostgresPreflight.run(plan: s.plan, mappings: s.mappings, schema: s.schema, source: s.connection, parseCheck: nil)
+            return (try PostgresSchema.translate(plan: s.plan, mappings: s.mappings, schema: s.schema, pgSchema: "app", observedClasses: observed), report)
+        }
+    }
+}
+
+extension PostgresSchemaPlan {
+    func table(_ target: String) -> PostgresTable? { tables.first { $0.target == target } }
+    func omission(_ kind: String, containing text: String) -> TargetSchema.Omission? {
+        omissions.first { $0.kind == kind && ($0.name.contains(text) || $0.reason.contains(text)) }
+    }
+}
+
+/// SQLite schemas translated to PostgreSQL DDL (pure: no server); the DDL
+/// is run against a real server in ``PostgresSchemaServerTests``.
+@Suite struct PostgresSchemaTests {
+    @Test func typesFollowAffinityAndObservedClasses() throws {
+        let p = try PGSchemaFixture.translate("""
+            CREATE TABLE t(id INTEGER PRIMARY KEY, a INT, b REAL, c TEXT, d NUMERIC, e BLOB, f, g VARCHAR(10) NOT NULL, h DOUBLE, i BLOB, j, k DECIMAL(10,2), l DATETIME);
+            """, "  t: {}", observed: ["t": ["e": "blob", "f": "integer", "i": "null", "j": "null"]])
+        let t = try #require(p.table("t"))
+        #expect(t.columns.map(\.name) == ["id", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"])
+        #expect(t.columns.map(\.type) == ["bigint", "bigint", "double precision", "text", "numeric", "bytea", "bigint", "text",
+                                          "double precision", "bytea", "text", "numeric", "numeric"])
+        #expect(t.columns.map(\.encoding) == [.int8, .int8, .float8, .text, .numeric, .bytea, .int8, .text, .float8, .bytea, .text, .numeric, .numeric])
+        #expect(t.columns.map(\.notNull) == [true, false, false, false, false, false, false, true, false, false, false, false, false])
+        #expect(t.primaryKey == ["id"])
+        #expect(t.createSQL == """
+            CREATE TABLE "app"."t" ("id" bigint NOT NULL, "a" bigint, "b" double precision, "c" text, "d" numeric, "e" bytea, "f" bigint, "g" text NOT NULL, "h" double precision, "i" bytea, "j" text, "k" numeric, "l" numeric, PRIMARY KEY ("id"))
+            """)
+        let identity = try #require(t.identity)
+        #expect(identity.column == "id")
+        #expect(identity.sequence == "\"app\".\"t_id_seq\"")
+        #expect(identity.sequenceSQL == """
+            CREATE SEQUENCE "app"."t_id_seq" OWNED BY "app"."t"."id"; ALTER TABLE "app"."t" ALTER COLUMN "id" SET DEFAULT nextval('"app"."t_id_seq"'::regclass)
+            """)
+        #expect(p.omissions.isEmpty)
+    }
+
+    @Test func textKeysGetCollationCAndNoSequence() throws {
+        let p = try PGSchemaFixture.translate("""
+            CREATE TABLE k(code TEXT, region TEXT, n INTEGER, PRIMARY KEY (region, code)) WITHOUT ROWID;
+            CREATE TABLE d(id INTEGER PRIMARY KEY DESC, v TEXT);
+            CREATE TABLE b(id BIGINT PRIMARY KEY, v TEXT);
+            """, "  k: {to: kinds}\n  d: {}\n  b: {}")
+        let k = try #require(p.table("kinds"))
+        #expect(k.createSQL == """
+            CREATE TABLE "app"."kinds" ("code" text COLLATE "C" NOT NULL, "region" text COLLATE "C" NOT NULL, "n" bigint, PRIMARY KEY ("region", "code"))
+            """)
+        #expect(k.identity == nil)
+        // `INTEGER PRIMARY KEY DESC` is not a rowid alias, BIGINT is not either.
+        #expect(p.table("d")?.identity == nil)
+        #expect(p.table("b")?.identity == nil)
+    }
+
+    @Test func autoincrementKeyGetsSequenceAndSetval() throws {
+        let p = try PGSchemaFixture.translate("CREATE TABLE \"Order Items\"(id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT);", "  Order Items: {to: items}")
+        let t = try #require(p.table("items"))
+        let identity = try #require(t.identity)
+        #expect(identity.setvalSQL.contains("GREATEST(coalesce(max(\"id\"), 0), $1::bigint)"))
+        #expect(identity.setvalSQL.contains("FROM \"app\".\"items\""))
+        #expect(t.createSQL == "CREATE TABLE \"app\".\"items\" (\"id\" bigint NOT NULL, \"v\" text, PRIMARY KEY (\"id\"))")
+    }
+
+    @Test func planTypesAreUsedAsGiven() throws {
+        let p = try PGSchemaFixture.translate("""
+            CREATE TABLE e(id INTEGER PRIMARY KEY, created TEXT, active INTEGER, x, amount TEXT);
+            """, """
+              e:
+                columns:
+                  id: id
+                  created_at: {expr: "trim(created)", type: timestamptz, not_null: true}
+                  active: {expr: "active + 0", type: boolean}
+                  n: {expr: "x + 0", type: INTEGER}
+                  r: {expr: "x * 1.0", type: REAL}
+                  anyv: {expr: "coalesce(x, x)", type: ANY}
+                  price: {expr: "trim(amount)", type: numeric(10)}
+                  doc: {expr: "trim(amount)", type: jsonb}
+            """, observed: ["e": ["anyv": "real"]])
+        let t = try #require(p.table("e"))
+        #expect(t.columns.map(\.type) == ["bigint", "timestamptz", "boolean", "bigint", "double precision", "double precision", "numeric(10)", "jsonb"])
+        #expect(t.columns.map(\.encoding) == [.int8, .textual, .bool, .int8, .float8, .float8, .textual, .textual])
+        #expect(t.columns[1].notNull)
+        #expect(t.createSQL.contains("\"created_at\" timestamptz NOT NULL, \"active\" boolean, \"n\" bigint, \"r\" double precision, \"anyv\" double precision, \"price\" numeric(10), \"doc\" jsonb"))
+    }
+
+    @Test func defaultsTranslateLiteralsAndOmitTheRest() throws {
+        let p = try PGSchemaFixture.translate("""
+            CREATE TABLE d(id INTEGER PRIMARY KEY,
+              n INTEGER DEFAULT 0, neg INTEGER DEFAULT -7, r REAL DEFAULT (-1.5), s TEXT DEFAULT 'it''s', ts TEXT DEFAULT CURRENT_TIMESTAMP,
+              b BLOB DEFAULT x'00ff', z INTEGER DEFAULT (1 + 2), q INTEGER DEFAULT 1.5, nul TEXT DEFAULT NULL, t5 TEXT DEFAULT 5,
+              flag INTEGER DEFAULT TRUE, num NUMERIC DEFAULT 2.5, dt NUMERIC DEFAULT CURRENT_DATE);
+            """, "  d: {}", observed: ["d": ["b": "blob"]])
+        let t = try #require(p.table("d"))
+        let create = t.createSQL
+        #expect(create.contains("\"n\" bigint DEFAULT 0,"))
+        #expect(create.contains("\"neg\" bigint DEFAULT -7,"))
+        #expect(create.contains("\"r\" double precision DEFAULT -1.5,"))
+        #expect(create.contains("\"s\" text DEFAULT 'it''s',"))
+        #expect(create.contains("\"ts\" text DEFAULT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"))
+        #expect(create.contains("\"b\" bytea DEFAULT '\\x00ff'::bytea,"))
+        #expect(create.contains("\"z\" bigint,"))
+        #expect(create.contains("\"q\" bigint,"))
+        #expect(create.contains("\"nul\" text,"))
+        #expect(create.contains("\"t5\" text DEFAULT '5',"))
+        #expect(create.contains("\"flag\" bigint DEFAULT 1,"))
+        #expect(create.contains("\"num\" numeric DEFAULT 2.5,"))
+        #expect(create.contains("\"dt\" numeric,"))
+        #expect(p.omissions.map(\.kind) == ["default", "default", "default"])
+        #expect(p.omission("default", containing: "(1 + 2)")?.reason.contains("expression") == true)
+        #expect(p.omission("default", containing: "1.5")?.reason.contains("not an integer") == true)
+        #expect(p.omission("default", containing: "CURRENT_DATE") != nil)
+        #expect(p.omissions.allSatisfy { $0.table == "d" && !$0.blocksCutover })
+    }
+
+    @Test func checksTranslateSimpleExpressions() throws {
+        let p = try PGSchemaFixture.translate("""
+            CREATE TABLE c(id INTEGER PRIMARY KEY, n INTEGER CHECK (n >= 0 AND n <= 10), s TEXT,
+              "odd name" TEXT,
+              CONSTRAINT s_in CHECK (s IN ('a', 'b') OR s IS NULL),
+              CHECK (length(s) < 5), CHECK (s NOTNULL OR n BETWEEN 1 AND 2), CHECK (lower(s) != upper(s)),
+              CHECK (s LIKE 'a%'), CHECK (typeof(n) = 'integer'), CHECK (n), CHECK (length(n) > 0), CHECK (n == 1 OR s = "odd name"),
+              CHECK (coalesce(n, 0) + abs(n) % 2 = 0), CHECK (s IS 'a'));
+            """, """
+              c:
+                columns:
+                  id: id
+                  count: n
+                  s: s
+                  odd name: '"odd name"'
+            """)
+        let t = try #require(p.table("c"))
+        #expect(t.createSQL == """
+            CREATE TABLE "app"."c" ("id" bigint NOT NULL, "count" bigint CHECK ("count" >= 0 AND "count" <= 10), "s" text, "odd name" text, PRIMARY KEY ("id"), CONSTRAINT "s_in" CHECK ("s" IN ('a', 'b') OR "s" IS NULL), CHECK (length("s") < 5), CHECK ("s" IS NOT NULL OR "count" BETWEEN 1 AND 2), CHECK (lower(("s") COLLATE "C") <> upper(("s") COLLATE "C")), CHECK ("count" = 1 OR "s" = "odd name"), CHECK (coalesce("count", 0) + abs("count") % 2 = 0))
+            """)
+        let checks = p.omissions.filter { $0.kind == "check" }
+        #expect(checks.count == 5)
+        #expect(p.omission("check", containing: "LIKE")?.reason.contains("LIKE") == true)
+        #expect(p.omission("check", containing: "typeof")?.reason.contains("typeof") == true)
+        #expect(p.omission("check", containing: "CHECK (count)")?.reason.contains("boolean") == true)
+        #expect(p.omission("check", containing: "length(count)")?.reason.contains("bigint") == true)
+        #expect(p.omission("check", containing: "IS 'a'")?.reason.contains("IS") == true)
+    }
+
+    @Test func uniqueConstraintsAndIndexes() throws {
+        let p = try PGSchemaFixture.translate("""
+            CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, a INTEGER, b TEXT, deleted INTEGER, doc TEXT, name TEXT,
+              CONSTRAINT ab UNIQUE (a, b), UNIQUE (b COLLATE NOCASE));
+            CREATE UNIQUE INDEX u_email_lower ON u(lower(email));
+            CREATE INDEX u_live ON u(a DESC, b) WHERE deleted IS NULL;
+            CREATE INDEX u_nocase ON u(name COLLATE NOCASE);
+            CREATE INDEX u_json ON u(json_extract(doc, '$.k'));
+            CREATE INDEX u_binary ON u(name COLLATE BINARY ASC);
+            """, "  u: {to: users}")
+        let t = try #require(p.table("users"))
+        #expect(t.createSQL == """
+            CREATE TABLE "app"."users" ("id" bigint NOT NULL, "email" text NOT NULL UNIQUE, "a" bigint, "b" text, "deleted" bigint, "doc" text, "name" text, PRIMARY KEY ("id"), CONSTRAINT "ab" UNIQUE ("a", "b"))
+            """)
+        #expect(t.indexes == [
+            PostgresIndex(name: "u_email_lower", sql: "CREATE UNIQUE INDEX \"u_email_lower\" ON \"app\".\"users\" ((lower((\"email\") COLLATE \"C\")))"),
+            PostgresIndex(name: "u_live", sql: "CREATE INDEX \"u_live\" ON \"app\".\"users\" (\"a\" DESC, \"b\") WHERE \"deleted\" IS NULL"),
+            PostgresIndex(name: "u_binary", sql: "CREATE INDEX \"u_binary\" ON \"app\".\"users\" (\"name\" ASC)"),
+        ])
+        #expect(p.omission("unique", containing: "NOCASE") != nil)
+        #expect(p.omission("index", containing: "u_nocase")?.reason.contains("NOCASE") == true)
+        #expect(p.omission("index", containing: "u_json")?.reason.contains("json_extract") == true)
+        #expect(p.omissions.count == 3)
+    }
+
+    @Test func foreignKeysAreAddedNotValidThenValidated() throws {
+        let p = try PGSchemaFixture.translate("""
+            CREATE TABLE parent(id INTEGER PRIMARY KEY, code TEXT UNIQUE, label TEXT);
+            CREATE TABLE child(id INTEGER PRIMARY KEY,
+              parent_id INTEGER REFERENCES parent(id) ON DELETE CASCADE ON UPDATE NO ACTION,
+              code TEXT, label TEXT, other INTEGER,
+              CONSTRAINT child_code FOREIGN KEY (code) REFERENCES parent(code) ON DELETE SET NULL DEFERRABLE INITIALLY DEFERRED,
+              FOREIGN KEY (other) REFERENCES parent);
+            """, "  parent: {to: parents}\n  child: {columns: {id: id, pid: parent_id, code: code, label: label, other: other}}")
+        let c = try #require(p.table("child"))
+        #expect(c.foreignKeys.map(\.name) == ["child_pid_fkey", "child_code", "child_other_fkey"])
+        #expect(c.foreignKeys[0].add == """
+            ALTER TABLE "app"."child" ADD CONSTRAINT "child_pid_fkey" FOREIGN KEY ("pid") REFERENCES "app"."parents" ("id") ON DELETE CASCADE ON UPDATE NO ACTION NOT VALID
+            """)
+        #expect(c.foreignKeys[0].validate == "ALTER TABLE \"app\".\"child\" VALIDATE CONSTRAINT \"child_pid_fkey\"")
+        #expect(c.foreignKeys[1].add == """
+            ALTER TABLE "app"."child" ADD CONSTRAINT "child_code" FOREIGN KEY ("code") REFERENCES "app"."parents" ("code") ON DELETE SET NULL DEFERRABLE INITIALLY DEFERRED NOT VALID
+            """)
+        #expect(c.foreignKeys[2].add.contains("FOREIGN KEY (\"other\") REFERENCES \"app\".\"parents\" (\"id\") NOT VALID"))
+        #expect(p.omissions.isEmpty)
+        #expect(!c.createSQL.contains("REFERENCES"))
+    }
+
+    @Test func triggersViewsAndGeneratedColumnsAreOmissions() throws {
+        let p = try PGSchemaFixture.translate("""
+            CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, twice INTEGER GENERATED ALWAYS AS (a * 2) VIRTUAL, name TEXT COLLATE NOCASE);
+            CREATE TRIGGER t_touch AFTER UPDATE ON t BEGIN UPDATE t SET a = a WHERE id = new.id; END;
+            CREATE VIEW t_view AS SELECT id, a FROM t;
+            """, "  t: {}")
+        let trigger = try #require(p.omission("trigger", containing: "t_touch"))
+        #expect(trigger.blocksCutover && trigger.table == "t" && trigger.reason.contains("recreate"))
+        let view = try #require(p.omission("view", containing: "t_view"))
+        #expect(view.blocksCutover)
+        #expect(p.omission("generated column", containing: "twice") != nil)
+        #expect(p.omission("collate", containing: "NOCASE") != nil)
+        #expect(p.table("t")?.columns.map(\.name) == ["id", "a", "name"])
+        #expect(p.table("t")?.createSQL.contains("twice") == false)
+    }
+
+    @Test func carriedOmissionsAreKept() throws {
+        let p = try PGSchemaFixture.translate("""
+            CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER CHECK (a > 0), b TEXT);
+            CREATE INDEX t_a ON t(a);
+            """, "  t: {columns: {id: id, b: b}}")
+        #expect(p.omission("check", containing: "a > 0") != nil)
+        #expect(p.omission("index", containing: "t_a") != nil)
+    }
+
+    @Test func foreignKeysToLaterTablesAndUniqueIndexes() throws {
+        let p = try PGSchemaFixture.translate("""
+            CREATE TABLE child(id INTEGER PRIMARY KEY, ref TEXT REFERENCES parent(code), tag TEXT REFERENCES parent(tag));
+            CREATE TABLE parent(id INTEGER PRIMARY KEY ON CONFLICT REPLACE, code TEXT, tag TEXT COLLATE NOCASE);
+            CREATE UNIQUE INDEX parent_code ON parent(code);
+            CREATE UNIQUE INDEX parent_tag ON parent(tag COLLATE NOCASE);
+            """, "  child: {}\n  parent: {}")
+        let c = try #require(p.table("child"))
+        // The parent comes later in the plan; its unique index makes code a key.
+        #expect(c.foreignKeys.map(\.name) == ["child_ref_fkey"])
+        #expect(c.foreignKeys.first?.add.contains("REFERENCES \"app\".\"parent\" (\"code\") NOT VALID") == true)
+        // A NOCASE unique index is not carried, so tag is not unique in PostgreSQL.
+        #expect(p.omission("foreign key", containing: "tag")?.reason.contains("primary key or unique") == true)
+        #expect(p.omission("index", containing: "parent_tag") != nil)
+        #expect(p.omission("on conflict", containing: "REPLACE") != nil)
+        #expect(p.omission("collate", containing: "tag") != nil)
+    }
+
+    @Test func longNamesFitWithAHash() throws {
+        let long = String(repeating: "x", count: 70)
+        let a = PostgresSchema.fitName(long)
+        let b = PostgresSchema.fitName(long + "y")
+        #expect(a.utf8.count == 63 && b.utf8.count == 63 && a != b)
+        #expect(PostgresSchema.fitName("short") == "short")
+        let multibyte = PostgresSchema.fitName(String(repeating: "é", count: 40))
+        #expect(multibyte.utf8.count <= 63)
+        #expect(throws: MigrationError.self) {
+            _ = try PGSchemaFixture.translate("CREATE TABLE t(id INTEGER PRIMARY KEY);", "  t: {to: \(long)}")
+        }
+    }
+
+    @Test func textualInputIsExact() {
+        #expect(PostgresSchema.textualInput(.integer(Int64.min)) == "-9223372036854775808")
+        #expect(PostgresSchema.textualInput(.real(0.1)) == "0.1")
+        #expect(PostgresSchema.textualInput(.real(-Double.infinity)) == "-Infinity")
+        #expect(PostgresSchema.textualInput(.text("2024-01-01")) == "2024-01-01")
+        #expect(PostgresSchema.textualInput(.blob([1])) == nil)
+        #expect(PostgresSchema.textualInput(.null) == nil)
+        for d in [0.1, 1e300, -2.5e-308, 123456789.123456789, Double.ulpOfOne] {
+            #expect(Double(PostgresSchema.decimalText(d)) == d)
+        }
+    }
+}
