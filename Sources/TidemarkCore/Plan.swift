@@ -63,7 +63,7 @@ public struct Plan: Sendable, Equatable {
         guard let eq = t.firstIndex(of: "=") else { return false }
         let keywords: Set<String> = ["host", "hostaddr", "port", "dbname", "user", "password", "passfile", "service",
                                      "sslmode", "connect_timeout", "application_name", "options", "target_session_attrs"]
-        return keywords.contains(t[..<eq].trimmingSpaces.lowercased())
+        return keywords.contains(String(t[..<eq]).trimmingSpaces.lowercased())
     }
 
     static func canonical(_ path: String) -> String {
