@@ -183,6 +183,15 @@ import Glibc
         let writes = Atomic<Int>(0)
         let failure = Mutex<String?>(nil)
         let done = DispatchSemaphore(value: 0)
+        private var finished = false
+
+        /// Stops the writer and waits for its thread (once; from the test's thread).
+        func finish() {
+            guard !finished else { return }
+            finished = true
+            stop.store(true, ordering: .relaxed)
+            done.wait()
+        }
 
         func start(_ path: String, seed: UInt64, hotKeys: Int64) {
             Thread.detachNewThread { [self] in
@@ -227,6 +236,15 @@ import Glibc
         let caughtUp = Atomic<Bool>(false)
         let failure = Mutex<String?>(nil)
         let done = DispatchSemaphore(value: 0)
+        private var finished = false
+
+        /// Stops the migrator and waits for its thread (once; from the test's thread).
+        func finish() {
+            guard !finished else { return }
+            finished = true
+            stop.store(true, ordering: .relaxed)
+            done.wait()
+        }
 
         func start(_ plan: Plan) {
             Thread.detachNewThread { [self] in
@@ -266,16 +284,17 @@ import Glibc
         print("PostgresVerifyTests.liveWriter seed \(seed)")
         writer.start(f.source, seed: seed, hotKeys: 400)
         defer {
-            writer.stop.store(true, ordering: .relaxed)
-            writer.done.wait()
-            follower.stop.store(true, ordering: .relaxed)
-            follower.done.wait()
+            writer.finish()
+            follower.finish()
         }
         usleep(200_000)
-        for pass in 1...3 {
+        var rechecked = 0
+        defer { print("PostgresVerifyTests.liveWriter: \(rechecked) chunks re-checked for changes in flight (seed \(seed))") }
+        for pass in 1...5 {
             let before = writer.writes.load(ordering: .relaxed)
             let report = try f.verify(chunkRows: 50)
             let t = report.tables[0]
+            rechecked += t.chunksRechecked
             #expect(report.isEqual, "pass \(pass) (seed \(seed)): missing \(t.missing), extra \(t.extra), different \(t.different), unsettled \(t.unsettled)")
             #expect(writer.writes.load(ordering: .relaxed) > before, "the writer did not write during the verify")
         }
@@ -289,8 +308,7 @@ import Glibc
         #expect(t.missing.isEmpty && t.extra.isEmpty && t.unsettled.isEmpty, "seed \(seed): missing \(t.missing), extra \(t.extra), unsettled \(t.unsettled)")
         try pg.execute("UPDATE public.items SET name = 'item 500' WHERE id = 500")
 
-        writer.stop.store(true, ordering: .relaxed)
-        writer.done.wait()
+        writer.finish()
         #expect(writer.failure.withLock { $0 } == nil, "writer: \(writer.failure.withLock { $0 } ?? "")")
         #expect(follower.failure.withLock { $0 } == nil, "migrator: \(follower.failure.withLock { $0 } ?? "")")
         #expect(try f.verify(chunkRows: 50).isEqual)
