@@ -87,7 +87,7 @@ import Glibc
     }()
     static let itemsTables = "  items: {}\n  tags: {}"
 
-    @Test("a fresh migration into PostgreSQL verifies equal and the verify is recorded there")
+    @Test("a fresh migration into PostgreSQL verifies equal, the verify is recorded there and status reads it")
     func equalAfterMigrate() throws {
         let f = try Fixture("equal", schema: Self.itemsSchema, rows: Self.itemsRows, tables: Self.itemsTables)
         defer { f.remove() }
@@ -105,6 +105,12 @@ import Glibc
         let v = try #require(state.verification, "the verify was not recorded in tidemark.migration")
         #expect(v.differences == 0)
         #expect(v.fromLSN <= v.throughLSN)
+        // `status` reads the state from PostgreSQL.
+        let status = try MigrationStatus.read(plan: try f.plan)
+        #expect(status.state?.tables.map(\.phase) == [.following, .following])
+        #expect(status.state?.verification?.differences == 0)
+        #expect(status.planChanges.isEmpty)
+        #expect(status.lagChanges == 0)
         // One chunk holding the whole table gives the same answer.
         #expect(try f.verify(chunkRows: 1000).isEqual)
     }
