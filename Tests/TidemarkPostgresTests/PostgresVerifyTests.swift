@@ -182,6 +182,39 @@ import Glibc
         #expect(report.tables[0].missing.isEmpty && report.tables[0].extra.isEmpty)
     }
 
+    @Test("numeric columns compare by value and plan-typed columns (timestamptz, jsonb) by PostgreSQL's rendering; a change to either is a difference")
+    func typedColumns() throws {
+        let f = try Fixture("typed", schema: "CREATE TABLE ev(id INTEGER PRIMARY KEY, amount NUMERIC, at TEXT, doc TEXT);",
+                            rows: """
+                                INSERT INTO ev VALUES (1, 3, '2024-01-02 03:04:05+00', '{"b": 1, "a": [1, 2]}');
+                                INSERT INTO ev VALUES (2, 1.5, '2024-06-01T12:00:00Z', '{}');
+                                INSERT INTO ev VALUES (3, 0.1, '2024-06-01 12:00:00.123456+02', '[1, "x"]');
+                                INSERT INTO ev VALUES (4, 1e20, NULL, NULL);
+                                INSERT INTO ev VALUES (5, -7, '2000-01-01 00:00:00+00', 'null');
+                                """,
+                            tables: "  ev:\n    columns:\n      id: id\n      amount: amount\n      at:\n        expr: trim(at)\n        type: timestamptz\n      doc:\n        expr: trim(doc)\n        type: jsonb")
+        defer { f.remove() }
+        try f.migrate()
+        let report = try f.verify()
+        let t = report.tables[0]
+        #expect(report.isEqual, "missing \(t.missing), extra \(t.extra), different \(t.different)")
+        #expect(t.rows == 5)
+        let pg = try f.pg()
+        defer { pg.close() }
+        let types = try pg.query("SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'ev' ORDER BY ordinal_position").rows
+        #expect(types == [[.text("id"), .text("bigint")], [.text("amount"), .text("numeric")],
+                          [.text("at"), .text("timestamp with time zone")], [.text("doc"), .text("jsonb")]])
+        try pg.execute("""
+            UPDATE public.ev SET amount = 1.50000000000000000001 WHERE id = 2;
+            UPDATE public.ev SET at = at + interval '1 microsecond' WHERE id = 3;
+            UPDATE public.ev SET doc = '{"b": 1, "a": [2, 1]}' WHERE id = 1;
+            UPDATE public.ev SET amount = 100000000000000000001 WHERE id = 4;
+            """)
+        let changed = try f.verify().tables[0]
+        #expect(changed.different == [[.integer(1)], [.integer(2)], [.integer(3)], [.integer(4)]])
+        #expect(changed.missing.isEmpty && changed.extra.isEmpty)
+    }
+
     /// Writes to the source until stopped: inserts, updates and deletes of
     /// keys below `hotKeys`, one statement at a time.
     final class Writer: @unchecked Sendable {
