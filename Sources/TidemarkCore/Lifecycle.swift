@@ -1,4 +1,5 @@
 import TidemarkLog
+import TidemarkPostgres
 import TidemarkSQLite
 
 /// Where a migration stands, from a user's point of view.
@@ -219,7 +220,14 @@ public struct Lifecycle: Sendable {
     /// changes nothing (no target, capture or log is created).
     public static func checkCutover(plan: Plan, skipVerify: Bool) throws {
         if skipVerify { return }
-        let state = FileSystemCheck.exists(plan.target) ? try StateTables.load(try Connection(path: plan.target, mode: .readOnly)) : nil
+        let state: MigrationState?
+        if plan.isPostgres {
+            let pg = try PostgresStore.connect(plan.target)
+            defer { pg.close() }
+            do { state = try PostgresState.load(pg) } catch let e as PGError { throw PostgresStore.migrationError(e, target: plan.displayTarget) }
+        } else {
+            state = FileSystemCheck.exists(plan.target) ? try StateTables.load(try Connection(path: plan.target, mode: .readOnly)) : nil
+        }
         // A cutover a crash interrupted (journal or switch record) is settled
         // by the command itself, whatever the verify says.
         if state?.cutoverState == "prepared" || state?.cutoverState == "done" { return }
