@@ -138,29 +138,7 @@ extension Migrator {
     /// under the source's write lock by the switch record (the commit
     /// point). Busy lock: a cutover is running; nothing is changed.
     func resolveInterruptedPostgresCutover(_ pgs: PostgresStore) throws {
-        guard let stored = try store.loadState(), stored.cutoverState == "prepared" else { return }
-        let lock = try Connection(path: plan.source, mode: .readWrite)
-        defer { try? lock.close() }
-        do {
-            try lock.execute("BEGIN IMMEDIATE")
-        } catch {
-            if error.primaryCode == .busy { return }
-            throw error
-        }
-        defer { if lock.isInTransaction { try? lock.execute("ROLLBACK") } }
-        var s = stored
-        if let record = try SwitchRecord.read(lock) {
-            s.cutoverState = "done"
-            s.cutoverLSN = record.lsn
-            s.cutoverAtMicros = record.atMicros
-        } else {
-            // Undone: the sequences may stay raised (a larger sequence only skips ids).
-            s.cutoverState = nil
-            s.cutoverLSN = nil
-            s.cutoverAtMicros = nil
-            s.cutoverPauseMicros = nil
-        }
-        try pgs.mapped { try pgs.pg.transaction { try PostgresState.saveCutover(s, in: pgs.pg) } }
+        guard let s = try pgs.mapped({ try PostgresRollback.settleCutover(plan: plan, pg: pgs.pg) }) else { return }
         state.cutoverState = s.cutoverState
         state.cutoverLSN = s.cutoverLSN
         state.cutoverAtMicros = s.cutoverAtMicros

@@ -46,12 +46,20 @@ enum PostgresRollback {
     }
 
     /// Settles a cutover a crash interrupted ("prepared" in PostgreSQL): by
-    /// the source's switch record, under the source's write lock.
-    static func settleCutover(plan: Plan, pg: PGConnection) throws {
-        guard var s = try PostgresState.load(pg), s.cutoverState == "prepared" else { return }
+    /// the source's switch record (the commit point), under the source's
+    /// write lock. A busy lock means a cutover is running: nothing changes.
+    /// Returns the settled state, or nil when there was nothing to settle.
+    @discardableResult
+    static func settleCutover(plan: Plan, pg: PGConnection) throws -> MigrationState? {
+        guard var s = try PostgresState.load(pg), s.cutoverState == "prepared" else { return nil }
         let lock = try Connection(path: plan.source, mode: .readWrite)
         defer { try? lock.close() }
-        try lock.execute("BEGIN IMMEDIATE")
+        do {
+            try lock.execute("BEGIN IMMEDIATE")
+        } catch {
+            if error.primaryCode == .busy { return nil }
+            throw error
+        }
         defer { if lock.isInTransaction { try? lock.execute("ROLLBACK") } }
         if let record = try SwitchRecord.read(lock) {
             s.cutoverState = "done"
@@ -64,6 +72,7 @@ enum PostgresRollback {
             s.cutoverPauseMicros = nil
         }
         try pg.transaction { try PostgresState.saveCutover(s, in: pg) }
+        return s
     }
 
     /// The rollback journal in PostgreSQL: one row, `prepared` or `committed`.

@@ -737,15 +737,9 @@ final class PostgresTableWriter: TableWriter {
             // evaluated by SQLite over the after image, held in a one-row
             // TEMP table declared like the source table, so they mean what
             // they mean in the copy.
-            let imageName = sq("_tidemark_pgimage_" + m.source.name)
-            let defs = m.sourceColumns.map { name -> String in
-                let info = m.source.columns.first { $0.name == name }
-                let coll = info?.collation ?? "BINARY"
-                return sq(name) + TableStatements.affinityType(info?.declaredType ?? "") + (coll.uppercased() == "BINARY" ? "" : " COLLATE " + sq(coll))
-            }
-            try c.execute("DROP TABLE IF EXISTS temp.\(imageName); CREATE TEMP TABLE \(imageName)(\(defs.joined(separator: ", "))); INSERT INTO temp.\(imageName) DEFAULT VALUES")
-            imageUpdate = try c.prepare("UPDATE temp.\(imageName) SET " + m.sourceColumns.enumerated().map { "\(sq($0.element)) = ?\($0.offset + 1)" }.joined(separator: ", "))
-            imageSelect = try c.prepare("SELECT \(exprs) FROM temp.\(imageName)")
+            let (update, image) = try SourceImage.create(m, prefix: "_tidemark_pgimage_", on: c)
+            imageUpdate = update
+            imageSelect = try c.prepare("SELECT \(exprs) FROM \(image)")
         }
 
         let cols = columnNames.map(q).joined(separator: ", ")
@@ -1004,22 +998,7 @@ final class PostgresTableWriter: TableWriter {
     private func targetRow(_ image: [Field], lsn: LSN) throws -> [Value] {
         if let select = imageSelect, let update = imageUpdate {
             update.reset()
-            var bound = 0
-            for (i, f) in image.enumerated() {
-                let p: Int
-                if i < mapping.sourceColumns.count && mapping.sourceColumns[i] == f.name {
-                    p = i
-                } else if let found = sourcePosition[f.name.lowercased()] {
-                    p = found
-                } else {
-                    continue
-                }
-                try update.bind(f.value, at: Int32(p + 1))
-                bound += 1
-            }
-            guard bound == mapping.sourceColumns.count else {
-                throw MigrationError(.logGap, "change at LSN \(lsn) of '\(mapping.source.name)' has \(bound) of its \(mapping.sourceColumns.count) columns; was the table altered? Re-run capture install and restart the migration")
-            }
+            try SourceImage.bind(image, mapping: mapping, positions: sourcePosition, lsn: lsn, to: update)
             try update.execute()
             update.reset()
             select.reset()

@@ -267,15 +267,8 @@ final class TableStatements: TableWriter {
                 // column `code > 5` compares text. Over bare bound values
                 // both would differ. The image values already carry the
                 // column's affinity, so storing them again changes none.
-                let imageName = q("_tidemark_image_" + m.source.name)
-                let image = "temp." + imageName
-                let defs = m.sourceColumns.map { name -> String in
-                    let info = m.source.columns.first { $0.name == name }
-                    let coll = info?.collation ?? "BINARY"
-                    return q(name) + Self.affinityType(info?.declaredType ?? "") + (coll.uppercased() == "BINARY" ? "" : " COLLATE " + q(coll))
-                }
-                try c.execute("DROP TABLE IF EXISTS \(image); CREATE TEMP TABLE \(imageName)(\(defs.joined(separator: ", "))); INSERT INTO \(image) DEFAULT VALUES")
-                imageUpdate = try c.prepare("UPDATE \(image) SET " + m.sourceColumns.enumerated().map { "\(q($0.element)) = ?\($0.offset + 1)" }.joined(separator: ", "))
+                let (update, image) = try SourceImage.create(m, prefix: "_tidemark_image_", on: c)
+                imageUpdate = update
                 upsert = try c.prepare("INSERT INTO \(tgt)(\(cols)) SELECT \(exprs) FROM \(image) WHERE true \(onConflict)")
                 updateByKey = nil
             }
@@ -442,22 +435,7 @@ final class TableStatements: TableWriter {
                 }
             }
         } else {
-            var bound = 0
-            for (i, f) in image.enumerated() {
-                let p: Int
-                if i < mapping.sourceColumns.count && mapping.sourceColumns[i] == f.name {
-                    p = i
-                } else if let found = sourcePosition[f.name.lowercased()] {
-                    p = found
-                } else {
-                    continue
-                }
-                try s.bind(f.value, at: Int32(p + 1))
-                bound += 1
-            }
-            guard bound == mapping.sourceColumns.count else {
-                throw MigrationError(.logGap, "change at LSN \(lsn) of '\(mapping.source.name)' has \(bound) of its \(mapping.sourceColumns.count) columns; was the table altered? Re-run capture install and restart the migration")
-            }
+            try SourceImage.bind(image, mapping: mapping, positions: sourcePosition, lsn: lsn, to: s)
         }
     }
 

@@ -177,3 +177,46 @@ final class SourceKeys {
         return try bound.step() ? readKey(bound) : ceiling
     }
 }
+
+/// A logged after image, in SQLite: the one-row TEMP table, declared like the
+/// source table (each column's affinity and collation), that expression
+/// mappings are evaluated over, so an expression means over a replayed
+/// change what it means in the copy, which reads the source table.
+enum SourceImage {
+    /// Creates (again) the image table of `m` on `c`; returns the UPDATE that
+    /// fills it (parameters in `sourceColumns` order) and its qualified name.
+    static func create(_ m: TableMapping, prefix: String, on c: Connection) throws -> (update: Statement, table: String) {
+        let q = quoteIdentifier
+        let name = q(prefix + m.source.name)
+        let table = "temp." + name
+        let defs = m.sourceColumns.map { column -> String in
+            let info = m.source.columns.first { $0.name == column }
+            let coll = info?.collation ?? "BINARY"
+            return q(column) + TableStatements.affinityType(info?.declaredType ?? "") + (coll.uppercased() == "BINARY" ? "" : " COLLATE " + q(coll))
+        }
+        try c.execute("DROP TABLE IF EXISTS \(table); CREATE TEMP TABLE \(name)(\(defs.joined(separator: ", "))); INSERT INTO \(table) DEFAULT VALUES")
+        let update = try c.prepare("UPDATE \(table) SET " + m.sourceColumns.enumerated().map { "\(q($0.element)) = ?\($0.offset + 1)" }.joined(separator: ", "))
+        return (update, table)
+    }
+
+    /// Binds an image's fields to parameters 1…n in `sourceColumns` order;
+    /// a field the table no longer has is skipped, a missing one is an error.
+    static func bind(_ image: [Field], mapping: TableMapping, positions: [String: Int], lsn: LSN, to s: Statement) throws {
+        var bound = 0
+        for (i, f) in image.enumerated() {
+            let p: Int
+            if i < mapping.sourceColumns.count && mapping.sourceColumns[i] == f.name {
+                p = i
+            } else if let found = positions[f.name.lowercased()] {
+                p = found
+            } else {
+                continue
+            }
+            try s.bind(f.value, at: Int32(p + 1))
+            bound += 1
+        }
+        guard bound == mapping.sourceColumns.count else {
+            throw MigrationError(.logGap, "change at LSN \(lsn) of '\(mapping.source.name)' has \(bound) of its \(mapping.sourceColumns.count) columns; was the table altered? Re-run capture install and restart the migration")
+        }
+    }
+}
