@@ -1,4 +1,5 @@
 import TidemarkLog
+import TidemarkPostgres
 import TidemarkSQLite
 
 /// What `tidemark finish` did (or, in a dry run, would do).
@@ -26,6 +27,14 @@ public enum Finish {
         }
         let mode: Connection.OpenMode = dryRun ? .readOnly : .readWrite
         let source = try Connection(path: plan.source, mode: mode)
+        if plan.isPostgres && !dryRun {
+            let pg = try PostgresStore.connect(plan.target)
+            defer { pg.close() }
+            try PostgresRollback.settleCutover(plan: plan, pg: pg)
+            if try PostgresRollback.Journal.read(pg) == "prepared" {
+                throw MigrationError(.rollbackPending, "a rollback of \(plan.displayTarget) was interrupted; run `tidemark rollback` to finish it, then `tidemark finish`")
+            }
+        }
         let target = FileSystemCheck.exists(plan.target) ? try Connection(path: plan.target, mode: mode) : nil
         if let target, !dryRun { _ = try CutoverJournal.settle(plan: plan, source: source, target: target) }
         guard let record = try SwitchRecord.read(source) else {
@@ -85,6 +94,7 @@ public enum Finish {
         if let target, !targetDrops.isEmpty {
             try target.transaction(.immediate) { for t in targetDrops { try target.execute("DROP TABLE IF EXISTS main.\(t)") } }
         }
+        if plan.isPostgres { removed += try finishPostgres(plan: plan) }
         if hasConsumer { try Consumers(LogDirectory(plan.log)).unregister(consumer) }
         if !sourceDrops.isEmpty {
             try source.transaction(.immediate) {
@@ -92,6 +102,28 @@ public enum Finish {
             }
         }
         return FinishReport(removed: removed, dryRun: false)
+    }
+
+    /// A PostgreSQL target: its captured writes go into the log (which
+    /// keeps them), then reverse capture and the migration state go.
+    static func finishPostgres(plan: Plan) throws -> [String] {
+        let source = try Connection(path: plan.source, mode: .readOnly)
+        let pgs = try PostgresStore(plan: plan, source: source)
+        let pg = pgs.pg
+        var removed: [String] = []
+        guard let state = try pgs.mapped({ try PostgresState.load(pg) }) else { return [] }
+        if try pgs.mapped({ try PGCapture.isInstalled(pg) }) {
+            try PostgresRollback.ship(plan: plan, pgs: pgs, floor: state.cutoverLSN ?? .zero)
+            let mappings = try PostgresRollback.mappings(plan, source: source)
+            let captured = try mappings.map { try PostgresReverse.capturedTable($0, pgs: pgs) }
+            try pgs.mapped { try PGCapture.uninstall(pg, tables: captured, dropOutbox: true) }
+            removed.append("reverse capture (triggers, tidemark.outbox) in \(plan.displayTarget)")
+        }
+        try pgs.mapped {
+            try pg.execute("DROP TABLE IF EXISTS tidemark.migration, tidemark.migration_tables, tidemark.schema_objects, tidemark.rollback")
+        }
+        removed.append("migration state (schema tidemark) in \(plan.displayTarget)")
+        return removed
     }
 
     /// Same file: the one outbox holds the target's writes since the switch;
