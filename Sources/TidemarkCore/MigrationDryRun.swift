@@ -1,4 +1,5 @@
 import TidemarkLog
+import TidemarkPostgres
 import TidemarkSQLite
 
 /// What `tidemark migrate --dry-run` reports: the schema the target would
@@ -40,6 +41,7 @@ extension Migrator {
             throw MigrationError(.missingSource, "source database \(plan.source) does not exist; check `source:` in the plan")
         }
         let source = try Connection(path: plan.source, mode: .readOnly)
+        if plan.isPostgres { return try postgresDryRun(plan: plan, source: source) }
         let existingTarget = plan.isSameFile ? source
             : FileSystemCheck.exists(plan.target) ? try Connection(path: plan.target, mode: .readOnly) : nil
         let mappings = try PlanResolver.resolve(plan, source: source, target: existingTarget ?? source,
@@ -66,5 +68,49 @@ extension Migrator {
         }
         return MigrationDryRun(schema: schema, preflight: report, started: false, pendingIndexes: schema.indexes.map(\.name),
                                inPlaceColumns: inPlace, existingTables: existing)
+    }
+}
+
+extension Migrator {
+    /// `--dry-run` for a PostgreSQL target: both preflights (with the
+    /// server's parse check), and the schema in PostgreSQL's terms — each
+    /// table's CREATE TABLE, the indexes and foreign keys built after the
+    /// copy, what does not translate — tried on the server in a transaction
+    /// that is rolled back. Nothing is created.
+    static func postgresDryRun(plan: Plan, source: Connection) throws -> MigrationDryRun {
+        do {
+            let pgs = try PostgresStore(plan: plan, source: source)
+            defer { pgs.pg.close() }
+            let mappings = try pgs.resolveMappings(plan)
+            if let state = try PostgresState.load(pgs.pg), state.cutoverState != "rolled-back" {
+                let objects = try PostgresState.objects(pgs.pg)
+                var schema = TargetSchema(tables: [])
+                schema.indexes = objects.pending
+                schema.omissions = objects.omissions
+                return MigrationDryRun(schema: schema, preflight: PreflightReport(), started: true, pendingIndexes: objects.pending.map(\.name))
+            }
+            let carried = try TargetSchema.resolve(plan: plan, mappings: mappings, source: source, sameFile: false)
+            var report = try Preflight.run(plan: plan, mappings: mappings, schema: carried, source: source)
+            let types = try PostgresPreflight.run(plan: plan, mappings: mappings, schema: carried, source: source, server: pgs.pg)
+            report.violations += types.report.violations
+            report.unchecked += types.report.unchecked
+            let translated = try PostgresSchema.validate(
+                try PostgresSchema.translate(plan: plan, mappings: mappings, schema: carried, pgSchema: plan.pgSchema, observedClasses: types.observedClasses),
+                on: pgs.pg)
+            var schema = TargetSchema(tables: translated.tables.map { t in
+                TargetSchema.Table(source: t.source, target: t.target, createSQL: t.createSQL + (t.identity.map { "; " + $0.sequenceSQL } ?? ""))
+            })
+            for t in translated.tables {
+                schema.indexes += t.indexes.map { .init(kind: .index, name: $0.name, table: t.target, sql: $0.sql) }
+                schema.indexes += t.foreignKeys.map { .init(kind: .index, name: $0.name, table: t.target, sql: $0.add + "; " + $0.validate) }
+            }
+            schema.omissions = translated.omissions
+            var existing: [String] = []
+            for t in translated.tables where try PostgresCatalog.columns(pgs.pg, schema: plan.pgSchema, table: t.target) != nil { existing.append(t.target) }
+            return MigrationDryRun(schema: schema, preflight: report, started: false, pendingIndexes: schema.indexes.map(\.name),
+                                   existingTables: existing)
+        } catch let e as PGError {
+            throw PostgresStore.migrationError(e, target: plan.displayTarget)
+        }
     }
 }
