@@ -1,6 +1,7 @@
 import TidemarkLog
 import TidemarkPostgres
 import TidemarkSQLite
+import TidemarkPostgres
 
 /// Ships through an in-process ``Shipper`` when this process can own the
 /// log's appender, or else waits for another process (`tidemark capture run`)
@@ -168,7 +169,11 @@ extension Migrator {
         } else {
             let schema = try givenSchema ?? TargetSchema.resolve(plan: plan, mappings: mappings, source: source, sameFile: false)
             var report = try Preflight.run(plan: plan, mappings: mappings, schema: schema, source: source)
-            let types = try PostgresPreflight.run(plan: plan, mappings: mappings, schema: schema, source: source, server: store.pg)
+            let types = try PostgresPreflight.run(plan: plan, mappings: mappings, schema: schema, source: source, parseCheck: { type, inputs in
+                try inputs.indices.filter { i in
+                    do { _ = try store.pg.query("SELECT $1::\(type)", [.textual(inputs[i])]); return false } catch let e as PGError where !e.connectionLost { return true }
+                }
+            })
             report.violations += types.report.violations
             report.unchecked += types.report.unchecked
             if !report.isClean { throw Migrator.preflightError(report) }

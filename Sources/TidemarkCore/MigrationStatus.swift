@@ -1,4 +1,5 @@
 import TidemarkLog
+import TidemarkPostgres
 import TidemarkSQLite
 
 /// What `tidemark status` reports, read without changing anything.
@@ -35,7 +36,14 @@ public struct MigrationStatus: Sendable {
         let captured = LSN(UInt64(max(0, try Capture.lastCapturedSeq(source))))
         var state: MigrationState?
         var targetConnection: Connection?
-        if FileSystemCheck.exists(plan.target) {
+        var postgresPending: [String] = []
+        if plan.isPostgres {
+            // The state lives in the PostgreSQL target (schema tidemark).
+            let pg = try PostgresStore.connect(plan.target)
+            defer { pg.close() }
+            state = try PostgresState.load(pg)
+            if state != nil { postgresPending = try PostgresState.objects(pg).pending.map(\.name) }
+        } else if FileSystemCheck.exists(plan.target) {
             targetConnection = try Connection(path: plan.target, mode: .readOnly)
             state = try StateTables.load(targetConnection!)
             // A cutover killed mid-way left its journal unsettled: settle it
@@ -52,7 +60,7 @@ public struct MigrationStatus: Sendable {
             // Compared read-only against the source's schema; a plan that no
             // longer resolves at all is a change too.
             do {
-                let target = FileSystemCheck.exists(plan.target) ? try Connection(path: plan.target, mode: .readOnly) : source
+                let target = !plan.isPostgres && FileSystemCheck.exists(plan.target) ? try Connection(path: plan.target, mode: .readOnly) : source
                 let mappings = try PlanResolver.resolve(plan, source: source, target: plan.isSameFile ? source : target,
                                                         ownedColumns: try StateTables.addedColumns(target))
                 let current = PlanRecord.make(plan: plan, mappings: mappings)
@@ -83,6 +91,7 @@ public struct MigrationStatus: Sendable {
         status.storedPlan = try? state?.plan?.plan()
         status.journal = try Lifecycle.pendingJournal(state, target: targetConnection)
         if state != nil, let targetConnection { status.pendingIndexes = try SchemaStore.pending(.index, in: targetConnection) }
+        if plan.isPostgres { status.pendingIndexes = postgresPending }
         return status
     }
 

@@ -686,7 +686,8 @@ final class PostgresTableWriter: TableWriter {
         let cols = columnNames.map(q).joined(separator: ", ")
         let values = (1...columnNames.count).map { "$\($0)" }.joined(separator: ", ")
         let pk = m.targetKey.map(q).joined(separator: ", ")
-        let nonKey = columnNames.enumerated().filter { !keyPositions.contains($0.offset) }.map(\.element)
+        let keyAt = keyPositions
+        let nonKey = columnNames.enumerated().filter { !keyAt.contains($0.offset) }.map(\.element)
         let onConflict = nonKey.isEmpty ? "DO NOTHING" : "DO UPDATE SET " + nonKey.map { "\(q($0)) = EXCLUDED.\(q($0))" }.joined(separator: ", ")
         upsertName = store.nextStatementName("up")
         try pg.prepare(upsertName, "INSERT INTO \(qualifiedTarget) (\(cols)) VALUES (\(values)) ON CONFLICT (\(pk)) \(onConflict)", types: Array(repeating: nil, count: columnNames.count))

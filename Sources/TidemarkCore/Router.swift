@@ -1,4 +1,5 @@
 import TidemarkLog
+import TidemarkPostgres
 import TidemarkSQLite
 
 /// Which store is authoritative for a migration, for readers and writers.
@@ -6,7 +7,9 @@ public struct Route: Sendable, Equatable {
     public enum Authority: String, Sendable { case source, target }
 
     public var authority: Authority
-    /// The database file to read and write.
+    /// The database file to read and write; for a PostgreSQL target, its
+    /// connection string without the password (supply it as for `psql`:
+    /// `~/.pgpass` or `PGPASSWORD`).
     public var database: String
     /// Source table → the table to use in `database`.
     public var tables: [String: String]
@@ -49,7 +52,8 @@ public struct Router: Sendable {
                 let p = pair.split(separator: "=", maxSplits: 1)
                 if p.count == 2 { tables[String(p[0])] = String(p[1]) }
             }
-            return Route(authority: .target, database: plan.target, tables: tables, lsn: record.lsn, atMicros: record.atMicros)
+            let database = plan.isPostgres ? PGConnection.redacted(plan.target) : plan.target
+            return Route(authority: .target, database: database, tables: tables, lsn: record.lsn, atMicros: record.atMicros)
         }
         return Route(authority: .source, database: plan.source,
                      tables: Dictionary(plan.tables.map { ($0.source, $0.source) }, uniquingKeysWith: { a, _ in a }), lsn: nil, atMicros: nil)

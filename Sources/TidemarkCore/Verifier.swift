@@ -77,6 +77,8 @@ public struct Verifier {
     }
 
     public func run(progress: (String, Int) -> Void = { _, _ in }) throws -> Report {
+        // A PostgreSQL target: the same contract, see PostgresVerifier.
+        if plan.isPostgres { return try PostgresVerifier(plan: plan, options: options).run(progress: progress) }
         let start = Clock.monotonicNanos()
         guard FileSystemCheck.exists(plan.source) else { throw MigrationError(.missingTable, "source database \(plan.source) does not exist") }
         guard FileSystemCheck.exists(plan.target) else { throw MigrationError(.missingTable, "target database \(plan.target) does not exist; run `tidemark migrate` first") }
@@ -182,7 +184,7 @@ public struct Verifier {
                 // are re-checked one by one below, so a real difference cannot
                 // hide behind a concurrent change.
                 var pending: [Difference] = []
-                let inFlight = try changedKeys(m, after: outcome.applied, through: outcome.captured, reader: reader)
+                let inFlight = try Self.changedKeys(m, after: outcome.applied, through: outcome.captured, reader: reader)
                 for d in outcome.diff {
                     if let inFlight, !inFlight.contains(d.key) { record(d, in: &report) } else { pending.append(d) }
                 }
@@ -254,16 +256,20 @@ public struct Verifier {
     }
 
     private func record(_ d: Difference, in report: inout TableReport) {
+        Self.record(d, in: &report, keysMax: options.keysMax)
+    }
+
+    /// Counts one real difference, keeping the first `keysMax` keys per kind.
+    static func record(_ d: Difference, in report: inout TableReport, keysMax: Int) {
         switch d.kind {
-        case .missing: report.missingCount += 1; if report.missing.count < options.keysMax { report.missing.append(d.key) }
-        case .extra: report.extraCount += 1; if report.extra.count < options.keysMax { report.extra.append(d.key) }
-        case .different: report.differentCount += 1; if report.different.count < options.keysMax { report.different.append(d.key) }
+        case .missing: report.missingCount += 1; if report.missing.count < keysMax { report.missing.append(d.key) }
+        case .extra: report.extraCount += 1; if report.extra.count < keysMax { report.extra.append(d.key) }
+        case .different: report.differentCount += 1; if report.different.count < keysMax { report.different.append(d.key) }
         }
     }
 
     /// Re-checks in-flight keys with point reads in fresh paired snapshots
-    /// until each is equal, really different (differs while not in flight),
-    /// or still changing after `passesMax` passes (unsettled).
+    /// (see ``recheck(_:m:reader:options:report:same:read:capturedNow:)``).
     private func recheck(_ keys: [Difference], m: TableMapping, source: Connection, target: Connection, applied: Statement?,
                          reader: LogReader?, report: inout TableReport) throws {
         guard !keys.isEmpty else { return }
@@ -279,11 +285,7 @@ public struct Verifier {
             defer { s.reset() }
             return try s.step() ? (0..<Int(s.columnCount)).map { s.columnValue(Int32($0)) } : nil
         }
-        var pending = keys
-        var pass = 0
-        while !pending.isEmpty && pass < options.passesMax {
-            pass += 1
-            Clock.sleep(milliseconds: min(200, 5 * pass * pass))
+        try Self.recheck(keys, m: m, reader: reader, options: options, report: &report, same: ==, read: { keys in
             try target.execute("BEGIN")
             var appliedLSN = LSN.zero
             if let applied {
@@ -291,27 +293,60 @@ public struct Verifier {
                 if try applied.step() { appliedLSN = LSN(UInt64(max(0, applied.columnInt64(0)))) }
                 applied.reset()
             }
-            let targetRows = try pending.map { try read(tgtRow, $0.key) }
+            let targetRows = try keys.map { try read(tgtRow, $0) }
             try target.execute("COMMIT")
             try source.execute("BEGIN")
             let captured = LSN(UInt64(max(0, try Capture.lastCapturedSeq(source))))
-            let sourceRows = try pending.map { try read(srcRow, $0.key) }
+            let sourceRows = try keys.map { try read(srcRow, $0) }
             try source.execute("COMMIT")
-            let inFlight = try changedKeys(m, after: appliedLSN, through: captured, reader: reader)
+            return PairedRead(applied: appliedLSN, captured: captured, source: sourceRows, target: targetRows)
+        }, capturedNow: { LSN(UInt64(max(0, try Capture.lastCapturedSeq(source)))) })
+    }
+
+    /// One look at some keys in paired snapshots: the target's (read first,
+    /// with its applied LSN) and then the source's (with its capture
+    /// high-water mark); rows key columns first, nil where the key has none.
+    struct PairedRead {
+        var applied: LSN
+        var captured: LSN
+        var source: [[Value]?]
+        var target: [[Value]?]
+    }
+
+    /// Re-checks in-flight keys with point reads in fresh paired snapshots
+    /// until each is equal, really different (differs while not in flight),
+    /// or still changing after `passesMax` passes (unsettled). Shared by
+    /// the SQLite and PostgreSQL verifies: `read` takes the paired look,
+    /// `same` says whether two rows are equal.
+    static func recheck(_ keys: [Difference], m: TableMapping, reader: LogReader?, options: Options, report: inout TableReport,
+                        same: ([Value], [Value]) -> Bool, read: ([[Value]]) throws -> PairedRead,
+                        capturedNow: () throws -> LSN) throws {
+        guard !keys.isEmpty else { return }
+        var pending = keys
+        var pass = 0
+        while !pending.isEmpty && pass < options.passesMax {
+            pass += 1
+            Clock.sleep(milliseconds: min(200, 5 * pass * pass))
+            let look = try read(pending.map(\.key))
+            let inFlight = try changedKeys(m, after: look.applied, through: look.captured, reader: reader)
             var still: [Difference] = []
             for (i, d) in pending.enumerated() {
-                let a = sourceRows[i], b = targetRows[i]
-                if a == b { continue }  // settled: equal
+                let a = look.source[i], b = look.target[i]
+                switch (a, b) {
+                case (nil, nil): continue  // settled: gone on both sides
+                case let (x?, y?) where same(x, y): continue  // settled: equal
+                default: break
+                }
                 let kind: Difference.Kind = a == nil ? .extra : b == nil ? .missing : .different
                 if let inFlight, !inFlight.contains(d.key) {
-                    record(Difference(kind: kind, key: d.key), in: &report)
+                    record(Difference(kind: kind, key: d.key), in: &report, keysMax: options.keysMax)
                 } else {
                     still.append(Difference(kind: kind, key: d.key))
                 }
             }
             pending = still
         }
-        if !pending.isEmpty && reader != nil, try reader!.headLSN() < LSN(UInt64(max(0, try Capture.lastCapturedSeq(source)))) {
+        if !pending.isEmpty, let reader, try reader.headLSN() < capturedNow() {
             throw MigrationError(.notCaughtUp, "the change log stays behind the source's captured changes, so differences cannot be told from changes in flight; keep `tidemark migrate --follow` (or `tidemark capture run`) running and verify again")
         }
         for d in pending where report.unsettled.count < options.keysMax { report.unsettled.append(d.key) }
@@ -402,7 +437,7 @@ public struct Verifier {
     /// Keys of `m`'s table changed by logged changes with LSN in (after,
     /// through], or nil if the log does not reach `through` within a second
     /// (nobody is shipping).
-    private func changedKeys(_ m: TableMapping, after: LSN, through: LSN, reader: LogReader?) throws -> Set<[Value]>? {
+    static func changedKeys(_ m: TableMapping, after: LSN, through: LSN, reader: LogReader?) throws -> Set<[Value]>? {
         guard through > after else { return [] }
         guard let reader else { return nil }
         let deadline = Clock.monotonicNanos() + 1_000_000_000
