@@ -83,6 +83,8 @@ public enum Demo {
         }
         let planPath = dir + "/tidemark.yml"
         try writeFile(planPath, options.target.map { DemoShop.planYAML(target: $0) } ?? DemoShop.planYAML())
+        // A connection string may hold a password: the plan is the owner's only.
+        if options.target != nil { _ = chmod(planPath, 0o600) }
         let plan = try Plan.load(path: planPath)
         if plan.isPostgres { try DemoShop.clearPostgres(plan) }
 

@@ -122,8 +122,11 @@ public enum DemoShop {
             defer { pg.close() }
             let tables = plan.tables.map { PGSQL.qualified(plan.pgSchema, $0.target) }.joined(separator: ", ")
             try pg.execute("SET client_min_messages = warning; DROP TABLE IF EXISTS \(tables) CASCADE; DROP SCHEMA IF EXISTS tidemark CASCADE")
+        } catch let e as PGError where e.sqlState == nil {
+            // A connection error already names the (redacted) target.
+            throw MigrationError(.badPlan, "demo: cannot drop the previous demo's tables: \(e)")
         } catch {
-            throw MigrationError(.badPlan, "cannot clear the demo's tables in \(plan.displayTarget): \(error)")
+            throw MigrationError(.badPlan, "demo: cannot drop the previous demo's tables in \(plan.displayTarget): \(error)")
         }
     }
 
