@@ -23,7 +23,7 @@ import TidemarkSQLite
 enum PostgresRollback {
     /// How long to wait for PostgreSQL transactions that were open when the
     /// fence went up to end (their rows cannot be shipped before).
-    static let shipWaitMillis = 10_000
+    static let shipWaitMillis = 60_000
 
     static func run(plan: Plan, dryRun: Bool) throws -> RollbackReport {
         guard FileSystemCheck.exists(plan.source) else { throw MigrationError(.missingTable, "source database \(plan.source) does not exist") }

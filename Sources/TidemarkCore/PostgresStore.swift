@@ -44,6 +44,9 @@ final class PostgresStore: TargetStore {
         self.plan = plan
         self.source = source
         pg = try Self.connect(plan.target)
+        // This session replays the source's changes: reverse capture (at
+        // cutover) must not record them as the target's own writes.
+        try mapped { try pg.execute("SET \(PGCapture.replayingSetting) = 'on'") }
     }
 
     /// Connects, turning libpq's failure into one line that names the
@@ -86,7 +89,7 @@ final class PostgresStore: TargetStore {
         let ownSourceTransaction = !source.isInTransaction
         if ownSourceTransaction { try source.execute("BEGIN") }
         defer { if ownSourceTransaction && source.isInTransaction { try? source.execute("ROLLBACK") } }
-        queued.removeAll(keepingCapacity: true)
+        discardPending()
         do {
             return try mapped {
                 try pg.transaction {
@@ -101,9 +104,16 @@ final class PostgresStore: TargetStore {
                 }
             }
         } catch {
-            queued.removeAll(keepingCapacity: true)
+            discardPending()
             throw error
         }
+    }
+
+    /// Forgets what a rolled-back transaction had not sent.
+    private func discardPending() {
+        queued.removeAll(keepingCapacity: true)
+        for w in dirty { w.discardFolded() }
+        dirty.removeAll()
     }
 
     /// PostgreSQL errors as migration errors: a lost connection names the
@@ -128,8 +138,22 @@ final class PostgresStore: TargetStore {
         return MigrationError(.incompatibleTarget, "the PostgreSQL target \(target) refused: \(e.description)")
     }
 
-    /// Sends every queued change in one pipeline (inside the open transaction).
+    /// Writers holding folded changes of the open batch, in the order they got them.
+    private var dirty: [PostgresTableWriter] = []
+
+    func markDirty(_ w: PostgresTableWriter) { dirty.append(w) }
+
+    /// Sends every queued and folded change (inside the open transaction).
     func flush() throws {
+        if !dirty.isEmpty {
+            let writers = dirty
+            dirty.removeAll()
+            do {
+                for w in writers { try w.flushFolded() }
+            } catch let e as PGError where Self.isRefusal(e) {
+                throw MigrationError(.constraint, "the PostgreSQL target refused a change of a replayed batch: \(e.description); the batch is applied again change by change")
+            }
+        }
         guard !queued.isEmpty else { return }
         let batch = queued
         queued.removeAll(keepingCapacity: true)
@@ -591,6 +615,31 @@ enum PostgresValueKind: Equatable {
 
     /// Whether COPY BINARY can carry it (textual values need PostgreSQL's parser).
     var isBinary: Bool { self != .textual }
+
+    /// The array element type a batch statement sends it as.
+    var elementType: PGType? {
+        switch self {
+        case .int8: return .int8
+        case .float8: return .float8
+        case .text: return .text
+        case .bytea: return .bytea
+        case .numeric: return .numeric
+        case .bool: return .bool
+        case .textual: return nil
+        }
+    }
+
+    var arrayTypeSQL: String {
+        switch self {
+        case .int8: return "bigint[]"
+        case .float8: return "double precision[]"
+        case .text: return "text[]"
+        case .bytea: return "bytea[]"
+        case .numeric: return "numeric[]"
+        case .bool: return "boolean[]"
+        case .textual: return "text[]"
+        }
+    }
 }
 
 /// One mapped table of a PostgreSQL target: source reads on the source
@@ -618,6 +667,22 @@ final class PostgresTableWriter: TableWriter {
     let copySQL: String
     /// Source column (lowercased) → position in `sourceColumns`.
     let sourcePosition: [String: Int]
+    /// Batch statements (nil when a column needs PostgreSQL's parser): one
+    /// DELETE and one multi-row upsert per batch, over arrays.
+    let batchDeleteName: String?
+    let batchUpsertName: String?
+    /// The open batch, folded: each target key's last image (its columns'
+    /// binary forms), or nil when its last change deleted it.
+    ///
+    /// Why folding keeps the invariant: every change carries the row's whole
+    /// image, so a key's last change in the batch alone decides its state at
+    /// the batch's end; the batch commits with the position of its last
+    /// change, and nothing reads the target in between. Folding reorders
+    /// writes across keys, which can trip a constraint the in-order writes
+    /// would not (a UNIQUE value moving between rows, a foreign key): that
+    /// refusal rolls the step back, and the store runs it again change by
+    /// change (``PostgresStore/transaction(_:)``).
+    private var folded: [[Value]: [[UInt8]?]?] = [:]
 
     init(mapping m: TableMapping, store: PostgresStore) throws {
         mapping = m
@@ -697,7 +762,68 @@ final class PostgresTableWriter: TableWriter {
         let keyWhere = m.targetKey.enumerated().map { "\(q($0.element)) = $\($0.offset + 1)" }.joined(separator: " AND ")
         try pg.prepare(deleteName, "DELETE FROM \(qualifiedTarget) WHERE \(keyWhere)", types: Array(repeating: nil, count: m.targetKey.count))
         copySQL = "COPY \(qualifiedTarget) (\(cols)) FROM STDIN (FORMAT binary)"
+        if kinds.allSatisfy(\.isBinary) {
+            let keyArrays = keyPositions.enumerated().map { "$\($0.offset + 1)::\(kinds[$0.element].arrayTypeSQL)" }.joined(separator: ", ")
+            let keyCols = m.targetKey.map(q).joined(separator: ", ")
+            let del = store.nextStatementName("bdel")
+            try pg.prepare(del, "DELETE FROM \(qualifiedTarget) WHERE (\(keyCols)) IN (SELECT * FROM unnest(\(keyArrays)))", types: Array(repeating: nil, count: keyPositions.count))
+            batchDeleteName = del
+            let arrays = kinds.enumerated().map { "$\($0.offset + 1)::\($0.element.arrayTypeSQL)" }.joined(separator: ", ")
+            let up = store.nextStatementName("bup")
+            try pg.prepare(up, "INSERT INTO \(qualifiedTarget) (\(cols)) SELECT * FROM unnest(\(arrays)) ON CONFLICT (\(pk)) \(onConflict)", types: Array(repeating: nil, count: kinds.count))
+            batchUpsertName = up
+        } else {
+            batchDeleteName = nil
+            batchUpsertName = nil
+        }
     }
+
+    /// One value's binary form for a batch array (nil: NULL); the same
+    /// exactness rules as ``param(_:column:)``.
+    private func element(_ v: Value, column i: Int) throws -> [UInt8]?? {
+        if case .null = v { return .some(nil) }
+        switch (kinds[i], v) {
+        case (.int8, .integer(let n)): return PGArrayBuilder.int8(n)
+        case (.float8, .real(let d)): return PGArrayBuilder.float8(d)
+        case (.float8, .integer(let n)) where n.magnitude <= 1 << 53: return PGArrayBuilder.float8(Double(n))
+        case (.text, .text(let s)): return s.utf8.contains(0) ? nil : Array(s.utf8)
+        case (.text, .integer(let n)): return Array(String(n).utf8)
+        case (.bytea, .blob(let b)): return b
+        case (.numeric, .integer(let n)): return try PGArrayBuilder.numeric(decimal: String(n))
+        case (.numeric, .real(let d)):
+            guard d.isFinite, !(d == 0 && d.sign == .minus) else { return nil }
+            return try PGArrayBuilder.numeric(decimal: Self.decimal(d))
+        case (.bool, .integer(let n)) where n == 0 || n == 1: return PGArrayBuilder.bool(n == 1)
+        default: return nil
+        }
+    }
+
+    /// Sends the folded batch: deletes first (they free UNIQUE values), then
+    /// one upsert of every remaining image.
+    func flushFolded() throws {
+        guard !folded.isEmpty, let del = batchDeleteName, let up = batchUpsertName else { return }
+        let batch = folded
+        folded.removeAll(keepingCapacity: true)
+        var keyArrays = keyPositions.map { PGArrayBuilder(elementType: kinds[$0].elementType ?? .text) }
+        var columnArrays = kinds.map { PGArrayBuilder(elementType: $0.elementType ?? .text) }
+        var deletes = 0, upserts = 0
+        for (key, image) in batch {
+            if let image {
+                for (i, e) in image.enumerated() { columnArrays[i].append(e) }
+                upserts += 1
+            } else {
+                for (k, v) in key.enumerated() {
+                    guard let e = try element(v, column: keyPositions[k]) else { continue }
+                    keyArrays[k].append(e)
+                }
+                deletes += 1
+            }
+        }
+        if deletes > 0 { try store.pg.execPrepared(del, keyArrays.map { .value(.blob($0.bytes)) }) }
+        if upserts > 0 { try store.pg.execPrepared(up, columnArrays.map { .value(.blob($0.bytes)) }) }
+    }
+
+    func discardFolded() { folded.removeAll(keepingCapacity: true) }
 
     func keyValues(_ r: ChangeRecord) throws -> [Value] { try keys.keyValues(r) }
     func isKey(_ key: [Value], above bound: [Value]) throws -> Bool { try keys.isKey(key, above: bound) }
@@ -852,6 +978,28 @@ final class PostgresTableWriter: TableWriter {
         }
     }
 
+    /// Folds one change into the open batch (see ``folded``); a value the
+    /// target cannot hold is refused here, at its change, as unfolded.
+    private func fold(_ r: ChangeRecord) throws {
+        if folded.isEmpty { store.markDirty(self) }
+        switch r.operation {
+        case .insert, .update:
+            guard let after = r.after else { return }
+            let row = try targetRow(after, lsn: r.lsn)
+            var image: [[UInt8]?] = []
+            image.reserveCapacity(row.count)
+            for (i, v) in row.enumerated() {
+                guard let e = try element(v, column: i) else { throw refusal(i, v, key: try keyValues(r), lsn: r.lsn) }
+                image.append(e)
+            }
+            folded[keyPositions.map { row[$0] }] = .some(image)
+        case .delete:
+            let key = try keyValues(r)
+            for (k, v) in key.enumerated() where try element(v, column: keyPositions[k]) == nil { return }  // a key no row can have
+            folded[key] = .some(nil)
+        }
+    }
+
     /// The target row of an after image: values in target column order.
     private func targetRow(_ image: [Field], lsn: LSN) throws -> [Value] {
         if let select = imageSelect, let update = imageUpdate {
@@ -889,6 +1037,10 @@ final class PostgresTableWriter: TableWriter {
     }
 
     func apply(_ r: ChangeRecord) throws {
+        if batchUpsertName != nil && !store.careful {
+            try fold(r)
+            return
+        }
         switch r.operation {
         case .insert, .update:
             guard let after = r.after else { return }

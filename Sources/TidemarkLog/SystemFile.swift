@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -226,7 +227,10 @@ enum FileSystem {
 
     /// Writes `contents` to `path` atomically: temp file, fsync, rename, fsync dir.
     static func writeAtomically(_ path: String, _ contents: String, directory: String) throws(LogError) {
-        let temp = path + ".tmp-\(getpid())"
+        // Unique per write, not only per process: two threads of one process
+        // (two migrators acknowledging one consumer) must not share a temp
+        // file, or one's rename finds it gone.
+        let temp = path + ".tmp-\(getpid())-\(atomicWriteCounter.add(1, ordering: .relaxed).newValue)"
         do {
             let file = try SystemFile.openForWriting(temp, create: true)
             try file.truncate(to: 0)
@@ -267,3 +271,6 @@ package enum Clock {
         usleep(useconds_t(milliseconds * 1000))
     }
 }
+
+/// Numbers the temp files of ``SystemFile/writeAtomically(_:_:directory:)``.
+private let atomicWriteCounter = Atomic<UInt64>(0)

@@ -88,6 +88,9 @@ public enum PGCapture {
     public static let schema = "tidemark"
     public static let outbox = "tidemark.outbox"
     public static let outboxSequence = "tidemark.outbox_id_seq"
+    /// A session setting: `on` in the migrator's own session, whose writes
+    /// (the source's changes replayed) capture skips.
+    public static let replayingSetting = "tidemark.replaying"
     static let captureTrigger = "tidemark_capture"
     static let truncateTrigger = "tidemark_no_truncate"
 
@@ -279,8 +282,14 @@ public enum PGCapture {
         let keyColumns = t.keyColumns.compactMap { k in t.columns.first { $0.name == k } }
         let table = PGSQL.literal(t.logTable)
         let insertInto = "INSERT INTO tidemark.outbox (tbl, op, \"key\", \"before\", \"after\") VALUES"
+        // The migrator's own session (replaying the source's changes, which
+        // are in the log already) sets `tidemark.replaying`: its writes are
+        // not captured back as the target's.
         var body = """
             BEGIN
+                IF current_setting('\(replayingSetting)', true) = 'on' THEN
+                    RETURN NULL;
+                END IF;
                 IF TG_OP = 'INSERT' THEN
                     \(insertInto) (\(table), 'i', \(imageSQL(keyColumns, row: "NEW")), NULL, \(imageSQL(t.columns, row: "NEW")));
                 ELSIF TG_OP = 'UPDATE' THEN

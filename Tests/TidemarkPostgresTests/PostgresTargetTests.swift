@@ -263,3 +263,100 @@ import Glibc
 extension Value {
     var integerValue: Int64? { if case .integer(let i) = self { return i }; return nil }
 }
+
+@Suite struct PostgresConcurrentMigratorTests {
+    /// Two migrators of one plan (`migrate --follow` and a `cutover`
+    /// catching up, or two `migrate`s) copy and replay into the same
+    /// database at once. Each step holds the database's step lock and reads
+    /// the state the other committed, so neither copies a chunk twice nor
+    /// replays a change twice, and both end caught up and equal.
+    @Test(.timeLimit(.minutes(2)))
+    func twoMigratorsAtOnceNeverCollide() throws {
+        let server = try PostgresServer.shared()
+        let conninfo = server.conninfo(database: try server.createDatabase("twice"))
+        let dir = try PostgresTargetTests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = try Connection(path: dir + "/app.db", mode: .readWriteCreate)
+        _ = try source.setJournalMode(.wal)
+        try source.execute("CREATE TABLE edge(id INTEGER PRIMARY KEY, v TEXT)")
+        try source.transaction {
+            let s = try source.prepare("INSERT INTO edge VALUES (?, ?)")
+            for i in 1...4_000 { try s.execute([.integer(Int64(i)), .text("v\(i)")]) }
+        }
+        let plan = try PostgresTargetTests.writePlan(dir, target: conninfo, chunkRows: 50)
+        // The first opens (and starts) the migration; the second resumes it.
+        let first = try Migrator.open(plan: plan)
+        let second = try Migrator.open(plan: plan)
+        let failures = Failures()
+        let threads = [first, second].map { m in
+            let t = Thread {
+                do { _ = try m.run() } catch { failures.add("\(error)") }
+            }
+            t.start()
+            return t
+        }
+        while threads.contains(where: { !$0.isFinished }) { usleep(10_000) }
+        #expect(failures.all.isEmpty, "\(failures.all)")
+        try first.close()
+        try second.close()
+        let pg = try PGConnection(conninfo)
+        defer { pg.close() }
+        let count = try pg.query("SELECT count(*), count(DISTINCT id) FROM edge")
+        #expect(count.rows.first == [.integer(4_000), .integer(4_000)])
+        try source.close()
+    }
+
+    final class Failures: @unchecked Sendable {
+        private let lock = NSLock()
+        private var list: [String] = []
+        func add(_ s: String) { lock.lock(); list.append(s); lock.unlock() }
+        var all: [String] { lock.lock(); defer { lock.unlock() }; return list }
+    }
+}
+
+@Suite struct PostgresRefusalTests {
+    /// A change the PostgreSQL target refuses inside a pipelined batch (here
+    /// a CHECK the source does not have, on a table the team created) aborts
+    /// the PostgreSQL transaction; the step runs again change by change, so
+    /// the migrator's rule holds: a later change of the same row in the batch
+    /// replaces the refused one, and one nothing replaces stops the step with
+    /// nothing of it applied.
+    @Test(.timeLimit(.minutes(2)))
+    func aRefusedChangeIsReplacedByALaterOneOrStopsTheStepWhole() throws {
+        let server = try PostgresServer.shared()
+        let conninfo = server.conninfo(database: try server.createDatabase("refusal"))
+        let pg = try PGConnection(conninfo)
+        defer { pg.close() }
+        try pg.execute("CREATE TABLE edge(id bigint PRIMARY KEY, v text CHECK (v <> 'bad'))")
+        let dir = try PostgresTargetTests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = try Connection(path: dir + "/app.db", mode: .readWriteCreate)
+        _ = try source.setJournalMode(.wal)
+        try source.execute("CREATE TABLE edge(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO edge VALUES (1, 'a'), (2, 'b');")
+        let plan = try PostgresTargetTests.writePlan(dir, target: conninfo)
+        let migrator = try Migrator.open(plan: plan)
+        _ = try migrator.run()
+        // Refused, then fixed later in the same batch; other changes around it.
+        try source.execute("""
+            INSERT INTO edge VALUES (3, 'c');
+            UPDATE edge SET v = 'bad' WHERE id = 1;
+            INSERT INTO edge VALUES (4, 'd');
+            UPDATE edge SET v = 'fixed' WHERE id = 1;
+            """)
+        _ = try migrator.run()
+        #expect(try pg.query("SELECT id, v FROM edge ORDER BY id").rows == [
+            [.integer(1), .text("fixed")], [.integer(2), .text("b")], [.integer(3), .text("c")], [.integer(4), .text("d")]])
+        // Refused and never fixed: the step stops, nothing of it is applied.
+        let before = try pg.query("SELECT applied_lsn FROM tidemark.migration").rows
+        try source.execute("INSERT INTO edge VALUES (5, 'e'); UPDATE edge SET v = 'bad' WHERE id = 2; INSERT INTO edge VALUES (6, 'f');")
+        let error = try #require(throws: MigrationError.self) { _ = try migrator.run() }
+        #expect(error.code == .constraint)
+        #expect(error.message.contains("LSN") && error.message.contains("id=2"), "\(error.message)")
+        #expect(try pg.query("SELECT applied_lsn FROM tidemark.migration").rows == before)
+        #expect(try pg.query("SELECT count(*) FROM edge WHERE id IN (5, 6)").rows == [[.integer(0)]])
+        // The migration says why it stands still.
+        #expect(try pg.query("SELECT blocked_message IS NOT NULL FROM tidemark.migration").rows == [[.integer(1)]])
+        try migrator.close()
+        try source.close()
+    }
+}
