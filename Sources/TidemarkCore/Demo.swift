@@ -1,4 +1,5 @@
 import TidemarkLog
+import TidemarkPostgres
 import TidemarkSQLite
 import Synchronization
 
@@ -13,14 +14,25 @@ public enum Demo {
         public var seconds: Double
         public var writesPerSecond: Int
         public var writerThreads: Int
+        /// A PostgreSQL connection string to migrate into, or nil for the
+        /// SQLite file `shop-v2.db` in `directory`. The demo owns the target
+        /// tables `accounts` and `order_lines` of its schema (`public`) and
+        /// the schema `tidemark` there: it drops them before it starts.
+        public var target: String?
 
-        public init(directory: String, rows: Int = 200_000, seconds: Double = 5, writesPerSecond: Int = 1_500, writerThreads: Int = 2) {
+        public init(directory: String, rows: Int = 200_000, seconds: Double = 5, writesPerSecond: Int = 1_500, writerThreads: Int = 2,
+                    target: String? = nil) {
             self.directory = directory
             self.rows = rows
             self.seconds = seconds
             self.writesPerSecond = writesPerSecond
             self.writerThreads = writerThreads
+            self.target = target
         }
+
+        /// The target as output may show it: the PostgreSQL connection string
+        /// without its password, nil for the SQLite file.
+        public var displayTarget: String? { target.map { PGConnection.redacted($0) } }
     }
 
     public struct Summary: Sendable {
@@ -64,9 +76,17 @@ public enum Demo {
             _ = unlink(dir + "/" + name)
         }
         removeTree(dir + "/changelog")
+        if let target = options.target {
+            guard Plan.isConnectionString(target) else {
+                throw MigrationError(.badPlan, "demo target must be a PostgreSQL connection string (postgres://… or host=… dbname=…); omit it for the SQLite file")
+            }
+        }
         let planPath = dir + "/tidemark.yml"
-        try writeFile(planPath, DemoShop.planYAML())
+        try writeFile(planPath, options.target.map { DemoShop.planYAML(target: $0) } ?? DemoShop.planYAML())
+        // A connection string may hold a password: the plan is the owner's only.
+        if options.target != nil { _ = chmod(planPath, 0o600) }
         let plan = try Plan.load(path: planPath)
+        if plan.isPostgres { try DemoShop.clearPostgres(plan) }
 
         let t0 = Clock.monotonicNanos()
         try DemoShop.create(path: plan.source, rows: options.rows)
@@ -144,19 +164,8 @@ public enum Demo {
                                rerouted: stats.rerouted.load(ordering: .relaxed)))
 
         // Every acknowledged insert must be in the authoritative store.
-        let route = try Router(plan: plan).route()
-        let store = try Connection(path: route.database, mode: .readOnly)
-        let customer = try store.prepare("SELECT count(*) FROM \(quoteIdentifier(route.table(for: "customers"))) WHERE id = ?")
-        let line = try store.prepare("SELECT count(*) FROM \(quoteIdentifier(route.table(for: "order_lines"))) WHERE order_id = ? AND line = 1")
-        var lost = 0
         let keys = stats.insertedKeys
-        for (kind, id) in keys {
-            let s = kind == "c" ? customer : line
-            s.reset()
-            try s.bind([.integer(id)])
-            _ = try s.step()
-            if s.columnInt64(0) == 0 { lost += 1 }
-        }
+        let lost = try DemoShop.countMissing(keys, route: try Router(plan: plan).route(), plan: plan)
         let lat = stats.latencies.sorted()
         func pct(_ p: Double) -> Double { lat.isEmpty ? 0 : Double(lat[min(lat.count - 1, Int(Double(lat.count) * p))]) / 1000 }
         return Summary(

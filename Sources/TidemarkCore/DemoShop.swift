@@ -1,4 +1,5 @@
 import TidemarkLog
+import TidemarkPostgres
 import TidemarkSQLite
 import Synchronization
 
@@ -26,10 +27,12 @@ public enum DemoShop {
 
     /// The reshaping plan: customers → accounts with transforms; order
     /// lines keep their composite key and gain a computed total.
-    public static func planYAML() -> String {
+    /// `target` is the SQLite file (relative to the plan) or a PostgreSQL
+    /// connection string, written as one double-quoted YAML scalar.
+    public static func planYAML(target: String = "shop-v2.db") -> String {
         """
         source: shop.db
-        target: shop-v2.db
+        target: \(yamlScalar(target))
         log: changelog
         chunk_rows: 5000
         tables:
@@ -49,6 +52,37 @@ public enum DemoShop {
               qty: qty
               total: qty * unit_price
         """
+    }
+
+    /// `text` as written when it is a plain path (letters, digits, `._/-`),
+    /// else double-quoted.
+    static func yamlScalar(_ text: String) -> String {
+        let plain = !text.isEmpty && text.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "._/-".unicodeScalars.contains($0)
+        }
+        return plain ? text : yamlQuoted(text)
+    }
+
+    /// `text` as a YAML double-quoted scalar: backslash, quote and control
+    /// characters escaped, so a conninfo's quotes, `#` and `:` stay literal.
+    static func yamlQuoted(_ text: String) -> String {
+        var out = "\""
+        for u in text.unicodeScalars {
+            switch u {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case "\r": out += "\\r"
+            default:
+                if u.value < 0x20 || u.value == 0x7F {
+                    out += "\\x" + (u.value < 0x10 ? "0" : "") + String(u.value, radix: 16)
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
     }
 
     /// Creates `path` with `rows` rows (40% customers, 60% order lines).
@@ -77,6 +111,56 @@ public enum DemoShop {
             }
         }
         try c.close()
+    }
+
+    /// Drops what a previous demo left in the PostgreSQL target: its target
+    /// tables (in the plan's schema) and the migration's schema `tidemark`.
+    /// The demo owns these names; nothing else in the database is touched.
+    static func clearPostgres(_ plan: Plan) throws {
+        do {
+            let pg = try PGConnection(plan.target)
+            defer { pg.close() }
+            let tables = plan.tables.map { PGSQL.qualified(plan.pgSchema, $0.target) }.joined(separator: ", ")
+            try pg.execute("SET client_min_messages = warning; DROP TABLE IF EXISTS \(tables) CASCADE; DROP SCHEMA IF EXISTS tidemark CASCADE")
+        } catch let e as PGError where e.sqlState == nil {
+            // A connection error already names the (redacted) target.
+            throw MigrationError(.badPlan, "demo: cannot drop the previous demo's tables: \(e)")
+        } catch {
+            throw MigrationError(.badPlan, "demo: cannot drop the previous demo's tables in \(plan.displayTarget): \(error)")
+        }
+    }
+
+    /// How many of the acknowledged inserts `keys` ("c": customer id, "o":
+    /// order id with line 1) are missing from the store `route` names:
+    /// the SQLite file, or the plan's PostgreSQL target.
+    static func countMissing(_ keys: [(Character, Int64)], route: Route, plan: Plan) throws -> Int {
+        var lost = 0
+        if route.authority == .target && plan.isPostgres {
+            // The route's connection string has no password: use the plan's.
+            let pg = try PGConnection(plan.target)
+            defer { pg.close() }
+            try pg.prepare("tidemark_demo_customer", "SELECT count(*) FROM \(PGSQL.qualified(plan.pgSchema, route.table(for: "customers"))) WHERE id = $1", types: [.int8])
+            try pg.prepare("tidemark_demo_line", "SELECT count(*) FROM \(PGSQL.qualified(plan.pgSchema, route.table(for: "order_lines"))) WHERE order_id = $1 AND line = 1", types: [.int8])
+            for (kind, id) in keys {
+                let r = try pg.execPrepared(kind == "c" ? "tidemark_demo_customer" : "tidemark_demo_line", [.value(.integer(id))])
+                guard case .integer(let n)? = r.rows.first?.first else {
+                    throw MigrationError(.badPlan, "demo: unexpected count reply from \(plan.displayTarget)")
+                }
+                if n == 0 { lost += 1 }
+            }
+            return lost
+        }
+        let store = try Connection(path: route.database, mode: .readOnly)
+        let customer = try store.prepare("SELECT count(*) FROM \(quoteIdentifier(route.table(for: "customers"))) WHERE id = ?")
+        let line = try store.prepare("SELECT count(*) FROM \(quoteIdentifier(route.table(for: "order_lines"))) WHERE order_id = ? AND line = 1")
+        for (kind, id) in keys {
+            let s = kind == "c" ? customer : line
+            s.reset()
+            try s.bind([.integer(id)])
+            _ = try s.step()
+            if s.columnInt64(0) == 0 { lost += 1 }
+        }
+        return lost
     }
 
     static let firstNames = ["Ada", "Grace", "Linus", "Barbara", "Edsger", "Margaret", "Ken", "Radia", "Dennis", "Frances"]
@@ -140,52 +224,126 @@ public enum DemoShop {
         }
     }
 
-    /// The application's statements, for the old schema (source) or the new
-    /// one (target after cutover).
-    struct AppStatements {
-        let insertCustomer: Statement
-        let updateBalance: Statement
-        let rekey: Statement
-        let deleteCustomer: Statement
-        let insertLine: Statement
-        let updateQty: Statement
-        let deleteLine: Statement
+    /// The application's statements (the same on every store, with the
+    /// same parameters): the writer loop names one and the store runs its
+    /// own SQL for it, in the old schema (source) or the new one (target
+    /// after cutover).
+    enum AppStatement: CaseIterable {
+        case insertCustomer, updateBalance, rekey, deleteCustomer, insertLine, updateQty, deleteLine
+    }
 
-        init(_ c: Connection, route: Route?) throws {
+    /// Where the writers write: the SQLite source, a SQLite target, or a
+    /// PostgreSQL target. One per writer thread (not shared).
+    protocol AppStore: AnyObject {
+        func execute(_ statement: AppStatement, _ params: [Value]) throws
+    }
+
+    /// A SQLite database (the source, or a SQLite target after cutover).
+    final class SQLiteAppStore: AppStore {
+        let connection: Connection
+        let statements: [AppStatement: Statement]
+
+        init(path: String, route: Route?) throws {
+            let c = try Connection(path: path, mode: .readWrite, busyTimeoutMillis: 5000)
+            // Like many WAL applications: commits are durable at the next
+            // checkpoint rather than fsynced one by one.
+            try c.execute("PRAGMA synchronous = NORMAL")
+            var sql: [AppStatement: String]
             if let route, route.authority == .target {
                 let accounts = quoteIdentifier(route.table(for: "customers"))
                 let lines = quoteIdentifier(route.table(for: "order_lines"))
-                insertCustomer = try c.prepare("INSERT INTO \(accounts)(id, email, full_name, balance_cents, note) VALUES (?1, lower(?2), ?3 || ' ' || ?4, CAST(round(?5 * 100) AS INTEGER), ?6)")
-                updateBalance = try c.prepare("UPDATE \(accounts) SET balance_cents = balance_cents + CAST(round(?1 * 100) AS INTEGER), email = lower(?2) WHERE id = ?3")
-                rekey = try c.prepare("UPDATE \(accounts) SET id = ?1 WHERE id = ?2")
-                deleteCustomer = try c.prepare("DELETE FROM \(accounts) WHERE id = ?1")
-                insertLine = try c.prepare("INSERT INTO \(lines)(order_id, line, sku, qty, total) VALUES (?1, ?2, upper(?3), ?4, ?4 * ?5)")
-                updateQty = try c.prepare("UPDATE \(lines) SET total = total / qty * (qty + 1), qty = qty + 1 WHERE order_id = ?1 AND line = ?2")
-                deleteLine = try c.prepare("DELETE FROM \(lines) WHERE order_id = ?1 AND line = ?2")
+                sql = [
+                    .insertCustomer: "INSERT INTO \(accounts)(id, email, full_name, balance_cents, note) VALUES (?1, lower(?2), ?3 || ' ' || ?4, CAST(round(?5 * 100) AS INTEGER), ?6)",
+                    .updateBalance: "UPDATE \(accounts) SET balance_cents = balance_cents + CAST(round(?1 * 100) AS INTEGER), email = lower(?2) WHERE id = ?3",
+                    .rekey: "UPDATE \(accounts) SET id = ?1 WHERE id = ?2",
+                    .deleteCustomer: "DELETE FROM \(accounts) WHERE id = ?1",
+                    .insertLine: "INSERT INTO \(lines)(order_id, line, sku, qty, total) VALUES (?1, ?2, upper(?3), ?4, ?4 * ?5)",
+                    .updateQty: "UPDATE \(lines) SET total = total / qty * (qty + 1), qty = qty + 1 WHERE order_id = ?1 AND line = ?2",
+                    .deleteLine: "DELETE FROM \(lines) WHERE order_id = ?1 AND line = ?2",
+                ]
             } else {
-                insertCustomer = try c.prepare("INSERT INTO customers(id, email, first_name, last_name, balance, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1700000000)")
-                updateBalance = try c.prepare("UPDATE customers SET balance = balance + ?1, email = ?2 WHERE id = ?3")
-                rekey = try c.prepare("UPDATE customers SET id = ?1 WHERE id = ?2")
-                deleteCustomer = try c.prepare("DELETE FROM customers WHERE id = ?1")
-                insertLine = try c.prepare("INSERT INTO order_lines(order_id, line, sku, qty, unit_price) VALUES (?1, ?2, ?3, ?4, ?5)")
-                updateQty = try c.prepare("UPDATE order_lines SET qty = qty + 1 WHERE order_id = ?1 AND line = ?2")
-                deleteLine = try c.prepare("DELETE FROM order_lines WHERE order_id = ?1 AND line = ?2")
+                sql = [
+                    .insertCustomer: "INSERT INTO customers(id, email, first_name, last_name, balance, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1700000000)",
+                    .updateBalance: "UPDATE customers SET balance = balance + ?1, email = ?2 WHERE id = ?3",
+                    .rekey: "UPDATE customers SET id = ?1 WHERE id = ?2",
+                    .deleteCustomer: "DELETE FROM customers WHERE id = ?1",
+                    .insertLine: "INSERT INTO order_lines(order_id, line, sku, qty, unit_price) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    .updateQty: "UPDATE order_lines SET qty = qty + 1 WHERE order_id = ?1 AND line = ?2",
+                    .deleteLine: "DELETE FROM order_lines WHERE order_id = ?1 AND line = ?2",
+                ]
+            }
+            var prepared: [AppStatement: Statement] = [:]
+            for s in AppStatement.allCases {
+                guard let text = sql[s] else { continue }
+                prepared[s] = try c.prepare(text)
+            }
+            connection = c
+            statements = prepared
+        }
+
+        func execute(_ statement: AppStatement, _ params: [Value]) throws {
+            guard let s = statements[statement] else { throw MigrationError(.badPlan, "demo writer: no SQLite statement for \(statement)") }
+            try s.execute(params)
+        }
+    }
+
+    /// A PostgreSQL target after cutover, in the target's schema (tables in
+    /// `schema`, named as the route says). Parameters are the SQLite
+    /// statements' ($n is ?n), typed explicitly so binary values bind.
+    final class PostgresAppStore: AppStore {
+        let pg: PGConnection
+
+        /// `conninfo` is the plan's full target (the route's is redacted).
+        init(conninfo: String, schema: String, route: Route) throws {
+            pg = try PGConnection(conninfo)
+            let accounts = PGSQL.qualified(schema, route.table(for: "customers"))
+            let lines = PGSQL.qualified(schema, route.table(for: "order_lines"))
+            let statements: [(AppStatement, String, [PGType?])] = [
+                (.insertCustomer, "INSERT INTO \(accounts)(id, email, full_name, balance_cents, note) VALUES ($1, lower($2), $3 || ' ' || $4, CAST(round($5 * 100) AS bigint), $6)",
+                 [.int8, .text, .text, .text, .float8, .text]),
+                (.updateBalance, "UPDATE \(accounts) SET balance_cents = balance_cents + CAST(round($1 * 100) AS bigint), email = lower($2) WHERE id = $3",
+                 [.float8, .text, .int8]),
+                (.rekey, "UPDATE \(accounts) SET id = $1 WHERE id = $2", [.int8, .int8]),
+                (.deleteCustomer, "DELETE FROM \(accounts) WHERE id = $1", [.int8]),
+                (.insertLine, "INSERT INTO \(lines)(order_id, line, sku, qty, total) VALUES ($1, $2, upper($3), $4, $4 * $5)",
+                 [.int8, .int8, .text, .int8, .float8]),
+                (.updateQty, "UPDATE \(lines) SET total = total / qty * (qty + 1), qty = qty + 1 WHERE order_id = $1 AND line = $2", [.int8, .int8]),
+                (.deleteLine, "DELETE FROM \(lines) WHERE order_id = $1 AND line = $2", [.int8, .int8]),
+            ]
+            do {
+                for (s, sql, types) in statements { try pg.prepare(Self.name(s), sql, types: types) }
+            } catch {
+                pg.close()
+                throw error
             }
         }
+
+        deinit { pg.close() }
+
+        static func name(_ s: AppStatement) -> String { "tidemark_demo_\(s)" }
+
+        func execute(_ statement: AppStatement, _ params: [Value]) throws {
+            _ = try pg.execPrepared(Self.name(statement), params.map { PGParam.value($0) })
+        }
+    }
+
+    /// The store a writer uses for `route`: the route's SQLite file, or the
+    /// plan's PostgreSQL target once the target is authoritative.
+    static func openStore(path: String, route: Route?, router: Router?) throws -> AppStore {
+        if let route, let plan = router?.plan, route.authority == .target, plan.isPostgres {
+            return try PostgresAppStore(conninfo: plan.target, schema: plan.pgSchema, route: route)
+        }
+        return try SQLiteAppStore(path: route?.database ?? path, route: route)
     }
 
     static func write(path: String, thread: Int, rate: Int, stats: WriterStats, router: Router?, top: (customers: Int64, orders: Int64)) throws {
         var route = try router?.route()
-        var c = try Connection(path: route?.database ?? path, mode: .readWrite, busyTimeoutMillis: 5000)
-        // Like many WAL applications: commits are durable at the next
-        // checkpoint rather than fsynced one by one.
-        try c.execute("PRAGMA synchronous = NORMAL")
+        var app = try openStore(path: path, route: route, router: router)
         var rng = SplitMix(seed: UInt64(1000 + thread))
         var nextCustomer = top.customers + 1 + Int64(thread) * 10_000_000
         var nextOrder = top.orders + 1 + Int64(thread) * 10_000_000
         let customers = max(1, top.customers)
         let orders = max(1, top.orders)
-        var app = try AppStatements(c, route: route)
         let intervalNanos = UInt64(1_000_000_000 / rate)
         var due = Clock.monotonicNanos()
         while !stats.stop.load(ordering: .relaxed) {
@@ -204,25 +362,25 @@ public enum DemoShop {
                 do {
                     switch pick {
                     case 0..<20:
-                        try app.insertCustomer.execute([.integer(nextCustomer), .text("New\(nextCustomer)@Shop.example"), .text("New"), .text("Customer"),
+                        try app.execute(.insertCustomer, [.integer(nextCustomer), .text("New\(nextCustomer)@Shop.example"), .text("New"), .text("Customer"),
                                                         .real(Double(a % 1000) / 4), .null])
                         insertedKey = ("c", nextCustomer)
                         nextCustomer += 1
                     case 20..<50:
-                        try app.updateBalance.execute([.real(Double(a % 100) / 8), .text("Changed\(b % 1000)@Example.com"), .integer(Int64(1 + a % UInt64(customers)))])
+                        try app.execute(.updateBalance, [.real(Double(a % 100) / 8), .text("Changed\(b % 1000)@Example.com"), .integer(Int64(1 + a % UInt64(customers)))])
                     case 50..<53:
-                        try app.rekey.execute([.integer(nextCustomer), .integer(Int64(1 + a % UInt64(customers)))])
+                        try app.execute(.rekey, [.integer(nextCustomer), .integer(Int64(1 + a % UInt64(customers)))])
                         nextCustomer += 1
                     case 53..<60:
-                        try app.deleteCustomer.execute([.integer(Int64(1 + a % UInt64(customers)))])
+                        try app.execute(.deleteCustomer, [.integer(Int64(1 + a % UInt64(customers)))])
                     case 60..<75:
-                        try app.insertLine.execute([.integer(nextOrder), .integer(1), .text("sku-\(a % 5000)"), .integer(1), .real(9.99)])
+                        try app.execute(.insertLine, [.integer(nextOrder), .integer(1), .text("sku-\(a % 5000)"), .integer(1), .real(9.99)])
                         insertedKey = ("o", nextOrder)
                         nextOrder += 1
                     case 75..<92:
-                        try app.updateQty.execute([.integer(Int64(1 + a % UInt64(orders))), .integer(Int64(1 + b % 2))])
+                        try app.execute(.updateQty, [.integer(Int64(1 + a % UInt64(orders))), .integer(Int64(1 + b % 2))])
                     default:
-                        try app.deleteLine.execute([.integer(Int64(1 + a % UInt64(orders))), .integer(Int64(1 + b % 3))])
+                        try app.execute(.deleteLine, [.integer(Int64(1 + a % UInt64(orders))), .integer(Int64(1 + b % 3))])
                     }
                     stats.acknowledged.add(1, ordering: .relaxed)
                     if let k = insertedKey { stats.inserted.withLock { $0.append(k) } }
@@ -230,9 +388,7 @@ public enum DemoShop {
                     if let router, Router.isMovedError(error), attempt < 3 {
                         // Cut over: route again and write at the new location.
                         route = try router.route()
-                        c = try Connection(path: route!.database, mode: .readWrite, busyTimeoutMillis: 5000)
-                        try c.execute("PRAGMA synchronous = NORMAL")
-                        app = try AppStatements(c, route: route)
+                        app = try openStore(path: path, route: route, router: router)
                         stats.rerouted.add(1, ordering: .relaxed)
                         continue
                     }

@@ -20,6 +20,11 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "Application writes per second during the demo.")
     var writesPerSecond: Int = 1_500
 
+    @Option(help: ArgumentHelp(
+        "PostgreSQL connection string to migrate into instead of the SQLite file (postgres://… or \"host=… dbname=…\").",
+        discussion: "The demo owns the tables accounts and order_lines (schema public) and the schema tidemark in that database: it drops them (CASCADE) before it starts. Use a database of its own."))
+    var target: String?
+
     @Flag(help: "Print a JSON summary.")
     var json = false
 
@@ -27,6 +32,9 @@ struct DemoCommand: ParsableCommand {
         guard rows >= 10 else { throw ValidationError("--rows must be at least 10") }
         guard seconds >= 0 else { throw ValidationError("--seconds must not be negative") }
         guard writesPerSecond >= 1 else { throw ValidationError("--writes-per-second must be at least 1") }
+        if let target, !Plan.isConnectionString(target) {
+            throw ValidationError("--target must be a PostgreSQL connection string (postgres://… or \"host=… dbname=…\"); omit it for the SQLite file")
+        }
     }
 
     func run() throws {
@@ -34,12 +42,14 @@ struct DemoCommand: ParsableCommand {
         try reportingErrors {
             let view = ProgressView(enabled: !json && isTerminal(2))
             let say: (String) -> Void = { line in if !json { print(line) } }
-            let summary = try Demo.run(Demo.Options(directory: dir, rows: rows, seconds: seconds, writesPerSecond: writesPerSecond)) { event in
+            let options = Demo.Options(directory: dir, rows: rows, seconds: seconds, writesPerSecond: writesPerSecond, target: target)
+            let summary = try Demo.run(options) { event in
                 switch event {
                 case .created(let path, let rows, let s):
                     say("created \(path) with \(rows) rows in \(String(format2: s)) s")
                 case .writersStarted(let threads, let rate):
-                    say("started \(threads) writers at ~\(rate) writes/s; migrating to \(dir)/shop-v2.db (customers → accounts, transformed)")
+                    let to = options.displayTarget.map { "PostgreSQL \($0)" } ?? "\(dir)/shop-v2.db"
+                    say("started \(threads) writers at ~\(rate) writes/s; migrating to \(to) (customers → accounts, transformed)")
                 case .progress(let p):
                     view.show(p)
                 case .caughtUp(let s):
@@ -55,7 +65,7 @@ struct DemoCommand: ParsableCommand {
                 case .cuttingOver:
                     say("cutting over while writers keep writing…")
                 case .cutOver(let c):
-                    say("cut over at LSN \(c.lsn): lock held \(String(format2: c.pauseMillis)) ms; writers now use shop-v2.db via the Router")
+                    say("cut over at LSN \(c.lsn): lock held \(String(format2: c.pauseMillis)) ms; writers now use \(options.target == nil ? "shop-v2.db" : "PostgreSQL") via the Router")
                 case .writersStopped(let ok, let failed, let rerouted):
                     say("writers stopped: \(ok) writes acknowledged, \(rerouted) rerouted after cutover, \(failed) failed")
                 }
