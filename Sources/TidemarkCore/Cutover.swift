@@ -495,6 +495,7 @@ extension Migrator {
             try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")  // D4 interrupt point (lifecycle); after COMMIT none: it finishes
             try lock.execute("COMMIT")
             CutoverTestHook.reached("switched")
+            LogOrigins.recordSwitch(plan: plan, from: highWater.next, toTarget: true)
             let pause = Double(Clock.monotonicNanos() - pauseStart) / 1e6
             state.cutoverState = "done"
             state.cutoverPauseMicros = Int64(pause * 1000)
@@ -546,6 +547,7 @@ extension Migrator {
                                    dryRun: false, alreadyDone: false)
         }
         report!.pauseMillis = Double(Clock.monotonicNanos() - pauseStart) / 1e6
+        LogOrigins.recordSwitch(plan: plan, from: report!.lsn.next, toTarget: true)
         return report!
     }
 }

@@ -121,6 +121,7 @@ extension Migrator {
             try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")
             try lock.execute("COMMIT")
             CutoverTestHook.reached("switched")
+            LogOrigins.recordSwitch(plan: plan, from: highWater.next, toTarget: true)
             let pause = Double(Clock.monotonicNanos() - pauseStart) / 1e6
             state.cutoverState = "done"
             state.cutoverPauseMicros = Int64(pause * 1000)

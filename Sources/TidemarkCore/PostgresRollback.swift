@@ -172,6 +172,7 @@ enum PostgresRollback {
             CutoverTestHook.reached("rollback-applied")
             try source.execute("COMMIT")  // the commit point
             CutoverTestHook.reached("rollback-switched")
+            if switched { LogOrigins.recordSwitch(plan: plan, from: nil, toTarget: false) }
         } catch {
             if source.isInTransaction { try? source.execute("ROLLBACK") }
             throw error

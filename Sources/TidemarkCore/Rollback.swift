@@ -484,6 +484,7 @@ public enum Rollback {
                 CutoverTestHook.reached("rollback-switched")
             }
             try target.execute("COMMIT")
+            if switched { LogOrigins.recordSwitch(plan: plan, from: nil, toTarget: false) }
         } catch {
             if source.isInTransaction { try? source.execute("ROLLBACK") }
             if target.isInTransaction { try? target.execute("ROLLBACK") }

@@ -279,6 +279,11 @@ import Glibc
             let back = try Self.run(["rollback", "--plan", plan])
             #expect(back.status == 0, "rollback: \(back.output)")
             Self.expectModel(model, in: try Self.sqliteRows(source), "after rollback, SQLite")
+            // One timeline: the log says which store wrote which LSNs.
+            let origins = LogOrigins.load(LogDirectory(dir + "/changelog"))
+            #expect(origins.map { $0.store.hasPrefix("target") } == [true, false], "\(origins)")
+            #expect(origins.count == 2 && origins[0].fromLSN < origins[1].fromLSN)
+            #expect(!origins.contains { $0.store.contains("secret") })
             // PostgreSQL refuses writes now, naming the SQLite file.
             let c = try PGConnection(conninfo)
             #expect(throws: PGError.self) { _ = try c.query("UPDATE acct SET balance = 0 WHERE id = 1") }
