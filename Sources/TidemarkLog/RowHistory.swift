@@ -19,6 +19,11 @@ public struct KeyChange: Sendable, Hashable {
     public var lsn: LSN
     public var from: [Field]
     public var to: [Field]
+    public init(lsn: LSN, from: [Field], to: [Field]) {
+        self.lsn = lsn
+        self.from = from
+        self.to = to
+    }
 }
 
 /// Every change of one row across its keys, oldest first.
@@ -265,6 +270,11 @@ public struct KeyDiff: Sendable, Hashable {
         public var column: String
         public var old: Value?
         public var new: Value?
+        public init(column: String, old: Value?, new: Value?) {
+            self.column = column
+            self.old = old
+            self.new = new
+        }
     }
     public var table: String
     public var key: [Field]
