@@ -60,7 +60,13 @@ enum KeyArgument {
     static func parse(_ text: String) throws -> [Field] {
         let trimmed = text.drop(while: { $0 == " " })
         if trimmed.hasPrefix("{") {
-            return try ChangeRecord.parseJSONKey(String(trimmed))
+            do {
+                return try ChangeRecord.parseJSONKey(String(trimmed))
+            } catch {
+                var why = error.message
+                if why.hasPrefix("line 1: ") { why.removeFirst(8) }
+                throw LogError(.badInput, "--key \(text) is not a valid JSON object of key columns (\(why)); give a value (42) or an object ('{\"order_id\":7,\"line\":2}')")
+            }
         }
         return [Field("", .text(text))]
     }
