@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import TidemarkLog
 
@@ -164,6 +165,98 @@ struct RowHistoryTests {
             #expect(moved.map(\.key) == [key(1), key(20)])
             #expect(try LogDiff.read(reader: reader, range: LSN(6)...LSN(7), table: "t").isEmpty)
             #expect(throws: LogError.self) { try LogDiff.read(reader: reader, range: LSN(1)...LSN(13), table: "nope") }
+        }
+    }
+
+    @Test("seeded random: history is every change of every row that ever had the key; diff matches the model", arguments: [1, 2, 3, 4])
+    func randomModel(round: UInt64) throws {
+        let seed = UInt64(Date().timeIntervalSince1970 * 1000) &+ round
+        print("RowHistoryTests.randomModel seed \(seed)")
+        var rng = seed
+        func next(_ n: Int) -> Int {
+            rng = rng &* 6364136223846793005 &+ 1442695040888963407
+            return Int((rng >> 33) % UInt64(n))
+        }
+        var live: [Int64: (id: Int, v: String)] = [:]
+        var identity = 0
+        var batches: [[ChangeRecord]] = []
+        var owner: [Int] = []          // identity of each record, by LSN - 1
+        var keysOf: [Int: Set<Int64>] = [:]
+        var states: [[Int64: String]] = [[:]]  // state after each LSN (index = LSN)
+        // The table after each record, by replaying it on the previous state.
+        func push(_ rs: [ChangeRecord], _ who: Int) {
+            batches.append(rs)
+            for r in rs {
+                owner.append(who)
+                var s = states[states.count - 1]
+                guard case .integer(let k)? = r.key.first?.value else { continue }
+                switch r.operation {
+                case .delete: s[k] = nil
+                case .insert: s[k] = r.after.flatMap { $0.first { $0.name == "v" } }.map { "\($0.value)" }
+                case .update:
+                    if case .integer(let old)? = r.beforeKey?.first?.value { s[old] = nil }
+                    s[k] = r.after.flatMap { $0.first { $0.name == "v" } }.map { "\($0.value)" }
+                }
+                states.append(s)
+            }
+        }
+        for step in 0..<200 {
+            let k = Int64(1 + next(8))
+            let free = (1...8).map(Int64.init).filter { live[$0] == nil }
+            if let e = live[k] {
+                switch next(3) {
+                case 0:
+                    let v = "v\(step)"
+                    live[k] = (e.id, v)
+                    push([upd(k, e.v, v)], e.id)
+                case 1 where !free.isEmpty:
+                    let to = free[next(free.count)]
+                    live[k] = nil
+                    live[to] = e
+                    keysOf[e.id, default: []].insert(to)
+                    if next(2) == 0 {
+                        push([upd(k, e.v, e.v, newID: to)], e.id)
+                    } else {
+                        push([del(k, e.v), ins(to, e.v)], e.id)   // an old log's key change
+                    }
+                default:
+                    live[k] = nil
+                    push([del(k, e.v)], e.id)
+                }
+            } else {
+                identity += 1
+                live[k] = (identity, "v\(step)")
+                keysOf[identity, default: []].insert(k)
+                push([ins(k, "v\(step)")], identity)
+            }
+        }
+        try withTemporaryDirectory { dir in
+            try write(dir, batches)
+            for k in Int64(1)...8 {
+                let ids = Set(keysOf.filter { $0.value.contains(k) }.map(\.key))
+                let expected = owner.enumerated().filter { ids.contains($0.element) }.map { UInt64($0.offset + 1) }
+                if expected.isEmpty { continue }
+                let h = try history(dir, key(k))
+                #expect(h.records.map(\.lsn.rawValue) == expected, "seed \(seed) key \(k)")
+            }
+            let reader = try LogReader(directory: dir)
+            let n = owner.count
+            for _ in 0..<10 {
+                let a = 1 + next(n), b = a + next(n - a + 1)
+                let d = try LogDiff.read(reader: reader, range: LSN(UInt64(a))...LSN(UInt64(b)), table: "t")
+                let s0 = states[a - 1], s1 = states[b]
+                var want: [String] = []
+                for k in Int64(1)...8 {
+                    switch (s0[k], s1[k]) {
+                    case (nil, _?): want.append("inserted \(k)")
+                    case (_?, nil): want.append("deleted \(k)")
+                    case (let x?, let y?) where x != y: want.append("changed \(k)")
+                    default: break
+                    }
+                }
+                let got = d.map { "\($0.kind.rawValue) \($0.key.first.map { "\($0.value)" } ?? "")" }.sorted()
+                #expect(got == want.sorted(), "seed \(seed) window \(a)...\(b)")
+            }
         }
     }
 }
