@@ -1,0 +1,347 @@
+// A row's whole life (`log history`), per-column blame (`log blame`) and the
+// net change between two LSNs (`log diff`), as pure functions over a log.
+//
+// Key changes. Since capture format 2 a key change is one update whose before
+// image has the old key (``ChangeRecord/isKeyChange``). Older logs carry it as
+// a delete of the old key immediately followed (next LSN, same table, same
+// commit time) by an insert of another key; that pair is read as a key change
+// too. Anything else (a delete, later an unrelated insert) is two rows.
+//
+// Passes. ``RowHistory/read(reader:table:key:)`` reads the table's records
+// once, keeping the records of the wanted key plus every key change and delete
+// of the table (LSNs and keys only). If no key change touches the wanted
+// key's chain that is the answer (one pass). Otherwise the chain's keys and
+// LSN intervals are worked out from the kept edges, and a second pass
+// collects the records inside them: at most two passes.
+
+/// A key change: the row with `from` became `to` at `lsn`.
+public struct KeyChange: Sendable, Hashable {
+    public var lsn: LSN
+    public var from: [Field]
+    public var to: [Field]
+    public init(lsn: LSN, from: [Field], to: [Field]) {
+        self.lsn = lsn
+        self.from = from
+        self.to = to
+    }
+}
+
+/// Every change of one row across its keys, oldest first.
+public struct RowHistory: Sendable {
+    public var table: String
+    public var records: [ChangeRecord]
+    /// Key changes inside ``records``, oldest first.
+    public var keyChanges: [KeyChange]
+
+    /// Reads the history of the row with key `key` (fields as
+    /// ``ChangeRecord/matches(key:)`` takes them) in `table`.
+    ///
+    /// Throws `.badInput` when the table has no record in the log or when the
+    /// key's shape does not match the table's key columns.
+    public static func read(reader: LogReader, table: String, key wanted: [Field], skipDamaged: Bool = false, onSkipped: ([LogError]) -> Void = { _ in }) throws(LogError) -> RowHistory {
+        var columns: [String]? = nil
+        var direct: [ChangeRecord] = []
+        var matched: Set<[Field]> = []
+        var edges: [KeyChange] = []
+        var deletes: [[Field]: [LSN]] = [:]
+        var pendingDelete: ChangeRecord? = nil
+
+        let cursor = try reader.cursor(tables: [table])
+        cursor.skipDamaged = skipDamaged
+        while let r = try cursor.next() {
+            if columns == nil {
+                let names = r.key.map(\.name)
+                try checkShape(wanted, columns: names, table: table)
+                columns = names
+            }
+            var isWanted = r.matches(key: wanted)
+            if isWanted { matched.insert(r.key) }
+            if r.isKeyChange, let old = r.beforeKey {
+                edges.append(KeyChange(lsn: r.lsn, from: old, to: r.key))
+                if old.asKeyRecord.matches(key: wanted) { matched.insert(old); isWanted = true }
+            }
+            // Old logs: delete then insert of another key at the next LSN and the same time.
+            if r.operation == .insert, let d = pendingDelete, d.lsn.rawValue + 1 == r.lsn.rawValue,
+               d.timestampMicros == r.timestampMicros, d.key != r.key {
+                edges.append(KeyChange(lsn: r.lsn, from: d.key, to: r.key))
+                if deletes[d.key]?.last == d.lsn { deletes[d.key]?.removeLast() }
+            }
+            if r.operation == .delete {
+                deletes[r.key, default: []].append(r.lsn)
+                pendingDelete = r
+            } else {
+                pendingDelete = nil
+            }
+            if isWanted { direct.append(r) }
+        }
+        onSkipped(cursor.skipped)
+        guard columns != nil else {
+            throw LogError(.badInput, "table '\(table)' is not in the log (no record of it); check --table against `tidemark log stats`")
+        }
+
+        let chain = Chain(edges: edges, deletes: deletes, start: matched)
+        let touched = chain.intervals.contains { !matched.contains($0.key) }
+        var records = direct
+        if touched {
+            records = []
+            let second = try reader.cursor(tables: [table])
+            second.skipDamaged = skipDamaged
+            while let r = try second.next() {
+                if chain.contains(r.key, r.lsn) || (r.isKeyChange && r.beforeKey.map { chain.contains($0, r.lsn) } == true) {
+                    records.append(r)
+                }
+            }
+            onSkipped(second.skipped)
+        }
+        let lsns = Set(records.map(\.lsn))
+        let changes = edges.filter { lsns.contains($0.lsn) && chain.contains($0.to, $0.lsn) }
+        return RowHistory(table: table, records: records, keyChanges: changes)
+    }
+
+    /// Throws unless `wanted` names exactly the table's key columns (or is one
+    /// unnamed value for a one-column key).
+    public static func checkShape(_ wanted: [Field], columns: [String], table: String) throws(LogError) {
+        let shown = columns.count == 1 ? "\(columns[0])" : "{" + columns.joined(separator: ", ") + "}"
+        if wanted.count == 1 && wanted[0].name.isEmpty {
+            guard columns.count == 1 else {
+                throw LogError(.badInput, "table '\(table)' has a composite key (\(columns.joined(separator: ", "))); give --key as a JSON object like '{\(columns.map { "\"\($0)\":…" }.joined(separator: ","))}'")
+            }
+            return
+        }
+        let names = wanted.map(\.name)
+        guard Set(names) == Set(columns), names.count == columns.count else {
+            if columns.count == 1 && names.count > 1 {
+                throw LogError(.badInput, "table '\(table)' has a one-column key (\(columns[0])), but --key names \(names.joined(separator: ", ")); give the value alone or '{\"\(columns[0])\":…}'")
+            }
+            throw LogError(.badInput, "--key names \(names.joined(separator: ", ")) but the key of table '\(table)' is \(shown); name exactly those columns")
+        }
+    }
+}
+
+/// The keys and LSN intervals one row occupied.
+struct Chain {
+    struct Interval: Hashable { var key: [Field]; var low: UInt64; var high: UInt64 }
+    var intervals: [Interval] = []
+
+    init(edges: [KeyChange], deletes: [[Field]: [LSN]], start: Set<[Field]>) {
+        var into: [[Field]: [KeyChange]] = [:]
+        var out: [[Field]: [KeyChange]] = [:]
+        for e in edges { into[e.to, default: []].append(e); out[e.from, default: []].append(e) }
+        // Where a key's row ends after `lsn` (a delete or a move away), or before it.
+        func exitAfter(_ key: [Field], _ lsn: UInt64) -> UInt64 {
+            let d = deletes[key]?.first { $0.rawValue >= lsn }?.rawValue ?? .max
+            let m = out[key]?.first { $0.lsn.rawValue > lsn }?.lsn.rawValue ?? .max
+            return min(d, m)
+        }
+        func exitBefore(_ key: [Field], _ lsn: UInt64) -> UInt64 {
+            let d = deletes[key]?.last { $0.rawValue < lsn }?.rawValue ?? 0
+            let m = out[key]?.last { $0.lsn.rawValue < lsn }?.lsn.rawValue ?? 0
+            return max(d, m)
+        }
+        var seen: Set<Interval> = []
+        var work = start.map { Interval(key: $0, low: 0, high: .max) }
+        while let i = work.popLast() {
+            guard seen.insert(i).inserted else { continue }
+            intervals.append(i)
+            // Backwards: the row came into this key from another one.
+            for e in into[i.key] ?? [] where e.lsn.rawValue >= i.low && e.lsn.rawValue <= i.high {
+                let end = e.lsn.rawValue
+                work.append(Interval(key: e.from, low: exitBefore(e.from, end) + 1, high: end))
+            }
+            // Forwards: the row moved on to another key.
+            for e in out[i.key] ?? [] where e.lsn.rawValue >= i.low && e.lsn.rawValue <= i.high {
+                let begin = e.lsn.rawValue
+                work.append(Interval(key: e.to, low: begin, high: exitAfter(e.to, begin)))
+            }
+        }
+    }
+
+    func contains(_ key: [Field], _ lsn: LSN) -> Bool {
+        intervals.contains { $0.key == key && $0.low <= lsn.rawValue && lsn.rawValue <= $0.high }
+    }
+}
+
+extension Array where Element == Field {
+    /// A stand-in record with this key, to reuse ``ChangeRecord/matches(key:)``.
+    var asKeyRecord: ChangeRecord {
+        ChangeRecord(lsn: .zero, timestampMicros: 0, table: "", operation: .insert, key: self, before: nil, after: [])
+    }
+
+    /// `{id:1}` or `{region:'eu', n:2}`.
+    public var keyText: String {
+        "{" + map { "\($0.name):\(RecordText.literal($0.value))" }.joined(separator: ", ") + "}"
+    }
+
+    /// A JSON object of these fields.
+    public var jsonText: String {
+        var buffer: [UInt8] = []
+        JSONText.appendFields(self, to: &buffer)
+        return String(decoding: buffer, as: UTF8.self)
+    }
+}
+
+extension Value {
+    /// The value as `log` text output shows it (`'text'`, `42`, `NULL`).
+    public var literalText: String { RecordText.literal(self) }
+
+    public var jsonText: String {
+        var buffer: [UInt8] = []
+        appendJSON(to: &buffer)
+        return String(decoding: buffer, as: UTF8.self)
+    }
+}
+
+// MARK: - Blame
+
+/// Where one column of a row's latest image got its value.
+public struct ColumnBlame: Sendable, Hashable {
+    public var column: String
+    public var value: Value
+    /// The change that set the value; nil when it was set before the log starts.
+    public var lsn: LSN?
+    public var timestampMicros: Int64?
+    /// The value before that change; nil when the change created the row (or
+    /// the value predates the log).
+    public var previous: Value?
+}
+
+public struct RowBlame: Sendable {
+    /// The row's key in its latest image.
+    public var key: [Field]
+    public var columns: [ColumnBlame]
+    /// Set when the row's last change deleted it: the columns then describe
+    /// the image it had just before.
+    public var deletedAt: LSN?
+
+    /// Blames the latest image of `history` (oldest first).
+    public init?(history: [ChangeRecord]) {
+        guard let last = history.last else { return nil }
+        var state: [String: ColumnBlame] = [:]
+        var order: [String] = []
+        for r in history {
+            switch r.operation {
+            case .insert:
+                var fresh: [String: ColumnBlame] = [:]
+                for f in r.after ?? [] {
+                    fresh[f.name] = ColumnBlame(column: f.name, value: f.value, lsn: r.lsn, timestampMicros: r.timestampMicros, previous: nil)
+                }
+                state = fresh
+                order = (r.after ?? []).map(\.name)
+            case .update:
+                let before = Dictionary((r.before ?? []).map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
+                var next: [String: ColumnBlame] = [:]
+                for f in r.after ?? [] {
+                    let old = before[f.name]
+                    if let old, old == f.value {
+                        next[f.name] = state[f.name] ?? ColumnBlame(column: f.name, value: f.value, lsn: nil, timestampMicros: nil, previous: nil)
+                    } else {
+                        next[f.name] = ColumnBlame(column: f.name, value: f.value, lsn: r.lsn, timestampMicros: r.timestampMicros, previous: old)
+                    }
+                }
+                state = next
+                order = (r.after ?? []).map(\.name)
+            case .delete:
+                break
+            }
+        }
+        if last.operation == .delete {
+            // Describe the image the delete removed.
+            if state.isEmpty {
+                for f in last.before ?? [] {
+                    state[f.name] = ColumnBlame(column: f.name, value: f.value, lsn: nil, timestampMicros: nil, previous: nil)
+                }
+                order = (last.before ?? []).map(\.name)
+            }
+            deletedAt = last.lsn
+        } else {
+            deletedAt = nil
+        }
+        key = last.key
+        columns = order.compactMap { state[$0] }
+    }
+}
+
+// MARK: - Diff
+
+/// The net change of one key between two LSNs.
+public struct KeyDiff: Sendable, Hashable {
+    public enum Kind: String, Sendable { case inserted, deleted, changed }
+    public struct ColumnChange: Sendable, Hashable {
+        public var column: String
+        public var old: Value?
+        public var new: Value?
+        public init(column: String, old: Value?, new: Value?) {
+            self.column = column
+            self.old = old
+            self.new = new
+        }
+    }
+    public var table: String
+    public var key: [Field]
+    public var kind: Kind
+    /// The image at the start (nil when inserted) and at the end (nil when deleted).
+    public var before: [Field]?
+    public var after: [Field]?
+    /// For `.changed`: the columns whose value differs, in the end image's order.
+    public var changes: [ColumnChange]
+}
+
+public enum LogDiff {
+    /// The net change per key of the records with LSN in `range` (both ends
+    /// inclusive), optionally of one table, in order of each key's first
+    /// change. A key change counts as a delete of the old key and an insert
+    /// of the new one; a key that ends as it started is left out.
+    public static func read(reader: LogReader, range: ClosedRange<LSN>, table: String?, skipDamaged: Bool = false, onSkipped: ([LogError]) -> Void = { _ in }) throws(LogError) -> [KeyDiff] {
+        struct Fold { var table: String; var key: [Field]; var start: [Field]?; var end: [Field]? }
+        struct ID: Hashable { var table: String; var key: [Field] }
+        var folds: [ID: Int] = [:]
+        var list: [Fold] = []
+        let cursor = try reader.cursor(from: range.lowerBound, tables: table.map { [$0] })
+        cursor.skipDamaged = skipDamaged
+        while let r = try cursor.next() {
+            if r.lsn > range.upperBound { break }
+            for c in r.keyedChanges {
+                let id = ID(table: c.table, key: c.key)
+                if let i = folds[id] {
+                    list[i].end = c.after
+                } else {
+                    folds[id] = list.count
+                    list.append(Fold(table: c.table, key: c.key, start: c.before, end: c.after))
+                }
+            }
+        }
+        onSkipped(cursor.skipped)
+        if list.isEmpty, let table {
+            // An empty window is fine; a table the log never saw is not.
+            let probe = try reader.cursor(tables: [table])
+            probe.skipDamaged = true
+            if try probe.next() == nil {
+                throw LogError(.badInput, "table '\(table)' is not in the log (no record of it); check --table against `tidemark log stats`")
+            }
+        }
+        var out: [KeyDiff] = []
+        for f in list {
+            switch (f.start, f.end) {
+            case (nil, nil):
+                continue
+            case (nil, let a?):
+                out.append(KeyDiff(table: f.table, key: f.key, kind: .inserted, before: nil, after: a, changes: []))
+            case (let b?, nil):
+                out.append(KeyDiff(table: f.table, key: f.key, kind: .deleted, before: b, after: nil, changes: []))
+            case (let b?, let a?):
+                let old = Dictionary(b.map { ($0.name, $0.value) }, uniquingKeysWith: { x, _ in x })
+                var changes: [KeyDiff.ColumnChange] = []
+                for field in a where old[field.name] != field.value {
+                    changes.append(.init(column: field.name, old: old[field.name], new: field.value))
+                }
+                let newNames = Set(a.map(\.name))
+                for field in b where !newNames.contains(field.name) {
+                    changes.append(.init(column: field.name, old: field.value, new: nil))
+                }
+                if changes.isEmpty { continue }
+                out.append(KeyDiff(table: f.table, key: f.key, kind: .changed, before: b, after: a, changes: changes))
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import TidemarkLog
+
+struct LogHistoryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "history",
+        abstract: "Every change of one row, oldest first, with before and after images, across key changes.",
+        discussion: """
+            K is the key value (e.g. 42 or alice), or a JSON object for composite keys: '{"order_id":7,"line":2}'. \
+            The row is followed backwards and forwards across key changes (an update that changed the key, or in \
+            logs from before capture format 2 a delete and an insert at consecutive LSNs with the same commit time); \
+            a line says where the key changed. A table not in the log or a key of the wrong shape is an error.
+            """
+    )
+
+    @OptionGroup var log: LogLocation
+
+    @Option(help: "The table.")
+    var table: String
+
+    @Option(help: "The row's key: a value, or a JSON object of key columns.")
+    var key: String
+
+    @Option(help: "text (default) or jsonl.")
+    var format: RecordFormat = .text
+
+    @Flag(help: "Read on past damaged frames and segments, reporting each range skipped on stderr.")
+    var skipDamaged = false
+
+    func run() throws {
+        try reportingErrors {
+            let reader = try LogReader(directory: log.directory)
+            let wanted = try KeyArgument.parse(key)
+            var reported = 0
+            let history = try RowHistory.read(reader: reader, table: table, key: wanted, skipDamaged: skipDamaged) {
+                reported = reportSkipped($0, from: reported)
+            }
+            var out = StandardOutput()
+            defer { out.flush() }
+            let moves = Dictionary(history.keyChanges.map { ($0.lsn, $0) }, uniquingKeysWith: { a, _ in a })
+            for r in history.records {
+                switch format {
+                case .jsonl: out.line(r.jsonLine)
+                case .text: out.line(r.historyText)
+                }
+                if format == .text, let m = moves[r.lsn] {
+                    out.line("key changed from \(m.from.keyText) to \(m.to.keyText) at LSN \(m.lsn)")
+                }
+            }
+            if history.records.isEmpty && format == .text {
+                out.line("no changes of \(table) with key \(key) in the log")
+            }
+        }
+    }
+}
+
+/// `--key` values: a JSON object of key columns, or one bare value matched
+/// against a single-column key of any name.
+enum KeyArgument {
+    static func parse(_ text: String) throws -> [Field] {
+        let trimmed = text.drop(while: { $0 == " " })
+        if trimmed.hasPrefix("{") {
+            do {
+                return try ChangeRecord.parseJSONKey(String(trimmed))
+            } catch {
+                var why = error.message
+                if why.hasPrefix("line 1: ") { why.removeFirst(8) }
+                throw LogError(.badInput, "--key \(text) is not a valid JSON object of key columns (\(why)); give a value (42) or an object ('{\"order_id\":7,\"line\":2}')")
+            }
+        }
+        return [Field("", .text(text))]
+    }
+}
