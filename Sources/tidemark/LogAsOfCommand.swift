@@ -24,7 +24,7 @@ struct LogAsOfCommand: ParsableCommand {
 
     @OptionGroup var log: LogLocation
 
-    @Option(help: "An LSN, or an RFC 3339 time in UTC.")
+    @Option(parsing: .unconditional, help: "An LSN, or an RFC 3339 time in UTC.")
     var at: String
 
     @Option(help: "The table whose rows to print.")
