@@ -229,9 +229,8 @@ public enum AsOf {
         let logHead = try reader.headLSN()
         func earliestReason() -> String {
             if earliest == firstSeq && (lowestAvailable == nil || lowestAvailable! <= firstSeq.next) {
-                return firstSeq == .zero
-                    ? "capture was installed in \(db) then; nothing before it was recorded"
-                    : "capture was installed in \(db) at LSN \(firstSeq); nothing before it was recorded"
+                let when = installation.installedAtMicros.map { " at \(Timestamp(microsSinceEpoch: $0))" } ?? ""
+                return "capture was installed in \(db) at LSN \(firstSeq)\(when); nothing before it was recorded"
             }
             return "the log \(logPath) starts at LSN \(logFirst.map(String.init(describing:)) ?? "?") (older segments were removed by retention)"
         }
