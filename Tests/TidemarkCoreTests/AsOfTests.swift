@@ -150,23 +150,30 @@ import TidemarkSQLite
             shipperThread.start()
 
             var saved = [Saved(path: installed, lsn: .zero, time: Timestamp(microsSinceEpoch: 0))]
-            func save(_ index: Int) throws {
-                control.pause.store(true, ordering: .releasing)
-                control.waitUntil(control.paused, is: true)
-                // Commit times are whole milliseconds: keep clear of them.
-                usleep(30_000)
+            /// Saves a copy and the LSN it is at; `pause`d, also a time
+            /// between that LSN's commit and the next. Unpaused, the copy is
+            /// taken while the writer writes (the backup is one snapshot).
+            func save(_ index: Int, pause: Bool = true) throws {
+                if pause {
+                    control.pause.store(true, ordering: .releasing)
+                    control.waitUntil(control.paused, is: true)
+                    // Commit times are whole milliseconds: keep clear of them.
+                    usleep(30_000)
+                }
                 let time = Timestamp(microsSinceEpoch: Int64(Date().timeIntervalSince1970 * 1_000_000))
                 let path = dir + "/saved-\(index).db"
                 let copy = try Connection(path: db, mode: .readOnly).backup(to: path)
                 let lsn = try SQLiteStore.captureHighWater(on: copy, schema: "main")
                 try copy.close()
                 saved.append(Saved(path: path, lsn: lsn, time: time))
-                usleep(30_000)
-                control.pause.store(false, ordering: .releasing)
+                if pause {
+                    usleep(30_000)
+                    control.pause.store(false, ordering: .releasing)
+                }
             }
             for i in 1...4 {
                 usleep(150_000)
-                try save(i)
+                try save(i, pause: i != 2)
             }
             // The rest stays in the outbox: the rewind must read it there.
             control.stopShipper.store(true, ordering: .releasing)
@@ -300,6 +307,15 @@ import TidemarkSQLite
             let text = try runTidemark(["log", "as-of", "--db", db, "--log", logDir, "--at", String(head.rawValue + 2), "--table", "t", "--key", "4"], in: dir)
             #expect(text.status == 0, "\(text.stderr)")
             #expect(text.stdout.hasSuffix(": 1 row\nid=4  v='d'\n"), "\(text.stdout)")
+
+            // Changes lost to damage (quarantined by `log repair`) cannot be undone.
+            let meta = logDir + "/log.meta"
+            try (String(contentsOfFile: meta, encoding: .utf8) + "gap=\(head.rawValue + 1)-\(head.rawValue + 1)\n").write(toFile: meta, atomically: true, encoding: .utf8)
+            let lost = try runTidemark(["log", "as-of", "--db", db, "--log", logDir, "--at", String(head.rawValue), "--table", "t"], in: dir)
+            #expect(lost.status != 0)
+            #expect(lost.stderr.split(separator: "\n").count == 1 && lost.stderr.contains("lost to damage"), "\(lost.stderr)")
+            let after = try AsOf.rows(db: db, log: logDir, at: .lsn(head.next), table: "t")
+            #expect(after.rows.map { $0.map(\.value) } == [[.integer(1), .text("c")], [.integer(3), .text("not captured")]])
         }
     }
 }
