@@ -47,7 +47,10 @@ import Glibc
 /// after the point is rewound only while its images fit the table); an
 /// update of a column left out of `UPDATE OF` capture (plans that capture
 /// only some columns' updates) is not in the log and so is not undone —
-/// ``AsOfReport/partialUpdateCapture`` names such tables.
+/// ``AsOfReport/partialUpdateCapture`` names such tables. `sqlite_sequence`
+/// counters of the application's AUTOINCREMENT tables keep the copy's values
+/// (the log does not record them). Resolving a time reads every reachable
+/// change's commit time from the start of the reachable range.
 public enum AsOf {
     /// Where to rewind to: an LSN, or a commit time (the last LSN whose
     /// commit time is at or before it).
@@ -222,13 +225,13 @@ public enum AsOf {
         // The first change still in the log (retention removes old segments).
         let logFirst: LSN? = try reader.cursor().next()?.lsn
         let lowestAvailable = [logFirst, outboxFirst].compactMap { $0 }.min()
-        let earliest = max(firstSeq, lowestAvailable.map { LSN($0.rawValue - 1) } ?? copyLSN)
+        let earliest = max(firstSeq, lowestAvailable.map(previous) ?? copyLSN)
         // Everything below the outbox's first row was shipped before the
         // copy was taken, so the log must reach it.
-        let logMustReach = min(outboxFirst.map { LSN($0.rawValue - 1) } ?? copyLSN, copyLSN)
+        let logMustReach = min(outboxFirst.map(previous) ?? copyLSN, copyLSN)
         let logHead = try reader.headLSN()
         func earliestReason() -> String {
-            if earliest == firstSeq && (lowestAvailable == nil || lowestAvailable! <= firstSeq.next) {
+            if earliest == firstSeq && (lowestAvailable.map { $0 <= firstSeq.next } ?? true) {
                 let when = installation.installedAtMicros.map { " at \(Timestamp(microsSinceEpoch: $0))" } ?? ""
                 return "capture was installed in \(db) at LSN \(firstSeq)\(when); nothing before it was recorded"
             }
@@ -275,13 +278,13 @@ public enum AsOf {
         }
         let gaps = try reader.directory.meta().gaps.filter { $0.upperBound > point && $0.lowerBound <= logMustReach }
         if let gap = gaps.first {
-            throw AsOfError(.logGap, "the changes at LSN \(gap.lowerBound) to \(gap.upperBound) were lost to damage (`log repair` quarantined them), so \(db) cannot be rewound to LSN \(point); the latest reachable point before the copy's LSN \(copyLSN) is LSN \(gaps.map(\.upperBound).max()!)")
+            throw AsOfError(.logGap, "the changes at LSN \(gap.lowerBound) to \(gap.upperBound) were lost to damage (`log repair` quarantined them), so \(db) cannot be rewound to LSN \(point); the latest reachable point before the copy's LSN \(copyLSN) is LSN \(gaps.map(\.upperBound).max() ?? gap.upperBound)")
         }
 
         // The changes to undo: (point, copyLSN], from the log and the outbox.
         var changes: [ChangeRecord] = []
         var fromOutbox = 0
-        try forEachChange(reader: reader, logHead: logHead, copy: copy, after: point.rawValue > 0 ? LSN(point.rawValue - 1) : point,
+        try forEachChange(reader: reader, logHead: logHead, copy: copy, after: previous(point),
                           through: copyLSN, tables: tableFilter, outboxCount: { fromOutbox = $0 }) { r in
             if r.lsn == point { pointMicros = r.timestampMicros; return }
             if r.lsn > point { changes.append(r) }
@@ -362,13 +365,17 @@ public enum AsOf {
             var columnsByTable: [String: Set<String>] = [:]
             for change in changes.reversed() {
                 let table = change.table
-                if columnsByTable[table] == nil {
+                let columns: Set<String>
+                if let known = columnsByTable[table] {
+                    columns = known
+                } else {
                     guard let info = try Schema.table(named: table, in: copy) else {
                         throw AsOfError(.doesNotMatch, "the change at LSN \(change.lsn) is to table '\(table)', which the database no longer has; as-of cannot rewind past a dropped table")
                     }
-                    columnsByTable[table] = Set(info.columns.map { $0.name.lowercased() })
+                    columns = Set(info.columns.map { $0.name.lowercased() })
+                    columnsByTable[table] = columns
                 }
-                try undoOne(change, columns: columnsByTable[table]!, in: copy)
+                try undoOne(change, columns: columns, in: copy)
             }
             // Tidemark's objects (their triggers went above).
             let ours = try copy.prepare("SELECT name FROM main.sqlite_schema WHERE type = 'table' AND substr(name, 1, 10) = '_tidemark_'")
@@ -444,6 +451,9 @@ public enum AsOf {
             }
         }
     }
+
+    /// The LSN before `lsn` (zero stays zero).
+    private static func previous(_ lsn: LSN) -> LSN { lsn == .zero ? .zero : LSN(lsn.rawValue - 1) }
 
     // MARK: Files
 
