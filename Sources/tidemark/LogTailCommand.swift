@@ -4,6 +4,8 @@ import TidemarkLog
 enum RecordFormat: String, ExpressibleByArgument, CaseIterable {
     case jsonl
     case text
+    /// Debezium's change-event envelope, payload only (see `RecordDebezium.swift`).
+    case debezium
 }
 
 struct LogTailCommand: ParsableCommand {
@@ -26,14 +28,18 @@ struct LogTailCommand: ParsableCommand {
     @Option(help: "Only records of this table (repeat or comma-separate for several).")
     var table: [String] = []
 
-    @Option(help: "jsonl (one JSON object per line) or text.")
+    @Option(help: "jsonl (one JSON object per line), text, or debezium (Debezium change events, payload only, one per line).")
     var format: RecordFormat = .jsonl
+
+    @Flag(help: "With --format debezium: print each event's key JSON and a TAB before it (as `kcat -K'\\t'` reads), and a tombstone (key, TAB, null) after each delete.")
+    var withKey = false
 
     @Flag(help: "Read on past damaged frames and segments, reporting each range skipped on stderr (default: stop at the first with an error).")
     var skipDamaged = false
 
     func validate() throws {
         if let lines, lines < 0 { throw ValidationError("--lines must be 0 or more, not \(lines)") }
+        if withKey && format != .debezium { throw ValidationError("--with-key needs --format debezium (it prefixes Debezium events with their key)") }
     }
 
     func run() throws {
@@ -53,6 +59,7 @@ struct LogTailCommand: ParsableCommand {
             // Everything before damage is printed before the error.
             defer { out.flush() }
             var reported = 0
+            let debeziumSource = DebeziumSource(name: reader.sourceID.rawValue)
             while let r = try cursor.next() {
                 reported = reportSkipped(cursor.skipped, from: reported)
                 switch format {
@@ -64,6 +71,9 @@ struct LogTailCommand: ParsableCommand {
                     if out.buffer.count >= 1 << 16 { out.flush() }
                 case .text:
                     out.line(r.textLine)
+                case .debezium:
+                    r.appendDebezium(to: &out.buffer, source: debeziumSource, withKey: withKey)
+                    if out.buffer.count >= 1 << 16 { out.flush() }
                 }
                 if follow { out.flush() }
             }
@@ -129,6 +139,7 @@ struct LogHistoryCommand: ParsableCommand {
                 switch format {
                 case .jsonl: out.line(r.jsonLine)
                 case .text: out.line(r.historyText)
+                case .debezium: r.appendDebezium(to: &out.buffer, source: DebeziumSource(name: reader.sourceID.rawValue), withKey: false)
                 }
             }
             _ = reportSkipped(cursor.skipped, from: reported)
