@@ -6,7 +6,8 @@ struct LogDiffCommand: ParsableCommand {
         commandName: "diff",
         abstract: "The net change per key between two LSNs: inserted, deleted, or changed columns old → new.",
         discussion: """
-            --since and --until are LSNs, both inclusive (time forms are not taken yet). Many changes of one key \
+            --since and --until are points of the log, both inclusive: an LSN, an RFC 3339 time or a relative time \
+            (-15m, -2h, -1d); --until defaults to the log's head. Many changes of one key \
             fold into one line; a key that ends as it started prints nothing. A key change shows as a delete of \
             the old key and an insert of the new one.
             """
@@ -14,11 +15,7 @@ struct LogDiffCommand: ParsableCommand {
 
     @OptionGroup var log: LogLocation
 
-    @Option(help: "First LSN of the window (inclusive).")
-    var since: LSN
-
-    @Option(help: "Last LSN of the window (inclusive; default: the log's head).")
-    var until: LSN?
+    @OptionGroup var window: LogWindowOptions
 
     @Option(help: "Only this table.")
     var table: String?
@@ -32,13 +29,10 @@ struct LogDiffCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let reader = try LogReader(directory: log.directory)
-            let end = try until ?? reader.headLSN()
-            guard since <= end else {
-                printError("--since \(since) is after --until \(end); give the earlier LSN first")
-                throw ExitCode(1)
-            }
+            guard window.since != nil else { throw ValidationError("diff needs --since (an LSN, an RFC 3339 time or a relative time such as -15m)") }
+            guard let range = try window.lsnRange(reader, defaultUntil: try reader.headLSN()) else { return }  // nothing in the window
             var reported = 0
-            let diffs = try LogDiff.read(reader: reader, range: since...end, table: table, skipDamaged: skipDamaged) {
+            let diffs = try LogDiff.read(reader: reader, range: range, table: table, skipDamaged: skipDamaged) {
                 reported = reportSkipped($0, from: reported)
             }
             var out = StandardOutput()

@@ -21,16 +21,28 @@ struct LogHistoryCommand: ParsableCommand {
     @Option(help: "The row's key: a value, or a JSON object of key columns.")
     var key: String
 
-    @Option(help: "text (default) or jsonl.")
+    @Option(help: "text (default), jsonl or debezium.")
     var format: RecordFormat = .text
+
+    @Flag(help: "With --format debezium: the record's key JSON and a tab before each value.")
+    var withKey = false
+
+    @OptionGroup var window: LogWindowOptions
 
     @Flag(help: "Read on past damaged frames and segments, reporting each range skipped on stderr.")
     var skipDamaged = false
+
+    func validate() throws {
+        if withKey && format != .debezium { throw ValidationError("--with-key goes with --format debezium") }
+    }
 
     func run() throws {
         try reportingErrors {
             let reader = try LogReader(directory: log.directory)
             let wanted = try KeyArgument.parse(key)
+            let w = try window.window(reader)
+            // --op/--where narrow what is printed; the row is followed through all of it.
+            let filter = try window.filter(tables: nil, key: nil)
             var reported = 0
             let history = try RowHistory.read(reader: reader, table: table, key: wanted, skipDamaged: skipDamaged) {
                 reported = reportSkipped($0, from: reported)
@@ -39,9 +51,11 @@ struct LogHistoryCommand: ParsableCommand {
             defer { out.flush() }
             let moves = Dictionary(history.keyChanges.map { ($0.lsn, $0) }, uniquingKeysWith: { a, _ in a })
             for r in history.records {
+                guard w.contains(r), filter.matches(r) else { continue }
                 switch format {
                 case .jsonl: out.line(r.jsonLine)
                 case .text: out.line(r.historyText)
+                case .debezium: r.appendDebezium(to: &out.buffer, source: DebeziumSource(name: reader.sourceID.rawValue), withKey: withKey)
                 }
                 if format == .text, let m = moves[r.lsn] {
                     out.line("key changed from \(m.from.keyText) to \(m.to.keyText) at LSN \(m.lsn)")

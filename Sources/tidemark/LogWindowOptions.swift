@@ -34,6 +34,29 @@ struct LogWindowOptions: ParsableArguments {
 
     var isWindowed: Bool { since != nil || until != nil }
 
+    /// The exact first and last LSN of the window (records in the window's
+    /// frames read once to place time bounds on records), or nil when no
+    /// record is in it. `defaultUntil` ends an open window (the log's head).
+    func lsnRange(_ reader: LogReader, defaultUntil: LSN) throws -> ClosedRange<LSN>? {
+        let w = try window(reader)
+        guard w.fromLSN.rawValue != UInt64.max else { return nil }
+        var from = w.fromLSN
+        var through = min(w.throughLSN ?? defaultUntil, defaultUntil)
+        if w.sinceMicros != nil || w.untilMicros != nil {
+            var first: LSN?, last: LSN?
+            let cursor = try reader.cursor(from: w.fromLSN)
+            while let r = try cursor.next(), !w.isPast(r) {
+                guard w.contains(r) else { continue }
+                if first == nil { first = r.lsn }
+                last = r.lsn
+            }
+            guard let first, let last else { return nil }
+            from = first
+            through = last
+        }
+        return from <= through ? from...through : nil
+    }
+
     func filter(tables: Set<String>?, key: [Field]?) throws -> RecordFilter {
         var ops: Set<ChangeOperation>?
         if !op.isEmpty {
