@@ -29,7 +29,7 @@ struct LogDiffCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let reader = try LogReader(directory: log.directory)
-            guard window.since != nil else { throw ValidationError("diff needs --since (an LSN, an RFC 3339 time or a relative time such as -15m)") }
+            guard window.since != nil else { throw LogError(.badInput, "diff needs --since (an LSN, an RFC 3339 time or a relative time such as -15m)") }
             guard let range = try window.lsnRange(reader, defaultUntil: try reader.headLSN()) else { return }  // nothing in the window
             var reported = 0
             let diffs = try LogDiff.read(reader: reader, range: range, table: table, skipDamaged: skipDamaged) {

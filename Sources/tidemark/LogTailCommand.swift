@@ -50,7 +50,7 @@ struct LogTailCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             if from != nil && window.since != nil {
-                throw ValidationError("--from is an alias of --since; give one of them")
+                throw LogError(.badInput, "--from is an alias of --since; give one of them")
             }
             let reader = try LogReader(directory: log.directory)
             let tables = table.isEmpty ? nil : Set(table.flatMap { $0.split(separator: ",").map(String.init) })

@@ -63,7 +63,7 @@ struct LogWindowOptions: ParsableArguments {
             ops = []
             for o in op.flatMap({ $0.split(separator: ",").map(String.init) }) {
                 guard let parsed = ChangeOperation.allCases.first(where: { $0.description == o.lowercased() }) else {
-                    throw ValidationError("--op \(o): expected insert, update or delete")
+                    throw LogError(.badInput, "--op \(o): expected insert, update or delete")
                 }
                 ops?.insert(parsed)
             }

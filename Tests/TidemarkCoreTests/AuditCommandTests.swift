@@ -73,7 +73,7 @@ import TidemarkSQLite
         (["history", "--table", "lines", "--key", #"{"order_id":7}"#], "--key names order_id but the key of table 'lines' is {order_id, line}"),
         (["history", "--table", "users", "--key", #"{"id":1,"line":2}"#], "table 'users' has a one-column key (id)"),
         (["history", "--table", "users", "--key", "{oops"], "--key {oops is not a valid JSON object of key columns"),
-        (["diff", "--since", "5", "--until", "2"], "--since 5 is after --until 2"),
+        (["diff", "--since", "5", "--until", "2"], "--since LSN 5 is after --until LSN 2"),
     ])
     func badInputIsOneLineAndAFailure(args: [String], message: String) throws {
         try withTemporaryDirectory { dir in

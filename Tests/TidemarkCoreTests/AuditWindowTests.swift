@@ -32,26 +32,26 @@ import TidemarkSQLite
         try withTemporaryDirectory { dir in
             try Self.capturedLog(dir)
             func tail(_ args: [String]) throws -> [[String: Any]] {
-                let r = try runTidemark(["log", "tail", "--log", "changelog"] + args, in: dir)
+                let r = try runTidemark(["log", "tail", "--log", dir + "/changelog"] + args, in: dir)
                 #expect(r.status == 0, "\(args): \(r.stderr)")
                 return r.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
             }
-            #expect(try tail([]).count == 10)
+            #expect(try tail([]).count == 9)
             #expect(try tail(["--since", "3", "--until", "4"]).map { $0["lsn"] as? Int } == [3, 4])
-            #expect(try tail(["--from", "9"]).map { $0["lsn"] as? Int } == [9, 10])
+            #expect(try tail(["--from", "8"]).map { $0["lsn"] as? Int } == [8, 9])
             // A relative time that starts with '-' is a value, not an option.
-            #expect(try tail(["--since", "-15m"]).count == 10)
+            #expect(try tail(["--since", "-15m"]).count == 9)
             #expect(try tail(["--since", "-1d", "--until", "-1h"]).isEmpty)
             #expect(try tail(["--table", "acct", "--op", "delete"]).map { $0["table"] as? String } == ["acct"])
             #expect(try tail(["--table", "line", "--key", "{\"o\":7,\"n\":2}"]).count == 2)
             #expect(try tail(["--where", "owner=bob"]).count == 2)  // the insert and the key change
             #expect(try tail(["--key", "2", "--table", "acct"]).count == 2, "the old key of a key change matches too")
-            let stats = try runTidemark(["log", "stats", "--log", "changelog", "--table", "acct", "--json"], in: dir)
+            let stats = try runTidemark(["log", "stats", "--log", dir + "/changelog", "--table", "acct", "--json"], in: dir)
             let j = try #require(try JSONSerialization.jsonObject(with: Data(stats.stdout.utf8)) as? [String: Any])
             #expect(j["records"] as? Int == 6)
             // Bad input: one line, non-zero exit.
             for bad in [["--since", "9", "--until", "3"], ["--since", "yesterday"], ["--op", "upsert"], ["--where", "nocolumn"]] {
-                let r = try runTidemark(["log", "tail", "--log", "changelog"] + bad, in: dir)
+                let r = try runTidemark(["log", "tail", "--log", dir + "/changelog"] + bad, in: dir)
                 #expect(r.status != 0, "\(bad)")
                 #expect(r.stderr.split(separator: "\n").count == 1, "\(bad): \(r.stderr)")
             }
