@@ -43,6 +43,7 @@ struct LogHistoryCommand: ParsableCommand {
             let w = try window.window(reader)
             // --op/--where narrow what is printed; the row is followed through all of it.
             let filter = try window.filter(tables: nil, key: nil)
+            let origins = LogOrigins.load(reader.directory)
             var reported = 0
             let history = try RowHistory.read(reader: reader, table: table, key: wanted, skipDamaged: skipDamaged) {
                 reported = reportSkipped($0, from: reported)
@@ -54,7 +55,10 @@ struct LogHistoryCommand: ParsableCommand {
                 guard w.contains(r), filter.matches(r) else { continue }
                 switch format {
                 case .jsonl: out.line(r.jsonLine)
-                case .text: out.line(r.historyText)
+                case .text:
+                    out.line(r.historyText)
+                    // Across a cutover or rollback: which store wrote it.
+                    if !origins.isEmpty { out.line("  written by \(LogOrigins.store(of: r.lsn, in: origins))") }
                 case .debezium: r.appendDebezium(to: &out.buffer, source: DebeziumSource(name: reader.sourceID.rawValue), withKey: withKey)
                 }
                 if format == .text, let m = moves[r.lsn] {

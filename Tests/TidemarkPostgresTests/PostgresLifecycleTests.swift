@@ -284,6 +284,19 @@ import Glibc
             #expect(origins.map { $0.store.hasPrefix("target") } == [true, false], "\(origins)")
             #expect(origins.count == 2 && origins[0].fromLSN < origins[1].fromLSN)
             #expect(!origins.contains { $0.store.contains("secret") })
+            // A row's history shows which store wrote each change.
+            let reader = try LogReader(directory: dir + "/changelog")
+            let cursor = try reader.cursor()
+            var sourceKey: Int64?, targetKey: Int64?
+            while let r = try cursor.next() {
+                guard case .integer(let k)? = r.key.first?.value else { continue }
+                if r.lsn < origins[0].fromLSN { sourceKey = sourceKey ?? k } else if r.lsn < origins[1].fromLSN { targetKey = targetKey ?? k }
+            }
+            for (key, store) in [(sourceKey, "written by source"), (targetKey, "written by target")] {
+                let k = try #require(key, "no change written by \(store)")
+                let history = try Self.run(["log", "history", "--log", dir + "/changelog", "--table", "acct", "--key", String(k)])
+                #expect(history.output.contains(store), "\(history.output)")
+            }
             // PostgreSQL refuses writes now, naming the SQLite file.
             let c = try PGConnection(conninfo)
             #expect(throws: PGError.self) { _ = try c.query("UPDATE acct SET balance = 0 WHERE id = 1") }
