@@ -45,11 +45,33 @@ struct LogHistoryCommand: ParsableCommand {
             let filter = try window.filter(tables: nil, key: nil)
             let origins = LogOrigins.load(reader.directory)
             var reported = 0
-            let history = try RowHistory.read(reader: reader, table: table, key: wanted, skipDamaged: skipDamaged) {
-                reported = reportSkipped($0, from: reported)
-            }
             var out = StandardOutput()
             defer { out.flush() }
+            let history: RowHistory
+            do {
+                history = try RowHistory.read(reader: reader, table: table, key: wanted, skipDamaged: skipDamaged) {
+                    reported = reportSkipped($0, from: reported)
+                }
+            } catch let damage as LogError where damage.segment != nil {
+                // A damaged frame does not hide the log: the key's changes
+                // before it are printed (without following key changes past
+                // the damage), then the error.
+                let cursor = try reader.cursor(tables: [table])
+                do {
+                    while let r = try cursor.next() {
+                        guard r.matches(key: wanted), w.contains(r), filter.matches(r) else { continue }
+                        switch format {
+                        case .jsonl: out.line(r.jsonLine)
+                        case .text: out.line(r.historyText)
+                        case .debezium: r.appendDebezium(to: &out.buffer, source: DebeziumSource(name: reader.sourceID.rawValue), withKey: withKey)
+                        }
+                    }
+                } catch {
+                    out.flush()
+                    throw error
+                }
+                throw damage
+            }
             let moves = Dictionary(history.keyChanges.map { ($0.lsn, $0) }, uniquingKeysWith: { a, _ in a })
             for r in history.records {
                 guard w.contains(r), filter.matches(r) else { continue }
