@@ -65,6 +65,12 @@ public enum AsOf {
                 self = .lsn(LSN(n))
                 return
             }
+            // A time relative to now, as the log readers take it (-15m, -2h, -1d, -30s).
+            if text.hasPrefix("-"), let unit = text.last, "smhd".contains(unit),
+               case .time(let t)? = try? LogPoint.parse(text, nowMicros: Clock.wallMicros()) {
+                self = .time(t)
+                return
+            }
             let digits = text.hasPrefix("-") || text.hasPrefix("+") ? text.dropFirst() : Substring(text)
             if !digits.isEmpty && digits.allSatisfy({ $0.isASCII && $0.isNumber }) {
                 throw AsOfError(.badPoint, "--at \(text) is not an LSN: an LSN is a whole number from 0 to \(UInt64.max)")

@@ -10,7 +10,7 @@ struct LogAsOfCommand: ParsableCommand {
             The live database (--db: the source before cutover, the target after) is copied with \
             SQLite's backup API, and every change after the point is undone on the copy from the \
             before images in the log (changes not yet shipped are read from the copy's outbox). \
-            --at takes an LSN (a whole number) or an RFC 3339 time in UTC (2026-11-25T11:00:00Z), \
+            --at takes an LSN (a whole number), an RFC 3339 time in UTC (2026-11-25T11:00:00Z) or a time relative to now (-15m, -2h, -1d), \
             which means the last LSN committed at or before it. A point before what the log reaches \
             back to (retention, or capture installed later) or after the database's own LSN is refused.
             With --output, writes a new SQLite database of the captured tables as of that point, \
@@ -24,7 +24,7 @@ struct LogAsOfCommand: ParsableCommand {
 
     @OptionGroup var log: LogLocation
 
-    @Option(parsing: .unconditional, help: "An LSN, or an RFC 3339 time in UTC.")
+    @Option(parsing: .unconditional, help: "An LSN, an RFC 3339 time in UTC, or a relative time (-15m, -2h, -1d).")
     var at: String
 
     @Option(help: "The table whose rows to print.")

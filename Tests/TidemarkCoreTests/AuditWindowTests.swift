@@ -28,6 +28,14 @@ import TidemarkSQLite
         try c.close()
     }
 
+    @Test func asOfTakesRelativeTimes() throws {
+        guard case .time(let t) = try AsOf.Point(parsing: "-15m") else { Issue.record("-15m is not a time"); return }
+        let expected = Clock.wallMicros() - 15 * 60_000_000
+        #expect(abs(t.microsSinceEpoch - expected) < 60_000_000)
+        #expect(try AsOf.Point(parsing: "42") == .lsn(LSN(42)))
+        #expect(throws: AsOfError.self) { _ = try AsOf.Point(parsing: "-15x") }
+    }
+
     @Test func tailAndStatsTakeWindowsAndFilters() throws {
         try withTemporaryDirectory { dir in
             try Self.capturedLog(dir)
