@@ -380,24 +380,7 @@ extension Migrator {
         // Triggers and views the target cannot carry: refused unless accepted.
         let dropped = try CutoverSchema.blockingOmissions(target, accept: o.dropTriggers).map(CutoverSchema.describe)
         // 1. Catch up until the lag is small (nothing is changed if we give up).
-        let waitStart = Clock.monotonicNanos()
-        let deadline = waitStart + UInt64(o.timeoutSeconds * 1e9)
-        while true {
-            try Interruption.check("waiting for the lag before cutover; nothing was switched, the source stays authoritative")  // D4 interrupt point (lifecycle)
-            if let i = state.tables.firstIndex(where: { $0.phase != .following }) {
-                try copyStep(i)
-            } else {
-                _ = try followStep()
-                let p = snapshot(caughtUp: false)
-                progress(p)
-                if p.lagMillis <= o.maxLagMillis && p.lagChanges <= 10_000 { break }
-            }
-            if Clock.monotonicNanos() > deadline {
-                let p = snapshot(caughtUp: false)
-                throw MigrationError(.cutoverTimeout, "the lag is still \(p.lagMillis) ms (\(p.lagChanges) changes) after \(Int(o.timeoutSeconds)) s, above --max-lag-ms \(o.maxLagMillis); nothing was changed — let `tidemark migrate --follow` catch up, or raise the limits")
-            }
-        }
-        let waited = Double(Clock.monotonicNanos() - waitStart) / 1e9
+        let waited = try catchUpForCutover(o, buildingIndexes: false, progress: progress)
         // Every secondary index built (the catch-up above may have built the
         // last ones): a target without them is no home for the application.
         try CutoverSchema.requireIndexesBuilt(target, plan: plan)
@@ -430,6 +413,34 @@ extension Migrator {
         var report = plan.isSameFile ? try cutoverOneFile(o, waited: waited) : try cutoverTwoFiles(o, waited: waited)
         report.droppedObjects = dropped
         return report
+    }
+
+    /// Copies and replays until the lag is within `o`'s limits, or throws
+    /// (having switched nothing) when `o.timeoutSeconds` pass first; returns
+    /// the seconds waited. `buildingIndexes`: pending index builds are steps
+    /// of the catch-up too (PostgreSQL targets; SQLite cutover refuses
+    /// unbuilt indexes after it instead).
+    func catchUpForCutover(_ o: CutoverOptions, buildingIndexes: Bool, progress: (MigrationProgress) -> Void) throws -> Double {
+        let waitStart = Clock.monotonicNanos()
+        let deadline = waitStart + UInt64(o.timeoutSeconds * 1e9)
+        while true {
+            try Interruption.check("waiting for the lag before cutover; nothing was switched, the source stays authoritative")  // D4 interrupt point (lifecycle)
+            if buildingIndexes, let index = nextIndexToBuild() {
+                try buildIndexStep(index)
+            } else if let i = state.tables.firstIndex(where: { $0.phase != .following }) {
+                try copyStep(i)
+            } else {
+                _ = try followStep()
+                let p = snapshot(caughtUp: false)
+                progress(p)
+                if p.lagMillis <= o.maxLagMillis && p.lagChanges <= 10_000 { break }
+            }
+            if Clock.monotonicNanos() > deadline {
+                let p = snapshot(caughtUp: false)
+                throw MigrationError(.cutoverTimeout, "the lag is still \(p.lagMillis) ms (\(p.lagChanges) changes) after \(Int(o.timeoutSeconds)) s, above --max-lag-ms \(o.maxLagMillis); nothing was changed — let `tidemark migrate --follow` catch up, or raise the limits")
+            }
+        }
+        return Double(Clock.monotonicNanos() - waitStart) / 1e9
     }
 
     func checkPause(_ start: UInt64, _ o: CutoverOptions, _ step: String) throws {

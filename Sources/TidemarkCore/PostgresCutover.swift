@@ -38,27 +38,8 @@ extension Migrator {
             throw MigrationError(.schemaIncomplete, "the PostgreSQL target does not get \(list); recreate them there after cutover and run `tidemark cutover --drop-triggers`, or keep the source")
         }
         let dropped = o.dropTriggers ? blocking.map { "\($0.kind) \($0.name) on \($0.table) (\($0.reason))" } : []
-        // 1. Catch up until the lag is small (nothing is changed if we give up).
-        let waitStart = Clock.monotonicNanos()
-        let deadline = waitStart + UInt64(o.timeoutSeconds * 1e9)
-        while true {
-            try Interruption.check("waiting for the lag before cutover; nothing was switched, the source stays authoritative")
-            if let index = nextIndexToBuild() {
-                try buildIndexStep(index)
-            } else if let i = state.tables.firstIndex(where: { $0.phase != .following }) {
-                try copyStep(i)
-            } else {
-                _ = try followStep()
-                let p = snapshot(caughtUp: false)
-                progress(p)
-                if p.lagMillis <= o.maxLagMillis && p.lagChanges <= 10_000 { break }
-            }
-            if Clock.monotonicNanos() > deadline {
-                let p = snapshot(caughtUp: false)
-                throw MigrationError(.cutoverTimeout, "the lag is still \(p.lagMillis) ms (\(p.lagChanges) changes) after \(Int(o.timeoutSeconds)) s, above --max-lag-ms \(o.maxLagMillis); nothing was changed — let `tidemark migrate --follow` catch up, or raise the limits")
-            }
-        }
-        let waited = Double(Clock.monotonicNanos() - waitStart) / 1e9
+        // 1. Catch up until the lag is small, building what indexes remain.
+        let waited = try catchUpForCutover(o, buildingIndexes: true, progress: progress)
         if let index = pendingIndexes.first {
             throw MigrationError(.schemaIncomplete, "\(pendingIndexes.count) index\(pendingIndexes.count == 1 ? "" : "es") or foreign key\(pendingIndexes.count == 1 ? "" : "s") of the PostgreSQL target are not built yet (next: \(index.name)); run `tidemark migrate` until it has caught up, then cut over")
         }

@@ -11,10 +11,10 @@ import TidemarkSQLite
 /// around the PostgreSQL one, so the capture high-water mark, the chunk and
 /// its bounds come from one source snapshot (it begins at the first read).
 ///
-/// Replayed changes are queued and sent pipelined (one round trip per
-/// batch, see ``PostgresTableWriter``); every read of the target, every
-/// COPY and the commit flush the queue first, so the order of writes in the
-/// transaction is the order the migrator applied them.
+/// Replayed changes are folded per key and sent as one batch statement per
+/// table (plan-typed tables: queued and sent pipelined), see
+/// ``PostgresTableWriter``; every read of the target, every COPY and the
+/// commit flush them first.
 final class PostgresStore: TargetStore {
     let pg: PGConnection
     let source: Connection
@@ -24,8 +24,9 @@ final class PostgresStore: TargetStore {
     /// on a first run).
     var schemaPlan: PostgresSchemaPlan?
     private var writers: [String: PostgresTableWriter] = [:]
-    /// Changes queued for the next pipeline flush, in apply order.
-    var queued: [(statement: String, params: [PGParam], record: ChangeRecord?, table: String)] = []
+    /// Changes of tables that cannot be folded (plan-typed columns), queued
+    /// for the next pipeline flush, in apply order.
+    var queued: [(statement: String, params: [PGParam])] = []
     /// While set, each change is applied at once inside a savepoint, so a
     /// refusal is reported on the change itself and leaves the transaction
     /// usable (see ``transaction(_:)``).
@@ -186,7 +187,7 @@ final class PostgresStore: TargetStore {
             }
             return
         }
-        queued.append((statement, params, record, table))
+        queued.append((statement, params))
         if queued.count >= Self.pipelineDepth { try flush() }
     }
 

@@ -41,17 +41,7 @@ struct PostgresVerifier {
         return try Self.mapped(display) {
             let state = try PostgresState.load(pg)
             let mappings = try PlanResolver.resolve(plan, source: source, target: source)
-            if let state {
-                for t in state.tables where t.phase != .following {
-                    throw MigrationError(.badPlan, "table \(t.sourceTable) is still \(t.phase.rawValue); verify after `tidemark migrate` has caught up")
-                }
-                // Verifying against another plan than the migration's would
-                // compare (and record) the wrong thing.
-                if let stored = state.plan {
-                    let current = PlanRecord.make(plan: plan, mappings: mappings)
-                    if stored.fingerprint != current.fingerprint { throw PlanRecord.mismatch(stored: stored, current: current) }
-                }
-            }
+            try Verifier.checkVerifiable(state, plan: plan, mappings: mappings)
             let startedAtMicros = Clock.wallMicros()
             let fromLSN = try PostgresState.position(pg)?.applied ?? .zero
             let reader = LogDirectory(plan.log).exists ? try LogReader(directory: plan.log) : nil

@@ -76,6 +76,20 @@ public struct Verifier {
         self.options = options
     }
 
+    /// A verify compares only a migration that has caught up, and only
+    /// against the plan it was started with (another would compare, and
+    /// record, the wrong thing). Both stores' verifies check this first.
+    static func checkVerifiable(_ state: MigrationState?, plan: Plan, mappings: [TableMapping]) throws {
+        guard let state else { return }
+        for t in state.tables where t.phase != .following {
+            throw MigrationError(.badPlan, "table \(t.sourceTable) is still \(t.phase.rawValue); verify after `tidemark migrate` has caught up")
+        }
+        if let stored = state.plan {
+            let current = PlanRecord.make(plan: plan, mappings: mappings)
+            if stored.fingerprint != current.fingerprint { throw PlanRecord.mismatch(stored: stored, current: current) }
+        }
+    }
+
     public func run(progress: (String, Int) -> Void = { _, _ in }) throws -> Report {
         // A PostgreSQL target: the same contract, see PostgresVerifier.
         if plan.isPostgres { return try PostgresVerifier(plan: plan, options: options).run(progress: progress) }
@@ -87,17 +101,7 @@ public struct Verifier {
         let state = try StateTables.load(target)
         let mappings = try PlanResolver.resolve(plan, source: source, target: source,
                                                 ownedColumns: try StateTables.addedColumns(target))
-        if let state {
-            for t in state.tables where t.phase != .following {
-                throw MigrationError(.badPlan, "table \(t.sourceTable) is still \(t.phase.rawValue); verify after `tidemark migrate` has caught up")
-            }
-            // Verifying against another plan than the migration's would
-            // compare (and record) the wrong thing.
-            if let stored = state.plan {
-                let current = PlanRecord.make(plan: plan, mappings: mappings)
-                if stored.fingerprint != current.fingerprint { throw PlanRecord.mismatch(stored: stored, current: current) }
-            }
-        }
+        try Self.checkVerifiable(state, plan: plan, mappings: mappings)
         let startedAtMicros = Clock.wallMicros()
         let fromLSN = try StateTables.position(target)?.applied ?? .zero
         let reader = LogDirectory(plan.log).exists ? try LogReader(directory: plan.log) : nil

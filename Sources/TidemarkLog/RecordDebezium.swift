@@ -160,13 +160,8 @@ extension Value {
             } else if d.isInfinite {
                 buffer.append(contentsOf: d < 0 ? #""-Infinity""#.utf8 : #""Infinity""#.utf8)
             } else {
-                // A real keeps a fraction or exponent, as Kafka Connect's
-                // converter prints a float64 (`1.0`, not `1`).
-                let start = buffer.count
-                buffer.append(contentsOf: d.description.utf8)
-                if !buffer[start...].contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") }) {
-                    buffer.append(contentsOf: ".0".utf8)
-                }
+                // As Kafka Connect's converter prints a float64 (`1.0`, not `1`).
+                Value.appendFiniteRealJSON(d, to: &buffer)
             }
         case .text(let s):
             JSONText.appendString(s, to: &buffer)

@@ -98,13 +98,7 @@ extension Value {
             } else if d.isInfinite {
                 buffer.append(contentsOf: d < 0 ? #"{"$real":"-inf"}"#.utf8 : #"{"$real":"inf"}"#.utf8)
             } else {
-                // Shortest digits that read back to the same bits. A real must
-                // not look like an integer, or it would come back as one.
-                let start = buffer.count
-                buffer.append(contentsOf: d.description.utf8)
-                if !buffer[start...].contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") }) {
-                    buffer.append(contentsOf: ".0".utf8)
-                }
+                Value.appendFiniteRealJSON(d, to: &buffer)
             }
         case .text(let s):
             JSONText.appendString(s, to: &buffer)
@@ -724,5 +718,18 @@ extension JSONText {
         buffer.reserveCapacity(s.utf8.count + 2)
         appendString(s, to: &buffer)
         return String(decoding: buffer, as: UTF8.self)
+    }
+}
+
+extension Value {
+    /// A finite real as a JSON number: the shortest digits that read back to
+    /// the same bits, always with a fraction or an exponent, so it never
+    /// reads back as an integer.
+    static func appendFiniteRealJSON(_ d: Double, to buffer: inout [UInt8]) {
+        let start = buffer.count
+        buffer.append(contentsOf: d.description.utf8)
+        if !buffer[start...].contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") }) {
+            buffer.append(contentsOf: ".0".utf8)
+        }
     }
 }
