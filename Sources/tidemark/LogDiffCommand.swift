@@ -9,7 +9,9 @@ struct LogDiffCommand: ParsableCommand {
             --since and --until are points of the log, both inclusive: an LSN, an RFC 3339 time or a relative time \
             (-15m, -2h, -1d); --until defaults to the log's head. Many changes of one key \
             fold into one line; a key that ends as it started prints nothing. A key change shows as a delete of \
-            the old key and an insert of the new one.
+            the old key and an insert of the new one. --op and --where select by the net change: --op insert \
+            keeps inserted keys, update changed ones, delete deleted ones; --where holds on the key's image at \
+            the start or at the end.
             """
     )
 
@@ -32,8 +34,16 @@ struct LogDiffCommand: ParsableCommand {
             guard window.since != nil else { throw LogError(.badInput, "diff needs --since (an LSN, an RFC 3339 time or a relative time such as -15m)") }
             guard let range = try window.lsnRange(reader, defaultUntil: try reader.headLSN()) else { return }  // nothing in the window
             var reported = 0
+            let filter = try window.filter(tables: nil, key: nil)
             let diffs = try LogDiff.read(reader: reader, range: range, table: table, skipDamaged: skipDamaged) {
                 reported = reportSkipped($0, from: reported)
+            }.filter { d in
+                // The net change as one record (its operation and its first
+                // and last images), so --op and --where mean what they mean
+                // on every other reader.
+                let op: ChangeOperation = switch d.kind { case .inserted: .insert; case .deleted: .delete; case .changed: .update }
+                return filter.matches(ChangeRecord(lsn: range.lowerBound, timestampMicros: 0, table: d.table, operation: op,
+                                                   key: d.key, before: d.before, after: d.after))
             }
             var out = StandardOutput()
             defer { out.flush() }

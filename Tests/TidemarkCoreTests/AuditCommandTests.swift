@@ -74,6 +74,11 @@ import TidemarkSQLite
         (["history", "--table", "users", "--key", #"{"id":1,"line":2}"#], "table 'users' has a one-column key (id)"),
         (["history", "--table", "users", "--key", "{oops"], "--key {oops is not a valid JSON object of key columns"),
         (["diff", "--since", "5", "--until", "2"], "--since LSN 5 is after --until LSN 2"),
+        (["diff", "--since", "1", "--op", "upsert"], "--op upsert: expected insert, update or delete"),
+        (["tail", "--since", "yesterday"], "cannot read \"yesterday\" as a point of the log"),
+        // ArgumentParser's own usage errors are one line too.
+        (["history", "--table", "users"], "tidemark log history: missing expected argument '--key <key>'"),
+        (["tail", "--lines", "many"], "tidemark log tail: the value 'many' is invalid for '--lines <lines>'"),
     ])
     func badInputIsOneLineAndAFailure(args: [String], message: String) throws {
         try withTemporaryDirectory { dir in
@@ -122,6 +127,33 @@ import TidemarkSQLite
             let all = try tidemark(dir, ["diff", "--since", "1"])
             #expect(all.status == 0)
             #expect(all.stdout.split(separator: "\n").map { $0.split(separator: " ").first.map(String.init) ?? "" } == ["inserted", "inserted", "inserted"], "\(all.stdout)")
+        }
+    }
+
+    /// `--op` and `--where` apply to the net change of each key (a key
+    /// inserted and then updated is one `insert`; `--where` holds on its
+    /// first or last image), as on the other readers.
+    @Test(.timeLimit(.minutes(5)))
+    func diffFiltersTheNetChangeByOperationAndImage() throws {
+        try withTemporaryDirectory { dir in
+            let records = try captureLog(dir)
+            let users = records.filter { $0.table == "users" }
+            func keys(_ args: [String]) throws -> [String] {
+                let r = try tidemark(dir, ["diff", "--json"] + args)
+                #expect(r.status == 0, "\(args): \(r.stderr)")
+                return try r.stdout.split(separator: "\n").map {
+                    let o = try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+                    return "\(o["change"] ?? "")\(((o["key"] as? [String: Any])?["id"]).map { "\($0)" } ?? "")"
+                }
+            }
+            let window = ["--since", "\(users[2].lsn)", "--until", "\(users[6].lsn)", "--table", "users"]
+            #expect(try keys(window + ["--op", "delete"]) == ["deleted1"])
+            #expect(try keys(window + ["--op", "insert,update"]) == ["inserted7", "changed2"])
+            #expect(try keys(window + ["--where", "name=Bob"]) == ["changed2"])
+            #expect(try keys(window + ["--where", "email=a2@x"]) == ["inserted7"])
+            #expect(try keys(window + ["--where", "email=a@x"]) == ["deleted1"])
+            #expect(try keys(["--since", "1", "--where", "name=Bob"]) == ["inserted2"])
+            #expect(try keys(["--since", "1", "--op", "delete"]) == [])
         }
     }
 }

@@ -1,0 +1,52 @@
+import ArgumentParser
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Tidemark {
+    /// The entry point: ArgumentParser's, except that a usage error is one
+    /// line on stderr (what is wrong, and where the help is), exit 64.
+    ///
+    /// Invariant: every error a command reports is exactly one line
+    /// (the command-line contract); help and `--version` print in full.
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch {
+            // Help, --version, ExitCode and commands' own errors (already
+            // one line) go through ArgumentParser unchanged.
+            let code = exitCode(for: error)
+            guard code == .validationFailure, !(error is ExitCode), !(error is CleanExit) else { exit(withError: error) }
+            // ArgumentParser's usage errors come with a Help:/Usage: block;
+            // keep the first line and point at --help instead.
+            let message = self.message(for: error)
+            let first = message.split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? "bad usage"
+            let name = commandPath(arguments)
+            var line = "\(name): \(lowercasingFirst(first.hasPrefix("Error: ") ? String(first.dropFirst(7)) : first))"
+            line += " (see '\(name) --help')\n"
+            let bytes = Array(line.utf8)
+            bytes.withUnsafeBytes { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+            Glibc.exit(code.rawValue)
+        }
+    }
+
+    /// "tidemark log history": the subcommand words the arguments name.
+    private static func commandPath(_ arguments: [String]) -> String {
+        var path = ["tidemark"]
+        var type: ParsableCommand.Type = Tidemark.self
+        for a in arguments {
+            guard let sub = type.configuration.subcommands.first(where: { $0._commandName == a }) else { break }
+            path.append(a)
+            type = sub
+        }
+        return path.joined(separator: " ")
+    }
+
+    private static func lowercasingFirst(_ s: String) -> String {
+        guard let f = s.first, f.isUppercase, !(s.dropFirst().first?.isUppercase ?? false) else { return s }
+        return f.lowercased() + s.dropFirst()
+    }
+}
