@@ -80,11 +80,12 @@ struct AuditBenchmark {
         releaseFreedMemory()
         let segments = try LogDirectory(logDir).segments().map(\.path)
         let onDisk = try segments.reduce(0) { $0 + (try fileSize($1)) }
-        guard let key = workload.historyKey, let windowStart = workload.windowStart, let windowEnd = workload.windowEnd,
+        guard let history = workload.history, let windowStart = workload.windowStart, let windowEnd = workload.windowEnd,
               let firstMicros = workload.firstMicros else {
             throw BenchmarkError("the audit log of \(n) records has no order inserted after its middle; give more --audit-records")
         }
         let lastMicros = try lastCommitMicros(logDir)
+        let (key, historyRecords) = history
 
         // History of one key.
         let keyPatterns = [AuditWorkload.keyPattern(key)]
@@ -114,21 +115,21 @@ struct AuditBenchmark {
         _ = try tailCheck.run()
         let windowPrinted = try countLines(dir.file("window.jsonl"))
         try removeTree(dir.file("window.jsonl"))
-        guard historyPrinted == workload.historyRecords else {
-            throw BenchmarkError("tidemark log history printed \(historyPrinted) records of orders \(key); the log has \(workload.historyRecords)")
+        guard historyPrinted == historyRecords else {
+            throw BenchmarkError("tidemark log history printed \(historyPrinted) records of orders \(key); the log has \(historyRecords)")
         }
         guard windowPrinted == workload.windowRecords else {
             throw BenchmarkError("tidemark log tail printed \(windowPrinted) records in \(since) … \(until); the log has \(workload.windowRecords)")
         }
 
-        var history = Runs(), grepHistory = Runs(), window = Runs(), grepWindowRuns = Runs()
+        var historyRuns = Runs(), grepHistory = Runs(), window = Runs(), grepWindowRuns = Runs()
         var keyLines = 0, windowLines = 0
         try memory.phase("audit queries") {
             for i in 0..<runs {
                 let h = try historyCommand.run()
                 let g = try grepKey.run()
                 keyLines = try grepKey.count()
-                history.add(h)
+                historyRuns.add(h)
                 grepHistory.add(g)
                 let w = try tailCommand.run()
                 let gw = try grepWindow.run()
@@ -141,8 +142,8 @@ struct AuditBenchmark {
         // Every record of the key is on its own grep line unless two share
         // one; fewer lines than records would mean grep was given the wrong
         // bytes, and the baseline would not be doing the same job.
-        guard keyLines >= 1, keyLines <= workload.historyRecords else {
-            throw BenchmarkError("grep counted \(keyLines) lines with orders \(key)'s key bytes; the log has \(workload.historyRecords) records of it")
+        guard keyLines >= 1, keyLines <= historyRecords else {
+            throw BenchmarkError("grep counted \(keyLines) lines with orders \(key)'s key bytes; the log has \(historyRecords) records of it")
         }
 
         // As of.
@@ -160,9 +161,9 @@ struct AuditBenchmark {
         var table = ComparisonTable()
         table.rows.append(Comparison(
             path: "history of one key, \(records) records", unit: "queries/s",
-            tidemark: 1 / history.wall.median, baseline: 1 / grepHistory.wall.median, goal: .atLeastTimesBaseline(10),
-            details: [("records_of_key", .int(workload.historyRecords)), ("grep_lines", .int(keyLines))]
-                + details(history, grepHistory, historyCommand.displayText, grepKey.displayText)))
+            tidemark: 1 / historyRuns.wall.median, baseline: 1 / grepHistory.wall.median, goal: .atLeastTimesBaseline(10),
+            details: [("records_of_key", .int(historyRecords)), ("grep_lines", .int(keyLines))]
+                + details(historyRuns, grepHistory, historyCommand.displayText, grepKey.displayText)))
         table.rows.append(Comparison(
             path: "\(windowText) window, \(records) records", unit: "queries/s",
             tidemark: 1 / window.wall.median, baseline: 1 / grepWindowRuns.wall.median, goal: .atLeastTimesBaseline(10),
@@ -192,14 +193,14 @@ struct AuditBenchmark {
         lines.append(table.render())
         lines.append("")
         lines.append("wall seconds, min … median … max (CPU seconds, median):")
-        lines.append(spreadLine("tidemark log history", history))
+        lines.append(spreadLine("tidemark log history", historyRuns))
         lines.append(spreadLine("zstd -dc | grep -c (key bytes)", grepHistory))
         lines.append(spreadLine("tidemark log tail --since --until", window))
         lines.append(spreadLine("zstd -dc | grep -c (time bytes)", grepWindowRuns))
         lines.append(spreadLine("tidemark log as-of --output", asOf.rewind))
         lines.append(spreadLine("replay from an empty database", asOf.replay))
-        lines.append("checked: history of orders \(key): tidemark printed \(historyPrinted) records = the \(workload.historyRecords) written; grep counted \(keyLines) line\(keyLines == 1 ? "" : "s")")
-        lines.append("checked: window \(since) … \(until): tidemark printed \(windowPrinted) records = the \(workload.windowRecords) written; grep counted \(windowLines) lines (a superset: its bytes match ±2 min and time columns)")
+        lines.append("checked: history of orders \(key): tidemark printed \(historyPrinted) records = the \(historyRecords) written; grep counted \(keyLines) line\(keyLines == 1 ? "" : "s")")
+        lines.append("checked: window \(since) … \(until): tidemark printed \(windowPrinted) records = the \(workload.windowRecords) written; grep counted \(windowLines) lines (a superset: its bytes match up to 2¼ min either side, and time columns)")
         lines.append("checked: as-of at LSN \(asOf.point) = replay = copy saved at that LSN: \(formatNumber(Double(asOf.rowsAtPoint))) rows, hash \(asOf.hashText); as-of undid \(asOf.undone) changes, replay applied \(asOf.replayedChanges)")
         lines.append("fair? grep is given the exact bytes (the log is binary: no text to grep) and only counts lines, printing nothing; tidemark")
         lines.append("      decodes and prints every matching record. The replay runs in this process with prepared statements, journal and")
