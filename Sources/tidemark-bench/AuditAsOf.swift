@@ -25,6 +25,8 @@ struct AsOfBenchmark {
         var replayedChanges = 0
         var hashText = ""
         var command = ""
+        /// Peak RSS of one untimed as-of run (nil without GNU time).
+        var rss: Int?
     }
 
     static let table = "accounts"
@@ -132,6 +134,9 @@ struct AsOfBenchmark {
         let command = ExternalCommand([tidemark, "log", "as-of", "--db", db, "--log", log, "--at", String(result.point.rawValue), "--output", output, "--json"],
                                       output: .file(dir.file("as-of.json")))
         result.command = command.displayText
+        // One untimed run under GNU time for as-of's peak memory (and a warm-up).
+        try removeDatabase(output)
+        result.rss = try PeakRSSProbe(reportFile: dir.file("as-of-rss.txt")).run(command)
         for i in 0..<runs {
             try removeDatabase(output)
             let t = try command.run()

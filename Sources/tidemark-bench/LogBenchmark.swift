@@ -97,6 +97,8 @@ struct LogBenchmark: ParsableCommand {
             try runForProfiler(profile, in: dir)
             return
         }
+        // The audit rows need the tidemark binary: say so before minutes of throughput runs.
+        if only != .throughput { _ = try AuditBenchmark.tidemarkBinary() }
         let throughput: Outcome? = if only == .audit { nil } else { try measure(in: dir) }
         let auditRows: Outcome? = if only == .throughput { nil } else {
             try AuditBenchmark(options: audit, runs: runs, seed: seed, dir: dir).measure()
