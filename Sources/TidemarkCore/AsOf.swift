@@ -288,18 +288,19 @@ public enum AsOf {
         }
 
         // The changes to undo: (point, copyLSN], from the log and the outbox.
-        var changes: [ChangeRecord] = []
+        let changes = UndoSpool(copy)
         var fromOutbox = 0
         try forEachChange(reader: reader, logHead: logHead, copy: copy, after: previous(point),
                           through: copyLSN, tables: tableFilter, outboxCount: { fromOutbox = $0 }) { r in
             if r.lsn == point { pointMicros = r.timestampMicros; return }
-            if r.lsn > point { changes.append(r) }
+            if r.lsn > point { try changes.append(r) }
         }
 
         let partial = current.values.filter { $0.updateColumns != nil }.map(\.name).sorted()
         let captured = current.keys.sorted()
         var report = AsOfReport(lsn: point, micros: pointMicros, copyLSN: copyLSN, earliest: earliest, undone: changes.count,
                                 undoneFromOutbox: fromOutbox, tables: captured, leftOut: [], partialUpdateCapture: partial)
+        try changes.close()
         report.leftOut = try undo(changes, in: copy, captured: Set(captured.map { $0.lowercased() }))
         return Rewound(copy: copy, report: report, shape: wanted)
     }
@@ -359,7 +360,7 @@ public enum AsOf {
     /// Undoes `changes` (in LSN order) newest first in one transaction, then
     /// removes Tidemark's objects and the tables capture does not record.
     /// Returns the names of the tables left out.
-    private static func undo(_ changes: [ChangeRecord], in copy: Connection, captured: Set<String>) throws -> [String] {
+    private static func undo(_ changes: UndoSpool, in copy: Connection, captured: Set<String>) throws -> [String] {
         // A cascade or a deferred check would change rows the log does not name.
         try copy.execute("PRAGMA foreign_keys = OFF")
         let triggers = try copy.prepare("SELECT name, tbl_name, sql FROM main.sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL ORDER BY rowid")
@@ -369,7 +370,7 @@ public enum AsOf {
                 try copy.execute("DROP TRIGGER main.\(quoteIdentifier(name))")
             }
             var columnsByTable: [String: Set<String>] = [:]
-            for change in changes.reversed() {
+            try changes.forEachNewestFirst { change in
                 let table = change.table
                 let columns: Set<String>
                 if let known = columnsByTable[table] {
@@ -401,6 +402,73 @@ public enum AsOf {
                 try copy.execute(sql)
             }
             return leftOut
+        }
+    }
+
+    /// The changes an as-of undoes, newest first. The first few thousand
+    /// stay in memory; past that they go to a temporary table of the copy's
+    /// connection (a file, not memory), so memory stays flat however far
+    /// back the point is. Records go through their exact JSON form (integers,
+    /// reals bit for bit, text, blobs) and come back unchanged.
+    final class UndoSpool {
+        static let inMemory = 4_096
+        private let copy: Connection
+        private var memory: [ChangeRecord] = []
+        private var spooled = false
+        private var began = false
+        private var insert: Statement?
+        private(set) var count = 0
+
+        init(_ copy: Connection) { self.copy = copy }
+
+        func append(_ r: ChangeRecord) throws {
+            count += 1
+            if !spooled && memory.count < Self.inMemory {
+                memory.append(r)
+                return
+            }
+            if !spooled {
+                try copy.execute("PRAGMA temp_store = FILE")
+                try copy.execute("CREATE TEMP TABLE _tidemark_undo(lsn INTEGER PRIMARY KEY, record TEXT NOT NULL)")
+                insert = try copy.prepare("INSERT INTO temp._tidemark_undo(lsn, record) VALUES (?1, ?2)")
+                began = !copy.isInTransaction
+                if began { try copy.execute("BEGIN") }
+                spooled = true
+                let held = memory
+                memory = []
+                for h in held { try write(h) }
+            }
+            try write(r)
+        }
+
+        private func write(_ r: ChangeRecord) throws {
+            guard let insert else { return }
+            insert.reset()
+            try insert.bind([.integer(Int64(bitPattern: r.lsn.rawValue)), .text(r.jsonLine)])
+            try insert.execute()
+        }
+
+        /// Calls `body` with every change, newest first.
+        func forEachNewestFirst(_ body: (ChangeRecord) throws -> Void) throws {
+            guard spooled else {
+                for r in memory.reversed() { try body(r) }
+                return
+            }
+            let read = try copy.prepare("SELECT record FROM temp._tidemark_undo ORDER BY lsn DESC")
+            while try read.step() {
+                let line = read.columnText(0)
+                let draft = try ChangeRecord.parseJSONLine(line, lineNumber: 0)
+                guard let lsn = draft.lsn, let micros = draft.timestampMicros else {
+                    throw AsOfError(.doesNotMatch, "a spooled change lost its LSN or time: \(line.prefix(80))")
+                }
+                try body(try draft.record(lsnIfAbsent: lsn, timestampMicrosIfAbsent: micros))
+            }
+        }
+
+        /// Ends the spool's transaction (the undo runs in its own).
+        func close() throws {
+            if began && copy.isInTransaction { try copy.execute("COMMIT") }
+            began = false
         }
     }
 

@@ -11,6 +11,15 @@ extension Tidemark {
     /// Invariant: every error a command reports is exactly one line
     /// (the command-line contract); help and `--version` print in full.
     static func main() {
+        // A parent may start us with SIGINT/SIGTERM blocked (a thread
+        // pool's mask is inherited through fork/exec); then `log tail
+        // --follow` would never stop. Every command starts with them
+        // deliverable: default action, or the handlers long commands install.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGINT)
+        sigaddset(&signals, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
         let arguments = Array(CommandLine.arguments.dropFirst())
         do {
             var command = try parseAsRoot(arguments)
