@@ -23,9 +23,11 @@
 // | 60     | 8    | synced length: bytes of this segment known durable      |
 // |        |      | (fsynced) when this frame was written                   |
 // | 68     | 2    | table count T (0xFFFF: names too long, not recorded)    |
-// | 70     | 2    | key filter size B in bytes (multiple of 8, <= 4096)     |
+// | 70     | 2    | key filter size B in bytes (multiple of 8, <= 8192)     |
 // | 72     | 1    | key filter hash count k (0 exactly when B is 0)         |
-// | 73     | 3    | reserved, 0                                             |
+// | 73     | 1    | edge flags: bit 0 first record is an insert, bit 1 last |
+// |        |      | record is a delete; other bits 0                        |
+// | 74     | 2    | reserved, 0                                             |
 // | 76     | N    | T table names, sorted, distinct: u16 length + UTF-8;    |
 // |        |      | N <= 1024                                               |
 // | 76+N   | B    | key filter: Bloom bits, 64-bit LE words (FrameSummary)  |

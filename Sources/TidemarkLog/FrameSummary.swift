@@ -22,10 +22,10 @@
 //
 // Size. 8 bits per entry with k = 6 hashes gives about 2% false positives; the
 // filter is that size rounded up to whole 64-bit words, at least one word and
-// at most 4 KiB (32768 bits), where k is lowered to (bits / entries) * ln 2
-// so a frame of ~10k one-column keys still rules out about 4 of 5 lookups. A
-// frame's compressed data is normally far larger than its filter (a 1 MiB
-// frame compresses to 100 KiB or more), so the filter costs a few percent of
+// at most 8 KiB (65536 bits), where k is lowered to (bits / entries) * ln 2
+// so a full 1 MiB frame of ~10k one-column keys still rules out about 19 of
+// 20 lookups (at 4 KiB it was 4 of 5: history read 5x the frames it needs).
+// Such a frame compresses to ~200 KiB, so the filter costs a few percent of
 // the log at most, and a one-record frame pays 8 bytes.
 
 /// A frame's tables and key filter, as stored in format 3 metadata.
@@ -37,9 +37,17 @@ struct FrameSummary: Equatable, Sendable {
     /// has no filter (it is then never skipped by key).
     var bloom: [UInt64]
     var hashCount: UInt8
+    /// Bit 0: the frame's first record is an insert; bit 1: its last record
+    /// is a delete. An old log's key change (a delete and an insert at
+    /// consecutive LSNs) can straddle two frames only where the first says
+    /// bit 1 and the next bit 0.
+    var edges: UInt8 = 0
+
+    var startsWithInsert: Bool { edges & 1 != 0 }
+    var endsWithDelete: Bool { edges & 2 != 0 }
 
     static let maxTableBytes = 1024
-    static let maxBloomBytes = 4096
+    static let maxBloomBytes = 8192
     static let bitsPerEntry = 8
 
     static let empty = FrameSummary(tables: nil, bloom: [], hashCount: 0)
@@ -67,7 +75,10 @@ struct FrameSummary: Equatable, Sendable {
         let k = max(1, min(6, Int((Double(bits) / Double(max(1, entries.count)) * 0.693).rounded())))
         var bloom = [UInt64](repeating: 0, count: words)
         for h in entries { setBits(h, k: k, in: &bloom) }
-        return FrameSummary(tables: nameBytes <= maxTableBytes ? sorted : nil, bloom: bloom, hashCount: UInt8(k))
+        var edges: UInt8 = 0
+        if records.first?.operation == .insert { edges |= 1 }
+        if records.reversed().first?.operation == .delete { edges |= 2 }
+        return FrameSummary(tables: nameBytes <= maxTableBytes ? sorted : nil, bloom: bloom, hashCount: UInt8(k), edges: edges)
     }
 
     // MARK: Hashing
@@ -151,13 +162,14 @@ struct FrameSummary: Equatable, Sendable {
     // MARK: Encoding
 
     /// Appends: u16 table count (0xFFFF: not recorded), u16 filter bytes,
-    /// u8 k, 3 reserved zero bytes, the table names (u16 length + UTF-8
+    /// u8 k, u8 edge flags, 2 reserved zero bytes, the table names (u16 length + UTF-8
     /// each), the filter words.
     func encode(into out: inout [UInt8]) {
         out.appendLE(UInt16(tables.map { $0.count } ?? 0xFFFF))
         out.appendLE(UInt16(bloom.count * 8))
         out.append(hashCount)
-        out.append(contentsOf: [0, 0, 0])
+        out.append(edges)
+        out.append(contentsOf: [0, 0])
         for t in tables ?? [] {
             let b = Array(t.utf8)
             out.appendLE(UInt16(b.count))
@@ -173,7 +185,8 @@ struct FrameSummary: Equatable, Sendable {
             let count = UInt16(try r.u8()) | UInt16(try r.u8()) << 8
             let bloomBytes = Int(UInt16(try r.u8()) | UInt16(try r.u8()) << 8)
             let k = try r.u8()
-            guard try r.u8() == 0, try r.u8() == 0, try r.u8() == 0 else { throw DecodeFailure(what: "reserved metadata bytes are not zero") }
+            let edges = try r.u8()
+            guard edges & ~3 == 0, try r.u8() == 0, try r.u8() == 0 else { throw DecodeFailure(what: "reserved metadata bytes are not zero") }
             guard bloomBytes % 8 == 0, bloomBytes <= maxBloomBytes, (bloomBytes == 0) == (k == 0), k <= 16 else {
                 throw DecodeFailure(what: "bad key filter size")
             }
@@ -199,7 +212,7 @@ struct FrameSummary: Equatable, Sendable {
             bloom.reserveCapacity(bloomBytes / 8)
             for _ in 0..<(bloomBytes / 8) { bloom.append(try r.u64()) }
             guard r.isAtEnd else { throw DecodeFailure(what: "metadata size does not match its contents") }
-            return .success(FrameSummary(tables: tables, bloom: bloom, hashCount: k))
+            return .success(FrameSummary(tables: tables, bloom: bloom, hashCount: k, edges: edges))
         } catch {
             return .failure(error)
         }
@@ -222,10 +235,17 @@ public struct FrameSkip: Sendable, Equatable {
     /// No record after this LSN is wanted: the cursor ends at the first
     /// frame past it (unless following).
     public var throughLSN: LSN?
-    /// Also read the frames right before and after each frame that may
-    /// match (for a delete and insert at consecutive LSNs, an old log's key
-    /// change, that may straddle two frames).
+    /// Also read the frame right before or after each frame that may match
+    /// when a delete and an insert at consecutive LSNs (an old log's key
+    /// change) may straddle the edge between them (``FrameSummary/edges``).
     var withNeighbors = false
+
+    /// With ``withNeighbors``: whether `a` and the frame `b` right after it
+    /// may hold a delete (the last of `a`) and an insert (the first of `b`).
+    static func mayPair(_ a: FrameMetadata, _ b: FrameMetadata) -> Bool {
+        guard let x = a.summary, let y = b.summary else { return true }
+        return x.endsWithDelete && y.startsWithInsert
+    }
 
     public init(tables: Set<String>? = nil, keys: [[Field]]? = nil, sinceMicros: Int64? = nil, untilMicros: Int64? = nil, throughLSN: LSN? = nil) {
         self.tables = tables

@@ -83,8 +83,8 @@ public final class LogCursor: @unchecked Sendable {
     private var linkChain: UInt64?
     private var linkLSN = LSN.zero
     private var tornTailRetries = 0
-    /// Whether the frame before the current position was read (not skipped).
-    private var previousFrameRead = false
+    /// The frame before the current position, when it may match the skip.
+    private var previousMatched: FrameMetadata?
     /// True when the last `next()` returned nil at an incomplete frame at the
     /// end of the log (a torn write, or one still in progress).
     public private(set) var endedInsideFrame = false
@@ -249,14 +249,17 @@ public final class LogCursor: @unchecked Sendable {
                     if !follow, let through = skip.throughLSN, m.firstLSN > through { return nil }
                     // Sound skipping: the metadata (CRC-checked, chained)
                     // proves no record in the frame passes the caller's checks.
-                    if !skip.mayMatch(m) && !(skip.withNeighbors && (previousFrameRead || nextFrameMatches(after: m, skip, size))) {
+                    let matches = skip.mayMatch(m)
+                    let previous = previousMatched
+                    previousMatched = matches ? m : nil
+                    // A neighbor is read only for a pair that may straddle
+                    // its edge with a matching frame (not a chain of them).
+                    if !matches && !(skip.withNeighbors && (previous.map { FrameSkip.mayPair($0, m) } == true || nextFramePairs(after: m, skip, size))) {
                         framesSkipped += 1
-                        previousFrameRead = false
                         scanner!.advance(past: m)
                         continue
                     }
                 }
-                previousFrameRead = true
                 return (m, isLast, size)
             case .end, .incomplete:
                 if try moveToNextSegment() { continue }
@@ -274,13 +277,15 @@ public final class LogCursor: @unchecked Sendable {
     }
 
     /// With ``FrameSkip/withNeighbors``: whether the frame after `m` in
-    /// this segment may match (metadata only). At the end of a segment it
-    /// answers yes: the next segment's first frame is not looked at.
-    private func nextFrameMatches(after m: FrameMetadata, _ skip: FrameSkip, _ size: Int) -> Bool {
+    /// this segment may match and may pair with `m` (metadata only). At the
+    /// end of a segment it answers yes when `m` may end with a delete: the
+    /// next segment's first frame is not looked at.
+    private func nextFramePairs(after m: FrameMetadata, _ skip: FrameSkip, _ size: Int) -> Bool {
+        guard m.summary?.endsWithDelete ?? true else { return false }
         guard var ahead = scanner else { return true }
         ahead.advance(past: m)
         guard case .frame(let next)? = try? ahead.peek(fileSize: size) else { return true }
-        return skip.mayMatch(next)
+        return skip.mayMatch(next) && FrameSkip.mayPair(m, next)
     }
 
     /// Loads the next frame that may hold records >= `from` (sequential

@@ -70,7 +70,8 @@ public struct RowHistory: Sendable {
             let pass = try firstPass(reader: reader, table: table, wanted: wanted, keys: frameSkipping ? keys : nil, skipDamaged: skipDamaged, onSkipped: onSkipped)
             let chain = Chain(edges: pass.edges, deletes: pass.deletes, start: pass.matched)
             let chainKeys = Set(chain.intervals.map(\.key))
-            if pass.complete || chainKeys.isSubset(of: known) {
+            // Keys matching `wanted` were looked for from the start.
+            if pass.complete || chainKeys.allSatisfy({ known.contains($0) || $0.asKeyRecord.matches(key: wanted) }) {
                 return try finish(reader: reader, table: table, pass: pass, chain: chain, chainKeys: frameSkipping ? chainKeys : nil, skipDamaged: skipDamaged, onSkipped: onSkipped)
             }
             known.formUnion(chainKeys)
