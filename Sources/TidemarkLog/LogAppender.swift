@@ -390,7 +390,7 @@ public final class LogAppender: @unchecked Sendable {
             let summary = FrameSummary.of(batch[start..<end])
             let metaSize = FrameMetadata.encodedSize + summary.encodedSize
             if frameBytes.count < metaSize {
-                frameBytes.append(contentsOf: repeatElement(0, count: metaSize - frameBytes.count))
+                frameBytes.growZeroed(to: metaSize)
             }
             let dataSize = try compressor.compress(content, count: used, into: &frameBytes, at: metaSize)
             let frameSize = metaSize + dataSize
