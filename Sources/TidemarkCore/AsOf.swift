@@ -262,12 +262,23 @@ public enum AsOf {
                 throw AsOfError(.future, "\(time) is in the future: \(db) was copied at \(Timestamp(microsSinceEpoch: copiedAtMicros)) (LSN \(copyLSN))")
             }
             // The last LSN whose commit time is at or before `t`, among the
-            // reachable changes.
+            // reachable changes: in the log by frame seek (only the frames
+            // around `t` are decoded), then in the outbox past the log's end
+            // (later LSNs, so any there wins).
             var found: (LSN, Int64)?
             var firstAvailable: ChangeRecord?
-            try forEachChange(reader: reader, logHead: logHead, copy: copy, after: earliest, through: copyLSN, tables: nil) { r in
+            let logEnd = min(logHead, copyLSN)
+            if logEnd > earliest, let r = try reader.lastRecord(atOrBefore: t, in: earliest.next...logEnd) {
+                found = (r.lsn, r.timestampMicros)
+            }
+            try forEachChange(reader: reader, logHead: logHead, copy: copy, after: max(earliest, logEnd), through: copyLSN, tables: nil) { r in
                 if firstAvailable == nil { firstAvailable = r }
                 if r.timestampMicros <= t, found.map({ r.lsn > $0.0 }) ?? true { found = (r.lsn, r.timestampMicros) }
+            }
+            if found == nil, logEnd > earliest {
+                // Only for the error below: the first reachable change.
+                let floor = try Retention.deletedBelow(reader.directory)
+                if let r = try reader.cursor(from: max(earliest.next, floor)).next(), r.lsn <= logEnd { firstAvailable = r }
             }
             if let found {
                 (point, pointMicros) = (found.0, found.1)

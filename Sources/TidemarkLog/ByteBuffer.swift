@@ -4,6 +4,28 @@
 // walk an `UnsafeRawBufferPointer` and throw instead of trapping when input
 // runs short, because every byte they see came from disk.
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension Array where Element == UInt8 {
+    /// Appends zero bytes up to `count` elements in all (nothing if already
+    /// that long). One memset: growing buffers element by element was most
+    /// of a debug build's reading time.
+    mutating func growZeroed(to count: Int) {
+        let extra = count - self.count
+        guard extra > 0 else { return }
+        let zeros = [UInt8](unsafeUninitializedCapacity: extra) { buffer, initialized in
+            memset(buffer.baseAddress!, 0, extra)
+            initialized = extra
+        }
+        append(contentsOf: zeros)
+    }
+}
+
+
 extension Array where Element == UInt8 {
     @inline(__always)
     mutating func appendLE(_ v: UInt16) {

@@ -180,9 +180,12 @@ public final class LogAppender: @unchecked Sendable {
             // Recovery synced what it kept.
             syncedSize = recovered.segmentSize
         }
-        // A format 1 last segment is left as it is: the first append starts a
-        // new (format 2) segment, so no segment mixes frame formats. One
-        // without frames would share the new one's name: it goes.
+        // An older-format (1 or 2) last segment is left as it is: the first
+        // append starts a new segment in the current format, so no segment
+        // mixes frame formats (readers take each segment's format from its
+        // header; old segments read, just without frame skipping). Rewriting
+        // the old segment instead would put sealed, durable bytes at risk for
+        // no gain. One without frames would share the new one's name: it goes.
         if let last = recovered.segment, recovered.segmentVersion != SegmentHeader.formatVersion,
            recovered.segmentSize <= SegmentHeader.encodedSize {
             try FileSystem.remove(last.path)
@@ -382,24 +385,29 @@ public final class LogAppender: @unchecked Sendable {
                 try rotate(to: firstLSN)
                 rotated += 1
             }
-            if frameBytes.count < FrameMetadata.encodedSize {
-                frameBytes.append(contentsOf: repeatElement(0, count: FrameMetadata.encodedSize - frameBytes.count))
+            // The frame's tables and key filter (format 3 metadata); its
+            // size fixes where the data frame starts.
+            let summary = FrameSummary.of(batch[start..<end])
+            let metaSize = FrameMetadata.encodedSize + summary.encodedSize
+            if frameBytes.count < metaSize {
+                frameBytes.growZeroed(to: metaSize)
             }
-            let dataSize = try compressor.compress(content, count: used, into: &frameBytes, at: FrameMetadata.encodedSize)
-            let frameSize = FrameMetadata.encodedSize + dataSize
+            let dataSize = try compressor.compress(content, count: used, into: &frameBytes, at: metaSize)
+            let frameSize = metaSize + dataSize
             let dataCRC = frameBytes.withUnsafeBytes {
-                CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[FrameMetadata.encodedSize..<frameSize]))
+                CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[metaSize..<frameSize]))
             }
             var m = FrameMetadata(
                 firstLSN: firstLSN, lastLSN: batch[end - 1].lsn,
                 firstTimestampMicros: minTS, lastTimestampMicros: maxTS,
                 recordCount: UInt32(end - start), contentSize: UInt32(used),
                 dataSize: UInt32(dataSize), dataChecksum: dataCRC, previousChain: chain,
-                syncedLength: UInt64(lock.withLock { syncedSize }))
+                syncedLength: UInt64(lock.withLock { syncedSize }), summary: summary)
             var meta = [UInt8]()
-            meta.reserveCapacity(FrameMetadata.encodedSize)
+            meta.reserveCapacity(metaSize)
             m.encode(into: &meta)
-            frameBytes.replaceSubrange(0..<FrameMetadata.encodedSize, with: meta)
+            assert(meta.count == metaSize && m.metadataSize == metaSize)
+            frameBytes.replaceSubrange(0..<metaSize, with: meta)
             // One write per frame: a crash leaves at most one torn frame at
             // the tail, which the next open cuts off.
             do {

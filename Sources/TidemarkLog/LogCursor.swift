@@ -83,12 +83,28 @@ public final class LogCursor: @unchecked Sendable {
     private var linkChain: UInt64?
     private var linkLSN = LSN.zero
     private var tornTailRetries = 0
+    /// The frame before the current position, when it may match the skip.
+    private var previousMatched: FrameMetadata?
     /// True when the last `next()` returned nil at an incomplete frame at the
     /// end of the log (a torn write, or one still in progress).
     public private(set) var endedInsideFrame = false
 
     /// Called for every frame the cursor enters (statistics).
     var onFrame: ((FrameMetadata, SegmentFile) -> Void)?
+
+    /// Frames whose metadata rules out everything this asks for are passed
+    /// over without decompressing or decoding them (format 3 frames; older
+    /// ones are always read); their data CRC is still checked. Records of frames that are read are returned as usual:
+    /// the caller still applies its own per-record checks. Nil: read all.
+    public var skip: FrameSkip?
+    /// `log verify`: check each format 3 frame's tables and key filter
+    /// against its records (readers only rely on them to skip).
+    var checkSummaries = false
+    private var frameRecords: [ChangeRecord] = []
+    /// Frames passed over by ``skip`` so far (statistics and tests).
+    public private(set) var framesSkipped = 0
+    /// Frames whose data was read so far.
+    public private(set) var framesRead = 0
 
     /// When true, a damaged frame or segment does not end reading: the rest
     /// of its segment is skipped (reported in ``skipped``) and reading goes
@@ -147,6 +163,13 @@ public final class LogCursor: @unchecked Sendable {
                     record = try decodeNext(m)
                 } catch {
                     throw corrupt(m.lsnRange, "record decoding failed: \(error.what)")
+                }
+                if checkSummaries {
+                    if let record { frameRecords.append(record) }
+                    if recordsLeft == 0, let summary = m.summary, frameRecords.count == Int(m.recordCount),
+                       FrameSummary.of(frameRecords) != summary {
+                        throw corrupt(m.lsnRange, "frame metadata's table list or key filter does not match its records")
+                    }
                 }
                 if let record { return record }
                 continue
@@ -221,6 +244,29 @@ public final class LogCursor: @unchecked Sendable {
                     scanner!.advance(past: m)
                     continue
                 }
+                if let skip {
+                    // Nothing after the window is wanted: end here.
+                    if !follow, let through = skip.throughLSN, m.firstLSN > through { return nil }
+                    // Sound skipping: the metadata (CRC-checked, chained)
+                    // proves no record in the frame passes the caller's checks.
+                    let matches = skip.mayMatch(m)
+                    let previous = previousMatched
+                    previousMatched = matches ? m : nil
+                    // A neighbor is read only for a pair that may straddle
+                    // its edge with a matching frame (not a chain of them).
+                    if !matches && !(skip.withNeighbors && (previous.map { FrameSkip.mayPair($0, m) } == true || nextFramePairs(after: m, skip, size))) {
+                        // A skipped frame is not decompressed, but its data
+                        // CRC is still checked: damage is reported by every
+                        // reader that passes it, as when nothing is skipped.
+                        if let why = try scanner!.loadData(m, into: &data) {
+                            if try tornTail(isLast: isLast, size: size) { continue }
+                            throw corrupt(m.lsnRange, why)
+                        }
+                        framesSkipped += 1
+                        scanner!.advance(past: m)
+                        continue
+                    }
+                }
                 return (m, isLast, size)
             case .end, .incomplete:
                 if try moveToNextSegment() { continue }
@@ -237,6 +283,18 @@ public final class LogCursor: @unchecked Sendable {
         }
     }
 
+    /// With ``FrameSkip/withNeighbors``: whether the frame after `m` in
+    /// this segment may match and may pair with `m` (metadata only). At the
+    /// end of a segment it answers yes when `m` may end with a delete: the
+    /// next segment's first frame is not looked at.
+    private func nextFramePairs(after m: FrameMetadata, _ skip: FrameSkip, _ size: Int) -> Bool {
+        guard m.summary?.endsWithDelete ?? true else { return false }
+        guard var ahead = scanner else { return true }
+        ahead.advance(past: m)
+        guard case .frame(let next)? = try? ahead.peek(fileSize: size) else { return true }
+        return skip.mayMatch(next) && FrameSkip.mayPair(m, next)
+    }
+
     /// Loads the next frame that may hold records >= `from` (sequential
     /// mode). Returns false at the end of the log (or when stopped).
     private func advanceFrame() throws(LogError) -> Bool {
@@ -250,8 +308,10 @@ public final class LogCursor: @unchecked Sendable {
                 throw corrupt(m.lsnRange, "zstd: \(why)")
             }
             onFrame?(m, segments[index])
+            framesRead += 1
             scanner!.advance(past: m)
             frame = m
+            frameRecords.removeAll(keepingCapacity: true)
             contentOffset = 0
             recordsLeft = Int(m.recordCount)
             previousInFrame = .zero

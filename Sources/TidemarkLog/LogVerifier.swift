@@ -19,7 +19,8 @@ public struct LogVerification: Sendable {
 }
 
 /// Checks a whole log: every segment header, every frame's metadata, chain,
-/// data checksum, zstd content checksum and record encoding, and the links
+/// data checksum, zstd content checksum and record encoding (and, format 3,
+/// that the metadata's tables and key filter are its records'), and the links
 /// between segments. A damaged segment is reported and the check goes on
 /// with the next one, so one run lists every damaged range.
 public enum LogVerifier {
@@ -33,6 +34,7 @@ public enum LogVerifier {
             let cursor = try LogCursor(directory: directory, source: reader.sourceID, from: start, follow: false, tables: nil, pollMillis: 10)
             var frames = 0
             cursor.onFrame = { _, _ in frames += 1 }
+            cursor.checkSummaries = true
             do {
                 while let r = try cursor.next() {
                     result.records += 1

@@ -188,3 +188,40 @@ extension String {
         return String(s)
     }
 }
+
+extension LogReader {
+    /// The record with the highest LSN in `range` whose commit time is at or
+    /// before `micros` (as-of's "the log as it was at time T"), or nil when
+    /// none is.
+    ///
+    /// Found by frame metadata, decoding only the frames that can hold it:
+    /// a frame whose earliest commit time is after `micros` holds no such
+    /// record, so the answer is in the last frame (by LSN) that overlaps
+    /// `range` and whose earliest time is at or before `micros` — or, when
+    /// that frame's qualifying records lie outside `range`, in the one
+    /// before it, and so on. Writers' clocks that stepped back are handled:
+    /// each record's time is checked, frames only rule out.
+    public func lastRecord(atOrBefore micros: Int64, in range: ClosedRange<LSN>) throws(LogError) -> ChangeRecord? {
+        var candidates: [FrameMetadata] = []
+        for segment in try directory.segments() {
+            guard case .ok(var scanner) = try SegmentScanner.open(segment) else { continue }
+            let size = try scanner.file.size()
+            while case .frame(let m) = try scanner.peek(fileSize: size) {
+                if m.lastLSN >= range.lowerBound, m.firstLSN <= range.upperBound, m.firstTimestampMicros <= micros {
+                    candidates.append(m)
+                }
+                scanner.advance(past: m)
+            }
+        }
+        for m in candidates.reversed() {
+            let cursor = try self.cursor(from: max(m.firstLSN, range.lowerBound))
+            cursor.skip = FrameSkip(throughLSN: min(m.lastLSN, range.upperBound))
+            var found: ChangeRecord?
+            while let r = try cursor.next(), r.lsn <= min(m.lastLSN, range.upperBound) {
+                if r.timestampMicros <= micros { found = r }
+            }
+            if let found { return found }
+        }
+        return nil
+    }
+}

@@ -55,7 +55,7 @@ enum RecordEncoding {
         if let after = record.after { body += fieldsSize(after) }
         let end = offset + varintSize(UInt64(body)) + body
         if out.count < end {
-            out.append(contentsOf: repeatElement(0, count: max(end - out.count, out.count)))
+            out.growZeroed(to: out.count + max(end - out.count, out.count))
         }
         out.withUnsafeMutableBytes { raw in
             var w = ByteWriter(raw.baseAddress! + offset)

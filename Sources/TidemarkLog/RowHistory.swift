@@ -7,12 +7,15 @@
 // commit time) by an insert of another key; that pair is read as a key change
 // too. Anything else (a delete, later an unrelated insert) is two rows.
 //
-// Passes. ``RowHistory/read(reader:table:key:)`` reads the table's records
-// once, keeping the records of the wanted key plus every key change and delete
-// of the table (LSNs and keys only). If no key change touches the wanted
-// key's chain that is the answer (one pass). Otherwise the chain's keys and
-// LSN intervals are worked out from the kept edges, and a second pass
-// collects the records inside them: at most two passes.
+// Passes. ``RowHistory/read(reader:table:key:)`` reads the table's records in
+// the frames that may hold the wanted key (format 3 frames carry a key filter;
+// older frames are always read), keeping the records of the wanted key plus
+// every key change and delete seen (LSNs and keys only). If no key change
+// touches the wanted key's chain that is the answer. Otherwise the chain's
+// keys and LSN intervals are worked out from the kept edges; if the chain
+// reached keys whose frames were skipped, the pass is repeated with them
+// (never on a log without key filters, where nothing is skipped), and a last
+// pass collects the records inside the chain's intervals.
 
 /// A key change: the row with `from` became `to` at `lsn`.
 public struct KeyChange: Sendable, Hashable {
@@ -38,54 +41,102 @@ public struct RowHistory: Sendable {
     ///
     /// Throws `.badInput` when the table has no record in the log or when the
     /// key's shape does not match the table's key columns.
-    public static func read(reader: LogReader, table: String, key wanted: [Field], skipDamaged: Bool = false, onSkipped: ([LogError]) -> Void = { _ in }) throws(LogError) -> RowHistory {
-        var columns: [String]? = nil
+    ///
+    /// - Parameter frameSkipping: false reads every frame (the reference
+    ///   the skipping readers are tested against).
+    public static func read(reader: LogReader, table: String, key wanted: [Field], skipDamaged: Bool = false, frameSkipping: Bool = true, onSkipped: ([LogError]) -> Void = { _ in }) throws(LogError) -> RowHistory {
+        // The table's key columns, from its first record, as a full scan
+        // would see them (only frames listing the table are read).
+        let probe = try reader.cursor(tables: [table])
+        probe.skipDamaged = skipDamaged
+        probe.skip = frameSkipping ? FrameSkip(tables: [table]) : nil
+        guard let first = try probe.next() else {
+            onSkipped(probe.skipped)
+            throw LogError(.badInput, "table '\(table)' is not in the log (no record of it); check --table against `tidemark log stats`")
+        }
+        try checkShape(wanted, columns: first.key.map(\.name), table: table)
+
+        // Passes over the frames that may hold a key of the row's chain
+        // (format 3 key filters; older frames are always read), widened
+        // until the chain's keys stop growing. Invariant: after a pass with
+        // keys K, every record whose key or old key is in K, and every
+        // record next to one (by LSN) across a frame edge, was seen; so every
+        // edge and delete touching K was seen, and once the chain's keys are
+        // all in K the chain is the one a full scan finds. A pass that
+        // skipped nothing saw everything and ends the search too.
+        var keys: [[Field]] = [wanted]
+        var known: Set<[Field]> = []
+        while true {
+            let pass = try firstPass(reader: reader, table: table, wanted: wanted, keys: frameSkipping ? keys : nil, skipDamaged: skipDamaged, onSkipped: onSkipped)
+            let chain = Chain(edges: pass.edges, deletes: pass.deletes, start: pass.matched)
+            let chainKeys = Set(chain.intervals.map(\.key))
+            // Keys matching `wanted` were looked for from the start.
+            if pass.complete || chainKeys.allSatisfy({ known.contains($0) || $0.asKeyRecord.matches(key: wanted) }) {
+                return try finish(reader: reader, table: table, pass: pass, chain: chain, chainKeys: frameSkipping ? chainKeys : nil, skipDamaged: skipDamaged, onSkipped: onSkipped)
+            }
+            known.formUnion(chainKeys)
+            keys = [wanted] + known.sorted { $0.keyText < $1.keyText }
+        }
+    }
+
+    struct FirstPass {
         var direct: [ChangeRecord] = []
         var matched: Set<[Field]> = []
         var edges: [KeyChange] = []
         var deletes: [[Field]: [LSN]] = [:]
-        var pendingDelete: ChangeRecord? = nil
+        /// No frame was skipped: this is what a full scan sees.
+        var complete = false
+    }
 
+    /// Reads the table's records in frames that may hold one of `keys`,
+    /// keeping the records of `wanted` plus every key change and delete seen.
+    static func firstPass(reader: LogReader, table: String, wanted: [Field], keys: [[Field]]?, skipDamaged: Bool, onSkipped: ([LogError]) -> Void) throws(LogError) -> FirstPass {
+        var p = FirstPass()
+        var pendingDelete: ChangeRecord? = nil
         let cursor = try reader.cursor(tables: [table])
         cursor.skipDamaged = skipDamaged
+        if let keys {
+            var skip = FrameSkip(tables: [table], keys: keys)
+            skip.withNeighbors = true
+            cursor.skip = skip
+        }
         while let r = try cursor.next() {
-            if columns == nil {
-                let names = r.key.map(\.name)
-                try checkShape(wanted, columns: names, table: table)
-                columns = names
-            }
             var isWanted = r.matches(key: wanted)
-            if isWanted { matched.insert(r.key) }
+            if isWanted { p.matched.insert(r.key) }
             if r.isKeyChange, let old = r.beforeKey {
-                edges.append(KeyChange(lsn: r.lsn, from: old, to: r.key))
-                if old.asKeyRecord.matches(key: wanted) { matched.insert(old); isWanted = true }
+                p.edges.append(KeyChange(lsn: r.lsn, from: old, to: r.key))
+                if old.asKeyRecord.matches(key: wanted) { p.matched.insert(old); isWanted = true }
             }
-            // Old logs: delete then insert of another key at the next LSN and the same time.
+            // Old logs: delete then insert of another key at the next LSN and
+            // the same time (consecutive LSNs: skipped frames cannot pair).
             if r.operation == .insert, let d = pendingDelete, d.lsn.rawValue + 1 == r.lsn.rawValue,
                d.timestampMicros == r.timestampMicros, d.key != r.key {
-                edges.append(KeyChange(lsn: r.lsn, from: d.key, to: r.key))
-                if deletes[d.key]?.last == d.lsn { deletes[d.key]?.removeLast() }
+                p.edges.append(KeyChange(lsn: r.lsn, from: d.key, to: r.key))
+                if p.deletes[d.key]?.last == d.lsn { p.deletes[d.key]?.removeLast() }
             }
             if r.operation == .delete {
-                deletes[r.key, default: []].append(r.lsn)
+                p.deletes[r.key, default: []].append(r.lsn)
                 pendingDelete = r
             } else {
                 pendingDelete = nil
             }
-            if isWanted { direct.append(r) }
+            if isWanted { p.direct.append(r) }
         }
         onSkipped(cursor.skipped)
-        guard columns != nil else {
-            throw LogError(.badInput, "table '\(table)' is not in the log (no record of it); check --table against `tidemark log stats`")
-        }
+        p.complete = cursor.framesSkipped == 0
+        return p
+    }
 
-        let chain = Chain(edges: edges, deletes: deletes, start: matched)
-        let touched = chain.intervals.contains { !matched.contains($0.key) }
-        var records = direct
+    static func finish(reader: LogReader, table: String, pass: FirstPass, chain: Chain, chainKeys: Set<[Field]>?, skipDamaged: Bool, onSkipped: ([LogError]) -> Void) throws(LogError) -> RowHistory {
+        let touched = chain.intervals.contains { !pass.matched.contains($0.key) }
+        var records = pass.direct
         if touched {
             records = []
             let second = try reader.cursor(tables: [table])
             second.skipDamaged = skipDamaged
+            // Records in the chain have a chain key (or old key): frames
+            // without any are not read.
+            second.skip = chainKeys.map { FrameSkip(tables: [table], keys: $0.sorted { $0.keyText < $1.keyText }) }
             while let r = try second.next() {
                 if chain.contains(r.key, r.lsn) || (r.isKeyChange && r.beforeKey.map { chain.contains($0, r.lsn) } == true) {
                     records.append(r)
@@ -94,7 +145,7 @@ public struct RowHistory: Sendable {
             onSkipped(second.skipped)
         }
         let lsns = Set(records.map(\.lsn))
-        let changes = edges.filter { lsns.contains($0.lsn) && chain.contains($0.to, $0.lsn) }
+        let changes = pass.edges.filter { lsns.contains($0.lsn) && chain.contains($0.to, $0.lsn) }
         return RowHistory(table: table, records: records, keyChanges: changes)
     }
 
@@ -291,13 +342,14 @@ public enum LogDiff {
     /// inclusive), optionally of one table, in order of each key's first
     /// change. A key change counts as a delete of the old key and an insert
     /// of the new one; a key that ends as it started is left out.
-    public static func read(reader: LogReader, range: ClosedRange<LSN>, table: String?, skipDamaged: Bool = false, onSkipped: ([LogError]) -> Void = { _ in }) throws(LogError) -> [KeyDiff] {
+    public static func read(reader: LogReader, range: ClosedRange<LSN>, table: String?, skipDamaged: Bool = false, frameSkipping: Bool = true, onSkipped: ([LogError]) -> Void = { _ in }) throws(LogError) -> [KeyDiff] {
         struct Fold { var table: String; var key: [Field]; var start: [Field]?; var end: [Field]? }
         struct ID: Hashable { var table: String; var key: [Field] }
         var folds: [ID: Int] = [:]
         var list: [Fold] = []
         let cursor = try reader.cursor(from: range.lowerBound, tables: table.map { [$0] })
         cursor.skipDamaged = skipDamaged
+        cursor.skip = frameSkipping ? FrameSkip(tables: table.map { [$0] }, throughLSN: range.upperBound) : nil
         while let r = try cursor.next() {
             if r.lsn > range.upperBound { break }
             for c in r.keyedChanges {
@@ -315,6 +367,7 @@ public enum LogDiff {
             // An empty window is fine; a table the log never saw is not.
             let probe = try reader.cursor(tables: [table])
             probe.skipDamaged = true
+            probe.skip = FrameSkip(tables: [table])
             if try probe.next() == nil {
                 throw LogError(.badInput, "table '\(table)' is not in the log (no record of it); check --table against `tidemark log stats`")
             }

@@ -61,17 +61,19 @@ struct SegmentScanner {
     mutating func peek(fileSize: Int) throws(LogError) -> Step {
         if offset >= fileSize { return .end }
         let available = min(FrameMetadata.maxEncodedSize, fileSize - offset)
-        let n = try file.read(at: offset, count: available, into: &metadataBuffer)
-        let parsed = metadataBuffer.withUnsafeBytes { FrameMetadata.parse(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        // Most metadata is small: read a little first, all of it only if needed.
+        var n = try file.read(at: offset, count: min(available, 512), into: &metadataBuffer)
+        var parsed = metadataBuffer.withUnsafeBytes { FrameMetadata.parse(UnsafeRawBufferPointer(rebasing: $0[0..<n]), version: header.version) }
+        if case .short = parsed, n < available {
+            n = try file.read(at: offset, count: available, into: &metadataBuffer)
+            parsed = metadataBuffer.withUnsafeBytes { FrameMetadata.parse(UnsafeRawBufferPointer(rebasing: $0[0..<n]), version: header.version) }
+        }
         switch parsed {
         case .short:
             return .incomplete
         case .invalid(let why):
             return .corrupt(why)
         case .ok(let m):
-            guard (m.syncedLength != nil) == (header.version >= 2) else {
-                return .corrupt("frame metadata of another format than its segment's (version \(header.version))")
-            }
             guard m.previousChain == chain else {
                 return .corrupt("frame does not follow the previous one (missing, reordered or foreign frame)")
             }
@@ -145,7 +147,7 @@ struct SegmentScanner {
             while i + 8 + FrameMetadata.v1PayloadSize <= n {
                 if raw[i] == 0x51 && raw[i + 1] == 0x2A && raw[i + 2] == 0x4D && raw[i + 3] == 0x18 {
                     let end = min(n, i + FrameMetadata.maxEncodedSize)
-                    if case .ok(let m) = FrameMetadata.parse(UnsafeRawBufferPointer(rebasing: raw[i..<end])), !body(m) {
+                    if case .ok(let m) = FrameMetadata.parse(UnsafeRawBufferPointer(rebasing: raw[i..<end]), version: header.version), !body(m) {
                         return
                     }
                 }

@@ -77,7 +77,7 @@ final class SystemFile {
 
     /// Reads up to `count` bytes at `offset`; returns fewer only at end of file.
     func read(at offset: Int, count: Int, into buffer: inout [UInt8]) throws(LogError) -> Int {
-        if buffer.count < count { buffer.append(contentsOf: repeatElement(0, count: count - buffer.count)) }
+        buffer.growZeroed(to: count)
         var total = 0
         var failure: Int32 = 0
         buffer.withUnsafeMutableBytes { raw in

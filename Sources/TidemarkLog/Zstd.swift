@@ -29,7 +29,7 @@ final class Compressor {
         precondition(count <= input.count && offset <= out.count)
         let bound = ZSTD_compressBound(count)
         if out.count < offset + bound {
-            out.append(contentsOf: repeatElement(0, count: offset + bound - out.count))
+            out.growZeroed(to: offset + bound)
         }
         var written = 0
         var failure: String?
@@ -64,7 +64,7 @@ final class Decompressor {
     func decompress(_ frame: UnsafeRawBufferPointer, expectedSize: Int, into out: inout [UInt8]) -> String? {
         if out.count != expectedSize {
             if out.count < expectedSize {
-                out.append(contentsOf: repeatElement(0, count: expectedSize - out.count))
+                out.growZeroed(to: expectedSize)
             } else {
                 out.removeLast(out.count - expectedSize)
             }

@@ -104,6 +104,7 @@ extension LogStatsCommand {
         if w.fromLSN.rawValue != UInt64.max {
             let cursor = try reader.cursor(from: w.fromLSN, tables: tables)
             cursor.skipDamaged = skipDamaged
+            cursor.skip = FrameSkip(window: w, filter: filter)
             while let r = try cursor.next(), !w.isPast(r) {
                 guard w.contains(r), filter.matches(r) else { continue }
                 records += 1

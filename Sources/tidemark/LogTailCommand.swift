@@ -64,6 +64,8 @@ struct LogTailCommand: ParsableCommand {
             if start.rawValue == UInt64.max { return }  // nothing at or after --since
             let cursor = try reader.cursor(from: start, follow: follow, tables: tables)
             cursor.skipDamaged = skipDamaged
+            // Frames whose metadata rules the window and filter out are not read.
+            cursor.skip = FrameSkip(window: w, filter: filter)
             reportGaps(cursor.recordedGaps, directory: log.directory)
             var out = StandardOutput()
             var buffer: [UInt8] = []

@@ -45,6 +45,7 @@ struct LogWindowOptions: ParsableArguments {
         if w.sinceMicros != nil || w.untilMicros != nil {
             var first: LSN?, last: LSN?
             let cursor = try reader.cursor(from: w.fromLSN)
+            cursor.skip = FrameSkip(window: w, filter: RecordFilter())
             while let r = try cursor.next(), !w.isPast(r) {
                 guard w.contains(r) else { continue }
                 if first == nil { first = r.lsn }

@@ -19,7 +19,7 @@ import Testing
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: victim.path)))
         let frames = TornBatchTests.frames(bytes)
         #expect(frames.count >= 2)
-        bytes[frames[1].start + FrameMetadata.encodedSize + 5] ^= 0x10
+        bytes[frames[1].dataStart + 5] ^= 0x10
         try Data(bytes).write(to: URL(fileURLWithPath: victim.path))
         return (all, victim.name, Int(frames[0].last), segments[2].baseLSN.rawValue - 1)
     }
@@ -96,7 +96,7 @@ import Testing
             let segment = try LogDirectory(dir).segments()[0]
             var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: segment.path)))
             let frames = TornBatchTests.frames(bytes)
-            bytes[frames[2].start + FrameMetadata.encodedSize + 3] ^= 0x01
+            bytes[frames[2].dataStart + 3] ^= 0x01
             try Data(bytes).write(to: URL(fileURLWithPath: segment.path))
             #expect(throws: LogError.self) { try LogAppender(directory: dir) }
             let report = try LogRepair.repair(LogDirectory(dir), dryRun: false)

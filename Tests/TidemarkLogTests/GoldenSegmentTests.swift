@@ -5,7 +5,8 @@ import Testing
 /// Golden logs written once by each format version (fixtures/log/v<N>/<case>/):
 /// v1 by format 1 (72-byte frame metadata, log.meta with source_id only),
 /// v2 by format 2 (frame metadata with the synced length, log.meta with
-/// writer and owner). Every later version must read them all exactly. To
+/// writer and owner), v3 by format 3 (frame metadata with the frame's tables
+/// and key filter). Every later version must read them all exactly. To
 /// regenerate the current version's folder (only when the format version
 /// changes; older folders are never rewritten):
 /// `TIDEMARK_REGENERATE_FIXTURES=1 swift test --filter GoldenSegmentTests`.
@@ -14,8 +15,8 @@ import Testing
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("fixtures/log").path
     /// The folder the current format writes.
-    static let root = fixtures + "/v2"
-    static let versions = ["v1", "v2"]
+    static let root = fixtures + "/v3"
+    static let versions = ["v1", "v2", "v3"]
 
     /// The records of the `ok` case: every value kind and edge, three tables,
     /// all operations, spread over several segments.
@@ -74,7 +75,7 @@ import Testing
         try fm.copyItem(atPath: ok, toPath: bad)
         let first = bad + "/" + segs[0].name
         var d = try Data(contentsOf: URL(fileURLWithPath: first))
-        d[SegmentHeader.encodedSize + FrameMetadata.encodedSize + 20] ^= 0x01
+        d[TornBatchTests.frames([UInt8](d))[0].dataStart + 20] ^= 0x01
         try d.write(to: URL(fileURLWithPath: first))
         // missing-segment: the second segment removed.
         let missing = Self.root + "/missing-segment"
@@ -144,8 +145,11 @@ import Testing
         let v2 = try LogDirectory(Self.fixtures + "/v2/ok").meta()
         #expect(v2.format == 2 && v2.sourceID == SourceID("golden-source"))
         #expect(v2.writer == .capture && v2.installationID == "golden-installation")
-        // Segment headers say their version; v2 frames carry a synced length.
-        for (version, expected) in [("v1", UInt16(1)), ("v2", UInt16(2))] {
+        let v3 = try LogDirectory(Self.fixtures + "/v3/ok").meta()
+        #expect(v3.format == 2 && v3.writer == .capture)
+        // Segment headers say their version; v2 and v3 frames carry a synced
+        // length, v3 frames their tables and key filter.
+        for (version, expected) in [("v1", UInt16(1)), ("v2", UInt16(2)), ("v3", UInt16(3))] {
             let segment = try LogDirectory(Self.fixtures + "/\(version)/ok").segments()[0]
             guard case .ok(var scanner) = try SegmentScanner.open(segment) else {
                 Issue.record("\(version): bad header"); continue
@@ -154,17 +158,26 @@ import Testing
             guard case .frame(let m) = try scanner.peek(fileSize: try scanner.file.size()) else {
                 Issue.record("\(version): no first frame"); continue
             }
-            #expect((m.syncedLength != nil) == (expected == 2))
+            #expect((m.syncedLength != nil) == (expected >= 2))
+            #expect((m.summary != nil) == (expected == 3))
+            if let summary = m.summary {
+                #expect(summary.tables?.first == "edge")
+                #expect(!summary.bloom.isEmpty)
+                // The first frame holds keys 0...; its filter says so.
+                #expect(summary.mayHold(table: "edge", key: [Field("", .text("0"))]))
+                #expect(summary.mayHold(table: "edge", key: [Field("k", .integer(0))]))
+            }
             scanner.advance(past: m)
         }
     }
 
-    /// A v1 log is appended to by this version: the new records go into a
-    /// new format 2 segment, and the whole log reads back.
-    @Test func aV1LogGrowsInFormat2() throws {
+    /// A v1 or v2 log is appended to by this version: the new records go
+    /// into a new format 3 segment (no segment mixes formats), and the whole
+    /// log reads back, old segments without skipping, the new one with it.
+    @Test(arguments: ["v1", "v2"]) func anOlderLogGrowsInFormat3(_ version: String) throws {
         try withTemporaryDirectory { tmp in
             let copy = tmp + "/log"
-            try FileManager.default.copyItem(atPath: Self.fixtures + "/v1/ok", toPath: copy)
+            try FileManager.default.copyItem(atPath: Self.fixtures + "/\(version)/ok", toPath: copy)
             let before = try LogDirectory(copy).segments().count
             let log = try LogAppender(directory: copy, options: LogOptions(durability: .none))
             let next = log.lastLSN.rawValue + 1
@@ -172,8 +185,19 @@ import Testing
             try log.close()
             let segments = try LogDirectory(copy).segments()
             #expect(segments.count == before + 1)
+            guard case .ok(let scanner) = try SegmentScanner.open(segments.last!) else { Issue.record("bad header"); return }
+            #expect(scanner.header.version == 3)
             #expect(try readAll(copy).count == Self.records().count + 1)
             #expect(try LogVerifier.verify(LogDirectory(copy)).isClean)
+            // Skipping by table across the mixed log: old frames are read,
+            // the new one is skipped, and the answer is the full scan's.
+            let reader = try LogReader(directory: copy)
+            let cursor = try reader.cursor(tables: ["orders"])
+            cursor.skip = FrameSkip(tables: ["orders"])
+            var got: [ChangeRecord] = []
+            while let r = try cursor.next() { got.append(r) }
+            #expect(got == Self.records().filter { $0.table == "orders" })
+            #expect(cursor.framesSkipped == 1)
         }
     }
 }

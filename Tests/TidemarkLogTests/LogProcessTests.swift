@@ -315,7 +315,7 @@ import Darwin
             var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: segments[0].path)))
             // Inside the compressed data of the chosen frame.
             let offset = where_ == "first frame"
-                ? SegmentHeader.encodedSize + FrameMetadata.encodedSize + 4
+                ? TornBatchTests.frames(bytes)[0].dataStart + 4
                 : bytes.count - 6
             bytes[offset] ^= 0x40
             try Data(bytes).write(to: URL(fileURLWithPath: segments[0].path))

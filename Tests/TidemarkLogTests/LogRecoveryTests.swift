@@ -65,21 +65,10 @@ import Testing
             let name = URL(fileURLWithPath: seg).lastPathComponent
             let full = try Data(contentsOf: URL(fileURLWithPath: seg))
             // Frame boundaries from the metadata.
-            var bounds: [(start: Int, end: Int, first: UInt64, last: UInt64)] = []
-            var offset = SegmentHeader.encodedSize
-            while offset < full.count {
-                let m = full.withUnsafeBytes { raw -> FrameMetadata in
-                    guard case .ok(let m) = FrameMetadata.parse(UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + FrameMetadata.encodedSize)])) else {
-                        Issue.record("bad metadata at \(offset)"); return FrameMetadata(firstLSN: .zero, lastLSN: .zero, firstTimestampMicros: 0, lastTimestampMicros: 0, recordCount: 0, contentSize: 0, dataSize: 0, dataChecksum: 0, previousChain: 0)
-                    }
-                    return m
-                }
-                bounds.append((offset, offset + m.totalSize, m.firstLSN.rawValue, m.lastLSN.rawValue))
-                offset += m.totalSize
-            }
+            let bounds = TornBatchTests.frames([UInt8](full)).map { (start: $0.start, end: $0.end, first: $0.first, last: $0.last, dataStart: $0.dataStart) }
             #expect(bounds.count == 4)
             // Every 7th byte, plus every byte of the header and first metadata.
-            let positions = Array(0..<(SegmentHeader.encodedSize + FrameMetadata.encodedSize)) + Array(stride(from: 0, to: full.count, by: 7))
+            let positions = Array(0..<bounds[0].dataStart) + Array(stride(from: 0, to: full.count, by: 7))
             for pos in Set(positions).sorted() {
                 var damaged = full
                 damaged[pos] ^= 0x5A
@@ -95,7 +84,7 @@ import Testing
                 if let frame = bounds.firstIndex(where: { pos >= $0.start && pos < $0.end }) {
                     // The damage lies in `frame`: records before it are intact.
                     #expect(v.records == frame * 10, "flip at \(pos)")
-                    if frame < bounds.count - 1 || pos < bounds[frame].start + FrameMetadata.encodedSize {
+                    if frame < bounds.count - 1 || pos < bounds[frame].dataStart {
                         #expect(problem.lsnRange?.contains(LSN(bounds[frame].first)) == true, "flip at \(pos): \(problem.message)")
                     }
                 } else {

@@ -7,16 +7,23 @@ import Testing
 @Suite struct TornBatchTests {
     static let source = SourceID("torn-source")
 
-    struct Frame { var start: Int; var end: Int; var first: UInt64; var last: UInt64 }
+    struct Frame {
+        var start: Int; var end: Int; var first: UInt64; var last: UInt64
+        /// Where the data frame starts (metadata size varies in format 3).
+        var dataStart: Int
+    }
 
-    /// Frame boundaries of a segment file, from its metadata.
+    /// Frame boundaries of a segment file, from its metadata (in the format
+    /// its header names).
     static func frames(_ bytes: [UInt8]) -> [Frame] {
         var out: [Frame] = []
+        guard case .success(let header) = bytes.withUnsafeBytes({ SegmentHeader.parse($0) }) else { return out }
         var offset = SegmentHeader.encodedSize
         while offset < bytes.count {
             let end = min(bytes.count, offset + FrameMetadata.maxEncodedSize)
-            guard case .ok(let m) = bytes.withUnsafeBytes({ FrameMetadata.parse(UnsafeRawBufferPointer(rebasing: $0[offset..<end])) }) else { break }
-            out.append(Frame(start: offset, end: offset + m.totalSize, first: m.firstLSN.rawValue, last: m.lastLSN.rawValue))
+            guard case .ok(let m) = bytes.withUnsafeBytes({ FrameMetadata.parse(UnsafeRawBufferPointer(rebasing: $0[offset..<end]), version: header.version) }) else { break }
+            out.append(Frame(start: offset, end: offset + m.totalSize, first: m.firstLSN.rawValue, last: m.lastLSN.rawValue,
+                             dataStart: offset + m.metadataSize))
             offset += m.totalSize
         }
         return out
@@ -104,8 +111,8 @@ import Testing
             let meta = try String(contentsOfFile: root + "/golden/log.meta", encoding: .utf8)
             var cuts = Set<Int>()
             for f in frames {
-                cuts.formUnion([f.start, f.start + 1, f.start + 8, f.start + FrameMetadata.encodedSize - 1,
-                                f.start + FrameMetadata.encodedSize, (f.start + f.end) / 2, f.end - 1, f.end])
+                cuts.formUnion([f.start, f.start + 1, f.start + 8, f.dataStart - 1,
+                                f.dataStart, (f.start + f.end) / 2, f.end - 1, f.end])
             }
             for cut in cuts.sorted() where cut <= bytes.count {
                 let dir = root + "/cut"
