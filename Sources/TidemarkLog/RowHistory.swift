@@ -44,17 +44,13 @@ public struct RowHistory: Sendable {
     ///
     /// - Parameter frameSkipping: false reads every frame (the reference
     ///   the skipping readers are tested against).
-    public static func read(reader: LogReader, table: String, key wanted: [Field], skipDamaged: Bool = false, frameSkipping: Bool = true, onSkipped: ([LogError]) -> Void = { _ in }) throws(LogError) -> RowHistory {
-        // The table's key columns, from its first record, as a full scan
-        // would see them (only frames listing the table are read).
-        let probe = try reader.cursor(tables: [table])
-        probe.skipDamaged = skipDamaged
-        probe.skip = frameSkipping ? FrameSkip(tables: [table]) : nil
-        guard let first = try probe.next() else {
-            onSkipped(probe.skipped)
-            throw LogError(.badInput, "table '\(table)' is not in the log (no record of it); check --table against `tidemark log stats`")
-        }
-        try checkShape(wanted, columns: first.key.map(\.name), table: table)
+    /// - Parameter range: the window (`--since`/`--until`, exact LSNs): only
+    ///   its records are read, and the row is followed across the key
+    ///   changes inside it. What happens after the window never changes a
+    ///   windowed history (records up to `--until` are immutable, so the
+    ///   same command gives the same answer while the log grows).
+    public static func read(reader: LogReader, table: String, key wanted: [Field], range: ClosedRange<LSN>? = nil, skipDamaged: Bool = false, frameSkipping: Bool = true, onSkipped: ([LogError]) -> Void = { _ in }) throws(LogError) -> RowHistory {
+        try checkTable(reader: reader, table: table, key: wanted, skipDamaged: skipDamaged, frameSkipping: frameSkipping, onSkipped: onSkipped)
 
         // Passes over the frames that may hold a key of the row's chain
         // (format 3 key filters; older frames are always read), widened
@@ -67,16 +63,31 @@ public struct RowHistory: Sendable {
         var keys: [[Field]] = [wanted]
         var known: Set<[Field]> = []
         while true {
-            let pass = try firstPass(reader: reader, table: table, wanted: wanted, keys: frameSkipping ? keys : nil, skipDamaged: skipDamaged, onSkipped: onSkipped)
+            let pass = try firstPass(reader: reader, table: table, wanted: wanted, keys: frameSkipping ? keys : nil, range: range, skipDamaged: skipDamaged, onSkipped: onSkipped)
             let chain = Chain(edges: pass.edges, deletes: pass.deletes, start: pass.matched)
             let chainKeys = Set(chain.intervals.map(\.key))
             // Keys matching `wanted` were looked for from the start.
             if pass.complete || chainKeys.allSatisfy({ known.contains($0) || $0.asKeyRecord.matches(key: wanted) }) {
-                return try finish(reader: reader, table: table, pass: pass, chain: chain, chainKeys: frameSkipping ? chainKeys : nil, skipDamaged: skipDamaged, onSkipped: onSkipped)
+                return try finish(reader: reader, table: table, pass: pass, chain: chain, chainKeys: frameSkipping ? chainKeys : nil, range: range, skipDamaged: skipDamaged, onSkipped: onSkipped)
             }
             known.formUnion(chainKeys)
             keys = [wanted] + known.sorted { $0.keyText < $1.keyText }
         }
+    }
+
+    /// Throws `.badInput` when the table has no record in the log or when
+    /// the key's shape does not match the table's key columns (taken from
+    /// its first record, as a full scan would see them; only frames listing
+    /// the table are read).
+    public static func checkTable(reader: LogReader, table: String, key wanted: [Field], skipDamaged: Bool = false, frameSkipping: Bool = true, onSkipped: ([LogError]) -> Void = { _ in }) throws(LogError) {
+        let probe = try reader.cursor(tables: [table])
+        probe.skipDamaged = skipDamaged
+        probe.skip = frameSkipping ? FrameSkip(tables: [table]) : nil
+        guard let first = try probe.next() else {
+            onSkipped(probe.skipped)
+            throw LogError(.badInput, "table '\(table)' is not in the log (no record of it); check --table against `tidemark log stats`")
+        }
+        try checkShape(wanted, columns: first.key.map(\.name), table: table)
     }
 
     struct FirstPass {
@@ -90,17 +101,18 @@ public struct RowHistory: Sendable {
 
     /// Reads the table's records in frames that may hold one of `keys`,
     /// keeping the records of `wanted` plus every key change and delete seen.
-    static func firstPass(reader: LogReader, table: String, wanted: [Field], keys: [[Field]]?, skipDamaged: Bool, onSkipped: ([LogError]) -> Void) throws(LogError) -> FirstPass {
+    static func firstPass(reader: LogReader, table: String, wanted: [Field], keys: [[Field]]?, range: ClosedRange<LSN>?, skipDamaged: Bool, onSkipped: ([LogError]) -> Void) throws(LogError) -> FirstPass {
         var p = FirstPass()
         var pendingDelete: ChangeRecord? = nil
-        let cursor = try reader.cursor(tables: [table])
+        let cursor = try reader.cursor(from: range?.lowerBound ?? .zero, tables: [table])
         cursor.skipDamaged = skipDamaged
         if let keys {
-            var skip = FrameSkip(tables: [table], keys: keys)
+            var skip = FrameSkip(tables: [table], keys: keys, throughLSN: range?.upperBound)
             skip.withNeighbors = true
             cursor.skip = skip
         }
         while let r = try cursor.next() {
+            if let range, r.lsn > range.upperBound { break }
             var isWanted = r.matches(key: wanted)
             if isWanted { p.matched.insert(r.key) }
             if r.isKeyChange, let old = r.beforeKey {
@@ -127,17 +139,18 @@ public struct RowHistory: Sendable {
         return p
     }
 
-    static func finish(reader: LogReader, table: String, pass: FirstPass, chain: Chain, chainKeys: Set<[Field]>?, skipDamaged: Bool, onSkipped: ([LogError]) -> Void) throws(LogError) -> RowHistory {
+    static func finish(reader: LogReader, table: String, pass: FirstPass, chain: Chain, chainKeys: Set<[Field]>?, range: ClosedRange<LSN>?, skipDamaged: Bool, onSkipped: ([LogError]) -> Void) throws(LogError) -> RowHistory {
         let touched = chain.intervals.contains { !pass.matched.contains($0.key) }
         var records = pass.direct
         if touched {
             records = []
-            let second = try reader.cursor(tables: [table])
+            let second = try reader.cursor(from: range?.lowerBound ?? .zero, tables: [table])
             second.skipDamaged = skipDamaged
             // Records in the chain have a chain key (or old key): frames
             // without any are not read.
-            second.skip = chainKeys.map { FrameSkip(tables: [table], keys: $0.sorted { $0.keyText < $1.keyText }) }
+            second.skip = chainKeys.map { FrameSkip(tables: [table], keys: $0.sorted { $0.keyText < $1.keyText }, throughLSN: range?.upperBound) }
             while let r = try second.next() {
+                if let range, r.lsn > range.upperBound { break }
                 if chain.contains(r.key, r.lsn) || (r.isKeyChange && r.beforeKey.map { chain.contains($0, r.lsn) } == true) {
                     records.append(r)
                 }

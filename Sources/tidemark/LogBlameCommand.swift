@@ -5,7 +5,7 @@ struct LogBlameCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "blame",
         abstract: "For each column of a row's latest image: the LSN and time it last changed, and its value before.",
-        discussion: "K as for `log history`; the row is followed across key changes."
+        discussion: "K as for `log history`; the row is followed across key changes. With --since/--until only the changes in the window count (--until alone: the row's blame as of that point); --op and --where choose which changes count."
     )
 
     @OptionGroup var log: LogLocation
@@ -15,6 +15,8 @@ struct LogBlameCommand: ParsableCommand {
 
     @Option(help: "The row's key: a value, or a JSON object of key columns.")
     var key: String
+
+    @OptionGroup var window: LogWindowOptions
 
     @Flag(help: "One JSON object per column.")
     var json = false
@@ -27,11 +29,18 @@ struct LogBlameCommand: ParsableCommand {
             let reader = try LogReader(directory: log.directory)
             let wanted = try KeyArgument.parse(key)
             var reported = 0
-            let history = try RowHistory.read(reader: reader, table: table, key: wanted, skipDamaged: skipDamaged) {
-                reported = reportSkipped($0, from: reported)
+            let range = try window.historyRange(reader)
+            let filter = try window.filter(tables: nil, key: nil)
+            var records: [ChangeRecord] = []
+            if case .some(.none) = range {
+                try RowHistory.checkTable(reader: reader, table: table, key: wanted, skipDamaged: skipDamaged)
+            } else {
+                records = try RowHistory.read(reader: reader, table: table, key: wanted, range: range ?? nil, skipDamaged: skipDamaged) {
+                    reported = reportSkipped($0, from: reported)
+                }.records.filter { filter.matches($0) }
             }
-            guard let blame = RowBlame(history: history.records) else {
-                printError("no changes of \(table) with key \(key) in the log; nothing to blame")
+            guard let blame = RowBlame(history: records) else {
+                printError("no changes of \(table) with key \(key) in the \(window.isWindowed || window.isFiltered ? "window" : "log"); nothing to blame")
                 throw ExitCode(1)
             }
             var out = StandardOutput()

@@ -47,9 +47,17 @@ struct LogHistoryCommand: ParsableCommand {
             var reported = 0
             var out = StandardOutput()
             defer { out.flush() }
+            // A window bounds what is read: the row is followed across the
+            // key changes inside it, so the answer never depends on later records.
+            let range = try window.historyRange(reader)
+            if case .some(.none) = range {
+                try RowHistory.checkTable(reader: reader, table: table, key: wanted, skipDamaged: skipDamaged)
+                if format == .text { out.line("no changes of \(table) with key \(key) in the window") }
+                return
+            }
             let history: RowHistory
             do {
-                history = try RowHistory.read(reader: reader, table: table, key: wanted, skipDamaged: skipDamaged) {
+                history = try RowHistory.read(reader: reader, table: table, key: wanted, range: range ?? nil, skipDamaged: skipDamaged) {
                     reported = reportSkipped($0, from: reported)
                 }
             } catch let damage as LogError where damage.segment != nil {

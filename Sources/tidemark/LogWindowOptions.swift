@@ -58,6 +58,13 @@ struct LogWindowOptions: ParsableArguments {
         return from <= through ? from...through : nil
     }
 
+    /// The LSN range a row's history reads: nil for the whole log, `.some(nil)`
+    /// for a window with no record in it.
+    func historyRange(_ reader: LogReader) throws -> ClosedRange<LSN>?? {
+        guard isWindowed else { return .none }
+        return .some(try lsnRange(reader, defaultUntil: try reader.headLSN()))
+    }
+
     func filter(tables: Set<String>?, key: [Field]?) throws -> RecordFilter {
         var ops: Set<ChangeOperation>?
         if !op.isEmpty {

@@ -106,6 +106,16 @@ import TidemarkSQLite
             #expect(byColumn["name"]?["lsn"] as? Int == Int(rename.rawValue) && byColumn["name"]?["value"] as? String == "Anne", "\(r.stdout)")
             let text = try tidemark(dir, ["blame", "--table", "users", "--key", "7"])
             #expect(text.stdout.contains("'a2@x'  LSN \(emailChange) "), "\(text.stdout)")
+            // --until: the row's blame as of that point (before the move and the rename).
+            let then = try tidemark(dir, ["blame", "--table", "users", "--key", "1", "--until", "\(emailChange)", "--json"])
+            #expect(then.status == 0, "\(then.stderr)")
+            let thenRows = try then.stdout.split(separator: "\n").map { try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+            let thenBy = Dictionary(uniqueKeysWithValues: thenRows.map { ($0["column"] as? String ?? "", $0) })
+            #expect(thenBy["email"]?["lsn"] as? Int == Int(emailChange.rawValue) && thenBy["name"]?["value"] as? String == "Ann", "\(then.stdout)")
+            #expect(thenBy["id"]?["value"] as? Int == 1 && thenBy["id"]?["lsn"] as? Int == Int(users[0].lsn.rawValue), "\(then.stdout)")
+            // An empty window: one line, non-zero, nothing on stdout.
+            let none = try tidemark(dir, ["blame", "--table", "users", "--key", "1", "--since", "2999-01-01T00:00:00Z"])
+            #expect(none.status != 0 && none.stdout.isEmpty && none.stderr.contains("in the window"), "\(none.stderr)")
         }
     }
 
