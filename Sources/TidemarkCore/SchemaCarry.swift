@@ -466,10 +466,22 @@ enum SchemaCarry {
             let table = swapped.first { $0.source.lowercased() == hit }?.source ?? hit
             do {
                 try scratch.execute(o.sql)
-                if o.type == "view" { _ = try scratch.prepare("SELECT * FROM \(q(o.name)) LIMIT 0") }
-                // A trigger body is checked when its table's schema is parsed again.
-                try scratch.execute("ALTER TABLE \(q(table)) RENAME TO \(q("_tidemark_check"))")
-                try scratch.execute("ALTER TABLE \(q("_tidemark_check")) RENAME TO \(q(table))")
+                if o.type == "view" {
+                    _ = try scratch.prepare("SELECT * FROM \(q(o.name)) LIMIT 0")
+                } else if try Schema.table(named: o.table, in: scratch) != nil {
+                    // A trigger's body is compiled into every statement that
+                    // fires it: preparing (never running) an insert, an
+                    // update of every column and a delete on its table
+                    // compiles it against the new shape.
+                    let info = try scratch.prepare("SELECT name FROM pragma_table_info(?1)")
+                    try info.bind([.text(o.table)])
+                    let names = try info.rows { $0.columnText(0) }
+                    _ = try scratch.prepare("INSERT INTO \(q(o.table)) DEFAULT VALUES")
+                    if !names.isEmpty {
+                        _ = try scratch.prepare("UPDATE \(q(o.table)) SET " + names.map { "\(q($0)) = \(q($0))" }.joined(separator: ", "))
+                    }
+                    _ = try scratch.prepare("DELETE FROM \(q(o.table))")
+                }
             } catch {
                 try? scratch.execute("DROP \(o.type == "view" ? "VIEW" : "TRIGGER") IF EXISTS \(q(o.name))")
                 omit(o.type, o.name, table, "\(o.type) \(o.name) names \(table), which the swap replaces, and does not fit its new shape (\(describe(error))); fix the plan, or drop or rewrite \(o.name) first")

@@ -40,7 +40,7 @@ struct SwapScenario {
           items:
             swap: true
             create: "CREATE TABLE items (id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 0 CHECK (n >= 0), doubled INTEGER)"
-            columns: {id: id, owner: owner, n: coalesce(n, 0), doubled: n * 2}
+            columns: {id: id, owner: owner, n: "coalesce(n, 0)", doubled: n * 2}
             inverse: {id: id, owner: owner, n: n}
         """
 
@@ -49,7 +49,7 @@ struct SwapScenario {
           lines:
             swap: true
             create: "CREATE TABLE lines (batch INTEGER NOT NULL, line INTEGER NOT NULL, qty INTEGER NOT NULL, sku TEXT, PRIMARY KEY (batch, line)) STRICT, WITHOUT ROWID"
-            columns: {batch: batch, line: line, qty: coalesce(qty, 0), sku: sku}
+            columns: {batch: batch, line: line, qty: "coalesce(qty, 0)", sku: sku}
             inverse: {batch: batch, line: line, qty: qty, sku: sku}
         """
 
@@ -149,22 +149,23 @@ final class SwapWriters: @unchecked Sendable {
                 defer { done.add(1, ordering: .relaxed) }
                 do {
                     let c = try Connection(path: db, mode: .readWrite, busyTimeoutMillis: 10_000)
+                    // Prepared once, before the swap: SQLite re-prepares them against the new shape.
+                    let ins = try c.prepare("INSERT INTO items(owner, n) VALUES (?1, ?2) RETURNING id")
+                    let upd = try c.prepare("UPDATE items SET n = n + 1 WHERE id = ?1")
                     var i: Int64 = 0
                     while !stop.load(ordering: .relaxed) {
                         i += 1
                         let n = Int64(w * 1_000_000) + i
                         let start = DispatchTime.now().uptimeNanoseconds
-                        // Prepared per write: the application's statements, re-prepared by SQLite after the swap.
-                        let ins = try c.prepare("INSERT INTO items(owner, n) VALUES (?1, ?2) RETURNING id")
                         try ins.bind([.text("w\(w)"), .integer(n)])
                         _ = try ins.step()
                         let id = ins.columnInt64(0)
-                        try ins.reset()
+                        ins.reset()
                         let waited = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
                         lock.lock(); acked[id] = n; maxWait = max(maxWait, waited); lock.unlock()
                         if i % 3 == 0 {
                             let s2 = DispatchTime.now().uptimeNanoseconds
-                            try c.prepare("UPDATE items SET n = n + 1 WHERE id = ?1").execute([.integer(id)])
+                            try upd.execute([.integer(id)])
                             let w2 = Double(DispatchTime.now().uptimeNanoseconds - s2) / 1e6
                             lock.lock(); acked[id] = n + 1; maxWait = max(maxWait, w2); lock.unlock()
                         }
@@ -183,6 +184,10 @@ final class SwapWriters: @unchecked Sendable {
         stop.store(true, ordering: .relaxed)
         let deadline = Date(timeIntervalSinceNow: 30)
         while done.load(ordering: .relaxed) < count && Date() < deadline { try await pause(milliseconds: 20) }
+        return snapshot()
+    }
+
+    private func snapshot() -> (acked: [Int64: Int64], errors: [String], maxWaitMillis: Double) {
         lock.lock(); defer { lock.unlock() }
         return (acked, errors, maxWait)
     }
@@ -221,7 +226,7 @@ extension CutoverTests {
                 let s = try SwapScenario.create(root: root, items: 20)
                 _ = try await s.run(["migrate"], "migrate")
                 let stored = try #require(try StoredPlan.load(for: try Plan.load(path: s.planPath)))
-                #expect(stored.tables.allSatisfy(\.swap))
+                #expect(stored.tables.allSatisfy { $0.swap })
                 #expect(stored.tables.map(\.target) == ["_tidemark_shadow_items", "_tidemark_shadow_lines"])
                 let status = try await s.run(["status", "--json"], "status")
                 #expect((try status.json()["summary"] as? String ?? "").contains("being rebuilt into _tidemark_shadow_items"), "\(status.stdoutText)")
@@ -239,10 +244,14 @@ extension CutoverTests {
             try await withTemporaryDirectory { root in
                 let s = try SwapScenario.create(root: root)
                 let oldMax = try s.scalar("SELECT max(id) FROM items")
+                try await s.migrateAndVerify()
+                // Item 1 changes before the swap (captured under the old shape) and after it.
+                #expect(s.write("UPDATE items SET note = 'before the swap' WHERE id = 1") == nil)
+                // Writers from here: the cutover catches up on their changes itself.
                 let writers = SwapWriters(db: s.db)
                 var finished = false
                 defer { if !finished { writers.stop.store(true, ordering: .relaxed) } }
-                try await s.migrateAndVerify()
+                try await pause(milliseconds: 500)
                 let cut = try await s.run(["cutover", "--json", "--max-lag-ms", "2000"], "cutover")
                 let cutJSON = try cut.json()
                 try await pause(milliseconds: 400)
@@ -269,7 +278,9 @@ extension CutoverTests {
                 #expect(try s.texts("SELECT name FROM pragma_index_list('_tidemark_aside_items') WHERE origin = 'c'") == ["items_owner"])
 
                 // The view reads the new table.
-                #expect(try s.scalar("SELECT count(*) FROM items_view") == s.scalar("SELECT count(*) FROM items"))
+                let viewed = try s.scalar("SELECT count(*) FROM items_view")
+                let total = try s.scalar("SELECT count(*) FROM items")
+                #expect(viewed == total)
                 // The trigger is on the new table and fires.
                 #expect(try s.texts("SELECT tbl_name FROM sqlite_schema WHERE name = 'items_audit'") == ["items"])
                 let audits = try s.scalar("SELECT count(*) FROM audit")
@@ -302,7 +313,7 @@ extension CutoverTests {
                     (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["lsn"] as? Int
                 }
                 #expect(lsns.contains { $0 <= cutLSN } && lsns.contains { $0 > cutLSN }, "history of item 1: \(history.stdoutText)")
-                #expect(history.stdoutText.contains("4242") && history.stdoutText.contains("note 1"), "\(history.stdoutText)")
+                #expect(history.stdoutText.contains("4242") && history.stdoutText.contains("before the swap"), "\(history.stdoutText)")
 
                 let status = try await s.run(["status", "--json"], "status")
                 let summary = try status.json()["summary"] as? String ?? ""
@@ -325,7 +336,7 @@ extension CutoverTests {
                 #expect(killed.killed, "\(killed.summary)")
                 // The old state, whole.
                 #expect(try s.columns("items") == ["id", "owner", "n", "note"])
-                #expect(try s.exists("_tidemark_shadow_items") && !s.exists("_tidemark_aside_items"))
+                #expect(try s.exists("_tidemark_shadow_items") && !(try s.exists("_tidemark_aside_items")))
                 #expect(try s.texts("SELECT tbl_name FROM sqlite_schema WHERE name = 'items_audit'") == ["items"])
                 #expect(try s.scalar("SELECT count(*) FROM sqlite_schema WHERE name = '_tidemark_cutover'") == 0)
                 #expect(s.write("INSERT INTO items(owner, n, note) VALUES ('between', 1, 'still old')") == nil)
@@ -416,7 +427,7 @@ extension CutoverTests {
                 let kept = try await s.run(["status", "--json"], "status")
                 #expect((try kept.json()["next"] as? String ?? "").contains("finish --drop-source"), "\(kept.stdoutText)")
                 _ = try await s.run(["finish", "--drop-source"], "finish --drop-source")
-                #expect(try !s.exists("_tidemark_aside_items") && !s.exists("_tidemark_aside_lines"))
+                #expect(try !s.exists("_tidemark_aside_items") && !(try s.exists("_tidemark_aside_lines")))
                 #expect(try s.scalar("SELECT count(*) FROM sqlite_schema WHERE name = 'items_owner' OR name LIKE '_tidemark_guard_%'") == 0)
                 #expect(try s.scalar("SELECT count(*) FROM items") == rows)
                 #expect(try s.columns("items") == ["id", "owner", "n", "doubled"])
