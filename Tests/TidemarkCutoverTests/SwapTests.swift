@@ -354,6 +354,25 @@ extension CutoverTests {
 
         // MARK: Rollback and finish
 
+        /// kill -9 of a rollback before its commit: still swapped, whole; the
+        /// next rollback swaps back with the new shape's writes.
+        @Test(.timeLimit(.minutes(2))) func killedMidRollback() async throws {
+            try await withTemporaryDirectory { root in
+                let s = try SwapScenario.create(root: root, items: 50)
+                try await s.migrateAndVerify()
+                _ = try await s.run(["cutover"], "cutover")
+                #expect(s.write("INSERT INTO items(id, owner, n) VALUES (300001, 'new', 9)") == nil)
+                let killed = try await tidemark(["rollback"] + s.plan, environment: ["TIDEMARK_CRASH_AT": "rollback-applied"], timeoutSeconds: 90)
+                #expect(killed.killed, "\(killed.summary)")
+                #expect(try s.columns("items") == ["id", "owner", "n", "doubled"])
+                #expect(try s.exists("_tidemark_aside_items") && !(try s.exists("_tidemark_shadow_items")))
+                #expect(s.write("INSERT INTO items(id, owner, n) VALUES (300002, 'between', 10)") == nil)
+                _ = try await s.run(["rollback"], "rollback after the kill")
+                #expect(try s.columns("items") == ["id", "owner", "n", "note"])
+                #expect(try s.texts("SELECT n FROM items WHERE id >= 300001 ORDER BY id") == ["9", "10"])
+            }
+        }
+
         /// Writes on the new shape (insert, update, delete, in both tables),
         /// with writers running through the rollback: the swap back carries
         /// them into the old tables (the dropped column: old rows keep their
@@ -422,6 +441,17 @@ extension CutoverTests {
                 try await s.migrateAndVerify()
                 _ = try await s.run(["cutover"], "cutover")
                 let rows = try s.scalar("SELECT count(*) FROM items")
+                // After the swap: cutover again says it is done; verify
+                // refuses in one line; migrate changes nothing.
+                let again = try await s.run(["cutover", "--json"], "cutover again")
+                #expect(try again.json()["already_done"] as? Bool == true, "\(again.stdoutText)")
+                let verify = try await tidemark(["verify"] + s.plan)
+                #expect(verify.status != 0 && verify.stderrLines.count == 1, "\(verify.summary)")
+                #expect(verify.stderr.contains("was swapped in at cutover"), "\(verify.stderr)")
+                let migrate = try await tidemark(["migrate"] + s.plan)
+                #expect(migrate.reason == .exit && !migrate.stderr.contains("no such table"), "\(migrate.summary)")
+                #expect(try s.columns("items") == ["id", "owner", "n", "doubled"])
+                #expect(try s.exists("_tidemark_aside_items") && !(try s.exists("_tidemark_shadow_items")))
                 _ = try await s.run(["finish"], "finish")
                 #expect(try s.exists("_tidemark_aside_items"), "finish without --drop-source keeps the old table")
                 let kept = try await s.run(["status", "--json"], "status")
