@@ -561,7 +561,8 @@ extension Migrator {
             try CutoverSchema.moveSequencesForward(target, source: target)
             // The swap: old tables aside, shadows to the real names, capture
             // moved (before the triggers and views, which name the real table).
-            for m in swaps { try TableSwap.swap(m, in: target, sourceID: SourceID(state.sourceID)) }
+            let accepted = swaps.isEmpty ? [] : try CutoverSchema.blockingOmissions(target, accept: true)
+            for m in swaps { try TableSwap.swap(m, in: target, sourceID: SourceID(state.sourceID), accepted: accepted) }
             if !swaps.isEmpty { CutoverTestHook.reached("swapped") }
             try CutoverSchema.createObjects(target)
             // The file's one outbox already continues the log; bind it to it.

@@ -362,6 +362,10 @@ extension CutoverTests {
                 try await s.migrateAndVerify()
                 _ = try await s.run(["cutover"], "cutover")
                 #expect(s.write("INSERT INTO items(id, owner, n) VALUES (300001, 'new', 9)") == nil)
+                // This change is carried back from the log, the next one from the outbox.
+                let ship = try await tidemark(["capture", "run", "--source", s.db, "--log", root + "/log", "--once"])
+                try #require(ship.status == 0, "ship: \(ship.summary)")
+                #expect(try s.scalar("SELECT count(*) FROM _tidemark_outbox") == 0)
                 let killed = try await tidemark(["rollback"] + s.plan, environment: ["TIDEMARK_CRASH_AT": "rollback-applied"], timeoutSeconds: 90)
                 #expect(killed.killed, "\(killed.summary)")
                 #expect(try s.columns("items") == ["id", "owner", "n", "doubled"])
@@ -468,18 +472,28 @@ extension CutoverTests {
             }
         }
 
-        /// A trigger of another table that names a column the swap drops
-        /// would break: the cutover is refused before anything changes.
+        /// A trigger of another table and a view that name a column the swap
+        /// drops would break: the cutover is refused before anything changes;
+        /// with --drop-triggers the swap drops them instead of leaving them broken.
         @Test(.timeLimit(.minutes(2))) func refusesWhatWouldBreak() async throws {
             try await withTemporaryDirectory { root in
                 let s = try SwapScenario.create(root: root, items: 20, tables: SwapScenario.itemsPlan)
                 #expect(s.write("CREATE TRIGGER orders_note AFTER INSERT ON orders BEGIN UPDATE items SET note = 'ordered' WHERE id = NEW.item_id; END") == nil)
+                #expect(s.write("CREATE VIEW items_notes AS SELECT id, note FROM items") == nil)
                 try await s.migrateAndVerify()
                 let refused = try await tidemark(["cutover"] + s.plan)
                 #expect(refused.status != 0 && refused.stderrLines.count == 1, "\(refused.summary)")
-                #expect(refused.stderr.contains("orders_note") && refused.stderr.contains("nothing was switched"), "\(refused.stderr)")
+                #expect(refused.stderr.contains("orders_note") && refused.stderr.contains("items_notes"), "\(refused.stderr)")
+                #expect(refused.stderr.contains("nothing was switched"), "\(refused.stderr)")
                 #expect(try s.columns("items") == ["id", "owner", "n", "note"])
                 #expect(try s.exists("_tidemark_shadow_items"))
+
+                _ = try await s.run(["cutover", "--drop-triggers"], "cutover --drop-triggers")
+                #expect(try s.columns("items") == ["id", "owner", "n", "doubled"])
+                #expect(try s.scalar("SELECT count(*) FROM sqlite_schema WHERE name IN ('orders_note', 'items_notes')") == 0)
+                #expect(s.write("INSERT INTO orders(id, item_id) VALUES (10, 1)") == nil)
+                // Nothing broken is left: SQLite's own checks of the schema pass.
+                #expect(s.write("ALTER TABLE audit RENAME TO audit2") == nil)
             }
         }
     }
