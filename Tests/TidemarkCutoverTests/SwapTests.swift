@@ -4,6 +4,7 @@ import Testing
 import TidemarkCore
 import TidemarkLog
 import TidemarkSQLite
+import TidemarkTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -251,15 +252,39 @@ extension CutoverTests {
                 let writers = SwapWriters(db: s.db)
                 var finished = false
                 defer { if !finished { writers.stop.store(true, ordering: .relaxed) } }
+                // And another process, as an application would run: Python's sqlite3, busy timeout 10 s.
+                let stopFile = root + "/stop"
+                let python = Child(executable: try python3Executable(), ["-c", """
+                    import os, sqlite3, sys, time
+                    c = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)
+                    i = 0
+                    while not os.path.exists(sys.argv[2]):
+                        i += 1
+                        cur = c.execute("INSERT INTO items(owner, n) VALUES ('py', ?) RETURNING id", (i,))
+                        print(cur.fetchone()[0], i, flush=True)
+                        time.sleep(0.003)
+                    """, s.db, stopFile])
+                defer { python.stopAndReap() }
+                try await python.start()
                 try await pause(milliseconds: 500)
                 let cut = try await s.run(["cutover", "--json", "--max-lag-ms", "2000"], "cutover")
                 let cutJSON = try cut.json()
                 try await pause(milliseconds: 400)
                 let w = try await writers.finish()
                 finished = true
+                FileManager.default.createFile(atPath: stopFile, contents: nil)
+                let py = try await python.waitForExit(timeoutSeconds: 30)
+                #expect(py.status == 0 && py.reason == .exit, "python writer: \(py.summary)")
+                let pyAcked = py.stdoutText.split(separator: "\n").compactMap { line -> (Int64, Int64)? in
+                    let f = line.split(separator: " ").compactMap { Int64($0) }
+                    return f.count == 2 ? (f[0], f[1]) : nil
+                }
+                #expect(pyAcked.count > 20, "the python writer hardly wrote")
+                for (id, n) in pyAcked { #expect(try s.scalar("SELECT n FROM items WHERE id = \(id) AND owner = 'py'") == n, "python item \(id)") }
                 #expect(w.errors.isEmpty, "\(w.errors)")
                 #expect(w.acked.count > 20, "the writers hardly wrote")
                 #expect(w.maxWaitMillis < 5_000, "a writer waited \(w.maxWaitMillis) ms")
+                print("swap under writers: pause \(cutJSON["pause_ms"] ?? "?") ms, \(w.acked.count + pyAcked.count) writes acknowledged, longest write \(Int(w.maxWaitMillis)) ms")
 
                 // The new shape under the real name; the old one aside; no shadow.
                 #expect(try s.columns("items") == ["id", "owner", "n", "doubled"])
