@@ -435,7 +435,7 @@ enum SchemaCarry {
         try scratch.execute("PRAGMA foreign_keys = OFF")
         for o in objects where o.type == "table" && unmoved.contains(o.name.lowercased()) { try? scratch.execute(o.sql) }
         for t in result.tables { try scratch.execute(t.createSQL) }
-        for o in result.views + result.triggers { try? scratch.execute(o.sql) }
+        for o in result.indexes + result.views + result.triggers { try? scratch.execute(o.sql) }
         let swapped = result.tables.filter { $0.target == TablePlan.shadowName(of: $0.source) }
         for t in swapped {
             do { try scratch.execute("ALTER TABLE \(q(t.target)) RENAME TO \(q(t.source))") } catch {
@@ -454,6 +454,12 @@ enum SchemaCarry {
         for i in result.triggers.indices {
             if let sql = try sqlOf("trigger", result.triggers[i].name) { result.triggers[i].sql = sql }
             if let t = swapped.first(where: { $0.target == result.triggers[i].table }) { result.triggers[i].table = t.source }
+        }
+        // Other tables' FOREIGN KEYs naming a swapped table read its new
+        // shape after the swap: the parent key must still be a key of it.
+        do { _ = try scratch.prepare("PRAGMA foreign_key_check").rows { _ in 0 } } catch {
+            let names = swapped.map(\.source).joined(separator: ", ")
+            throw MigrationError(.badPlan, "a FOREIGN KEY that names \(names) does not fit its new shape (\(describe(error))); keep the referenced columns the PRIMARY KEY or UNIQUE in create:")
         }
         // The objects the swap leaves in place that name a swapped table.
         let carriedNames = Set((result.views + result.triggers).map { $0.name.lowercased() })

@@ -497,6 +497,37 @@ extension CutoverTests {
             }
         }
 
+        /// Another table's FOREIGN KEY to a column the new shape no longer
+        /// keeps UNIQUE: refused by migrate, before anything is copied; kept
+        /// UNIQUE (by a carried index), it migrates.
+        @Test(.timeLimit(.minutes(1))) func refusesAForeignKeyTheNewShapeBreaks() async throws {
+            try await withTemporaryDirectory { root in
+                let db = root + "/app.db"
+                let c = try Connection(path: db, mode: .readWriteCreate)
+                try c.execute("""
+                    PRAGMA journal_mode = WAL;
+                    CREATE TABLE items (id INTEGER PRIMARY KEY, code TEXT UNIQUE, n INTEGER);
+                    CREATE TABLE orders (id INTEGER PRIMARY KEY, code TEXT REFERENCES items(code));
+                    INSERT INTO items VALUES (1, 'a', 1); INSERT INTO orders VALUES (1, 'a');
+                    """)
+                try c.close()
+                func plan(_ create: String) throws {
+                    try "source: app.db\ntarget: app.db\nlog: log\ntables:\n  items:\n    swap: true\n    create: \"\(create)\"\n"
+                        .write(toFile: root + "/plan.yml", atomically: true, encoding: .utf8)
+                }
+                try plan("CREATE TABLE items (id INTEGER PRIMARY KEY, code TEXT, n INTEGER)")
+                let refused = try await tidemark(["migrate", "--plan", root + "/plan.yml"])
+                #expect(refused.status != 0 && refused.stderrLines.count == 1, "\(refused.summary)")
+                #expect(refused.stderr.contains("FOREIGN KEY") && refused.stderr.contains("foreign key mismatch"), "\(refused.stderr)")
+                let after = try Connection(path: db, mode: .readOnly)
+                #expect(try Schema.table(named: "_tidemark_shadow_items", in: after) == nil, "nothing was created")
+                try after.close()
+                try plan("CREATE TABLE items (id INTEGER PRIMARY KEY, code TEXT UNIQUE NOT NULL, n INTEGER)")
+                let ok = try await tidemark(["migrate", "--plan", root + "/plan.yml"])
+                #expect(ok.status == 0, "\(ok.summary)")
+            }
+        }
+
         /// A trigger of another table and a view that name a column the swap
         /// drops would break: the cutover is refused before anything changes;
         /// with --drop-triggers the swap drops them instead of leaving them broken.
