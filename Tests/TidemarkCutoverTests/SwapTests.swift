@@ -491,9 +491,29 @@ extension CutoverTests {
                 #expect(try s.scalar("SELECT count(*) FROM items") == rows)
                 #expect(try s.columns("items") == ["id", "owner", "n", "doubled"])
                 #expect(s.write("INSERT INTO items(owner, n) VALUES ('later', 1)") == nil)
-                let status = try await s.run(["status", "--json"], "status")
-                let next = try status.json()["next"]
-                #expect(next == nil || next is NSNull, "\(status.stdoutText)")
+                #expect(try s.scalar("SELECT count(*) FROM sqlite_schema WHERE name = '_tidemark_cutover'") == 0, "the switch record routes nothing any more")
+
+                // The same table swapped again (a second transform): a new migration, new index names.
+                try await s.migrateAndVerify()
+                _ = try await s.run(["cutover"], "second swap")
+                #expect(try s.texts("SELECT name FROM pragma_index_list('items') WHERE origin = 'c'") == ["items_owner_v3"])
+                #expect(try s.scalar("SELECT count(*) FROM items") == rows + 1)
+                #expect(try s.exists("_tidemark_aside_items"))
+            }
+        }
+
+        /// A swap finished without --drop-source keeps the old table aside:
+        /// swapping the table again is refused in one line until it is dropped.
+        @Test(.timeLimit(.minutes(2))) func swappingAgainNeedsTheOldTableDropped() async throws {
+            try await withTemporaryDirectory { root in
+                let s = try SwapScenario.create(root: root, items: 10, tables: SwapScenario.itemsPlan)
+                try await s.migrateAndVerify()
+                _ = try await s.run(["cutover"], "cutover")
+                _ = try await s.run(["finish"], "finish")
+                let refused = try await tidemark(["migrate"] + s.plan)
+                #expect(refused.status != 0 && refused.stderrLines.count == 1, "\(refused.summary)")
+                #expect(refused.stderr.contains("finish --drop-source"), "\(refused.stderr)")
+                #expect(try !s.exists("_tidemark_shadow_items"), "nothing was created")
             }
         }
 
