@@ -359,7 +359,7 @@ extension CutoverTests {
         /// kill -9 at the swap (tables renamed, capture moved) and at the last
         /// step before commit: the file has the old state, whole; writes go on;
         /// the next cutover swaps.
-        @Test(.timeLimit(.minutes(3)), arguments: ["swapped", "guarded"])
+        @Test(.timeLimit(.minutes(3)), arguments: ["locked", "swapped", "guarded"])
         func killedMidCutover(_ step: String) async throws {
             try await withTemporaryDirectory { root in
                 let s = try SwapScenario.create(root: root, items: 100)
@@ -384,6 +384,60 @@ extension CutoverTests {
                 #expect(try s.columns("items") == ["id", "owner", "n", "doubled"])
                 #expect(try s.scalar("SELECT count(*) FROM items WHERE owner = 'between'") == 1)
                 for (id, n) in w.acked { #expect(try s.scalar("SELECT n FROM items WHERE id = \(id)") == n, "item \(id)") }
+            }
+        }
+
+        /// SIGKILLs of `cutover` at random moments (each step of the one
+        /// transaction slowed by 25 ms) while a writer writes: after each, the
+        /// file is whole in the old state or the swapped one; in the end every
+        /// acknowledged write is in the new table. Seeded; the seed is printed
+        /// with any failure.
+        @Test(.timeLimit(.minutes(3))) func randomKillsNeverLeaveHalfASwap() async throws {
+            try await withTemporaryDirectory { root in
+                let seed = UInt64(DispatchTime.now().uptimeNanoseconds)
+                var rng = SplitMix64(seed: seed)
+                let s = try SwapScenario.create(root: root, items: 200)
+                try await s.migrateAndVerify()
+                let reaper = Reaper()
+                defer { reaper.reapAll() }
+                let writers = SwapWriters(db: s.db, count: 1)
+                var finished = false
+                defer { if !finished { writers.stop.store(true, ordering: .relaxed) } }
+                let dryStart = ContinuousClock.now
+                _ = try await s.run(["cutover", "--dry-run"], "dry run")
+                let dryMillis = (ContinuousClock.now - dryStart).millis
+                let old = ["id", "owner", "n", "note"], new = ["id", "owner", "n", "doubled"]
+                var done = false, kills = 0
+                for attempt in 1...8 where !done {
+                    let child = reaper.add(try Child.tidemark(["cutover", "--max-lag-ms", "2000"] + s.plan,
+                                                              environment: ["TIDEMARK_CUTOVER_STEP_DELAY_MS": "25"]))
+                    let delay = dryMillis * 0.5 + Double(rng.next() % UInt64(max(1, dryMillis * 0.5 + 150)))
+                    let f: Finished = try await blocking {
+                        let start = ContinuousClock.now
+                        try child.startOnOwnThread()
+                        while child.isRunning && (ContinuousClock.now - start).millis < delay { usleep(500) }
+                        child.sendSignal(SIGKILL)
+                        return try child.waitForExitOnOwnThread(timeoutSeconds: 60)
+                    }
+                    let columns = try s.columns("items")
+                    let shadow = try s.exists("_tidemark_shadow_items"), aside = try s.exists("_tidemark_aside_items")
+                    let whole = (columns == old && shadow && !aside) || (columns == new && !shadow && aside)
+                    #expect(whole, "seed \(seed), attempt \(attempt), kill at \(Int(delay)) ms: items \(columns), shadow \(shadow), aside \(aside)")
+                    if f.killed { kills += 1 } else {
+                        #expect(f.status == 0, "seed \(seed): \(f.summary)")
+                        done = true
+                    }
+                    if columns == new { done = true }
+                }
+                print("swap random kills: \(kills) kill(s) (seed \(seed), dry run \(Int(dryMillis)) ms)")
+                #expect(kills > 0, "seed \(seed): no attempt was killed; the test proved nothing")
+                if !done { _ = try await s.run(["cutover", "--max-lag-ms", "2000"], "cutover after \(kills) kills (seed \(seed))") }
+                try await pause(milliseconds: 200)
+                let w = try await writers.finish()
+                finished = true
+                #expect(w.errors.isEmpty, "seed \(seed): \(w.errors)")
+                #expect(try s.columns("items") == new)
+                for (id, n) in w.acked { #expect(try s.scalar("SELECT n FROM items WHERE id = \(id)") == n, "seed \(seed): item \(id)") }
             }
         }
 
@@ -582,5 +636,18 @@ extension CutoverTests {
                 #expect(s.write("ALTER TABLE audit RENAME TO audit2") == nil)
             }
         }
+    }
+}
+
+/// A small seeded generator (SplitMix64), so a failing run can be named by its seed.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
