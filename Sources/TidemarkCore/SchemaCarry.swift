@@ -493,6 +493,19 @@ enum SchemaCarry {
                 omit(o.type, o.name, table, "\(o.type) \(o.name) names \(table), which the swap replaces, and does not fit its new shape (\(describe(error))); fix the plan, or drop or rewrite \(o.name) first")
             }
         }
+        // The shadow's own references to itself (a FOREIGN KEY of a tree)
+        // must name the real table: the swap's legacy renames keep them as
+        // written. So the shadow is created from its definition under the
+        // real name, renamed to the shadow's name the same legacy way (only
+        // the table's own name changes). Until the swap they point at the
+        // old table, which has the same keys; foreign keys are off during
+        // copy and replay, and verify checks them.
+        try scratch.execute("PRAGMA legacy_alter_table = ON")
+        for t in swapped {
+            try scratch.execute("ALTER TABLE \(q(t.source)) RENAME TO \(q(t.target))")
+            guard let sql = try sqlOf("table", t.target), let i = result.tables.firstIndex(where: { $0.target == t.target }) else { continue }
+            result.tables[i].createSQL = sql
+        }
     }
 
     static func describe(_ error: any Error) -> String {
