@@ -32,6 +32,7 @@ struct SwapScenario {
         CREATE TRIGGER items_audit AFTER INSERT ON items BEGIN INSERT INTO audit(item_id, what) VALUES (NEW.id, 'insert ' || NEW.owner); END;
         CREATE VIEW items_view AS SELECT id, owner, n FROM items;
         CREATE TABLE orders (id INTEGER PRIMARY KEY, item_id INTEGER REFERENCES items(id));
+        CREATE TRIGGER orders_count AFTER INSERT ON orders BEGIN UPDATE items SET n = n + 1000 WHERE id = NEW.item_id; END;
         CREATE TABLE lines (batch INTEGER NOT NULL, line INTEGER NOT NULL, qty, sku TEXT, PRIMARY KEY (batch, line)) WITHOUT ROWID;
         """
 
@@ -327,6 +328,9 @@ extension CutoverTests {
                 // Another table's FOREIGN KEY names the new table.
                 #expect(try s.texts("SELECT \"table\" FROM pragma_foreign_key_list('orders')") == ["items"])
                 #expect(s.write("INSERT INTO orders(id, item_id) VALUES (3, \(newID))", foreignKeys: true) == nil)
+                // Another table's trigger that writes the table writes the new one.
+                #expect(try s.scalar("SELECT n FROM items WHERE id = \(newID)") == 1005)
+                #expect(try s.scalar("SELECT n FROM _tidemark_aside_items WHERE id = 1") == 1001, "the old table is as the swap left it")
                 let orphan = s.write("INSERT INTO orders(id, item_id) VALUES (4, 99999999)", foreignKeys: true)
                 #expect(orphan?.contains("FOREIGN KEY") == true, "\(orphan ?? "accepted")")
                 #expect(try s.scalar("SELECT count(*) FROM pragma_foreign_key_check") == 0)
@@ -388,7 +392,7 @@ extension CutoverTests {
         }
 
         /// SIGKILLs of `cutover` at random moments (each step of the one
-        /// transaction slowed by 25 ms) while a writer writes: after each, the
+        /// transaction slowed by 100 ms) while a writer writes: after each, the
         /// file is whole in the old state or the swapped one; in the end every
         /// acknowledged write is in the new table. Seeded; the seed is printed
         /// with any failure.
@@ -408,10 +412,11 @@ extension CutoverTests {
                 let dryMillis = (ContinuousClock.now - dryStart).millis
                 let old = ["id", "owner", "n", "note"], new = ["id", "owner", "n", "doubled"]
                 var done = false, kills = 0
-                for attempt in 1...8 where !done {
+                for attempt in 1...5 where !done {
                     let child = reaper.add(try Child.tidemark(["cutover", "--max-lag-ms", "2000"] + s.plan,
-                                                              environment: ["TIDEMARK_CUTOVER_STEP_DELAY_MS": "25"]))
-                    let delay = dryMillis * 0.5 + Double(rng.next() % UInt64(max(1, dryMillis * 0.5 + 150)))
+                                                              environment: ["TIDEMARK_CUTOVER_STEP_DELAY_MS": "100"]))
+                    // The transaction spans ~300 ms after about a dry run's time: kills land before it and inside it.
+                    let delay = dryMillis * 0.3 + Double(rng.next() % UInt64(max(1, dryMillis * 0.7 + 250)))
                     let f: Finished = try await blocking {
                         let start = ContinuousClock.now
                         try child.startOnOwnThread()
