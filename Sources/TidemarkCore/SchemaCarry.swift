@@ -493,6 +493,19 @@ enum SchemaCarry {
                 omit(o.type, o.name, table, "\(o.type) \(o.name) names \(table), which the swap replaces, and does not fit its new shape (\(describe(error))); fix the plan, or drop or rewrite \(o.name) first")
             }
         }
+        // Capture must follow each swapped table into its new shape in the
+        // swap (its triggers regenerated under the real name): what capture
+        // refuses (a UNIQUE index over an expression) is refused now, before
+        // copying, not at the cutover.
+        for t in swapped {
+            do {
+                try scratch.transaction(.immediate) {
+                    try Capture.installInTransaction(connection: scratch, tables: [t.source], sourceID: SourceID("schema-check"))
+                }
+            } catch {
+                throw MigrationError(.badPlan, "capture cannot follow \(t.source) into its new shape (\(describe(error))); the swap must capture the new table's writes — change the plan's create: or indexes")
+            }
+        }
         // The shadow's own references to itself (a FOREIGN KEY of a tree)
         // must name the real table: the swap's legacy renames keep them as
         // written. So the shadow is created from its definition under the

@@ -645,6 +645,22 @@ extension CutoverTests {
             }
         }
 
+        /// A new shape capture could not follow (UNIQUE over a generated
+        /// column): refused by migrate, before copying (not at the cutover).
+        @Test(.timeLimit(.minutes(1))) func refusesANewShapeCaptureCannotFollow() async throws {
+            try await withTemporaryDirectory { root in
+                let s = try SwapScenario.create(root: root, items: 5, tables: """
+                      items:
+                        swap: true
+                        create: "CREATE TABLE items (id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, n INTEGER, note TEXT, tag TEXT GENERATED ALWAYS AS ('t' || id) VIRTUAL UNIQUE)"
+                    """)
+                let refused = try await tidemark(["migrate"] + s.plan)
+                #expect(refused.status != 0 && refused.stderrLines.count == 1, "\(refused.summary)")
+                #expect(refused.stderr.contains("capture cannot follow items"), "\(refused.stderr)")
+                #expect(try !s.exists("_tidemark_shadow_items"), "nothing was created")
+            }
+        }
+
         /// A trigger of another table and a view that name a column the swap
         /// drops would break: the cutover is refused before anything changes;
         /// with --drop-triggers the swap drops them instead of leaving them broken.
