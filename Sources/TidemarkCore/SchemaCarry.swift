@@ -499,7 +499,7 @@ enum SchemaCarry {
         // copying, not at the cutover.
         for t in swapped {
             do {
-                try scratch.transaction(.immediate) {
+                _ = try scratch.transaction(.immediate) {
                     try Capture.installInTransaction(connection: scratch, tables: [t.source], sourceID: SourceID("schema-check"))
                 }
             } catch {

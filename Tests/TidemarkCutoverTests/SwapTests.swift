@@ -283,7 +283,7 @@ extension CutoverTests {
                 try await pause(milliseconds: 200)
                 let w = try await writers.finish()
                 finished = true
-                FileManager.default.createFile(atPath: stopFile, contents: nil)
+                _ = FileManager.default.createFile(atPath: stopFile, contents: nil)
                 let py = try await python.waitForExit(timeoutSeconds: 30)
                 #expect(py.status == 0 && py.reason == .exit, "python writer: \(py.summary)")
                 let pyAcked = py.stdoutText.split(separator: "\n").compactMap { line -> (Int64, Int64)? in
