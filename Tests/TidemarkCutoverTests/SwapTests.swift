@@ -531,6 +531,27 @@ extension CutoverTests {
             }
         }
 
+        /// One plan, one table swapped and one moved to a new table beside
+        /// it: both cut over in the one transaction and both come back.
+        @Test(.timeLimit(.minutes(2))) func aSwapBesideASameFileMove() async throws {
+            try await withTemporaryDirectory { root in
+                let s = try SwapScenario.create(root: root, items: 30, tables: SwapScenario.itemsPlan + """
+
+                      lines:
+                        to: lines_v2
+                    """)
+                try await s.migrateAndVerify()
+                _ = try await s.run(["cutover"], "cutover")
+                #expect(try s.columns("items") == ["id", "owner", "n", "doubled"])
+                #expect(s.write("INSERT INTO lines(batch, line, qty) VALUES (500, 1, 1)")?.contains("moved to lines_v2") == true)
+                #expect(s.write("INSERT INTO lines_v2(batch, line, qty, sku) VALUES (500, 1, 7, 'v2'); UPDATE items SET n = 99 WHERE id = 5") == nil)
+                _ = try await s.run(["rollback"], "rollback")
+                #expect(try s.columns("items") == ["id", "owner", "n", "note"])
+                #expect(try s.scalar("SELECT n FROM items WHERE id = 5") == 99)
+                #expect(try s.scalar("SELECT qty FROM lines WHERE batch = 500 AND line = 1") == 7)
+            }
+        }
+
         /// `finish --drop-source` drops the old table (its indexes and guards
         /// with it); the new one is untouched; status names nothing left to do.
         @Test(.timeLimit(.minutes(2))) func finishDropsTheOldTable() async throws {
