@@ -232,6 +232,13 @@ extension CutoverTests {
                 #expect(stored.tables.map(\.target) == ["_tidemark_shadow_items", "_tidemark_shadow_lines"])
                 let status = try await s.run(["status", "--json"], "status")
                 #expect((try status.json()["summary"] as? String ?? "").contains("being rebuilt into _tidemark_shadow_items"), "\(status.stdoutText)")
+
+                // Abandoned before the cutover: the shadows and capture go, the tables are untouched.
+                _ = try await s.run(["rollback"], "rollback before cutover")
+                #expect(try !s.exists("_tidemark_shadow_items") && !(try s.exists("_tidemark_shadow_lines")))
+                #expect(try s.columns("items") == ["id", "owner", "n", "note"])
+                #expect(try s.scalar("SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_tidemark\\_%' ESCAPE '\\' AND name != '_tidemark_cutover'") == 0)
+                #expect(try s.scalar("SELECT count(*) FROM items") == 20)
             }
         }
 
