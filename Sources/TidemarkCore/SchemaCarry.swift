@@ -436,7 +436,7 @@ enum SchemaCarry {
         for o in objects where o.type == "table" && unmoved.contains(o.name.lowercased()) { try? scratch.execute(o.sql) }
         for t in result.tables { try scratch.execute(t.createSQL) }
         for o in result.indexes + result.views + result.triggers { try? scratch.execute(o.sql) }
-        let swapped = result.tables.filter { $0.target == TablePlan.shadowName(of: $0.source) }
+        let swapped = result.tables.filter { $0.target.lowercased() == TablePlan.shadowName(of: $0.source).lowercased() }
         for t in swapped {
             do { try scratch.execute("ALTER TABLE \(q(t.target)) RENAME TO \(q(t.source))") } catch {
                 throw MigrationError(.badPlan, "cannot name the swapped table \(t.source) in its views and triggers (\(describe(error))); fix the plan's create: or the objects that read \(t.source)")

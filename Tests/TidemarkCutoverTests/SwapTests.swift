@@ -559,6 +559,20 @@ extension CutoverTests {
             }
         }
 
+        /// The plan may spell the table in another case than the schema.
+        @Test(.timeLimit(.minutes(2))) func aTableNamedInAnotherCase() async throws {
+            try await withTemporaryDirectory { root in
+                let s = try SwapScenario.create(root: root, items: 10, tables: SwapScenario.itemsPlan.replacingOccurrences(of: "  items:", with: "  ITEMS:"))
+                try await s.migrateAndVerify()
+                _ = try await s.run(["cutover"], "cutover")
+                #expect(try s.columns("items") == ["id", "owner", "n", "doubled"])
+                #expect(try s.texts("SELECT tbl_name FROM sqlite_schema WHERE name = 'items_audit'") == ["items"])
+                #expect(try s.texts("SELECT sql FROM sqlite_schema WHERE name = 'items_view'").first?.contains("_tidemark_") == false)
+                _ = try await s.run(["rollback"], "rollback")
+                #expect(try s.columns("items") == ["id", "owner", "n", "note"])
+            }
+        }
+
         /// `finish --drop-source` drops the old table (its indexes and guards
         /// with it); the new one is untouched; status names nothing left to do.
         @Test(.timeLimit(.minutes(2))) func finishDropsTheOldTable() async throws {
