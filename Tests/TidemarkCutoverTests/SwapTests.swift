@@ -524,6 +524,13 @@ extension CutoverTests {
                 #expect(try s.scalar("SELECT count(*) FROM audit") == audits + 1)
                 #expect(try s.scalar("SELECT max(id) FROM items") > 200_001, "AUTOINCREMENT went back")
                 #expect(try s.texts("SELECT \"table\" FROM pragma_foreign_key_list('orders')") == ["items"])
+                // The view and another table's trigger read and write the old table again.
+                let viewed = try s.scalar("SELECT count(*) FROM items_view")
+                let total = try s.scalar("SELECT count(*) FROM items")
+                #expect(viewed == total)
+                #expect(s.write("INSERT INTO orders(id, item_id) VALUES (50, 2)") == nil)
+                #expect(try s.scalar("SELECT n FROM items WHERE id = 2") == 1070)
+                #expect(s.write("UPDATE items SET n = 70 WHERE id = 2") == nil)
                 // The new shape is fenced in the shadow.
                 #expect(s.write("INSERT INTO _tidemark_shadow_items(owner, n) VALUES ('x', 1)") != nil)
                 let status = try await s.run(["status", "--json"], "status")
