@@ -96,7 +96,7 @@ import TidemarkSQLite
         var time: Timestamp
     }
 
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(10)))
     func rewoundCopiesEqualCopiesSavedAtTheirLSNUnderLiveWrites() throws {
         let seed = UInt64(Date().timeIntervalSince1970 * 1000) % 1_000_000
         print("AsOfTests seed \(seed)")
@@ -271,7 +271,7 @@ import TidemarkSQLite
 
     /// Capture installed again later (continuing the same log): points before
     /// the new installation are refused, naming where it began.
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(10)))
     func refusesAPointBeforeCaptureWasInstalled() throws {
         try withTemporaryDirectory { dir in
             let db = dir + "/live.db"
@@ -322,7 +322,7 @@ import TidemarkSQLite
     /// Far more changes to undo than fit the in-memory part of the undo
     /// spool: the rest go through a temporary table and come back exact
     /// (reals bit for bit, blobs, text, NULLs, key changes), newest first.
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(10)))
     func rewindsPastTheInMemorySpoolExactly() throws {
         let seed = UInt64(Date().timeIntervalSince1970 * 1000) % 1_000_000
         print("AsOfTests spool seed \(seed)")

@@ -39,7 +39,7 @@ import TidemarkSQLite
         try runTidemark(["log"] + args + ["--log", dir + "/log"], in: dir)
     }
 
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(10)))
     func historyFollowsTheRowAcrossItsKeyChange() throws {
         try withTemporaryDirectory { dir in
             let records = try captureLog(dir)
@@ -64,7 +64,7 @@ import TidemarkSQLite
         }
     }
 
-    @Test(.timeLimit(.minutes(5)), arguments: [
+    @Test(.timeLimit(.minutes(10)), arguments: [
         (["history", "--table", "nope", "--key", "1"], "table 'nope' is not in the log"),
         (["blame", "--table", "nope", "--key", "1"], "table 'nope' is not in the log"),
         (["diff", "--since", "1", "--table", "nope"], "table 'nope' is not in the log"),
@@ -91,7 +91,7 @@ import TidemarkSQLite
         }
     }
 
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(10)))
     func blameNamesEachColumnsLastChange() throws {
         try withTemporaryDirectory { dir in
             let records = try captureLog(dir)
@@ -119,7 +119,7 @@ import TidemarkSQLite
         }
     }
 
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(10)))
     func diffFoldsEachKeysChanges() throws {
         try withTemporaryDirectory { dir in
             let records = try captureLog(dir)
@@ -143,7 +143,7 @@ import TidemarkSQLite
     /// `--op` and `--where` apply to the net change of each key (a key
     /// inserted and then updated is one `insert`; `--where` holds on its
     /// first or last image), as on the other readers.
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(10)))
     func diffFiltersTheNetChangeByOperationAndImage() throws {
         try withTemporaryDirectory { dir in
             let records = try captureLog(dir)

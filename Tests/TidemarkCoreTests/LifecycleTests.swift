@@ -178,7 +178,7 @@ import Glibc
 
     // MARK: 8. No unproven cutover
 
-    @Test("cutover refuses without a clean verify after the copy; verify unlocks it; --skip-verify overrides loudly", .timeLimit(.minutes(5)))
+    @Test("cutover refuses without a clean verify after the copy; verify unlocks it; --skip-verify overrides loudly", .timeLimit(.minutes(10)))
     func cutoverNeedsVerify() throws {
         try withTemporaryDirectory { dir in
             let f = try Fixture(dir)
@@ -212,7 +212,7 @@ import Glibc
         }
     }
 
-    @Test("--skip-verify switches unproven with a warning, recorded in the state", .timeLimit(.minutes(5)))
+    @Test("--skip-verify switches unproven with a warning, recorded in the state", .timeLimit(.minutes(10)))
     func skipVerify() throws {
         try withTemporaryDirectory { dir in
             let f = try Fixture(dir)
@@ -230,7 +230,7 @@ import Glibc
 
     // MARK: 9. Plan changed mid-migration
 
-    @Test("an edited plan stops migrate, verify and cutover, naming the change; status and rollback use the stored plan", .timeLimit(.minutes(5)))
+    @Test("an edited plan stops migrate, verify and cutover, naming the change; status and rollback use the stored plan", .timeLimit(.minutes(10)))
     func planChanged() throws {
         try withTemporaryDirectory { dir in
             let f = try Fixture(dir, schema: """
@@ -287,7 +287,7 @@ import Glibc
         return (status, child.stderr)
     }
 
-    @Test("SIGINT and SIGTERM stop migrate --follow at a safe point with 130 and 143", .timeLimit(.minutes(5)))
+    @Test("SIGINT and SIGTERM stop migrate --follow at a safe point with 130 and 143", .timeLimit(.minutes(10)))
     func interruptMigrate() throws {
         try withTemporaryDirectory { dir in
             let f = try Fixture(dir)
@@ -302,7 +302,7 @@ import Glibc
         }
     }
 
-    @Test("SIGINT mid-copy stops after a whole chunk with 130, naming the table and key; a rerun resumes", .timeLimit(.minutes(5)))
+    @Test("SIGINT mid-copy stops after a whole chunk with 130, naming the table and key; a rerun resumes", .timeLimit(.minutes(10)))
     func interruptCopy() throws {
         try withTemporaryDirectory { dir in
             let f = try Fixture(dir, rows: "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 6000) INSERT INTO users SELECT i, 'u' || i || '@x', 'n' FROM n;")
@@ -340,7 +340,7 @@ import Glibc
         }
     }
 
-    @Test("SIGINT in cutover: before the commit point it is undone, after it it finishes; exit 130", .timeLimit(.minutes(5)))
+    @Test("SIGINT in cutover: before the commit point it is undone, after it it finishes; exit 130", .timeLimit(.minutes(10)))
     func interruptCutover() throws {
         try withTemporaryDirectory { dir in
             let f = try Fixture(dir)
@@ -385,7 +385,7 @@ import Glibc
 
     // MARK: status
 
-    @Test("status names every phase and the one command to run next, in text and JSON", .timeLimit(.minutes(5)))
+    @Test("status names every phase and the one command to run next, in text and JSON", .timeLimit(.minutes(10)))
     func statusPhases() throws {
         try withTemporaryDirectory { dir in
             let f = try Fixture(dir, rows: (1...9).map { "INSERT INTO users VALUES (\($0), 'u\($0)@x', 'u');" }.joined(), tables: "  users: {}")

@@ -12,7 +12,7 @@ import TidemarkSQLite
 /// log as it ends up — never a torn frame, a gap, or an error about a
 /// segment that grew or appeared while it read.
 @Suite(.serialized) struct LiveReaderTests {
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(10)))
     func readersBesideALiveWriterSeePrefixesOfTheFinalLog() throws {
         let seed = UInt64(Date().timeIntervalSince1970 * 1000) % 1_000_000
         print("LiveReaderTests seed \(seed)")

@@ -7,7 +7,7 @@ import TidemarkSQLite
 /// Item 12 (migrator side): a gap the log records (LSNs lost to damage and
 /// quarantined by `log repair`) stops replay unless accepted.
 @Suite struct LogGapTests {
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func migrateRefusesToReplayAcrossARecordedGapUnlessAccepted() throws {
         try withTemporaryDirectory { dir in
             let db = dir + "/src.db"

@@ -165,7 +165,9 @@ func runTidemark(_ arguments: [String], in directory: String, seconds: Double = 
 
 // Time limits: Swift Testing counts a test's time from when it is
 // scheduled, and synchronous tests share a cooperative pool as wide as the
-// machine (two threads here), so a limit must cover the whole target's run.
+// machine (two threads here), so a limit must cover the whole run of every
+// test target (they share one process): 10 minutes everywhere, whatever the
+// test's own length.
 // The bounds that stop a stuck test are inside it: `run(seconds:)` and
 // `ChildProcess.wait(seconds:)`.
 

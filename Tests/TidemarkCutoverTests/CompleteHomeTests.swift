@@ -190,7 +190,7 @@ struct CompleteHomeTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(10)))
     func aRealApplicationSchemaMovesWholeAndComesBack() async throws {
         let seed = UInt64(ProcessInfo.processInfo.environment["TIDEMARK_SWEEP_SEED"].flatMap { UInt64($0) } ?? 11)
         try await withTemporaryDirectory { dir in

@@ -16,7 +16,7 @@ extension CutoverTests {
             var description: String { "\(layout), \(migratedFirst ? "after an earlier migrate" : "from nothing")" }
         }
 
-        @Test(.timeLimit(.minutes(2)), arguments: [
+        @Test(.timeLimit(.minutes(10)), arguments: [
             Case(layout: .reshaped, migratedFirst: true),
             Case(layout: .sameFile, migratedFirst: true),
             Case(layout: .reshaped, migratedFirst: false),
@@ -58,7 +58,7 @@ extension CutoverTests {
     /// `--timeout` reached before the lag is small: one clear line, exit 1,
     /// and the source stays authoritative and writable.
     @Suite struct GivingUp {
-        @Test(.timeLimit(.minutes(1)))
+        @Test(.timeLimit(.minutes(10)))
         func aTimeoutChangesNothing() async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: .reshaped, items: 3_000, batches: 1_000)
@@ -80,7 +80,7 @@ extension CutoverTests {
 
     /// `tidemark route --json` before and after the switch.
     @Suite struct Routing {
-        @Test(.timeLimit(.minutes(1)))
+        @Test(.timeLimit(.minutes(10)))
         func routeNamesTheAuthoritativeStoreBeforeAndAfterCutover() async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: .reshaped, items: 300, batches: 100)

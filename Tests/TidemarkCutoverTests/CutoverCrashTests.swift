@@ -24,7 +24,7 @@ extension CutoverTests {
             var description: String { "\(layout.name): killed at \(step), resolved by \(resolver.rawValue)" }
         }
 
-        @Test(.timeLimit(.minutes(2)), arguments: [
+        @Test(.timeLimit(.minutes(10)), arguments: [
             Case(layout: .reshaped, step: "reverse-capture", finished: false, resolver: .cutover),
             Case(layout: .reshaped, step: "locked", finished: false, resolver: .status),
             Case(layout: .reshaped, step: "prepared", finished: false, resolver: .status),
@@ -88,7 +88,7 @@ extension CutoverTests {
         /// target was journaled "prepared" when there are two files) rolls
         /// everything back with one clear line: the source stays
         /// authoritative and writable, and a retry succeeds.
-        @Test(.timeLimit(.minutes(1)), arguments: [Layout.reshaped, .sameFile])
+        @Test(.timeLimit(.minutes(10)), arguments: [Layout.reshaped, .sameFile])
         func aPauseOverTheLimitChangesNothingAndARetrySucceeds(_ layout: Layout) async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: layout, items: 300, batches: 100)
@@ -131,7 +131,7 @@ extension CutoverTests {
         /// and a migrator follows: after every kill the state is finished or
         /// undone, never half; a last cutover completes, and the writers'
         /// contract holds as in an uninterrupted cutover.
-        @Test(.timeLimit(.minutes(2)))
+        @Test(.timeLimit(.minutes(10)))
         func randomKillsUnderWriteLoad() async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: .reshaped)

@@ -16,7 +16,7 @@ extension CutoverTests {
         /// acknowledged; every later write to the old tables was refused by a
         /// guard naming the new location and nothing else failed; the pause
         /// is reported; the migrator noticed the cutover and exited.
-        @Test(.timeLimit(.minutes(2)), arguments: [Layout.reshaped, .sameFile])
+        @Test(.timeLimit(.minutes(10)), arguments: [Layout.reshaped, .sameFile])
         func everyAcknowledgedWriteArrivesAndTheOldTablesRefuseTheRest(_ layout: Layout) async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: layout)
@@ -53,7 +53,7 @@ extension CutoverTests {
         /// is silent under their load, and after the cutover every insert
         /// they had acknowledged is in the target and none of their writes
         /// failed (refusals were rerouted).
-        @Test(.timeLimit(.minutes(2)))
+        @Test(.timeLimit(.minutes(10)))
         func demoShopWritersVerifyAndCutOverThroughTheRouter() async throws {
             try await withTemporaryDirectory { root in
                 let planPath = root + "/tidemark.yml"

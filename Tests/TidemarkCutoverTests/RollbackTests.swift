@@ -13,7 +13,7 @@ extension CutoverTests {
         /// source ends holding exactly what they wrote, value for value, with
         /// no trace of capture (triggers, outbox, its sequence row); the
         /// tables the migration created are gone.
-        @Test(.timeLimit(.minutes(2)), arguments: [Layout.reshaped, .sameFile])
+        @Test(.timeLimit(.minutes(10)), arguments: [Layout.reshaped, .sameFile])
         func beforeCutoverTheSourceIsExactlyWhatWritersWrote(_ layout: Layout) async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: layout)
@@ -63,7 +63,7 @@ extension CutoverTests {
         /// throughout. Afterwards the source holds every acknowledged write,
         /// wherever it landed, through the plan's inverse; the Router says
         /// source; the target refuses writes naming the source.
-        @Test(.timeLimit(.minutes(2)), arguments: [Layout.identity, .renamed, .computedWithInverse, .sameFileIdentity])
+        @Test(.timeLimit(.minutes(10)), arguments: [Layout.identity, .renamed, .computedWithInverse, .sameFileIdentity])
         func afterCutoverEveryTargetWriteComesBack(_ layout: Layout) async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: layout)
@@ -122,7 +122,7 @@ extension CutoverTests {
         /// capture shares the source's outbox, so the shipper keeps moving
         /// the target's changes after the switch into the log and deleting
         /// them from the outbox. Rollback must still carry every one back.
-        @Test(.timeLimit(.minutes(1)))
+        @Test(.timeLimit(.minutes(10)))
         func sameFileWithASeparateShipperLosesNoTargetWrite() async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: .sameFileIdentity, items: 300, batches: 100)
@@ -172,7 +172,7 @@ extension CutoverTests {
 
         /// A computed column without a declared inverse: rollback after the
         /// cutover refuses with one clear line and changes nothing.
-        @Test(.timeLimit(.minutes(1)))
+        @Test(.timeLimit(.minutes(10)))
         func afterCutoverAComputedColumnWithoutInverseIsRefused() async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: .computedWithoutInverse, items: 300, batches: 100)

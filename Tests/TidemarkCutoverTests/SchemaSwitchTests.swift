@@ -148,7 +148,7 @@ extension CutoverTests {
         /// everything back: the source equals the target, its foreign keys
         /// and integrity hold, its own trigger did not fire a second time,
         /// and its next id is past every id the target used.
-        @Test(.timeLimit(.minutes(2)), arguments: [false, true])
+        @Test(.timeLimit(.minutes(10)), arguments: [false, true])
         func sequencesTriggersAndViewsAtCutoverAndRollback(sameFile: Bool) async throws {
             try await withTemporaryDirectory { root in
                 let f = try ShopFixture.create(root: root, sameFile: sameFile)
@@ -224,7 +224,7 @@ extension CutoverTests {
         /// triggers and views stored: once the next command settled it, the
         /// trigger and view exist in the target exactly when the cutover
         /// committed; a retry creates them and moves the sequence.
-        @Test(.timeLimit(.minutes(2)), arguments: [
+        @Test(.timeLimit(.minutes(10)), arguments: [
             (false, "reverse-capture"), (false, "locked"), (false, "prepared"), (false, "guarded"), (false, "switched"),
             (true, "locked"), (true, "guarded"),
         ])
@@ -260,7 +260,7 @@ extension CutoverTests {
         /// next `rollback`: the triggers and views the cutover created are
         /// gone from the target, the source's sequence is past the target's
         /// ids, and the source's own trigger fired for no carried-back row.
-        @Test(.timeLimit(.minutes(2)), arguments: ["rollback-fenced", "rollback-shipped", "rollback-applied", "rollback-switched"])
+        @Test(.timeLimit(.minutes(10)), arguments: ["rollback-fenced", "rollback-shipped", "rollback-applied", "rollback-switched"])
         func aKilledRollbackFinishedLaterDropsTheCutoversObjects(step: String) async throws {
             try await withTemporaryDirectory { root in
                 let f = try ShopFixture.create(root: root, sameFile: false)
@@ -289,7 +289,7 @@ extension CutoverTests {
         /// the view the cutover created (views are not dropped with the
         /// tables they read) and the trigger, and the new migration starts
         /// with them pending.
-        @Test(.timeLimit(.minutes(1)))
+        @Test(.timeLimit(.minutes(10)))
         func anAbandonDropsTheCutoversViewAndTrigger() async throws {
             try await withTemporaryDirectory { root in
                 let f = try ShopFixture.create(root: root, sameFile: false, precreate: false)
@@ -315,7 +315,7 @@ extension CutoverTests {
         /// OF trigger with it (SQLite drops a view's triggers with the view);
         /// the carried trigger takes over, and a rollback restores the view
         /// and the source's trigger as they were.
-        @Test(.timeLimit(.minutes(1)))
+        @Test(.timeLimit(.minutes(10)))
         func aReplacedViewsInsteadOfTriggerComesBackWithIt() async throws {
             try await withTemporaryDirectory { root in
                 let f = try ShopFixture.create(root: root, sameFile: true)
@@ -341,7 +341,7 @@ extension CutoverTests {
 
         /// A secondary index not yet built: cutover and its dry run refuse
         /// with one line naming it and `tidemark migrate`; nothing switches.
-        @Test(.timeLimit(.minutes(1)))
+        @Test(.timeLimit(.minutes(10)))
         func cutoverRefusesWhileAnIndexIsPending() async throws {
             try await withTemporaryDirectory { root in
                 let f = try ShopFixture.create(root: root, sameFile: false)
@@ -372,7 +372,7 @@ extension CutoverTests {
         /// A trigger the target cannot carry blocks cutover until
         /// `--drop-triggers` accepts it (named in a warning); `finish` then
         /// removes the stored schema and keeps the created trigger.
-        @Test(.timeLimit(.minutes(1)))
+        @Test(.timeLimit(.minutes(10)))
         func anUncarriedTriggerBlocksCutoverUnlessDropped() async throws {
             try await withTemporaryDirectory { root in
                 let f = try ShopFixture.create(root: root, sameFile: false)
@@ -404,7 +404,7 @@ extension CutoverTests {
         /// A stored trigger the target refuses (on a table the target
         /// lacks): the cutover fails whole with one line naming it; no
         /// trigger or view is left behind and the source stays authoritative.
-        @Test(.timeLimit(.minutes(1)), arguments: [false, true])
+        @Test(.timeLimit(.minutes(10)), arguments: [false, true])
         func aTriggerTheTargetRefusesFailsTheCutoverWhole(sameFile: Bool) async throws {
             try await withTemporaryDirectory { root in
                 let f = try ShopFixture.create(root: root, sameFile: sameFile)
@@ -427,7 +427,7 @@ extension CutoverTests {
         /// Rollback's inverse needs only the computed column: renamed plain
         /// columns invert themselves, the `inverse:` entry gives the
         /// computed one, and a column the plan dropped keeps its DEFAULT.
-        @Test(.timeLimit(.minutes(1)))
+        @Test(.timeLimit(.minutes(10)))
         func inverseListsOnlyComputedColumns() async throws {
             try await withTemporaryDirectory { root in
                 let source = root + "/source.db"
@@ -480,7 +480,7 @@ extension CutoverTests {
         /// stricter than the target's) stops the rollback with one line
         /// naming the table, the key, the constraint and the LSN; nothing is
         /// carried back, and `cutover` keeps the target (lifting the fence).
-        @Test(.timeLimit(.minutes(1)))
+        @Test(.timeLimit(.minutes(10)))
         func aChangeTheSourceRefusesStopsTheRollbackWhole() async throws {
             try await withTemporaryDirectory { root in
                 let source = root + "/source.db"
@@ -520,7 +520,7 @@ extension CutoverTests {
 
         /// A computed column that replaces a source column of the same name
         /// and has no `inverse:` entry: rollback refuses naming it.
-        @Test(.timeLimit(.minutes(1)))
+        @Test(.timeLimit(.minutes(10)))
         func aReplacedColumnWithoutInverseIsRefused() async throws {
             try await withTemporaryDirectory { root in
                 let source = root + "/source.db"

@@ -249,7 +249,7 @@ extension CutoverTests {
         /// the other table's foreign key name the new table; AUTOINCREMENT
         /// continues; the old table is aside and refuses writes; the log is
         /// one timeline under the real name.
-        @Test(.timeLimit(.minutes(3))) func swapUnderWriters() async throws {
+        @Test(.timeLimit(.minutes(10))) func swapUnderWriters() async throws {
             try await withTemporaryDirectory { root in
                 let s = try SwapScenario.create(root: root)
                 let oldMax = try s.scalar("SELECT max(id) FROM items")
@@ -370,7 +370,7 @@ extension CutoverTests {
         /// kill -9 at the swap (tables renamed, capture moved) and at the last
         /// step before commit: the file has the old state, whole; writes go on;
         /// the next cutover swaps.
-        @Test(.timeLimit(.minutes(3)), arguments: ["locked", "swapped", "guarded"])
+        @Test(.timeLimit(.minutes(10)), arguments: ["locked", "swapped", "guarded"])
         func killedMidCutover(_ step: String) async throws {
             try await withTemporaryDirectory { root in
                 let s = try SwapScenario.create(root: root, items: 100)
@@ -403,7 +403,7 @@ extension CutoverTests {
         /// file is whole in the old state or the swapped one; in the end every
         /// acknowledged write is in the new table. Seeded; the seed is printed
         /// with any failure.
-        @Test(.timeLimit(.minutes(3))) func randomKillsNeverLeaveHalfASwap() async throws {
+        @Test(.timeLimit(.minutes(10))) func randomKillsNeverLeaveHalfASwap() async throws {
             try await withTemporaryDirectory { root in
                 let seed = UInt64(DispatchTime.now().uptimeNanoseconds)
                 var rng = SplitMix64(seed: seed)
@@ -457,7 +457,7 @@ extension CutoverTests {
 
         /// kill -9 of a rollback before its commit: still swapped, whole; the
         /// next rollback swaps back with the new shape's writes.
-        @Test(.timeLimit(.minutes(2))) func killedMidRollback() async throws {
+        @Test(.timeLimit(.minutes(10))) func killedMidRollback() async throws {
             try await withTemporaryDirectory { root in
                 let s = try SwapScenario.create(root: root, items: 50)
                 try await s.migrateAndVerify()
@@ -483,7 +483,7 @@ extension CutoverTests {
         /// them into the old tables (the dropped column: old rows keep their
         /// value, new rows get NULL); the triggers and view are the old ones
         /// again; then `migrate` starts over and a second cutover swaps again.
-        @Test(.timeLimit(.minutes(4))) func rollbackThenMigrateAgain() async throws {
+        @Test(.timeLimit(.minutes(10))) func rollbackThenMigrateAgain() async throws {
             try await withTemporaryDirectory { root in
                 let s = try SwapScenario.create(root: root, items: 100)
                 try await s.migrateAndVerify()
@@ -547,7 +547,7 @@ extension CutoverTests {
 
         /// One plan, one table swapped and one moved to a new table beside
         /// it: both cut over in the one transaction and both come back.
-        @Test(.timeLimit(.minutes(2))) func aSwapBesideASameFileMove() async throws {
+        @Test(.timeLimit(.minutes(10))) func aSwapBesideASameFileMove() async throws {
             try await withTemporaryDirectory { root in
                 let s = try SwapScenario.create(root: root, items: 30, tables: SwapScenario.itemsPlan + """
 
@@ -567,7 +567,7 @@ extension CutoverTests {
         }
 
         /// The plan may spell the table in another case than the schema.
-        @Test(.timeLimit(.minutes(2))) func aTableNamedInAnotherCase() async throws {
+        @Test(.timeLimit(.minutes(10))) func aTableNamedInAnotherCase() async throws {
             try await withTemporaryDirectory { root in
                 let s = try SwapScenario.create(root: root, items: 10, tables: SwapScenario.itemsPlan.replacingOccurrences(of: "  items:", with: "  ITEMS:"))
                 try await s.migrateAndVerify()
@@ -582,7 +582,7 @@ extension CutoverTests {
 
         /// `finish --drop-source` drops the old table (its indexes and guards
         /// with it); the new one is untouched; status names nothing left to do.
-        @Test(.timeLimit(.minutes(2))) func finishDropsTheOldTable() async throws {
+        @Test(.timeLimit(.minutes(10))) func finishDropsTheOldTable() async throws {
             try await withTemporaryDirectory { root in
                 let s = try SwapScenario.create(root: root, items: 50)
                 try await s.migrateAndVerify()
@@ -622,7 +622,7 @@ extension CutoverTests {
 
         /// A swap finished without --drop-source keeps the old table aside:
         /// swapping the table again is refused in one line until it is dropped.
-        @Test(.timeLimit(.minutes(2))) func swappingAgainNeedsTheOldTableDropped() async throws {
+        @Test(.timeLimit(.minutes(10))) func swappingAgainNeedsTheOldTableDropped() async throws {
             try await withTemporaryDirectory { root in
                 let s = try SwapScenario.create(root: root, items: 10, tables: SwapScenario.itemsPlan)
                 try await s.migrateAndVerify()
@@ -638,7 +638,7 @@ extension CutoverTests {
         /// Another table's FOREIGN KEY to a column the new shape no longer
         /// keeps UNIQUE: refused by migrate, before anything is copied; kept
         /// UNIQUE (by a carried index), it migrates.
-        @Test(.timeLimit(.minutes(1))) func refusesAForeignKeyTheNewShapeBreaks() async throws {
+        @Test(.timeLimit(.minutes(10))) func refusesAForeignKeyTheNewShapeBreaks() async throws {
             try await withTemporaryDirectory { root in
                 let db = root + "/app.db"
                 let c = try Connection(path: db, mode: .readWriteCreate)
@@ -669,7 +669,7 @@ extension CutoverTests {
         /// A table whose FOREIGN KEY names itself (a tree): after the swap
         /// the new table's key names the new table, whether its definition is
         /// carried or the plan's own.
-        @Test(.timeLimit(.minutes(2)), arguments: [false, true])
+        @Test(.timeLimit(.minutes(10)), arguments: [false, true])
         func aSelfReferenceNamesTheNewTable(planDefinesIt: Bool) async throws {
             try await withTemporaryDirectory { root in
                 let db = root + "/app.db"
@@ -696,7 +696,7 @@ extension CutoverTests {
 
         /// A new shape capture could not follow (UNIQUE over a generated
         /// column): refused by migrate, before copying (not at the cutover).
-        @Test(.timeLimit(.minutes(1))) func refusesANewShapeCaptureCannotFollow() async throws {
+        @Test(.timeLimit(.minutes(10))) func refusesANewShapeCaptureCannotFollow() async throws {
             try await withTemporaryDirectory { root in
                 let s = try SwapScenario.create(root: root, items: 5, tables: """
                       items:
@@ -713,7 +713,7 @@ extension CutoverTests {
         /// A trigger of another table and a view that name a column the swap
         /// drops would break: the cutover is refused before anything changes;
         /// with --drop-triggers the swap drops them instead of leaving them broken.
-        @Test(.timeLimit(.minutes(2))) func refusesWhatWouldBreak() async throws {
+        @Test(.timeLimit(.minutes(10))) func refusesWhatWouldBreak() async throws {
             try await withTemporaryDirectory { root in
                 let s = try SwapScenario.create(root: root, items: 20, tables: SwapScenario.itemsPlan)
                 #expect(s.write("CREATE TRIGGER orders_note AFTER INSERT ON orders BEGIN UPDATE items SET note = 'ordered' WHERE id = NEW.item_id; END") == nil)

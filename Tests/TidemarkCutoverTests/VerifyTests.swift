@@ -12,7 +12,7 @@ extension CutoverTests {
         /// deleted directly in the target, in the rowid table and in the
         /// composite-key table: each reported under its exact key, in text
         /// and JSON, exit 1.
-        @Test(.timeLimit(.minutes(1)))
+        @Test(.timeLimit(.minutes(10)))
         func injectedDifferencesAreReportedByExactKey() async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: .reshaped, items: 1_200, batches: 400)
@@ -72,7 +72,7 @@ extension CutoverTests {
         /// With `tidemark migrate --follow` replaying and writers writing,
         /// verify reports equality (exit 0) every time; once the writers stop
         /// and the migrator catches up, the target holds exactly what they wrote.
-        @Test(.timeLimit(.minutes(2)))
+        @Test(.timeLimit(.minutes(10)))
         func silentOnACorrectMigrationUnderLoad() async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: .reshaped, items: 3_000, batches: 1_000)

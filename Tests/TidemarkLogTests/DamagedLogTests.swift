@@ -27,7 +27,7 @@ import Testing
     /// Failed before the change: `log tail` printed nothing at all (its
     /// buffered output was dropped with the error); there was no
     /// --skip-damaged and no `log repair`.
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(10)))
     func readersPrintWhatPrecedesDamageAndRepairQuarantinesIt() async throws {
         try await withTemporaryDirectory { root in
             let dir = root + "/log"

@@ -122,7 +122,7 @@ import Testing
     /// change, a delete, a composite-key table), then `log tail --format
     /// debezium` with and without `--with-key`, every line parsed by
     /// JSONSerialization and checked against the records.
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func tailPrintsDebeziumEventsThroughTheCLI() async throws {
         try await withTemporaryDirectory { root in
             let dir = root + "/log"

@@ -27,7 +27,7 @@ import Darwin
     /// byte as it was sent.
     // The bound is generous: Swift Testing counts from when the test is
     // scheduled, and in a full parallel run its neighbours share 2 cores.
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(10)))
     func sigkillDuringCommitAppendsLosesNothingAcknowledged() async throws {
         try await withTemporaryDirectory { root in
             let log = root + "/log"
@@ -147,7 +147,7 @@ import Darwin
     /// A `tidemark log tail --follow` child sees every record this process
     /// appends, in order, across many segment rotations (4 KiB segments), and a record
     /// appended while it idles shows up promptly.
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func followerInAnotherProcessSeesEveryRecordAcrossRotation() async throws {
         try await withTemporaryDirectory { root in
             let dir = root + "/log"
@@ -206,7 +206,7 @@ import Darwin
 
     // MARK: 3. One appender across processes
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func aSecondAppenderInAnotherProcessIsRefused() async throws {
         try await withTemporaryDirectory { root in
             let dir = root + "/log"
@@ -232,7 +232,7 @@ import Darwin
 
     /// Item 10. Failed before the change: `log append` exited 0 and wrote
     /// LSN 8, the seq the capture outbox hands out next.
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func logAppendIntoACaptureLogIsRefused() async throws {
         try await withTemporaryDirectory { root in
             let dir = root + "/log"
@@ -258,7 +258,7 @@ import Darwin
 
     // MARK: 4. The CLI's error and output contract
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func verifyOfAMissingLogIsOneClearLine() async throws {
         try await withTemporaryDirectory { root in
             let missing = root + "/nonexistent"
@@ -270,7 +270,7 @@ import Darwin
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func aMalformedThirdLineAppendsNothing() async throws {
         try await withTemporaryDirectory { root in
             let dir = root + "/log"
@@ -299,7 +299,7 @@ import Darwin
 
     /// A flipped byte in the first (mid-log) or last frame: exit 1, naming
     /// the segment, on stderr.
-    @Test(.timeLimit(.minutes(1)), arguments: ["first frame", "last frame"])
+    @Test(.timeLimit(.minutes(10)), arguments: ["first frame", "last frame"])
     func verifyOfAFlippedByteExitsOneNamingTheSegment(_ where_: String) async throws {
         try await withTemporaryDirectory { root in
             let dir = root + "/log"
@@ -328,7 +328,7 @@ import Darwin
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func historyFindsARowByJSONKeyAndByBareValue() async throws {
         try await withTemporaryDirectory { root in
             let dir = root + "/log"
@@ -365,7 +365,7 @@ import Darwin
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func statsJSONParsesAndCountsRecords() async throws {
         try await withTemporaryDirectory { root in
             let dir = root + "/log"
@@ -392,7 +392,7 @@ import Darwin
     }
 
     /// Output that cannot be written is an error, not a silent exit 0.
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func outputToAFullDeviceFailsLoudly() async throws {
         try await withTemporaryDirectory { root in
             let dir = root + "/log"
@@ -408,7 +408,7 @@ import Darwin
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func tailRefusesANegativeLineCount() async throws {
         try await withTemporaryDirectory { root in
             let dir = root + "/log"
@@ -425,7 +425,7 @@ import Darwin
 
     /// Lines in the canonical form `tail` writes, with every value edge,
     /// go in through `append` and come out of `tail` byte for byte.
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func everyValueEdgeRoundTripsByteForByteThroughTheCLI() async throws {
         try await withTemporaryDirectory { root in
             let dir = root + "/log"
@@ -456,7 +456,7 @@ import Darwin
 
     /// The largest LSN is a valid LSN: it can be appended, and the log
     /// then refuses further appends with a message instead of crashing.
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(10)))
     func theLargestLSNIsTheEndOfTheLog() async throws {
         try await withTemporaryDirectory { root in
             let dir = root + "/log"

@@ -205,7 +205,7 @@ import Testing
 }
 
 @Suite struct GroupCommitTests {
-    @Test(.timeLimit(.minutes(2))) func concurrentAppendersShareSyncs() throws {
+    @Test(.timeLimit(.minutes(10))) func concurrentAppendersShareSyncs() throws {
         try withTemporaryDirectory { dir in
             let log = try LogAppender(directory: dir, options: LogOptions(durability: .commit))
             let threads = 8, perThread = 100

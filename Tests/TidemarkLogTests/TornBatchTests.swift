@@ -200,7 +200,7 @@ import Testing
     /// A real SIGKILL of `tidemark log append` while it writes a batch of
     /// several frames: the next open recovers to the last whole frame, and
     /// the log verifies clean.
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(10)))
     func sigkillDuringALargeMultiFrameBatch() async throws {
         try await withTemporaryDirectory { root in
             let log = root + "/log"

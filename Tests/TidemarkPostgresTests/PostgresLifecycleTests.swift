@@ -200,7 +200,7 @@ import Glibc
         Issue.record("the migration did not catch up in \(seconds) s")
     }
 
-    @Test(.timeLimit(.minutes(6)))
+    @Test(.timeLimit(.minutes(10)))
     func fullLifecycleIntoPostgresLosesNoAcknowledgedWrite() throws {
         let server = try PostgresServer.shared()
         let conninfo = server.conninfo(database: try server.createDatabase("lifecycle"))

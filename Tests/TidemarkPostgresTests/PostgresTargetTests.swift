@@ -76,7 +76,7 @@ import Glibc
         ]
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func edgeValuesArriveExactlyByCopyAndByReplay() throws {
         let server = try PostgresServer.shared()
         let conninfo = server.conninfo(database: try server.createDatabase("edge"))
@@ -126,7 +126,7 @@ import Glibc
         try source.close()
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func mixedStorageClassesNulAndBadUTF8AreRefusedBeforeCopying() throws {
         let server = try PostgresServer.shared()
         let db = try server.createDatabase("refuse")
@@ -159,7 +159,7 @@ import Glibc
         try source.close()
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func badServerPasswordDatabaseAndPrivilegesAreOneLineAndChangeNothing() throws {
         let server = try PostgresServer.shared()
         let db = try server.createDatabase("bad")
@@ -200,7 +200,7 @@ import Glibc
         try source.close()
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func anExistingTableWithOtherColumnsIsRefused() throws {
         let server = try PostgresServer.shared()
         let conninfo = server.conninfo(database: try server.createDatabase("exists"))
@@ -220,7 +220,7 @@ import Glibc
         try source.close()
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func theServerGoingAwayMidCopyLeavesAResumableMigration() throws {
         let server = try PostgresServer.shared()
         let conninfo = server.conninfo(database: try server.createDatabase("away"))
@@ -270,7 +270,7 @@ extension Value {
     /// database at once. Each step holds the database's step lock and reads
     /// the state the other committed, so neither copies a chunk twice nor
     /// replays a change twice, and both end caught up and equal.
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func twoMigratorsAtOnceNeverCollide() throws {
         let server = try PostgresServer.shared()
         let conninfo = server.conninfo(database: try server.createDatabase("twice"))
@@ -321,7 +321,7 @@ extension Value {
     /// the migrator's rule holds: a later change of the same row in the batch
     /// replaces the refused one, and one nothing replaces stops the step with
     /// nothing of it applied.
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(10)))
     func aRefusedChangeIsReplacedByALaterOneOrStopsTheStepWhole() throws {
         let server = try PostgresServer.shared()
         let conninfo = server.conninfo(database: try server.createDatabase("refusal"))

@@ -302,7 +302,7 @@ import Glibc
         }
     }
 
-    @Test("verify while a writer writes and the migrator follows: no false difference, and a real one is still found", .timeLimit(.minutes(5)))
+    @Test("verify while a writer writes and the migrator follows: no false difference, and a real one is still found", .timeLimit(.minutes(10)))
     func liveWriter() throws {
         var rows = ""
         for i in 1...600 { rows += "INSERT INTO items VALUES (\(i), 'item \(i)', \(Double(i) / 3.0), X'\(String(format: "%04x", i))', \(i));\n" }

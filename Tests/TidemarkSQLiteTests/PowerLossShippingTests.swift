@@ -146,7 +146,7 @@ import Glibc
 
     /// Runs on a thread of its own: a long synchronous test on one of the
     /// (two) cooperative threads starves the time limits of tests beside it.
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(10)))
     func everyLogCallFailedInTurnLosesAndDuplicatesNothing() async throws {
         try await onOwnThread { try self.sweep() }
     }

@@ -281,7 +281,7 @@ with open(out, "w") as f:
     }
 
     @Test("SIGKILL of the shipper at random moments loses and duplicates nothing",
-          .timeLimit(.minutes(5)), arguments: [1, 2])
+          .timeLimit(.minutes(10)), arguments: [1, 2])
     func sigkill(seed: Int) throws {
         try withShippingSetup("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, score REAL, data)") { db, dbPath, logPath in
             try LogAppender(directory: logPath, sourceID: "shipper-test").close()
