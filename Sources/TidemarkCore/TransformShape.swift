@@ -122,6 +122,14 @@ extension TransformShape {
         for t in o.types where !TransformOptions.validTypes.contains(t.value.uppercased()) {
             throw transformError("--type \(t.column) \(t.value): column types must be one of \(TransformOptions.validTypes.joined(separator: ", ")); use --create for any other definition")
         }
+        for t in o.types {
+            guard let c = find(t.column), info.primaryKey.contains(where: { $0.lowercased() == c.name.lowercased() }) else { continue }
+            let from = columnAffinity(c.declaredType, strict: info.isStrict)
+            let to = columnAffinity(t.value, strict: o.strict ?? info.isStrict)
+            if from != to {
+                throw transformError("--type \(c.name) \(t.value): \(c.name) is part of the primary key, whose values the online transform keys the rebuild by, and changing its affinity (\(from) to \(to)) would change them; keep its type")
+            }
+        }
         // The new name of a column named by an option (old or new name).
         func newName(_ c: String) -> String {
             if let col = find(c) { return renames[col.name.lowercased()] ?? col.name }
@@ -252,12 +260,21 @@ extension TransformShape {
         case "TEXT":
             return "CASE WHEN typeof(\(x)) IN ('integer', 'real') THEN CAST(\(x) AS TEXT) ELSE \(x) END"
         case "REAL":
-            return "CASE typeof(\(x)) WHEN 'integer' THEN CAST(\(x) AS REAL)"
+            // A REAL column keeps no -0.0 (it stores integral values as
+            // integers on disk): `+ 0.0` makes -0.0 0.0 and leaves every
+            // other real as it is.
+            return "CASE typeof(\(x)) WHEN 'integer' THEN CAST(\(x) AS REAL) WHEN 'real' THEN \(x) + 0.0"
                 + " WHEN 'text' THEN CASE WHEN \(x) = CAST(\(x) AS NUMERIC) THEN CAST(CAST(\(x) AS NUMERIC) AS REAL) ELSE \(x) END"
                 + " ELSE \(x) END"
         case "INTEGER", "NUMERIC":
-            return "CASE typeof(\(x)) WHEN 'real' THEN CASE WHEN \(x) = CAST(\(x) AS INTEGER) AND abs(\(x)) < 9223372036854775807.0 THEN CAST(\(x) AS INTEGER) ELSE \(x) END"
-                + " WHEN 'text' THEN CASE WHEN \(x) = CAST(\(x) AS NUMERIC) THEN CAST(\(x) AS NUMERIC) ELSE \(x) END"
+            // A real that is an integer in range becomes that integer
+            // (`CAST(x AS NUMERIC)` alone keeps large ones real: the column
+            // does not).
+            func integral(_ v: String) -> String {
+                "CASE WHEN typeof(\(v)) = 'real' AND \(v) = CAST(\(v) AS INTEGER) AND abs(\(v)) < 9223372036854775807.0 THEN CAST(\(v) AS INTEGER) ELSE \(v) END"
+            }
+            return "CASE typeof(\(x)) WHEN 'real' THEN \(integral(x))"
+                + " WHEN 'text' THEN CASE WHEN \(x) = CAST(\(x) AS NUMERIC) THEN \(integral("CAST(\(x) AS NUMERIC)")) ELSE \(x) END"
                 + " ELSE \(x) END"
         default:
             return x
