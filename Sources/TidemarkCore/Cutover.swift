@@ -92,6 +92,17 @@ enum Guards {
         let literal = "'" + message.replacingOccurrences(of: "'", with: "''") + "'"
         let raise = "BEGIN SELECT RAISE(ABORT, \(literal)); END"
         let n = names(m)
+        if TableSwap.isSwap(m, plan: plan) {
+            // The old table, set aside by the swap, refuses every write.
+            let aside = TablePlan.asideName(of: m.source.name)
+            let msg = "tidemark: \(aside) is the old \(m.source.name), set aside by a table swap (cutover at LSN \(lsn)); write to \(m.source.name)"
+            let raise = "BEGIN SELECT RAISE(ABORT, '\(msg.replacingOccurrences(of: "'", with: "''"))'); END"
+            return [
+                "CREATE TRIGGER IF NOT EXISTS \(q(n[0])) BEFORE INSERT ON \(q(aside)) \(raise)",
+                "CREATE TRIGGER IF NOT EXISTS \(q(n[1])) BEFORE UPDATE ON \(q(aside)) \(raise)",
+                "CREATE TRIGGER IF NOT EXISTS \(q(n[2])) BEFORE DELETE ON \(q(aside)) \(raise)",
+            ]
+        }
         switch m.shape {
         case .copy:
             return [
@@ -157,7 +168,8 @@ enum Guards {
 /// `locked` (source write lock held, nothing drained), `prepared` (target
 /// journaled "prepared"; two files only), `guarded` (guards and switch record
 /// written, not committed), `switched` (source committed, target journal not
-/// yet "done"; two files only). Read once from the environment; unset (in
+/// yet "done"; two files only), `swapped` (one file with `swap:` tables: the
+/// tables renamed and capture moved, in the one transaction). Read once from the environment; unset (in
 /// production) each check is one comparison against nil.
 ///
 /// Rollback's steps (see ``Rollback``): `rollback-fenced` (target fenced and
@@ -399,7 +411,9 @@ extension Migrator {
         // `seq`s continuing past the switch LSN (set in the prepared
         // transaction, once that LSN is known), and it is bound to that log
         // so that no shipper takes it anywhere else.
-        let reverseTables = mappings.filter { $0.shape == .copy }.map(\.targetTable)
+        // (A swapped table gets its capture in the swap itself, under its
+        // real name: see TableSwap.)
+        let reverseTables = mappings.filter { $0.shape == .copy && !TableSwap.isSwap($0, plan: plan) }.map(\.targetTable)
         if !reverseTables.isEmpty {
             // Its own connection: the migrator's has the source ATTACHed, and
             // trigger names are resolved across attached schemas.
@@ -522,6 +536,15 @@ extension Migrator {
 
     private func cutoverOneFile(_ o: CutoverOptions, waited: Double) throws -> CutoverReport {
         var report: CutoverReport?
+        let swaps = mappings.filter { TableSwap.isSwap($0, plan: plan) }
+        if !swaps.isEmpty {
+            // Both are no-ops inside a transaction for foreign_keys, so set
+            // before BEGIN: no REFERENCES clause is rewritten by the renames,
+            // and views and trigger bodies keep naming the table, which after
+            // the swap is the new one.
+            try TableSwap.prepareConnection(target)
+        }
+        defer { if !swaps.isEmpty { try? TableSwap.restoreConnection(target) } }
         let pauseStart = Clock.monotonicNanos()
         // One transaction on the one file: lock, drain, guard, record, commit.
         try target.transaction(.immediate) {
@@ -536,6 +559,10 @@ extension Migrator {
             // Sequences, triggers and views (a replaced view gets its new
             // definition) in the one cutover transaction.
             try CutoverSchema.moveSequencesForward(target, source: target)
+            // The swap: old tables aside, shadows to the real names, capture
+            // moved (before the triggers and views, which name the real table).
+            for m in swaps { try TableSwap.swap(m, in: target, sourceID: SourceID(state.sourceID)) }
+            if !swaps.isEmpty { CutoverTestHook.reached("swapped") }
             try CutoverSchema.createObjects(target)
             // The file's one outbox already continues the log; bind it to it.
             if try Capture.isInstalled(target) { try Capture.bindLog(target, logPath: plan.log) }
@@ -544,7 +571,7 @@ extension Migrator {
             try target.execute(SwitchRecord.createSQL)
             try target.prepare("INSERT OR REPLACE INTO \(SwitchRecord.table)(id, lsn, at, target, tables) VALUES (1, ?, ?, ?, ?)")
                 .execute([.integer(Int64(highWater.rawValue)), .integer(at), .text(plan.target),
-                          .text(mappings.map { "\($0.source.name)=\($0.targetTable)" }.joined(separator: ","))])
+                          .text(mappings.map { "\($0.source.name)=\(TableSwap.isSwap($0, plan: plan) ? $0.source.name : $0.targetTable)" }.joined(separator: ","))])
             state.cutoverState = "done"
             state.cutoverLSN = highWater
             state.cutoverAtMicros = at

@@ -85,6 +85,10 @@ enum CutoverSchema {
                 }
                 try target.execute("DROP VIEW IF EXISTS main.\(quoteIdentifier(o.object.name))")
             }
+            if o.object.kind == .trigger, o.object.replacesSQL != nil {
+                // A swap's trigger replaces the old table's of the same name.
+                try target.execute("DROP TRIGGER IF EXISTS main.\(quoteIdentifier(o.object.name))")
+            }
             do {
                 try target.execute(o.object.sql)
             } catch {
@@ -141,7 +145,11 @@ enum CutoverSchema {
         for o in try objects(target).reversed() where o.state == "created" {
             let q = quoteIdentifier(o.object.name)
             switch o.object.kind {
-            case .trigger: try target.execute("DROP TRIGGER IF EXISTS main.\(q)")
+            case .trigger:
+                try target.execute("DROP TRIGGER IF EXISTS main.\(q)")
+                // A swap's trigger: the old table's own comes back (a swap
+                // back has given that table its name again).
+                if let original = o.object.replacesSQL { try target.execute(original) }
             case .view:
                 try target.execute("DROP VIEW IF EXISTS main.\(q)")
                 if let original = o.object.replacesSQL { try target.execute(original) }
@@ -160,7 +168,9 @@ enum CutoverSchema {
         for o in try objects(target).reversed() where o.state == "created" {
             let q = quoteIdentifier(o.object.name)
             switch o.object.kind {
-            case .trigger: out.append(("DROP TRIGGER IF EXISTS main.\(q)", "trigger \(o.object.name)"))
+            case .trigger:
+                out.append(("DROP TRIGGER IF EXISTS main.\(q)", "trigger \(o.object.name)"))
+                if let original = o.object.replacesSQL { out.append((original, "trigger \(o.object.name) (restored to the source's definition)")) }
             case .view:
                 out.append(("DROP VIEW IF EXISTS main.\(q)", "view \(o.object.name)"))
                 if let original = o.object.replacesSQL { out.append((original, "view \(o.object.name) (restored to the source's definition)")) }

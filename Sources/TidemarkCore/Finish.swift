@@ -51,7 +51,12 @@ public enum Finish {
             let p = pair.split(separator: "=", maxSplits: 1).map(String.init)
             if p.count == 2 { routed.append((p[0], p[1])) }
         }
-        if dropSource, plan.isSameFile, let m = routed.first(where: { $0.source.lowercased() == $0.target.lowercased() }) {
+        // A swapped table is routed to itself too, but its old table is aside.
+        var swapped: Set<String> = []
+        for r in routed where plan.isSameFile && r.source.lowercased() == r.target.lowercased() {
+            if try TableSwap.isSwapped(r.source, in: source) { swapped.insert(r.source.lowercased()) }
+        }
+        if dropSource, plan.isSameFile, let m = routed.first(where: { $0.source.lowercased() == $0.target.lowercased() && !swapped.contains($0.source.lowercased()) }) {
             throw MigrationError(.badPlan, "\(m.source) was migrated in place; its old columns live in the same table, so --drop-source cannot drop it — drop its replaced columns yourself after dropping the guard triggers _tidemark_guard_\(m.source)_insert and _update")
         }
         var removed: [String] = []
@@ -74,8 +79,10 @@ public enum Finish {
         if hasConsumer { removed.append("log consumer \(consumer) in \(plan.log)") }
         var sourceDrops: [String] = []
         if dropSource {
-            for r in routed where try Schema.table(named: r.source, in: source) != nil {
-                sourceDrops.append(r.source)
+            for r in routed {
+                // A swap's old table is the one set aside (its indexes go with it).
+                let old = swapped.contains(r.source.lowercased()) ? TablePlan.asideName(of: r.source) : r.source
+                if try Schema.table(named: old, in: source) != nil { sourceDrops.append(old) }
             }
             removed += sourceDrops.map { "table \($0) (with its guards) in \(plan.source)" }
         }

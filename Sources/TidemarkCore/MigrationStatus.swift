@@ -22,6 +22,10 @@ public struct MigrationStatus: Sendable {
     public var journal: PendingJournal?
     /// Secondary indexes of the stored schema not yet built (S3).
     public var pendingIndexes: [String] = []
+    /// Where each `swap:` table's swap stands, one phrase per table.
+    public var tableSwaps: [String] = []
+    /// A swap's old table is still kept aside (only `finish --drop-source` drops it).
+    public var oldTableAside = false
     public var lagChanges: Int {
         guard let applied = state?.appliedLSN else { return Int(capturedLSN.rawValue) }
         return capturedLSN > applied ? Int(capturedLSN.rawValue - applied.rawValue) : 0
@@ -92,13 +96,39 @@ public struct MigrationStatus: Sendable {
         status.journal = try Lifecycle.pendingJournal(state, target: targetConnection)
         if state != nil, let targetConnection { status.pendingIndexes = try SchemaStore.pending(.index, in: targetConnection) }
         if plan.isPostgres { status.pendingIndexes = postgresPending }
+        if !plan.isPostgres, plan.isSameFile {
+            for t in (status.storedPlan ?? plan).tables where t.swap {
+                let shadow = TablePlan.shadowName(of: t.source), aside = TablePlan.asideName(of: t.source)
+                let hasShadow = try Schema.table(named: shadow, in: source) != nil
+                let hasAside = try Schema.table(named: aside, in: source) != nil
+                if hasAside { status.oldTableAside = true }
+                switch (hasShadow, hasAside) {
+                case (true, false) where state?.cutoverState == "rolled-back":
+                    status.tableSwaps.append("\(t.source) was swapped back (the old shape is live); the new shape stays, fenced, in \(shadow) until `migrate` starts again")
+                case (true, false):
+                    status.tableSwaps.append("\(t.source) is being rebuilt into \(shadow); the cutover swaps it in")
+                case (false, true):
+                    status.tableSwaps.append("\(t.source) has its new shape; the old table is kept, guarded, as \(aside) (`rollback` swaps back, `finish --drop-source` drops it)")
+                case (false, false) where switched:
+                    status.tableSwaps.append("\(t.source) has its new shape; its old table was dropped")
+                case (true, true):
+                    status.tableSwaps.append("\(t.source) has both \(shadow) and \(aside): a swap left the file in an unexpected state; run `tidemark status` again after any running command ends")
+                default:
+                    status.tableSwaps.append("\(t.source) will be rebuilt into \(shadow) by `migrate`")
+                }
+            }
+        }
         return status
     }
 
     /// The phase, what happened and the one command to run next.
     /// - Parameter planArgument: how the named commands pass the plan.
     public func lifecycle(planArgument: String) -> Lifecycle {
-        Lifecycle.assess(state, switched: switched, journal: journal, planChanges: planChanges, planArgument: planArgument,
-                         pendingIndexes: pendingIndexes)
+        var l = Lifecycle.assess(state, switched: switched, journal: journal, planChanges: planChanges, planArgument: planArgument,
+                                 pendingIndexes: pendingIndexes)
+        if !tableSwaps.isEmpty { l.summary += "; table swap: " + tableSwaps.joined(separator: "; ") }
+        // Finished, the old table of a swap still aside: dropping it is what is left.
+        if l.phase == .finished, oldTableAside { l.next = "tidemark finish --drop-source \(planArgument)" }
+        return l
     }
 }

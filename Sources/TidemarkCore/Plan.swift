@@ -28,6 +28,9 @@ import Glibc
 ///     foreign_keys: drop      # this table's FOREIGN KEYs are not carried
 ///   audit:
 ///     create: sql/audit.sql   # or "CREATE TABLE …": the plan's own definition
+///   items:                    # same file only: rebuild `items` into a shadow
+///     swap: true              # table and swap it in at cutover (no `to:`;
+///                             # see TableSwap.md)
 /// ```
 /// Paths are relative to the plan file. Table and column order is kept.
 /// The target table carries the source's definition through the plan
@@ -147,12 +150,17 @@ public struct Plan: Sendable, Equatable {
             guard let table = k.string, !table.isEmpty else { throw fail("table names must be strings") }
             var plan = TablePlan(source: table)
             var ownForeignKeys = false
+            var namedTarget = false
             if let m = v.mapping {
                 for (mk, mv) in m {
                     switch mk.string {
                     case "to":
                         guard let to = mv.string, !to.isEmpty else { throw fail("tables.\(table).to must be a table name") }
                         plan.target = to
+                        namedTarget = true
+                    case "swap":
+                        guard let b = mv.bool else { throw fail("tables.\(table).swap must be true or false") }
+                        plan.swap = b
                     case "columns":
                         guard let cols = mv.mapping, !cols.isEmpty else {
                             throw fail("tables.\(table).columns must map target columns to SQL expressions")
@@ -184,7 +192,7 @@ public struct Plan: Sendable, Equatable {
                         plan.foreignKeys = try foreignKeys(mv, "tables.\(table).foreign_keys")
                         ownForeignKeys = true
                     default:
-                        throw fail("tables.\(table) has unknown key '\(mk.string ?? "?")' (expected: to, columns, inverse, create, foreign_keys)")
+                        throw fail("tables.\(table) has unknown key '\(mk.string ?? "?")' (expected: to, swap, columns, inverse, create, foreign_keys)")
                     }
                 }
             } else if !(v.scalar?.string.isEmpty ?? false) && v.null == nil {
@@ -194,10 +202,25 @@ public struct Plan: Sendable, Equatable {
             // The top-level `foreign_keys:` is the default of tables that
             // do not say their own.
             if !ownForeignKeys { plan.foreignKeys = defaultForeignKeys }
+            if plan.swap {
+                // The swap chooses the shadow's name itself: the table keeps its own.
+                guard !namedTarget else {
+                    throw fail("tables.\(table) has both swap: true and to:; a swapped table keeps its name (the shadow is \(TablePlan.shadowName(of: table))) — remove to:")
+                }
+                plan.target = TablePlan.shadowName(of: table)
+            }
             plans.append(plan)
         }
         var plan = Plan(source: source, target: target, log: log, chunkRows: chunkRows, tables: plans)
         plan.pgSchema = pgSchema
+        if let swapped = plans.first(where: \.swap) {
+            if plan.isPostgres {
+                throw fail("tables.\(swapped.source).swap: a table swap rebuilds a table inside its own SQLite file; a PostgreSQL target cannot swap — remove swap: and name the target table with to:")
+            }
+            if !plan.isSameFile {
+                throw fail("tables.\(swapped.source).swap: a table swap needs target: to be the source file itself (\(source)); remove swap: to migrate into another file")
+            }
+        }
         return plan
     }
 
@@ -298,11 +321,24 @@ public struct TablePlan: Sendable, Equatable {
     /// Whether the source's FOREIGN KEYs are carried (`foreign_keys: keep`,
     /// the default) or left out (`foreign_keys: drop`).
     public var foreignKeys: ForeignKeyPolicy = .keep
+    /// `swap: true` (same file only): the rows go to a shadow table
+    /// (``shadowName(of:)``, which ``target`` then holds), and the cutover
+    /// renames the old table aside and the shadow to the table's own name.
+    public var swap = false
+
+    /// The shadow a swapped table is rebuilt into: in Tidemark's reserved
+    /// namespace, so no application table can hold the name and no listing
+    /// of the application's tables shows it.
+    public static func shadowName(of table: String) -> String { "_tidemark_shadow_" + table }
+    /// Where a swap puts the old table (kept, guarded, for rollback) and
+    /// a rollback the new-shape one.
+    public static func asideName(of table: String) -> String { "_tidemark_aside_" + table }
 
     public init(source: String, target: String? = nil, columns: [ColumnMapping]? = nil, inverse: [ColumnMapping]? = nil,
-                create: String? = nil, foreignKeys: ForeignKeyPolicy = .keep) {
+                create: String? = nil, foreignKeys: ForeignKeyPolicy = .keep, swap: Bool = false) {
         self.source = source
-        self.target = target ?? source
+        self.swap = swap
+        self.target = target ?? (swap ? TablePlan.shadowName(of: source) : source)
         self.columns = columns
         self.inverse = inverse
         self.create = create

@@ -55,7 +55,11 @@ public struct PlanRecord: Sendable, Equatable {
                     cols.append(q(c.target) + ":{" + long.joined(separator: ",") + "}")
                 }
             }
-            var entry = q("to") + ":" + q(m.targetTable) + "," + q("columns") + ":{" + cols.joined(separator: ",") + "}"
+            // A swapped table's target is implied (its shadow): stored as
+            // `swap: true`, which parses back to the same target.
+            let swap = tablePlan?.swap == true
+            if swap { shape += "  swap\n" }
+            var entry = (swap ? q("swap") + ":true" : q("to") + ":" + q(m.targetTable)) + "," + q("columns") + ":{" + cols.joined(separator: ",") + "}"
             if let create = tablePlan?.create {
                 shape += "  create \(create)\n"
                 entry += "," + q("create") + ":" + q(create)
@@ -114,6 +118,7 @@ public struct PlanRecord: Sendable, Equatable {
                 out.append("column \(n.target).\(c.target) = `\(c.expression)` was added")
             }
             if o.create != n.create { out.append(n.create == nil ? "table \(o.target) no longer has create:" : o.create == nil ? "table \(o.target) now has create:" : "the create: of \(o.target) changed") }
+            if o.swap != n.swap { out.append(n.swap ? "table \(o.source) now has swap: true" : "table \(o.source) no longer has swap: true") }
             if o.foreignKeys != n.foreignKeys { out.append("table \(o.target) now has foreign_keys: \(n.foreignKeys.rawValue) instead of \(o.foreignKeys.rawValue)") }
             if oc.map({ $0.target.lowercased() }) != nc.map({ $0.target.lowercased() }),
                Set(oc.map { $0.target.lowercased() }) == Set(nc.map { $0.target.lowercased() }) {

@@ -349,14 +349,27 @@ public enum Rollback {
         // connection, which holds the file's write lock below (statements of
         // another connection would wait on that lock and fail busy).
         let writer = sameFile ? target : source
+        // Swapped tables (one file): the new table has the real name and its
+        // writes were captured under it; the swap back happens inside the
+        // transaction below, and their inverses are prepared after it (they
+        // write the old table, which has the real name only then).
+        let swaps = switched ? try mappings.filter { m in
+            try TableSwap.isSwap(m, plan: plan) && TableSwap.isSwapped(m.source.name, in: target)
+        } : []
+        func isSwapped(_ m: TableMapping) -> Bool { swaps.contains { $0.source.name == m.source.name } }
         var inverses: [Inverse] = []
+        var swapColumns: [(TableMapping, [String])] = []
         for m in mappings {
-            guard let info = try Schema.table(named: m.targetTable, in: target) else {
-                throw MigrationError(.missingTable, "target table \(m.targetTable) is missing from \(plan.displayTarget)")
+            let live = isSwapped(m) ? m.source.name : m.targetTable
+            guard let info = try Schema.table(named: live, in: target) else {
+                throw MigrationError(.missingTable, "target table \(live) is missing from \(plan.displayTarget)")
             }
+            if isSwapped(m) { swapColumns.append((m, info.dataColumns.map(\.name))); continue }
             inverses.append(try Inverse(m, plan: plan.tables.first { $0.source.lowercased() == m.source.name.lowercased() }!, source: writer, targetInfo: info))
         }
-        let byTarget = Dictionary(inverses.map { ($0.mapping.targetTable, $0) }, uniquingKeysWith: { a, _ in a })
+        var byTarget = Dictionary(inverses.map { ($0.mapping.targetTable, $0) }, uniquingKeysWith: { a, _ in a })
+        // The tables whose changes are carried back, as the log names them.
+        let changedTables = Set(byTarget.keys).union(swaps.map(\.source.name))
         let from = LSN(UInt64(max(0, state.reverseFromSeq ?? 0)))
 
         // Two files, step 1 — fence and journal the target (its own commit):
@@ -397,6 +410,8 @@ public enum Rollback {
         // end state is the target's, whose foreign keys the application kept.
         // (A no-op inside a transaction: set before BEGIN.)
         try writer.execute("PRAGMA foreign_keys = OFF")
+        if !swaps.isEmpty { try TableSwap.prepareConnection(target) }
+        defer { if !swaps.isEmpty { try? TableSwap.restoreConnection(target) } }
         // Pause target writers (two files: the fence already refuses them;
         // the lock keeps a shipper from deleting outbox rows while they are
         // read), then switch the source back in one source transaction.
@@ -418,7 +433,7 @@ public enum Rollback {
                     let reader = try LogReader(directory: plan.log)
                     let head = try reader.headLSN()
                     if head > from {
-                        let cursor = try reader.cursor(from: from.next, tables: Set(byTarget.keys))
+                        let cursor = try reader.cursor(from: from.next, tables: changedTables)
                         while let r = try cursor.next(), r.lsn <= head, r.lsn <= through { changes.append(r) }
                         outboxFrom = head
                     }
@@ -437,6 +452,14 @@ public enum Rollback {
             if !sameFile { try source.execute("BEGIN IMMEDIATE") }
             if switched {
                 for m in mappings { for sql in Guards.dropSQL(m) { try writer.execute(sql) } }
+                // The swap back; then the old table takes the new one's changes.
+                for m in swaps {
+                    try TableSwap.swapBack(m, in: target)
+                    let columns = swapColumns.first { $0.0.source.name == m.source.name }?.1 ?? []
+                    let inverse = try Inverse(m, plan: plan.tables.first { $0.source.lowercased() == m.source.name.lowercased() }!,
+                                              source: writer, targetColumns: columns)
+                    byTarget[m.source.name] = inverse
+                }
                 // The application's own triggers on the source tables must
                 // not fire on the changes carried back: what the target's
                 // triggers did is among those changes already (or, one file,

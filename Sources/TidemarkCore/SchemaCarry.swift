@@ -123,6 +123,7 @@ enum SchemaCarry {
         for c in carried { taken.insert(c.mapping.targetTable.lowercased()) }
         func freshName(_ name: String, _ c: Carried) -> String {
             guard sameFile else { return name }
+            if c.plan?.swap == true { return swapIndexName(name, taken: &taken) }
             let src = c.mapping.source.name, dst = c.mapping.targetTable
             var base = name + "_" + dst
             // The source table's name inside the object's name (compared
@@ -196,7 +197,9 @@ enum SchemaCarry {
                 omit("trigger", o.name, c.mapping.source.name, "trigger \(o.name) is not recreated: \(problem); fix the plan, or cut over with --drop-triggers and recreate it yourself", blocks: true)
                 continue
             }
-            let name = freshName(o.name, c)
+            // A swap drops the old table's trigger and creates this one under
+            // the same name (see TableSwap.md).
+            let name = c.plan?.swap == true ? o.name : freshName(o.name, c)
             pending.append(Pending(kind: .trigger, name: name, source: o, carried: c, sql: name == o.name ? o.sql : try SQLTokenizer.renamingObject(o.sql, to: name)))
         }
         for o in objects where o.type == "table" && o.sql.uppercased().contains("VIRTUAL") {
@@ -309,8 +312,11 @@ enum SchemaCarry {
         }
         for p in made {
             guard let sql = try sqlOf(p.kind.rawValue, p.name) else { continue }
+            // A swap replaces the old table's triggers (same name), so their
+            // definitions are kept for a rollback, as a replaced view's are.
+            let swapTrigger = p.kind == .trigger && p.carried.plan?.swap == true
             let object = TargetSchema.Object(kind: p.kind, name: p.name, table: p.carried.mapping.targetTable, sql: sql,
-                                             replacesSQL: p.kind == .view && sameFile ? p.source.sql : nil)
+                                             replacesSQL: (p.kind == .view && sameFile) || swapTrigger ? p.source.sql : nil)
             switch p.kind {
             case .index: result.indexes.append(object)
             case .trigger: result.triggers.append(object)
@@ -386,8 +392,89 @@ enum SchemaCarry {
                 }
             }
         }
+        if carried.contains(where: { $0.plan?.swap == true }) {
+            let reported = Set(omissions.map { $0.name.lowercased() })
+            try nameSwappedObjects(&result, objects: objects.filter { !reported.contains($0.name.lowercased()) }, unmoved: unmoved,
+                                   omit: { omit($0, $1, $2, $3, blocks: true) })
+        }
         result.omissions = omissions
         return result
+    }
+
+    /// The name a swap gives a carried index: the old one keeps its name on
+    /// the table set aside, so the new one is `<name>_v2` (`_v3` when the
+    /// name already ends in `_v2`, and so on), unique in the file.
+    static func swapIndexName(_ name: String, taken: inout Set<String>) -> String {
+        var stem = name
+        var n = 2
+        if let r = name.lastIndex(of: "_"), name[name.index(after: r)...].first == "v",
+           let v = Int(name[name.index(r, offsetBy: 2)...]), v >= 2 {
+            stem = String(name[..<r])
+            n = v + 1
+        }
+        while taken.contains((stem + "_v\(n)").lowercased()) { n += 1 }
+        let fresh = stem + "_v\(n)"
+        taken.insert(fresh.lowercased())
+        return fresh
+    }
+
+    /// Swapped tables: the carried views and triggers are created in the swap,
+    /// after the shadow took the table's real name, so their SQL must name
+    /// the real table, not the shadow. SQLite rewrites them (the shadow
+    /// renamed to the real name in a scratch database). Then every other
+    /// object of the source that names a swapped table (a trigger on another
+    /// table, a view the plan does not recreate) must still compile against
+    /// the new shape: after the swap it reads the new table. One that does
+    /// not is a blocking omission: the cutover is refused rather than leaving
+    /// it broken.
+    static func nameSwappedObjects(_ result: inout TargetSchema, objects: [SourceObject], unmoved: Set<String>,
+                                   omit: (String, String, String, String) -> Void) throws {
+        let q = quoteIdentifier
+        let scratch = try Connection(path: ":memory:", mode: .readWriteCreate)
+        defer { try? scratch.close() }
+        try scratch.execute("PRAGMA foreign_keys = OFF")
+        for o in objects where o.type == "table" && unmoved.contains(o.name.lowercased()) { try? scratch.execute(o.sql) }
+        for t in result.tables { try scratch.execute(t.createSQL) }
+        for o in result.views + result.triggers { try? scratch.execute(o.sql) }
+        let swapped = result.tables.filter { $0.target == TablePlan.shadowName(of: $0.source) }
+        for t in swapped {
+            do { try scratch.execute("ALTER TABLE \(q(t.target)) RENAME TO \(q(t.source))") } catch {
+                throw MigrationError(.badPlan, "cannot name the swapped table \(t.source) in its views and triggers (\(describe(error))); fix the plan's create: or the objects that read \(t.source)")
+            }
+        }
+        func sqlOf(_ type: String, _ name: String) throws -> String? {
+            let s = try scratch.prepare("SELECT sql FROM main.sqlite_schema WHERE type = ?1 AND name = ?2 COLLATE NOCASE")
+            try s.bind([.text(type), .text(name)])
+            return try s.step() ? s.columnText(0) : nil
+        }
+        for i in result.views.indices {
+            if let sql = try sqlOf("view", result.views[i].name) { result.views[i].sql = sql }
+            if let t = swapped.first(where: { $0.target == result.views[i].table }) { result.views[i].table = t.source }
+        }
+        for i in result.triggers.indices {
+            if let sql = try sqlOf("trigger", result.triggers[i].name) { result.triggers[i].sql = sql }
+            if let t = swapped.first(where: { $0.target == result.triggers[i].table }) { result.triggers[i].table = t.source }
+        }
+        // The objects the swap leaves in place that name a swapped table.
+        let carriedNames = Set((result.views + result.triggers).map { $0.name.lowercased() })
+        let swappedNames = Set(swapped.map { $0.source.lowercased() })
+        for o in objects where (o.type == "view" || o.type == "trigger") && !carriedNames.contains(o.name.lowercased()) {
+            guard let tokens = try? SQLTokenizer.tokens(o.sql) else { continue }
+            let names = SQLTokenizer.identifiers(tokens[...])
+            guard let hit = names.intersection(swappedNames).sorted().first,
+                  !swappedNames.contains(o.table.lowercased()) else { continue }
+            let table = swapped.first { $0.source.lowercased() == hit }?.source ?? hit
+            do {
+                try scratch.execute(o.sql)
+                if o.type == "view" { _ = try scratch.prepare("SELECT * FROM \(q(o.name)) LIMIT 0") }
+                // A trigger body is checked when its table's schema is parsed again.
+                try scratch.execute("ALTER TABLE \(q(table)) RENAME TO \(q("_tidemark_check"))")
+                try scratch.execute("ALTER TABLE \(q("_tidemark_check")) RENAME TO \(q(table))")
+            } catch {
+                try? scratch.execute("DROP \(o.type == "view" ? "VIEW" : "TRIGGER") IF EXISTS \(q(o.name))")
+                omit(o.type, o.name, table, "\(o.type) \(o.name) names \(table), which the swap replaces, and does not fit its new shape (\(describe(error))); fix the plan, or drop or rewrite \(o.name) first")
+            }
+        }
     }
 
     static func describe(_ error: any Error) -> String {

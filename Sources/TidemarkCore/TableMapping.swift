@@ -56,9 +56,17 @@ public enum PlanResolver {
         var targets: Set<String> = []
         let sameFile = plan.isSameFile
         for tp in plan.tables {
-            guard let info = try Schema.table(named: tp.source, in: source) else {
+            // After a swap the plan's source table is the one set aside (the
+            // real name holds the new shape): the mapping is read from it,
+            // under the real name, so it is the mapping the migration had.
+            var readTable = tp.source
+            if tp.swap && sameFile, try TableSwap.isSwapped(tp.source, in: source) {
+                readTable = TablePlan.asideName(of: tp.source)
+            }
+            guard var info = try Schema.table(named: readTable, in: source) else {
                 throw MigrationError(.missingTable, "source table '\(tp.source)' does not exist in \(plan.source)")
             }
+            if readTable != tp.source { info.name = String(info.name.dropFirst(TablePlan.asideName(of: "").count)) }
             guard !info.primaryKey.isEmpty else {
                 throw MigrationError(.noPrimaryKey, "source table '\(info.name)' has no PRIMARY KEY; Tidemark keys target rows by the source key — add one first")
             }
@@ -67,7 +75,7 @@ public enum PlanResolver {
             if !info.hasRowidAlias && !info.isWithoutRowid {
                 let nullable = info.primaryKey.filter { k in info.columns.first { $0.name == k }?.notNull != true }
                 if !nullable.isEmpty {
-                    let probe = try source.prepare("SELECT rowid FROM \(quoteIdentifier(info.name)) WHERE " +
+                    let probe = try source.prepare("SELECT rowid FROM \(quoteIdentifier(readTable)) WHERE " +
                         nullable.map { "\(quoteIdentifier($0)) IS NULL" }.joined(separator: " OR ") + " ORDER BY rowid LIMIT 5")
                     let rowids = try probe.rows { $0.columnInt64(0) }
                     if !rowids.isEmpty {
@@ -82,13 +90,14 @@ public enum PlanResolver {
             guard targets.insert(targetName.lowercased()).inserted else {
                 throw MigrationError(.badPlan, "two plan tables write to the target table '\(targetName)'")
             }
-            if sameFile && !inPlace, Schema.isInternal(targetName) {
+            // A swap's shadow is the one reserved name a target may have.
+            if sameFile && !inPlace, Schema.isInternal(targetName), !(tp.swap && targetName == TablePlan.shadowName(of: tp.source)) {
                 throw MigrationError(.badPlan, "target table '\(targetName)' uses a reserved name")
             }
             var columns: [TableMapping.MappedColumn] = []
             if let mapped = tp.columns {
                 for m in mapped {
-                    try checkExpression(m.expression, table: info.name, column: m.target, plan: plan, connection: source)
+                    try checkExpression(m.expression, table: info.name, column: m.target, plan: plan, connection: source, reading: readTable)
                     columns.append(.init(target: m.target, expression: m.expression,
                                          sourceColumn: plainColumn(m.expression, in: dataColumns),
                                          type: m.type, notNull: m.notNull))
@@ -134,12 +143,13 @@ public enum PlanResolver {
 
     /// Compiles `SELECT expr FROM table` on the source: unknown columns and
     /// syntax errors surface here, before anything is written.
-    static func checkExpression(_ expr: String, table: String, column: String, plan: Plan, connection: Connection) throws {
+    static func checkExpression(_ expr: String, table: String, column: String, plan: Plan, connection: Connection,
+                                reading: String? = nil) throws {
         if expr.contains(";") {
             throw MigrationError(.badExpression, "expression for \(table).\(column) must be a single SQL expression (no ';')")
         }
         do {
-            _ = try connection.prepare("SELECT \(expr) FROM \(quoteIdentifier(table)) LIMIT 0")
+            _ = try connection.prepare("SELECT \(expr) FROM \(quoteIdentifier(reading ?? table)) LIMIT 0")
         } catch {
             let why = error.message
             if why.hasPrefix("no such column") {

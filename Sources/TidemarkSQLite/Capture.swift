@@ -243,6 +243,25 @@ public enum Capture {
         // recorded shape change together, and a shape's `from_seq` is the
         // highest seq written by the previous triggers.
         return try connection.transaction(.immediate) {
+            try installInTransaction(connection: connection, tables: tables, updateColumns: updateColumns,
+                                     sourceID: sourceID, continuingAfter: continuingAfter)
+        }
+    }
+
+    /// ``install(connection:tables:updateColumns:sourceID:continuingAfter:)``
+    /// inside the caller's write transaction, on a WAL database whose capture
+    /// may already be installed: a table swap regenerates the swapped
+    /// table's triggers for its new shape in the swap's own transaction, so
+    /// that the first write to the new table is captured under its name.
+    @discardableResult
+    public static func installInTransaction(
+        connection: Connection,
+        tables: [String]?,
+        updateColumns: [String: [String]] = [:],
+        sourceID: SourceID,
+        continuingAfter: LSN = .zero
+    ) throws -> InstallReport {
+        do {
             let planned = try plan(connection: connection, tables: tables, updateColumns: updateColumns, sourceID: sourceID)
             let createdOutbox = try !isInstalled(connection)
             if createdOutbox {
