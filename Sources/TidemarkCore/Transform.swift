@@ -97,7 +97,8 @@ public enum Transform {
             let plan = try Plan.parse(text, relativeTo: dir, name: planPath)
             let phase = try MigrationStatus.read(plan: plan).lifecycle(planArgument: "--plan \(planPath)").phase
             let inProgress = ![.planned, .finished, .rolledBack].contains(phase)
-            if stored == options.recorded && phase != .finished {
+            if stored == options.recorded {
+                // Same command: resume from the stored phase (finished: done).
                 return Prepared(db: db, table: name, planPath: planPath, planText: text, shape: nil, resuming: true, phase: phase, options: options)
             }
             if inProgress {
@@ -231,6 +232,11 @@ public enum Transform {
         let start = Clock.monotonicNanos()
         var report = Report(planPath: p.planPath, phase: p.phase, notes: p.shape?.notes ?? [])
         if !p.resuming { try writePlan(p.planText, to: p.planPath) }
+        if p.phase == .finished {
+            report.alreadyDone = true
+            report.seconds = Double(Clock.monotonicNanos() - start) / 1e9
+            return report
+        }
         var plan = try Plan.load(path: p.planPath)
         plan.chunkRows = settings.chunkRows
         func finish() -> Report {
@@ -238,7 +244,7 @@ public enum Transform {
             return report
         }
         switch p.phase {
-        case .cutOver:
+        case .cutOver, .finished:
             report.alreadyDone = true
             return finish()
         case .rollbackInterrupted:

@@ -97,13 +97,6 @@ extension TransformShape {
         for r in o.renames {
             if let c = find(r.column) { renames[c.name.lowercased()] = r.value }
         }
-        let newNames = Set(renames.values.map { $0.lowercased() })
-        if let dup = o.renames.first(where: { r in
-            let n = r.value.lowercased()
-            return all.contains { $0.name.lowercased() == n && renames[$0.name.lowercased()] == nil } || o.renames.filter { $0.value.lowercased() == n }.count > 1
-        }) {
-            throw transformError("--rename \(dup.column) \(dup.value): the table would have two columns named \(dup.value); rename the other one too, or choose another name")
-        }
         check(o.types.map(\.column), "--type", newNamesToo: true)
         check(o.drops, "--drop")
         check(o.columnOrder, "--column-order", newNamesToo: true)
@@ -118,6 +111,12 @@ extension TransformShape {
         check(o.allowLossy, "--allow-lossy", newNamesToo: true)
         if !unknown.isEmpty {
             throw transformError("table \(info.name) has no column\(unknown.count == 1 ? "" : "s") \(list(unknown, max: 5)) (columns: \(list(all.map(\.name), max: 20))); check the names")
+        }
+        if let dup = o.renames.first(where: { r in
+            let n = r.value.lowercased()
+            return all.contains { $0.name.lowercased() == n && renames[$0.name.lowercased()] == nil } || o.renames.filter { $0.value.lowercased() == n }.count > 1
+        }) {
+            throw transformError("--rename \(dup.column) \(dup.value): the table would have two columns named \(dup.value); rename the other one too, or choose another name")
         }
         for t in o.types where !TransformOptions.validTypes.contains(t.value.uppercased()) {
             throw transformError("--type \(t.column) \(t.value): column types must be one of \(TransformOptions.validTypes.joined(separator: ", ")); use --create for any other definition")

@@ -202,7 +202,9 @@ struct TransformCommand: ParsableCommand {
             print(o.text)
             return
         }
-        if r.alreadyDone {
+        if r.alreadyDone && r.phase == .finished {
+            print("\(p.table) was already transformed with these options, and finished; nothing to do")
+        } else if r.alreadyDone {
             print("\(p.table) is already transformed (cut over); keep it with `tidemark finish \(plan)` or undo it with `tidemark rollback \(plan)`")
         } else if let c = r.cutover {
             print("transformed \(p.table): \(r.rowsCopied) rows copied, \(r.changesReplayed) changes replayed, \(r.verifiedRows) rows verified; swapped at LSN \(c.lsn), writers paused \(String(format2: c.pauseMillis)) ms; \(String(format2: r.seconds)) s")
