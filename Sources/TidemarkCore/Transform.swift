@@ -108,6 +108,19 @@ public enum Transform {
                 throw transformError("a transform of \(name) with other options (\(storedCommandLine(text) ?? "see \(planPath)")) \(what), then run this one")
             }
         }
+        // One migration per file at a time (its state lives in the file).
+        if let state = try StateTables.load(source), !state.tables.contains(where: { $0.sourceTable.lowercased() == name.lowercased() }) {
+            let other = state.tables.map(\.sourceTable).joined(separator: ", ")
+            let otherPlan = state.tables.count == 1 ? directory(db: db, table: state.tables[0].sourceTable) + "/plan.yml" : "its plan"
+            throw transformError("\(db) already holds a migration of \(other) (\(state.cutoverState == "done" ? "cut over" : "under way")); one migration per file at a time — finish it (`tidemark finish --plan \(otherPlan)`) or roll it back (`tidemark rollback --plan \(otherPlan)`), then transform \(name)")
+        }
+        // A finished migration of this file leaves its switch record, which
+        // a new migration's cutover would take for its own (it would report
+        // "already cut over" without swapping): refused until the lifecycle
+        // tells the two apart.
+        if try SwitchRecord.read(source) != nil, try StateTables.load(source) == nil {
+            throw transformError("\(db) holds the switch record of an earlier, finished migration (table _tidemark_cutover), which a new transform's cutover would mistake for its own; a second online migration of this file after `finish` is not supported yet")
+        }
         let shape = try TransformShape.derive(table: name, options: options, db: source)
         guard shape.changes else {
             throw transformError("nothing to change: \(name) already has this shape")
@@ -285,6 +298,7 @@ public enum Transform {
             unlink(p.planPath)
             rmdir(String(p.planPath[..<p.planPath.lastIndex(of: "/")!]))
             var refusal = MigrationError(.preflight, "transform \(p.table): " + e.message.replacing(
+                "\(p.table) -> \(TablePlan.shadowName(of: p.table))", with: "\(p.table) (new shape)").replacing(
                 "nothing was written — fix those rows in the source or change the plan, then run migrate again",
                 with: "nothing was changed — fix those rows, or change the options, then run transform again"))
             refusal.violations = e.violations
