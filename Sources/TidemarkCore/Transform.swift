@@ -50,7 +50,10 @@ public enum Transform {
         public var maxLagMillis = 500
         public var maxPauseMillis = 2_000
         public var timeoutSeconds = 60.0
-        public var chunkRows = 10_000
+        /// Rows per copied chunk: each is one write transaction of the file.
+        public var chunkRows = 5_000
+        /// Longest a replay transaction holds the file's write lock (ms).
+        public var replayBatchMillis = 40
         public init() {}
     }
 
@@ -291,8 +294,17 @@ public enum Transform {
     static func copyAndVerify(_ plan: Plan, _ p: Prepared, settings: Settings, report: inout Report,
                               progress: @escaping @Sendable (Event) -> Void) throws {
         let migrator: Migrator
+        // One file: every copy chunk, replay batch and index build is a write
+        // transaction the application's writers wait behind. So indexes are
+        // maintained row by row during the copy (an index built after it
+        // would hold the lock for a whole pass over the table), and replay
+        // commits at least every `replayBatchMillis`: the longest wait is a
+        // chunk's or a batch's, never the table's.
+        var options = MigratorOptions(follow: true)
+        options.indexesDuringCopy = true
+        options.replayBatchMillis = settings.replayBatchMillis
         do {
-            migrator = try Migrator.open(plan: plan, options: MigratorOptions(follow: true))
+            migrator = try Migrator.open(plan: plan, options: options)
         } catch let e as MigrationError where e.code == .preflight && !p.resuming {
             // Nothing was written but the plan file: take it away too.
             unlink(p.planPath)

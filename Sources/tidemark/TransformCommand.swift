@@ -88,8 +88,8 @@ struct TransformCommand: ParsableCommand {
     @Option(help: "Cutover: give up after this many seconds of waiting for the lag.")
     var timeout: Double = 60
 
-    @Option(help: "Rows per copied and verified chunk.")
-    var chunkRows: Int = 10_000
+    @Option(help: "Rows per copied and verified chunk (each copied chunk is one short write transaction writers wait behind).")
+    var chunkRows: Int = 5_000
 
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
