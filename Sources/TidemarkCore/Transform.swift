@@ -51,9 +51,12 @@ public enum Transform {
         public var maxPauseMillis = 2_000
         public var timeoutSeconds = 60.0
         /// Rows per copied chunk: each is one write transaction of the file.
-        public var chunkRows = 5_000
+        public var chunkRows = 2_000
         /// Longest a replay transaction holds the file's write lock (ms).
         public var replayBatchMillis = 40
+        /// After each copy or replay step, pause this many times the step's
+        /// own duration before the next (see ``copyAndVerify``).
+        public var yieldRatio = 1.0
         public init() {}
     }
 
@@ -167,10 +170,10 @@ public enum Transform {
     /// The plan text: JSON-quoted scalars (valid YAML), the options on a
     /// comment line so that a later run can tell same from different.
     static func planText(db: String, shape: TransformShape, options: TransformOptions) -> String {
-        let j = JSONText.quoted
+        let j = yamlQuoted
         var lines = [
             "# Written by `tidemark transform`; run the same command again to resume it.",
-            "# command: tidemark transform \(shellQuoted(db)) \(shellQuoted(shape.table)) \(options.commandLine)",
+            "# command: " + TransformOptions.oneLine("tidemark transform \(shellQuoted(db)) \(shellQuoted(shape.table)) \(options.commandLine)"),
             "# options: \(options.recorded)",
             "source: \(j(db))",
             "target: \(j(db))",
@@ -187,6 +190,25 @@ public enum Transform {
             for c in shape.inverse { lines.append("      \(j(c.name)): \(j(c.expression))") }
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// A YAML double-quoted scalar: `"`, `\\` and control characters
+    /// escaped (`\\n`, `\\t`, `\\uXXXX`), everything else as it is.
+    static func yamlQuoted(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case _ where u.value < 0x20 || u.value == 0x7F || u.value == 0x85 || u.value == 0x2028 || u.value == 0x2029 || u.value == 0xFEFF:
+                let hex = String(u.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
     }
 
     static func recordedOptions(_ planText: String) -> String? {
@@ -324,12 +346,27 @@ public enum Transform {
         let failure = Mutex<(any Error)?>(nil)
         let summary = Mutex<MigrationSummary?>(nil)
         nonisolated(unsafe) let follower = migrator
+        let yieldRatio = settings.yieldRatio
         spawnThread {
             defer { done.store(true, ordering: .sequentiallyConsistent) }
             do {
+                // Fairness for the application: its writers wait for the
+                // file's write lock in SQLite's busy handler, which only polls
+                // (after 1, 2, 5, 10, … up to 100 ms between tries) — it does
+                // not queue. Steps committed back to back leave no gap for a
+                // poll to land in, and a writer can starve for seconds. So
+                // after each step (this callback runs after its commit,
+                // outside any transaction) the migrator pauses `yieldRatio`
+                // times as long as the step took: the lock is free at least
+                // that share of the time, and a waiting writer's next poll
+                // almost surely finds it free.
+                var stepStart = Clock.monotonicNanos()
                 let s = try follower.run { m in
                     if m.caughtUp { caughtUp.store(true, ordering: .sequentiallyConsistent) }
                     if !quiet.load(ordering: .relaxed) { progress(.copy(m)) }
+                    let stepMillis = Double(Clock.monotonicNanos() - stepStart) / 1e6
+                    if yieldRatio > 0 { Clock.sleep(milliseconds: max(1, Int((stepMillis * yieldRatio).rounded(.up)))) }
+                    stepStart = Clock.monotonicNanos()
                 }
                 summary.withLock { $0 = s }
             } catch {

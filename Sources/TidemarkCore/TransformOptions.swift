@@ -104,7 +104,22 @@ public struct TransformOptions: Sendable, Equatable {
 
     /// ``arguments`` on one line, each a JSON string (newlines in
     /// `--create` escaped): the plan file's record of the command.
-    var recorded: String { "[" + arguments.map(JSONText.quoted).joined(separator: ",") + "]" }
+    var recorded: String { Self.oneLine("[" + arguments.map(JSONText.quoted).joined(separator: ",") + "]") }
+
+    /// `s` with every character YAML takes for a line break (which would
+    /// end a comment line early) written as a `\\uXXXX` escape.
+    static func oneLine(_ s: String) -> String {
+        var out = ""
+        for u in s.unicodeScalars {
+            if [0x0A, 0x0D, 0x85, 0x2028, 0x2029].contains(u.value) {
+                let hex = String(u.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            } else {
+                out.unicodeScalars.append(u)
+            }
+        }
+        return out
+    }
 
     /// ``arguments`` as a person would type them (shell-quoted where needed).
     public var commandLine: String {

@@ -89,7 +89,15 @@ struct TransformBenchmark: ParsableCommand {
             var o = TransformOptions()
             o.types = [.init("price", "REAL")]
             let p = try Transform.prepare(db: path, table: "items", options: o)
-            let r = try Transform.run(p)
+            let t0 = monotonicNanos()
+            var settings = Transform.Settings()
+            if let v = getenv("TIDEMARK_BENCH_CHUNK_ROWS"), let n = Int(String(cString: v)) { settings.chunkRows = n }
+            if let v = getenv("TIDEMARK_BENCH_YIELD"), let r = Double(String(cString: v)) { settings.yieldRatio = r }
+            let r = try Transform.run(p, settings: settings) { event in
+                if case .step(let name) = event, getenv("TIDEMARK_BENCH_TRACE") != nil {
+                    progress("  \(formatFixed(millis(t0, monotonicNanos()), decimals: 0)) ms: \(name)")
+                }
+            }
             return "swap paused writers \(formatFixed(r.cutover?.pauseMillis ?? .nan, decimals: 1)) ms (lock held); \(r.rowsCopied) rows copied, \(r.changesReplayed) changes replayed, \(r.verifiedRows) verified"
         })
         let sqliteUtils = try sqliteUtilsCommand()
@@ -175,6 +183,12 @@ struct TransformBenchmark: ParsableCommand {
         sleep(until: monotonicNanos() + 300_000_000)  // and after: writes queued behind the tool finish
         let outcome = writers.finish()
         let during = outcome.writes.filter { $0.scheduled >= start && $0.scheduled <= end }
+        if getenv("TIDEMARK_BENCH_TRACE") != nil {
+            // Where the long waits were, relative to the tool's start.
+            for w in during where w.latencyMillis > 200 {
+                progress("  wait \(formatFixed(w.latencyMillis, decimals: 0)) ms for a write due at \(formatFixed(millis(start, w.scheduled), decimals: 0)) ms")
+            }
+        }
         if !keep { try? removeTree(d) }
         return Result(tool: name, seconds: Double(end - start) / 1e9, waits: during.map(\.latencyMillis),
                       writes: during.count, failed: outcome.failed, firstError: outcome.firstError, detail: detail)

@@ -89,7 +89,10 @@ struct TransformCommand: ParsableCommand {
     var timeout: Double = 60
 
     @Option(help: "Rows per copied and verified chunk (each copied chunk is one short write transaction writers wait behind).")
-    var chunkRows: Int = 5_000
+    var chunkRows: Int = 2_000
+
+    @Option(help: "After each copy or replay step, pause this many times the step's duration, so writers waiting on their busy timeout get the lock (0: copy flat out).")
+    var yieldRatio: Double = 1
 
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
@@ -128,6 +131,7 @@ struct TransformCommand: ParsableCommand {
     func validate() throws {
         _ = try options()
         guard chunkRows >= 1 else { throw ValidationError("--chunk-rows must be at least 1") }
+        guard yieldRatio >= 0, yieldRatio <= 100 else { throw ValidationError("--yield-ratio must be from 0 to 100") }
     }
 
     func run() throws {
@@ -144,6 +148,7 @@ struct TransformCommand: ParsableCommand {
             settings.maxPauseMillis = maxPauseMs
             settings.timeoutSeconds = timeout
             settings.chunkRows = chunkRows
+            settings.yieldRatio = yieldRatio
             let showProgress = !json && isTerminal(2)
             nonisolated(unsafe) let view = ProgressView(enabled: showProgress)
             if !json {

@@ -253,6 +253,28 @@ import TidemarkSQLite
         }
     }
 
+    /// Names with quotes, backslashes, newlines and YAML's own line breaks
+    /// survive the plan file: it parses back to the same table and columns.
+    @Test func planTextRoundTripsAwkwardNames() throws {
+        try withTemporaryDirectory { dir in
+            let path = dir + "/app.db"
+            let db = try Connection(path: path, mode: .readWriteCreate)
+            let table = "it\"em's \\ tab\u{2028}le"
+            let column = "pr\"ice\nnow"
+            try db.execute("CREATE TABLE \(quoteIdentifier(table))(id INTEGER PRIMARY KEY, \(quoteIdentifier(column)) INTEGER, note TEXT)")
+            try db.execute("INSERT INTO \(quoteIdentifier(table)) VALUES (1, 5, 'x')")
+            var o = TransformOptions()
+            o.types = [.init(column, "REAL")]
+            o.renames = [.init("note", "n\\o:te #1")]
+            let p = try Transform.prepare(db: path, table: table, options: o)
+            let plan = try Plan.parse(p.planText, relativeTo: dir)
+            #expect(plan.tables.count == 1 && plan.tables[0].source == table, "\(plan.tables.map(\.source))")
+            #expect(plan.tables[0].columns?.map(\.target) == ["id", column, "n\\o:te #1"])
+            #expect(plan.tables[0].create == p.shape?.createSQL)
+            #expect(Transform.recordedOptions(p.planText) == o.recorded)
+        }
+    }
+
     @Test func nothingToChange() throws {
         try withTemporaryDirectory { dir in
             let path = dir + "/app.db"
