@@ -168,9 +168,9 @@ enum Guards {
 /// `locked` (source write lock held, nothing drained), `prepared` (target
 /// journaled "prepared"; two files only), `guarded` (guards and switch record
 /// written, not committed), `switched` (source committed, target journal not
-/// yet "done"; two files only), `swapped` (one file with `swap:` tables: the
-/// tables renamed and capture moved, in the one transaction). Read once from the environment; unset (in
-/// production) each check is one comparison against nil.
+/// yet "done"; two files only), `swapped` (one file with `swap:` tables:
+/// tables renamed and capture moved, not committed). Read once from the
+/// environment; unset (in production) each check is one comparison against nil.
 ///
 /// Rollback's steps (see ``Rollback``): `rollback-fenced` (target fenced and
 /// journaled "prepared"), `rollback-shipped` (reverse changes shipped, source
@@ -538,10 +538,10 @@ extension Migrator {
         var report: CutoverReport?
         let swaps = mappings.filter { TableSwap.isSwap($0, plan: plan) }
         if !swaps.isEmpty {
-            // Both are no-ops inside a transaction for foreign_keys, so set
-            // before BEGIN: no REFERENCES clause is rewritten by the renames,
-            // and views and trigger bodies keep naming the table, which after
-            // the swap is the new one.
+            // Before BEGIN (foreign_keys is a no-op inside a transaction):
+            // with foreign keys off and legacy_alter_table on, the renames
+            // rewrite no REFERENCES clause, view or trigger body, so whatever
+            // names the table names the new one after the swap.
             try TableSwap.prepareConnection(target)
         }
         defer { if !swaps.isEmpty { try? TableSwap.restoreConnection(target) } }
@@ -561,7 +561,8 @@ extension Migrator {
             try CutoverSchema.moveSequencesForward(target, source: target)
             // The swap: old tables aside, shadows to the real names, capture
             // moved (before the triggers and views, which name the real table).
-            for m in swaps { try TableSwap.swap(m, in: target, sourceID: SourceID(state.sourceID)) }
+            let accepted = swaps.isEmpty ? [] : try CutoverSchema.blockingOmissions(target, accept: true)
+            for m in swaps { try TableSwap.swap(m, in: target, sourceID: SourceID(state.sourceID), accepted: accepted) }
             if !swaps.isEmpty { CutoverTestHook.reached("swapped") }
             try CutoverSchema.createObjects(target)
             // The file's one outbox already continues the log; bind it to it.

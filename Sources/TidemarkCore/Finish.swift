@@ -78,6 +78,7 @@ public enum Finish {
         let hasConsumer = try Rollback.hasConsumer(plan: plan, consumer)
         if hasConsumer { removed.append("log consumer \(consumer) in \(plan.log)") }
         var sourceDrops: [String] = []
+        var dropSwitchRecord = false
         if dropSource {
             for r in routed {
                 // A swap's old table is the one set aside (its indexes go with it).
@@ -85,6 +86,14 @@ public enum Finish {
                 if try Schema.table(named: old, in: source) != nil { sourceDrops.append(old) }
             }
             removed += sourceDrops.map { "table \($0) (with its guards) in \(plan.source)" }
+            // Every table was swapped (each routes to itself) and its old
+            // table goes now: the switch record routes nothing any more, and
+            // left in place it would pass a later migration of the file for
+            // one already cut over.
+            if plan.isSameFile, !routed.isEmpty, routed.allSatisfy({ swapped.contains($0.source.lowercased()) }) {
+                dropSwitchRecord = true
+                removed.append("table \(SwitchRecord.table) in \(plan.source)")
+            }
         }
         if dryRun { return FinishReport(removed: removed, dryRun: true) }
         _ = state
@@ -106,6 +115,7 @@ public enum Finish {
         if !sourceDrops.isEmpty {
             try source.transaction(.immediate) {
                 for t in sourceDrops { try source.execute("DROP TABLE IF EXISTS main.\(quoteIdentifier(t))") }
+                if dropSwitchRecord { try source.execute("DROP TABLE IF EXISTS main.\(SwitchRecord.table)") }
             }
         }
         return FinishReport(removed: removed, dryRun: false)

@@ -114,7 +114,7 @@ public struct MigrationStatus: Sendable {
                 case (true, true):
                     status.tableSwaps.append("\(t.source) has both \(shadow) and \(aside): a swap left the file in an unexpected state; run `tidemark status` again after any running command ends")
                 default:
-                    status.tableSwaps.append("\(t.source) will be rebuilt into \(shadow) by `migrate`")
+                    status.tableSwaps.append("\(t.source) is not being swapped now (`migrate` with this plan rebuilds it into \(shadow))")
                 }
             }
         }

@@ -223,7 +223,8 @@ public final class Migrator: @unchecked Sendable {
         }
         // Prepared now, outside any transaction: some create TEMP tables,
         // which a rolled-back step must not take away.
-        for m in mappings { _ = try store.writer(for: m) }
+        // (Not for a table swapped in at cutover: its shadow has its real name now.)
+        for m in mappings where !(state.cutoverState == "done" && TableSwap.isSwap(m, plan: plan)) { _ = try store.writer(for: m) }
         // Capture must cover every planned table before its first chunk is
         // read; installing is idempotent and regenerates triggers whose table
         // changed shape (in place: the columns just added).

@@ -435,8 +435,8 @@ enum SchemaCarry {
         try scratch.execute("PRAGMA foreign_keys = OFF")
         for o in objects where o.type == "table" && unmoved.contains(o.name.lowercased()) { try? scratch.execute(o.sql) }
         for t in result.tables { try scratch.execute(t.createSQL) }
-        for o in result.views + result.triggers { try? scratch.execute(o.sql) }
-        let swapped = result.tables.filter { $0.target == TablePlan.shadowName(of: $0.source) }
+        for o in result.indexes + result.views + result.triggers { try? scratch.execute(o.sql) }
+        let swapped = result.tables.filter { $0.target.lowercased() == TablePlan.shadowName(of: $0.source).lowercased() }
         for t in swapped {
             do { try scratch.execute("ALTER TABLE \(q(t.target)) RENAME TO \(q(t.source))") } catch {
                 throw MigrationError(.badPlan, "cannot name the swapped table \(t.source) in its views and triggers (\(describe(error))); fix the plan's create: or the objects that read \(t.source)")
@@ -455,6 +455,12 @@ enum SchemaCarry {
             if let sql = try sqlOf("trigger", result.triggers[i].name) { result.triggers[i].sql = sql }
             if let t = swapped.first(where: { $0.target == result.triggers[i].table }) { result.triggers[i].table = t.source }
         }
+        // Other tables' FOREIGN KEYs naming a swapped table read its new
+        // shape after the swap: the parent key must still be a key of it.
+        do { _ = try scratch.prepare("PRAGMA foreign_key_check").rows { _ in 0 } } catch {
+            let names = swapped.map(\.source).joined(separator: ", ")
+            throw MigrationError(.badPlan, "a FOREIGN KEY that names \(names) does not fit its new shape (\(describe(error))); keep the referenced columns the PRIMARY KEY or UNIQUE in create:")
+        }
         // The objects the swap leaves in place that name a swapped table.
         let carriedNames = Set((result.views + result.triggers).map { $0.name.lowercased() })
         let swappedNames = Set(swapped.map { $0.source.lowercased() })
@@ -466,14 +472,52 @@ enum SchemaCarry {
             let table = swapped.first { $0.source.lowercased() == hit }?.source ?? hit
             do {
                 try scratch.execute(o.sql)
-                if o.type == "view" { _ = try scratch.prepare("SELECT * FROM \(q(o.name)) LIMIT 0") }
-                // A trigger body is checked when its table's schema is parsed again.
-                try scratch.execute("ALTER TABLE \(q(table)) RENAME TO \(q("_tidemark_check"))")
-                try scratch.execute("ALTER TABLE \(q("_tidemark_check")) RENAME TO \(q(table))")
+                if o.type == "view" {
+                    _ = try scratch.prepare("SELECT * FROM \(q(o.name)) LIMIT 0")
+                } else if try Schema.table(named: o.table, in: scratch) != nil {
+                    // A trigger's body is compiled into every statement that
+                    // fires it: preparing (never running) an insert, an
+                    // update of every column and a delete on its table
+                    // compiles it against the new shape.
+                    let info = try scratch.prepare("SELECT name FROM pragma_table_info(?1)")
+                    try info.bind([.text(o.table)])
+                    let names = try info.rows { $0.columnText(0) }
+                    _ = try scratch.prepare("INSERT INTO \(q(o.table)) DEFAULT VALUES")
+                    if !names.isEmpty {
+                        _ = try scratch.prepare("UPDATE \(q(o.table)) SET " + names.map { "\(q($0)) = \(q($0))" }.joined(separator: ", "))
+                    }
+                    _ = try scratch.prepare("DELETE FROM \(q(o.table))")
+                }
             } catch {
                 try? scratch.execute("DROP \(o.type == "view" ? "VIEW" : "TRIGGER") IF EXISTS \(q(o.name))")
                 omit(o.type, o.name, table, "\(o.type) \(o.name) names \(table), which the swap replaces, and does not fit its new shape (\(describe(error))); fix the plan, or drop or rewrite \(o.name) first")
             }
+        }
+        // Capture must follow each swapped table into its new shape in the
+        // swap (its triggers regenerated under the real name): what capture
+        // refuses (a UNIQUE index over an expression) is refused now, before
+        // copying, not at the cutover.
+        for t in swapped {
+            do {
+                _ = try scratch.transaction(.immediate) {
+                    try Capture.installInTransaction(connection: scratch, tables: [t.source], sourceID: SourceID("schema-check"))
+                }
+            } catch {
+                throw MigrationError(.badPlan, "capture cannot follow \(t.source) into its new shape (\(describe(error))); the swap must capture the new table's writes — change the plan's create: or indexes")
+            }
+        }
+        // The shadow's own references to itself (a FOREIGN KEY of a tree)
+        // must name the real table: the swap's legacy renames keep them as
+        // written. So the shadow is created from its definition under the
+        // real name, renamed to the shadow's name the same legacy way (only
+        // the table's own name changes). Until the swap they point at the
+        // old table, which has the same keys; foreign keys are off during
+        // copy and replay, and verify checks them.
+        try scratch.execute("PRAGMA legacy_alter_table = ON")
+        for t in swapped {
+            try scratch.execute("ALTER TABLE \(q(t.source)) RENAME TO \(q(t.target))")
+            guard let sql = try sqlOf("table", t.target), let i = result.tables.firstIndex(where: { $0.target == t.target }) else { continue }
+            result.tables[i].createSQL = sql
         }
     }
 

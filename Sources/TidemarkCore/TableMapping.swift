@@ -61,6 +61,11 @@ public enum PlanResolver {
             // under the real name, so it is the mapping the migration had.
             var readTable = tp.source
             if tp.swap && sameFile, try TableSwap.isSwapped(tp.source, in: source) {
+                // Without a migration in the file, the old table aside is a
+                // finished earlier swap's, not this plan's source.
+                guard try StateTables.exists(target) else {
+                    throw MigrationError(.badPlan, "\(tp.source) was swapped by an earlier migration that was finished, and its old table is still kept as \(TablePlan.asideName(of: tp.source)); run `tidemark finish --drop-source` with that plan (or drop that table) before swapping \(tp.source) again")
+                }
                 readTable = TablePlan.asideName(of: tp.source)
             }
             guard var info = try Schema.table(named: readTable, in: source) else {

@@ -47,7 +47,12 @@ enum TableSwap {
     /// The swap of one table, in the cutover's transaction (after the drain
     /// and the sequence move, before the carried triggers and views are
     /// created and the guards installed).
-    static func swap(_ m: TableMapping, in c: Connection, sourceID: SourceID) throws {
+    ///
+    /// - Parameter accepted: the blocking omissions the operator accepted
+    ///   (`cutover --drop-triggers`). Those of this table (a view or trigger
+    ///   that would no longer fit the new shape) are dropped here rather
+    ///   than left broken.
+    static func swap(_ m: TableMapping, in c: Connection, sourceID: SourceID, accepted: [TargetSchema.Omission] = []) throws {
         let q = quoteIdentifier
         let real = m.source.name, shadow = m.targetTable, aside = TablePlan.asideName(of: real)
         guard try Schema.table(named: shadow, in: c) != nil else {
@@ -64,6 +69,13 @@ enum TableSwap {
         // others were accepted as dropped (--drop-triggers).
         for name in try applicationTriggers(on: aside, in: c) {
             try c.execute("DROP TRIGGER main.\(q(name))")
+        }
+        for o in accepted where o.table.lowercased() == real.lowercased() && o.blocksCutover {
+            switch o.kind {
+            case "view": try c.execute("DROP VIEW IF EXISTS main.\(q(o.name))")
+            case "trigger": try c.execute("DROP TRIGGER IF EXISTS main.\(q(o.name))")
+            default: break
+            }
         }
         // Capture follows the name: the new table's triggers, new shape,
         // `from_seq` here (the old triggers, aside now, go by name).

@@ -102,6 +102,9 @@ public struct Verifier {
         let mappings = try PlanResolver.resolve(plan, source: source, target: source,
                                                 ownedColumns: try StateTables.addedColumns(target))
         try Self.checkVerifiable(state, plan: plan, mappings: mappings)
+        if let m = mappings.first(where: { TableSwap.isSwap($0, plan: plan) }), try TableSwap.isSwapped(m.source.name, in: source) {
+            throw MigrationError(.cutOver, "\(m.source.name) was swapped in at cutover (its old table is \(TablePlan.asideName(of: m.source.name))), so there is no shadow left to compare; nothing was verified — `tidemark status` names the next step")
+        }
         let startedAtMicros = Clock.wallMicros()
         let fromLSN = try StateTables.position(target)?.applied ?? .zero
         let reader = LogDirectory(plan.log).exists ? try LogReader(directory: plan.log) : nil

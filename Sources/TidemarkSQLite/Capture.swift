@@ -261,87 +261,85 @@ public enum Capture {
         sourceID: SourceID,
         continuingAfter: LSN = .zero
     ) throws -> InstallReport {
-        do {
-            let planned = try plan(connection: connection, tables: tables, updateColumns: updateColumns, sourceID: sourceID)
-            let createdOutbox = try !isInstalled(connection)
-            if createdOutbox {
-                try connection.execute("""
-                    CREATE TABLE IF NOT EXISTS \(outboxTable)(
-                      seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                      ts INTEGER NOT NULL,
-                      tbl TEXT NOT NULL,
-                      op INTEGER NOT NULL);
-                    CREATE TABLE IF NOT EXISTS \(metaTable)(
-                      name TEXT PRIMARY KEY,
-                      value TEXT NOT NULL) WITHOUT ROWID;
-                    CREATE TABLE IF NOT EXISTS \(tablesTable)(
-                      tbl TEXT NOT NULL,
-                      from_seq INTEGER NOT NULL,
-                      columns TEXT NOT NULL,
-                      key_columns TEXT NOT NULL,
-                      update_columns TEXT,
-                      PRIMARY KEY (tbl, from_seq)) WITHOUT ROWID;
-                    """)
-                let meta = try connection.prepare("INSERT INTO \(metaTable)(name, value) VALUES (?1, ?2)")
-                try meta.execute([.text("source_id"), .text(sourceID.rawValue)])
-                try meta.execute([.text("format"), .text(format)])
-                let firstSeq = Int64(clamping: continuingAfter.rawValue)
-                try meta.execute([.text("first_seq"), .text(String(firstSeq))])
-                // This installation's identity: the log records which one owns it (D2).
-                try meta.execute([.text("installation_id"), .text(SourceID.random().rawValue)])
-                // The install time on the clock the triggers use, so that the
-                // shipper can tell a log of an earlier installation.
-                try connection.prepare("""
-                    INSERT INTO \(metaTable)(name, value) VALUES ('installed_at_micros', CAST(\(timestampSQL) AS TEXT))
-                    """).execute()
-                if firstSeq > 0 {
-                    try connection.prepare("INSERT INTO sqlite_sequence(name, seq) VALUES (?1, ?2)")
-                        .execute([.text(outboxTable), .integer(firstSeq)])
-                }
+        let planned = try plan(connection: connection, tables: tables, updateColumns: updateColumns, sourceID: sourceID)
+        let createdOutbox = try !isInstalled(connection)
+        if createdOutbox {
+            try connection.execute("""
+                CREATE TABLE IF NOT EXISTS \(outboxTable)(
+                  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                  ts INTEGER NOT NULL,
+                  tbl TEXT NOT NULL,
+                  op INTEGER NOT NULL);
+                CREATE TABLE IF NOT EXISTS \(metaTable)(
+                  name TEXT PRIMARY KEY,
+                  value TEXT NOT NULL) WITHOUT ROWID;
+                CREATE TABLE IF NOT EXISTS \(tablesTable)(
+                  tbl TEXT NOT NULL,
+                  from_seq INTEGER NOT NULL,
+                  columns TEXT NOT NULL,
+                  key_columns TEXT NOT NULL,
+                  update_columns TEXT,
+                  PRIMARY KEY (tbl, from_seq)) WITHOUT ROWID;
+                """)
+            let meta = try connection.prepare("INSERT INTO \(metaTable)(name, value) VALUES (?1, ?2)")
+            try meta.execute([.text("source_id"), .text(sourceID.rawValue)])
+            try meta.execute([.text("format"), .text(format)])
+            let firstSeq = Int64(clamping: continuingAfter.rawValue)
+            try meta.execute([.text("first_seq"), .text(String(firstSeq))])
+            // This installation's identity: the log records which one owns it (D2).
+            try meta.execute([.text("installation_id"), .text(SourceID.random().rawValue)])
+            // The install time on the clock the triggers use, so that the
+            // shipper can tell a log of an earlier installation.
+            try connection.prepare("""
+                INSERT INTO \(metaTable)(name, value) VALUES ('installed_at_micros', CAST(\(timestampSQL) AS TEXT))
+                """).execute()
+            if firstSeq > 0 {
+                try connection.prepare("INSERT INTO sqlite_sequence(name, seq) VALUES (?1, ?2)")
+                    .execute([.text(outboxTable), .integer(firstSeq)])
             }
-            try widenOutbox(connection, toValueColumns: 2 * (planned.map(\.columns.count).max() ?? 0))
-            let highWater = try lastCapturedSeq(connection)
-            let current = try currentShapes(connection)
-            var report = InstallReport(installed: [], unchanged: [], createdOutbox: createdOutbox)
-            try connection.prepare("INSERT OR REPLACE INTO \(metaTable)(name, value) VALUES ('format', ?1)")
-                .execute([.text(format)])
-            for table in planned {
-                guard let info = try Schema.table(named: table.name, in: connection) else {
-                    throw CaptureError(.missingTable, "table '\(table.name)' does not exist in \(connection.path)", table: table.name)
-                }
-                let displacement = try displacement(for: table, info: info, connection: connection)
-                let triggers = triggerSQL(for: table, displacement: displacement)
-                let existing = try existingTriggerSQL(connection, table: table.name)
-                if let shape = current[table.name], shape.sameShape(as: table),
-                   existing == Dictionary(uniqueKeysWithValues: triggers.map { ($0.name, $0.sql) }),
-                   try existingStagingSQL(connection, table: table.name) == displacement.stagingSQL,
-                   try newerTriggers(connection, table: table.name).isEmpty {
-                    report.unchanged.append(table.name)
-                    continue
-                }
-                for name in TriggerKind.allCases.map({ $0.triggerName(table.name) }) {
-                    try connection.execute("DROP TRIGGER IF EXISTS \(quoteIdentifier(name))")
-                }
-                // Rows still staged are rows that existed when staged (a change
-                // that conflicted with them and then did not happen); dropping
-                // them loses nothing.
-                try connection.execute("DROP TABLE IF EXISTS \(quoteIdentifier(stagingTable(table.name)))")
-                try connection.execute(displacement.stagingSQL)
-                for trigger in triggers { try connection.execute(trigger.sql) }
-                let record = try connection.prepare("""
-                    INSERT OR REPLACE INTO \(tablesTable)(tbl, from_seq, columns, key_columns, update_columns)
-                    VALUES (?1, ?2, ?3, ?4, ?5)
-                    """)
-                try record.execute([
-                    .text(table.name), .integer(highWater),
-                    .text(nameList(table.columns)), .text(nameList(table.keyColumns)),
-                    table.updateColumns.map { .text(nameList($0)) } ?? .null,
-                ])
-                report.installed.append(table.name)
-            }
-            try pruneShapes(connection)
-            return report
         }
+        try widenOutbox(connection, toValueColumns: 2 * (planned.map(\.columns.count).max() ?? 0))
+        let highWater = try lastCapturedSeq(connection)
+        let current = try currentShapes(connection)
+        var report = InstallReport(installed: [], unchanged: [], createdOutbox: createdOutbox)
+        try connection.prepare("INSERT OR REPLACE INTO \(metaTable)(name, value) VALUES ('format', ?1)")
+            .execute([.text(format)])
+        for table in planned {
+            guard let info = try Schema.table(named: table.name, in: connection) else {
+                throw CaptureError(.missingTable, "table '\(table.name)' does not exist in \(connection.path)", table: table.name)
+            }
+            let displacement = try displacement(for: table, info: info, connection: connection)
+            let triggers = triggerSQL(for: table, displacement: displacement)
+            let existing = try existingTriggerSQL(connection, table: table.name)
+            if let shape = current[table.name], shape.sameShape(as: table),
+               existing == Dictionary(uniqueKeysWithValues: triggers.map { ($0.name, $0.sql) }),
+               try existingStagingSQL(connection, table: table.name) == displacement.stagingSQL,
+               try newerTriggers(connection, table: table.name).isEmpty {
+                report.unchanged.append(table.name)
+                continue
+            }
+            for name in TriggerKind.allCases.map({ $0.triggerName(table.name) }) {
+                try connection.execute("DROP TRIGGER IF EXISTS \(quoteIdentifier(name))")
+            }
+            // Rows still staged are rows that existed when staged (a change
+            // that conflicted with them and then did not happen); dropping
+            // them loses nothing.
+            try connection.execute("DROP TABLE IF EXISTS \(quoteIdentifier(stagingTable(table.name)))")
+            try connection.execute(displacement.stagingSQL)
+            for trigger in triggers { try connection.execute(trigger.sql) }
+            let record = try connection.prepare("""
+                INSERT OR REPLACE INTO \(tablesTable)(tbl, from_seq, columns, key_columns, update_columns)
+                VALUES (?1, ?2, ?3, ?4, ?5)
+                """)
+            try record.execute([
+                .text(table.name), .integer(highWater),
+                .text(nameList(table.columns)), .text(nameList(table.keyColumns)),
+                table.updateColumns.map { .text(nameList($0)) } ?? .null,
+            ])
+            report.installed.append(table.name)
+        }
+        try pruneShapes(connection)
+        return report
     }
 
     /// The tables to capture, checked and with names as the schema spells them.
