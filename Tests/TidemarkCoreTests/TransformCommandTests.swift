@@ -336,6 +336,41 @@ import Glibc
         }
     }
 
+    /// Killed once the copy has caught up (verify, or the swap, under way):
+    /// the same command verifies again and swaps; `--json` says so.
+    @Test(.timeLimit(.minutes(5)))
+    func killedAfterCatchUpResumesAndReportsJSON() throws {
+        try withTemporaryDirectory { dir in
+            let path = try makeDatabase(dir)
+            let writers = try Writers(path: path)
+            let args = ["transform", path, "items", "--type", "price", "REAL", "--json"]
+            let child = try ChildProcess(try tidemarkExecutable(), args, label: "transform", directory: dir)
+            var killed = false
+            let deadline = Date().addingTimeInterval(60)
+            while child.isRunning && Date() < deadline {
+                if let c = try? Connection(path: path, mode: .readOnly),
+                   let v = try? c.values("SELECT caught_up_at IS NOT NULL FROM _tidemark_migration").first?.first, v == .integer(1) {
+                    child.kill()
+                    killed = true
+                    break
+                }
+                usleep(1_000)
+            }
+            child.wait(seconds: 30)
+            #expect(killed, "finished before it could be killed: \(child.stdout)")
+            let r = try runTidemark(args, in: dir)
+            usleep(200_000)
+            let errors = writers.finish()
+            #expect(r.status == 0, "\(r.stdout) \(r.stderr)")
+            #expect(r.stdout.hasPrefix("{") && r.stdout.contains("\"phase\":\"cut over\"") && r.stdout.contains("\"plan_path\":\"\(path).tidemark/items/plan.yml\""), "\(r.stdout)")
+            #expect(errors.isEmpty, "seed \(writers.seed): \(errors)")
+            let differences = try writers.differences(path)
+            #expect(differences.isEmpty, "seed \(writers.seed): \(differences)")
+            let c = try Connection(path: path, mode: .readOnly)
+            #expect(try c.integer("SELECT count(*) FROM items WHERE typeof(price) <> 'real'") == 0)
+        }
+    }
+
     @Test(.timeLimit(.minutes(5)))
     func sqlPrintsThePlanAndTheNewDefinitionAndChangesNothing() throws {
         try withTemporaryDirectory { dir in
