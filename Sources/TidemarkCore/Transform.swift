@@ -79,6 +79,9 @@ public enum Transform {
         public var seconds = 0.0
         /// Constraints of the old definition the new one does not keep.
         public var notes: [String] = []
+        /// Indexes, triggers and views the new table does not get, with why
+        /// (the migration's "not carried" list).
+        public var notCarried: [String] = []
     }
 
     // MARK: Deciding
@@ -339,6 +342,7 @@ public enum Transform {
             throw refusal
         }
         defer { try? migrator.close() }
+        report.notCarried = migrator.notCarried.map { "\($0.kind) \($0.name) on \($0.table): \($0.reason)" }
         progress(.step("copying"))
         let caughtUp = Atomic<Bool>(false)
         let quiet = Atomic<Bool>(false)

@@ -204,9 +204,11 @@ struct TransformCommand: ParsableCommand {
             if let c = r.cutover { o.set("pause_ms", c.pauseMillis) } else { o.set("pause_ms", raw: "null") }
             o.set("seconds", r.seconds)
             o.set("notes", array: r.notes.map(JSONObject.quote))
+            o.set("not_carried", array: r.notCarried.map(JSONObject.quote))
             print(o.text)
             return
         }
+        for n in r.notCarried { print("not carried: \(n)") }
         if r.alreadyDone && r.phase == .finished {
             print("\(p.table) was already transformed with these options, and finished; nothing to do")
         } else if r.alreadyDone {
