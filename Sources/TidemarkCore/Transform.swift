@@ -51,7 +51,7 @@ public enum Transform {
         public var maxPauseMillis = 2_000
         public var timeoutSeconds = 60.0
         /// Rows per copied chunk: each is one write transaction of the file.
-        public var chunkRows = 2_000
+        public var chunkRows = 1_000
         /// Longest a replay transaction holds the file's write lock (ms).
         public var replayBatchMillis = 40
         /// After each copy or replay step, pause this many times the step's

@@ -183,9 +183,11 @@ struct TransformBenchmark: ParsableCommand {
         sleep(until: monotonicNanos() + 300_000_000)  // and after: writes queued behind the tool finish
         let outcome = writers.finish()
         let during = outcome.writes.filter { $0.scheduled >= start && $0.scheduled <= end }
-        if getenv("TIDEMARK_BENCH_TRACE") != nil {
-            // Where the long waits were, relative to the tool's start.
-            for w in during where w.latencyMillis > 200 {
+        if let v = getenv("TIDEMARK_BENCH_TRACE") {
+            // Where the long waits were, relative to the tool's start
+            // (TIDEMARK_BENCH_TRACE=MS: those longer than MS, default 200).
+            let threshold = Double(String(cString: v)) ?? 200
+            for w in during where w.latencyMillis > threshold {
                 progress("  wait \(formatFixed(w.latencyMillis, decimals: 0)) ms for a write due at \(formatFixed(millis(start, w.scheduled), decimals: 0)) ms")
             }
         }

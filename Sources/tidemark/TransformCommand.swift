@@ -89,7 +89,7 @@ struct TransformCommand: ParsableCommand {
     var timeout: Double = 60
 
     @Option(help: "Rows per copied and verified chunk (each copied chunk is one short write transaction writers wait behind).")
-    var chunkRows: Int = 2_000
+    var chunkRows: Int = 1_000
 
     @Option(help: "After each copy or replay step, pause this many times the step's duration, so writers waiting on their busy timeout get the lock (0: copy flat out).")
     var yieldRatio: Double = 1
