@@ -8,6 +8,6 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tidemark-bench",
         abstract: "Measure Tidemark beside its baselines (median of several runs; table or --json).",
-        subcommands: [LogBenchmark.self, CaptureBench.self, MigrateBenchmark.self, CutoverBenchmark.self, PostgresBenchmark.self]
+        subcommands: [LogBenchmark.self, CaptureBench.self, MigrateBenchmark.self, CutoverBenchmark.self, PostgresBenchmark.self, TransformBenchmark.self]
     )
 }
