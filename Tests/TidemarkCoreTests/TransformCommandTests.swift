@@ -255,7 +255,7 @@ import Glibc
         }
     }
 
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(10)))
     func withoutRowidAndAutoincrementTables() throws {
         try withTemporaryDirectory { dir in
             let path = dir + "/app.db"
@@ -287,7 +287,7 @@ import Glibc
         }
     }
 
-    @Test(.timeLimit(.minutes(5)), arguments: [
+    @Test(.timeLimit(.minutes(10)), arguments: [
         (["--not-null", "note"], "not null note NOT NULL: 1000 rows, first keys (id=3), (id=6), (id=9), (id=12), (id=15)"),
         (["--type", "code", "INTEGER"], ""),
         (["--type", "note", "INTEGER", "--type", "nope", "TEXT"], "table items has no column --type nope"),
@@ -312,7 +312,7 @@ import Glibc
         }
     }
 
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(10)))
     func otherOptionsWhileOneIsUnderWayAreRefused() throws {
         try withTemporaryDirectory { dir in
             let path = try makeDatabase(dir)
@@ -338,7 +338,7 @@ import Glibc
 
     /// Killed once the copy has caught up (verify, or the swap, under way):
     /// the same command verifies again and swaps; `--json` says so.
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(10)))
     func killedAfterCatchUpResumesAndReportsJSON() throws {
         try withTemporaryDirectory { dir in
             let path = try makeDatabase(dir)
@@ -371,7 +371,7 @@ import Glibc
         }
     }
 
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(10)))
     func sqlPrintsThePlanAndTheNewDefinitionAndChangesNothing() throws {
         try withTemporaryDirectory { dir in
             let path = try makeDatabase(dir)
