@@ -5,7 +5,7 @@ import ArgumentParser
 import TidemarkLog
 import TidemarkSQLite
 
-/// Sizes of the audit rows of `tidemark-bench log` (issue 13's defaults).
+/// Sizes of the audit rows of `tidemark-bench log` (the defaults are the goals' sizes).
 struct AuditOptions: ParsableArguments {
     @Option(help: "Records in the audit log that history and the window are asked of (10,000,000 for the goals).")
     var auditRecords = 10_000_000

@@ -25,7 +25,7 @@ struct CutoverBenchmark: ParsableCommand {
         commandName: "cutover",
         abstract: "Writer pause during cutover under load, and verify throughput beside sqldiff.",
         discussion: """
-        Goals (DESIGN.md, issue 5): writer pause p99 < 100 ms under 2,000 writes/s; verify ≥ 1× sqldiff. \
+        Goals (DESIGN.md): writer pause p99 < 100 ms under 2,000 writes/s; verify ≥ 1× sqldiff. \
         Needs the sqldiff command (apt-get install sqlite3-tools).
         """
     )

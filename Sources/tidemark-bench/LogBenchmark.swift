@@ -30,7 +30,7 @@ struct LogBenchmark: ParsableCommand {
         Goals (DESIGN.md): append ≥ 0.5× and read ≥ 0.5× the zstd CLI, peak RSS < 150 MB. \
         MB are 10^6 bytes of uncompressed record bytes. Needs the zstd command (apt-get install zstd).
 
-        Audit (issue 13): history of one key and a 5-minute window out of a 10M-record log, by the \
+        Audit: history of one key and a 5-minute window out of a 10M-record log, by the \
         tidemark binary built beside this one, ≥ 10× faster than zstd -dc | grep of the same log; \
         as-of --output of a 1M-row table rewinding 100k changes ≥ 1× replaying from an empty database; \
         tidemark's own peak RSS < 64 MB (measured under /usr/bin/time when present).

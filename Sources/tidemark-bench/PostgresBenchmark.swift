@@ -26,7 +26,7 @@ struct PostgresBenchmark: ParsableCommand {
         commandName: "postgres",
         abstract: "A SQLite table into PostgreSQL: Tidemark beside the sqlite3|psql COPY pipe and pgloader; replay and verify.",
         discussion: """
-        Goals (issue 12): Tidemark copy ≥ 2× pgloader's speed and ≥ 0.7× the psql COPY pipe; replay ≥ 150,000 \
+        Goals: Tidemark copy ≥ 2× pgloader's speed and ≥ 0.7× the psql COPY pipe; replay ≥ 150,000 \
         changes/s; 0 values changed. Starts a throwaway PostgreSQL cluster (initdb, pg_ctl) unless --server is given. \
         Needs sqlite3, psql and pgloader (apt-get install sqlite3 postgresql-client pgloader).
         """

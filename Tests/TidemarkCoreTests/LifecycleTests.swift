@@ -9,7 +9,7 @@ import TidemarkSQLite
 import Glibc
 #endif
 
-/// The migration lifecycle (issue 10: items 1, 7, 8, 9, 10 and `status`):
+/// The migration lifecycle (and `status`):
 /// the applied position only moves forward, NULL key parts never reach the
 /// target, cutover needs a clean verify, a changed plan stops every command
 /// that would write, signals stop long commands at a safe point, and

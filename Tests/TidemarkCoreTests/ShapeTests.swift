@@ -4,7 +4,7 @@ import Testing
 import TidemarkLog
 import TidemarkSQLite
 
-/// The three shapes of issue 4 end to end, with writer threads (each with
+/// The three plan shapes (copy, transform, in place) end to end, with writer threads (each with
 /// its own connection) inserting, updating, re-keying and deleting while the
 /// migration copies, crashes, resumes and follows.
 @Suite struct ShapeTests {

@@ -9,7 +9,7 @@ import TidemarkSQLite
 import Glibc
 #endif
 
-/// Issue 11, the migrator's part: secondary indexes built after the copy,
+/// The migrator's part of the complete target: secondary indexes built after the copy,
 /// foreign keys off on the target connection, the preflight before anything
 /// is written, the omission report and `migrate --dry-run`, a replayed change
 /// the target refuses, and adopting an empty in-place column.

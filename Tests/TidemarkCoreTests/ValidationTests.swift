@@ -94,7 +94,7 @@ import TidemarkSQLite
         Case(name: "new table in the same file holds rows", tables: accounts, sameFile: true,
              targetSQL: "CREATE TABLE accounts(id INTEGER PRIMARY KEY, email TEXT, full_name TEXT); INSERT INTO accounts VALUES (9, 'x', 'y');",
              code: .targetNotEmpty, phrase: "already holds rows not written by this migration"),
-        // An existing column is adopted only while it is empty (issue 11).
+        // An existing column is adopted only while it is empty.
         Case(name: "in place over an existing column with values", tables: """
               users:
                 columns:

@@ -8,7 +8,7 @@ import TidemarkTestSupport
 import Glibc
 #endif
 
-/// Issue 9, item 11: one shipper per source, held by an OS file lock beside
+/// One shipper per source, held by an OS file lock beside
 /// the source, freed by the kernel when its holder is killed. Real
 /// processes, real SIGKILL.
 @Suite("Shipper: one shipper per source")

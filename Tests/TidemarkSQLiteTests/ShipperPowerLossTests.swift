@@ -9,7 +9,7 @@ import TidemarkLog
 import Glibc
 #endif
 
-/// Issue 9, items 6 and 9 at the shipper's level: power is cut (log and
+/// Power loss at the shipper's level: power is cut (log and
 /// source together) at every file call a shipping round makes in the log,
 /// through the log's fault-injection seam (``FileFaults``) and the source's
 /// power-loss VFS; the restarted shipper must leave the log holding every

@@ -4,7 +4,7 @@ import Testing
 import TidemarkLog
 @testable import TidemarkSQLite
 
-/// The source side of power loss (issue 9, item 6): writers running
+/// The source side of power loss: writers running
 /// `synchronous = NORMAL` may lose their last commits; the log must never
 /// hold one the source lost, and a `seq` the source hands out again must
 /// never be dropped as "already shipped".
