@@ -112,6 +112,15 @@ extension Migrator {
                     try TargetSetup.check(mappings, target: existingTarget)
                 }
             }
+            // Invariant: a source's switch record belongs to the migration
+            // whose state sits beside it. A new migration (no state) from a
+            // source still holding an earlier, finished migration's record
+            // would take it for its own at cutover ("already cut over",
+            // nothing switched), so it is refused before anything is made.
+            if existingState == nil, let earlier = try SwitchRecord.read(source) {
+                let tables = earlier.tables.split(separator: ",").map { $0.split(separator: "=").first.map(String.init) ?? "" }.joined(separator: ", ")
+                throw MigrationError(.foreignState, "\(plan.source) was switched by an earlier migration (\(tables), cut over at LSN \(earlier.lsn)) whose switch record (table \(SwitchRecord.table)) still routes them; a new migration from this source would take it for its own cutover, and one switch per source file is all Tidemark keeps — roll that migration back, or (a transform) `tidemark finish --drop-source` it, before starting another")
+            }
             if existingState == nil {
                 var schema = try givenSchema ?? TargetSchema.resolve(plan: plan, mappings: mappings, source: source, sameFile: plan.isSameFile)
                 // An empty target table that exists already is checked as it is.

@@ -212,6 +212,32 @@ import Glibc
         }
     }
 
+    /// A finished migration's switch record stays in the source (it routes
+    /// the moved tables). A second migration from that source must not take
+    /// it for its own cutover: before, `migrate` of the second went ahead,
+    /// and its cutover settles on any switch record it finds as its own
+    /// ("already cut over") without guarding the new table.
+    @Test("a new migration from a source an earlier, finished migration switched is refused in one line, creating nothing", .timeLimit(.minutes(10)))
+    func aSecondMigrationNeverTakesTheEarlierSwitchForItsOwn() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir, schema: "CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT); CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);",
+                                rows: "INSERT INTO users VALUES (10, 'x@x', 'X'); INSERT INTO notes VALUES (1, 'a'), (2, 'b');")
+            for step in [["migrate"], ["verify"], ["cutover"], ["finish"]] {
+                let r = try f.tidemark(step)
+                #expect(r.status == 0, "\(step): \(r.stderr)")
+            }
+            let second = dir + "/notes.yml"
+            try writeText(second, "source: src.db\ntarget: notes.db\nlog: notes-log\ntables:\n  notes: {}\n")
+            let migrate = try runTidemark(["migrate", "--plan", second], in: dir)
+            #expect(migrate.status != 0, "\(migrate.stdout)")
+            #expect(migrate.stderr.split(separator: "\n").count == 1 && migrate.stderr.contains("switched by an earlier migration (users"), "\(migrate.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/notes.db"))
+            #expect(!FileManager.default.fileExists(atPath: dir + "/notes-log"))
+            // The source still takes writes to notes (nothing was guarded).
+            try f.sql("INSERT INTO notes VALUES (3, 'c')")
+        }
+    }
+
     @Test("--skip-verify switches unproven with a warning, recorded in the state", .timeLimit(.minutes(10)))
     func skipVerify() throws {
         try withTemporaryDirectory { dir in
