@@ -93,8 +93,8 @@ public final class LogCursor: @unchecked Sendable {
     var onFrame: ((FrameMetadata, SegmentFile) -> Void)?
 
     /// Frames whose metadata rules out everything this asks for are passed
-    /// over without decompressing or decoding them (format 3 frames; older
-    /// ones are always read); their data CRC is still checked. Records of frames that are read are returned as usual:
+    /// over without reading their data (format 3 frames; older ones are
+    /// always read). Records of frames that are read are returned as usual:
     /// the caller still applies its own per-record checks. Nil: read all.
     public var skip: FrameSkip?
     /// `log verify`: check each format 3 frame's tables and key filter
@@ -255,13 +255,11 @@ public final class LogCursor: @unchecked Sendable {
                     // A neighbor is read only for a pair that may straddle
                     // its edge with a matching frame (not a chain of them).
                     if !matches && !(skip.withNeighbors && (previous.map { FrameSkip.mayPair($0, m) } == true || nextFramePairs(after: m, skip, size))) {
-                        // A skipped frame is not decompressed, but its data
-                        // CRC is still checked: damage is reported by every
-                        // reader that passes it, as when nothing is skipped.
-                        if let why = try scanner!.loadData(m, into: &data) {
-                            if try tornTail(isLast: isLast, size: size) { continue }
-                            throw corrupt(m.lsnRange, why)
-                        }
+                        // A skipped frame's data is not read at all: its
+                        // metadata (checked: CRC, chain) proves no record in
+                        // it can match, so damage there cannot change this
+                        // answer. `log verify`, and any reader that needs the
+                        // frame, reads and checks it.
                         framesSkipped += 1
                         scanner!.advance(past: m)
                         continue
