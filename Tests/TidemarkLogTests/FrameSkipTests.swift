@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TidemarkTestSupport
 @testable import TidemarkLog
 
 /// Format 3 frame skipping (table sets and key Bloom filters in the frame
@@ -8,17 +9,7 @@ import Testing
 /// changes (format 2 updates and old delete+insert pairs), deletes and
 /// reinserts, clocks that step back, and many small frames and segments.
 @Suite struct FrameSkipTests {
-    /// A small deterministic generator (SplitMix64): the seed reproduces a run.
-    struct Rng: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
+    typealias Rng = SplitMix64
 
     static let tables = ["t_int", "t_text", "t_real", "t_pair", "orders", "lines"]
 
@@ -128,7 +119,7 @@ import Testing
     }
 
     func check(seed: UInt64, records count: Int, queries: Int) throws -> Int {
-        var rng = Rng(state: seed)
+        var rng = Rng(seed: seed)
         var skippedFrames = 0
         try withTemporaryDirectory { dir in
             let records = Self.randomLog(&rng, count: count)

@@ -1,4 +1,5 @@
 import Testing
+import TidemarkTestSupport
 @testable import TidemarkLog
 
 /// Tests for the text forms of change records: ``Timestamp``, JSON lines
@@ -10,18 +11,6 @@ struct RecordJSONTests {}
 
 // MARK: - Helpers
 
-/// SplitMix64: a tiny deterministic generator so failures reproduce.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Encodes, parses back and completes a record; the result must equal the input.
 func roundTrip(_ record: ChangeRecord, sourceLocation: SourceLocation = #_sourceLocation) throws -> ChangeRecord {

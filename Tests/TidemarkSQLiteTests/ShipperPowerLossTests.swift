@@ -2,6 +2,7 @@
 import CPowerLossVFS
 import Foundation
 import Testing
+import TidemarkTestSupport
 import TidemarkLog
 @testable import TidemarkSQLite
 
