@@ -1,5 +1,10 @@
 import CZstd
 
+/// The zstd library this build links (as `tidemark --version` shows it).
+public enum ZstdLibrary {
+    public static var version: String { String(cString: ZSTD_versionString()) }
+}
+
 /// A reusable zstd compression context (one per appender; not thread-safe).
 final class Compressor {
     private let context: OpaquePointer

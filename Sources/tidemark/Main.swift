@@ -1,10 +1,15 @@
 import ArgumentParser
+import TidemarkLog
+import TidemarkSQLite
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 extension Tidemark {
+    /// This build's version.
+    static let version = "0.14.0"
+
     /// The entry point: ArgumentParser's, except that a usage error is one
     /// line on stderr (what is wrong, and where the help is), exit 64.
     ///
@@ -21,6 +26,10 @@ extension Tidemark {
         sigaddset(&signals, SIGTERM)
         pthread_sigmask(SIG_UNBLOCK, &signals, nil)
         let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments == ["--version"] || arguments == ["-V"] {
+            print("tidemark \(version) (SQLite \(Connection.libraryVersion), zstd \(ZstdLibrary.version))")
+            return
+        }
         do {
             var command = try parseAsRoot(arguments)
             try command.run()

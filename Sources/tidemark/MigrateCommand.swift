@@ -7,8 +7,8 @@ import TidemarkLog
 
 /// `--plan FILE`, shared by every migration command.
 struct PlanOption: ParsableArguments {
-    @Option(help: "The migration plan (YAML or JSON).")
-    var plan: String = "tidemark.yml"
+    @Option(help: "The migration plan (YAML or JSON); default: $TIDEMARK_PLAN, else tidemark.yml.")
+    var plan: String = getenv("TIDEMARK_PLAN").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? "tidemark.yml"
 
     func load() throws -> Plan { try Plan.load(path: plan) }
 }

@@ -6,7 +6,7 @@ struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Prove the target equals the transformed source, while writers keep writing.",
-        discussion: "Exit 0 when equal, 1 when not; missing, extra and different rows are listed by key."
+        discussion: "Exit 0 when equal, 1 when not (missing, extra and different rows are listed by key), 2 when it could not compare (as diff and cmp)."
     )
 
     @OptionGroup var plan: PlanOption
@@ -23,7 +23,14 @@ struct VerifyCommand: ParsableCommand {
 
     func run() throws {
         var equal = false
-        try reportingErrors {
+        // Could not compare (a bad plan, a missing file, a database error):
+        // exit 2, so 1 always means "found differences".
+        do { try reportingErrors(json: false) { try compare(&equal) } } catch let e as ExitCode where e == ExitCode(1) { throw ExitCode(2) }
+        if !equal { throw ExitCode(1) }
+    }
+
+    private func compare(_ equal: inout Bool) throws {
+        do {
             Interruption.install()
             var options = Verifier.Options()
             options.chunkRows = chunkRows
@@ -80,7 +87,6 @@ struct VerifyCommand: ParsableCommand {
             }
             print(report.isEqual ? "equal: \(report.rows) rows in \(String(format2: report.seconds)) s" : "NOT equal")
         }
-        if !equal { throw ExitCode(1) }
     }
 }
 
