@@ -14,7 +14,7 @@ struct LogAppendCommand: ParsableCommand {
 
     @OptionGroup var log: LogLocation
 
-    @Option(help: "Read records from FILE instead of standard input.")
+    @Option(help: "Read records from FILE instead of standard input (- is standard input).")
     var input: String?
 
     @Option(help: "Source id for a new log (default: a random id). An existing log must match.")
@@ -109,13 +109,14 @@ enum JSONLinesInput {
 
     static func readAll(_ path: String?) throws -> [UInt8] {
         let fd: Int32
-        if let path {
+        // "-" is standard input, as for any Unix tool.
+        if let path, path != "-" {
             fd = open(path, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { throw LogError(.io, "cannot open input \(path): \(String(cString: strerror(errno)))") }
         } else {
             fd = 0
         }
-        defer { if path != nil { close(fd) } }
+        defer { if fd != 0 { close(fd) } }
         var data: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {

@@ -270,6 +270,24 @@ import Darwin
         }
     }
 
+    /// `--input -` is standard input, the Unix way (it tried to open a file
+    /// named "-"); `--input FILE` and plain stdin read the same records.
+    @Test(.timeLimit(.minutes(10)))
+    func inputDashIsStandardInput() async throws {
+        try await withTemporaryDirectory { root in
+            let lines = (1...3).map { sampleRecord($0).jsonLineWithoutLSN }.joined(separator: "\n") + "\n"
+            let dash = try await tidemark(["log", "append", "--log", root + "/a", "--input", "-"], stdin: Array(lines.utf8))
+            #expect(dash.status == 0, "stderr: \(dash.stderr)")
+            try lines.write(toFile: root + "/in.jsonl", atomically: true, encoding: .utf8)
+            let file = try await tidemark(["log", "append", "--log", root + "/b", "--input", root + "/in.jsonl"], stdin: [])
+            #expect(file.status == 0, "stderr: \(file.stderr)")
+            let plain = try await tidemark(["log", "append", "--log", root + "/c"], stdin: Array(lines.utf8))
+            #expect(plain.status == 0, "stderr: \(plain.stderr)")
+            let images = try [root + "/a", root + "/b", root + "/c"].map { try readAll($0).map { "\($0.table) \($0.operation) \($0.key) \(String(describing: $0.after))" } }
+            #expect(images[0].count == 3 && images[0] == images[1] && images[1] == images[2])
+        }
+    }
+
     @Test(.timeLimit(.minutes(10)))
     func aMalformedThirdLineAppendsNothing() async throws {
         try await withTemporaryDirectory { root in
