@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ArgumentParser
 import Synchronization
 import TidemarkLog
 import TidemarkSQLite
@@ -166,4 +167,33 @@ final class Shared<Value: Sendable>: Sendable {
     private let mutex: Mutex<Value>
     init(_ value: Value) { mutex = Mutex(value) }
     func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+}
+
+/// The options every benchmark takes: where scratch files go, JSON or a
+/// table, whether to keep the scratch directory, and whether a missed goal
+/// fails the run.
+struct BenchCommonOptions: ParsableArguments {
+    @Option(help: "Directory for scratch files (default: $TMPDIR or /tmp).")
+    var scratch: String?
+
+    @Flag(help: "Print one JSON object instead of the table.")
+    var json = false
+
+    @Flag(help: "Keep the scratch directory (databases, logs) for inspection.")
+    var keep = false
+
+    @Flag(help: "Exit with status 1 when a goal is missed or the run is smaller than the goals need.")
+    var check = false
+}
+
+/// A benchmark command with the common options, read as its own.
+protocol BenchCommand {
+    var common: BenchCommonOptions { get }
+}
+
+extension BenchCommand {
+    var scratch: String? { common.scratch }
+    var json: Bool { common.json }
+    var keep: Bool { common.keep }
+    var check: Bool { common.check }
 }

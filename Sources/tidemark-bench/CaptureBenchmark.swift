@@ -16,7 +16,7 @@ import TidemarkSQLite
 /// - Shipper: a captured bulk run leaves every row in the outbox; each run
 ///   ships a fresh copy of that database into a new log (`Shipper.drain`),
 ///   with durability commit and none.
-struct CaptureBench: ParsableCommand {
+struct CaptureBench: ParsableCommand, BenchCommand {
     static let configuration = CommandConfiguration(
         commandName: "capture",
         abstract: "Capture overhead (autocommit and bulk writes) and shipper throughput (median of several runs; table or --json).",
@@ -38,17 +38,7 @@ struct CaptureBench: ParsableCommand {
     @Option(help: "Measured runs of each bulk and shipper path; medians are reported.")
     var runs = 5
 
-    @Option(help: "Directory for scratch files (default: $TMPDIR or /tmp).")
-    var scratch: String?
-
-    @Flag(help: "Print one JSON object instead of the table.")
-    var json = false
-
-    @Flag(help: "Keep the scratch directory for inspection.")
-    var keep = false
-
-    @Flag(help: "Exit with status 1 when a goal is missed or the run is smaller than the goals need.")
-    var check = false
+    @OptionGroup var common: BenchCommonOptions
 
     func validate() throws {
         guard bulkRows >= 1, autocommitRows >= 1, rounds >= 1, runs >= 1 else { throw ValidationError("counts must be at least 1") }

@@ -20,7 +20,7 @@ import TidemarkSQLite
 ///   latency in the steady second before it.
 /// - Verify: `Verifier` on a quiet migrated pair (identity plan, so both
 ///   files hold the same tables), beside `sqldiff --table T` of each table.
-struct CutoverBenchmark: ParsableCommand {
+struct CutoverBenchmark: ParsableCommand, BenchCommand {
     static let configuration = CommandConfiguration(
         commandName: "cutover",
         abstract: "Writer pause during cutover under load, and verify throughput beside sqldiff.",
@@ -48,17 +48,7 @@ struct CutoverBenchmark: ParsableCommand {
     @Option(help: "Measured verify runs, each side; medians are reported.")
     var runs = 5
 
-    @Option(help: "Directory for scratch files (default: $TMPDIR or /tmp).")
-    var scratch: String?
-
-    @Flag(help: "Print one JSON object instead of the table.")
-    var json = false
-
-    @Flag(help: "Keep the scratch directory for inspection.")
-    var keep = false
-
-    @Flag(help: "Exit with status 1 when a goal is missed or the run is smaller than the goals need.")
-    var check = false
+    @OptionGroup var common: BenchCommonOptions
 
     func validate() throws {
         guard rows >= 1_000 else { throw ValidationError("--rows must be at least 1000") }

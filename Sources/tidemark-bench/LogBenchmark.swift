@@ -22,7 +22,7 @@ import TidemarkLog
 /// 5-minute window out of a 10M-record log vs `zstd -dc | grep`, and
 /// `log as-of --output` vs replaying from an empty database. `--only`
 /// runs one part.
-struct LogBenchmark: ParsableCommand {
+struct LogBenchmark: ParsableCommand, BenchCommand {
     static let configuration = CommandConfiguration(
         commandName: "log",
         abstract: "Change-log append/read throughput, compression and memory beside the zstd CLI.",
@@ -55,17 +55,7 @@ struct LogBenchmark: ParsableCommand {
     @Option(help: "Workload seed; the same seed gives the same records.")
     var seed: UInt64 = 20_261_101
 
-    @Option(help: "Directory for scratch files (default: $TMPDIR or /tmp).")
-    var scratch: String?
-
-    @Flag(help: "Print one JSON object instead of the table.")
-    var json = false
-
-    @Flag(help: "Keep the scratch directory (logs, raw bytes) for inspection.")
-    var keep = false
-
-    @Flag(help: "Exit with status 1 when a goal is missed or the run is smaller than the goals need.")
-    var check = false
+    @OptionGroup var common: BenchCommonOptions
 
     /// Which parts of the benchmark run.
     enum Part: String, ExpressibleByArgument, CaseIterable {

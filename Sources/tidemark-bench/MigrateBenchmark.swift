@@ -29,7 +29,7 @@ import TidemarkSQLite
 ///   following Migrator ships and replays (commit in the source → applied
 ///   in the target).
 /// - Peak RSS of the Tidemark phases.
-struct MigrateBenchmark: ParsableCommand {
+struct MigrateBenchmark: ParsableCommand, BenchCommand {
     static let configuration = CommandConfiguration(
         commandName: "migrate",
         abstract: "Snapshot copy, replay, catch-up lag and memory of a migration beside SQLite's own ways.",
@@ -67,17 +67,7 @@ struct MigrateBenchmark: ParsableCommand {
     @Option(help: "Workload seed; the same seed gives the same changes.")
     var seed: UInt64 = 20_261_101
 
-    @Option(help: "Directory for scratch files (default: $TMPDIR or /tmp).")
-    var scratch: String?
-
-    @Flag(help: "Print one JSON object instead of the table.")
-    var json = false
-
-    @Flag(help: "Keep the scratch directory for inspection.")
-    var keep = false
-
-    @Flag(help: "Exit with status 1 when a goal is missed or the run is smaller than the goals need.")
-    var check = false
+    @OptionGroup var common: BenchCommonOptions
 
     @Option(help: ArgumentHelp("Run only one path, without baselines, for a profiler: copy or replay.", visibility: .hidden))
     var profile: String?

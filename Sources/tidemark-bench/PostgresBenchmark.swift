@@ -21,7 +21,7 @@ import TidemarkSQLite
 ///   next run (shipping and replaying them) is timed.
 /// - Verify of the whole table, under paced writes of a following migration
 ///   (`--verify-writes-per-second`, 0 = idle).
-struct PostgresBenchmark: ParsableCommand {
+struct PostgresBenchmark: ParsableCommand, BenchCommand {
     static let configuration = CommandConfiguration(
         commandName: "postgres",
         abstract: "A SQLite table into PostgreSQL: Tidemark beside the sqlite3|psql COPY pipe and pgloader; replay and verify.",
@@ -65,17 +65,7 @@ struct PostgresBenchmark: ParsableCommand {
     @Flag(help: "Skip pgloader (its row then shows no baseline).")
     var noPgloader = false
 
-    @Option(help: "Directory for scratch files (default: $TMPDIR or /tmp).")
-    var scratch: String?
-
-    @Flag(help: "Print one JSON object instead of the table.")
-    var json = false
-
-    @Flag(help: "Keep the scratch directory for inspection.")
-    var keep = false
-
-    @Flag(help: "Exit with status 1 when a goal is missed or the run is smaller than the goals need.")
-    var check = false
+    @OptionGroup var common: BenchCommonOptions
 
     func validate() throws {
         guard rows >= 1_000 else { throw ValidationError("--rows must be at least 1000") }

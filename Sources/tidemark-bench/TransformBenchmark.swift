@@ -21,7 +21,7 @@ import Glibc
 /// Each tool's total time, and the application's waits: each write's
 /// latency from when it was due (a write queued behind a blocked one
 /// counts its wait), p50/p99/max over the writes due while the tool ran.
-struct TransformBenchmark: ParsableCommand {
+struct TransformBenchmark: ParsableCommand, BenchCommand {
     static let configuration = CommandConfiguration(
         commandName: "transform",
         abstract: "Online table rebuild (tidemark transform) beside sqlite-utils transform and the one-transaction 12-step rebuild, under writers.",
@@ -37,17 +37,7 @@ struct TransformBenchmark: ParsableCommand {
     @Option(help: "Writer threads, each with its own connection (busy timeout 30 s, so a stalled write waits, as an application's would, rather than fail).")
     var writerThreads = 2
 
-    @Option(help: "Directory for scratch files (default: $TMPDIR or /tmp).")
-    var scratch: String?
-
-    @Flag(help: "Print one JSON object instead of the table.")
-    var json = false
-
-    @Flag(help: "Keep the scratch directory for inspection.")
-    var keep = false
-
-    @Flag(help: "Exit with status 1 when a goal is missed.")
-    var check = false
+    @OptionGroup var common: BenchCommonOptions
 
     func validate() throws {
         guard rows >= 1_000 else { throw ValidationError("--rows must be at least 1000") }
