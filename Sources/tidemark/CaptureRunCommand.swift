@@ -1,0 +1,80 @@
+import ArgumentParser
+import TidemarkCore
+import TidemarkLog
+import TidemarkSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct CaptureRunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Ship captured changes into the log (until interrupted, or once with --once)."
+    )
+
+    @OptionGroup var source: SourceOptions
+
+    @Option(help: "The log directory.")
+    var log: String
+
+    @Flag(help: "Ship what is there now, then exit.")
+    var once = false
+
+    @Option(help: "Pause between rounds when the outbox is empty.")
+    var intervalMs: Int = 50
+
+    @Option(help: "Log durability: commit (default), none, or interval:MS.")
+    var durability: String = "commit"
+
+    @Flag(help: "Print a JSON summary at exit.")
+    var json = false
+
+    func validate() throws {
+        guard intervalMs >= 0 else { throw ValidationError("--interval-ms must not be negative") }
+        guard Durability(parsing: durability) != nil else { throw ValidationError("--durability must be commit, none or interval:MS") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let db = try source.open()
+            guard let id = try Capture.storedSourceID(db) else {
+                throw CaptureError(.notInstalled, "capture is not installed in \(source.source); run `tidemark capture install` first")
+            }
+            // One shipper per source, checked before the log is opened (or
+            // created): a second `capture run` changes nothing.
+            let lock = try ShipperLock(sourcePath: source.source, logPath: log)
+            let appender = try LogAppender(directory: log, sourceID: id, options: LogOptions(durability: Durability(parsing: durability)!))
+            if let r = appender.recovery { printError(r.description) }
+            let shipper = try Shipper(connection: db, appender: appender, options: Shipper.Options(idlePauseMillis: intervalMs), lock: lock)
+            let stop = StopFlag()
+            let signals = SignalStop { stop.set() }
+            defer { signals.cancel() }
+            var shipped = 0
+            if once {
+                shipped = try shipper.drain()
+            } else {
+                let start = appender.lastLSN
+                try shipper.run(until: { stop.isSet })
+                shipped = Int(appender.lastLSN.rawValue - start.rawValue)
+            }
+            try appender.close()
+            if json {
+                var o = JSONObject()
+                o.set("shipped", shipped)
+                o.set("last_lsn", appender.lastLSN.rawValue)
+                print(o.text)
+            } else {
+                print("shipped \(shipped) changes; log at LSN \(appender.lastLSN)")
+            }
+        }
+    }
+}
+
+/// A flag set from a signal handler and read by the shipping loop.
+final class StopFlag: @unchecked Sendable {
+    // @unchecked: a single word written once (false → true); readers poll.
+    private nonisolated(unsafe) var value = false
+    func set() { value = true }
+    var isSet: Bool { value }
+}
+
