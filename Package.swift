@@ -39,6 +39,8 @@ let package = Package(
         .testTarget(name: "TidemarkSQLiteTests", dependencies: ["TidemarkSQLite", "TidemarkLog", "TidemarkTestSupport", "CPowerLossVFS"]),
         .testTarget(name: "TidemarkCoreTests", dependencies: ["TidemarkCore", "TidemarkSQLite", "TidemarkLog", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkCutoverTests", dependencies: ["TidemarkCore", "TidemarkTestSupport"]),
+        // The command line's own pieces (progress bar, error codes), tested in-process.
+        .testTarget(name: "TidemarkCLITests", dependencies: ["tidemark"]),
         .testTarget(name: "TidemarkPostgresTests", dependencies: ["TidemarkPostgres", "TidemarkCore", "TidemarkSQLite", "TidemarkLog", "TidemarkTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -17,9 +17,11 @@ struct SourceOptions: ParsableArguments {
     @Option(help: "The source SQLite database.")
     var source: String
 
+    func validate() throws { try checkDatabasePath(source, "--source") }
+
     func open(_ mode: Connection.OpenMode = .readWrite) throws -> Connection {
         guard access(source, F_OK) == 0 else {
-            throw CaptureError(.missingTable, "source database \(source) does not exist")
+            throw CommandFailure("database_not_found", "source database \(source) does not exist")
         }
         return try Connection(path: source, mode: mode)
     }

@@ -14,8 +14,8 @@ struct CaptureInstallCommand: ParsableCommand {
 
     @OptionGroup var source: SourceOptions
 
-    @Option(help: "The log directory (created if missing).")
-    var log: String
+    @OptionGroup var logLocation: LogLocation
+    var log: String { logLocation.directory }
 
     @Option(help: "Tables to capture, comma-separated (default: every table).")
     var tables: String?
@@ -23,8 +23,8 @@ struct CaptureInstallCommand: ParsableCommand {
     @Option(help: "Capture updates of only these columns: TABLE=col1,col2 (repeatable).")
     var columns: [String] = []
 
-    @Flag(help: "Print one JSON object.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
 
     func run() throws {
         try reportingErrors {

@@ -14,8 +14,8 @@ struct CaptureRunCommand: ParsableCommand {
 
     @OptionGroup var source: SourceOptions
 
-    @Option(help: "The log directory.")
-    var log: String
+    @OptionGroup var logLocation: LogLocation
+    var log: String { logLocation.directory }
 
     @Flag(help: "Ship what is there now, then exit.")
     var once = false
@@ -26,8 +26,10 @@ struct CaptureRunCommand: ParsableCommand {
     @Option(help: "Log durability: commit (default), none, or interval:MS.")
     var durability: String = "commit"
 
-    @Flag(help: "Print a JSON summary at exit.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
+
+    @OptionGroup var verbosity: VerbosityOptions
 
     func validate() throws {
         guard intervalMs >= 0 else { throw ValidationError("--interval-ms must not be negative") }
@@ -36,6 +38,7 @@ struct CaptureRunCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            let console = Console(json: json, verbosity)
             let db = try source.open()
             guard let id = try Capture.storedSourceID(db) else {
                 throw CaptureError(.notInstalled, "capture is not installed in \(source.source); run `tidemark capture install` first")
@@ -45,6 +48,7 @@ struct CaptureRunCommand: ParsableCommand {
             let lock = try ShipperLock(sourcePath: source.source, logPath: log)
             let appender = try LogAppender(directory: log, sourceID: id, options: LogOptions(durability: Durability(parsing: durability)!))
             if let r = appender.recovery { printError(r.description) }
+            console.detail("source \(id): shipping into \(log) from LSN \(appender.lastLSN)\(once ? ", once" : " until interrupted")")
             let shipper = try Shipper(connection: db, appender: appender, options: Shipper.Options(idlePauseMillis: intervalMs), lock: lock)
             let stop = StopFlag()
             let signals = SignalStop { stop.set() }
@@ -58,6 +62,7 @@ struct CaptureRunCommand: ParsableCommand {
                 shipped = Int(appender.lastLSN.rawValue - start.rawValue)
             }
             try appender.close()
+            console.detail("closed the log at LSN \(appender.lastLSN)")
             if json {
                 var o = JSONObject()
                 o.set("shipped", shipped)

@@ -14,11 +14,11 @@ struct CaptureStatusCommand: ParsableCommand {
 
     @OptionGroup var source: SourceOptions
 
-    @Option(help: "The log directory.")
-    var log: String?
+    @OptionGroup var logLocation: OptionalLogLocation
+    var log: String? { logLocation.directory }
 
-    @Flag(help: "Print one JSON object.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
 
     func run() throws {
         try reportingErrors {

@@ -17,11 +17,21 @@ struct CaptureUninstallCommand: ParsableCommand {
     @Flag(help: "Discard unshipped changes.")
     var force = false
 
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
+
     func run() throws {
         try reportingErrors {
             let db = try source.open()
             try Capture.uninstall(connection: db, force: force)
-            print("capture removed from \(source.source)")
+            if json {
+                var o = JSONObject()
+                o.set("removed", true)
+                o.set("source", source.source)
+                print(o.text)
+            } else {
+                print("capture removed from \(source.source)")
+            }
         }
     }
 }

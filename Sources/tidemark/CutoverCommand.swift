@@ -29,8 +29,10 @@ struct CutoverCommand: ParsableCommand {
     @Flag(help: "Switch although some of the source's triggers or views could not be carried to the target (`migrate` lists them); they are named in a warning.")
     var dropTriggers = false
 
-    @Flag(help: "Print one JSON object.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
+
+    @OptionGroup var verbosity: VerbosityOptions
 
     func run() throws {
         try reportingErrors {
@@ -41,18 +43,22 @@ struct CutoverCommand: ParsableCommand {
             o.timeoutSeconds = timeout
             o.dryRun = dryRun
             o.skipVerify = skipVerify
+            let console = Console(json: json, verbosity)
             let p = try plan.load()
+            console.detail("plan \(plan.plan): \(p.source) → \(p.displayTarget)")
             // A rollback a crash interrupted is undone first (or, if it
             // committed, the cutover is refused: `migrate` starts anew).
             if !dryRun { try Rollback.resolveBeforeCutover(plan: p) }
             // Refused before anything is opened for writing (lifecycle).
             try Lifecycle.checkCutover(plan: p, skipVerify: skipVerify)
+            console.detail("the migration may cut over\(skipVerify ? " (--skip-verify)" : ""); waiting for a lag under \(maxLagMs) ms (at most \(String(format2: timeout)) s), pausing writers at most \(maxPauseMs) ms\(dryRun ? " (dry run)" : "")")
             // SIGINT/SIGTERM: before the commit point the cutover is rolled
             // back, after it it finishes; either way exit 130/143.
             Interruption.install()
             let migrator = try Migrator.open(plan: p, options: MigratorOptions(follow: true))
             defer { try? migrator.close() }
             let r = try migrator.cutover(o)
+            console.detail("waited \(String(format2: r.waitedSeconds)) s for the lag; writers paused \(String(format2: r.pauseMillis)) ms; \(r.drained) changes drained at LSN \(r.lsn)")
             if skipVerify && !r.alreadyDone {
                 // After the fact, so that a refusal stays one error line.
                 printError("warning: --skip-verify: \(r.dryRun ? "would switch" : "switched") without a clean verify since the copy finished; nothing proved the target equal, and writes no trigger sees (incremental BLOB I/O) were not carried. Recorded in the migration state.")
@@ -62,7 +68,7 @@ struct CutoverCommand: ParsableCommand {
             }
             defer {
                 if let sig = Interruption.receivedSignal, !r.dryRun {
-                    printError(InterruptedError(signal: sig, place: "after the commit point: the cutover finished (\(p.displayTarget) is authoritative)").description)
+                    reportError(InterruptedError(signal: sig, place: "after the commit point: the cutover finished (\(p.displayTarget) is authoritative)"))
                 }
             }
             if json {

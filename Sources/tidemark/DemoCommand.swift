@@ -25,8 +25,10 @@ struct DemoCommand: ParsableCommand {
         discussion: "The demo owns the tables accounts and order_lines (schema public) and the schema tidemark in that database: it drops them (CASCADE) before it starts. Use a database of its own."))
     var target: String?
 
-    @Flag(help: "Print a JSON summary.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
+
+    @OptionGroup var verbosity: VerbosityOptions
 
     func validate() throws {
         guard rows >= 10 else { throw ValidationError("--rows must be at least 10") }
@@ -40,8 +42,9 @@ struct DemoCommand: ParsableCommand {
     func run() throws {
         var equal = false
         try reportingErrors {
-            let view = ProgressView(enabled: !json && isTerminal(2))
-            let say: (String) -> Void = { line in if !json { print(line) } }
+            let console = Console(json: json, verbosity)
+            let view = console.progress()
+            let say: (String) -> Void = { line in console.note(line) }
             let options = Demo.Options(directory: dir, rows: rows, seconds: seconds, writesPerSecond: writesPerSecond, target: target)
             let summary = try Demo.run(options) { event in
                 switch event {
@@ -56,6 +59,7 @@ struct DemoCommand: ParsableCommand {
                     view.finish()
                     say("caught up after \(String(format2: s)) s; following while writers keep writing")
                 case .verifying:
+                    view.finish()
                     say("verifying the target against the source under the live load…")
                 case .verified(let r):
                     say(r.isEqual ? "verified: \(r.rows) rows equal in \(String(format2: r.seconds)) s" : "verify found differences")

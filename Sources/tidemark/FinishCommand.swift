@@ -21,12 +21,18 @@ struct FinishCommand: ParsableCommand {
     @Flag(help: "Change nothing; print every object finish would remove.")
     var dryRun = false
 
-    @Flag(help: "Print one JSON object.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
+
+    @OptionGroup var verbosity: VerbosityOptions
 
     func run() throws {
         try reportingErrors {
-            let r = try Finish.run(plan: try plan.load(), dropSource: dropSource, dryRun: dryRun)
+            let console = Console(json: json, verbosity)
+            let p = try plan.load()
+            console.detail("plan \(plan.plan): \(p.source) → \(p.displayTarget)\(dropSource ? ", dropping the old source tables" : "")\(dryRun ? " (dry run)" : "")")
+            let r = try Finish.run(plan: p, dropSource: dropSource, dryRun: dryRun)
+            console.detail("\(r.removed.count) object\(r.removed.count == 1 ? "" : "s") \(r.dryRun ? "to remove" : "removed")")
             if json {
                 var j = JSONObject()
                 j.set("dry_run", r.dryRun)

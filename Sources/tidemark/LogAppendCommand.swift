@@ -14,7 +14,7 @@ struct LogAppendCommand: ParsableCommand {
 
     @OptionGroup var log: LogLocation
 
-    @Option(help: "Read records from FILE instead of standard input (- is standard input).")
+    @Option(help: ArgumentHelp("Read records from FILE instead of standard input (- is standard input).", valueName: "file"))
     var input: String?
 
     @Option(help: "Source id for a new log (default: a random id). An existing log must match.")
@@ -23,8 +23,8 @@ struct LogAppendCommand: ParsableCommand {
     @Option(help: "commit (fsync before returning), none, or interval:MS.")
     var durability: String = "commit"
 
-    @Flag(help: "Print a JSON object instead of the last LSN.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
 
     func validate() throws {
         guard Durability(parsing: durability) != nil else {
@@ -107,28 +107,9 @@ enum JSONLinesInput {
         return out
     }
 
+    /// The file, or standard input for `-` or no `--input`.
     static func readAll(_ path: String?) throws -> [UInt8] {
-        let fd: Int32
-        // "-" is standard input, as for any Unix tool.
-        if let path, path != "-" {
-            fd = open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw LogError(.io, "cannot open input \(path): \(String(cString: strerror(errno)))") }
-        } else {
-            fd = 0
-        }
-        defer { if fd != 0 { close(fd) } }
-        var data: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw LogError(.io, "cannot read input: \(String(cString: strerror(errno)))")
-            }
-            if n == 0 { break }
-            data.append(contentsOf: chunk[0..<n])
-        }
-        return data
+        try InputFile.read(path)
     }
 }
 

@@ -36,10 +36,13 @@ struct LogAsOfCommand: ParsableCommand {
     @Option(help: "Write the whole database as of the point to this new file instead of printing rows.")
     var output: String?
 
-    @Flag(help: "Print each row as one JSON object per line (and the summary of --output as JSON).")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
+
+    @OptionGroup var verbosity: VerbosityOptions
 
     func validate() throws {
+        try checkDatabasePath(db, "--db")
         if output == nil && table == nil {
             throw ValidationError("give --table T to print its rows, or --output FILE to write the whole database as of --at")
         }
@@ -53,12 +56,15 @@ struct LogAsOfCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            let console = Console(json: json, verbosity)
             let point = try AsOf.Point(parsing: at)
             var out = StandardOutput()
             defer { out.flush() }
             if let output {
+                console.detail("copying \(db) with SQLite's backup API, then undoing from \(log.directory) every change after \(at)")
                 let report = try AsOf.rewind(db: db, log: log.directory, at: point, output: output)
-                notes(report)
+                console.detail("copied at LSN \(report.copyLSN); undid \(report.undone) change\(report.undone == 1 ? "" : "s") (\(report.undoneFromOutbox) from the outbox); tables: \(report.tables.joined(separator: ", "))")
+                notes(report, console)
                 if json {
                     var o = JSONObject()
                     o.set("output", output)
@@ -78,7 +84,7 @@ struct LogAsOfCommand: ParsableCommand {
             guard let table else { return }
             let wanted = try key.map(KeyArgument.parse)
             let result = try AsOf.rows(db: db, log: log.directory, at: point, table: table, key: wanted)
-            notes(result.report)
+            notes(result.report, console)
             if json {
                 for row in result.rows { out.line(jsonObject(row)) }
             } else {
@@ -95,12 +101,12 @@ struct LogAsOfCommand: ParsableCommand {
         "LSN \(r.lsn)" + (r.micros.map { " (\(Timestamp(microsSinceEpoch: $0)))" } ?? "")
     }
 
-    private func notes(_ r: AsOfReport) {
+    private func notes(_ r: AsOfReport, _ console: Console) {
         if !r.leftOut.isEmpty {
-            printError("note: not captured, so left out: \(r.leftOut.joined(separator: ", "))")
+            console.noteOnStderr("note: not captured, so left out: \(r.leftOut.joined(separator: ", "))")
         }
         if !r.partialUpdateCapture.isEmpty {
-            printError("note: \(r.partialUpdateCapture.joined(separator: ", ")) capture updates of some columns only; updates of the other columns are not in the log and were not undone")
+            console.noteOnStderr("note: \(r.partialUpdateCapture.joined(separator: ", ")) capture updates of some columns only; updates of the other columns are not in the log and were not undone")
         }
     }
 

@@ -18,8 +18,8 @@ struct LogBlameCommand: ParsableCommand {
 
     @OptionGroup var window: LogWindowOptions
 
-    @Flag(help: "One JSON object per column.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
 
     @Flag(help: "Read on past damaged frames and segments, reporting each range skipped on stderr.")
     var skipDamaged = false
@@ -40,8 +40,7 @@ struct LogBlameCommand: ParsableCommand {
                 }.records.filter { filter.matches($0) }
             }
             guard let blame = RowBlame(history: records) else {
-                printError("no changes of \(table) with key \(key) in the \(window.isWindowed || window.isFiltered ? "window" : "log"); nothing to blame")
-                throw ExitCode(1)
+                throw CommandFailure("not_found", "no changes of \(table) with key \(key) in the \(window.isWindowed || window.isFiltered ? "window" : "log"); nothing to blame")
             }
             var out = StandardOutput()
             defer { out.flush() }

@@ -7,9 +7,3 @@ struct LogCommand: ParsableCommand {
         subcommands: [LogAppendCommand.self, LogTailCommand.self, LogHistoryCommand.self, LogBlameCommand.self, LogDiffCommand.self, LogAsOfCommand.self, LogStatsCommand.self, LogVerifyCommand.self, LogRepairCommand.self]
     )
 }
-
-/// The option every log command takes.
-struct LogLocation: ParsableArguments {
-    @Option(name: .customLong("log"), help: "The log directory.")
-    var directory: String
-}

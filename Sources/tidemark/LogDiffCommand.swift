@@ -22,8 +22,8 @@ struct LogDiffCommand: ParsableCommand {
     @Option(help: "Only this table.")
     var table: String?
 
-    @Flag(help: "One JSON object per key.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
 
     @Flag(help: "Read on past damaged frames and segments, reporting each range skipped on stderr.")
     var skipDamaged = false

@@ -18,8 +18,8 @@ struct LogRepairCommand: ParsableCommand {
     @Flag(help: "Show what would be moved, change nothing.")
     var dryRun = false
 
-    @Flag(help: "Print one JSON object.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
 
     func run() throws {
         try reportingErrors {

@@ -9,8 +9,8 @@ struct LogStatsCommand: ParsableCommand {
 
     @OptionGroup var log: LogLocation
 
-    @Flag(help: "Print one JSON object.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
 
     @Flag(help: "Read on past damaged frames and segments (reported) instead of stopping at the first.")
     var skipDamaged = false

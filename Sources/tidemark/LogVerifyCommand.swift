@@ -14,8 +14,8 @@ struct LogVerifyCommand: ParsableCommand {
 
     @OptionGroup var log: LogLocation
 
-    @Flag(help: "Print one JSON object.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
 
     func run() throws {
         var clean = false

@@ -1,4 +1,5 @@
 import ArgumentParser
+import TidemarkCore
 import TidemarkLog
 import TidemarkSQLite
 
@@ -30,23 +31,36 @@ extension Tidemark {
             print("tidemark \(version) (SQLite \(Connection.libraryVersion), zstd \(ZstdLibrary.version))")
             return
         }
+        // Decided before parsing, so that a usage error follows --json too.
+        ErrorOutput.json = ErrorOutput.wantsJSON(arguments)
         do {
             var command = try parseAsRoot(arguments)
             try command.run()
         } catch {
-            // Help, --version, ExitCode and commands' own errors (already
-            // one line) go through ArgumentParser unchanged.
+            // Help and --version print in full; ExitCode carries a status
+            // whose message (if any) the command already wrote.
             let code = exitCode(for: error)
-            guard code == .validationFailure, !(error is ExitCode), !(error is CleanExit) else { exit(withError: error) }
+            if code == .success || error is CleanExit || error is ExitCode { exit(withError: error) }
+            if let e = error as? InterruptedError {
+                reportError(e)
+                Glibc.exit(e.exitStatus)
+            }
+            guard code == .validationFailure else {
+                // A library error no `reportingErrors` caught: still one line.
+                reportError(error)
+                Glibc.exit(code == .success ? 1 : code.rawValue)
+            }
             // ArgumentParser's usage errors come with a Help:/Usage: block;
             // keep the first line and point at --help instead.
             let message = self.message(for: error)
             let first = message.split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? "bad usage"
             let name = commandPath(arguments)
-            var line = "\(name): \(lowercasingFirst(first.hasPrefix("Error: ") ? String(first.dropFirst(7)) : first))"
-            line += " (see '\(name) --help')\n"
-            let bytes = Array(line.utf8)
-            bytes.withUnsafeBytes { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+            let what = lowercasingFirst(first.hasPrefix("Error: ") ? String(first.dropFirst(7)) : first)
+            if ErrorOutput.json {
+                writeStandardError(errorJSON(CommandFailure("usage", what), message: "\(name): \(what) (see '\(name) --help')") + "\n")
+            } else {
+                writeStandardError("\(name): \(what) (see '\(name) --help')\n")
+            }
             Glibc.exit(code.rawValue)
         }
     }

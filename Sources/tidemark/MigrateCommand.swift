@@ -17,8 +17,10 @@ struct MigrateCommand: ParsableCommand {
     @Flag(help: "Keep following the log after catch-up, until interrupted.")
     var follow = false
 
-    @Flag(help: "Print a JSON summary instead of text.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
+
+    @OptionGroup var verbosity: VerbosityOptions
 
     @Flag(help: "Replay past LSN ranges the log lost to damage (see `tidemark log repair`); verify before cutover.")
     var acceptGap = false
@@ -28,7 +30,9 @@ struct MigrateCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors(json: json) {
+            let console = Console(json: json, verbosity)
             let p = try plan.load()
+            console.detail("plan \(plan.plan): \(p.source) → \(p.displayTarget), \(p.tables.count) table\(p.tables.count == 1 ? "" : "s"), log \(p.log)")
             if dryRun {
                 try printDryRun(try Migrator.dryRun(plan: p))
                 return
@@ -39,14 +43,14 @@ struct MigrateCommand: ParsableCommand {
             options.acceptGap = acceptGap
             let migrator = try Migrator.open(plan: p, options: options)
             defer { try? migrator.close() }
+            console.detail("opened the migration\(follow ? "; following after catch-up until interrupted" : "")")
             // What the target will not get, before anything is copied (the
             // stored schema's, so a resumed run says the same).
-            if !json {
-                for o in migrator.notCarried { print(omissionLine(o)) }
-            }
-            let view = ProgressView(enabled: !json && isTerminal(2))
+            for o in migrator.notCarried { console.note(omissionLine(o)) }
+            let view = console.progress()
             let summary = try migrator.run { view.show($0) }
             view.finish()
+            console.detail("stopped after \(String(format2: summary.totalSeconds)) s (copy \(String(format2: summary.copySeconds)) s)")
             if json {
                 var o = JSONObject()
                 o.set("rows_copied", summary.rowsCopied)

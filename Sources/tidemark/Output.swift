@@ -33,7 +33,7 @@ struct StandardOutput {
                     // A full disk or a reader that went away (EPIPE when
                     // SIGPIPE is ignored): output is lost, so stop and say
                     // so rather than exit 0 (or follow forever) without it.
-                    printError("cannot write to standard output: \(String(cString: strerror(e)))")
+                    reportError(CommandFailure("io_error", "cannot write to standard output: \(String(cString: strerror(e)))"))
                     exit(1)
                 }
                 done += n
@@ -48,28 +48,21 @@ func isTerminal(_ fd: Int32) -> Bool { isatty(fd) != 0 }
 
 /// Prints `message` to stderr as one line prefixed with `tidemark: `.
 func printError(_ message: String) {
-    let line = Array(("tidemark: " + message + "\n").utf8)
-    line.withUnsafeBytes { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+    writeStandardError("tidemark: " + message + "\n")
 }
 
-/// Runs a command body, turning library errors into one stderr line and a
-/// non-zero exit. Validation errors keep ArgumentParser's usage output.
-func reportingErrors(_ body: () throws -> Void) throws {
-    do {
-        try body()
-    } catch let e as ExitCode {
-        throw e
-    } catch let e as ValidationError {
-        throw e
-    } catch let e as CleanExit {
-        throw e
-    } catch let e as InterruptedError {
-        // D4: a long command stopped at a safe point on SIGINT/SIGTERM.
-        printError(e.description)
-        throw ExitCode(e.exitStatus)
-    } catch {
-        printError("\(error)")
-        throw ExitCode(1)
+/// Writes `text` to stderr at once (unbuffered, so it is not interleaved
+/// with stdout's buffer or lost at exit).
+func writeStandardError(_ text: String) {
+    let bytes = Array(text.utf8)
+    bytes.withUnsafeBytes { raw in
+        var done = 0
+        while done < raw.count {
+            let n = Glibc.write(2, raw.baseAddress! + done, raw.count - done)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            done += n
+        }
     }
 }
 

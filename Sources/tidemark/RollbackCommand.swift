@@ -18,12 +18,19 @@ struct RollbackCommand: ParsableCommand {
     @Flag(help: "Change nothing; print every object a rollback would remove.")
     var dryRun = false
 
-    @Flag(help: "Print one JSON object.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
+
+    @OptionGroup var verbosity: VerbosityOptions
 
     func run() throws {
         try reportingErrors {
-            let r = try Rollback.run(plan: try plan.load(), dryRun: dryRun)
+            let console = Console(json: json, verbosity)
+            let p = try plan.load()
+            console.detail("plan \(plan.plan): \(p.source) → \(p.displayTarget)\(dryRun ? " (dry run)" : "")")
+            let r = try Rollback.run(plan: p, dryRun: dryRun)
+            console.detail("\(r.kind.rawValue): \(r.droppedTables.count) table\(r.droppedTables.count == 1 ? "" : "s") dropped, \(r.removed.count) object\(r.removed.count == 1 ? "" : "s") removed, \(r.changesReplayedBack) changes carried back")
+            if !r.dryRun { for o in r.removed { console.detail("removed \(o)") } }
             if json {
                 var j = JSONObject()
                 j.set("kind", r.kind.rawValue)

@@ -14,8 +14,8 @@ struct RouteCommand: ParsableCommand {
 
     @OptionGroup var plan: PlanOption
 
-    @Flag(help: "Print one JSON object.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
 
     func run() throws {
         try reportingErrors {

@@ -15,8 +15,8 @@ struct StatusCommand: ParsableCommand {
 
     @OptionGroup var plan: PlanOption
 
-    @Flag(help: "Print one JSON object.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
 
     func run() throws {
         try reportingErrors {

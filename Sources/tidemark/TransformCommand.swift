@@ -94,8 +94,10 @@ struct TransformCommand: ParsableCommand {
     @Option(help: "After each copy or replay step, pause this many times the step's duration, so writers waiting on their busy timeout get the lock (0: copy flat out).")
     var yieldRatio: Double = 1
 
-    @Flag(help: "Print one JSON object instead of text.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
+
+    @OptionGroup var verbosity: VerbosityOptions
 
     /// Options ArgumentParser collects as flat lists, cut into groups of
     /// `arity` (`--type price REAL` → (price, REAL)).
@@ -129,6 +131,7 @@ struct TransformCommand: ParsableCommand {
     }
 
     func validate() throws {
+        try checkDatabasePath(db, "the database")
         _ = try options()
         guard chunkRows >= 1 else { throw ValidationError("--chunk-rows must be at least 1") }
         guard yieldRatio >= 0, yieldRatio <= 100 else { throw ValidationError("--yield-ratio must be from 0 to 100") }
@@ -149,19 +152,18 @@ struct TransformCommand: ParsableCommand {
             settings.timeoutSeconds = timeout
             settings.chunkRows = chunkRows
             settings.yieldRatio = yieldRatio
-            let showProgress = !json && isTerminal(2)
-            nonisolated(unsafe) let view = ProgressView(enabled: showProgress)
-            if !json {
-                print(prepared.resuming ? "resuming the transform of \(prepared.table) (\(prepared.phase.rawValue)); plan: \(prepared.planPath)"
-                                        : "transforming \(prepared.table); plan: \(prepared.planPath)")
-                for n in prepared.shape?.notes ?? [] { print("note: \(n)") }
-            }
+            nonisolated(unsafe) let console = Console(json: json, verbosity)
+            nonisolated(unsafe) let view = console.progress()
+            console.note(prepared.resuming ? "resuming the transform of \(prepared.table) (\(prepared.phase.rawValue)); plan: \(prepared.planPath)"
+                                           : "transforming \(prepared.table); plan: \(prepared.planPath)")
+            for n in prepared.shape?.notes ?? [] { console.note("note: \(n)") }
             let report = try Transform.run(prepared, settings: settings) { event in
-                guard showProgress else { return }
                 switch event {
                 case .copy(let p): view.show(p)
-                case .verify(let table, let rows): printProgressLine("verifying \(table): \(rows) rows")
-                case .step(let s): if s == "swapping" { printProgressLine("") }
+                case .verify(let table, let rows): view.verifying(table, rows: rows)
+                case .step(let s):
+                    view.finish()
+                    console.detail(s)
                 }
             }
             printReport(report, prepared)

@@ -14,8 +14,10 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "Rows per compared chunk.")
     var chunkRows: Int = 10_000
 
-    @Flag(help: "Print one JSON object.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
+
+    @OptionGroup var verbosity: VerbosityOptions
 
     func validate() throws {
         guard chunkRows >= 1 else { throw ValidationError("--chunk-rows must be at least 1") }
@@ -34,11 +36,19 @@ struct VerifyCommand: ParsableCommand {
             Interruption.install()
             var options = Verifier.Options()
             options.chunkRows = chunkRows
-            let showProgress = !json && isTerminal(2)
-            let report = try Verifier(plan: try plan.load(), options: options).run { table, rows in
-                if showProgress { printProgressLine("verifying \(table): \(rows) rows") }
+            let console = Console(json: json, verbosity)
+            let view = console.progress()
+            var current: String?
+            let p = try plan.load()
+            console.detail("plan \(plan.plan): comparing \(p.tables.count) table\(p.tables.count == 1 ? "" : "s") of \(p.displayTarget) with \(p.source)")
+            let report = try Verifier(plan: p, options: options).run { table, rows in
+                if current != table {
+                    current = table
+                    console.detail("verifying \(table)")
+                }
+                view.verifying(table, rows: rows)
             }
-            if showProgress { printProgressLine("") }
+            view.finish()
             equal = report.isEqual
             if json {
                 var o = JSONObject()
@@ -72,7 +82,8 @@ struct VerifyCommand: ParsableCommand {
             }
             for t in report.tables {
                 if t.isEqual {
-                    print("\(t.source) → \(t.target): \(t.rows) rows equal")
+                    // The differences are the result; equal tables a note.
+                    console.note("\(t.source) → \(t.target): \(t.rows) rows equal")
                 } else {
                     print("\(t.source) → \(t.target): \(t.missingCount) missing, \(t.extraCount) extra, \(t.differentCount) different"
                           + (t.foreignKeyCount > 0 ? ", \(t.foreignKeyCount) foreign key" : ""))
