@@ -50,7 +50,7 @@ struct MigrateCommand: ParsableCommand {
             let view = console.progress()
             let summary = try migrator.run { view.show($0) }
             view.finish()
-            console.detail("stopped after \(String(format2: summary.totalSeconds)) s (copy \(String(format2: summary.copySeconds)) s)")
+            console.detail("the run ended after \(String(format2: summary.totalSeconds)) s (copy \(String(format2: summary.copySeconds)) s)")
             if json {
                 var o = JSONObject()
                 o.set("rows_copied", summary.rowsCopied)

@@ -19,7 +19,9 @@ final class ProgressView {
 
         /// A bar when stderr is a terminal, plain lines when it is not.
         static func forStandardError() -> Mode {
-            if isTerminal(2) { return .bar(width: terminalWidth()) }
+            // One column spare: a line that fills the last column wraps on
+            // some terminals, and the redraw would climb one line short.
+            if isTerminal(2) { return .bar(width: max(20, terminalWidth() - 1)) }
             var seconds = 5.0
             if let v = getenv("TIDEMARK_PROGRESS_INTERVAL").map({ String(cString: $0) }), let s = Double(v), s >= 0, s.isFinite {
                 seconds = s
@@ -88,9 +90,13 @@ final class ProgressView {
         }
     }
 
-    /// Ends the display: the bar's last drawing stays; the next output
-    /// starts on a fresh line.
-    func finish() {
+    /// Ends the display: the bar's last drawing stays (or is erased), and
+    /// the next drawing starts below it.
+    func finish(clearing: Bool = false) {
+        if clearing, linesDrawn > 0 {
+            // Up over the drawing, erasing it; the next output starts there.
+            writeStandardError("\u{1B}[\(linesDrawn)A" + String(repeating: "\u{1B}[2K\n", count: linesDrawn) + "\u{1B}[\(linesDrawn)A")
+        }
         linesDrawn = 0
         if case .lines = mode { lastDraw = Clock.monotonicNanos() } else { lastDraw = 0 }
     }

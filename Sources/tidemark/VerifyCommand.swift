@@ -48,7 +48,7 @@ struct VerifyCommand: ParsableCommand {
                 }
                 view.verifying(table, rows: rows)
             }
-            view.finish()
+            view.finish(clearing: true)
             equal = report.isEqual
             if json {
                 var o = JSONObject()

@@ -4,17 +4,69 @@ import TidemarkTestSupport
 @testable import TidemarkCore
 import TidemarkSQLite
 
-/// Command-line conventions: `--version`, the plan from `TIDEMARK_PLAN`,
-/// and `verify`'s exit codes (0 equal, 1 different, 2 could not compare —
-/// as `diff` and `cmp`).
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Command-line conventions, each checked on the built executable (output
+/// and exit code): `--version`, the plan from `TIDEMARK_PLAN`, `verify`'s
+/// exit codes (0 equal, 1 different, 2 could not compare — as `diff` and
+/// `cmp`), the shared option groups, `--json` errors, `-` as standard
+/// input, `--quiet`/`--verbose` and progress when stderr is not a terminal.
 @Suite struct CommandLineTests {
-    func run(_ args: [String], in dir: String, environment extra: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+    typealias Result = (status: Int32, stdout: String, stderr: String)
+
+    /// The environment every run starts from: no plan from the caller's
+    /// environment, a fixed width.
+    static var baseEnvironment: [String: String] {
         var env = ProcessInfo.processInfo.environment
+        env["TIDEMARK_PLAN"] = nil
+        env["TIDEMARK_PROGRESS_INTERVAL"] = nil
+        env["COLUMNS"] = "100"
+        return env
+    }
+
+    /// `tidemark ARGS` with `dir` as its current directory (through
+    /// `exec`, so a signal reaches tidemark itself).
+    func start(_ args: [String], in dir: String, environment extra: [String: String] = [:]) throws -> ChildProcess {
+        var env = Self.baseEnvironment
+        env["TIDEMARK"] = try tidemarkExecutable()
         for (k, v) in extra { env[k] = v }
-        let child = try ChildProcess(try tidemarkExecutable(), args, label: "tidemark-\(args.first ?? "")", directory: dir, environment: env)
+        return try ChildProcess("/bin/sh", ["-c", "cd \"$0\" && exec \"$TIDEMARK\" \"$@\"", dir] + args,
+                                label: "tidemark-\(args.first ?? "")", directory: dir, environment: env)
+    }
+
+    func run(_ args: [String], in dir: String, environment extra: [String: String] = [:], seconds: Double = 120) throws -> Result {
+        let child = try start(args, in: dir, environment: extra)
+        let status = child.wait(seconds: seconds)
+        return (status, child.stdout, child.stderr)
+    }
+
+    /// `script` run by /bin/sh in `dir`, with `$TIDEMARK` the executable:
+    /// for standard input from a file or a pipe.
+    func shell(_ script: String, in dir: String, environment extra: [String: String] = [:]) throws -> Result {
+        var env = Self.baseEnvironment
+        env["TIDEMARK"] = try tidemarkExecutable()
+        for (k, v) in extra { env[k] = v }
+        let child = try ChildProcess("/bin/sh", ["-c", "cd \"$0\" && " + script, dir], label: "sh", directory: dir, environment: env)
         let status = child.wait(seconds: 120)
         return (status, child.stdout, child.stderr)
     }
+
+    /// A source of `rows` rows in `t` and a plan `plan.yml` (paths relative).
+    func makeMigration(_ dir: String, rows: Int = 20, chunkRows: Int = 1_000) throws {
+        let c = try Connection(path: dir + "/src.db", mode: .readWriteCreate)
+        try c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        try c.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < \(rows)) INSERT INTO t SELECT i, 'v' || i FROM n")
+        try c.close()
+        try writeText(dir + "/plan.yml", "source: src.db\ntarget: dst.db\nlog: changelog\nchunk_rows: \(chunkRows)\ntables:\n  t: {}\n")
+    }
+
+    static func jsonObject(_ line: Substring) -> [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+    }
+
+    // MARK: version, TIDEMARK_PLAN, verify's exit codes
 
     @Test(.timeLimit(.minutes(10)))
     func versionNamesTidemarkAndTheLibrariesItLinks() throws {
@@ -49,6 +101,266 @@ import TidemarkSQLite
             let missing = try run(["verify", "--plan", dir + "/nope.yml"], in: dir)
             #expect(missing.status == 2, "\(missing.stderr)")
             #expect(missing.stderr.split(separator: "\n").count == 1, "\(missing.stderr)")
+        }
+    }
+
+    // MARK: 1. Shared options
+
+    /// Each shared option reads the same in every command that takes it
+    /// (one declaration), and every long command takes --quiet/--verbose.
+    @Test(.timeLimit(.minutes(10)))
+    func sharedOptionsAreDeclaredOnceAndUsedEverywhere() throws {
+        try withTemporaryDirectory { dir in
+            let commands = try HelpReference.commands(in: dir)
+            #expect(commands.count >= 25, "\(commands)")
+            var texts: [String: Set<String>] = [:]
+            var takes: [String: Set<String>] = [:]
+            for command in commands {
+                let help = try HelpReference.help(command, in: dir)
+                for option in ["--json", "--plan <file>", "--log <dir>", "-q, --quiet", "-v, --verbose"] {
+                    guard let block = HelpReference.optionBlock(option, in: help) else { continue }
+                    texts[option, default: []].insert(block)
+                    takes[option, default: []].insert(command.joined(separator: " "))
+                }
+                // No command spells them its own way.
+                for stray in ["--json <", "--plan <path>", "--log <log>", "--log <directory>"] {
+                    #expect(!help.contains(stray), "\(command): \(stray)")
+                }
+            }
+            for (option, set) in texts {
+                #expect(set.count == 1, "\(option) is described \(set.count) ways: \(set.sorted())")
+            }
+            let long = ["migrate", "transform", "cutover", "verify", "rollback", "finish", "capture run", "demo", "log as-of"]
+            for c in long {
+                #expect(takes["-q, --quiet"]?.contains(c) == true, "\(c) lacks --quiet")
+                #expect(takes["-v, --verbose"]?.contains(c) == true, "\(c) lacks --verbose")
+            }
+            for c in ["migrate", "status", "verify", "cutover", "route", "rollback", "finish"] {
+                #expect(takes["--plan <file>"]?.contains(c) == true, "\(c) lacks --plan")
+                #expect(takes["--json"]?.contains(c) == true, "\(c) lacks --json")
+            }
+            for c in ["capture install", "capture run", "capture status", "log append", "log tail", "log stats", "log verify", "log repair", "log as-of"] {
+                #expect(takes["--log <dir>"]?.contains(c) == true, "\(c) lacks --log")
+            }
+        }
+    }
+
+    // MARK: 2. Errors under --json
+
+    /// Every kind of failure — usage, validation, the plan, the log, the
+    /// source, a command's own — is with --json one JSON line on stderr,
+    /// nothing on stdout, and the exit code of the text error.
+    @Test(.timeLimit(.minutes(10)))
+    func failuresAreOneJSONLineWithTheTextErrorsExitCode() throws {
+        try withTemporaryDirectory { dir in
+            try makeMigration(dir)
+            let cases: [(args: [String], status: Int32, code: String)] = [
+                (["migrate", "--bogus"], 64, "usage"),
+                (["verify", "--chunk-rows", "0"], 64, "usage"),
+                (["migrate", "--quiet", "--verbose"], 64, "usage"),
+                (["capture", "status", "--source", "-"], 64, "usage"),
+                (["migrate", "--plan", "missing.yml"], 1, "invalid_plan"),
+                (["status", "--plan", "missing.yml"], 1, "invalid_plan"),
+                // verify: 2, could not compare.
+                (["verify", "--plan", "missing.yml"], 2, "invalid_plan"),
+                (["log", "stats", "--log", "no-such-log"], 1, "not_a_log"),
+                (["capture", "status", "--source", "no-such.db"], 1, "database_not_found"),
+                (["capture", "run", "--source", "src.db", "--log", "shipped", "--once"], 1, "capture_not_installed"),
+                (["log", "append", "--log", "appended", "--input", "no-such.jsonl"], 1, "io_error"),
+            ]
+            for c in cases {
+                let text = try run(c.args, in: dir)
+                let json = try run(c.args + ["--json"], in: dir)
+                #expect(text.status == c.status, "\(c.args): \(text.stderr)")
+                #expect(json.status == c.status, "\(c.args) --json: \(json.stderr)")
+                #expect(json.stdout.isEmpty, "\(c.args) --json printed on stdout: \(json.stdout)")
+                #expect(text.stdout.isEmpty, "\(c.args) printed on stdout: \(text.stdout)")
+                let textLines = text.stderr.split(separator: "\n")
+                #expect(textLines.count == 1 && !textLines[0].hasPrefix("{"), "\(c.args): \(text.stderr)")
+                let lines = json.stderr.split(separator: "\n")
+                #expect(lines.count == 1, "\(c.args) --json: \(json.stderr)")
+                let error = lines.first.flatMap(Self.jsonObject)?["error"] as? [String: Any]
+                #expect(error?["code"] as? String == c.code, "\(c.args) --json: \(json.stderr)")
+                let message = error?["message"] as? String ?? ""
+                #expect(!message.isEmpty && !message.contains("\n"), "\(c.args) --json: \(json.stderr)")
+                // The same words as the text error (without its prefix).
+                if let t = textLines.first {
+                    #expect(t.hasSuffix(message), "\(c.args): text '\(t)' vs JSON '\(message)'")
+                }
+            }
+            // Nothing was created by any of them.
+            for name in ["appended", "shipped", "dst.db", "changelog"] {
+                #expect(!FileManager.default.fileExists(atPath: dir + "/" + name), "\(name)")
+            }
+        }
+    }
+
+    /// A failure from the library carries its data: the preflight's
+    /// violations, as the text error lists them.
+    @Test(.timeLimit(.minutes(10)))
+    func aPreflightFailureCarriesItsViolations() throws {
+        try withTemporaryDirectory { dir in
+            let c = try Connection(path: dir + "/src.db", mode: .readWriteCreate)
+            try c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, NULL), (2, 'b');")
+            try c.close()
+            try writeText(dir + "/plan.yml", "source: src.db\ntarget: dst.db\nlog: changelog\ntables:\n  t:\n    create: \"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)\"\n")
+            let r = try run(["migrate", "--plan", "plan.yml", "--json"], in: dir)
+            #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
+            #expect(r.stdout.isEmpty, "\(r.stdout)")
+            let lines = r.stderr.split(separator: "\n")
+            #expect(lines.count == 1, "\(r.stderr)")
+            let error = lines.first.flatMap(Self.jsonObject)?["error"] as? [String: Any]
+            #expect(error?["code"] as? String == "preflight_violations", "\(r.stderr)")
+            let violations = error?["violations"] as? [[String: Any]] ?? []
+            #expect(violations.first?["table"] as? String == "t", "\(r.stderr)")
+            #expect((violations.first?["keys"] as? [[String: Any]])?.first?["id"] as? Int == 1, "\(r.stderr)")
+        }
+    }
+
+    /// SIGTERM under --json: exit 143 and an `interrupted` error line.
+    @Test(.timeLimit(.minutes(10)))
+    func anInterruptionUnderJSONIsJSON() throws {
+        try withTemporaryDirectory { dir in
+            try makeMigration(dir)
+            let child = try start(["migrate", "--plan", "plan.yml", "--follow", "--json"], in: dir)
+            // Following once the copy is done: the state says so.
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline {
+                let status = try run(["status", "--plan", "plan.yml", "--json"], in: dir)
+                if let o = status.stdout.split(separator: "\n").first.flatMap(Self.jsonObject), o["caught_up"] as? Bool == true { break }
+                usleep(50_000)
+            }
+            child.kill(SIGTERM)
+            let status = child.wait(seconds: 60)
+            #expect(status == 143, "\(child.stderr)")
+            let lines = child.stderr.split(separator: "\n")
+            #expect(lines.count == 1, "\(child.stderr)")
+            let error = lines.first.flatMap(Self.jsonObject)?["error"] as? [String: Any]
+            #expect(error?["code"] as? String == "interrupted", "\(child.stderr)")
+            #expect(error?["signal"] as? String == "SIGTERM", "\(child.stderr)")
+        }
+    }
+
+    // MARK: 3. `-` is standard input
+
+    @Test(.timeLimit(.minutes(10)))
+    func thePlanReadsFromStandardInput() throws {
+        try withTemporaryDirectory { dir in
+            try makeMigration(dir)
+            // From a redirected file and from a pipe; its paths are relative
+            // to the current directory.
+            let migrate = try shell("\"$TIDEMARK\" migrate --plan - < plan.yml", in: dir)
+            #expect(migrate.status == 0, "\(migrate.stderr)")
+            #expect(migrate.stdout.hasPrefix("caught up: 20 rows copied"), "\(migrate.stdout)")
+            #expect(FileManager.default.fileExists(atPath: dir + "/dst.db"))
+            let verify = try shell("cat plan.yml | \"$TIDEMARK\" verify --plan -", in: dir)
+            #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
+            #expect(verify.stdout.contains("equal: 20 rows"), "\(verify.stdout)")
+            let status = try shell("\"$TIDEMARK\" status --plan - --json < plan.yml", in: dir)
+            #expect(status.status == 0, "\(status.stderr)")
+            #expect(Self.jsonObject(status.stdout.split(separator: "\n").first ?? "")?["phase"] as? String == "verified", "\(status.stdout)")
+            // An empty standard input is a bad plan, not a default one.
+            let empty = try shell("\"$TIDEMARK\" status --plan - --json < /dev/null", in: dir)
+            #expect(empty.status == 1, "\(empty.stdout)")
+            #expect(empty.stderr.contains("\"invalid_plan\"") && empty.stderr.contains("standard input"), "\(empty.stderr)")
+        }
+    }
+
+    @Test(.timeLimit(.minutes(10)))
+    func logAppendReadsStandardInputThreeWays() throws {
+        try withTemporaryDirectory { dir in
+            let records = (1...3).map { #"{"table":"users","op":"insert","key":{"id":\#($0)},"after":{"id":\#($0),"name":"u\#($0)"}}"# }
+            try writeText(dir + "/changes.jsonl", records.joined(separator: "\n") + "\n")
+            // `< file`, `--input -` from a pipe, `--input FILE`: the same records.
+            let redirected = try shell("\"$TIDEMARK\" log append --log a < changes.jsonl", in: dir)
+            let piped = try shell("cat changes.jsonl | \"$TIDEMARK\" log append --log b --input -", in: dir)
+            let named = try run(["log", "append", "--log", "c", "--input", "changes.jsonl"], in: dir)
+            for (name, r) in [("< file", redirected), ("--input -", piped), ("--input FILE", named)] {
+                #expect(r.status == 0, "\(name): \(r.stderr)")
+                #expect(r.stdout == "3\n", "\(name): \(r.stdout)")
+            }
+            for log in ["a", "b", "c"] {
+                let tail = try run(["log", "tail", "--log", log, "--from", "1", "--format", "jsonl"], in: dir)
+                #expect(tail.status == 0, "\(tail.stderr)")
+                #expect(tail.stdout.split(separator: "\n").count == 3, "\(log): \(tail.stdout)")
+                #expect(tail.stdout.contains(#""name":"u3""#), "\(log): \(tail.stdout)")
+            }
+            // A database is not a stream: `-` is refused in one line, nothing made.
+            for args in [["capture", "install", "--source", "-", "--log", "d"], ["log", "as-of", "--db", "-", "--log", "a", "--at", "1", "--table", "users"],
+                         ["transform", "-", "users", "--drop", "name"]] {
+                let r = try run(args, in: dir)
+                #expect(r.status == 64, "\(args): \(r.stderr)")
+                #expect(r.stderr.split(separator: "\n").count == 1 && r.stderr.contains("standard input"), "\(args): \(r.stderr)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: dir + "/d"))
+        }
+    }
+
+    // MARK: 4. --quiet and --verbose
+
+    @Test(.timeLimit(.minutes(10)))
+    func quietPrintsOnlyTheResultAndVerbosePrintsEachStep() throws {
+        try withTemporaryDirectory { dir in
+            try makeMigration(dir)
+            let quiet = try run(["migrate", "--plan", "plan.yml", "--quiet"], in: dir, environment: ["TIDEMARK_PROGRESS_INTERVAL": "0"])
+            #expect(quiet.status == 0, "\(quiet.stderr)")
+            #expect(quiet.stderr.isEmpty, "quiet: no progress, no notes: \(quiet.stderr)")
+            #expect(quiet.stdout.split(separator: "\n").count == 1 && quiet.stdout.hasPrefix("caught up: 20 rows copied"), "\(quiet.stdout)")
+
+            let verbose = try run(["verify", "--plan", "plan.yml", "--verbose"], in: dir)
+            #expect(verbose.status == 0, "\(verbose.stderr)")
+            let details = verbose.stderr.split(separator: "\n")
+            #expect(details.count >= 2, "\(verbose.stderr)")
+            #expect(details.allSatisfy { $0.hasPrefix("tidemark: [") && $0.contains(" s] ") }, "\(verbose.stderr)")
+            #expect(verbose.stderr.contains("verifying t"), "\(verbose.stderr)")
+            // The result is the same as without --verbose.
+            let plain = try run(["verify", "--plan", "plan.yml"], in: dir)
+            #expect(plain.stderr.isEmpty, "\(plain.stderr)")
+            #expect(plain.stdout.split(separator: "\n").count == 2, "\(plain.stdout)")
+            #expect(verbose.stdout.split(separator: "\n").first == plain.stdout.split(separator: "\n").first)
+            // Quiet verify: the per-table lines go, the verdict stays.
+            let quietVerify = try run(["verify", "--plan", "plan.yml", "-q"], in: dir)
+            #expect(quietVerify.status == 0 && quietVerify.stdout.hasPrefix("equal: 20 rows") && quietVerify.stdout.split(separator: "\n").count == 1, "\(quietVerify.stdout)")
+            // --json wins over both: one object on stdout.
+            let json = try run(["verify", "--plan", "plan.yml", "--json", "--quiet"], in: dir)
+            #expect(json.stdout.split(separator: "\n").count == 1 && Self.jsonObject(json.stdout.split(separator: "\n")[0])?["equal"] as? Bool == true, "\(json.stdout)")
+
+            // Verbose rollback and quiet cutover, through the long commands' paths.
+            let cut = try run(["cutover", "--plan", "plan.yml", "-q"], in: dir)
+            #expect(cut.status == 0 && cut.stderr.isEmpty && cut.stdout.hasPrefix("cut over at LSN"), "\(cut.stdout) \(cut.stderr)")
+            let back = try run(["rollback", "--plan", "plan.yml", "-v"], in: dir)
+            #expect(back.status == 0, "\(back.stderr)")
+            #expect(back.stdout.hasPrefix("rolled back:"), "\(back.stdout)")
+            #expect(back.stderr.contains("] plan plan.yml") && back.stderr.contains("] reversed:"), "\(back.stderr)")
+
+            // Both at once is a usage error, changing nothing.
+            let both = try run(["finish", "--plan", "plan.yml", "--quiet", "--verbose"], in: dir)
+            #expect(both.status == 64 && both.stderr.contains("--quiet and --verbose"), "\(both.stderr)")
+        }
+    }
+
+    // MARK: 5. Progress when stderr is not a terminal
+
+    @Test(.timeLimit(.minutes(10)))
+    func progressIsPlainLinesWhenNotATerminal() throws {
+        try withTemporaryDirectory { dir in
+            try makeMigration(dir, rows: 2_000, chunkRows: 100)
+            // Every update (interval 0): plain lines, no escape codes.
+            let r = try run(["migrate", "--plan", "plan.yml"], in: dir, environment: ["TIDEMARK_PROGRESS_INTERVAL": "0"])
+            #expect(r.status == 0, "\(r.stderr)")
+            let lines = r.stderr.split(separator: "\n")
+            #expect(lines.count >= 5, "\(r.stderr)")
+            #expect(lines.allSatisfy { $0.hasPrefix("tidemark: progress: ") }, "\(r.stderr)")
+            #expect(!r.stderr.contains("\u{1B}") && !r.stderr.contains("\r"), "escape codes on a file: \(r.stderr.debugDescription)")
+            #expect(r.stderr.contains("copying t → t 100/2000 rows (5%)"), "\(r.stderr)")
+            #expect(r.stderr.contains("1 of 1 table copied"), "\(r.stderr)")
+            #expect(r.stdout.hasPrefix("caught up: 2000 rows copied"), "\(r.stdout)")
+            // By default at most one line every 5 s: a short run prints none.
+            let verify = try run(["verify", "--plan", "plan.yml"], in: dir)
+            #expect(verify.status == 0 && verify.stderr.isEmpty, "\(verify.stderr)")
+            let everyTime = try run(["verify", "--plan", "plan.yml", "--chunk-rows", "500"], in: dir, environment: ["TIDEMARK_PROGRESS_INTERVAL": "0"])
+            #expect(everyTime.stderr.contains("tidemark: progress: verifying t: "), "\(everyTime.stderr)")
+            #expect(!everyTime.stderr.contains("\u{1B}"), "\(everyTime.stderr.debugDescription)")
         }
     }
 }

@@ -394,7 +394,7 @@ import Glibc
             #expect(r.status == 1)
             let object = try JSONSerialization.jsonObject(with: Data(r.stderr.utf8)) as? [String: Any]
             let error = object?["error"] as? [String: Any]
-            #expect(error?["code"] as? String == "missing-source", "\(r.stderr)")
+            #expect(error?["code"] as? String == "source_not_found", "\(r.stderr)")
             #expect((error?["message"] as? String)?.contains("does not exist") == true)
         }
     }
