@@ -39,6 +39,9 @@ final class ProgressView {
     private var phases: [String: CopyPhase] = [:]
     private var caughtUp = false
     private var index: String?
+    /// The last progress shown, drawn once more at the end (the throttle
+    /// may have skipped the final state).
+    private var last: MigrationProgress?
 
     init(mode: Mode, console: Console? = nil) {
         self.mode = mode
@@ -66,6 +69,7 @@ final class ProgressView {
     func show(_ p: MigrationProgress) {
         let now = Clock.monotonicNanos()
         details(p)
+        last = p
         for t in p.tables where firstSeen[t.source] == nil && t.phase == .copying {
             firstSeen[t.source] = (now, t.rowsCopied)
         }
@@ -93,6 +97,10 @@ final class ProgressView {
     /// Ends the display: the bar's last drawing stays (or is erased), and
     /// the next drawing starts below it.
     func finish(clearing: Bool = false) {
+        if !clearing, case .bar(let width) = mode, linesDrawn > 0, let p = last {
+            draw(barLines(p, Clock.monotonicNanos(), width: width))
+        }
+        last = nil
         if clearing, linesDrawn > 0 {
             // Up over the drawing, erasing it; the next output starts there.
             writeStandardError("\u{1B}[\(linesDrawn)A" + String(repeating: "\u{1B}[2K\n", count: linesDrawn) + "\u{1B}[\(linesDrawn)A")
