@@ -339,6 +339,53 @@ import Glibc
         }
     }
 
+    /// capture run, log as-of --output and transform: quiet leaves the
+    /// result alone; verbose adds timed steps on stderr.
+    @Test(.timeLimit(.minutes(10)))
+    func theOtherLongCommandsAreQuietOrVerboseToo() throws {
+        try withTemporaryDirectory { dir in
+            try makeMigration(dir)
+            let install = try run(["capture", "install", "--source", "src.db", "--log", "log"], in: dir)
+            #expect(install.status == 0, "\(install.stderr)")
+            let c = try Connection(path: dir + "/src.db", mode: .readWrite)
+            try c.execute("UPDATE t SET v = 'changed' WHERE id <= 5")
+            try c.close()
+            let verbose = try run(["capture", "run", "--source", "src.db", "--log", "log", "--once", "-v"], in: dir)
+            #expect(verbose.status == 0 && verbose.stdout == "shipped 5 changes; log at LSN 5\n", "\(verbose.stdout) \(verbose.stderr)")
+            #expect(verbose.stderr.contains("] source ") && verbose.stderr.contains("shipping into log from LSN 0, once"), "\(verbose.stderr)")
+            let quiet = try run(["capture", "run", "--source", "src.db", "--log", "log", "--once", "-q"], in: dir)
+            #expect(quiet.status == 0 && quiet.stderr.isEmpty && quiet.stdout == "shipped 0 changes; log at LSN 5\n", "\(quiet.stdout) \(quiet.stderr)")
+
+            let asOfQuiet = try run(["log", "as-of", "--db", "src.db", "--log", "log", "--at", "2", "--output", "then.db", "--quiet"], in: dir)
+            #expect(asOfQuiet.status == 0 && asOfQuiet.stderr.isEmpty, "\(asOfQuiet.stderr)")
+            #expect(asOfQuiet.stdout.split(separator: "\n").count == 1 && asOfQuiet.stdout.hasPrefix("wrote then.db: 1 table as of LSN 2"), "\(asOfQuiet.stdout)")
+            let asOfVerbose = try run(["log", "as-of", "--db", "src.db", "--log", "log", "--at", "3", "--output", "then3.db", "--verbose"], in: dir)
+            #expect(asOfVerbose.status == 0, "\(asOfVerbose.stderr)")
+            #expect(asOfVerbose.stderr.contains("backup API") && asOfVerbose.stderr.contains("undid 2 changes"), "\(asOfVerbose.stderr)")
+
+            let items = try Connection(path: dir + "/shop.db", mode: .readWriteCreate)
+            try items.execute("CREATE TABLE items(id INTEGER PRIMARY KEY, price TEXT); INSERT INTO items VALUES (1, '1.5'), (2, '2.25');")
+            try items.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT, legacy TEXT); INSERT INTO notes VALUES (1, 'a', 'x');")
+            try items.close()
+            let transform = try run(["transform", "shop.db", "items", "--type", "price", "REAL", "--quiet"], in: dir)
+            #expect(transform.status == 0, "\(transform.stderr)")
+            #expect(!transform.stdout.contains("transforming items; plan:"), "quiet: no preamble: \(transform.stdout)")
+            #expect(transform.stdout.hasPrefix("transformed items: 2 rows copied"), "\(transform.stdout)")
+            let again = try run(["transform", "shop.db", "items", "--type", "price", "REAL", "--verbose"], in: dir)
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(again.stdout.contains("already transformed"), "\(again.stdout)")
+            // One migration per file: keep the first (quietly) before the next.
+            let finish = try run(["finish", "--plan", "shop.db.tidemark/items/plan.yml", "--drop-source", "-q"], in: dir)
+            #expect(finish.status == 0 && finish.stderr.isEmpty && finish.stdout.hasPrefix("finished: removed"), "\(finish.stdout) \(finish.stderr)")
+            let steps = try run(["transform", "shop.db", "notes", "--drop", "legacy", "--verbose"], in: dir)
+            #expect(steps.status == 0, "\(steps.stderr)")
+            #expect(steps.stdout.hasPrefix("transforming notes; plan:"), "\(steps.stdout)")
+            for step in ["copying", "verifying", "swapping"] {
+                #expect(steps.stderr.contains(" s] \(step)\n"), "\(step): \(steps.stderr)")
+            }
+        }
+    }
+
     // MARK: 5. Progress when stderr is not a terminal
 
     @Test(.timeLimit(.minutes(10)))
