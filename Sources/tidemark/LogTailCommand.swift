@@ -24,7 +24,7 @@ struct LogTailCommand: ParsableCommand {
     @Option(help: "Only records of this row: a key value, or a JSON object of key columns (the old key of a key change matches too).")
     var key: String?
 
-    @Option(name: .shortAndLong, help: "Print the last N records that pass every other option (default 10 without --since/--from; 0: none, e.g. with --follow to print only new records).")
+    @Option(name: [.customShort("n"), .long], help: "Print the last N records that pass every other option (default 10 without --since/--from; 0: none, e.g. with --follow to print only new records).")
     var lines: Int?
 
     @Flag(help: "Start at the end (after the last N records) and wait for new records (across segment rotation) until interrupted.")

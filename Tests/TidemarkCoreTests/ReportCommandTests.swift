@@ -35,7 +35,7 @@ import Glibc
 
         /// `tidemark ARGS` in the fixture's directory (the plan is `tidemark.yml` there).
         func run(_ args: [String], seconds: Double = 120) throws -> (status: Int32, stdout: String, stderr: String) {
-            try runTidemark(args, in: dir, seconds: seconds)
+            try runTidemark(args, workingDirectory: dir, seconds: seconds)
         }
 
         func sql(_ db: String, _ s: String) throws {
@@ -144,11 +144,11 @@ import Glibc
         try withTemporaryDirectory { dir in
             try FileManager.default.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: true)
             _ = try Fixture(dir + "/sub")
-            let r = try runTidemark(["status", "--plan", "sub/tidemark.yml"], in: dir)
+            let r = try runTidemark(["status", "--plan", "sub/tidemark.yml"], workingDirectory: dir)
             #expect(r.status == 0, "\(r.stderr)")
             #expect(r.stdout.split(separator: "\n").last == "next: tidemark migrate --plan sub/tidemark.yml")
             try FileManager.default.removeItem(atPath: dir + "/sub/src.db")
-            let missing = try runTidemark(["status", "--plan", "sub/tidemark.yml"], in: dir)
+            let missing = try runTidemark(["status", "--plan", "sub/tidemark.yml"], workingDirectory: dir)
             #expect(missing.status != 0)
             // The path named opens from where the user is.
             let named = missing.stderr.split(separator: " ").first { $0.hasSuffix("src.db") }.map(String.init)
@@ -264,4 +264,13 @@ import Glibc
             Self.parse(try f.run(["demo", "--dir", "demo", "--rows", "200", "--seconds", "0.5", "--writes-per-second", "100", "--json"]), "demo")
         }
     }
+}
+
+/// `tidemark ARGS` run from `directory` as its working directory (relative
+/// paths in arguments and plans are the user's), through `sh -c 'cd'`.
+func runTidemark(_ arguments: [String], workingDirectory directory: String, seconds: Double = 120) throws -> (status: Int32, stdout: String, stderr: String) {
+    let child = try ChildProcess("/bin/sh", ["-c", #"cd "$0" && exec "$@""#, directory, try tidemarkExecutable()] + arguments,
+                                 label: "tidemark-\(arguments.first ?? "")", directory: directory)
+    let status = child.wait(seconds: seconds)
+    return (status, child.stdout, child.stderr)
 }

@@ -81,7 +81,7 @@ import Glibc
             let debezium = try runTidemark(["log", "tail", "--log", dir, "--format", "debezium", "-n", "2", "--table", "a"], in: root)
             #expect(debezium.status == 0 && debezium.stdout.split(separator: "\n").count == 2, "\(debezium.stdout)")
 
-            let bad = try runTidemark(["log", "tail", "--log", dir, "-n", "-3"], in: root)
+            let bad = try runTidemark(["log", "tail", "--log", dir, "--lines=-3"], in: root)
             #expect(bad.status != 0 && bad.stderr.contains("--lines must be 0 or more"), "\(bad.stderr)")
         }
     }
