@@ -95,6 +95,12 @@ import Testing
             #expect(after.stdoutText.split(separator: "\n").count == before + Int(200 - lostUpTo))
             let verify = try await tidemark(["log", "verify", "--log", dir])
             #expect(verify.status == 0, "verify: \(verify.stdoutText) \(verify.stderr)")
+            // The gap as data: an object of LSNs, not "first-last" text.
+            let statsAfter = try await tidemark(["log", "stats", "--log", dir, "--json"])
+            let statsJSON = try JSONSerialization.jsonObject(with: Data(statsAfter.stdoutText.utf8)) as? [String: Any]
+            let gaps = statsJSON?["gaps"] as? [[String: Any]]
+            #expect(gaps?.count == 1 && gaps?.first?["first_lsn"] as? Int == before + 1 && gaps?.first?["last_lsn"] as? Int == Int(lostUpTo),
+                    "stats: \(statsAfter.stdoutText)")
 
             // Appending continues after the log's end.
             let log = try LogAppender(directory: dir)
