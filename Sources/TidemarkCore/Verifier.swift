@@ -250,7 +250,7 @@ public struct Verifier {
             lo = hi
         }
         if options.showValues {
-            try Self.showValues(&report, m: m, same: ==, read: try pointReads(m, source: source, target: target, applied: appliedStatement))
+            try Self.showValues(&report, m: m, same: ValueRows.same, read: try pointReads(m, source: source, target: target, applied: appliedStatement))
         }
         return report
     }
@@ -354,7 +354,7 @@ public struct Verifier {
     private func recheck(_ keys: [Difference], m: TableMapping, source: Connection, target: Connection, applied: Statement?,
                          reader: LogReader?, report: inout TableReport) throws {
         guard !keys.isEmpty else { return }
-        try Self.recheck(keys, m: m, reader: reader, options: options, report: &report, same: ==,
+        try Self.recheck(keys, m: m, reader: reader, options: options, report: &report, same: ValueRows.same,
                          read: try pointReads(m, source: source, target: target, applied: applied),
                          capturedNow: { LSN(UInt64(max(0, try Capture.lastCapturedSeq(source)))) })
     }

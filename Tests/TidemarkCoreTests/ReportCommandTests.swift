@@ -101,6 +101,21 @@ import Glibc
         }
     }
 
+    /// Text is compared by its bytes: "é" precomposed and decomposed are
+    /// the same to Swift's `==` but not the same value in SQLite.
+    @Test(.timeLimit(.minutes(10)))
+    func verifyTellsCanonicallyEquivalentTextApart() throws {
+        try withTemporaryDirectory { dir in
+            let f = try Fixture(dir)
+            try f.sql("src.db", "UPDATE users SET email = 'caf' || char(233) WHERE id = 10")
+            try #require(try f.run(["migrate"]).status == 0)
+            try f.sql("dst.db", "UPDATE users SET email = 'cafe' || char(769) WHERE id = 10")
+            let r = try f.run(["verify", "--show-values"])
+            #expect(r.status == 1, "a decomposed é is a difference: \(r.stdout)")
+            #expect(r.stdout.contains(#"  key {"id":10}: email: source "café", target "café""#), "\(r.stdout)")
+        }
+    }
+
     // MARK: status wording
 
     @Test(.timeLimit(.minutes(10)))
