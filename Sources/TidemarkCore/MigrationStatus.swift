@@ -26,6 +26,12 @@ public struct MigrationStatus: Sendable {
     public var tableSwaps: [String] = []
     /// A swap's old table is still kept aside (only `finish --drop-source` drops it).
     public var oldTableAside = false
+    /// The target as messages name it: a path as the plan resolved it, a
+    /// connection string without its password.
+    public var target = ""
+    /// Each source table's key columns, so keys show as objects
+    /// (`{"id": 42}`, as in log records).
+    public var keyColumns: [String: [String]] = [:]
     public var lagChanges: Int {
         guard let applied = state?.appliedLSN else { return Int(capturedLSN.rawValue) }
         return capturedLSN > applied ? Int(capturedLSN.rawValue - applied.rawValue) : 0
@@ -91,6 +97,10 @@ public struct MigrationStatus: Sendable {
         }
         var status = MigrationStatus(state: state, logHeadLSN: head, capturedLSN: captured, lagMillis: lagMillis)
         status.switched = switched
+        status.target = plan.displayTarget
+        for t in state?.tables ?? [] {
+            if let info = try Schema.table(named: t.sourceTable, in: source) { status.keyColumns[t.sourceTable] = info.primaryKey }
+        }
         status.planChanges = planChanges
         status.storedPlan = try? state?.plan?.plan()
         status.journal = try Lifecycle.pendingJournal(state, target: targetConnection)
@@ -129,6 +139,52 @@ public struct MigrationStatus: Sendable {
         if !tableSwaps.isEmpty { l.summary += "; table swap: " + tableSwaps.joined(separator: "; ") }
         // Finished, the old table of a swap still aside: dropping it is what is left.
         if l.phase == .finished, oldTableAside { l.next = "tidemark finish --drop-source \(planArgument)" }
+        // Where the data lives now, named: after cutover the target is authoritative.
+        let cutAt = "cut over at"
+        if l.phase == .cutOver, !target.isEmpty, l.summary.hasPrefix(cutAt) {
+            l.summary = "cut over to \(target) at" + l.summary.dropFirst(cutAt.count)
+        }
         return l
+    }
+
+    /// A table's phase as `status` names it: once the migration is cut over
+    /// (or rolled back) that is the migration's word, not the copy's
+    /// ("following" would say replay still runs into the target).
+    public func tablePhase(_ t: TableState, in phase: LifecyclePhase) -> String {
+        switch phase {
+        case .cutOver, .finished: "cut over to \(target)"
+        case .rolledBack: "rolled back"
+        default: t.phase.rawValue
+        }
+    }
+
+    /// What `tidemark status` prints, one line each. The first names the
+    /// phase; the last is always the command to run next (`next: …`), so
+    /// whatever is added between (a paused copier, a postponed cutover)
+    /// goes before it.
+    /// - Parameter planArgument: how the named commands pass the plan.
+    public func lines(planArgument: String) -> [String] {
+        let life = lifecycle(planArgument: planArgument)
+        var out = ["phase: \(life.phase.rawValue) — \(life.summary)"]
+        if let blocked = life.blocked { out.append("blocked: \(blocked)") }
+        if let state {
+            for t in state.tables {
+                out.append("  \(t.sourceTable) → \(t.targetTable)  \(tablePhase(t, in: life.phase))  rows \(t.rowsCopied)/\(t.rowsEstimate)  tidemark \(t.tidemark.map(Self.keyText) ?? "-")  ceiling \(t.ceiling.map(Self.keyText) ?? "-")")
+            }
+            if let v = state.verification {
+                out.append("last verify: \(Timestamp(microsSinceEpoch: v.atMicros)), LSNs \(v.fromLSN)–\(v.throughLSN), \(v.isClean ? "equal" : "\(v.differences) differences")")
+            }
+            if state.skipVerifyAtMicros != nil { out.append("cutover was allowed without a clean verify (--skip-verify)") }
+            out.append("applied LSN \(state.appliedLSN), log head \(logHeadLSN.map { "\($0)" } ?? "-"), captured \(capturedLSN); lag \(lagChanges) changes, \(lagMillis) ms\(state.caughtUpAtMicros != nil ? "; caught up" : "")")
+        } else {
+            out.append("\(capturedLSN) changes captured so far")
+        }
+        out.append("next: " + (life.next ?? "nothing to run: the migration is finished"))
+        return out
+    }
+
+    /// A key in text: one value as it is, several in parentheses.
+    public static func keyText(_ values: [Value]) -> String {
+        values.count == 1 ? values[0].description : "(" + values.map(\.description).joined(separator: ", ") + ")"
     }
 }

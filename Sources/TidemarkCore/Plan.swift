@@ -120,7 +120,9 @@ public struct Plan: Sendable, Equatable {
                 return nil
             }
             guard let s = v.string, !s.isEmpty else { throw fail("'\(key)' must be a path") }
-            return s.hasPrefix("/") ? s : base + "/" + s
+            // Messages name the path so it opens from where the command
+            // runs: as written when the plan is in the current directory.
+            return s.hasPrefix("/") || base == "." ? s : base + "/" + s
         }
         let source = try path("source")!
         // A connection string is not a path: kept as written.

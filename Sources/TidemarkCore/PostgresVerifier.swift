@@ -77,6 +77,7 @@ struct PostgresVerifier {
     private func verify(_ t: TableCheck, reader: LogReader?, progress: (String, Int) -> Void) throws -> TableReport {
         let m = t.mapping
         var report = TableReport(source: m.source.name, target: m.targetTable)
+        report.keyColumns = m.sourceKey
         let n = m.sourceKey.count
         let greater = try TableStatements.keyComparator(m, connection: t.source)
         var lo: [Value]? = nil
@@ -118,6 +119,9 @@ struct PostgresVerifier {
             progress(m.source.name, report.rows)
             guard let hi else { break }
             lo = hi
+        }
+        if options.showValues {
+            try Verifier.showValues(&report, m: m, same: ValueRows.same, read: { try t.readKeys($0) })
         }
         return report
     }

@@ -84,8 +84,11 @@ enum RowDiff {
         while a != nil || b != nil {
             if let x = a, let y = b {
                 let kx = Array(x[0..<n]), ky = Array(y[0..<n])
-                if kx == ky {
-                    if x != y { visit(.different, kx) }
+                // Exact comparison (text by its bytes): Swift's `==` on
+                // strings is Unicode equivalence, under which a decomposed
+                // "é" equals a precomposed one that SQLite stores apart.
+                if ValueRows.same(kx, ky) {
+                    if !ValueRows.same(x, y) { visit(.different, kx) }
                     matched()
                     a = try row(s)
                     b = try row(t)

@@ -27,7 +27,49 @@ public struct Verifier {
         public var keysMax = 100
         /// Record the outcome in the migration state (what cutover checks).
         public var record = true
+        /// Read both sides' values of each kept key once the table is
+        /// compared (``TableReport/values``).
+        public var showValues = false
         public init() {}
+    }
+
+    /// Both sides of one differing key, read again after its table was
+    /// compared (in one fresh pair of snapshots, like a re-check), so what
+    /// is shown is what the two stores hold now.
+    public struct DifferingRow: Sendable, Equatable {
+        /// The key (the source's key columns).
+        public var key: [Value]
+        /// The source row, transformed by the plan, by target column (nil: none).
+        public var source: [Field]?
+        /// The target row by column (nil: none).
+        public var target: [Field]?
+        /// The columns whose values differ, when both rows exist.
+        public var columns: [ColumnDifference]
+
+        /// What the two rows are now.
+        public enum State: String, Sendable {
+            case onlyInSource = "only in the source"
+            case onlyInTarget = "only in the target"
+            case different
+            /// Equal, or gone from both, when read again (it changed meanwhile).
+            case settled
+        }
+
+        public var state: State {
+            switch (source, target) {
+            case (.some, nil): .onlyInSource
+            case (nil, .some): .onlyInTarget
+            case (.some, .some) where !columns.isEmpty: .different
+            default: .settled
+            }
+        }
+    }
+
+    /// One column of a differing key: its source and target values.
+    public struct ColumnDifference: Sendable, Equatable {
+        public var column: String
+        public var source: Value
+        public var target: Value
     }
 
     public struct TableReport: Sendable {
@@ -48,6 +90,11 @@ public struct Verifier {
         /// on the target table), the first `keysMax` of them.
         public var foreignKeys: [ForeignKeyViolation] = []
         public var foreignKeyCount = 0
+        /// The source key's column names (keys above are in this order).
+        public var keyColumns: [String] = []
+        /// With ``Options/showValues``: both sides of each kept missing,
+        /// extra and different key, in that order.
+        public var values: [DifferingRow] = []
         public var isEqual: Bool { missingCount == 0 && extraCount == 0 && differentCount == 0 && unsettled.isEmpty && foreignKeyCount == 0 }
     }
 
@@ -137,6 +184,7 @@ public struct Verifier {
     private func verify(_ m: TableMapping, source: Connection, target: Connection, reader: LogReader?, progress: (String, Int) -> Void) throws -> TableReport {
         let q = quoteIdentifier
         var report = TableReport(source: m.source.name, target: m.targetTable)
+        report.keyColumns = m.sourceKey
         let n = m.sourceKey.count
         let srcKey = m.sourceKey.map(q).joined(separator: ", ")
         let tgtKey = m.targetKey.map(q).joined(separator: ", ")
@@ -201,7 +249,33 @@ public struct Verifier {
             guard let hi else { break }
             lo = hi
         }
+        if options.showValues {
+            try Self.showValues(&report, m: m, same: ValueRows.same, read: try pointReads(m, source: source, target: target, applied: appliedStatement))
+        }
         return report
+    }
+
+    /// Fills ``TableReport/values`` for the keys `report` kept: one paired
+    /// look at both sides (`read`, as a re-check takes it), then the columns
+    /// that differ by `same`. Shared by the SQLite and PostgreSQL verifies.
+    static func showValues(_ report: inout TableReport, m: TableMapping, same: (Value, Value) -> Bool,
+                           read: ([[Value]]) throws -> PairedRead) throws {
+        let keys = report.missing + report.extra + report.different
+        guard !keys.isEmpty else { return }
+        let look = try read(keys)
+        let n = m.sourceKey.count
+        let names = m.columns.map(\.target)
+        // Rows are key columns first, then one value per mapped column.
+        func fields(_ row: [Value]?) -> [Field]? {
+            row.map { zip(names, $0.dropFirst(n)).map { Field($0, $1) } }
+        }
+        for (i, key) in keys.enumerated() {
+            var row = DifferingRow(key: key, source: fields(look.source[i]), target: fields(look.target[i]), columns: [])
+            if let a = row.source, let b = row.target {
+                row.columns = zip(a, b).filter { !same($0.value, $1.value) }.map { ColumnDifference(column: $0.name, source: $0.value, target: $1.value) }
+            }
+            report.values.append(row)
+        }
     }
 
     /// Target rows of `m` whose parent is missing. A row whose parent is
@@ -280,6 +354,15 @@ public struct Verifier {
     private func recheck(_ keys: [Difference], m: TableMapping, source: Connection, target: Connection, applied: Statement?,
                          reader: LogReader?, report: inout TableReport) throws {
         guard !keys.isEmpty else { return }
+        try Self.recheck(keys, m: m, reader: reader, options: options, report: &report, same: ValueRows.same,
+                         read: try pointReads(m, source: source, target: target, applied: applied),
+                         capturedNow: { LSN(UInt64(max(0, try Capture.lastCapturedSeq(source)))) })
+    }
+
+    /// Point reads of keys of `m` in fresh paired snapshots: the target's
+    /// first (with its applied LSN), then the source's (with its capture
+    /// high-water mark).
+    private func pointReads(_ m: TableMapping, source: Connection, target: Connection, applied: Statement?) throws -> ([[Value]]) throws -> PairedRead {
         let q = quoteIdentifier
         let srcWhere = m.sourceKey.enumerated().map { "\(q($0.element)) = ?\($0.offset + 1)" }.joined(separator: " AND ")
         let tgtWhere = m.targetKey.enumerated().map { "\(q($0.element)) = ?\($0.offset + 1)" }.joined(separator: " AND ")
@@ -292,7 +375,7 @@ public struct Verifier {
             defer { s.reset() }
             return try s.step() ? (0..<Int(s.columnCount)).map { s.columnValue(Int32($0)) } : nil
         }
-        try Self.recheck(keys, m: m, reader: reader, options: options, report: &report, same: ==, read: { keys in
+        return { keys in
             try target.execute("BEGIN")
             var appliedLSN = LSN.zero
             if let applied {
@@ -307,7 +390,7 @@ public struct Verifier {
             let sourceRows = try keys.map { try read(srcRow, $0) }
             try source.execute("COMMIT")
             return PairedRead(applied: appliedLSN, captured: captured, source: sourceRows, target: targetRows)
-        }, capturedNow: { LSN(UInt64(max(0, try Capture.lastCapturedSeq(source)))) })
+        }
     }
 
     /// One look at some keys in paired snapshots: the target's (read first,

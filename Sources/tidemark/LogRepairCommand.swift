@@ -37,7 +37,7 @@ struct LogRepairCommand: ParsableCommand {
                     m.set("reason", a.reason)
                     return m.text
                 })
-                o.set("gaps", array: report.gaps.map { JSONText.quoted("\($0.lowerBound)-\($0.upperBound)") })
+                o.set("gaps", array: report.gaps.map { jsonLSNRange($0) })
                 print(o.text)
                 return
             }

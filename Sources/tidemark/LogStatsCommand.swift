@@ -59,8 +59,15 @@ struct LogStatsCommand: ParsableCommand {
                 var consumers = JSONObject()
                 for (name, lsn) in s.consumers.sorted(by: { $0.key < $1.key }) { consumers.set(name, lsn.rawValue) }
                 o.set("consumers", consumers)
-                o.set("gaps", array: s.gaps.map { JSONText.quoted("\($0.lowerBound)-\($0.upperBound)") })
-                o.set("skipped", array: s.skipped.map { e in JSONText.quoted(e.lsnRange.map { "\($0.lowerBound)-\($0.upperBound)" } ?? "?") })
+                o.set("gaps", array: s.gaps.map { jsonLSNRange($0) })
+                o.set("skipped", array: s.skipped.map { e in
+                    var j = JSONObject()
+                    j.set("segment", e.segment)
+                    j.set("first_lsn", e.lsnRange?.lowerBound.rawValue)
+                    // The end of a damaged segment is not known: null.
+                    j.set("last_lsn", e.lsnRange.flatMap { $0.upperBound.rawValue == UInt64.max ? nil : $0.upperBound.rawValue })
+                    return j.text
+                })
                 if let damage = s.damage { o.set("damage", damage.message) }
                 print(o.text)
                 if let damage = s.damage { throw damage }

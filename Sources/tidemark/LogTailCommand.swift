@@ -11,7 +11,7 @@ enum RecordFormat: String, ExpressibleByArgument, CaseIterable {
 struct LogTailCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tail",
-        abstract: "Print records from an LSN on; with --follow keep printing as the log grows."
+        abstract: "Print the last 10 records (or every record from --since/--from on); with --follow keep printing as the log grows."
     )
 
     @OptionGroup var log: LogLocation
@@ -24,10 +24,10 @@ struct LogTailCommand: ParsableCommand {
     @Option(help: "Only records of this row: a key value, or a JSON object of key columns (the old key of a key change matches too).")
     var key: String?
 
-    @Option(name: .shortAndLong, help: "Print only the last N records (ignored with --from).")
+    @Option(name: [.customShort("n"), .long], help: "Print the last N records that pass every other option (default 10 without --since/--from; 0: none, e.g. with --follow to print only new records).")
     var lines: Int?
 
-    @Flag(help: "Wait for new records (across segment rotation) until interrupted.")
+    @Flag(help: "Start at the end (after the last N records) and wait for new records (across segment rotation) until interrupted.")
     var follow = false
 
     @Option(help: "Only records of this table (repeat or comma-separate for several).")
@@ -56,27 +56,14 @@ struct LogTailCommand: ParsableCommand {
             let tables = table.isEmpty ? nil : Set(table.flatMap { $0.split(separator: ",").map(String.init) })
             let filter = try window.filter(tables: tables, key: try key.map { try KeyArgument.parse($0) })
             let w = try window.window(reader, defaultSince: from)
-            var start = w.fromLSN
-            if from == nil && window.since == nil, let n = lines {
-                let head = try reader.headLSN()
-                start = head.rawValue > UInt64(n) ? LSN(head.rawValue - UInt64(max(n, 0)) + 1) : .zero
-            }
-            if start.rawValue == UInt64.max { return }  // nothing at or after --since
-            let cursor = try reader.cursor(from: start, follow: follow, tables: tables)
-            cursor.skipDamaged = skipDamaged
-            // Frames whose metadata rules the window and filter out are not read.
-            cursor.skip = FrameSkip(window: w, filter: filter)
-            reportGaps(cursor.recordedGaps, directory: log.directory)
+            if w.fromLSN.rawValue == UInt64.max { return }  // nothing at or after --since
+            reportGaps(try reader.directory.meta().gaps, directory: log.directory)
             var out = StandardOutput()
-            var buffer: [UInt8] = []
             // Everything before damage is printed before the error.
             defer { out.flush() }
-            var reported = 0
             let debeziumSource = DebeziumSource(name: reader.sourceID.rawValue)
-            while let r = try cursor.next() {
-                reported = reportSkipped(cursor.skipped, from: reported)
-                if w.isPast(r) { break }
-                guard w.contains(r), filter.matches(r) else { continue }
+            var buffer: [UInt8] = []
+            func emit(_ r: ChangeRecord) {
                 switch format {
                 case .jsonl:
                     buffer.removeAll(keepingCapacity: true)
@@ -90,6 +77,33 @@ struct LogTailCommand: ParsableCommand {
                     r.appendDebezium(to: &out.buffer, source: debeziumSource, withKey: withKey)
                     if out.buffer.count >= 1 << 16 { out.flush() }
                 }
+            }
+            // As tail(1): the last 10 records unless a start is given; with a
+            // start, every record from it unless --lines is given too.
+            var start = w.fromLSN
+            if let n = lines ?? (from == nil && window.since == nil ? 10 : nil) {
+                // The last n matching records up to the head as it is now;
+                // a follower then goes on right after that head.
+                let head = try reader.headLSN()
+                let through = min(w.throughLSN ?? head, head)
+                let last = try reader.lastRecords(n, from: w.fromLSN, through: through, skip: FrameSkip(window: w, filter: filter),
+                                                  tables: tables, skipDamaged: skipDamaged) { w.contains($0) && filter.matches($0) }
+                _ = reportSkipped(last.skipped, from: 0)
+                for r in last.records { emit(r) }
+                out.flush()
+                guard follow, w.throughLSN.map({ $0 > through }) ?? true else { return }
+                start = max(start, through.next)
+            }
+            let cursor = try reader.cursor(from: start, follow: follow, tables: tables)
+            cursor.skipDamaged = skipDamaged
+            // Frames whose metadata rules the window and filter out are not read.
+            cursor.skip = FrameSkip(window: w, filter: filter)
+            var reported = 0
+            while let r = try cursor.next() {
+                reported = reportSkipped(cursor.skipped, from: reported)
+                if w.isPast(r) { break }
+                guard w.contains(r), filter.matches(r) else { continue }
+                emit(r)
                 if follow { out.flush() }
             }
             out.flush()

@@ -21,80 +21,75 @@ struct StatusCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let s = try MigrationStatus.read(plan: try plan.load())
-            let life = s.lifecycle(planArgument: "--plan \(plan.plan)")
-            if json {
-                var o = JSONObject()
-                o.set("phase", life.phase.rawValue)
-                o.set("summary", life.summary)
-                o.set("next", life.next)
-                o.set("blocked", life.blocked)
-                if let b = s.state?.blocked {
-                    var j = JSONObject()
-                    j.set("lsn", b.lsn?.rawValue)
-                    j.set("message", b.message)
-                    j.set("at", Timestamp(microsSinceEpoch: b.atMicros).description)
-                    o.set("refused", j)
-                } else {
-                    o.set("refused", raw: "null")
-                }
-                o.set("indexes_pending", array: s.pendingIndexes.map(JSONObject.quote))
-                o.set("plan_changes", array: s.planChanges.map(JSONObject.quote))
-                o.set("plan_fingerprint", s.state?.plan?.fingerprint)
-                o.set("started", s.state != nil)
-                o.set("applied_lsn", s.state?.appliedLSN.rawValue)
-                o.set("log_head_lsn", s.logHeadLSN?.rawValue)
-                o.set("captured_lsn", s.capturedLSN.rawValue)
-                o.set("lag_changes", s.lagChanges)
-                o.set("lag_ms", s.lagMillis)
-                o.set("caught_up", s.state?.caughtUpAtMicros != nil)
-                o.set("copied_lsn", s.state?.copiedLSN?.rawValue)
-                if let v = s.state?.verification {
-                    var j = JSONObject()
-                    j.set("at", Timestamp(microsSinceEpoch: v.atMicros).description)
-                    j.set("from_lsn", v.fromLSN.rawValue)
-                    j.set("through_lsn", v.throughLSN.rawValue)
-                    j.set("differences", v.differences)
-                    o.set("verify", j)
-                } else {
-                    o.set("verify", raw: "null")
-                }
-                o.set("skip_verify_at", s.state?.skipVerifyAtMicros.map { Timestamp(microsSinceEpoch: $0).description })
-                o.set("cutover", s.state?.cutoverState)
-                o.set("cutover_lsn", s.state?.cutoverLSN?.rawValue)
-                o.set("journal", s.journal.map { "\($0.kind.rawValue) \($0.step)" })
-                o.set("tables", array: (s.state?.tables ?? []).map { t in
-                    var j = JSONObject()
-                    j.set("source", t.sourceTable)
-                    j.set("target", t.targetTable)
-                    j.set("phase", t.phase.rawValue)
-                    j.set("tidemark", t.tidemark.map(keyText))
-                    j.set("ceiling", t.ceiling.map(keyText))
-                    j.set("rows_copied", t.rowsCopied)
-                    j.set("rows_estimate", t.rowsEstimate)
-                    return j.text
-                })
-                print(o.text)
+            let planArgument = "--plan \(plan.plan)"
+            guard json else {
+                for line in s.lines(planArgument: planArgument) { print(line) }
                 return
             }
-            print("phase: \(life.phase.rawValue) — \(life.summary)")
-            if let blocked = life.blocked { print("blocked: \(blocked)") }
-            print("next: \(life.next ?? "nothing to run")")
-            guard let state = s.state else {
-                print("\(s.capturedLSN) changes captured so far")
-                return
+            let life = s.lifecycle(planArgument: planArgument)
+            var o = JSONObject()
+            o.set("phase", life.phase.rawValue)
+            o.set("summary", life.summary)
+            o.set("next", life.next)
+            o.set("blocked", life.blocked)
+            o.set("target", s.target)
+            if let b = s.state?.blocked {
+                var j = JSONObject()
+                j.set("lsn", b.lsn?.rawValue)
+                j.set("message", b.message)
+                j.set("at", jsonTime(b.atMicros))
+                o.set("refused", j)
+            } else {
+                o.set("refused", raw: "null")
             }
-            for t in state.tables {
-                print("  \(t.sourceTable) → \(t.targetTable)  \(t.phase.rawValue)  rows \(t.rowsCopied)/\(t.rowsEstimate)  tidemark \(t.tidemark.map(keyText) ?? "-")  ceiling \(t.ceiling.map(keyText) ?? "-")")
+            o.set("indexes_pending", array: s.pendingIndexes.map(JSONObject.quote))
+            o.set("plan_changes", array: s.planChanges.map(JSONObject.quote))
+            o.set("plan_fingerprint", s.state?.plan?.fingerprint)
+            o.set("started", s.state != nil)
+            o.set("applied_lsn", s.state?.appliedLSN.rawValue)
+            o.set("log_head_lsn", s.logHeadLSN?.rawValue)
+            o.set("captured_lsn", s.capturedLSN.rawValue)
+            o.set("lag_changes", s.lagChanges)
+            o.set("lag_ms", s.lagMillis)
+            o.set("caught_up", s.state?.caughtUpAtMicros != nil)
+            o.set("copied_lsn", s.state?.copiedLSN?.rawValue)
+            if let v = s.state?.verification {
+                var j = JSONObject()
+                j.set("at", jsonTime(v.atMicros))
+                j.set("from_lsn", v.fromLSN.rawValue)
+                j.set("through_lsn", v.throughLSN.rawValue)
+                j.set("differences", v.differences)
+                o.set("verify", j)
+            } else {
+                o.set("verify", raw: "null")
             }
-            if let v = state.verification {
-                print("last verify: \(Timestamp(microsSinceEpoch: v.atMicros)), LSNs \(v.fromLSN)–\(v.throughLSN), \(v.isClean ? "equal" : "\(v.differences) differences")")
+            o.set("skip_verify_at", jsonTime(s.state?.skipVerifyAtMicros))
+            o.set("cutover", s.state?.cutoverState)
+            o.set("cutover_lsn", s.state?.cutoverLSN?.rawValue)
+            if let journal = s.journal {
+                var j = JSONObject()
+                j.set("kind", journal.kind.rawValue)
+                j.set("step", journal.step)
+                o.set("journal", j)
+            } else {
+                o.set("journal", raw: "null")
             }
-            if state.skipVerifyAtMicros != nil { print("cutover was allowed without a clean verify (--skip-verify)") }
-            print("applied LSN \(state.appliedLSN), log head \(s.logHeadLSN.map { "\($0)" } ?? "-"), captured \(s.capturedLSN); lag \(s.lagChanges) changes, \(s.lagMillis) ms\(state.caughtUpAtMicros != nil ? "; caught up" : "")")
+            o.set("tables", array: (s.state?.tables ?? []).map { t in
+                let columns = s.keyColumns[t.sourceTable]
+                var j = JSONObject()
+                j.set("source", t.sourceTable)
+                j.set("target", t.targetTable)
+                j.set("phase", s.tablePhase(t, in: life.phase))
+                j.set("tidemark", raw: t.tidemark.map { jsonKey($0, columns: columns) } ?? "null")
+                j.set("ceiling", raw: t.ceiling.map { jsonKey($0, columns: columns) } ?? "null")
+                j.set("rows_copied", t.rowsCopied)
+                j.set("rows_estimate", t.rowsEstimate)
+                return j.text
+            })
+            print(o.text)
         }
     }
 }
 
-func keyText(_ values: [Value]) -> String {
-    values.count == 1 ? values[0].description : "(" + values.map(\.description).joined(separator: ", ") + ")"
-}
+/// A key in text: one value as it is, several in parentheses.
+func keyText(_ values: [Value]) -> String { MigrationStatus.keyText(values) }

@@ -54,8 +54,12 @@ extension CutoverTests {
                 let tables = try #require(j["tables"] as? [[String: Any]])
                 let items = try #require(tables.first { $0.string("source") == "items" })
                 let lineTable = try #require(tables.first { $0.string("source") == "lines" })
+                // Keys are objects of the source key's columns (`{"id":11}`), as in log records.
                 func keys(_ t: [String: Any], _ kind: String) -> [[Int64]] {
-                    (t[kind] as? [[NSNumber]] ?? []).map { $0.map(\.int64Value) }
+                    let columns = t.string("source") == "lines" ? ["batch", "line"] : ["id"]
+                    return (t[kind] as? [[String: NSNumber]] ?? []).map { key in
+                        key.count == columns.count ? columns.map { key[$0]?.int64Value ?? -1 } : []
+                    }
                 }
                 #expect(items.string("target") == "accounts" && lineTable.string("target") == "line_items")
                 #expect(keys(items, "missing") == [[11]] && items.int("missing_count") == 1, "\(items)")

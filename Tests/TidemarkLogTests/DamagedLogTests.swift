@@ -53,12 +53,12 @@ import Testing
             let dir = root + "/log"
             let (all, segment, before, lostUpTo) = try damagedLog(dir)
 
-            let tail = try await tidemark(["log", "tail", "--log", dir])
+            let tail = try await tidemark(["log", "tail", "--log", dir, "--since", "1"])
             #expect(tail.status == 1)
             #expect(tail.stdoutText.split(separator: "\n").count == before, "stdout: \(tail.stdoutText.prefix(200))")
             #expect(tail.stderrLines.count == 1 && tail.stderr.contains(segment) && tail.stderr.contains("LSN \(before + 1)"), "stderr: \(tail.stderr)")
 
-            let skipping = try await tidemark(["log", "tail", "--log", dir, "--skip-damaged"])
+            let skipping = try await tidemark(["log", "tail", "--log", dir, "--since", "1", "--skip-damaged"])
             #expect(skipping.status == 0, "stderr: \(skipping.stderr)")
             let lsns = skipping.stdoutText.split(separator: "\n").compactMap { CrashInput.splitLSN(Array($0.utf8)[...])?.0 }
             #expect(lsns == Array(1...UInt64(before)) + Array((lostUpTo + 1)...200))
@@ -89,12 +89,18 @@ import Testing
             #expect(try LogDirectory(dir).meta().gaps == [LSN(UInt64(before + 1))...LSN(lostUpTo)])
 
             // Readers go on past the recorded gap, and say so.
-            let after = try await tidemark(["log", "tail", "--log", dir])
+            let after = try await tidemark(["log", "tail", "--log", dir, "--since", "1"])
             #expect(after.status == 0, "stderr: \(after.stderr)")
             #expect(after.stderr.contains("LSN \(before + 1) to \(lostUpTo)"), "stderr: \(after.stderr)")
             #expect(after.stdoutText.split(separator: "\n").count == before + Int(200 - lostUpTo))
             let verify = try await tidemark(["log", "verify", "--log", dir])
             #expect(verify.status == 0, "verify: \(verify.stdoutText) \(verify.stderr)")
+            // The gap as data: an object of LSNs, not "first-last" text.
+            let statsAfter = try await tidemark(["log", "stats", "--log", dir, "--json"])
+            let statsJSON = try JSONSerialization.jsonObject(with: Data(statsAfter.stdoutText.utf8)) as? [String: Any]
+            let gaps = statsJSON?["gaps"] as? [[String: Any]]
+            #expect(gaps?.count == 1 && gaps?.first?["first_lsn"] as? Int == before + 1 && gaps?.first?["last_lsn"] as? Int == Int(lostUpTo),
+                    "stats: \(statsAfter.stdoutText)")
 
             // Appending continues after the log's end.
             let log = try LogAppender(directory: dir)

@@ -152,7 +152,7 @@ import Testing
             let sourceID = try LogReader(directory: dir).sourceID.rawValue
 
             // Without keys: one event per record, two for the key change.
-            let plain = try await tidemark(["log", "tail", "--log", dir, "--format", "debezium"])
+            let plain = try await tidemark(["log", "tail", "--log", dir, "--since", "1", "--format", "debezium"])
             try #require(plain.status == 0, "stderr: \(plain.stderr)")
             let events = try plain.stdoutText.split(separator: "\n").map { try Self.object(String($0)) }
             #expect(events.map { $0["op"] as? String } == ["c", "u", "d", "c", "c", "d"])
@@ -175,7 +175,7 @@ import Testing
             #expect((events[4]["after"] as? [String: Any])?["price"] as? String == "Infinity")
 
             // With keys: key TAB value, tombstones after deletes.
-            let keyed = try await tidemark(["log", "tail", "--log", dir, "--format", "debezium", "--with-key"])
+            let keyed = try await tidemark(["log", "tail", "--log", dir, "--since", "1", "--format", "debezium", "--with-key"])
             try #require(keyed.status == 0, "stderr: \(keyed.stderr)")
             let pairs = try keyed.stdoutText.split(separator: "\n").map { line -> ([String: Any], String) in
                 let parts = line.split(separator: "\t", maxSplits: 1)

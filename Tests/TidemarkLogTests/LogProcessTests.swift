@@ -96,7 +96,7 @@ import Darwin
             let verify = try await tidemark(["log", "verify", "--log", log])
             #expect(verify.status == 0 && verify.stdoutText.hasPrefix("ok:"), "verify: \(verify.stdoutText) \(verify.stderr)")
 
-            let tail = try await tidemark(["log", "tail", "--log", log], timeoutSeconds: 90)
+            let tail = try await tidemark(["log", "tail", "--log", log, "--since", "1"], timeoutSeconds: 90)
             try #require(tail.status == 0, "tail: \(tail.stderr)")
 
             // Walk the log: LSNs are dense from 1 (every append assigned
@@ -152,7 +152,7 @@ import Darwin
         try await withTemporaryDirectory { root in
             let dir = root + "/log"
             let appender = try LogAppender(directory: dir, options: LogOptions(durability: .none, segmentSizeLimitBytes: 4096))
-            let follower = try Child(["log", "tail", "--log", dir, "--follow"], splitLines: true)
+            let follower = try Child(["log", "tail", "--log", dir, "--since", "1", "--follow"], splitLines: true)
             try await follower.start()
             defer { follower.stopAndReap() }
 
@@ -462,7 +462,7 @@ import Darwin
             try #require(appended.status == 0, "stderr: \(appended.stderr)")
             #expect(appended.stdoutText == "18446744073709551614\n")
 
-            let tail = try await tidemark(["log", "tail", "--log", dir])
+            let tail = try await tidemark(["log", "tail", "--log", dir, "--since", "1"])
             #expect(tail.status == 0, "stderr: \(tail.stderr)")
             let got = tail.stdoutText.split(separator: "\n", omittingEmptySubsequences: false)
             for (n, want) in lines.enumerated() where n >= got.count || got[n] != want {
