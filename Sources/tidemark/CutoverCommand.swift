@@ -29,6 +29,9 @@ struct CutoverCommand: ParsableCommand {
     @Flag(help: "Switch although some of the source's triggers or views could not be carried to the target (`migrate` lists them); they are named in a warning.")
     var dropTriggers = false
 
+    @Option(help: ArgumentHelp("Postpone the switch while FILE exists: keep the target caught up (copying and replaying) and cut over as soon as FILE is removed; `status` shows the wait, Ctrl-C while waiting changes nothing.", valueName: "FILE"))
+    var postponeFlag: String?
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
@@ -52,7 +55,9 @@ struct CutoverCommand: ParsableCommand {
             Interruption.install()
             let migrator = try Migrator.open(plan: p, options: MigratorOptions(follow: true))
             defer { try? migrator.close() }
-            let r = try migrator.cutover(o)
+            let r = try migrator.cutover(o, postponeFlag: postponeFlag, waiting: { flag in
+                if !json { printError("cutover postponed: keeping the target caught up until \(flag) is removed (Ctrl-C stops waiting and changes nothing)") }
+            })
             if skipVerify && !r.alreadyDone {
                 // After the fact, so that a refusal stays one error line.
                 printError("warning: --skip-verify: \(r.dryRun ? "would switch" : "switched") without a clean verify since the copy finished; nothing proved the target equal, and writes no trigger sees (incremental BLOB I/O) were not carried. Recorded in the migration state.")

@@ -37,6 +37,7 @@ struct StatusCommand: ParsableCommand {
                 } else {
                     o.set("refused", raw: "null")
                 }
+                o.set("live", liveStatusJSON(s.state?.live ?? LiveControlState()))
                 o.set("indexes_pending", array: s.pendingIndexes.map(JSONObject.quote))
                 o.set("plan_changes", array: s.planChanges.map(JSONObject.quote))
                 o.set("plan_fingerprint", s.state?.plan?.fingerprint)
@@ -79,6 +80,7 @@ struct StatusCommand: ParsableCommand {
             print("phase: \(life.phase.rawValue) — \(life.summary)")
             if let blocked = life.blocked { print("blocked: \(blocked)") }
             print("next: \(life.next ?? "nothing to run")")
+            for line in liveStatusLines(s.state?.live ?? LiveControlState(), planArgument: "--plan \(plan.plan)") { print(line) }
             guard let state = s.state else {
                 print("\(s.capturedLSN) changes captured so far")
                 return
