@@ -1,5 +1,8 @@
 import TidemarkCore
 import TidemarkLog
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // How live control (pause, throttle, postponed cutover) shows in `status`
 // and in `migrate`'s output: kept here, apart from the rest of status.
@@ -59,31 +62,42 @@ func liveStatusJSON(_ live: LiveControlState, nowMicros: Int64 = Clock.wallMicro
 }
 
 /// `migrate`'s lines when it starts or stops waiting (paused, throttled):
-/// one line each time that changes, on stderr, with a terminal or without.
+/// one line on stderr each time that changes, with a terminal or without;
+/// with `--json`, one JSON object per line (`{"live":{"waiting":"paused",…}}`,
+/// `{"live":{"waiting":null}}`), so that a script is told too.
 final class LiveProgressLines {
-    let enabled: Bool
+    let json: Bool
     let planArgument: String
     private var last: LiveWaitReason?
 
-    init(enabled: Bool, planArgument: String) {
-        self.enabled = enabled
+    init(json: Bool, planArgument: String) {
+        self.json = json
         self.planArgument = planArgument
     }
 
     func show(_ p: MigrationProgress) {
-        guard enabled else { return }
-        switch (last, p.waiting) {
-        case (nil, nil):
-            break
-        case (let a?, let b?) where a.kind == b.kind:
+        if last?.kind == p.waiting?.kind { return }
+        defer { last = p.waiting }
+        if json {
+            var w = JSONObject()
+            w.set("waiting", p.waiting?.kind)
+            if case .paused(let at)? = p.waiting { w.set("paused_at", Timestamp(microsSinceEpoch: at).description) }
+            if let reason = p.waiting { w.set("detail", reason.description) }
+            var o = JSONObject()
+            o.set("live", w)
+            let line = Array((o.text + "\n").utf8)
+            line.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
             return
+        }
+        switch (last, p.waiting) {
         case (_, .paused(let at)?):
             printError("paused since \(Timestamp(microsSinceEpoch: at)) (`tidemark pause`): neither copying nor replaying until `tidemark resume \(planArgument)`")
         case (_, let b?):
             printError(b.description)
         case (let a?, nil):
             printError(a.kind == "paused" ? "resumed" : "no longer throttled: copying again")
+        case (nil, nil):
+            break
         }
-        last = p.waiting
     }
 }

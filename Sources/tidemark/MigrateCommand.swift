@@ -58,7 +58,7 @@ struct MigrateCommand: ParsableCommand {
                 for o in migrator.notCarried { print(omissionLine(o)) }
             }
             let view = ProgressView(enabled: !json && isTerminal(2))
-            let live = LiveProgressLines(enabled: !json, planArgument: "--plan \(plan.plan)")
+            let live = LiveProgressLines(json: json, planArgument: "--plan \(plan.plan)")
             let summary = try migrator.run { view.show($0); live.show($0) }
             view.finish()
             if json {
