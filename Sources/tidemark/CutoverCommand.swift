@@ -56,7 +56,7 @@ struct CutoverCommand: ParsableCommand {
             let migrator = try Migrator.open(plan: p, options: MigratorOptions(follow: true))
             defer { try? migrator.close() }
             let r = try migrator.cutover(o, postponeFlag: postponeFlag, waiting: { flag in
-                if !json { printError("cutover postponed: keeping the target caught up until \(flag) is removed (Ctrl-C stops waiting and changes nothing)") }
+                printPostponed(flag: flag, json: json)
             })
             if skipVerify && !r.alreadyDone {
                 // After the fact, so that a refusal stays one error line.

@@ -101,3 +101,18 @@ final class LiveProgressLines {
         }
     }
 }
+
+/// `cutover --postpone-flag`: the one line (a JSON line with `--json`) on
+/// stderr saying the cutover waits for `flag` to be removed.
+func printPostponed(flag: String, json: Bool) {
+    guard json else {
+        return printError("cutover postponed: keeping the target caught up until \(flag) is removed (Ctrl-C stops waiting and changes nothing)")
+    }
+    var w = JSONObject()
+    w.set("waiting", "postpone-flag")
+    w.set("flag", flag)
+    var o = JSONObject()
+    o.set("live", w)
+    let line = Array((o.text + "\n").utf8)
+    line.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
+}

@@ -182,7 +182,7 @@ extension CutoverTests {
                 // Ctrl-C while waiting: nothing switched, nothing left waiting.
                 let first = reaper.add(try Child.tidemark(arguments))
                 try await first.start()
-                try await waitFor("the first cutover to wait", child: first) { first.stderrText.contains("cutover postponed") }
+                try await waitFor("the first cutover to wait", child: first) { first.stderrText.contains(#"{"live":{"waiting":"postpone-flag""#) }
                 first.sendSignal(SIGINT)
                 let stopped = try await first.waitForExit(timeoutSeconds: 30)
                 #expect(stopped.status == 130 && stopped.stderr.contains("nothing was switched"), "\(stopped.summary)")
@@ -193,7 +193,7 @@ extension CutoverTests {
 
                 let cut = reaper.add(try Child.tidemark(arguments))
                 try await cut.start()
-                try await waitFor("the cutover to wait", child: cut) { cut.stderrText.contains("cutover postponed") }
+                try await waitFor("the cutover to wait", child: cut) { cut.stderrText.contains(#"{"live":{"waiting":"postpone-flag""#) }
                 let early = try appliedLSN(s)
                 try await pause(milliseconds: 2_000)
                 #expect(cut.isRunning, "the cutover did not wait for the flag: \(cut.stderrText)")
