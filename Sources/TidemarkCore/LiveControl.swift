@@ -460,6 +460,10 @@ extension Migrator {
     /// - Parameter waiting: called once when the wait begins, with the flag's absolute path.
     public func cutover(_ o: CutoverOptions, postponeFlag: String?, waiting: (String) -> Void = { _ in },
                         progress: (MigrationProgress) -> Void = { _ in }) throws -> CutoverReport {
+        if !o.dryRun, let c = liveConnection, let w = try StateTables.load(c)?.live.cutoverWait, !w.isCurrent(nowMicros: Clock.wallMicros()) {
+            // A postponed cutover that a crash stopped left its record: gone now.
+            try c.transaction(.immediate) { try StateTables.setCutoverWait(nil, in: c) }
+        }
         if let flag = postponeFlag, !o.dryRun {
             try postponeCutover(flag: flag, waiting: waiting, progress: progress)
         } else if !o.dryRun, let c = liveConnection, let at = try StateTables.pausedAt(c) {

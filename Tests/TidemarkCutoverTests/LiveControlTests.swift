@@ -162,6 +162,40 @@ extension CutoverTests {
             }
         }
 
+        /// A paused migrate killed with SIGKILL: the pause survives (the next
+        /// migrate starts paused), and after `resume` it finishes the copy
+        /// where the killed one stopped.
+        @Test(.timeLimit(.minutes(5)))
+        func aKilledPausedMigrationResumes() async throws {
+            try await withTemporaryDirectory { root in
+                let s = try Scenario.create(root: root, layout: .reshaped)
+                let reaper = Reaper()
+                defer { reaper.reapAll() }
+                let first = reaper.add(try Child.tidemark(["migrate", "--max-rows-per-second", "1000"] + s.planArguments))
+                try await first.start()
+                try await waitFor("the copy to begin", child: first) { copiedRows(s) > 0 }
+                let paused = try await tidemark(["pause", "--json"] + s.planArguments)
+                #expect(paused.status == 0 && (try? paused.json().bool("acknowledged")) == true, "\(paused.summary)")
+                let atPause = copiedRows(s)
+                #expect(atPause < Self.scenarioRows, "the copy ended before the pause")
+                first.sendSignal(SIGKILL)
+                let killed = try await first.waitForExit(timeoutSeconds: 30)
+                #expect(killed.killed, "\(killed.summary)")
+
+                let second = reaper.add(try Child.tidemark(["migrate", "--json"] + s.planArguments))
+                try await second.start()
+                try await waitFor("the next migrate to start paused", child: second) { second.stderrText.contains(#"{"live":{"waiting":"paused""#) }
+                try await pause(milliseconds: 300)
+                #expect(copiedRows(s) == atPause, "copied while paused")
+                let resumed = try await tidemark(["resume"] + s.planArguments)
+                #expect(resumed.status == 0, "\(resumed.summary)")
+                let done = try await second.waitForExit(timeoutSeconds: 60)
+                try #require(done.status == 0, "\(done.summary)")
+                #expect(try done.json().int("rows_copied") == Int64(Self.scenarioRows - atPause))
+                try s.expectTarget(equals: s.initialModel(), "after a killed, paused migration resumed")
+            }
+        }
+
         /// `cutover --postpone-flag FILE`: keeps replaying while FILE exists
         /// (status shows the wait), Ctrl-C while waiting switches nothing,
         /// and removing FILE cuts over with every acknowledged write.
