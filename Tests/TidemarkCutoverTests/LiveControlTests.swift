@@ -102,6 +102,9 @@ extension CutoverTests {
                 // Nothing to pause before a migration exists: one line, non-zero, nothing made.
                 let early = try await tidemark(["pause"] + s.planArguments)
                 #expect(early.status == 1 && early.stderrLines.count == 1 && early.stderr.contains("no migration to pause"), "\(early.summary)")
+                let earlyResume = try await tidemark(["resume", "--json"] + s.planArguments)
+                #expect(earlyResume.status == 1 && earlyResume.stderrLines.count == 1
+                        && earlyResume.stderr.hasPrefix(#"{"error":{"code":"no-migration""#), "\(earlyResume.summary)")
                 #expect(!FileManager.default.fileExists(atPath: s.target))
 
                 let migrate = reaper.add(try Child.tidemark(["migrate", "--follow"] + s.planArguments))
