@@ -202,10 +202,10 @@ extension CutoverTests {
         /// `cutover --postpone-flag FILE`: keeps replaying while FILE exists
         /// (status shows the wait), Ctrl-C while waiting switches nothing,
         /// and removing FILE cuts over with every acknowledged write.
-        @Test(.timeLimit(.minutes(5)))
-        func postponedCutoverWaitsForTheFlag() async throws {
+        @Test(.timeLimit(.minutes(5)), arguments: [Layout.reshaped, Layout.sameFile])
+        func postponedCutoverWaitsForTheFlag(_ layout: Layout) async throws {
             try await withTemporaryDirectory { root in
-                let s = try Scenario.create(root: root, layout: .reshaped)
+                let s = try Scenario.create(root: root, layout: layout)
                 let reaper = Reaper()
                 defer { reaper.reapAll() }
                 let migrated = try await tidemark(["migrate"] + s.planArguments)
