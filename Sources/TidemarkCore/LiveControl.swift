@@ -415,7 +415,8 @@ public enum LiveControl {
     /// (changing nothing) when there is none.
     private static func openState(_ plan: Plan, for command: String) throws -> Connection {
         if plan.isPostgres {
-            throw MigrationError(.unsupported, "`tidemark \(command)` is not available for a PostgreSQL target (\(plan.displayTarget)) yet; stop `tidemark migrate` with Ctrl-C instead (it resumes where it stopped)")
+            throw MigrationError(.unsupported, "`tidemark \(command)` is not available for a PostgreSQL target (\(plan.displayTarget)) yet, so nothing there is paused; "
+                                 + "to take load off the source, stop `tidemark migrate` with Ctrl-C (it resumes where it stopped) or run it with --max-rows-per-second / --max-write-lag-ms")
         }
         guard FileSystemCheck.exists(plan.target) else { throw notStarted(plan, for: command) }
         let c = try Connection(path: plan.target, mode: .readWrite)

@@ -279,6 +279,22 @@ extension CutoverTests {
                 #expect(late.status == 1 && late.stderr.contains("\"code\":\"no-migration\""), "\(late.summary)")
             }
         }
+
+        /// PostgreSQL targets have no live control yet: `pause` and `resume`
+        /// refuse in one line (JSON with --json), before connecting.
+        @Test(.timeLimit(.minutes(2)))
+        func pauseRefusesAPostgresTarget() async throws {
+            try await withTemporaryDirectory { root in
+                let s = try Scenario.create(root: root, layout: .reshaped, items: 10, batches: 5)
+                let plan = root + "/pg.yml"
+                try "source: source.db\ntarget: postgres://127.0.0.1:1/nothing\nlog: changelog\ntables:\n  items: {}\n".write(toFile: plan, atomically: true, encoding: .utf8)
+                let p = try await tidemark(["pause", "--plan", plan])
+                #expect(p.status == 1 && p.stderrLines.count == 1 && p.stderr.contains("PostgreSQL target"), "\(p.summary)")
+                let r = try await tidemark(["resume", "--json", "--plan", plan])
+                #expect(r.status == 1 && r.stderr.hasPrefix(#"{"error":{"code":"unsupported""#), "\(r.summary)")
+                #expect(!FileManager.default.fileExists(atPath: s.log), "a refused pause made the log")
+            }
+        }
     }
 }
 
