@@ -470,7 +470,13 @@ extension Migrator {
         } else if !o.dryRun, let c = liveConnection, let at = try StateTables.pausedAt(c) {
             throw MigrationError(.paused, "the migration was paused at \(Timestamp(microsSinceEpoch: at)) (`tidemark pause`); nothing was switched — run `tidemark resume` first, or cut over with --postpone-flag FILE to wait for both")
         }
-        return try cutover(o, progress: progress)
+        let report = try cutover(o, progress: progress)
+        if !report.dryRun, let c = liveConnection {
+            // Switched: no cutover waits any more, whatever a killed one left.
+            // Best effort: the switch committed, and this is only status's hint.
+            _ = try? c.transaction(.immediate) { try StateTables.setCutoverWait(nil, in: c) }
+        }
+        return report
     }
 
     /// Follows until `flag` is gone and the migration is not paused.

@@ -257,6 +257,32 @@ extension CutoverTests {
             }
         }
 
+        /// A postponed cutover killed with SIGKILL while waiting switches
+        /// nothing; the next cutover switches and leaves no wait behind.
+        @Test(.timeLimit(.minutes(5)))
+        func aKilledPostponedCutoverLeavesNothingWaiting() async throws {
+            try await withTemporaryDirectory { root in
+                let s = try Scenario.create(root: root, layout: .reshaped, items: 300, batches: 100)
+                let reaper = Reaper()
+                defer { reaper.reapAll() }
+                let migrated = try await tidemark(["migrate"] + s.planArguments)
+                try #require(migrated.status == 0, "migrate: \(migrated.summary)")
+                let flag = root + "/hold"
+                try Data().write(to: URL(fileURLWithPath: flag))
+                let waiting = reaper.add(try Child.tidemark(["cutover", "--skip-verify", "--postpone-flag", flag] + s.planArguments))
+                try await waiting.start()
+                try await waitFor("the cutover to wait", child: waiting) { waiting.stderrText.contains("cutover postponed") }
+                waiting.sendSignal(SIGKILL)
+                #expect(try await waiting.waitForExit(timeoutSeconds: 30).killed)
+                #expect(try s.switchRecordLSN() == nil)
+                #expect(try s.journal() == nil)
+                let cut = try await tidemark(["cutover", "--skip-verify", "--json"] + s.planArguments)
+                try expectCutoverJSON(cut)
+                let status = try await tidemark(["status"] + s.planArguments)
+                #expect(!status.stdoutText.contains("postponed"), "\(status.stdoutText)")
+            }
+        }
+
         /// A cutover refuses to start while the migration is paused (without a
         /// postpone flag): one line, nothing switched.
         @Test(.timeLimit(.minutes(5)))
