@@ -66,6 +66,9 @@ public struct MigrationState: Sendable, Equatable {
     /// shows why the migration stands still; cleared by the next step that
     /// commits.
     public var blocked: BlockedStep?
+    /// Live control: a pause `tidemark pause` asked for, and what a running
+    /// `migrate` or postponed `cutover` waits for now (see LiveControl.swift).
+    public var live = LiveControlState()
 
     /// Tables in copy order.
     public func table(_ source: String) -> TableState? {
@@ -175,7 +178,7 @@ enum StateTables {
         ("verified_at", "INTEGER"), ("verified_from_lsn", "INTEGER"), ("verified_through_lsn", "INTEGER"),
         ("verified_differences", "INTEGER"), ("skip_verify_at", "INTEGER"),
         ("blocked_lsn", "INTEGER"), ("blocked_message", "TEXT"), ("blocked_at", "INTEGER"),
-    ]
+    ] + liveColumns
 
     /// Columns of `_tidemark_migration_tables` added after its first version.
     static let laterTableColumns: [(name: String, type: String)] = [
@@ -247,6 +250,7 @@ enum StateTables {
                 if let message = text("blocked_message") {
                     state.blocked = BlockedStep(lsn: lsn("blocked_lsn"), message: message, atMicros: int("blocked_at") ?? 0)
                 }
+                state.live = LiveControlState(int: int, text: text)
             }
         }
         let t = try c.prepare("SELECT source_table, target_table, position, phase, tidemark, ceiling, rows_copied, rows_estimate FROM \(tables) ORDER BY position")

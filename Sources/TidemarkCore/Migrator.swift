@@ -37,6 +37,12 @@ public struct MigratorOptions: Sendable {
     /// (the default, S3). Only for measuring the two against each other
     /// (`tidemark-bench migrate`); takes effect when a migration starts.
     package var indexesDuringCopy = false
+    /// Most rows the copy writes per second (`--max-rows-per-second`); nil:
+    /// as fast as it can. Replay is not limited (see ``RowRateLimiter``).
+    public var maxRowsPerSecond: Int?
+    /// Before each chunk, the copy waits while taking the source's write
+    /// lock takes longer than this (`--max-write-lag-ms`; see ``WriteLockProbe``).
+    public var maxWriteLagMillis: Int?
 
     public init(follow: Bool = false) { self.follow = follow }
 }
@@ -67,6 +73,8 @@ public struct MigrationProgress: Sendable {
     public var indexesPending: Int = 0
     /// The index being built now: its name and target table.
     public var buildingIndex: (name: String, table: String)? = nil
+    /// Why the run does not take its next step now (paused, throttled); nil while it works.
+    public var waiting: LiveWaitReason? = nil
 }
 
 /// The result of a run.
@@ -135,6 +143,8 @@ public final class Migrator: @unchecked Sendable {
     private var refusals: [String: Refusal]?
     /// The LSN of the change whose refusal stopped the last step.
     private var refusedLSN: LSN?
+    /// Pause, write-lag throttle and row rate between steps (LiveControl.swift).
+    lazy var live = LiveGate(options: options, plan: plan)
     #if DEBUG
     /// Test seam: runs right after each ``followStep()`` of ``run(progress:)``,
     /// where another process may commit before this one's next write.
@@ -285,6 +295,13 @@ public final class Migrator: @unchecked Sendable {
 
     /// Copies and replays until caught up (or, with `follow`, until stopped).
     public func run(progress: (MigrationProgress) -> Void = { _ in }) throws -> MigrationSummary {
+        try run(progress: progress, until: { false })
+    }
+
+    /// ``run(progress:)`` that also returns, between two steps, once `done`
+    /// says so (a postponed cutover's flag is gone).
+    func run(progress: (MigrationProgress) -> Void, until done: () -> Bool) throws -> MigrationSummary {
+        defer { liveEnd() }
         let start = Clock.monotonicNanos()
         var copyDone: UInt64?
         var caughtUp = false
@@ -301,14 +318,21 @@ public final class Migrator: @unchecked Sendable {
         while !stopRequested {
           // A safe point: every step before this one committed whole.
           try Interruption.check(stopPlace())
+          if done() { break }
           do {
+            let copyIndex = nextIndexToBuild() == nil ? state.tables.firstIndex(where: { $0.phase != .following }) : nil
+            // Live control: paused, throttled or paced, the loop goes round
+            // without a step (LiveControl.swift).
+            if try !liveGate(copying: copyIndex != nil, progress: progress) { continue }
             if let index = nextIndexToBuild() {
                 // S3: after its table's copy, before the copy of the next
                 // table goes on and before catch-up can end.
                 progress(snapshot(caughtUp: false, building: index))
                 try buildIndexStep(index)
             } else if let i = state.tables.firstIndex(where: { $0.phase != .following }) {
+                let before = copied
                 try copyStep(i)
+                liveSpend(rows: copied - before)
             } else {
                 if copyDone == nil { copyDone = Clock.monotonicNanos() }
                 let (applied, upToDate) = try followStep()
@@ -389,7 +413,7 @@ public final class Migrator: @unchecked Sendable {
             },
             appliedLSN: state.appliedLSN, capturedLSN: max(capturedLSN, state.appliedLSN), changesReplayed: replayed,
             lagMillis: lagMillis, caughtUp: caughtUp, indexesPending: pendingIndexes.count,
-            buildingIndex: building.map { ($0.name, $0.table) })
+            buildingIndex: building.map { ($0.name, $0.table) }, waiting: live.waiting)
     }
 
     private func acknowledge(force: Bool) throws {
@@ -651,7 +675,7 @@ public final class Migrator: @unchecked Sendable {
                 return
             }
             // Upper key of this chunk: the chunk_rows-th key above the tidemark, or the ceiling.
-            let upper = try s.chunkUpper(after: t.tidemark, ceiling: ceiling, rows: plan.chunkRows)
+            let upper = try s.chunkUpper(after: t.tidemark, ceiling: ceiling, rows: live.chunkRows(plan.chunkRows))
             let n = try s.copyChunk(after: t.tidemark, through: upper)
             t.rowsCopied += n
             copied += n

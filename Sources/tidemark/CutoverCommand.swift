@@ -34,6 +34,9 @@ struct CutoverCommand: ParsableCommand {
 
     @OptionGroup var verbosity: VerbosityOptions
 
+    @Option(help: ArgumentHelp("Postpone the switch while FILE exists: keep the target caught up (copying and replaying) and cut over as soon as FILE is removed; `status` shows the wait, Ctrl-C while waiting changes nothing.", valueName: "FILE"))
+    var postponeFlag: String?
+
     func run() throws {
         try reportingErrors {
             var o = CutoverOptions()
@@ -57,7 +60,9 @@ struct CutoverCommand: ParsableCommand {
             Interruption.install()
             let migrator = try Migrator.open(plan: p, options: MigratorOptions(follow: true))
             defer { try? migrator.close() }
-            let r = try migrator.cutover(o)
+            let r = try migrator.cutover(o, postponeFlag: postponeFlag, waiting: { flag in
+                printPostponed(flag: flag, json: json)
+            })
             console.detail("waited \(String(format2: r.waitedSeconds)) s for the lag; writers paused \(String(format2: r.pauseMillis)) ms; \(r.drained) changes drained at LSN \(r.lsn)")
             if skipVerify && !r.alreadyDone {
                 // After the fact, so that a refusal stays one error line.

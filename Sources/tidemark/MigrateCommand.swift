@@ -25,8 +25,19 @@ struct MigrateCommand: ParsableCommand {
     @Flag(help: "Replay past LSN ranges the log lost to damage (see `tidemark log repair`); verify before cutover.")
     var acceptGap = false
 
+    @Option(help: ArgumentHelp("Copy at most N rows per second (a token bucket: any second holds at most N + N/10 rows); replay is not limited.", valueName: "N"))
+    var maxRowsPerSecond: Int?
+
+    @Option(help: ArgumentHelp("Before each chunk, time taking the source's write lock (BEGIN IMMEDIATE; ROLLBACK); while it takes longer than N ms, copy nothing and wait (progress and `status` say so).", valueName: "N"))
+    var maxWriteLagMs: Int?
+
     @Flag(help: "Resolve the plan and the target's schema and run the preflight; print what the target would get (tables, indexes, triggers and views at cutover, what is not carried) and change nothing. Exits 1 when the preflight finds rows the target would refuse.")
     var dryRun = false
+
+    func validate() throws {
+        if let n = maxRowsPerSecond, n < 1 { throw ValidationError("--max-rows-per-second must be at least 1 (got \(n))") }
+        if let n = maxWriteLagMs, n < 1 { throw ValidationError("--max-write-lag-ms must be at least 1 (got \(n))") }
+    }
 
     func run() throws {
         try reportingErrors(json: json) {
@@ -41,6 +52,8 @@ struct MigrateCommand: ParsableCommand {
             Interruption.install()
             var options = MigratorOptions(follow: follow)
             options.acceptGap = acceptGap
+            options.maxRowsPerSecond = maxRowsPerSecond
+            options.maxWriteLagMillis = maxWriteLagMs
             let migrator = try Migrator.open(plan: p, options: options)
             defer { try? migrator.close() }
             console.detail("opened the migration\(follow ? "; following after catch-up until interrupted" : "")")
@@ -48,7 +61,8 @@ struct MigrateCommand: ParsableCommand {
             // stored schema's, so a resumed run says the same).
             for o in migrator.notCarried { console.note(omissionLine(o)) }
             let view = console.progress()
-            let summary = try migrator.run { view.show($0) }
+            let live = LiveProgressLines(json: json, planArgument: "--plan \(plan.plan)")
+            let summary = try migrator.run { view.show($0); live.show($0) }
             view.finish()
             console.detail("the run ended after \(String(format2: summary.totalSeconds)) s (copy \(String(format2: summary.copySeconds)) s)")
             if json {

@@ -23,7 +23,11 @@ struct StatusCommand: ParsableCommand {
             let s = try MigrationStatus.read(plan: try plan.load())
             let planArgument = "--plan \(plan.plan)"
             guard json else {
-                for line in s.lines(planArgument: planArgument) { print(line) }
+                // The live-control lines (paused, throttled, postponed) go before `next:`.
+                var lines = s.lines(planArgument: planArgument)
+                let live = liveStatusLines(s.state?.live ?? LiveControlState(), planArgument: planArgument)
+                lines.insert(contentsOf: live, at: lines.firstIndex { $0.hasPrefix("next:") } ?? lines.endIndex)
+                for line in lines { print(line) }
                 return
             }
             let life = s.lifecycle(planArgument: planArgument)
@@ -42,6 +46,7 @@ struct StatusCommand: ParsableCommand {
             } else {
                 o.set("refused", raw: "null")
             }
+            o.set("live", liveStatusJSON(s.state?.live ?? LiveControlState()))
             o.set("indexes_pending", array: s.pendingIndexes.map(JSONObject.quote))
             o.set("plan_changes", array: s.planChanges.map(JSONObject.quote))
             o.set("plan_fingerprint", s.state?.plan?.fingerprint)
