@@ -8,12 +8,8 @@ import TidemarkSQLite
 /// and `verify`'s exit codes (0 equal, 1 different, 2 could not compare —
 /// as `diff` and `cmp`).
 @Suite struct CommandLineTests {
-    func run(_ args: [String], in dir: String, environment extra: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in extra { env[k] = v }
-        let child = try ChildProcess(try tidemarkExecutable(), args, label: "tidemark-\(args.first ?? "")", directory: dir, environment: env)
-        let status = child.wait(seconds: 120)
-        return (status, child.stdout, child.stderr)
+    func run(_ args: [String], in dir: String, environment extra: [String: String] = [:]) throws -> Finished {
+        try runTidemark(args, in: dir, environment: extra)
     }
 
     @Test(.timeLimit(.minutes(10)))

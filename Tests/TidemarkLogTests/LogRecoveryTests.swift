@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import Foundation
 import Synchronization
 import Testing
@@ -206,7 +207,7 @@ import Testing
 
 @Suite struct GroupCommitTests {
     @Test(.timeLimit(.minutes(10))) func concurrentAppendersShareSyncs() throws {
-        try withTemporaryDirectory { dir in
+        try withTemporaryDirectory(onDisk: true) { dir in  // group commit needs an fsync that takes time
             let log = try LogAppender(directory: dir, options: LogOptions(durability: .commit))
             let threads = 8, perThread = 100
             // Real OS threads released together (not concurrentPerform, which

@@ -13,10 +13,7 @@ private func freshDatabase() throws -> (conninfo: String, connection: PGConnecti
 }
 
 private func withLogDirectory<T>(_ body: (String) throws -> T) throws -> T {
-    let path = FileManager.default.temporaryDirectory
-        .appendingPathComponent("tidemark-pgcapture-\(UUID().uuidString)").path
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    return try body(path)
+    try withTemporaryDirectory("tidemark-pgcapture") { try body($0 + "/log") }
 }
 
 private func logRecords(_ path: String) throws -> [ChangeRecord] {
