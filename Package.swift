@@ -36,7 +36,7 @@ let package = Package(
             "CSQLite", "TidemarkCore", "TidemarkDemo", "TidemarkLog", "TidemarkSQLite", "TidemarkPostgres", "TidemarkTestSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .target(name: "TidemarkTestSupport", path: "Tests/TidemarkTestSupport"),
+        .target(name: "TidemarkTestSupport", dependencies: ["TidemarkLog", "TidemarkSQLite"], path: "Tests/TidemarkTestSupport"),
         .testTarget(name: "TidemarkLogTests", dependencies: ["TidemarkLog", "TidemarkTestSupport"]),
         // A SQLite VFS that simulates power loss, for the shipper's durability tests.
         .target(name: "CPowerLossVFS", dependencies: ["CSQLite"], path: "Tests/CPowerLossVFS"),

@@ -59,10 +59,3 @@ import TidemarkSQLite
     }
 }
 
-extension LogCursor {
-    func allRecords() throws -> [ChangeRecord] {
-        var out: [ChangeRecord] = []
-        while let r = try next() { out.append(r) }
-        return out
-    }
-}

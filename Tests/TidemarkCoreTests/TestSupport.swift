@@ -14,22 +14,6 @@ func writeText(_ path: String, _ text: String) throws {
     try text.write(toFile: path, atomically: true, encoding: .utf8)
 }
 
-extension Connection {
-    /// All rows of `sql`, for assertions.
-    func values(_ sql: String, _ arguments: [Value] = []) throws -> [[Value]] {
-        let statement = try prepare(sql)
-        try statement.bind(arguments)
-        return try statement.rows { row in (0..<row.columnCount).map { row.columnValue($0) } }
-    }
-
-    /// The first column of the first row of `sql`, as an integer.
-    func integer(_ sql: String, _ arguments: [Value] = []) throws -> Int64 {
-        let rows = try values(sql, arguments)
-        guard let first = rows.first?.first, case .integer(let i) = first else { return 0 }
-        return i
-    }
-}
-
 extension SplitMix {
     /// A value in `range`.
     mutating func int(_ range: ClosedRange<Int>) -> Int {

@@ -102,7 +102,7 @@ import Testing
             #expect(log.lastLSN == LSN(200))
             try log.append([sampleRecord(201, lsn: 201)])
             try log.close()
-            #expect(try readAll(dir).last?.lsn == LSN(201))
+            #expect(try logRecords(dir).last?.lsn == LSN(201))
             _ = all
         }
     }
@@ -128,7 +128,7 @@ import Testing
             #expect(reopened.lastLSN == LSN(50))
             try reopened.append([sampleRecord(51, lsn: 51)])
             try reopened.close()
-            #expect(try readAll(dir).map(\.lsn.rawValue) == Array(1...20) + [51])
+            #expect(try logRecords(dir).map(\.lsn.rawValue) == Array(1...20) + [51])
         }
     }
 }

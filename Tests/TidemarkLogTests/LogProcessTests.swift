@@ -245,7 +245,7 @@ import Darwin
             #expect(refused.status == 1)
             #expect(refused.stderrLines.count == 1, "stderr: \(refused.stderr)")
             #expect(refused.stderr.contains("written by capture"), "stderr: \(refused.stderr)")
-            #expect(try readAll(dir).map(\.lsn) == [LSN(7)])
+            #expect(try logRecords(dir).map(\.lsn) == [LSN(7)])
             #expect(try LogDirectory(dir).meta().writer == .capture)
 
             // A log made by `log append` records its kind.
@@ -283,7 +283,7 @@ import Darwin
             #expect(file.status == 0, "stderr: \(file.stderr)")
             let plain = try await tidemark(["log", "append", "--log", root + "/c"], stdin: Array(lines.utf8))
             #expect(plain.status == 0, "stderr: \(plain.stderr)")
-            let images = try [root + "/a", root + "/b", root + "/c"].map { try readAll($0).map { "\($0.table) \($0.operation) \($0.key) \(String(describing: $0.after))" } }
+            let images = try [root + "/a", root + "/b", root + "/c"].map { try logRecords($0).map { "\($0.table) \($0.operation) \($0.key) \(String(describing: $0.after))" } }
             #expect(images[0].count == 3 && images[0] == images[1] && images[1] == images[2])
         }
     }
@@ -296,7 +296,7 @@ import Darwin
             let created = try await tidemark(["log", "append", "--log", dir], stdin: Array(seed.utf8))
             try #require(created.status == 0, "stderr: \(created.stderr)")
             let headBefore = try LogReader(directory: dir).headLSN()
-            let recordsBefore = try readAll(dir)
+            let recordsBefore = try logRecords(dir)
             #expect(headBefore == LSN(5))
 
             let bad = [
@@ -311,7 +311,7 @@ import Darwin
             #expect(r.stderrLines.count == 1, "stderr: \(r.stderr)")
             #expect(r.stderr.contains("line 3"), "stderr: \(r.stderr)")
             #expect(try LogReader(directory: dir).headLSN() == headBefore)
-            #expect(try readAll(dir) == recordsBefore)
+            #expect(try logRecords(dir) == recordsBefore)
         }
     }
 

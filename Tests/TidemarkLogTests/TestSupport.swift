@@ -24,13 +24,6 @@ func sampleRecord(_ i: Int, lsn: UInt64 = 0, table: String = "users") -> ChangeR
         after: op == .delete ? nil : after)
 }
 
-func readAll(_ dir: String, from: LSN = .zero) throws -> [ChangeRecord] {
-    let cursor = try LogReader(directory: dir).cursor(from: from)
-    var out: [ChangeRecord] = []
-    while let r = try cursor.next() { out.append(r) }
-    return out
-}
-
 func segmentFiles(_ dir: String) throws -> [String] {
     try LogDirectory(dir).segments().map(\.path)
 }

@@ -16,13 +16,6 @@ private func withLogDirectory<T>(_ body: (String) throws -> T) throws -> T {
     try withTemporaryDirectory("tidemark-pgcapture") { try body($0 + "/log") }
 }
 
-private func logRecords(_ path: String) throws -> [ChangeRecord] {
-    let cursor = try LogReader(directory: path).cursor(from: .zero)
-    var out: [ChangeRecord] = []
-    while let r = try cursor.next() { out.append(r) }
-    return out
-}
-
 /// Ships until the outbox is empty. Transactions in any database of the
 /// server (other tests run in parallel) hold the final bound back for a
 /// moment, so one call may ship only part.

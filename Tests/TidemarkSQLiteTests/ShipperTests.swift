@@ -4,14 +4,6 @@ import TidemarkTestSupport
 import TidemarkLog
 @testable import TidemarkSQLite
 
-/// Every record in the log at `path`, in LSN order.
-func logRecords(_ path: String) throws -> [ChangeRecord] {
-    let cursor = try LogReader(directory: path).cursor(from: .zero)
-    var records: [ChangeRecord] = []
-    while let record = try cursor.next() { records.append(record) }
-    return records
-}
-
 /// A captured database and a log for it, in a temporary directory.
 func withShippingSetup<R>(
     _ schema: String, _ body: (_ db: Connection, _ dbPath: String, _ logPath: String) throws -> R

@@ -13,17 +13,6 @@ func withTemporaryDatabase<R>(_ body: (Connection, String) throws -> R) throws -
     }
 }
 
-extension Connection {
-    /// All rows of `sql` as values, for assertions.
-    func values(_ sql: String, _ arguments: [Value] = []) throws -> [[Value]] {
-        let statement = try prepare(sql)
-        try statement.bind(arguments)
-        return try statement.rows { row in
-            (0..<row.columnCount).map { row.columnValue($0) }
-        }
-    }
-}
-
 /// Doubles that are hard to print and parse: subnormals, extremes,
 /// neighbours of powers of two and ten, and values SQLite 3.40's quote() gets wrong.
 let awkwardDoubles: [Double] = {
