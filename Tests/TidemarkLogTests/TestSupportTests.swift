@@ -106,4 +106,21 @@ import Glibc
             #expect(found[pattern]?.count == 1, "\(pattern) in \(found[pattern] ?? [])")
         }
     }
+
+    /// The demo lives in its own target (TidemarkDemo); the core library
+    /// the command line and applications link holds none of it.
+    @Test func theCoreLibraryHoldsNoDemoCode() throws {
+        let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Sources").path
+        let core = try FileManager.default.contentsOfDirectory(atPath: sources + "/TidemarkCore").filter { $0.hasSuffix(".swift") }
+        #expect(core.count > 10, "no sources found in \(sources)/TidemarkCore")
+        for file in core {
+            let text = try String(contentsOfFile: sources + "/TidemarkCore/" + file, encoding: .utf8)
+            for pattern in [#"\benum Demo\b"#, #"\benum DemoShop\b"#, #"\bstruct SplitMix\b"#, #"\bstartWriters\b"#] {
+                #expect(text.range(of: pattern, options: .regularExpression) == nil, "\(pattern) in TidemarkCore/\(file)")
+            }
+        }
+        let demo = try FileManager.default.contentsOfDirectory(atPath: sources + "/TidemarkDemo")
+        #expect(demo.contains("Demo.swift") && demo.contains("DemoShop.swift"), "\(demo)")
+    }
 }
