@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "TidemarkSQLite", targets: ["TidemarkSQLite"]),
         .library(name: "TidemarkPostgres", targets: ["TidemarkPostgres"]),
         .library(name: "TidemarkCore", targets: ["TidemarkCore"]),
+        .library(name: "TidemarkDemo", targets: ["TidemarkDemo"]),
         .executable(name: "tidemark", targets: ["tidemark"]),
         .executable(name: "tidemark-bench", targets: ["tidemark-bench"]),
     ],
@@ -24,24 +25,27 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .target(name: "TidemarkPostgres", dependencies: ["CLibPQ", "TidemarkLog"]),
         .target(name: "TidemarkCore", dependencies: ["TidemarkLog", "TidemarkSQLite", "TidemarkPostgres", "Yams"]),
+        // `tidemark demo`'s shop database and application writers (also the
+        // benchmarks' and tests' workload); no demo code is in TidemarkCore.
+        .target(name: "TidemarkDemo", dependencies: ["TidemarkCore", "TidemarkLog", "TidemarkSQLite", "TidemarkPostgres"]),
         .executableTarget(name: "tidemark", dependencies: [
-            "TidemarkCore", "TidemarkLog", "TidemarkSQLite",
+            "TidemarkCore", "TidemarkDemo", "TidemarkLog", "TidemarkSQLite",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "tidemark-bench", dependencies: [
-            "CSQLite", "TidemarkCore", "TidemarkLog", "TidemarkSQLite", "TidemarkPostgres", "TidemarkTestSupport",
+            "CSQLite", "TidemarkCore", "TidemarkDemo", "TidemarkLog", "TidemarkSQLite", "TidemarkPostgres", "TidemarkTestSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .target(name: "TidemarkTestSupport", path: "Tests/TidemarkTestSupport"),
+        .target(name: "TidemarkTestSupport", dependencies: ["TidemarkLog", "TidemarkSQLite"], path: "Tests/TidemarkTestSupport"),
         .testTarget(name: "TidemarkLogTests", dependencies: ["TidemarkLog", "TidemarkTestSupport"]),
         // A SQLite VFS that simulates power loss, for the shipper's durability tests.
         .target(name: "CPowerLossVFS", dependencies: ["CSQLite"], path: "Tests/CPowerLossVFS"),
         .testTarget(name: "TidemarkSQLiteTests", dependencies: ["TidemarkSQLite", "TidemarkLog", "TidemarkTestSupport", "CPowerLossVFS"]),
-        .testTarget(name: "TidemarkCoreTests", dependencies: ["TidemarkCore", "TidemarkSQLite", "TidemarkLog", "TidemarkTestSupport"]),
-        .testTarget(name: "TidemarkCutoverTests", dependencies: ["TidemarkCore", "TidemarkTestSupport"]),
+        .testTarget(name: "TidemarkCoreTests", dependencies: ["TidemarkCore", "TidemarkDemo", "TidemarkSQLite", "TidemarkLog", "TidemarkTestSupport"]),
+        .testTarget(name: "TidemarkCutoverTests", dependencies: ["TidemarkCore", "TidemarkDemo", "TidemarkTestSupport"]),
+        .testTarget(name: "TidemarkPostgresTests", dependencies: ["TidemarkPostgres", "TidemarkCore", "TidemarkDemo", "TidemarkSQLite", "TidemarkLog", "TidemarkTestSupport"]),
         // The command line's own pieces (progress bar, error codes), tested in-process.
         .testTarget(name: "TidemarkCLITests", dependencies: ["tidemark"]),
-        .testTarget(name: "TidemarkPostgresTests", dependencies: ["TidemarkPostgres", "TidemarkCore", "TidemarkSQLite", "TidemarkLog", "TidemarkTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -286,7 +286,7 @@ public final class Migrator: @unchecked Sendable {
     public func stop() { stopRequested = true }
 
     public var currentState: MigrationState { state }
-    var replayedCount: Int { replayed }
+    package var replayedCount: Int { replayed }
 
     func setFollow(_ follow: Bool) {
         options.follow = follow

@@ -1,5 +1,6 @@
 import ArgumentParser
 import TidemarkCore
+import TidemarkDemo
 import TidemarkLog
 import TidemarkSQLite
 

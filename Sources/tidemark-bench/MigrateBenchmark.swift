@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import Synchronization
 import TidemarkCore
+import TidemarkDemo
 import TidemarkLog
 import TidemarkSQLite
 

@@ -1,12 +1,15 @@
 import Synchronization
 import TidemarkCore
+import TidemarkDemo
 import TidemarkLog
 import TidemarkSQLite
 
 /// Application writers for the demo shop schema (`DemoShop.schema`) at a
-/// fixed total rate: autocommit inserts, updates (some changing the key) and
-/// deletes on both tables, from several threads with their own connections
-/// and a 5 s busy timeout, as an application would.
+/// fixed total rate: the demo's own writes (`DemoShop.WriteMix` through a
+/// `DemoShop.AppStore`: autocommit inserts, updates, some changing the key,
+/// and deletes on both tables), from several threads with their own
+/// connections and a 5 s busy timeout, as an application would. What this
+/// adds to the demo's writers is the pacing and the per-write timing below.
 ///
 /// Each write has a *scheduled* time (thread start + k × interval). Its
 /// latency is measured from that time, not from when the thread got round to
@@ -16,7 +19,8 @@ import TidemarkSQLite
 ///
 /// With a `Router`, a write refused by a cutover's guard trigger routes
 /// again and is retried at the new location (same schema: the benchmarks
-/// migrate with an identity plan); the refused attempt counts in its latency.
+/// migrate with an identity plan, so the store writes the source's columns);
+/// the refused attempt counts in its latency.
 final class PacedWriters: @unchecked Sendable {
     // @unchecked: `threads` is touched only by the thread that calls
     // start/finish; everything the writer threads share is a Mutex or Atomic.
@@ -103,30 +107,13 @@ final class PacedWriters: @unchecked Sendable {
             skippedAhead: all.reduce(0) { $0 + $1.skippedAhead }, firstError: all.compactMap(\.error).first, seconds: seconds)
     }
 
-    private struct Statements {
-        let insertCustomer, updateBalance, rekey, deleteCustomer, insertLine, updateQty, deleteLine: Statement
-
-        init(_ c: Connection, route: Route?) throws {
-            let customers = quoteIdentifier(route?.table(for: "customers") ?? "customers")
-            let lines = quoteIdentifier(route?.table(for: "order_lines") ?? "order_lines")
-            insertCustomer = try c.prepare("INSERT INTO \(customers)(id, email, first_name, last_name, balance, note, created_at) VALUES (?1, ?2, 'New', 'Customer', ?3, NULL, 1700000000)")
-            updateBalance = try c.prepare("UPDATE \(customers) SET balance = balance + ?1, email = ?2 WHERE id = ?3")
-            rekey = try c.prepare("UPDATE \(customers) SET id = ?1 WHERE id = ?2")
-            deleteCustomer = try c.prepare("DELETE FROM \(customers) WHERE id = ?1")
-            insertLine = try c.prepare("INSERT INTO \(lines)(order_id, line, sku, qty, unit_price) VALUES (?1, 1, ?2, 1, 9.99)")
-            updateQty = try c.prepare("UPDATE \(lines) SET qty = qty + 1 WHERE order_id = ?1 AND line = ?2")
-            deleteLine = try c.prepare("DELETE FROM \(lines) WHERE order_id = ?1 AND line = ?2")
-        }
-    }
-
     private func write(thread: Int, customers: Int64, orders: Int64, first: UInt64, interval: UInt64, into result: inout ThreadResult) throws {
+        // The benchmark's plan is an identity plan, and its commits are
+        // SQLite's default (FULL), as they were measured before.
+        let options = DemoShop.StoreOptions(targetShape: .sameAsSource, synchronousNormal: false)
         var route = try router?.route()
-        var c = try Connection(path: route?.database ?? path, mode: .readWrite, busyTimeoutMillis: 5000)
-        // Keys this thread inserts lie in its own range: no collisions.
-        var nextCustomer = customers + 1 + Int64(thread) * 100_000_000
-        var nextOrder = orders + 1 + Int64(thread) * 100_000_000
-        var statements = try Statements(c, route: route)
-        var random = SplitMix64(seed: 7_000 + UInt64(thread))
+        var store = try DemoShop.openStore(path: path, route: route, router: router, options: options)
+        var mix = DemoShop.WriteMix(thread: thread, top: (customers, orders))
         result.writes.reserveCapacity(1 << 16)
         var due = first
         while !stopFlag.load(ordering: .relaxed) {
@@ -138,38 +125,18 @@ final class PacedWriters: @unchecked Sendable {
                 due = issued
                 result.skippedAhead += 1
             }
-            let pick = random.below(100)
-            let a = Int64(random.below(1 << 30)), b = Int64(random.below(1 << 30))
+            let write = mix.next()
             var ok = true, rerouted = false
             var attempt = 0
             while true {
                 attempt += 1
                 do {
-                    switch pick {
-                    case 0..<20:
-                        try statements.insertCustomer.execute([.integer(nextCustomer), .text("new\(nextCustomer)@shop.example"), .real(Double(a % 1000) / 4)])
-                        nextCustomer += 1
-                    case 20..<50:
-                        try statements.updateBalance.execute([.real(Double(a % 100) / 8), .text("changed\(b % 1000)@example.com"), .integer(1 + a % customers)])
-                    case 50..<53:
-                        try statements.rekey.execute([.integer(nextCustomer), .integer(1 + a % customers)])
-                        nextCustomer += 1
-                    case 53..<60:
-                        try statements.deleteCustomer.execute([.integer(1 + a % customers)])
-                    case 60..<75:
-                        try statements.insertLine.execute([.integer(nextOrder), .text("sku-\(a % 5000)")])
-                        nextOrder += 1
-                    case 75..<92:
-                        try statements.updateQty.execute([.integer(1 + a % orders), .integer(1 + b % 2)])
-                    default:
-                        try statements.deleteLine.execute([.integer(1 + a % orders), .integer(1 + b % 3)])
-                    }
+                    try store.execute(write.statement, write.parameters)
                 } catch {
                     if let router, Router.isMovedError(error), attempt < 3 {
                         // Cut over: route again and write at the new location.
                         route = try router.route()
-                        c = try Connection(path: route!.database, mode: .readWrite, busyTimeoutMillis: 5000)
-                        statements = try Statements(c, route: route)
+                        store = try DemoShop.openStore(path: path, route: route, router: router, options: options)
                         rerouted = true
                         result.rerouted += 1
                         continue

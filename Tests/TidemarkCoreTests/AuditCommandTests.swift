@@ -35,7 +35,7 @@ import TidemarkSQLite
         return try LogReader(directory: dir + "/log").cursor().allRecords()
     }
 
-    func tidemark(_ dir: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    func tidemark(_ dir: String, _ args: [String]) throws -> Finished {
         try runTidemark(["log"] + args + ["--log", dir + "/log"], in: dir)
     }
 

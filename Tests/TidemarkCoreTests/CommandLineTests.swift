@@ -14,43 +14,29 @@ import Glibc
 /// `cmp`), the shared option groups, `--json` errors, `-` as standard
 /// input, `--quiet`/`--verbose` and progress when stderr is not a terminal.
 @Suite struct CommandLineTests {
-    typealias Result = (status: Int32, stdout: String, stderr: String)
-
     /// The environment every run starts from: no plan from the caller's
     /// environment, a fixed width.
     static var baseEnvironment: [String: String] {
-        var env = ProcessInfo.processInfo.environment
-        env["TIDEMARK_PLAN"] = nil
-        env["TIDEMARK_PROGRESS_INTERVAL"] = nil
-        env["COLUMNS"] = "100"
-        return env
+        ["TIDEMARK_PLAN": "", "TIDEMARK_PROGRESS_INTERVAL": "", "COLUMNS": "100"]
     }
 
-    /// `tidemark ARGS` with `dir` as its current directory (through
-    /// `exec`, so a signal reaches tidemark itself).
-    func start(_ args: [String], in dir: String, environment extra: [String: String] = [:]) throws -> ChildProcess {
-        var env = Self.baseEnvironment
-        env["TIDEMARK"] = try tidemarkExecutable()
-        for (k, v) in extra { env[k] = v }
-        return try ChildProcess("/bin/sh", ["-c", "cd \"$0\" && exec \"$TIDEMARK\" \"$@\"", dir] + args,
-                                label: "tidemark-\(args.first ?? "")", directory: dir, environment: env)
+    /// `tidemark ARGS` started with `dir` as its current directory.
+    func start(_ args: [String], in dir: String, environment extra: [String: String] = [:]) throws -> Child {
+        let child = try Child(args, environment: Self.baseEnvironment.merging(extra) { $1 }, directory: dir)
+        try child.start()
+        return child
     }
 
-    func run(_ args: [String], in dir: String, environment extra: [String: String] = [:], seconds: Double = 120) throws -> Result {
-        let child = try start(args, in: dir, environment: extra)
-        let status = child.wait(seconds: seconds)
-        return (status, child.stdout, child.stderr)
+    func run(_ args: [String], in dir: String, environment extra: [String: String] = [:], seconds: Double = 120) throws -> Finished {
+        try runTidemark(args, in: dir, environment: Self.baseEnvironment.merging(extra) { $1 }, timeoutSeconds: seconds)
     }
 
     /// `script` run by /bin/sh in `dir`, with `$TIDEMARK` the executable:
     /// for standard input from a file or a pipe.
-    func shell(_ script: String, in dir: String, environment extra: [String: String] = [:]) throws -> Result {
-        var env = Self.baseEnvironment
+    func shell(_ script: String, in dir: String, environment extra: [String: String] = [:]) throws -> Finished {
+        var env = Self.baseEnvironment.merging(extra) { $1 }
         env["TIDEMARK"] = try tidemarkExecutable()
-        for (k, v) in extra { env[k] = v }
-        let child = try ChildProcess("/bin/sh", ["-c", "cd \"$0\" && " + script, dir], label: "sh", directory: dir, environment: env)
-        let status = child.wait(seconds: 120)
-        return (status, child.stdout, child.stderr)
+        return try runProcess("/bin/sh", ["-c", script], environment: env, directory: dir)
     }
 
     /// A source of `rows` rows in `t` and a plan `plan.yml` (paths relative).
@@ -230,14 +216,14 @@ import Glibc
                 if let o = status.stdout.split(separator: "\n").first.flatMap(Self.jsonObject), o["caught_up"] as? Bool == true { break }
                 usleep(50_000)
             }
-            child.kill(SIGTERM)
-            let status = child.wait(seconds: 60)
-            #expect(status == 143, "\(child.stderr)")
-            let lines = child.stderr.split(separator: "\n")
-            #expect(lines.count == 1, "\(child.stderr)")
+            child.sendSignal(SIGTERM)
+            let finished = try child.wait(timeoutSeconds: 60)
+            #expect(finished.status == 143 && !finished.signaled, "\(finished.summary)")
+            let lines = finished.stderr.split(separator: "\n")
+            #expect(lines.count == 1, "\(finished.stderr)")
             let error = lines.first.flatMap(Self.jsonObject)?["error"] as? [String: Any]
-            #expect(error?["code"] as? String == "interrupted", "\(child.stderr)")
-            #expect(error?["signal"] as? String == "SIGTERM", "\(child.stderr)")
+            #expect(error?["code"] as? String == "interrupted", "\(finished.stderr)")
+            #expect(error?["signal"] as? String == "SIGTERM", "\(finished.stderr)")
         }
     }
 

@@ -149,11 +149,11 @@ import Glibc
 
             let stopFile = dir + "/stop-writers"
             let writers = try (0..<2).map { w in
-                try ChildProcess(python, ["-c", Self.writer, db, stopFile, "\(w)", "\(seed + UInt64(w))"], label: "writer\(w)", directory: dir)
+                try Child.started(python, ["-c", Self.writer, db, stopFile, "\(w)", "\(seed + UInt64(w))"])
             }
             defer {
                 FileManager.default.createFile(atPath: stopFile, contents: nil)
-                for w in writers where w.isRunning { w.wait(seconds: 30) }
+                for w in writers where w.isRunning { _ = try? w.wait(timeoutSeconds: 30) }
             }
             usleep(200_000)
 
@@ -161,32 +161,32 @@ import Glibc
             var killedWhileCopying = 0
             var history: [String] = []
             for round in 0..<8 {
-                let child = try ChildProcess(tidemark, ["migrate", "--plan", planPath], label: "migrate\(round)", directory: dir)
+                let child = try Child.started(tidemark, ["migrate", "--plan", planPath])
                 let delayMillis = rng.int(50...900)
                 usleep(useconds_t(delayMillis * 1000))
-                child.kill(SIGKILL)
-                let status = child.wait(seconds: 60)
-                if !child.wasKilled {
-                    #expect(status == 0, "seed \(seed): migrate round \(round) failed: \(child.stderr)")
+                child.sendSignal(SIGKILL)
+                let status = try child.wait(timeoutSeconds: 60).status
+                if !child.signaled {
+                    #expect(status == 0, "seed \(seed): migrate round \(round) failed: \(child.stderrText)")
                 }
                 let state = try MigrationStatus.read(plan: plan).state
                 let phases = state?.tables.map { "\($0.sourceTable):\($0.phase.rawValue):\($0.rowsCopied)" } ?? ["not started"]
-                history.append("round \(round) after \(delayMillis) ms \(child.wasKilled ? "killed" : "exited \(status)"): \(phases.joined(separator: " "))")
-                if child.wasKilled, state?.tables.contains(where: { $0.phase != .following }) == true { killedWhileCopying += 1 }
+                history.append("round \(round) after \(delayMillis) ms \(child.signaled ? "killed" : "exited \(status)"): \(phases.joined(separator: " "))")
+                if child.signaled, state?.tables.contains(where: { $0.phase != .following }) == true { killedWhileCopying += 1 }
             }
             #expect(killedWhileCopying >= 2, "seed \(seed): the kills should land mid-copy: \(history)")
 
             // A run to catch-up while the writers still write.
-            let live = try ChildProcess(tidemark, ["migrate", "--plan", planPath, "--json"], label: "migrate-live", directory: dir)
-            #expect(live.wait(seconds: 120) == 0, "seed \(seed): \(live.stderr)")
-            #expect(live.stdout.contains("\"caught_up\":true") || live.stdout.contains("\"caught_up\": true"), "\(live.stdout)")
+            let live = try Child.started(tidemark, ["migrate", "--plan", planPath, "--json"])
+            #expect(try live.wait(timeoutSeconds: 120).status == 0, "seed \(seed): \(live.stderrText)")
+            #expect(live.stdoutText.contains("\"caught_up\":true") || live.stdoutText.contains("\"caught_up\": true"), "\(live.stdoutText)")
 
             // Stop the writers; they must have written throughout, without errors.
             FileManager.default.createFile(atPath: stopFile, contents: nil)
             for w in writers {
-                #expect(w.wait(seconds: 60) == 0, "seed \(seed): \(w.label) failed: \(w.stderr)")
-                let counts = w.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { Int($0) }
-                #expect(counts.count == 2 && counts[0] > 200, "\(w.label) wrote too little: \(w.stdout)")
+                #expect(try w.wait(timeoutSeconds: 60).status == 0, "seed \(seed): \(w.name) failed: \(w.stderrText)")
+                let counts = w.stdoutText.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { Int($0) }
+                #expect(counts.count == 2 && counts[0] > 200, "\(w.name) wrote too little: \(w.stdoutText)")
             }
 
             // Catch up once more and compare row by row.

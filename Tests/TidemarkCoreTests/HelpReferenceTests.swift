@@ -54,13 +54,9 @@ enum HelpReference {
 
     /// `tidemark COMMAND --help` at a fixed width, in any environment.
     static func help(_ command: [String], in dir: String) throws -> String {
-        var env = ProcessInfo.processInfo.environment
-        env["COLUMNS"] = "100"
-        env["TIDEMARK_PLAN"] = nil
-        let child = try ChildProcess(try tidemarkExecutable(), command + ["--help"], label: "help", directory: dir, environment: env)
-        let status = child.wait(seconds: 60)
-        guard status == 0 else { throw TestFailure("tidemark \(command.joined(separator: " ")) --help exited \(status): \(child.stderr)") }
-        var text = child.stdout
+        let r = try runTidemark(command + ["--help"], in: dir, environment: ["COLUMNS": "100", "TIDEMARK_PLAN": ""], timeoutSeconds: 60)
+        guard r.status == 0 else { throw TestFailure("tidemark \(command.joined(separator: " ")) --help exited \(r.status): \(r.stderr)") }
+        var text = r.stdout
         while text.last == "\n" || text.last == " " { text.removeLast() }
         return text
     }

@@ -53,8 +53,8 @@ import Glibc
         }
 
         /// `tidemark ARGS --plan PLAN`.
-        func tidemark(_ args: [String], seconds: Double = 120) throws -> (status: Int32, stdout: String, stderr: String) {
-            try runTidemark(args + ["--plan", planPath], in: dir, seconds: seconds)
+        func tidemark(_ args: [String], seconds: Double = 120) throws -> Finished {
+            try runTidemark(args + ["--plan", planPath], in: dir, timeoutSeconds: seconds)
         }
 
         func migrateToCaughtUp() throws {
@@ -298,7 +298,7 @@ import Glibc
     /// Starts `tidemark migrate --follow`, waits until it follows, sends
     /// `signal`, and returns its exit status and stderr.
     func interruptFollow(_ f: Fixture, signal: Int32, marker: Int) throws -> (Int32, String) {
-        let child = try ChildProcess(try tidemarkExecutable(), ["migrate", "--follow", "--plan", f.planPath], label: "follow", directory: f.dir)
+        let child = try Child.started(try tidemarkExecutable(), ["migrate", "--follow", "--plan", f.planPath])
         // Following for sure (handlers installed): a fresh row reached the target.
         try f.sql("INSERT INTO users VALUES (\(marker), 'm\(marker)@x', 'late')")
         let deadline = Date().addingTimeInterval(60)
@@ -307,10 +307,10 @@ import Glibc
                let n = try? c.integer("SELECT count(*) FROM users WHERE id = ?", [.integer(Int64(marker))]), n == 1 { break }
             usleep(20_000)
         }
-        child.kill(signal)
-        let status = child.wait(seconds: 30)
-        #expect(!child.wasKilled, "the process died of the signal instead of stopping at a safe point")
-        return (status, child.stderr)
+        child.sendSignal(signal)
+        let status = try child.wait(timeoutSeconds: 30).status
+        #expect(!child.signaled, "the process died of the signal instead of stopping at a safe point")
+        return (status, child.stderrText)
     }
 
     @Test("SIGINT and SIGTERM stop migrate --follow at a safe point with 130 and 143", .timeLimit(.minutes(10)))
@@ -332,17 +332,17 @@ import Glibc
     func interruptCopy() throws {
         try withTemporaryDirectory { dir in
             let f = try Fixture(dir, rows: "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 6000) INSERT INTO users SELECT i, 'u' || i || '@x', 'n' FROM n;")
-            let child = try ChildProcess(try tidemarkExecutable(), ["migrate", "--plan", f.planPath], label: "copy", directory: dir)
+            let child = try Child.started(try tidemarkExecutable(), ["migrate", "--plan", f.planPath])
             let deadline = Date().addingTimeInterval(60)
             while Date() < deadline {
                 if let c = try? Connection(path: f.target, mode: .readOnly), let s = try? StateTables.load(c),
                    let t = s.tables.first, t.rowsCopied > 100 { break }
                 usleep(10_000)
             }
-            child.kill(SIGINT)
-            #expect(child.wait(seconds: 30) == 130, "stderr: \(child.stderr)")
-            #expect(!child.wasKilled)
-            #expect(child.stderr.contains("interrupted (SIGINT): stopped copying users up to key"), "\(child.stderr)")
+            child.sendSignal(SIGINT)
+            #expect(try child.wait(timeoutSeconds: 30).status == 130, "stderr: \(child.stderrText)")
+            #expect(!child.signaled)
+            #expect(child.stderrText.contains("interrupted (SIGINT): stopped copying users up to key"), "\(child.stderrText)")
             let c = try Connection(path: f.target, mode: .readOnly)
             let state = try #require(try StateTables.load(c))
             #expect(state.tables[0].phase == .copying, "the copy should have been stopped mid-way")
@@ -376,7 +376,7 @@ import Glibc
             let args = ["cutover", "--max-pause-ms", "60000", "--plan", f.planPath]
 
             // Before the commit point: signalled while it holds the source's lock.
-            let early = try ChildProcess(try tidemarkExecutable(), args, label: "cutover-early", directory: dir, environment: env)
+            let early = try Child.started(try tidemarkExecutable(), args, environment: env)
             var deadline = Date().addingTimeInterval(30)
             // Held across two looks 150 ms apart: the cutover's pause (each
             // step sleeps 700 ms), not a shipping round's short write.
@@ -387,9 +387,9 @@ import Glibc
                 }
                 usleep(10_000)
             }
-            early.kill(SIGINT)
-            #expect(early.wait(seconds: 30) == 130, "stderr: \(early.stderr)")
-            #expect(early.stderr.contains("before the commit point"), "\(early.stderr)")
+            early.sendSignal(SIGINT)
+            #expect(try early.wait(timeoutSeconds: 30).status == 130, "stderr: \(early.stderrText)")
+            #expect(early.stderrText.contains("before the commit point"), "\(early.stderrText)")
             let source = try Connection(path: f.source, mode: .readWrite)
             #expect(try SwitchRecord.read(source) == nil, "the interrupted cutover switched")
             try source.execute("INSERT INTO users VALUES (200, 'still@writable', 'w')")  // no guard
@@ -399,12 +399,12 @@ import Glibc
             // After the commit point: it finishes.
             #expect(try f.tidemark(["migrate"]).status == 0)
             #expect(try f.tidemark(["verify"]).status == 0)
-            let late = try ChildProcess(try tidemarkExecutable(), args, label: "cutover-late", directory: dir, environment: env)
+            let late = try Child.started(try tidemarkExecutable(), args, environment: env)
             deadline = Date().addingTimeInterval(30)
             while Date() < deadline, (try? SwitchRecord.read(Connection(path: f.source, mode: .readOnly))) ?? nil == nil { usleep(10_000) }
-            late.kill(SIGINT)
-            #expect(late.wait(seconds: 30) == 130, "stderr: \(late.stderr)")
-            #expect(late.stderr.contains("the cutover finished"), "\(late.stderr)")
+            late.sendSignal(SIGINT)
+            #expect(try late.wait(timeoutSeconds: 30).status == 130, "stderr: \(late.stderrText)")
+            #expect(late.stderrText.contains("the cutover finished"), "\(late.stderrText)")
             #expect(try StateTables.load(t)?.cutoverState == "done")
         }
     }

@@ -67,8 +67,7 @@ import TidemarkSQLite
             for _ in 0..<5_000 where !FileManager.default.fileExists(atPath: logDir) || ((try? LogReader(directory: logDir).headLSN()) ?? .zero) == .zero {
                 usleep(1_000)
             }
-            let follower = try ChildProcess(try tidemarkExecutable(), ["log", "tail", "--log", logDir, "--since", "1", "--follow"],
-                                            label: "tidemark-follow", directory: dir)
+            let follower = try Child.started(try tidemarkExecutable(), ["log", "tail", "--log", logDir, "--since", "1", "--follow"])
 
             // Each round: a tail from the start (a prefix of the final log),
             // then readers bounded by the last LSN that tail printed (records
@@ -76,7 +75,7 @@ import TidemarkSQLite
             // command's on the final log).
             var tails: [String] = [], bounded: [(args: [String], stdout: String)] = []
             for round in 0..<4 {
-                let tail = try runTidemark(["log", "tail", "--since", "1", "--log", logDir], in: dir, seconds: 60)
+                let tail = try runTidemark(["log", "tail", "--since", "1", "--log", logDir], in: dir, timeoutSeconds: 60)
                 #expect(tail.status == 0 && tail.stderr.isEmpty, "seed \(seed): tail beside the writer: \(tail.stderr)")
                 tails.append(tail.stdout)
                 guard let last = tail.stdout.split(separator: "\n").last,
@@ -89,7 +88,7 @@ import TidemarkSQLite
                              ["diff", "--since", "1", "--until", "\(lsn)", "--json"],
                              ["tail", "--since", "\(max(1, lsn - 50))", "--until", "\(lsn)", "--where", "v=touch"],
                              ["stats", "--until", "\(lsn)", "--json"]] {
-                    let r = try runTidemark(["log"] + args + ["--log", logDir], in: dir, seconds: 60)
+                    let r = try runTidemark(["log"] + args + ["--log", logDir], in: dir, timeoutSeconds: 60)
                     #expect(r.status == 0 && r.stderr.isEmpty, "seed \(seed): \(args) beside the writer: \(r.stderr)")
                     bounded.append((args, r.stdout))
                 }
@@ -106,7 +105,7 @@ import TidemarkSQLite
             }
             control.stopShipper.store(true, ordering: .releasing)
             control.waitUntil(control.shipperDone, is: true)
-            if let failure = control.failure.withLock({ $0 }) { Issue.record("\(failure)"); follower.kill(); return }
+            if let failure = control.failure.withLock({ $0 }) { Issue.record("\(failure)"); follower.sendSignal(SIGKILL); return }
 
             let final = try runTidemark(["log", "tail", "--since", "1", "--log", logDir], in: dir)
             try #require(final.status == 0, "\(final.stderr)")
@@ -126,10 +125,10 @@ import TidemarkSQLite
             }
             // The follower printed every record exactly once, in order.
             let size = final.stdout.utf8.count
-            for _ in 0..<200 where follower.stdout.utf8.count < size { usleep(50_000) }
-            follower.kill(SIGTERM)
-            _ = follower.wait(seconds: 10)
-            #expect(follower.stdout == final.stdout, "seed \(seed): tail --follow printed \(follower.stdout.utf8.count) bytes, the log holds \(size): \(follower.stderr)")
+            for _ in 0..<200 where follower.stdoutText.utf8.count < size { usleep(50_000) }
+            follower.sendSignal(SIGTERM)
+            _ = try follower.wait(timeoutSeconds: 10)
+            #expect(follower.stdoutText == final.stdout, "seed \(seed): tail --follow printed \(follower.stdoutText.utf8.count) bytes, the log holds \(size): \(follower.stderrText)")
         }
     }
 }

@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import Foundation
 import Testing
 @testable import TidemarkCore
@@ -58,10 +59,3 @@ import TidemarkSQLite
     }
 }
 
-extension LogCursor {
-    func allRecords() throws -> [ChangeRecord] {
-        var out: [ChangeRecord] = []
-        while let r = try next() { out.append(r) }
-        return out
-    }
-}

@@ -284,8 +284,6 @@ import Glibc
 /// `tidemark ARGS` run from `directory` as its working directory (relative
 /// paths in arguments and plans are the user's), through `sh -c 'cd'`.
 func runTidemark(_ arguments: [String], workingDirectory directory: String, seconds: Double = 120) throws -> (status: Int32, stdout: String, stderr: String) {
-    let child = try ChildProcess("/bin/sh", ["-c", #"cd "$0" && exec "$@""#, directory, try tidemarkExecutable()] + arguments,
-                                 label: "tidemark-\(arguments.first ?? "")", directory: directory)
-    let status = child.wait(seconds: seconds)
-    return (status, child.stdout, child.stderr)
+    let r = try TidemarkTestSupport.runTidemark(arguments, in: directory, timeoutSeconds: seconds)
+    return (r.status, r.stdout, r.stderr)
 }

@@ -1,6 +1,8 @@
+import TidemarkTestSupport
 import Foundation
 import Testing
 @testable import TidemarkCore
+import TidemarkDemo
 import TidemarkLog
 import TidemarkSQLite
 

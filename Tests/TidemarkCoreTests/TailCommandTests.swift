@@ -130,35 +130,32 @@ import Glibc
         try withTemporaryDirectory { root in
             let dir = root + "/log"
             _ = try Self.makeLog(dir, count: 50, perFrame: 5)
-            let follower = try ChildProcess(try tidemarkExecutable(), ["log", "tail", "--log", dir, "--follow", "-n", "3"],
-                                            label: "tail-follow", directory: root)
-            defer { follower.kill() }
+            let follower = try Child.started(try tidemarkExecutable(), ["log", "tail", "--log", dir, "--follow", "-n", "3"], directory: root)
+            defer { follower.stopAndReap() }
             func waitFor(_ count: Int) -> [Int] {
-                for _ in 0..<2_000 where Self.lsns(follower.stdout).count < count { usleep(5_000) }
-                return Self.lsns(follower.stdout)
+                for _ in 0..<2_000 where Self.lsns(follower.stdoutText).count < count { usleep(5_000) }
+                return Self.lsns(follower.stdoutText)
             }
-            #expect(waitFor(3) == [48, 49, 50], "stderr: \(follower.stderr)")
+            #expect(waitFor(3) == [48, 49, 50], "stderr: \(follower.stderrText)")
             let log = try LogAppender(directory: dir, options: LogOptions(durability: .none, segmentSizeLimitBytes: 4 << 10))
             try log.append(assigningLSNs: (0..<4).map { i in
                 ChangeRecord(lsn: .zero, timestampMicros: 1_790_000_001_000_000, table: "a", operation: .insert,
                              key: [Field("id", .integer(1000 + Int64(i)))], before: nil, after: [Field("id", .integer(1000 + Int64(i)))])
             })
             try log.close()
-            #expect(waitFor(7) == [48, 49, 50, 51, 52, 53, 54], "stderr: \(follower.stderr)")
+            #expect(waitFor(7) == [48, 49, 50, 51, 52, 53, 54], "stderr: \(follower.stderrText)")
 
             // Default: the last 10, then what comes.
-            let byDefault = try ChildProcess(try tidemarkExecutable(), ["log", "tail", "--log", dir, "--follow", "--table", "a"],
-                                             label: "tail-follow-default", directory: root)
-            defer { byDefault.kill() }
-            for _ in 0..<2_000 where Self.lsns(byDefault.stdout).count < 10 { usleep(5_000) }
-            let tableA = Self.lsns(byDefault.stdout)
+            let byDefault = try Child.started(try tidemarkExecutable(), ["log", "tail", "--log", dir, "--follow", "--table", "a"], directory: root)
+            defer { byDefault.stopAndReap() }
+            for _ in 0..<2_000 where Self.lsns(byDefault.stdoutText).count < 10 { usleep(5_000) }
+            let tableA = Self.lsns(byDefault.stdoutText)
             #expect(tableA.count == 10 && tableA.suffix(4) == [51, 52, 53, 54], "\(tableA)")
             // -n 0: nothing until a new record.
-            let none = try ChildProcess(try tidemarkExecutable(), ["log", "tail", "--log", dir, "--follow", "-n", "0"],
-                                        label: "tail-follow-none", directory: root)
-            defer { none.kill() }
+            let none = try Child.started(try tidemarkExecutable(), ["log", "tail", "--log", dir, "--follow", "-n", "0"], directory: root)
+            defer { none.stopAndReap() }
             usleep(300_000)
-            #expect(none.isRunning && none.stdout.isEmpty, "\(none.stdout) \(none.stderr)")
+            #expect(none.isRunning && none.stdoutText.isEmpty, "\(none.stdoutText) \(none.stderrText)")
         }
     }
 }

@@ -9,39 +9,9 @@ import TidemarkSQLite
 import Glibc
 #endif
 
-/// Runs `body` with a fresh directory that is removed afterwards.
-///
-/// The directory lives in /dev/shm when there is one: these tests commit
-/// thousands of small transactions, and an fsync to disk costs milliseconds
-/// each. Nothing here depends on durability across a machine crash — a
-/// killed process loses nothing the kernel already holds.
-func withTemporaryDirectory<R>(_ body: (String) throws -> R) throws -> R {
-    let base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : FileManager.default.temporaryDirectory.path
-    let path = base + "/tidemark-core-tests-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    return try body(path)
-}
-
 /// Writes `text` to `path`.
 func writeText(_ path: String, _ text: String) throws {
     try text.write(toFile: path, atomically: true, encoding: .utf8)
-}
-
-extension Connection {
-    /// All rows of `sql`, for assertions.
-    func values(_ sql: String, _ arguments: [Value] = []) throws -> [[Value]] {
-        let statement = try prepare(sql)
-        try statement.bind(arguments)
-        return try statement.rows { row in (0..<row.columnCount).map { row.columnValue($0) } }
-    }
-
-    /// The first column of the first row of `sql`, as an integer.
-    func integer(_ sql: String, _ arguments: [Value] = []) throws -> Int64 {
-        let rows = try values(sql, arguments)
-        guard let first = rows.first?.first, case .integer(let i) = first else { return 0 }
-        return i
-    }
 }
 
 extension SplitMix {
@@ -103,64 +73,9 @@ func expectEqualTables(_ plan: Plan, _ context: String, sourceLocation: SourceLo
     }
 }
 
-// MARK: Child processes
-
-/// A child process whose output goes to files (a full pipe cannot block it).
-final class ChildProcess {
-    let process = Process()
-    let stdoutPath: String
-    let stderrPath: String
-    let label: String
-
-    init(_ executable: String, _ arguments: [String], label: String, directory: String, environment: [String: String]? = nil) throws {
-        self.label = label
-        stdoutPath = directory + "/\(label)-\(UUID().uuidString.prefix(8)).out"
-        stderrPath = directory + "/\(label)-\(UUID().uuidString.prefix(8)).err"
-        FileManager.default.createFile(atPath: stdoutPath, contents: nil)
-        FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
-        if let environment { process.environment = environment }
-        try process.run()
-    }
-
-    var isRunning: Bool { process.isRunning }
-
-    func kill(_ signal: Int32 = SIGKILL) {
-        if process.isRunning { _ = Glibc.kill(process.processIdentifier, signal) }
-    }
-
-    /// Waits at most `seconds`; kills the child and records an issue on timeout.
-    @discardableResult
-    func wait(seconds: Double) -> Int32 {
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning && Date() < deadline { usleep(5_000) }
-        if process.isRunning {
-            Issue.record("\(label) still running after \(seconds) s; killed. stderr: \(stderr)")
-            kill()
-        }
-        process.waitUntilExit()
-        return process.terminationStatus
-    }
-
-    var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
-    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
-    var wasKilled: Bool { process.terminationReason == .uncaughtSignal }
-}
-
 struct TestFailure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
-}
-
-/// Runs `tidemark ARGS` to completion.
-func runTidemark(_ arguments: [String], in directory: String, seconds: Double = 120) throws -> (status: Int32, stdout: String, stderr: String) {
-    let child = try ChildProcess(try tidemarkExecutable(), arguments, label: "tidemark-\(arguments.first ?? "")", directory: directory)
-    let status = child.wait(seconds: seconds)
-    return (status, child.stdout, child.stderr)
 }
 
 // Time limits: Swift Testing counts a test's time from when it is
@@ -169,7 +84,7 @@ func runTidemark(_ arguments: [String], in directory: String, seconds: Double = 
 // test target (they share one process): 10 minutes everywhere, whatever the
 // test's own length.
 // The bounds that stop a stuck test are inside it: `run(seconds:)` and
-// `ChildProcess.wait(seconds:)`.
+// `Child.wait(timeoutSeconds:)`.
 
 extension Migrator {
     /// `run(progress:)`, stopped after `seconds` however far it got: a

@@ -144,28 +144,28 @@ import Glibc
         }
     }
 
-    func transform(_ dir: String, _ args: [String], seconds: Double = 120) throws -> (status: Int32, stdout: String, stderr: String) {
-        try runTidemark(["transform", dir + "/app.db", "items"] + args, in: dir, seconds: seconds)
+    func transform(_ dir: String, _ args: [String], seconds: Double = 120) throws -> Finished {
+        try runTidemark(["transform", dir + "/app.db", "items"] + args, in: dir, timeoutSeconds: seconds)
     }
 
     /// Starts the transform, SIGKILLs it once the shadow holds rows, and
     /// runs the same command again to the end.
-    func transformKilledMidway(_ dir: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    func transformKilledMidway(_ dir: String, _ args: [String]) throws -> Finished {
         let all = ["transform", dir + "/app.db", "items"] + args + ["--chunk-rows", "50"]
-        let child = try ChildProcess(try tidemarkExecutable(), all, label: "transform", directory: dir)
+        let child = try Child.started(try tidemarkExecutable(), all)
         let deadline = Date().addingTimeInterval(60)
         var killedMidway = false
         while child.isRunning && Date() < deadline {
             if let c = try? Connection(path: dir + "/app.db", mode: .readOnly),
                let n = try? c.values("SELECT count(*) FROM _tidemark_shadow_items").first?.first, case .integer(let k) = n, k > 0 {
-                child.kill()
+                child.sendSignal(SIGKILL)
                 killedMidway = true
                 break
             }
             usleep(2_000)
         }
-        child.wait(seconds: 30)
-        #expect(killedMidway, "the transform finished before it could be killed: \(child.stdout) \(child.stderr)")
+        _ = try child.wait(timeoutSeconds: 30)
+        #expect(killedMidway, "the transform finished before it could be killed: \(child.stdoutText) \(child.stderrText)")
         return try runTidemark(all, in: dir)
     }
 
@@ -344,20 +344,20 @@ import Glibc
             let path = try makeDatabase(dir)
             let writers = try Writers(path: path)
             let args = ["transform", path, "items", "--type", "price", "REAL", "--json"]
-            let child = try ChildProcess(try tidemarkExecutable(), args, label: "transform", directory: dir)
+            let child = try Child.started(try tidemarkExecutable(), args)
             var killed = false
             let deadline = Date().addingTimeInterval(60)
             while child.isRunning && Date() < deadline {
                 if let c = try? Connection(path: path, mode: .readOnly),
                    let v = try? c.values("SELECT caught_up_at IS NOT NULL FROM _tidemark_migration").first?.first, v == .integer(1) {
-                    child.kill()
+                    child.sendSignal(SIGKILL)
                     killed = true
                     break
                 }
                 usleep(1_000)
             }
-            child.wait(seconds: 30)
-            #expect(killed, "finished before it could be killed: \(child.stdout)")
+            _ = try child.wait(timeoutSeconds: 30)
+            #expect(killed, "finished before it could be killed: \(child.stdoutText)")
             let r = try runTidemark(args, in: dir)
             usleep(200_000)
             let errors = writers.finish()

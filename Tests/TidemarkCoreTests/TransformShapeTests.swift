@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import Testing
 @testable import TidemarkCore
 import TidemarkLog

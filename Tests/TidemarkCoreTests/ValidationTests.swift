@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import Foundation
 import Testing
 @testable import TidemarkCore
@@ -199,7 +200,7 @@ import TidemarkSQLite
             try writeText(dir + "/nokey.yml", "source: src.db\ntarget: dst.db\nlog: changelog\ntables:\n  events: {}\n")
             let before = try directoryEntries(dir)
             for (plan, phrase) in [("bad.yml", "not valid YAML"), ("nokey.yml", "has no PRIMARY KEY"), ("missing.yml", "cannot read plan")] {
-                let result = try runTidemark(["migrate", "--plan", dir + "/" + plan], in: dir, seconds: 60)
+                let result = try runTidemark(["migrate", "--plan", dir + "/" + plan], in: dir, timeoutSeconds: 60)
                 #expect(result.status != 0)
                 let lines = result.stderr.split(separator: "\n")
                 #expect(lines.count == 1 && lines[0].hasPrefix("tidemark: ") && lines[0].contains(phrase), "stderr: \(result.stderr)")

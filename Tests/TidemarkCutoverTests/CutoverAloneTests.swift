@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import Foundation
 import Testing
 import TidemarkCore

@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import Foundation
 import Testing
 import TidemarkCore
@@ -140,7 +141,7 @@ extension CutoverTests {
                 let crowd = try await Crowd.start(s, python: 1, plain: 1, routing: 1)
                 defer { crowd.python.stopAndReap(); crowd.swift.stop.store(true, ordering: .relaxed) }
                 let migrate = reaper.add(try Child.tidemark(["migrate", "--follow"] + s.planArguments))
-                try await migrate.start()
+                try migrate.start()
                 try await s.waitUntilCaughtUp(child: migrate)
 
                 // How long a cutover takes to reach its switch: a dry run.
@@ -168,10 +169,10 @@ extension CutoverTests {
                     let delay = Double.random(in: (dryMillis * 0.5)...(dryMillis + (attempts <= 6 ? 60 : 150)), using: &rng)
                     let f: Finished = try await blocking {
                         let start = ContinuousClock.now
-                        try child.startOnOwnThread()
+                        try child.start()
                         while child.isRunning && (ContinuousClock.now - start).millis < delay { usleep(500) }
                         child.sendSignal(SIGKILL)
-                        return try child.waitForExitOnOwnThread(timeoutSeconds: 60)
+                        return try child.wait(timeoutSeconds: 60)
                     }
                     if f.killed {
                         kills += 1

@@ -1,6 +1,8 @@
+import TidemarkTestSupport
 import Foundation
 import Testing
 import TidemarkCore
+import TidemarkDemo
 import TidemarkLog
 import TidemarkSQLite
 
@@ -25,7 +27,7 @@ extension CutoverTests {
                 let crowd = try await Crowd.start(s, python: 2, plain: 1, routing: 1, ratePerSecond: 100)
                 defer { crowd.python.stopAndReap(); crowd.swift.stop.store(true, ordering: .relaxed) }
                 let migrate = reaper.add(try Child.tidemark(["migrate", "--follow"] + s.planArguments))
-                try await migrate.start()
+                try migrate.start()
                 try await s.waitUntilCaughtUp(child: migrate)
                 try await pause(milliseconds: 700)
 
@@ -66,7 +68,7 @@ extension CutoverTests {
                 let wait = Waiter(DemoShop.startWriters(path: plan.source, threads: 2, writesPerSecond: 300, stats: stats, router: Router(plan: plan)))
                 defer { stats.stop.store(true, ordering: .relaxed) }
                 let migrate = reaper.add(try Child.tidemark(["migrate", "--follow", "--plan", planPath]))
-                try await migrate.start()
+                try migrate.start()
                 try await waitUntilMigrationCaughtUp(target: plan.target, child: migrate)
                 try await pause(milliseconds: 300)
 

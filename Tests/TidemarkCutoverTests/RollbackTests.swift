@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import Foundation
 import Testing
 import TidemarkCore
@@ -22,7 +23,7 @@ extension CutoverTests {
                 let crowd = try await Crowd.start(s, python: 1, plain: 2, routing: 0, ratePerSecond: 80)
                 defer { crowd.python.stopAndReap(); crowd.swift.stop.store(true, ordering: .relaxed) }
                 let migrate = reaper.add(try Child.tidemark(["migrate", "--follow"] + s.planArguments))
-                try await migrate.start()
+                try migrate.start()
                 try await s.waitUntilCaughtUp(child: migrate)
                 try await pause(milliseconds: 300)
                 let stopped = try await migrate.terminate()
@@ -72,7 +73,7 @@ extension CutoverTests {
                 let crowd = try await Crowd.start(s, python: 1, plain: 0, routing: 2, ratePerSecond: 80)
                 defer { crowd.python.stopAndReap(); crowd.swift.stop.store(true, ordering: .relaxed) }
                 let migrate = reaper.add(try Child.tidemark(["migrate", "--follow"] + s.planArguments))
-                try await migrate.start()
+                try migrate.start()
                 try await s.waitUntilCaughtUp(child: migrate)
                 try await pause(milliseconds: 300)
                 let cut = try await tidemark(["cutover", "--skip-verify", "--json", "--max-lag-ms", "1000"] + s.planArguments)
@@ -131,16 +132,16 @@ extension CutoverTests {
                 let install = try await tidemark(["capture", "install", "--source", s.source, "--log", s.log, "--tables", "items,lines"])
                 try #require(install.status == 0, "\(install.summary)")
                 let shipper = reaper.add(try Child.tidemark(["capture", "run", "--source", s.source, "--log", s.log, "--interval-ms", "5"]))
-                try await shipper.start()
+                try shipper.start()
                 // The shipper must own the log before the migrator looks (else the migrator ships).
-                let pid = shipper.process.processIdentifier
+                let pid = shipper.processIdentifier
                 let lockDeadline = ContinuousClock.now + .seconds(20)
                 while (try? String(contentsOfFile: s.log + "/LOCK", encoding: .utf8))?.contains("\(pid)") != true {
                     try #require(shipper.isRunning && ContinuousClock.now < lockDeadline, "capture run never took the log: \(shipper.stderrText)")
                     try await pause(milliseconds: 10)
                 }
                 let migrate = reaper.add(try Child.tidemark(["migrate", "--follow"] + s.planArguments))
-                try await migrate.start()
+                try migrate.start()
                 try await s.waitUntilCaughtUp(child: migrate)
                 let cut = try await tidemark(["cutover", "--skip-verify", "--json"] + s.planArguments)
                 try expectCutoverJSON(cut)

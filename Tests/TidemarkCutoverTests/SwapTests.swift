@@ -273,7 +273,7 @@ extension CutoverTests {
                         time.sleep(0.003)
                     """, s.db, stopFile])
                 defer { python.stopAndReap() }
-                try await python.start()
+                try python.start()
                 /// Waits until the Python writer has acknowledged `n` writes in all.
                 func pythonWrote(_ n: Int) async throws {
                     let deadline = Date(timeIntervalSinceNow: 30)
@@ -426,10 +426,10 @@ extension CutoverTests {
                     let delay = dryMillis * 0.3 + Double(rng.next() % UInt64(max(1, dryMillis * 0.7 + 250)))
                     let f: Finished = try await blocking {
                         let start = ContinuousClock.now
-                        try child.startOnOwnThread()
+                        try child.start()
                         while child.isRunning && (ContinuousClock.now - start).millis < delay { usleep(500) }
                         child.sendSignal(SIGKILL)
-                        return try child.waitForExitOnOwnThread(timeoutSeconds: 60)
+                        return try child.wait(timeoutSeconds: 60)
                     }
                     let columns = try s.columns("items")
                     let shadow = try s.exists("_tidemark_shadow_items"), aside = try s.exists("_tidemark_aside_items")

@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import Foundation
 import Testing
 import TidemarkCore
@@ -85,7 +86,7 @@ extension CutoverTests {
                 let crowd = try await Crowd.start(s, python: 1, plain: 2, routing: 0, ratePerSecond: 100)
                 defer { crowd.python.stopAndReap(); crowd.swift.stop.store(true, ordering: .relaxed) }
                 let migrate = reaper.add(try Child.tidemark(["migrate", "--follow"] + s.planArguments))
-                try await migrate.start()
+                try migrate.start()
                 try await s.waitUntilCaughtUp(child: migrate)
 
                 var verifyMillis: [Int] = []

@@ -324,7 +324,7 @@ final class PythonWriters: @unchecked Sendable {
     }
 
     func start() async throws {
-        for (_, c) in children { try await c.start() }
+        for (_, c) in children { try c.start() }
     }
 
     /// Asks the writers to stop (the stop file) and parses what they did.

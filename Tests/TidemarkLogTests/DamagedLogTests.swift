@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import Foundation
 import Testing
 @testable import TidemarkLog
@@ -107,7 +108,7 @@ import Testing
             #expect(log.lastLSN == LSN(200))
             try log.append([sampleRecord(201, lsn: 201)])
             try log.close()
-            #expect(try readAll(dir).last?.lsn == LSN(201))
+            #expect(try logRecords(dir).last?.lsn == LSN(201))
             _ = all
         }
     }
@@ -133,7 +134,7 @@ import Testing
             #expect(reopened.lastLSN == LSN(50))
             try reopened.append([sampleRecord(51, lsn: 51)])
             try reopened.close()
-            #expect(try readAll(dir).map(\.lsn.rawValue) == Array(1...20) + [51])
+            #expect(try logRecords(dir).map(\.lsn.rawValue) == Array(1...20) + [51])
         }
     }
 }

@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import Foundation
 import Testing
 @testable import TidemarkLog
@@ -93,7 +94,7 @@ import Testing
 
     @Test(arguments: versions) func okReadsExactly(_ version: String) throws {
         let dir = Self.fixtures + "/\(version)/ok"
-        let back = try readAll(dir)
+        let back = try logRecords(dir)
         #expect(back.map(\.jsonLine) == (try expectedLines(version, "ok")))
         #expect(back == Self.records())
         #expect(try LogDirectory(dir).segments().count >= 3)
@@ -102,14 +103,14 @@ import Testing
         #expect(v.records == Self.records().count)
         // Seeking into the middle works on the golden files too.
         let mid = Self.records()[150].lsn
-        #expect(try readAll(dir, from: mid).first?.lsn == mid)
+        #expect(try logRecords(dir, from: mid).first?.lsn == mid)
     }
 
     @Test(arguments: versions) func tornTailIsReportedAndCutByTheNextAppender(_ version: String) throws {
         let dir = Self.fixtures + "/\(version)/torn-tail"
         let v = try LogVerifier.verify(LogDirectory(dir))
         #expect(v.problems.map(\.code) == [.tornTail])
-        let readable = try readAll(dir)
+        let readable = try logRecords(dir)
         let expected = Self.records()
         #expect(readable.count < expected.count)
         #expect(readable == Array(expected.prefix(readable.count)))
@@ -131,7 +132,7 @@ import Testing
         #expect(v.problems.first?.code == .corruptFrame)
         #expect(v.problems.first?.segment == first.name)
         #expect(v.problems.first?.lsnRange?.lowerBound == Self.records()[0].lsn)
-        #expect(throws: LogError.self) { try readAll(dir) }
+        #expect(throws: LogError.self) { try logRecords(dir) }
     }
 
     @Test(arguments: versions) func missingSegmentIsDetected(_ version: String) throws {
@@ -187,7 +188,7 @@ import Testing
             #expect(segments.count == before + 1)
             guard case .ok(let scanner) = try SegmentScanner.open(segments.last!) else { Issue.record("bad header"); return }
             #expect(scanner.header.version == 3)
-            #expect(try readAll(copy).count == Self.records().count + 1)
+            #expect(try logRecords(copy).count == Self.records().count + 1)
             #expect(try LogVerifier.verify(LogDirectory(copy)).isClean)
             // Skipping by table across the mixed log: old frames are read,
             // the new one is skipped, and the answer is the full scan's.

@@ -106,7 +106,7 @@ import Darwin
             var present: [Int: (count: Int, lastLSN: UInt64)] = [:]
             var previousRun = -1
             var mismatches = 0
-            try forEachLine(tail.stdout) { line in
+            try forEachLine(tail.stdoutBytes) { line in
                 let (lsn, rest) = try #require(CrashInput.splitLSN(line), "unparsable line at LSN \(expectedLSN)")
                 #expect(lsn == expectedLSN, "LSN \(lsn) where \(expectedLSN) was expected")
                 expectedLSN = lsn + 1
@@ -153,7 +153,7 @@ import Darwin
             let dir = root + "/log"
             let appender = try LogAppender(directory: dir, options: LogOptions(durability: .none, segmentSizeLimitBytes: 4096))
             let follower = try Child(["log", "tail", "--log", dir, "--since", "1", "--follow"], splitLines: true)
-            try await follower.start()
+            try follower.start()
             defer { follower.stopAndReap() }
 
             var expected: [[UInt8]] = []
@@ -245,7 +245,7 @@ import Darwin
             #expect(refused.status == 1)
             #expect(refused.stderrLines.count == 1, "stderr: \(refused.stderr)")
             #expect(refused.stderr.contains("written by capture"), "stderr: \(refused.stderr)")
-            #expect(try readAll(dir).map(\.lsn) == [LSN(7)])
+            #expect(try logRecords(dir).map(\.lsn) == [LSN(7)])
             #expect(try LogDirectory(dir).meta().writer == .capture)
 
             // A log made by `log append` records its kind.
@@ -283,7 +283,7 @@ import Darwin
             #expect(file.status == 0, "stderr: \(file.stderr)")
             let plain = try await tidemark(["log", "append", "--log", root + "/c"], stdin: Array(lines.utf8))
             #expect(plain.status == 0, "stderr: \(plain.stderr)")
-            let images = try [root + "/a", root + "/b", root + "/c"].map { try readAll($0).map { "\($0.table) \($0.operation) \($0.key) \(String(describing: $0.after))" } }
+            let images = try [root + "/a", root + "/b", root + "/c"].map { try logRecords($0).map { "\($0.table) \($0.operation) \($0.key) \(String(describing: $0.after))" } }
             #expect(images[0].count == 3 && images[0] == images[1] && images[1] == images[2])
         }
     }
@@ -296,7 +296,7 @@ import Darwin
             let created = try await tidemark(["log", "append", "--log", dir], stdin: Array(seed.utf8))
             try #require(created.status == 0, "stderr: \(created.stderr)")
             let headBefore = try LogReader(directory: dir).headLSN()
-            let recordsBefore = try readAll(dir)
+            let recordsBefore = try logRecords(dir)
             #expect(headBefore == LSN(5))
 
             let bad = [
@@ -311,7 +311,7 @@ import Darwin
             #expect(r.stderrLines.count == 1, "stderr: \(r.stderr)")
             #expect(r.stderr.contains("line 3"), "stderr: \(r.stderr)")
             #expect(try LogReader(directory: dir).headLSN() == headBefore)
-            #expect(try readAll(dir) == recordsBefore)
+            #expect(try logRecords(dir) == recordsBefore)
         }
     }
 
@@ -394,7 +394,7 @@ import Darwin
             let r = try await tidemark(["log", "stats", "--log", dir, "--json"])
             try #require(r.status == 0, "stderr: \(r.stderr)")
             #expect(r.stdoutText.hasSuffix("}\n") && r.stdoutText.split(separator: "\n").count == 1)
-            let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout)) as? [String: Any])
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdoutBytes)) as? [String: Any])
             #expect((object["records"] as? NSNumber)?.intValue == 50)
             #expect((object["first_lsn"] as? NSNumber)?.intValue == 1)
             #expect((object["last_lsn"] as? NSNumber)?.intValue == 50)
@@ -592,10 +592,10 @@ enum CrashRun {
     static func run(_ child: Child, plan: KillPlan, watching segment: String) throws -> Outcome {
         let sizeBefore = fileSize(segment)
         let started = ContinuousClock.now
-        try child.startOnOwnThread()
+        try child.start()
         /// Polls often without starving the child of a core.
         func firstWrite(pollMicros: UInt32) -> ContinuousClock.Instant? {
-            while child.process.isRunning {
+            while child.isRunning {
                 if fileSize(segment) != sizeBefore { return .now }
                 usleep(pollMicros)
             }
@@ -604,7 +604,7 @@ enum CrashRun {
         /// Sleeps until `ms` after `start`, or until the child ends (so
         /// `millis` below is the child's run time, not the sleep's).
         func sleep(_ ms: Double, after start: ContinuousClock.Instant) {
-            while child.process.isRunning && (ContinuousClock.now - start).millis < ms { usleep(100) }
+            while child.isRunning && (ContinuousClock.now - start).millis < ms { usleep(100) }
         }
         var grew: ContinuousClock.Instant?
         var killedMidWrite = false
@@ -617,27 +617,17 @@ enum CrashRun {
         case .afterFirstWrite(let ms):
             grew = firstWrite(pollMicros: 100)
             sleep(ms, after: grew ?? .now)
-            killedMidWrite = grew != nil && child.process.isRunning
+            killedMidWrite = grew != nil && child.isRunning
             child.sendSignal(SIGKILL)
         case .onFirstWrite:
             grew = firstWrite(pollMicros: 20)
-            killedMidWrite = grew != nil && child.process.isRunning
+            killedMidWrite = grew != nil && child.isRunning
             child.sendSignal(SIGKILL)
         }
-        let finished = try child.waitForExitOnOwnThread(timeoutSeconds: 60)
+        let finished = try child.wait(timeoutSeconds: 60)
         let ended = ContinuousClock.now
         return Outcome(finished: finished, millis: (ended - started).millis,
                        writeMillis: grew.map { (ended - $0).millis }, killedMidWrite: killedMidWrite)
-    }
-}
-
-/// Runs `body` on a thread of its own and awaits it. Every wait on a child
-/// goes through here: a test that blocks one of the cooperative threads
-/// (two on a 2-core machine) starves the tests running beside it, e.g. it
-/// turns `DispatchQueue.concurrentPerform` in GroupCommitTests serial.
-func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
     }
 }
 
@@ -663,223 +653,5 @@ extension ChangeRecord {
         let line = jsonLine
         guard let comma = line.firstIndex(of: ",") else { return line }
         return "{" + line[line.index(after: comma)...]
-    }
-}
-
-extension Duration {
-    var millis: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
-    }
-}
-
-// MARK: - Running the tidemark executable
-
-struct Finished {
-    var status: Int32
-    var reason: Process.TerminationReason
-    var stdout: [UInt8]
-    var stderr: String
-    var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
-    var stderrLines: [Substring] { stderr.split(separator: "\n") }
-}
-
-/// Runs `tidemark ARGS` to completion with `stdin` piped in; SIGKILLs it
-/// and fails after `timeoutSeconds`.
-func tidemark(_ arguments: [String], stdin: [UInt8]? = nil, stdout: FileHandle? = nil, timeoutSeconds: Double = 30) async throws -> Finished {
-    let child = try Child(arguments, stdin: stdin, stdout: stdout)
-    return try await blocking {
-        try child.startOnOwnThread()
-        return try child.waitForExitOnOwnThread(timeoutSeconds: timeoutSeconds)
-    }
-}
-
-struct ChildTimedOut: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// One `tidemark` child process with its stdout and stderr drained by two
-/// threads; stdout is also split into lines, each stamped with its arrival.
-final class Child: @unchecked Sendable {
-    // @unchecked: `out`, `err`, `received`, `partial` and `openStreams` are
-    // guarded by `condition`; the rest is set before any thread starts.
-    struct Line {
-        var bytes: [UInt8]
-        var arrival: ContinuousClock.Instant
-    }
-
-    let arguments: [String]
-    let process = Process()
-    private let stdoutPipe = Pipe()
-    private let stderrPipe = Pipe()
-    private let stdinBytes: [UInt8]?
-    private let splitLines: Bool
-    private let stdoutRedirected: Bool
-    private let condition = NSCondition()
-    private var out: [UInt8] = []
-    private var err: [UInt8] = []
-    private var received: [Line] = []
-    private var partial: [UInt8] = []
-    private var openStreams = 2
-
-    /// - Parameters:
-    ///   - stdin: bytes piped to the child then closed; nil for /dev/null.
-    ///   - stdout: where stdout goes instead of a pipe the test reads.
-    ///   - splitLines: collect stdout as stamped ``lines`` too (followers).
-    init(_ arguments: [String], stdin: [UInt8]? = nil, stdout: FileHandle? = nil, splitLines: Bool = false) throws {
-        self.arguments = arguments
-        self.stdinBytes = stdin
-        self.splitLines = splitLines
-        self.stdoutRedirected = stdout != nil
-        process.executableURL = URL(fileURLWithPath: try tidemarkExecutable())
-        process.arguments = arguments
-        process.standardOutput = stdout ?? stdoutPipe
-        process.standardError = stderrPipe
-        if stdout != nil { openStreams = 1 }
-    }
-
-    /// Starts the child. See ``startOnOwnThread()``.
-    func start() async throws {
-        try await blocking { try self.startOnOwnThread() }
-    }
-
-    /// Starts the child from the calling thread, which must be one of the
-    /// test's own (``blocking(_:)``), never a cooperative one: Foundation's
-    /// `Process` gives the child the spawning thread's signal mask, and
-    /// Swift Testing runs tests on dispatch threads that block nearly every
-    /// signal (SigBlk fffffffe3bfbea27), so a child spawned there would
-    /// ignore SIGTERM. This thread's mask is emptied first, as a shell's is.
-    func startOnOwnThread() throws {
-        var none = sigset_t()
-        sigemptyset(&none)
-        pthread_sigmask(SIG_SETMASK, &none, nil)
-        let stdinPipe = stdinBytes.map { _ in Pipe() }
-        process.standardInput = stdinPipe ?? FileHandle.nullDevice
-        try process.run()
-        if !stdoutRedirected { drain(stdoutPipe.fileHandleForReading.fileDescriptor, isStdout: true) }
-        drain(stderrPipe.fileHandleForReading.fileDescriptor, isStdout: false)
-        if let stdinPipe, let bytes = stdinBytes {
-            let fd = stdinPipe.fileHandleForWriting.fileDescriptor
-            Thread.detachNewThread {
-                // A child that exits before reading its stdin must not kill
-                // the test runner: SIGPIPE is blocked on this thread only (a
-                // process-wide SIG_IGN would be inherited by later children),
-                // so the write fails with EPIPE and the pending signal is
-                // dropped when the thread ends.
-                var pipeSignal = sigset_t()
-                sigemptyset(&pipeSignal)
-                sigaddset(&pipeSignal, SIGPIPE)
-                pthread_sigmask(SIG_BLOCK, &pipeSignal, nil)
-                bytes.withUnsafeBytes { raw in
-                    var done = 0
-                    while done < raw.count {
-                        let n = write(fd, raw.baseAddress! + done, raw.count - done)
-                        if n < 0 && errno == EINTR { continue }
-                        if n <= 0 { break }
-                        done += n
-                    }
-                }
-                try? stdinPipe.fileHandleForWriting.close()
-            }
-        }
-    }
-
-    private func drain(_ fd: Int32, isStdout: Bool) {
-        Thread.detachNewThread { [self] in
-            var buffer = [UInt8](repeating: 0, count: 1 << 16)
-            while true {
-                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if n < 0 && errno == EINTR { continue }
-                let now = ContinuousClock.now
-                condition.lock()
-                if n <= 0 {
-                    openStreams -= 1
-                    condition.broadcast()
-                    condition.unlock()
-                    return
-                }
-                if isStdout {
-                    out.append(contentsOf: buffer[0..<n])
-                    if splitLines {
-                        var start = 0
-                        while let end = buffer[start..<n].firstIndex(of: 0x0A) {
-                            received.append(Line(bytes: partial + buffer[start..<end], arrival: now))
-                            partial.removeAll(keepingCapacity: true)
-                            start = end + 1
-                        }
-                        partial.append(contentsOf: buffer[start..<n])
-                    }
-                } else {
-                    err.append(contentsOf: buffer[0..<n])
-                }
-                condition.broadcast()
-                condition.unlock()
-            }
-        }
-    }
-
-    func sendSignal(_ signal: Int32) {
-        if process.isRunning { kill(process.processIdentifier, signal) }
-    }
-
-    var lineCount: Int { condition.lock(); defer { condition.unlock() }; return received.count }
-    var lines: [Line] { condition.lock(); defer { condition.unlock() }; return received }
-    var stderrText: String { condition.lock(); defer { condition.unlock() }; return String(decoding: err, as: UTF8.self) }
-
-    /// Waits until stdout has at least `count` complete lines. Bounded.
-    func waitForLines(_ count: Int, timeoutSeconds: Double) async -> Bool {
-        (try? await blocking { self.waitForLinesOnOwnThread(count, timeoutSeconds: timeoutSeconds) }) ?? false
-    }
-
-    private func waitForLinesOnOwnThread(_ count: Int, timeoutSeconds: Double) -> Bool {
-        let deadline = Date(timeIntervalSinceNow: timeoutSeconds)
-        condition.lock()
-        defer { condition.unlock() }
-        while received.count < count {
-            if openStreams == 0 || !condition.wait(until: deadline) { return received.count >= count }
-        }
-        return true
-    }
-
-    /// Waits for the child to exit and its output to drain. SIGKILLs it and
-    /// throws after `timeoutSeconds`.
-    func waitForExit(timeoutSeconds: Double) async throws -> Finished {
-        try await blocking { try self.waitForExitOnOwnThread(timeoutSeconds: timeoutSeconds) }
-    }
-
-    func waitForExitOnOwnThread(timeoutSeconds: Double) throws -> Finished {
-        let deadline = Date(timeIntervalSinceNow: timeoutSeconds)
-        while process.isRunning {
-            if Date() > deadline {
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-                throw ChildTimedOut(description: "tidemark \(arguments.joined(separator: " ")) did not finish in \(timeoutSeconds) s")
-            }
-            usleep(1000)
-        }
-        process.waitUntilExit()
-        condition.lock()
-        defer { condition.unlock() }
-        let drained = Date(timeIntervalSinceNow: 10)
-        while openStreams > 0 {
-            if !condition.wait(until: drained) {
-                throw ChildTimedOut(description: "the output of tidemark \(arguments.joined(separator: " ")) did not close")
-            }
-        }
-        return Finished(status: process.terminationStatus, reason: process.terminationReason,
-                        stdout: out, stderr: String(decoding: err, as: UTF8.self))
-    }
-
-    /// SIGTERM, then the result.
-    func terminate() async throws -> Finished {
-        sendSignal(SIGTERM)
-        return try await waitForExit(timeoutSeconds: 10)
-    }
-
-    /// For `defer`: makes sure the child is gone, whatever happened.
-    func stopAndReap() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
     }
 }

@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import Foundation
 import Synchronization
 import Testing
@@ -39,7 +40,7 @@ import Testing
                 try FileManager.default.copyItem(atPath: golden + "/log.meta", toPath: dir + "/log.meta")
                 try full.prefix(cut).write(to: URL(fileURLWithPath: dir + "/" + URL(fileURLWithPath: seg).lastPathComponent))
                 // Readers see the complete frames; an incomplete tail is "not yet written".
-                #expect(try readAll(dir) == Array(all.prefix(20)), "cut at \(cut)")
+                #expect(try logRecords(dir) == Array(all.prefix(20)), "cut at \(cut)")
                 let log = try LogAppender(directory: dir, options: LogOptions(durability: .none))
                 #expect(log.lastLSN == LSN(20), "cut at \(cut)")
                 if cut > lastFrameStart {
@@ -50,7 +51,7 @@ import Testing
                 // The log goes on after recovery.
                 try log.append(assigningLSNs: [sampleRecord(99)])
                 try log.close()
-                let back = try readAll(dir)
+                let back = try logRecords(dir)
                 #expect(back.count == 21 && back.last?.lsn == LSN(21), "cut at \(cut)")
                 try FileManager.default.removeItem(atPath: dir)
             }
@@ -92,7 +93,7 @@ import Testing
                 }
                 // A reader fails with the same kind of error, never crashes or skips.
                 do {
-                    let back = try readAll(dir)
+                    let back = try logRecords(dir)
                     Issue.record("flip at \(pos): reader returned \(back.count) records without an error")
                 } catch let e as LogError {
                     #expect(e.code == .corruptFrame || e.code == .tornTail, "flip at \(pos): \(e)")
@@ -163,7 +164,7 @@ import Testing
             #expect { try log.append([sampleRecord(2, lsn: 7), sampleRecord(3, lsn: 6)]) } throws: { ($0 as? LogError)?.code == .lsnOrder }
             try log.append([sampleRecord(2, lsn: 9)])
             try log.close()
-            #expect(try readAll(dir).map(\.lsn) == [LSN(5), LSN(9)])
+            #expect(try logRecords(dir).map(\.lsn) == [LSN(5), LSN(9)])
         }
     }
 
@@ -178,16 +179,16 @@ import Testing
             // Asked to delete everything below the head, retention stops at the consumer.
             let deleted = try Retention.deleteSegments(in: LogDirectory(dir), below: LSN(400))
             #expect(deleted.map(\.baseLSN) == [segs[0].baseLSN, segs[1].baseLSN])
-            #expect(try readAll(dir).first?.lsn == segs[2].baseLSN)
+            #expect(try logRecords(dir).first?.lsn == segs[2].baseLSN)
             // The consumer reads from where it left off.
-            #expect(try readAll(dir, from: segs[2].baseLSN).first?.lsn == segs[2].baseLSN)
+            #expect(try logRecords(dir, from: segs[2].baseLSN).first?.lsn == segs[2].baseLSN)
             // Asking for a deleted LSN is an error, not a silent skip.
-            #expect { try readAll(dir, from: LSN(3)) } throws: { ($0 as? LogError)?.code == .truncated }
+            #expect { try logRecords(dir, from: LSN(3)) } throws: { ($0 as? LogError)?.code == .truncated }
             // The last segment is never deleted.
             try consumers.unregister("migration")
             try Retention.deleteSegments(in: LogDirectory(dir), below: LSN(10_000))
             #expect(try LogDirectory(dir).segments().count == 1)
-            #expect(try readAll(dir, from: try LogDirectory(dir).segments()[0].baseLSN).last?.lsn == LSN(400))
+            #expect(try logRecords(dir, from: try LogDirectory(dir).segments()[0].baseLSN).last?.lsn == LSN(400))
         }
     }
 
@@ -206,7 +207,7 @@ import Testing
 
 @Suite struct GroupCommitTests {
     @Test(.timeLimit(.minutes(10))) func concurrentAppendersShareSyncs() throws {
-        try withTemporaryDirectory { dir in
+        try withTemporaryDirectory(onDisk: true) { dir in  // group commit needs an fsync that takes time
             let log = try LogAppender(directory: dir, options: LogOptions(durability: .commit))
             let threads = 8, perThread = 100
             // Real OS threads released together (not concurrentPerform, which
@@ -233,7 +234,7 @@ import Testing
             #expect(failures.load(ordering: .relaxed) == 0)
             let stats = log.statistics
             try log.close()
-            let back = try readAll(dir)
+            let back = try logRecords(dir)
             #expect(back.count == threads * perThread)
             #expect(back.map(\.lsn.rawValue) == Array(1...UInt64(threads * perThread)))
             // Every record from every thread is there exactly once.

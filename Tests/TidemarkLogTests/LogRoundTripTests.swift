@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import Foundation
 import Testing
 @testable import TidemarkLog
@@ -22,7 +23,7 @@ import Testing
             }
             try log.append(records)
             try log.close()
-            let back = try readAll(dir)
+            let back = try logRecords(dir)
             #expect(back == records)
             // NaN survives bit for bit too.
             let nan = Double(bitPattern: 0x7FF8_0000_DEAD_BEEF)
@@ -38,7 +39,7 @@ import Testing
                                  key: [Field("c0", .integer(0))], before: nil, after: row)
             try log.append([r])
             try log.close()
-            #expect(try readAll(dir) == [r])
+            #expect(try logRecords(dir) == [r])
         }
     }
 
@@ -53,15 +54,15 @@ import Testing
             }
             try log.close()
             #expect(try segmentFiles(dir).count > 3)
-            let back = try readAll(dir)
+            let back = try logRecords(dir)
             #expect(back.count == all.count)
             #expect(back.map(\.lsn.rawValue) == Array(1...UInt64(all.count)))
             for from in [1, 2, 999, 5000, 9999, 10000] as [UInt64] {
-                let tail = try readAll(dir, from: LSN(from))
+                let tail = try logRecords(dir, from: LSN(from))
                 #expect(tail.first?.lsn == LSN(from))
                 #expect(tail.count == all.count - Int(from) + 1)
             }
-            #expect(try readAll(dir, from: LSN(10001)).isEmpty)
+            #expect(try logRecords(dir, from: LSN(10001)).isEmpty)
             #expect(try LogReader(directory: dir).headLSN() == LSN(10000))
         }
     }

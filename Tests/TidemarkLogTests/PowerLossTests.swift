@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import Foundation
 import Testing
 @testable import TidemarkLog
@@ -62,7 +63,7 @@ import Glibc
                 #expect(log3.lastLSN == LSN(10), "\(fault)")
                 try log3.append(records(11...12))
                 try log3.close()
-                #expect(try readAll(dir).map(\.lsn.rawValue) == Array(1...12))
+                #expect(try logRecords(dir).map(\.lsn.rawValue) == Array(1...12))
             }
         }
     }

@@ -1,24 +1,7 @@
+import TidemarkTestSupport
 import Foundation
 import Testing
 @testable import TidemarkLog
-
-/// Runs `body` with a fresh temporary directory, removed afterwards.
-func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
-    let path = FileManager.default.temporaryDirectory
-        .appendingPathComponent("tidemark-test-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    return try body(path)
-}
-
-/// ``withTemporaryDirectory(_:)`` for async tests.
-func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async throws -> T {
-    let path = FileManager.default.temporaryDirectory
-        .appendingPathComponent("tidemark-test-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    return try await body(path)
-}
 
 /// A realistic record: 6–10 columns, ~200 bytes.
 func sampleRecord(_ i: Int, lsn: UInt64 = 0, table: String = "users") -> ChangeRecord {
@@ -39,13 +22,6 @@ func sampleRecord(_ i: Int, lsn: UInt64 = 0, table: String = "users") -> ChangeR
         key: [Field("id", .integer(Int64(i)))],
         before: op == .insert ? nil : row,
         after: op == .delete ? nil : after)
-}
-
-func readAll(_ dir: String, from: LSN = .zero) throws -> [ChangeRecord] {
-    let cursor = try LogReader(directory: dir).cursor(from: from)
-    var out: [ChangeRecord] = []
-    while let r = try cursor.next() { out.append(r) }
-    return out
 }
 
 func segmentFiles(_ dir: String) throws -> [String] {

@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import Foundation
 import Testing
 @testable import TidemarkLog
@@ -93,7 +94,7 @@ import Testing
                     #expect(log.recovery?.reason.contains("unsynced write burst") == (k < batch.count - 1), "\(label): \(String(describing: log.recovery))")
                     try log.append([sampleRecord(500, lsn: 500)])
                     try log.close()
-                    #expect(try readAll(dir).map(\.lsn.rawValue) == (1...kept).map { UInt64($0) } + [500], "\(label)")
+                    #expect(try logRecords(dir).map(\.lsn.rawValue) == (1...kept).map { UInt64($0) } + [500], "\(label)")
                     _ = all
                 }
             }
@@ -124,7 +125,7 @@ import Testing
                 let log = try LogAppender(directory: dir)
                 #expect(log.lastLSN == LSN(UInt64(whole)), "cut at \(cut)")
                 try log.close()
-                #expect(try readAll(dir).count == whole, "cut at \(cut)")
+                #expect(try logRecords(dir).count == whole, "cut at \(cut)")
             }
         }
     }
@@ -188,7 +189,7 @@ import Testing
                     let reopened = try LogAppender(directory: dir)
                     #expect(reopened.lastLSN >= LSN(50), "seed \(seed)")
                     try reopened.close()
-                    let back = try readAll(dir)
+                    let back = try logRecords(dir)
                     #expect(back == Array(all.prefix(back.count)), "seed \(seed)")
                 } catch {
                     Issue.record("seed \(seed): \(error)")

@@ -13,17 +13,7 @@ private func freshDatabase() throws -> (conninfo: String, connection: PGConnecti
 }
 
 private func withLogDirectory<T>(_ body: (String) throws -> T) throws -> T {
-    let path = FileManager.default.temporaryDirectory
-        .appendingPathComponent("tidemark-pgcapture-\(UUID().uuidString)").path
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    return try body(path)
-}
-
-private func logRecords(_ path: String) throws -> [ChangeRecord] {
-    let cursor = try LogReader(directory: path).cursor(from: .zero)
-    var out: [ChangeRecord] = []
-    while let r = try cursor.next() { out.append(r) }
-    return out
+    try withTemporaryDirectory("tidemark-pgcapture") { try body($0 + "/log") }
 }
 
 /// Ships until the outbox is empty. Transactions in any database of the

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import TidemarkCore
+import TidemarkDemo
 import TidemarkLog
 import TidemarkPostgres
 import TidemarkSQLite
@@ -15,9 +16,7 @@ import Glibc
 /// PostgreSQL with the writers rerouting there, and no acknowledged write lost.
 @Suite struct PostgresDemoTests {
     static func directory(_ name: String) throws -> String {
-        let dir = NSTemporaryDirectory() + "tidemark-pgdemo-\(name)-\(getpid())-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return dir
+        try makeTemporaryDirectory("tidemark-pgdemo-\(name)")
     }
 
     @Test func demoMigratesIntoPostgresAndWritersRerouteThere() throws {

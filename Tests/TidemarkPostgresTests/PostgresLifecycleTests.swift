@@ -158,26 +158,12 @@ import Glibc
     }
 
     static func run(_ arguments: [String], timeout: Double = 120) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try tidemarkExecutable())
-        p.arguments = arguments
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        let f = try runTidemark(arguments, timeoutSeconds: timeout)
+        return (f.status, f.stdout + f.stderr)
     }
 
-    static func startMigrate(_ plan: String) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try tidemarkExecutable())
-        p.arguments = ["migrate", "--follow", "--plan", plan]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        return p
+    static func startMigrate(_ plan: String) throws -> Child {
+        try Child.started(try tidemarkExecutable(), ["migrate", "--follow", "--plan", plan])
     }
 
     /// Applied LSN and copy progress as stored in PostgreSQL.
@@ -204,8 +190,7 @@ import Glibc
     func fullLifecycleIntoPostgresLosesNoAcknowledgedWrite() throws {
         let server = try PostgresServer.shared()
         let conninfo = server.conninfo(database: try server.createDatabase("lifecycle"))
-        let dir = NSTemporaryDirectory() + "tidemark-pg-lifecycle-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try makeTemporaryDirectory("tidemark-pg-lifecycle")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let source = dir + "/app.db"
         do {
@@ -245,9 +230,9 @@ import Glibc
             let deadline = Date().addingTimeInterval(60)
             // The new migration's copy (not the rolled-back one's state).
             while Date() < deadline, Self.progress(conninfo).map({ $0.following || $0.copied < 1_000 }) ?? true { usleep(20_000) }
-            kill(migrate.processIdentifier, SIGKILL)
-            migrate.waitUntilExit()
-            #expect(migrate.terminationReason == .uncaughtSignal, "round \(round): the migrator should have been killed mid-copy")
+            migrate.sendSignal(SIGKILL)
+            let killed = try migrate.wait(timeoutSeconds: 30)
+            #expect(killed.reason == .uncaughtSignal, "round \(round): the migrator should have been killed mid-copy: \(killed.summary)")
             migrate = try Self.startMigrate(plan)
             try Self.waitCaughtUp(conninfo, source: source)
             let verify = try Self.run(["verify", "--plan", plan])
@@ -257,8 +242,8 @@ import Glibc
             #expect(cut.status == 0, "round \(round): cutover: \(cut.output)")
             #expect(!cut.output.contains("secret"), "no password in output")
             stopSQLiteWriters()
-            kill(migrate.processIdentifier, SIGTERM)
-            migrate.waitUntilExit()
+            migrate.sendSignal(SIGTERM)
+            _ = try migrate.wait(timeoutSeconds: 60)
             #expect(shared.count(0) > 0 && shared.count(1) > 0, "round \(round): the SQLite writers wrote")
             Self.expectModel(model, in: try Self.postgresRows(conninfo), "round \(round), PostgreSQL after cutover")
             if round == 2 { break }

@@ -10,11 +10,7 @@ import TidemarkTestSupport
 /// source file, a parsed plan, the resolver's mappings and carried schema.
 enum PGSchemaFixture {
     static func withDirectory<R>(_ body: (String) throws -> R) throws -> R {
-        let base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : FileManager.default.temporaryDirectory.path
-        let path = base + "/tidemark-pgschema-tests-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        return try body(path)
+        try withTemporaryDirectory("tidemark-pgschema-tests", body)
     }
 
     struct Source {

@@ -24,7 +24,7 @@ import TidemarkTestSupport
             INSERT INTO public.items(id, name) VALUES (1000, 'not in the source');
             UPDATE public.tags SET label = 'changed' WHERE code = 'a' AND n = 3;
             """)
-        let r = try PostgresVerifyTests.runTidemark(["verify", "--show-values", "--plan", f.planPath], in: f.dir)
+        let r = try runTidemark(["verify", "--show-values", "--plan", f.planPath], in: f.dir)
         #expect(r.status == 1, "differences exit 1: \(r.stdout) \(r.stderr)")
         let lines = r.stdout.split(separator: "\n").map(String.init)
         for expected in [
@@ -37,7 +37,7 @@ import TidemarkTestSupport
         }
         #expect(lines.contains { $0.hasPrefix(#"  key {"id":11}: missing from the target; source row {"id":11,"name":"item 11""#) }, "\(r.stdout)")
 
-        let json = try PostgresVerifyTests.runTidemark(["verify", "--show-values", "--json", "--plan", f.planPath], in: f.dir)
+        let json = try runTidemark(["verify", "--show-values", "--json", "--plan", f.planPath], in: f.dir)
         #expect(json.status == 1, "\(json.stderr)")
         let o = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any], "\(json.stdout)")
         let items = try #require((o["tables"] as? [[String: Any]])?.first { $0["source"] as? String == "items" })

@@ -14,12 +14,6 @@ import Glibc
 /// bad input (server, password, database, privileges, an existing table, the
 /// server going away) refused in one line with nothing half-done.
 @Suite struct PostgresTargetTests {
-    static func temporaryDirectory() throws -> String {
-        let dir = NSTemporaryDirectory() + "tidemark-pg-target-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return dir
-    }
-
     static func writePlan(_ dir: String, target: String, tables: String = "  edge: {}\n", chunkRows: Int = 3) throws -> Plan {
         let path = dir + "/plan.yml"
         try "source: app.db\ntarget: \(target)\nlog: changelog\nchunk_rows: \(chunkRows)\ntables:\n\(tables)".write(toFile: path, atomically: true, encoding: .utf8)
@@ -80,7 +74,7 @@ import Glibc
     func edgeValuesArriveExactlyByCopyAndByReplay() throws {
         let server = try PostgresServer.shared()
         let conninfo = server.conninfo(database: try server.createDatabase("edge"))
-        let dir = try Self.temporaryDirectory()
+        let dir = try makeTemporaryDirectory("tidemark-pg-target")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let source = try Connection(path: dir + "/app.db", mode: .readWriteCreate)
         _ = try source.setJournalMode(.wal)
@@ -131,7 +125,7 @@ import Glibc
         let server = try PostgresServer.shared()
         let db = try server.createDatabase("refuse")
         let conninfo = server.conninfo(database: db)
-        let dir = try Self.temporaryDirectory()
+        let dir = try makeTemporaryDirectory("tidemark-pg-target")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let source = try Connection(path: dir + "/app.db", mode: .readWriteCreate)
         try source.execute("""
@@ -163,7 +157,7 @@ import Glibc
     func badServerPasswordDatabaseAndPrivilegesAreOneLineAndChangeNothing() throws {
         let server = try PostgresServer.shared()
         let db = try server.createDatabase("bad")
-        let dir = try Self.temporaryDirectory()
+        let dir = try makeTemporaryDirectory("tidemark-pg-target")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let source = try Connection(path: dir + "/app.db", mode: .readWriteCreate)
         try source.execute("CREATE TABLE edge(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO edge VALUES (1, 'a');")
@@ -185,16 +179,9 @@ import Glibc
         // The same through the command line: exit non-zero, one line on stderr.
         let plan = dir + "/plan.yml"
         try "source: app.db\ntarget: host=\(server.socketDirectory) port=\(server.port) dbname=\(db) user=tidemark_pw password=wrong-secret\nlog: changelog\ntables:\n  edge: {}\n".write(toFile: plan, atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try tidemarkExecutable())
-        p.arguments = ["migrate", "--plan", plan]
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus != 0)
+        let migrate = try runTidemark(["migrate", "--plan", plan])
+        let text = migrate.stderr
+        #expect(migrate.status != 0)
         #expect(text.split(separator: "\n").count == 1, "\(text)")
         #expect(!text.contains("wrong-secret"), "\(text)")
         try source.close()
@@ -207,7 +194,7 @@ import Glibc
         let pg = try PGConnection(conninfo)
         defer { pg.close() }
         try pg.execute("CREATE TABLE edge(id bigint PRIMARY KEY, other text)")
-        let dir = try Self.temporaryDirectory()
+        let dir = try makeTemporaryDirectory("tidemark-pg-target")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let source = try Connection(path: dir + "/app.db", mode: .readWriteCreate)
         try source.execute("CREATE TABLE edge(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO edge VALUES (1, 'a');")
@@ -224,7 +211,7 @@ import Glibc
     func theServerGoingAwayMidCopyLeavesAResumableMigration() throws {
         let server = try PostgresServer.shared()
         let conninfo = server.conninfo(database: try server.createDatabase("away"))
-        let dir = try Self.temporaryDirectory()
+        let dir = try makeTemporaryDirectory("tidemark-pg-target")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let source = try Connection(path: dir + "/app.db", mode: .readWriteCreate)
         try source.execute("CREATE TABLE edge(id INTEGER PRIMARY KEY, v TEXT)")
@@ -274,7 +261,7 @@ extension Value {
     func twoMigratorsAtOnceNeverCollide() throws {
         let server = try PostgresServer.shared()
         let conninfo = server.conninfo(database: try server.createDatabase("twice"))
-        let dir = try PostgresTargetTests.temporaryDirectory()
+        let dir = try makeTemporaryDirectory("tidemark-pg-target")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let source = try Connection(path: dir + "/app.db", mode: .readWriteCreate)
         _ = try source.setJournalMode(.wal)
@@ -328,7 +315,7 @@ extension Value {
         let pg = try PGConnection(conninfo)
         defer { pg.close() }
         try pg.execute("CREATE TABLE edge(id bigint PRIMARY KEY, v text CHECK (v <> 'bad'))")
-        let dir = try PostgresTargetTests.temporaryDirectory()
+        let dir = try makeTemporaryDirectory("tidemark-pg-target")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let source = try Connection(path: dir + "/app.db", mode: .readWriteCreate)
         _ = try source.setJournalMode(.wal)

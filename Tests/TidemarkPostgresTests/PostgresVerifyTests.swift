@@ -25,8 +25,7 @@ import Glibc
         var plan: Plan { get throws { try Plan.load(path: planPath) } }
 
         init(_ name: String, schema: String, rows: String, tables: String, chunkRows: Int = 3, target: String? = nil) throws {
-            dir = NSTemporaryDirectory() + "tidemark-pgverify-\(name)-\(getpid())-\(UUID().uuidString.prefix(8))"
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            dir = try makeTemporaryDirectory("tidemark-pgverify-\(name)")
             let server = try PostgresServer.shared()
             database = try server.createDatabase(name)
             conninfo = target ?? server.conninfo(database: database)
@@ -372,7 +371,7 @@ import Glibc
         #expect(!route.database.contains("secret-pw"))
         #expect(route.database.contains("tidemark_pw") && route.database.contains(f.database))
 
-        let out = try Self.runTidemark(["route", "--json", "--plan", f.planPath], in: f.dir)
+        let out = try runTidemark(["route", "--json", "--plan", f.planPath], in: f.dir)
         #expect(out.status == 0, "\(out.stderr)")
         #expect(!out.stdout.contains("secret-pw") && !out.stderr.contains("secret-pw"))
         let json = try #require(try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any])
@@ -382,19 +381,4 @@ import Glibc
         #expect(database.contains("dbname=") && database.contains(f.database))
     }
 
-    /// Runs the built `tidemark` and collects its output.
-    static func runTidemark(_ arguments: [String], in directory: String) throws -> (status: Int32, stdout: String, stderr: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try tidemarkExecutable())
-        p.arguments = arguments
-        p.currentDirectoryURL = URL(fileURLWithPath: directory)
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-    }
 }

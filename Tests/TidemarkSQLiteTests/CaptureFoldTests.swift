@@ -165,43 +165,33 @@ while done < count:
     func foldEqualsSource(seed: Int) throws {
         let tidemark = try tidemarkExecutable()
         try withTemporaryDirectory { directory in
-            let dbPath = directory.appendingPathComponent("source.db").path
-            let logPath = directory.appendingPathComponent("log").path
+            let dbPath = directory + "/source.db"
+            let logPath = directory + "/log"
             let db = try Connection(path: dbPath, mode: .readWriteCreate)
             defer { try? db.close() }
             try db.execute(Self.schema)
             try Capture.install(connection: db, sourceID: "fold-test")
             try LogAppender(directory: logPath, sourceID: "fold-test").close()
 
-            let writer = Process()
-            writer.executableURL = URL(fileURLWithPath: try python3Executable())
-            writer.arguments = ["-c", Self.writer, dbPath, String(seed), "2500", tidemark, logPath]
-            let writerErrors = Pipe()
-            writer.standardError = writerErrors
-            try writer.run()
+            let writer = try Child.started(try python3Executable(), ["-c", Self.writer, dbPath, String(seed), "2500", tidemark, logPath])
+            defer { writer.stopAndReap() }
 
             var generator = SplitMix64(seed: UInt64(seed) &* 0x9E37_79B9)
             var kills = 0
             let deadline = ContinuousClock.now + .seconds(240)
             while writer.isRunning && ContinuousClock.now < deadline {
-                let shipper = Process()
-                shipper.executableURL = URL(fileURLWithPath: tidemark)
-                shipper.arguments = ["capture", "run", "--source", dbPath, "--log", logPath, "--interval-ms", "2"]
-                shipper.standardOutput = FileHandle.nullDevice
-                shipper.standardError = FileHandle.nullDevice
-                try shipper.run()
+                let shipper = try Child.started(tidemark, ["capture", "run", "--source", dbPath, "--log", logPath, "--interval-ms", "2"])
                 usleep(useconds_t(Int.random(in: 50_000...700_000, using: &generator)))
-                kill(shipper.processIdentifier, SIGKILL)
-                shipper.waitUntilExit()
+                shipper.sendSignal(SIGKILL)
+                _ = try shipper.wait(timeoutSeconds: 30)
                 kills += 1
             }
-            writer.waitUntilExit()
-            let errors = String(decoding: writerErrors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            try #require(writer.terminationStatus == 0, "seed \(seed): writer failed: \(errors)")
+            let written = try writer.wait(timeoutSeconds: 300)
+            try #require(written.status == 0 && written.reason == .exit, "seed \(seed): writer failed: \(written.summary)")
             let shippedByKilled = try LogReader(directory: logPath).headLSN()
 
             // One last shipper, to the end.
-            try run(tidemark, ["capture", "run", "--source", dbPath, "--log", logPath, "--once"])
+            try runProcess(tidemark, ["capture", "run", "--source", dbPath, "--log", logPath, "--once"]).succeeded("the last shipper")
             #expect(try Capture.status(connection: db)?.backlog == 0, "seed \(seed)")
 
             let records = try logRecords(logPath)

@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import Foundation
 import Testing
 import TidemarkLog
@@ -10,7 +11,7 @@ struct ConnectionTests {
     @Test("a file that is not a database is named as such")
     func notADatabase() throws {
         try withTemporaryDirectory { directory in
-            let path = directory.appendingPathComponent("notes.txt").path
+            let path = directory + "/notes.txt"
             try Data(String(repeating: "this is plain text, not SQLite\n", count: 200).utf8)
                 .write(to: URL(fileURLWithPath: path))
             let error = try #require(throws: SQLiteError.self) { try Connection(path: path) }
@@ -23,7 +24,7 @@ struct ConnectionTests {
     @Test("a missing file is reported as missing, and not created")
     func missingFile() throws {
         try withTemporaryDirectory { directory in
-            let path = directory.appendingPathComponent("missing.db").path
+            let path = directory + "/missing.db"
             for mode in [Connection.OpenMode.readWrite, .readOnly] {
                 let error = try #require(throws: SQLiteError.self) { try Connection(path: path, mode: mode) }
                 #expect(error.primaryCode == .cannotOpen)
@@ -38,7 +39,7 @@ struct ConnectionTests {
     @Test("a directory is not a database")
     func directory() throws {
         try withTemporaryDirectory { directory in
-            let error = try #require(throws: SQLiteError.self) { try Connection(path: directory.path) }
+            let error = try #require(throws: SQLiteError.self) { try Connection(path: directory) }
             #expect(error.primaryCode == .cannotOpen)
             #expect(error.message.contains("is a directory"))
         }

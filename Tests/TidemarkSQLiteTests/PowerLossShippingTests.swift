@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import Foundation
 import Testing
 @testable import TidemarkLog
@@ -56,8 +57,8 @@ import Glibc
     @discardableResult
     func scenario(fault: (index: Int, kind: Kind)?, seed: UInt64) throws -> [FileFaults.Call] {
         try withTemporaryDirectory { directory in
-            let dbPath = directory.appendingPathComponent("source.db").path
-            let logPath = directory.appendingPathComponent("log").path
+            let dbPath = directory + "/source.db"
+            let logPath = directory + "/log"
             let db = try Connection(path: dbPath, mode: .readWriteCreate)
             defer { try? db.close() }
             try db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")

@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import Testing
 import TidemarkLog
 @testable import TidemarkSQLite

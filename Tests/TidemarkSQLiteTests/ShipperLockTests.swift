@@ -13,22 +13,6 @@ import Glibc
 /// processes, real SIGKILL.
 @Suite("Shipper: one shipper per source")
 struct ShipperLockTests {
-    /// Runs `tidemark` to completion; returns its status and stderr.
-    static func runTidemark(_ arguments: [String], in directory: String) throws -> (status: Int32, stderr: String, stdout: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try tidemarkExecutable())
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        let errors = Pipe(), output = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let stdout = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, stderr, stdout)
-    }
-
     static func waitFor(_ what: String, seconds: Double = 30, _ condition: () throws -> Bool) throws {
         let deadline = Date().addingTimeInterval(seconds)
         while try !condition() {
@@ -46,22 +30,17 @@ struct ShipperLockTests {
             for id in 1...3 { try db.execute("INSERT INTO t VALUES (\(id), 'v\(id)')") }
             try LogAppender(directory: logPath, sourceID: "shipper-test").close()  // as `capture install` does
 
-            let running = Process()
-            running.executableURL = URL(fileURLWithPath: try tidemarkExecutable())
-            running.arguments = ["capture", "run", "--source", dbPath, "--log", logPath, "--interval-ms", "5"]
-            running.standardOutput = FileHandle.nullDevice
-            running.standardError = FileHandle.nullDevice
-            try running.run()
-            defer { if running.isRunning { kill(running.processIdentifier, SIGKILL); running.waitUntilExit() } }
+            let running = try Child.started(try tidemarkExecutable(), ["capture", "run", "--source", dbPath, "--log", logPath, "--interval-ms", "5"])
+            defer { running.stopAndReap() }
             try Self.waitFor("the running shipper to ship") {
                 try LogReader(directory: logPath).headLSN() >= LSN(3)
             }
 
-            let status = try Self.runTidemark(["capture", "status", "--source", dbPath], in: directory)
+            let status = try runTidemark(["capture", "status", "--source", dbPath], in: directory)
             #expect(status.stdout.contains("shipper: pid \(running.processIdentifier), shipping into \(ShipperLock.canonical(logPath))"), "\(status.stdout)")
 
             // Another log: refused, naming the running shipper; nothing created.
-            let refused = try Self.runTidemark(["capture", "run", "--source", dbPath, "--log", otherLog, "--once"], in: directory)
+            let refused = try runTidemark(["capture", "run", "--source", dbPath, "--log", otherLog, "--once"], in: directory)
             #expect(refused.status != 0, "a second shipper with another log must be refused")
             #expect(refused.stderr.contains("pid \(running.processIdentifier)"), "\(refused.stderr)")
             #expect(refused.stderr.contains(ShipperLock.canonical(logPath)), "\(refused.stderr)")
@@ -71,7 +50,7 @@ struct ShipperLockTests {
             let plan = directory + "/plan.yml"
             try "source: \(dbPath)\ntarget: \(directory)/target.db\nlog: \(otherLog)\ntables:\n  t: {}\n"
                 .write(toFile: plan, atomically: true, encoding: .utf8)
-            let migrate = try Self.runTidemark(["migrate", "--plan", plan], in: directory)
+            let migrate = try runTidemark(["migrate", "--plan", plan], in: directory)
             #expect(migrate.status != 0, "migrate with another log must be refused")
             #expect(migrate.stderr.contains("pid \(running.processIdentifier)"), "\(migrate.stderr)")
             #expect(!FileManager.default.fileExists(atPath: directory + "/target.db"))
@@ -82,12 +61,12 @@ struct ShipperLockTests {
             #expect(try logRecords(logPath).map(\.lsn.rawValue) == Array(1...6))
 
             // SIGKILL: the kernel frees the lock; a new shipper takes over.
-            kill(running.processIdentifier, SIGKILL)
-            running.waitUntilExit()
+            running.sendSignal(SIGKILL)
+            _ = try running.wait(timeoutSeconds: 30)
             for id in 7...8 { try db.execute("INSERT INTO t VALUES (\(id), 'v\(id)')") }
-            let next = try Self.runTidemark(["capture", "run", "--source", dbPath, "--log", logPath, "--once"], in: directory)
+            let next = try runTidemark(["capture", "run", "--source", dbPath, "--log", logPath, "--once"], in: directory)
             #expect(next.status == 0, "\(next.stderr)")
-            #expect(try Self.runTidemark(["capture", "status", "--source", dbPath], in: directory).stdout.contains("shipper: none running"))
+            #expect(try runTidemark(["capture", "status", "--source", dbPath], in: directory).stdout.contains("shipper: none running"))
             #expect(try logRecords(logPath).map(\.lsn.rawValue) == Array(1...8))
         }
     }

@@ -55,7 +55,7 @@ struct ShipperPowerLossTests {
     static func run(faultIndex: Int?, ending: Ending) throws -> Int {
         try withTemporaryDirectory { directory in
             let (dbPath, logPath) = try SourceDurabilityTests.makeSource(directory)
-            let restoredPath = directory.appendingPathComponent("restored.db").path
+            let restoredPath = directory + "/restored.db"
             let vfs = SourceDurabilityTests.vfs
             var survivor = dbPath
             var calls = 0

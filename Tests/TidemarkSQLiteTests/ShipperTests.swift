@@ -4,21 +4,13 @@ import TidemarkTestSupport
 import TidemarkLog
 @testable import TidemarkSQLite
 
-/// Every record in the log at `path`, in LSN order.
-func logRecords(_ path: String) throws -> [ChangeRecord] {
-    let cursor = try LogReader(directory: path).cursor(from: .zero)
-    var records: [ChangeRecord] = []
-    while let record = try cursor.next() { records.append(record) }
-    return records
-}
-
 /// A captured database and a log for it, in a temporary directory.
 func withShippingSetup<R>(
     _ schema: String, _ body: (_ db: Connection, _ dbPath: String, _ logPath: String) throws -> R
 ) throws -> R {
     try withTemporaryDirectory { directory in
-        let dbPath = directory.appendingPathComponent("source.db").path
-        let logPath = directory.appendingPathComponent("log").path
+        let dbPath = directory + "/source.db"
+        let logPath = directory + "/log"
         let db = try Connection(path: dbPath, mode: .readWriteCreate)
         defer { try? db.close() }
         try db.execute(schema)
@@ -252,7 +244,7 @@ with open(out, "w") as f:
     /// Parses the writer's independent record of its committed changes.
     static func writerRecord(_ path: String) throws -> [Change] {
         func value(_ any: Any) throws -> Value {
-            guard let pair = any as? [String], let tag = pair.first else { throw ProcessFailure(description: "bad value \(any)") }
+            guard let pair = any as? [String], let tag = pair.first else { throw ProcessFailure("bad value \(any)") }
             switch tag {
             case "n": return .null
             case "i": return .integer(try #require(Int64(pair[1])))
@@ -263,7 +255,7 @@ with open(out, "w") as f:
                 return .blob(stride(from: 0, to: hex.count, by: 2).map {
                     UInt8(String(decoding: hex[$0..<$0 + 2], as: UTF8.self), radix: 16)!
                 })
-            default: throw ProcessFailure(description: "bad tag \(tag)")
+            default: throw ProcessFailure("bad tag \(tag)")
             }
         }
         func image(_ any: Any?) throws -> [Value]? {
@@ -288,12 +280,8 @@ with open(out, "w") as f:
             try LogAppender(directory: logPath, sourceID: "shipper-test").close()
             let recordPath = dbPath + ".expected.jsonl"
 
-            let writer = Process()
-            writer.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            writer.arguments = ["python3", "-c", Self.crashWriter, dbPath, recordPath, String(seed), "3000"]
-            let writerErrors = Pipe()
-            writer.standardError = writerErrors
-            try writer.run()
+            let writer = try Child.started("python3", ["-c", Self.crashWriter, dbPath, recordPath, String(seed), "3000"])
+            defer { writer.stopAndReap() }
 
             #if os(Linux)
             let testBinary = "/proc/self/exe"
@@ -302,28 +290,20 @@ with open(out, "w") as f:
             #endif
             var generator = SplitMix64(seed: UInt64(seed))
             var kills = 0
-            var environment = ProcessInfo.processInfo.environment
-            environment["TIDEMARK_SHIPPER_DB"] = dbPath
-            environment["TIDEMARK_SHIPPER_LOG"] = logPath
+            let environment = ["TIDEMARK_SHIPPER_DB": dbPath, "TIDEMARK_SHIPPER_LOG": logPath]
             let deadline = ContinuousClock.now + .seconds(120)
             while writer.isRunning || kills < 10 {
                 guard ContinuousClock.now < deadline else { break }
-                let child = Process()
-                child.executableURL = URL(fileURLWithPath: testBinary)
-                child.arguments = ["--testing-library", "swift-testing", "--filter", "shipperChildProcess"]
-                child.environment = environment
-                child.standardOutput = FileHandle.nullDevice
-                child.standardError = FileHandle.nullDevice
-                try child.run()
+                let child = try Child.started(testBinary, ["--testing-library", "swift-testing", "--filter", "shipperChildProcess"],
+                                              environment: environment)
                 usleep(useconds_t(Int.random(in: 50_000...600_000, using: &generator)))
-                kill(child.processIdentifier, SIGKILL)
-                child.waitUntilExit()
-                #expect(child.terminationReason == .uncaughtSignal, "the shipper child must still be running when killed")
+                child.sendSignal(SIGKILL)
+                let ended = try child.wait(timeoutSeconds: 30)
+                #expect(ended.reason == .uncaughtSignal, "the shipper child must still be running when killed: \(ended.summary)")
                 kills += 1
             }
-            writer.waitUntilExit()
-            let errors = String(decoding: writerErrors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            try #require(writer.terminationStatus == 0, "writer failed: \(errors)")
+            let written = try writer.wait(timeoutSeconds: 300)
+            try #require(written.status == 0 && written.reason == .exit, "writer failed: \(written.summary)")
             #expect(kills >= 10)
 
             // The children did the shipping, not only the final drain below.

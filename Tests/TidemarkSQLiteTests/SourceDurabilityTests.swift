@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import CPowerLossVFS
 import Foundation
 import Testing
@@ -54,9 +55,9 @@ struct SourceDurabilityTests {
 
     /// A captured source made outside the test VFS, checkpointed and closed:
     /// everything in it is durable.
-    static func makeSource(_ directory: URL) throws -> (db: String, log: String) {
-        let dbPath = directory.appendingPathComponent("source.db").path
-        let logPath = directory.appendingPathComponent("log").path
+    static func makeSource(_ directory: String) throws -> (db: String, log: String) {
+        let dbPath = directory + "/source.db"
+        let logPath = directory + "/log"
         let setup = try Connection(path: dbPath, mode: .readWriteCreate)
         try setup.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
         try Capture.install(connection: setup, sourceID: "durability-test")
@@ -82,7 +83,7 @@ struct SourceDurabilityTests {
     func powerCutAfterRound(deleteStep: DeleteStep) throws {
         try withTemporaryDirectory { directory in
             let (dbPath, logPath) = try Self.makeSource(directory)
-            let restoredPath = directory.appendingPathComponent("restored.db").path
+            let restoredPath = directory + "/restored.db"
             do {
                 let writer = try Connection(path: dbPath, vfs: Self.vfs)
                 try writer.execute("PRAGMA synchronous = NORMAL")
@@ -181,7 +182,7 @@ struct SourceDurabilityTests {
             let (dbPath, logPath) = try Self.makeSource(directory)
             // The source as it will be after losing the commits below (a power
             // cut under NORMAL before anything synced them, or a backup).
-            let lostPath = directory.appendingPathComponent("lost.db").path
+            let lostPath = directory + "/lost.db"
             try FileManager.default.copyItem(atPath: dbPath, toPath: lostPath)
             do {
                 let db = try Connection(path: dbPath)

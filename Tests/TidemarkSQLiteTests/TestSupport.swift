@@ -3,33 +3,13 @@ import TidemarkLog
 import TidemarkTestSupport
 @testable import TidemarkSQLite
 
-/// Runs `body` with a fresh directory that is removed afterwards.
-func withTemporaryDirectory<R>(_ body: (URL) throws -> R) throws -> R {
-    let url = FileManager.default.temporaryDirectory
-        .appendingPathComponent("tidemark-sqlite-tests-\(UUID().uuidString)", isDirectory: true)
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: url) }
-    return try body(url)
-}
-
 /// Runs `body` with a connection to a new database file in a temporary directory.
 func withTemporaryDatabase<R>(_ body: (Connection, String) throws -> R) throws -> R {
     try withTemporaryDirectory { directory in
-        let path = directory.appendingPathComponent("test.db").path
+        let path = directory + "/test.db"
         let connection = try Connection(path: path, mode: .readWriteCreate)
         defer { try? connection.close() }
         return try body(connection, path)
-    }
-}
-
-extension Connection {
-    /// All rows of `sql` as values, for assertions.
-    func values(_ sql: String, _ arguments: [Value] = []) throws -> [[Value]] {
-        let statement = try prepare(sql)
-        try statement.bind(arguments)
-        return try statement.rows { row in
-            (0..<row.columnCount).map { row.columnValue($0) }
-        }
     }
 }
 
@@ -57,53 +37,16 @@ let awkwardDoubles: [Double] = {
 }()
 
 
-struct ProcessFailure: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// Runs an external program to completion, feeding `input` on stdin; returns
-/// stdout, throws with stderr on a non-zero exit.
-@discardableResult
-func run(_ executable: String, _ arguments: [String], input: String = "") throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = [executable] + arguments
-    let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
-    process.standardInput = stdin
-    process.standardOutput = stdout
-    process.standardError = stderr
-    try process.run()
-    stdin.fileHandleForWriting.write(Data(input.utf8))
-    try stdin.fileHandleForWriting.close()
-    // Read both pipes to the end before waiting, so a full pipe cannot block the child.
-    let group = DispatchGroup()
-    nonisolated(unsafe) var errData = Data()
-    group.enter()
-    DispatchQueue.global().async {
-        errData = stderr.fileHandleForReading.readDataToEndOfFile()
-        group.leave()
-    }
-    let outData = stdout.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
-    process.waitUntilExit()
-    let out = String(decoding: outData, as: UTF8.self)
-    let err = String(decoding: errData, as: UTF8.self)
-    guard process.terminationStatus == 0 else {
-        throw ProcessFailure(description: "\(executable) exited \(process.terminationStatus): \(err)")
-    }
-    return out
-}
-
 /// Runs `script` through the `sqlite3` command-line shell, stopping at the first error.
 @discardableResult
 func sqlite3CLI(_ path: String, _ script: String) throws -> String {
-    try run("sqlite3", ["-bail", path], input: script)
+    try runProcess("sqlite3", ["-bail", path], stdin: Array(script.utf8)).succeeded("sqlite3")
 }
 
 /// Runs Python code with `sys.argv[1]` set to `path`.
 @discardableResult
 func python(_ path: String, _ code: String) throws -> String {
-    try run("python3", ["-c", code, path])
+    try runProcess("python3", ["-c", code, path]).succeeded("python3")
 }
 
 extension SourceID: ExpressibleByStringLiteral {

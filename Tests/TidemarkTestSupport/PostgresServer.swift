@@ -192,10 +192,9 @@ public final class PostgresServer: @unchecked Sendable {
     }
 
     /// Runs a program (as `postgres` through runuser when asked), with the
-    /// PG* environment cleared so the tests' cluster is the one used.
-    /// posix_spawn + waitpid rather than Foundation's Process: the postmaster
-    /// `pg_ctl start` leaves running inherits descriptors, and Process
-    /// notices a child's end through one, so it would wait for the server.
+    /// PG* environment cleared so the tests' cluster is the one used. Its
+    /// output goes to a file, not a pipe: the postmaster `pg_ctl start`
+    /// leaves running inherits it, and a pipe would never close.
     static func run(_ program: String, _ arguments: [String], asPostgres: Bool) throws -> (status: Int32, output: String) {
         var argv: [String]
         if asPostgres {
@@ -210,29 +209,18 @@ public final class PostgresServer: @unchecked Sendable {
         env["LC_ALL"] = "C"
         let outputPath = NSTemporaryDirectory() + "tidemark-pg-run-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         defer { try? FileManager.default.removeItem(atPath: outputPath) }
-
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        let cEnv: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { for p in cArgs { free(p) }; for p in cEnv { free(p) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, nil, cArgs, cEnv)
-        guard rc == 0 else {
-            throw PostgresServerError("could not start \(argv[0]): \(String(cString: strerror(rc)))")
+        guard FileManager.default.createFile(atPath: outputPath, contents: nil) else {
+            throw PostgresServerError("cannot create \(outputPath)")
         }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            guard errno == EINTR else { throw PostgresServerError("waitpid for \(argv[0]) failed: \(String(cString: strerror(errno)))") }
-        }
-        // WIFEXITED / WEXITSTATUS by hand (macros are not imported).
-        let exitStatus: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+        defer { try? output.close() }
+        let child = Child(executable: argv[0], Array(argv.dropFirst()), environment: env, inheritEnvironment: false,
+                          stdout: output, stderr: output)
+        try child.start()
+        let finished = try child.wait(timeoutSeconds: 300)
         let data = FileManager.default.contents(atPath: outputPath) ?? Data()
-        return (exitStatus, String(decoding: data, as: UTF8.self))
+        let status = finished.reason == .exit ? finished.status : 128 + finished.status
+        return (status, String(decoding: data, as: UTF8.self))
     }
 
     static func quote(_ value: String) -> String {

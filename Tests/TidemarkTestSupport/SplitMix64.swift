@@ -11,3 +11,6 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         return z ^ (z >> 31)
     }
 }
+
+/// The name most tests use for ``SplitMix64``.
+public typealias SplitMix = SplitMix64

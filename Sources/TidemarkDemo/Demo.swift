@@ -1,3 +1,4 @@
+import TidemarkCore
 import TidemarkLog
 import TidemarkPostgres
 import TidemarkSQLite

@@ -1,3 +1,4 @@
+import TidemarkCore
 import TidemarkLog
 import TidemarkPostgres
 import TidemarkSQLite
@@ -228,14 +229,95 @@ public enum DemoShop {
     /// same parameters): the writer loop names one and the store runs its
     /// own SQL for it, in the old schema (source) or the new one (target
     /// after cutover).
-    enum AppStatement: CaseIterable {
+    public enum AppStatement: CaseIterable, Sendable {
         case insertCustomer, updateBalance, rekey, deleteCustomer, insertLine, updateQty, deleteLine
     }
 
     /// Where the writers write: the SQLite source, a SQLite target, or a
     /// PostgreSQL target. One per writer thread (not shared).
-    protocol AppStore: AnyObject {
+    public protocol AppStore: AnyObject {
         func execute(_ statement: AppStatement, _ params: [Value]) throws
+    }
+
+    /// The target's tables after cutover: the demo plan's reshaped ones
+    /// (`accounts`, `order_lines` with `total`), or the source's own columns
+    /// (an identity plan, as the benchmarks migrate with).
+    public enum TargetShape: Sendable {
+        case reshaped, sameAsSource
+    }
+
+    /// How a writer's SQLite connection commits.
+    public struct StoreOptions: Sendable {
+        public var targetShape: TargetShape
+        /// `PRAGMA synchronous = NORMAL`, as many WAL applications run:
+        /// commits are durable at the next checkpoint rather than fsynced
+        /// one by one. Off: SQLite's default (FULL).
+        public var synchronousNormal: Bool
+
+        public init(targetShape: TargetShape = .reshaped, synchronousNormal: Bool = true) {
+            self.targetShape = targetShape
+            self.synchronousNormal = synchronousNormal
+        }
+    }
+
+    /// One application write: a statement, its parameters, and the key it
+    /// inserts (for the lost-write check).
+    public struct Write: Sendable {
+        public var statement: AppStatement
+        public var parameters: [Value]
+        /// ("c", customer id) or ("o", order id of line 1) for an insert.
+        public var insertedKey: (Character, Int64)?
+    }
+
+    /// The demo's write mix for one writer thread: 20% customer inserts,
+    /// 30% balance updates, 3% key changes, 7% customer deletes, 15% line
+    /// inserts, 17% quantity updates, 8% line deletes. Keys a thread inserts
+    /// lie in its own range above `top` (read before any writer starts), so
+    /// threads never collide. Deterministic for a thread index.
+    public struct WriteMix: Sendable {
+        private var rng: SplitMix
+        private var nextCustomer: Int64
+        private var nextOrder: Int64
+        private let customers: UInt64
+        private let orders: UInt64
+
+        public init(thread: Int, top: (customers: Int64, orders: Int64)) {
+            rng = SplitMix(seed: UInt64(1000 + thread))
+            nextCustomer = top.customers + 1 + Int64(thread) * 10_000_000
+            nextOrder = top.orders + 1 + Int64(thread) * 10_000_000
+            customers = UInt64(max(1, top.customers))
+            orders = UInt64(max(1, top.orders))
+        }
+
+        public mutating func next() -> Write {
+            let pick = rng.next() % 100
+            let a = rng.next(), b = rng.next()
+            let customer = Value.integer(Int64(1 + a % customers))
+            let order = Value.integer(Int64(1 + a % orders))
+            switch pick {
+            case 0..<20:
+                defer { nextCustomer += 1 }
+                return Write(statement: .insertCustomer,
+                             parameters: [.integer(nextCustomer), .text("New\(nextCustomer)@Shop.example"), .text("New"), .text("Customer"),
+                                          .real(Double(a % 1000) / 4), .null],
+                             insertedKey: ("c", nextCustomer))
+            case 20..<50:
+                return Write(statement: .updateBalance, parameters: [.real(Double(a % 100) / 8), .text("Changed\(b % 1000)@Example.com"), customer])
+            case 50..<53:
+                defer { nextCustomer += 1 }
+                return Write(statement: .rekey, parameters: [.integer(nextCustomer), customer])
+            case 53..<60:
+                return Write(statement: .deleteCustomer, parameters: [customer])
+            case 60..<75:
+                defer { nextOrder += 1 }
+                return Write(statement: .insertLine, parameters: [.integer(nextOrder), .integer(1), .text("sku-\(a % 5000)"), .integer(1), .real(9.99)],
+                             insertedKey: ("o", nextOrder))
+            case 75..<92:
+                return Write(statement: .updateQty, parameters: [order, .integer(Int64(1 + b % 2))])
+            default:
+                return Write(statement: .deleteLine, parameters: [order, .integer(Int64(1 + b % 3))])
+            }
+        }
     }
 
     /// A SQLite database (the source, or a SQLite target after cutover).
@@ -243,13 +325,11 @@ public enum DemoShop {
         let connection: Connection
         let statements: [AppStatement: Statement]
 
-        init(path: String, route: Route?) throws {
+        init(path: String, route: Route?, options: StoreOptions) throws {
             let c = try Connection(path: path, mode: .readWrite, busyTimeoutMillis: 5000)
-            // Like many WAL applications: commits are durable at the next
-            // checkpoint rather than fsynced one by one.
-            try c.execute("PRAGMA synchronous = NORMAL")
+            if options.synchronousNormal { try c.execute("PRAGMA synchronous = NORMAL") }
             var sql: [AppStatement: String]
-            if let route, route.authority == .target {
+            if let route, route.authority == .target, options.targetShape == .reshaped {
                 let accounts = quoteIdentifier(route.table(for: "customers"))
                 let lines = quoteIdentifier(route.table(for: "order_lines"))
                 sql = [
@@ -262,14 +342,17 @@ public enum DemoShop {
                     .deleteLine: "DELETE FROM \(lines) WHERE order_id = ?1 AND line = ?2",
                 ]
             } else {
+                // The source's columns, under the names the route gives.
+                let customers = quoteIdentifier(route?.table(for: "customers") ?? "customers")
+                let lines = quoteIdentifier(route?.table(for: "order_lines") ?? "order_lines")
                 sql = [
-                    .insertCustomer: "INSERT INTO customers(id, email, first_name, last_name, balance, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1700000000)",
-                    .updateBalance: "UPDATE customers SET balance = balance + ?1, email = ?2 WHERE id = ?3",
-                    .rekey: "UPDATE customers SET id = ?1 WHERE id = ?2",
-                    .deleteCustomer: "DELETE FROM customers WHERE id = ?1",
-                    .insertLine: "INSERT INTO order_lines(order_id, line, sku, qty, unit_price) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    .updateQty: "UPDATE order_lines SET qty = qty + 1 WHERE order_id = ?1 AND line = ?2",
-                    .deleteLine: "DELETE FROM order_lines WHERE order_id = ?1 AND line = ?2",
+                    .insertCustomer: "INSERT INTO \(customers)(id, email, first_name, last_name, balance, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1700000000)",
+                    .updateBalance: "UPDATE \(customers) SET balance = balance + ?1, email = ?2 WHERE id = ?3",
+                    .rekey: "UPDATE \(customers) SET id = ?1 WHERE id = ?2",
+                    .deleteCustomer: "DELETE FROM \(customers) WHERE id = ?1",
+                    .insertLine: "INSERT INTO \(lines)(order_id, line, sku, qty, unit_price) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    .updateQty: "UPDATE \(lines) SET qty = qty + 1 WHERE order_id = ?1 AND line = ?2",
+                    .deleteLine: "DELETE FROM \(lines) WHERE order_id = ?1 AND line = ?2",
                 ]
             }
             var prepared: [AppStatement: Statement] = [:]
@@ -329,21 +412,20 @@ public enum DemoShop {
 
     /// The store a writer uses for `route`: the route's SQLite file, or the
     /// plan's PostgreSQL target once the target is authoritative.
-    static func openStore(path: String, route: Route?, router: Router?) throws -> AppStore {
+    public static func openStore(path: String, route: Route?, router: Router?, options: StoreOptions = StoreOptions()) throws -> AppStore {
         if let route, let plan = router?.plan, route.authority == .target, plan.isPostgres {
+            guard options.targetShape == .reshaped else {
+                throw MigrationError(.badPlan, "demo writer: a PostgreSQL target is written in the demo plan's reshaped tables only")
+            }
             return try PostgresAppStore(conninfo: plan.target, schema: plan.pgSchema, route: route)
         }
-        return try SQLiteAppStore(path: route?.database ?? path, route: route)
+        return try SQLiteAppStore(path: route?.database ?? path, route: route, options: options)
     }
 
     static func write(path: String, thread: Int, rate: Int, stats: WriterStats, router: Router?, top: (customers: Int64, orders: Int64)) throws {
         var route = try router?.route()
         var app = try openStore(path: path, route: route, router: router)
-        var rng = SplitMix(seed: UInt64(1000 + thread))
-        var nextCustomer = top.customers + 1 + Int64(thread) * 10_000_000
-        var nextOrder = top.orders + 1 + Int64(thread) * 10_000_000
-        let customers = max(1, top.customers)
-        let orders = max(1, top.orders)
+        var mix = WriteMix(thread: thread, top: top)
         let intervalNanos = UInt64(1_000_000_000 / rate)
         var due = Clock.monotonicNanos()
         while !stats.stop.load(ordering: .relaxed) {
@@ -352,38 +434,15 @@ public enum DemoShop {
             due += intervalNanos
             if now > due + 1_000_000_000 { due = now }  // do not burst after a stall
             stats.attempted.add(1, ordering: .relaxed)
-            let pick = rng.next() % 100
-            let a = rng.next(), b = rng.next()
-            var insertedKey: (Character, Int64)?
+            let write = mix.next()
             let begin = Clock.monotonicNanos()
             var attempt = 0
             while true {
                 attempt += 1
                 do {
-                    switch pick {
-                    case 0..<20:
-                        try app.execute(.insertCustomer, [.integer(nextCustomer), .text("New\(nextCustomer)@Shop.example"), .text("New"), .text("Customer"),
-                                                        .real(Double(a % 1000) / 4), .null])
-                        insertedKey = ("c", nextCustomer)
-                        nextCustomer += 1
-                    case 20..<50:
-                        try app.execute(.updateBalance, [.real(Double(a % 100) / 8), .text("Changed\(b % 1000)@Example.com"), .integer(Int64(1 + a % UInt64(customers)))])
-                    case 50..<53:
-                        try app.execute(.rekey, [.integer(nextCustomer), .integer(Int64(1 + a % UInt64(customers)))])
-                        nextCustomer += 1
-                    case 53..<60:
-                        try app.execute(.deleteCustomer, [.integer(Int64(1 + a % UInt64(customers)))])
-                    case 60..<75:
-                        try app.execute(.insertLine, [.integer(nextOrder), .integer(1), .text("sku-\(a % 5000)"), .integer(1), .real(9.99)])
-                        insertedKey = ("o", nextOrder)
-                        nextOrder += 1
-                    case 75..<92:
-                        try app.execute(.updateQty, [.integer(Int64(1 + a % UInt64(orders))), .integer(Int64(1 + b % 2))])
-                    default:
-                        try app.execute(.deleteLine, [.integer(Int64(1 + a % UInt64(orders))), .integer(Int64(1 + b % 3))])
-                    }
+                    try app.execute(write.statement, write.parameters)
                     stats.acknowledged.add(1, ordering: .relaxed)
-                    if let k = insertedKey { stats.inserted.withLock { $0.append(k) } }
+                    if let k = write.insertedKey { stats.inserted.withLock { $0.append(k) } }
                 } catch {
                     if let router, Router.isMovedError(error), attempt < 3 {
                         // Cut over: route again and write at the new location.
@@ -405,11 +464,11 @@ public enum DemoShop {
     }
 }
 
-/// A small deterministic PRNG (SplitMix64) so the demo and tests repeat.
-public struct SplitMix: RandomNumberGenerator, Sendable {
+/// A small deterministic PRNG (SplitMix64) so the demo repeats.
+struct SplitMix: RandomNumberGenerator, Sendable {
     var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
