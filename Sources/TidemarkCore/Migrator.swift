@@ -1,5 +1,6 @@
 import TidemarkLog
 import TidemarkSQLite
+import Synchronization
 
 /// Moves captured changes into the log on request.
 public protocol ChangeFeed: AnyObject {
@@ -102,7 +103,7 @@ public struct MigrationSummary: Sendable {
 ///   stored LSN.
 public final class Migrator: @unchecked Sendable {
     // @unchecked: used from one thread; only `stopRequested` is shared, and
-    // it is only ever set to true (a benign race on a Bool read).
+    // it is an atomic.
     public let plan: Plan
     public private(set) var options: MigratorOptions
     let source: Connection
@@ -120,7 +121,8 @@ public final class Migrator: @unchecked Sendable {
     private var replayed = 0
     private var copied = 0
     private var lastAckNanos: UInt64 = 0
-    private nonisolated(unsafe) var stopRequested = false
+    /// Set by ``stop()`` from any thread, read by ``run(progress:)`` between steps.
+    private let stopRequested = Atomic<Bool>(false)
     /// Indexes of the stored schema not yet built, in schema order (see
     /// ``buildIndexStep(_:)``).
     private(set) var pendingIndexes: [TargetSchema.Object] = []
@@ -213,7 +215,7 @@ public final class Migrator: @unchecked Sendable {
             startedNow = true
         }
         (notCarried, pendingIndexes) = try store.storedSchema()
-        if let e = existing, e.copiedAtMicros == nil, e.cutoverState == nil, e.tables.allSatisfy({ $0.phase == .following }) {
+        if let e = existing, e.copiedAtMicros == nil, e.cutover == nil, e.tables.allSatisfy({ $0.phase == .following }) {
             // Copied by a version that did not record it: the copy finished
             // at the latest now, and a verify from here on proves it.
             let at = Clock.wallMicros()
@@ -224,7 +226,7 @@ public final class Migrator: @unchecked Sendable {
         // Prepared now, outside any transaction: some create TEMP tables,
         // which a rolled-back step must not take away.
         // (Not for a table swapped in at cutover: its shadow has its real name now.)
-        for m in mappings where !(state.cutoverState == "done" && TableSwap.isSwap(m, plan: plan)) { _ = try store.writer(for: m) }
+        for m in mappings where !(state.cutover?.kind == .done && TableSwap.isSwap(m, plan: plan)) { _ = try store.writer(for: m) }
         // Capture must cover every planned table before its first chunk is
         // read; installing is idempotent and regenerates triggers whose table
         // changed shape (in place: the columns just added).
@@ -273,14 +275,14 @@ public final class Migrator: @unchecked Sendable {
     public static var targetCacheKiB: Int { SQLiteStore.cacheKiB }
 
     /// Asks a running ``run(progress:)`` to return after its current step.
-    public func stop() { stopRequested = true }
+    public func stop() { stopRequested.store(true, ordering: .relaxed) }
 
     public var currentState: MigrationState { state }
     var replayedCount: Int { replayed }
 
     func setFollow(_ follow: Bool) {
         options.follow = follow
-        stopRequested = false
+        stopRequested.store(false, ordering: .relaxed)
     }
 
     /// Copies and replays until caught up (or, with `follow`, until stopped).
@@ -298,7 +300,7 @@ public final class Migrator: @unchecked Sendable {
         let busyTimeout = sameFileTarget?.busyTimeoutMillis ?? 0
         if let t = sameFileTarget { try t.setBusyTimeout(millis: min(busyTimeout, Self.sameFileLockWaitMillis)) }
         defer { if let t = sameFileTarget { try? t.setBusyTimeout(millis: busyTimeout) } }
-        while !stopRequested {
+        while !stopRequested.load(ordering: .relaxed) {
           // A safe point: every step before this one committed whole.
           try Interruption.check(stopPlace())
           do {
@@ -410,12 +412,12 @@ public final class Migrator: @unchecked Sendable {
     ///   read tells whether a full reload is needed.
     func syncWithStoredState(tablesMayChange: Bool = true) throws {
         if !tablesMayChange, let p = try store.position(),
-           p.applied == state.appliedLSN, p.cutoverState != "done" {
+           p.applied == state.appliedLSN, p.cutover != .done {
             return
         }
         guard let stored = try store.loadState() else { return }
-        if stored.cutoverState == "done" {
-            throw MigrationError(.cutOver, "the migration was cut over at LSN \(stored.cutoverLSN ?? .zero); the target is authoritative and nothing is left to migrate")
+        if stored.cutover?.kind == .done {
+            throw MigrationError(.cutOver, "the migration was cut over at LSN \(stored.cutover?.lsn ?? .zero); the target is authoritative and nothing is left to migrate")
         }
         if stored.appliedLSN != state.appliedLSN {
             cursor = try reader.cursor(from: stored.appliedLSN.next)

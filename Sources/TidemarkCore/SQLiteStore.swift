@@ -112,7 +112,7 @@ extension SQLiteStore {
     }
 
     func loadState() throws -> MigrationState? { try StateTables.load(connection) }
-    func position() throws -> (applied: LSN, cutoverState: String?)? { try StateTables.position(connection) }
+    func position() throws -> (applied: LSN, cutover: CutoverState.Kind?)? { try StateTables.position(connection) }
     func save(_ state: MigrationState, table: TableState?) throws { try StateTables.save(state, table: table, in: connection) }
     func recordCaughtUp(atMicros: Int64) throws {
         try connection.transaction(.immediate) { try StateTables.recordCaughtUp(atMicros: atMicros, in: connection) }

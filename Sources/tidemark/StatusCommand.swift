@@ -59,8 +59,8 @@ struct StatusCommand: ParsableCommand {
                     o.set("verify", raw: "null")
                 }
                 o.set("skip_verify_at", s.state?.skipVerifyAtMicros.map { Timestamp(microsSinceEpoch: $0).description })
-                o.set("cutover", s.state?.cutoverState)
-                o.set("cutover_lsn", s.state?.cutoverLSN?.rawValue)
+                o.set("cutover", s.state?.cutover?.kind.rawValue)
+                o.set("cutover_lsn", s.state?.cutover?.lsn?.rawValue)
                 o.set("journal", s.journal.map { "\($0.kind.rawValue) \($0.step)" })
                 o.set("tables", array: (s.state?.tables ?? []).map { t in
                     var j = JSONObject()
