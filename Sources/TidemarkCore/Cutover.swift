@@ -397,7 +397,7 @@ extension Migrator {
         let waitStart = Clock.monotonicNanos()
         let deadline = waitStart + UInt64(o.timeoutSeconds * 1e9)
         while true {
-            try Interruption.check("waiting for the lag before cutover; nothing was switched, the source stays authoritative")  // D4 interrupt point (lifecycle)
+            try Interruption.check("waiting for the lag before cutover; nothing was switched, the source stays authoritative")  // an interrupt point (Interruption)
             if buildingIndexes, let index = nextIndexToBuild() {
                 try buildIndexStep(index)
             } else if let i = state.tables.firstIndex(where: { $0.phase != .following }) {
@@ -441,7 +441,7 @@ extension Migrator {
         var prepared = false
         do {
             CrashHook.reached(.locked)
-            try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")  // D4 interrupt point (lifecycle)
+            try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")  // an interrupt point (Interruption)
             // 3. Everything committed before the lock is below this mark.
             let highWater = LSN(UInt64(max(0, try Capture.lastCapturedSeq(lock))))
             try waitForLogDuringCutover(highWater)
@@ -474,7 +474,7 @@ extension Migrator {
                           .text(mappings.map { "\($0.source.name)=\($0.targetTable)" }.joined(separator: ","))])
             CrashHook.reached(.guarded)
             try checkPause(pauseStart, o, "switching")
-            try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")  // D4 interrupt point (lifecycle); after COMMIT none: it finishes
+            try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")  // an interrupt point (Interruption); after COMMIT none: it finishes
             try lock.execute("COMMIT")
             CrashHook.reached(.switched)
             LogOrigins.recordSwitch(plan: plan, from: highWater.next, toTarget: true)
@@ -534,7 +534,7 @@ extension Migrator {
             try StateTables.saveCutover(state, in: target)
             CrashHook.reached(.guarded)
             try checkPause(start, o, "switching")
-            try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")  // D4 interrupt point (lifecycle)
+            try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")  // an interrupt point (Interruption)
             report = CutoverReport(lsn: highWater, atMicros: at, pauseMillis: 0, drained: drained, waitedSeconds: waited,
                                    dryRun: false, alreadyDone: false)
         }

@@ -169,7 +169,7 @@ public struct Lifecycle: Sendable {
             l = Lifecycle(phase: phase, summary: "a rollback stopped after its \(journal?.step ?? "?") step (or is running now); running rollback again finishes it", next: cmd("rollback"))
         }
         if let b = state?.blocked, [.copying, .caughtUp, .verified].contains(phase) {
-            // S8: the target refused a step; the same command goes on once
+            // The target refused a step; the same command goes on once
             // the row (or the plan) is fixed.
             l.blocked = "the target refused a step\(b.lsn.map { " at LSN \($0)" } ?? "") (\(Timestamp(microsSinceEpoch: b.atMicros))): \(b.message)"
             l.next = "fix the row in the source (or the plan), then run " + cmd("migrate")

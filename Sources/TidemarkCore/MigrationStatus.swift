@@ -20,7 +20,7 @@ public struct MigrationStatus: Sendable {
     public var storedPlan: Plan?
     /// A cutover or rollback journal left between its steps.
     public var journal: PendingJournal?
-    /// Secondary indexes of the stored schema not yet built (S3).
+    /// Secondary indexes of the stored schema not yet built (each is built after its table's copy).
     public var pendingIndexes: [String] = []
     /// Where each `swap:` table's swap stands, one phrase per table.
     public var tableSwaps: [String] = []

@@ -35,7 +35,7 @@ public struct MigratorOptions: Sendable {
     public var acceptGap = false
     /// Create secondary indexes with the tables and maintain them row by
     /// row during the copy, instead of building each after its table's copy
-    /// (the default, S3). Only for measuring the two against each other
+    /// (the default). Only for measuring the two against each other
     /// (`tidemark-bench migrate`); takes effect when a migration starts.
     package var indexesDuringCopy = false
 
@@ -85,7 +85,7 @@ public struct MigrationSummary: Sendable {
 /// The copy/replay engine: copies each table in key-ordered chunks while
 /// replaying logged changes, then follows the log.
 ///
-/// The invariant (DESIGN.md), kept by ``copyStep(_:)`` and ``followStep()``:
+/// The tidemark invariant (ARCHITECTURE.md), kept by ``copyStep(_:)`` and ``followStep()``:
 /// after each target transaction, every target row whose key is at or below
 /// the tidemark, or above the ceiling, equals the (transformed) source row as
 /// of the LSN stored beside the tidemark.
@@ -202,7 +202,7 @@ public final class Migrator: @unchecked Sendable {
         if let existing {
             state = existing
         } else {
-            // S1/S9: resolved once, checked against the source, then stored
+            // Resolved once, checked against the source, then stored
             // with the tables. A refused preflight leaves the target without
             // tables or state and the source without capture (installed below).
             let schema = try resolvedSchema ?? TargetSchema.resolve(plan: plan, mappings: mappings, source: source, sameFile: plan.isSameFile)
@@ -305,7 +305,7 @@ public final class Migrator: @unchecked Sendable {
           try Interruption.check(stopPlace())
           do {
             if let index = nextIndexToBuild() {
-                // S3: after its table's copy, before the copy of the next
+                // After its table's copy, before the copy of the next
                 // table goes on and before catch-up can end.
                 progress(snapshot(caughtUp: false, building: index))
                 try buildIndexStep(index)
@@ -336,7 +336,7 @@ public final class Migrator: @unchecked Sendable {
             cutOver = true
             break
           } catch let e as MigrationError where e.code == .constraint {
-            // S8: the step rolled back whole; say why in the state, in a
+            // The step rolled back whole; say why in the state, in a
             // transaction of its own, for `status` (best effort: the error
             // itself is what stops the run).
             let blocked = BlockedStep(lsn: refusedLSN, message: e.message, atMicros: Clock.wallMicros())
@@ -519,7 +519,7 @@ public final class Migrator: @unchecked Sendable {
         // A NULL key part: never applied (see checkNullKey). Pending tables'
         // changes are skipped anyway, and their copy checks the rows.
         if route.keyMayBeNull, state.tables[route.stateIndex].phase != .pending, try checkNullKey(r, s.mapping) {
-            // A key change to a NULL key (one update record, D1): the row
+            // A key change to a NULL key (one update record): the row
             // under the old key is gone all the same.
             if let d = Self.deleteOfOldKey(r, s.mapping) { try replay(d) }
             return
@@ -562,7 +562,7 @@ public final class Migrator: @unchecked Sendable {
     /// Runs `body` (a batch's replay, inside its target transaction) with
     /// refusals collected instead of thrown, then settles them.
     ///
-    /// Invariant (S8): a change the target refuses is never skipped. Within
+    /// Invariant: a change the target refuses is never skipped. Within
     /// one transaction a later change of the same row replaces it (each
     /// change carries the row's whole image, as the copy's chunks do), so
     /// a source row fixed after the refused change gets past it; one that
@@ -690,7 +690,7 @@ public final class Migrator: @unchecked Sendable {
     var beforeIndexCommitForTesting: ((String) throws -> Void)?
     #endif
 
-    /// Builds one secondary index of a table that finished its copy (S3).
+    /// Builds one secondary index of a table that finished its copy.
     ///
     /// Invariant: an index is `built` in `_tidemark_schema` if and only if
     /// it exists in the target. One transaction replays the changes logged

@@ -35,7 +35,7 @@ final class SQLiteStore: TargetStore {
         self.path = plan.target
         let sourcePath = plan.source
         let sameFile = plan.isSameFile
-        // S4: rows arrive in key order, not parent first, so the connection
+        // Rows arrive in key order, not parent first, so the connection
         // the migration writes through never enforces foreign keys (verify
         // checks them). Set outside any transaction: inside one it is a no-op.
         try connection.execute("PRAGMA foreign_keys = OFF")

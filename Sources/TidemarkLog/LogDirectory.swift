@@ -174,7 +174,7 @@ final class AppendLock {
 /// Format 1 had only `format=1` and `source_id`; it still reads (no writer,
 /// no owner, no gaps) and is rewritten as format 2 by the first claim.
 ///
-/// Identity never depends on a clock (design decision D2): a capture
+/// Identity never depends on a clock: a capture
 /// installation proves it owns the log by its random id, not by time.
 public struct LogMeta: Sendable, Equatable {
     /// Who appends to a log. One log has one kind for its whole life: LSNs of
