@@ -60,13 +60,19 @@ extension CutoverTests {
             }
         }
 
-        /// A state no version writes is one clear error, not a guess.
+        /// A state no version writes is one clear error, not a guess. (The
+        /// SQLite table's CHECK admits only the three names; a PostgreSQL
+        /// target's column has no such check, so the decoder refuses too.)
         @Test func refusesWhatNoVersionWrites() async throws {
             try await Self.withTarget { c in
-                try c.execute("UPDATE _tidemark_migration SET cutover_state = 'half-done', cutover_lsn = 7, cutover_at = 8 WHERE id = 1")
-                #expect { try StateTables.load(c) } throws: { ($0 as? MigrationError)?.message.contains("unknown cutover state 'half-done'") == true }
-                try c.execute("UPDATE _tidemark_migration SET cutover_state = 'done', cutover_lsn = NULL WHERE id = 1")
+                try c.execute("UPDATE _tidemark_migration SET cutover_state = 'done', cutover_lsn = NULL, cutover_at = 8 WHERE id = 1")
                 #expect { try StateTables.load(c) } throws: { ($0 as? MigrationError)?.message.contains("has no LSN or time") == true }
+            }
+            #expect { try CutoverState(stored: "half-done", lsn: LSN(7), atMicros: 8, pauseMicros: nil) } throws: {
+                ($0 as? MigrationError)?.message.contains("unknown cutover state 'half-done'") == true
+            }
+            #expect { try CutoverState(stored: "prepared", lsn: nil, atMicros: 8, pauseMicros: nil) } throws: {
+                ($0 as? MigrationError)?.code == .foreignState
             }
         }
 
