@@ -63,6 +63,11 @@ enum Syscall {
         return names
     }
 
+    /// `rmdir(2)` of an empty directory (the fault injector's power cut).
+    static func removeDirectory(_ path: String) throws(Errno) {
+        if rmdir(path) != 0 { throw Errno(rawValue: errno) }
+    }
+
     /// `unlink(2)`; a missing file is not an error.
     static func remove(_ path: String) throws(Errno) {
         if unlink(path) != 0 && errno != ENOENT { throw Errno(rawValue: errno) }

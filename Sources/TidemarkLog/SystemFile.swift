@@ -138,7 +138,7 @@ final class SystemFile {
             throw ioError("cannot fsync", path, errno: error)
         }
         #if DEBUG
-        faults?.didSync(fd: descriptor.rawValue)
+        faults?.didSync(descriptor)
         #endif
     }
 
@@ -164,7 +164,7 @@ enum FileSystem {
         switch faults.intercept(operation, path, generation: nil) {
         case .proceed: return
         case .fail(let e): throw ioError(what, path, errno: e)
-        case .tear: throw ioError(what, path, errno: EIO)
+        case .tear: throw ioError(what, path, errno: .ioError)
         }
         #endif
     }
