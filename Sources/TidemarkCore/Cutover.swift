@@ -425,8 +425,8 @@ extension Migrator {
 
     func drain(through highWater: LSN) throws -> Int {
         var n = 0
-        while let r = try nextChangeForCutover(through: highWater) {
-            try replayForCutover(r)
+        while let r = try nextChange(through: highWater) {
+            try replay(r)
             n += 1
         }
         if state.appliedLSN < highWater { state.appliedLSN = highWater }

@@ -443,11 +443,8 @@ public final class Migrator: @unchecked Sendable {
         try waitForLog(lsn, sourceWritable: false)
     }
 
-    func nextChangeForCutover(through limit: LSN) throws -> ChangeRecord? { try nextChange(through: limit) }
-    func replayForCutover(_ r: ChangeRecord) throws { try replay(r) }
-
     /// The next logged change with LSN <= `limit`, or nil.
-    private func nextChange(through limit: LSN) throws -> ChangeRecord? {
+    func nextChange(through limit: LSN) throws -> ChangeRecord? {
         if lookahead == nil { lookahead = try cursor.next() }
         guard let r = lookahead, r.lsn <= limit else { return nil }
         lookahead = nil
@@ -496,7 +493,7 @@ public final class Migrator: @unchecked Sendable {
     }
 
     /// Applies one change if the tidemark rule says so.
-    private func replay(_ r: ChangeRecord) throws {
+    func replay(_ r: ChangeRecord) throws {
         defer {
             state.appliedLSN = r.lsn
             state.appliedTimestampMicros = r.timestampMicros
