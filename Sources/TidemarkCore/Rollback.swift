@@ -47,11 +47,9 @@ extension MigrationError.Code {
 /// a store nobody reads, and the next `rollback` finishes (or `cutover`
 /// undoes) a rollback a crash interrupted.
 public enum Rollback {
-    public static func run(plan: Plan) throws -> RollbackReport { try run(plan: plan, dryRun: false) }
-
     /// - Parameter dryRun: change nothing; report every object a rollback
     ///   before cutover would remove (after cutover: what it would replay).
-    public static func run(plan edited: Plan, dryRun: Bool) throws -> RollbackReport {
+    public static func run(plan edited: Plan, dryRun: Bool = false) throws -> RollbackReport {
         if edited.isPostgres { return try PostgresRollback.run(plan: edited, dryRun: dryRun) }
         // The way back never depends on an edited plan file: work from the
         // plan the migration stored (lifecycle), or the file when none is.
