@@ -3,7 +3,10 @@ import PackageDescription
 
 let package = Package(
     name: "Tidemark",
-    platforms: [.macOS(.v15)],
+    // Linux only: built and tested on Linux (Glibc). The log's file layer
+    // is swift-system's FileDescriptor, but fdatasync, flock and readdir go
+    // through Glibc (Sources/TidemarkLog/Syscalls.swift), and no other
+    // platform is built or tested, so none is claimed.
     products: [
         .library(name: "TidemarkLog", targets: ["TidemarkLog"]),
         .library(name: "TidemarkSQLite", targets: ["TidemarkSQLite"]),
@@ -16,15 +19,20 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
-        .target(name: "TidemarkLog", dependencies: ["CZstd"]),
+        .target(name: "TidemarkLog", dependencies: ["CZstd", .product(name: "SystemPackage", package: "swift-system")]),
         .target(name: "TidemarkSQLite", dependencies: ["CSQLite", "TidemarkLog"]),
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .target(name: "TidemarkPostgres", dependencies: ["CLibPQ", "TidemarkLog"]),
-        .target(name: "TidemarkCore", dependencies: ["TidemarkLog", "TidemarkSQLite", "TidemarkPostgres", "Yams"]),
+        .target(name: "TidemarkCore", dependencies: ["TidemarkLog", "TidemarkSQLite", "TidemarkPostgres", "Yams"],
+                // The crash-injection hooks of cutover and rollback
+                // (`CrashStep`) exist in debug builds only: a release build
+                // has no code that reads TIDEMARK_CRASH_AT.
+                swiftSettings: [.define("TIDEMARK_CRASH_HOOKS", .when(configuration: .debug))]),
         // `tidemark demo`'s shop database and application writers (also the
         // benchmarks' and tests' workload); no demo code is in TidemarkCore.
         .target(name: "TidemarkDemo", dependencies: ["TidemarkCore", "TidemarkLog", "TidemarkSQLite", "TidemarkPostgres"]),

@@ -1,12 +1,6 @@
 import TidemarkLog
 import TidemarkSQLite
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// Tunables of `tidemark cutover`.
 public struct CutoverOptions: Sendable {
     /// Wait until the oldest unapplied change is younger than this.
@@ -43,6 +37,13 @@ public struct CutoverReport: Sendable {
     /// Triggers and views of the source the target does not get, accepted
     /// by ``CutoverOptions/dropTriggers``, as `<kind> <name> on <table> (<why>)`.
     public var droppedObjects: [String] = []
+
+    /// The report of a switch made earlier (by another run, or settled
+    /// from its journal): nothing drained, nothing waited.
+    static func alreadyDone(lsn: LSN, atMicros: Int64, pauseMicros: Int64?, dryRun: Bool) -> CutoverReport {
+        CutoverReport(lsn: lsn, atMicros: atMicros, pauseMillis: Double(pauseMicros ?? 0) / 1000, drained: 0,
+                      waitedSeconds: 0, dryRun: dryRun, alreadyDone: true)
+    }
 }
 
 /// The record of the switch kept in the source database: its presence is the
@@ -155,45 +156,6 @@ enum Guards {
     }
 }
 
-/// Test-only hooks at each journaled step of a cutover, so crash tests can
-/// stop it at a chosen step instead of racing a window of milliseconds.
-///
-/// - `TIDEMARK_CRASH_AT=<step>`: the process SIGKILLs itself on reaching
-///   that step (no cleanup, no `atexit`, as a real crash).
-/// - `TIDEMARK_CUTOVER_STEP_DELAY_MS=<n>`: sleeps n ms at every step (counts
-///   toward the measured pause), which widens the window a random-time kill
-///   can land in.
-///
-/// Steps: `reverse-capture` (target capture installed, nothing locked),
-/// `locked` (source write lock held, nothing drained), `prepared` (target
-/// journaled "prepared"; two files only), `guarded` (guards and switch record
-/// written, not committed), `switched` (source committed, target journal not
-/// yet "done"; two files only), `swapped` (one file with `swap:` tables:
-/// tables renamed and capture moved, not committed). Read once from the
-/// environment; unset (in production) each check is one comparison against nil.
-///
-/// Rollback's steps (see ``Rollback``): `rollback-fenced` (target fenced and
-/// journaled "prepared"), `rollback-shipped` (reverse changes shipped, source
-/// capture removed; two files only), `rollback-applied` (changes applied to
-/// the source, not committed), `rollback-switched` (source committed, target
-/// journal not yet "committed").
-///
-/// Compiled into DEBUG builds only: a release build carries no hook and
-/// reads no environment variable.
-enum CutoverTestHook {
-    #if DEBUG
-    static let crashAt: String? = getenv("TIDEMARK_CRASH_AT").map { String(cString: $0) }
-    static let stepDelayMillis: Int = getenv("TIDEMARK_CUTOVER_STEP_DELAY_MS").flatMap { Int(String(cString: $0)) } ?? 0
-
-    static func reached(_ step: String) {
-        if stepDelayMillis > 0 { Clock.sleep(milliseconds: stepDelayMillis) }
-        if crashAt == step { kill(getpid(), SIGKILL) }
-    }
-    #else
-    @inline(__always) static func reached(_ step: String) {}
-    #endif
-}
-
 /// The identifiers an SQL expression names: bare words and quoted names
 /// ("x", `x`, [x]); string literals and numbers are skipped.
 enum SQLIdentifiers {
@@ -273,9 +235,12 @@ enum CutoverJournal {
     /// journal says (a cutover that committed is finished).
     static func settle(plan: Plan, source: Connection, target: Connection) throws -> MigrationState? {
         guard let stored = try StateTables.load(target) else { return nil }
-        if stored.cutoverState != "prepared" {
-            // "done", "rolled-back", or nothing to settle (the usual case: no lock taken).
-            if stored.cutoverState != nil { return stored }
+        switch stored.cutover {
+        case .prepared?: break
+        case .done?, .rolledBack?: return stored
+        case nil:
+            // Nothing to settle (the usual case: no lock taken), unless the
+            // source holds a switch record this journal never saw.
             if try SwitchRecord.read(source) == nil { return stored }
         }
         // Same file: the target transaction below is the file's write lock.
@@ -309,22 +274,21 @@ enum CutoverJournal {
     /// The decision itself, with both write locks held.
     private static func settleLocked(source: Connection, target: Connection) throws -> MigrationState? {
         guard var s = try StateTables.load(target) else { return nil }
-        guard s.cutoverState == "prepared" || s.cutoverState == nil else { return s }
+        switch s.cutover {
+        case .prepared?, nil: break
+        case .done?, .rolledBack?: return s
+        }
         if let record = try SwitchRecord.read(source) {
-            s.cutoverState = "done"
-            s.cutoverLSN = record.lsn
-            s.cutoverAtMicros = record.atMicros
+            // The pause was never measured: the run that made it died.
+            s.cutover = .done(lsn: record.lsn, atMicros: record.atMicros, pauseMicros: nil)
         } else {
-            guard s.cutoverState != nil else { return s }
+            guard s.cutover != nil else { return s }
             // Undone: the application's triggers and views, created in the
             // "prepared" transaction, go again (they exist iff the cutover
             // committed). The sequences may stay raised: a larger sequence
             // only skips ids.
             try CutoverSchema.dropObjects(target)
-            s.cutoverState = nil
-            s.cutoverLSN = nil
-            s.cutoverAtMicros = nil
-            s.cutoverPauseMicros = nil
+            s.cutover = nil
         }
         try StateTables.saveCutover(s, in: target)
         return s
@@ -361,10 +325,7 @@ extension Migrator {
     /// Finishes or undoes a cutover that a crash interrupted (see ``CutoverJournal``).
     func resolveInterruptedCutover() throws {
         if let settled = try CutoverJournal.settle(plan: plan, source: source, target: target) {
-            state.cutoverState = settled.cutoverState
-            state.cutoverLSN = settled.cutoverLSN
-            state.cutoverAtMicros = settled.cutoverAtMicros
-            state.cutoverPauseMicros = settled.cutoverPauseMicros
+            state.cutover = settled.cutover
         }
     }
 
@@ -383,10 +344,8 @@ extension Migrator {
     public func cutover(_ o: CutoverOptions, progress: (MigrationProgress) -> Void = { _ in }) throws -> CutoverReport {
         if let pgs = store as? PostgresStore { return try cutoverPostgres(o, pgs, progress: progress) }
         try resolveInterruptedCutover()
-        if let s = try StateTables.load(target), s.cutoverState == "done" {
-            return CutoverReport(lsn: s.cutoverLSN ?? .zero, atMicros: s.cutoverAtMicros ?? 0,
-                                 pauseMillis: Double(s.cutoverPauseMicros ?? 0) / 1000, drained: 0, waitedSeconds: 0,
-                                 dryRun: o.dryRun, alreadyDone: true)
+        if case .done(let lsn, let at, let pause)? = try StateTables.load(target)?.cutover {
+            return .alreadyDone(lsn: lsn, atMicros: at, pauseMicros: pause, dryRun: o.dryRun)
         }
         try requireProvenForCutover(skipVerify: o.skipVerify, dryRun: o.dryRun)  // lifecycle: no unproven cutover (Lifecycle.swift)
         // Triggers and views the target cannot carry: refused unless accepted.
@@ -422,7 +381,7 @@ extension Migrator {
             let after: LSN = max(state.appliedLSN, LSN(UInt64(max(Int64(0), captured))))
             try Capture.install(connection: conn, tables: reverseTables, sourceID: SourceID(state.sourceID), continuingAfter: after)
             try conn.close()
-            CutoverTestHook.reached("reverse-capture")
+            CrashHook.reached(.reverseCapture)
         }
         var report = plan.isSameFile ? try cutoverOneFile(o, waited: waited) : try cutoverTwoFiles(o, waited: waited)
         report.droppedObjects = dropped
@@ -438,7 +397,7 @@ extension Migrator {
         let waitStart = Clock.monotonicNanos()
         let deadline = waitStart + UInt64(o.timeoutSeconds * 1e9)
         while true {
-            try Interruption.check("waiting for the lag before cutover; nothing was switched, the source stays authoritative")  // D4 interrupt point (lifecycle)
+            try Interruption.check("waiting for the lag before cutover; nothing was switched, the source stays authoritative")  // an interrupt point (Interruption)
             if buildingIndexes, let index = nextIndexToBuild() {
                 try buildIndexStep(index)
             } else if let i = state.tables.firstIndex(where: { $0.phase != .following }) {
@@ -466,8 +425,8 @@ extension Migrator {
 
     func drain(through highWater: LSN) throws -> Int {
         var n = 0
-        while let r = try nextChangeForCutover(through: highWater) {
-            try replayForCutover(r)
+        while let r = try nextChange(through: highWater) {
+            try replay(r)
             n += 1
         }
         if state.appliedLSN < highWater { state.appliedLSN = highWater }
@@ -481,8 +440,8 @@ extension Migrator {
         let pauseStart = Clock.monotonicNanos()
         var prepared = false
         do {
-            CutoverTestHook.reached("locked")
-            try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")  // D4 interrupt point (lifecycle)
+            CrashHook.reached(.locked)
+            try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")  // an interrupt point (Interruption)
             // 3. Everything committed before the lock is below this mark.
             let highWater = LSN(UInt64(max(0, try Capture.lastCapturedSeq(lock))))
             try waitForLogDuringCutover(highWater)
@@ -501,29 +460,26 @@ extension Migrator {
                 // write lock the values are final.
                 try CutoverSchema.moveSequencesForward(target, source: lock)
                 try CutoverSchema.createObjects(target)
-                state.cutoverState = "prepared"
-                state.cutoverLSN = highWater
-                state.cutoverAtMicros = at
+                state.cutover = .prepared(lsn: highWater, atMicros: at)
                 try StateTables.save(state, table: nil, in: target)
                 try StateTables.saveCutover(state, in: target)
             }
             prepared = true
-            CutoverTestHook.reached("prepared")
+            CrashHook.reached(.prepared)
             // 4 + 5. Guards and the switch record: the commit point.
             for m in mappings { for sql in Guards.createSQL(m, plan: plan, lsn: highWater) { try lock.execute(sql) } }
             try lock.execute(SwitchRecord.createSQL)
             try lock.prepare("INSERT OR REPLACE INTO \(SwitchRecord.table)(id, lsn, at, target, tables) VALUES (1, ?, ?, ?, ?)")
                 .execute([.integer(Int64(highWater.rawValue)), .integer(at), .text(plan.target),
                           .text(mappings.map { "\($0.source.name)=\($0.targetTable)" }.joined(separator: ","))])
-            CutoverTestHook.reached("guarded")
+            CrashHook.reached(.guarded)
             try checkPause(pauseStart, o, "switching")
-            try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")  // D4 interrupt point (lifecycle); after COMMIT none: it finishes
+            try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")  // an interrupt point (Interruption); after COMMIT none: it finishes
             try lock.execute("COMMIT")
-            CutoverTestHook.reached("switched")
+            CrashHook.reached(.switched)
             LogOrigins.recordSwitch(plan: plan, from: highWater.next, toTarget: true)
             let pause = Double(Clock.monotonicNanos() - pauseStart) / 1e6
-            state.cutoverState = "done"
-            state.cutoverPauseMicros = Int64(pause * 1000)
+            state.cutover = .done(lsn: highWater, atMicros: at, pauseMicros: Int64(pause * 1000))
             try target.transaction(.immediate) { try StateTables.saveCutover(state, in: target) }
             return CutoverReport(lsn: highWater, atMicros: at, pauseMillis: pause, drained: drained, waitedSeconds: waited,
                                  dryRun: false, alreadyDone: false)
@@ -549,7 +505,7 @@ extension Migrator {
         // One transaction on the one file: lock, drain, guard, record, commit.
         try target.transaction(.immediate) {
             let start = Clock.monotonicNanos()
-            CutoverTestHook.reached("locked")
+            CrashHook.reached(.locked)
             try syncWithStoredState()
             let highWater = try store.captureHighWater()
             try waitForLogDuringCutover(highWater)
@@ -563,7 +519,7 @@ extension Migrator {
             // moved (before the triggers and views, which name the real table).
             let accepted = swaps.isEmpty ? [] : try CutoverSchema.blockingOmissions(target, accept: true)
             for m in swaps { try TableSwap.swap(m, in: target, sourceID: SourceID(state.sourceID), accepted: accepted) }
-            if !swaps.isEmpty { CutoverTestHook.reached("swapped") }
+            if !swaps.isEmpty { CrashHook.reached(.swapped) }
             try CutoverSchema.createObjects(target)
             // The file's one outbox already continues the log; bind it to it.
             if try Capture.isInstalled(target) { try Capture.bindLog(target, logPath: plan.log) }
@@ -573,15 +529,12 @@ extension Migrator {
             try target.prepare("INSERT OR REPLACE INTO \(SwitchRecord.table)(id, lsn, at, target, tables) VALUES (1, ?, ?, ?, ?)")
                 .execute([.integer(Int64(highWater.rawValue)), .integer(at), .text(plan.target),
                           .text(mappings.map { "\($0.source.name)=\(TableSwap.isSwap($0, plan: plan) ? $0.source.name : $0.targetTable)" }.joined(separator: ","))])
-            state.cutoverState = "done"
-            state.cutoverLSN = highWater
-            state.cutoverAtMicros = at
-            state.cutoverPauseMicros = Int64(Double(Clock.monotonicNanos() - start) / 1e3)
+            state.cutover = .done(lsn: highWater, atMicros: at, pauseMicros: Int64(Double(Clock.monotonicNanos() - start) / 1e3))
             try StateTables.save(state, table: nil, in: target)
             try StateTables.saveCutover(state, in: target)
-            CutoverTestHook.reached("guarded")
+            CrashHook.reached(.guarded)
             try checkPause(start, o, "switching")
-            try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")  // D4 interrupt point (lifecycle)
+            try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")  // an interrupt point (Interruption)
             report = CutoverReport(lsn: highWater, atMicros: at, pauseMillis: 0, drained: drained, waitedSeconds: waited,
                                    dryRun: false, alreadyDone: false)
         }

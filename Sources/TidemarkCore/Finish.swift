@@ -31,7 +31,7 @@ public enum Finish {
             let pg = try PostgresStore.connect(plan.target)
             defer { pg.close() }
             try PostgresRollback.settleCutover(plan: plan, pg: pg)
-            if try PostgresRollback.Journal.read(pg) == "prepared" {
+            if try PostgresRollback.Journal.read(pg) == .prepared {
                 throw MigrationError(.rollbackPending, "a rollback of \(plan.displayTarget) was interrupted; run `tidemark rollback` to finish it, then `tidemark finish`")
             }
         }
@@ -130,7 +130,7 @@ public enum Finish {
         var removed: [String] = []
         guard let state = try pgs.mapped({ try PostgresState.load(pg) }) else { return [] }
         if try pgs.mapped({ try PGCapture.isInstalled(pg) }) {
-            try PostgresRollback.ship(plan: plan, pgs: pgs, floor: state.cutoverLSN ?? .zero)
+            try PostgresRollback.ship(plan: plan, pgs: pgs, floor: state.cutover?.lsn ?? .zero)
             let mappings = try PostgresRollback.mappings(plan, source: source)
             let captured = try mappings.map { try PostgresReverse.capturedTable($0, pgs: pgs) }
             try pgs.mapped { try PGCapture.uninstall(pg, tables: captured, dropOutbox: true) }

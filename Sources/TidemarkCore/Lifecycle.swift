@@ -98,7 +98,7 @@ public struct Lifecycle: Sendable {
     /// `status` names `rollback` as the command that settles it.
     /// - Parameter target: the target, read-only (nil when it does not exist).
     public static func pendingJournal(_ state: MigrationState?, target: Connection? = nil) throws -> PendingJournal? {
-        if state?.cutoverState == "prepared" { return PendingJournal(kind: .cutover, step: "prepared") }
+        if state?.cutover?.kind == .prepared { return PendingJournal(kind: .cutover, step: "prepared") }
         // The rollback journal (see ``RollbackJournal``): unsettled while
         // "prepared" (fenced, commit point maybe not reached) or "abandoning".
         if let target, let entry = try RollbackJournal.read(target), entry.phase != .committed {
@@ -112,10 +112,10 @@ public struct Lifecycle: Sendable {
     public static func phase(of state: MigrationState?, switched: Bool, journal: PendingJournal? = nil, pendingIndexes: [String] = []) -> LifecyclePhase {
         if let journal { return journal.kind == .cutover ? .cutoverInterrupted : .rollbackInterrupted }
         guard let state else { return switched ? .finished : .planned }
-        switch state.cutoverState {
-        case "done": return .cutOver
-        case "rolled-back": return .rolledBack
-        default: break
+        switch state.cutover {
+        case .done?: return .cutOver
+        case .rolledBack?: return .rolledBack
+        case .prepared?, nil: break
         }
         if state.tables.contains(where: { $0.phase != .following }) || !pendingIndexes.isEmpty { return .copying }
         return isProven(state) ? .verified : .caughtUp
@@ -158,7 +158,7 @@ public struct Lifecycle: Sendable {
             let v = state!.verification!
             l = Lifecycle(phase: phase, summary: "verified equal at \(Timestamp(microsSinceEpoch: v.atMicros)) (LSNs \(v.fromLSN)–\(v.throughLSN)); ready to switch", next: cmd("cutover"))
         case .cutOver:
-            l = Lifecycle(phase: phase, summary: "cut over at LSN \(state!.cutoverLSN.map { "\($0)" } ?? "?"): the target is authoritative\(state!.skipVerifyAtMicros != nil ? " (switched with --skip-verify)" : ""); `rollback` switches back", next: cmd("finish"))
+            l = Lifecycle(phase: phase, summary: "cut over at LSN \(state!.cutover?.lsn.map { "\($0)" } ?? "?"): the target is authoritative\(state!.skipVerifyAtMicros != nil ? " (switched with --skip-verify)" : ""); `rollback` switches back", next: cmd("finish"))
         case .finished:
             l = Lifecycle(phase: phase, summary: "finished: the target is authoritative and the migration state is removed; the old tables stay guarded", next: nil)
         case .rolledBack:
@@ -169,7 +169,7 @@ public struct Lifecycle: Sendable {
             l = Lifecycle(phase: phase, summary: "a rollback stopped after its \(journal?.step ?? "?") step (or is running now); running rollback again finishes it", next: cmd("rollback"))
         }
         if let b = state?.blocked, [.copying, .caughtUp, .verified].contains(phase) {
-            // S8: the target refused a step; the same command goes on once
+            // The target refused a step; the same command goes on once
             // the row (or the plan) is fixed.
             l.blocked = "the target refused a step\(b.lsn.map { " at LSN \($0)" } ?? "") (\(Timestamp(microsSinceEpoch: b.atMicros))): \(b.message)"
             l.next = "fix the row in the source (or the plan), then run " + cmd("migrate")
@@ -198,8 +198,8 @@ public struct Lifecycle: Sendable {
         guard let state else {
             throw MigrationError(.notVerified, "nothing has been migrated yet, so nothing proves the target; \(how)")
         }
-        if state.cutoverState == "done" { return }
-        if state.cutoverState == "rolled-back" {
+        if state.cutover?.kind == .done { return }
+        if state.cutover?.kind == .rolledBack {
             // The proof was of the first switch; writes since went both ways.
             throw MigrationError(.notVerified, "this migration was cut over and rolled back; its verify proves nothing now — run `tidemark migrate` to start again, then `tidemark verify`, then cutover")
         }
@@ -230,7 +230,7 @@ public struct Lifecycle: Sendable {
         }
         // A cutover a crash interrupted (journal or switch record) is settled
         // by the command itself, whatever the verify says.
-        if state?.cutoverState == "prepared" || state?.cutoverState == "done" { return }
+        if state?.cutover?.kind == .prepared || state?.cutover?.kind == .done { return }
         if FileSystemCheck.exists(plan.source), try SwitchRecord.read(try Connection(path: plan.source, mode: .readOnly)) != nil { return }
         try requireProven(state, skipVerify: false)
     }
@@ -244,7 +244,7 @@ extension Migrator {
     func requireProvenForCutover(skipVerify: Bool, dryRun: Bool) throws {
         let stored = try StateTables.load(target)
         try Lifecycle.requireProven(stored, skipVerify: skipVerify)
-        if skipVerify, !dryRun, stored?.cutoverState != "done" {
+        if skipVerify, !dryRun, stored?.cutover?.kind != .done {
             try target.transaction(.immediate) { try StateTables.recordSkipVerify(atMicros: Clock.wallMicros(), in: target) }
         }
     }

@@ -434,10 +434,10 @@ public enum LiveControl {
     /// The stored state, refusing a migration that has nothing left to run.
     private static func requireRunnable(_ c: Connection, plan: Plan, for command: String) throws -> MigrationState {
         guard let s = try StateTables.load(c) else { throw notStarted(plan, for: command) }
-        switch s.cutoverState {
-        case "done":
-            throw MigrationError(.noMigration, "nothing to \(command): the migration into \(plan.displayTarget) was cut over at LSN \(s.cutoverLSN ?? .zero) and no longer copies or replays")
-        case "rolled-back":
+        switch s.cutover {
+        case .done(let lsn, _, _):
+            throw MigrationError(.noMigration, "nothing to \(command): the migration into \(plan.displayTarget) was cut over at LSN \(lsn) and no longer copies or replays")
+        case .rolledBack:
             throw MigrationError(.noMigration, "nothing to \(command): the migration into \(plan.displayTarget) was rolled back; `tidemark migrate` starts it anew")
         default:
             return s
@@ -487,7 +487,7 @@ extension Migrator {
         let path = Self.absolutePath(flag)
         guard FileSystemCheck.exists(path) else { return }
         // A migration already cut over has nothing to wait for.
-        if let s = try store.loadState(), s.cutoverState == "done" { return }
+        if let s = try store.loadState(), s.cutover?.kind == .done { return }
         let since = Clock.wallMicros()
         try c.transaction(.immediate) {
             try StateTables.setCutoverWait(LiveWait(what: path, detail: nil, sinceMicros: since, seenAtMicros: since), in: c)

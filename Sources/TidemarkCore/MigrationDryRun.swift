@@ -53,7 +53,7 @@ extension Migrator {
                                      adopted: m.source.columns.contains { $0.name.lowercased() == c.target.lowercased() }))
             }
         }
-        if let existingTarget, let state = try StateTables.load(existingTarget), state.cutoverState != "rolled-back" {
+        if let existingTarget, let state = try StateTables.load(existingTarget), state.cutover?.kind != .rolledBack {
             let stored = try SchemaStore.load(existingTarget)
                 ?? TargetSchema.resolve(plan: plan, mappings: mappings, source: source, sameFile: plan.isSameFile)
             return MigrationDryRun(schema: stored, preflight: PreflightReport(), started: true,
@@ -82,7 +82,7 @@ extension Migrator {
             let pgs = try PostgresStore(plan: plan, source: source)
             defer { pgs.pg.close() }
             let mappings = try pgs.resolveMappings(plan)
-            if let state = try PostgresState.load(pgs.pg), state.cutoverState != "rolled-back" {
+            if let state = try PostgresState.load(pgs.pg), state.cutover?.kind != .rolledBack {
                 let objects = try PostgresState.objects(pgs.pg)
                 var schema = TargetSchema(tables: [])
                 schema.indexes = objects.pending

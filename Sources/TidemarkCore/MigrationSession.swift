@@ -97,7 +97,7 @@ extension Migrator {
         // Every check a first run or a resume makes, read-only, before the
         // target file, the log directory or capture are created: bad input
         // changes nothing. A first run resolves the target's schema and runs
-        // the preflight here too (S9): a refusal leaves no file behind.
+        // the preflight here too: a refusal leaves no file behind.
         var firstRunSchema: TargetSchema?
         do {
             let existingTarget = plan.isSameFile ? source

@@ -39,12 +39,8 @@ public struct MigrationState: Sendable, Equatable {
     public var startedAtMicros: Int64
     public var caughtUpAtMicros: Int64?
     public var tables: [TableState]
-    /// The cutover journal: nil, "prepared" (target ready, source not yet
-    /// switched) or "done".
-    public var cutoverState: String?
-    public var cutoverLSN: LSN?
-    public var cutoverAtMicros: Int64?
-    public var cutoverPauseMicros: Int64?
+    /// The cutover journal (nil: no cutover has begun).
+    public var cutover: CutoverState?
     /// Reverse capture: target outbox `seq` at the switch; rollback replays
     /// the target's changes after it back into the source.
     public var reverseFromSeq: Int64?
@@ -208,11 +204,11 @@ enum StateTables {
 
     /// The stored applied LSN and cutover journal only: one cached
     /// single-row read, for the replay loop's per-transaction check.
-    static func position(_ c: Connection) throws -> (applied: LSN, cutoverState: String?)? {
+    static func position(_ c: Connection) throws -> (applied: LSN, cutover: CutoverState.Kind?)? {
         let s = try c.cachedStatement("SELECT applied_lsn, cutover_state FROM \(migration) WHERE id = 1")
         defer { s.reset() }
         guard try s.step() else { return nil }
-        return (LSN(UInt64(max(0, s.columnInt64(0)))), s.columnIsNull(1) ? nil : s.columnText(1))
+        return (LSN(UInt64(max(0, s.columnInt64(0)))), s.columnIsNull(1) ? nil : CutoverState.Kind(rawValue: s.columnText(1)))
     }
 
     static func load(_ c: Connection) throws -> MigrationState? {
@@ -224,8 +220,9 @@ enum StateTables {
             sourceID: m.columnText(0), sourcePath: m.columnText(1), appliedLSN: LSN(UInt64(m.columnInt64(2))),
             appliedTimestampMicros: m.columnInt64(3), startedAtMicros: m.columnInt64(4),
             caughtUpAtMicros: optional(5), tables: [],
-            cutoverState: m.columnIsNull(6) ? nil : m.columnText(6), cutoverLSN: optional(7).map { LSN(UInt64($0)) },
-            cutoverAtMicros: optional(8), cutoverPauseMicros: optional(9), reverseFromSeq: optional(10))
+            cutover: try CutoverState(stored: m.columnIsNull(6) ? nil : m.columnText(6), lsn: optional(7).map { LSN(UInt64($0)) },
+                                      atMicros: optional(8), pauseMicros: optional(9)),
+            reverseFromSeq: optional(10))
         // Each later column where it exists: `status` reads a target an
         // older Tidemark wrote without upgrading it (it stays read-only).
         let have = try presentColumns(c)
@@ -307,8 +304,9 @@ enum StateTables {
 
     static func saveCutover(_ state: MigrationState, in c: Connection) throws {
         let m = try c.cachedStatement("UPDATE \(migration) SET cutover_state = ?, cutover_lsn = ?, cutover_at = ?, cutover_pause_us = ?, reverse_from = ? WHERE id = 1")
-        try m.execute([state.cutoverState.map { .text($0) } ?? .null, state.cutoverLSN.map { .integer(Int64($0.rawValue)) } ?? .null,
-                       state.cutoverAtMicros.map { .integer($0) } ?? .null, state.cutoverPauseMicros.map { .integer($0) } ?? .null,
+        let c = state.cutover?.stored
+        try m.execute([c.map { .text($0.state) } ?? .null, c?.lsn.map { .integer(Int64($0.rawValue)) } ?? .null,
+                       c?.atMicros.map { .integer($0) } ?? .null, c?.pauseMicros.map { .integer($0) } ?? .null,
                        state.reverseFromSeq.map { .integer($0) } ?? .null])
     }
 

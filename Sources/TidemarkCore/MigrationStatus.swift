@@ -20,7 +20,7 @@ public struct MigrationStatus: Sendable {
     public var storedPlan: Plan?
     /// A cutover or rollback journal left between its steps.
     public var journal: PendingJournal?
-    /// Secondary indexes of the stored schema not yet built (S3).
+    /// Secondary indexes of the stored schema not yet built (each is built after its table's copy).
     public var pendingIndexes: [String] = []
     /// Where each `swap:` table's swap stands, one phrase per table.
     public var tableSwaps: [String] = []
@@ -59,7 +59,7 @@ public struct MigrationStatus: Sendable {
             // A cutover killed mid-way left its journal unsettled: settle it
             // now (read-only otherwise), so status reports what is true.
             let switched = try SwitchRecord.read(source) != nil
-            if let s = state, s.cutoverState == "prepared" || s.cutoverState == nil && switched {
+            if let s = state, s.cutover?.kind == .prepared || s.cutover == nil && switched {
                 state = try CutoverJournal.settle(plan: plan, source: try Connection(path: plan.source, mode: .readWrite),
                                                   target: try Connection(path: plan.target, mode: .readWrite))
             }
@@ -113,7 +113,7 @@ public struct MigrationStatus: Sendable {
                 let hasAside = try Schema.table(named: aside, in: source) != nil
                 if hasAside { status.oldTableAside = true }
                 switch (hasShadow, hasAside) {
-                case (true, false) where state?.cutoverState == "rolled-back":
+                case (true, false) where state?.cutover?.kind == .rolledBack:
                     status.tableSwaps.append("\(t.source) was swapped back (the old shape is live); the new shape stays, fenced, in \(shadow) until `migrate` starts again")
                 case (true, false):
                     status.tableSwaps.append("\(t.source) is being rebuilt into \(shadow); the cutover swaps it in")

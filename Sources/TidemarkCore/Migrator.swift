@@ -1,5 +1,6 @@
 import TidemarkLog
 import TidemarkSQLite
+import Synchronization
 
 /// Moves captured changes into the log on request.
 public protocol ChangeFeed: AnyObject {
@@ -34,7 +35,7 @@ public struct MigratorOptions: Sendable {
     public var acceptGap = false
     /// Create secondary indexes with the tables and maintain them row by
     /// row during the copy, instead of building each after its table's copy
-    /// (the default, S3). Only for measuring the two against each other
+    /// (the default). Only for measuring the two against each other
     /// (`tidemark-bench migrate`); takes effect when a migration starts.
     package var indexesDuringCopy = false
     /// Most rows the copy writes per second (`--max-rows-per-second`); nil:
@@ -92,7 +93,7 @@ public struct MigrationSummary: Sendable {
 /// The copy/replay engine: copies each table in key-ordered chunks while
 /// replaying logged changes, then follows the log.
 ///
-/// The invariant (DESIGN.md), kept by ``copyStep(_:)`` and ``followStep()``:
+/// The tidemark invariant (ARCHITECTURE.md), kept by ``copyStep(_:)`` and ``followStep()``:
 /// after each target transaction, every target row whose key is at or below
 /// the tidemark, or above the ceiling, equals the (transformed) source row as
 /// of the LSN stored beside the tidemark.
@@ -110,7 +111,7 @@ public struct MigrationSummary: Sendable {
 ///   stored LSN.
 public final class Migrator: @unchecked Sendable {
     // @unchecked: used from one thread; only `stopRequested` is shared, and
-    // it is only ever set to true (a benign race on a Bool read).
+    // it is an atomic.
     public let plan: Plan
     public private(set) var options: MigratorOptions
     let source: Connection
@@ -128,7 +129,8 @@ public final class Migrator: @unchecked Sendable {
     private var replayed = 0
     private var copied = 0
     private var lastAckNanos: UInt64 = 0
-    private nonisolated(unsafe) var stopRequested = false
+    /// Set by ``stop()`` from any thread, read by ``run(progress:)`` between steps.
+    private let stopRequested = Atomic<Bool>(false)
     /// Indexes of the stored schema not yet built, in schema order (see
     /// ``buildIndexStep(_:)``).
     private(set) var pendingIndexes: [TargetSchema.Object] = []
@@ -210,7 +212,7 @@ public final class Migrator: @unchecked Sendable {
         if let existing {
             state = existing
         } else {
-            // S1/S9: resolved once, checked against the source, then stored
+            // Resolved once, checked against the source, then stored
             // with the tables. A refused preflight leaves the target without
             // tables or state and the source without capture (installed below).
             let schema = try resolvedSchema ?? TargetSchema.resolve(plan: plan, mappings: mappings, source: source, sameFile: plan.isSameFile)
@@ -223,7 +225,7 @@ public final class Migrator: @unchecked Sendable {
             startedNow = true
         }
         (notCarried, pendingIndexes) = try store.storedSchema()
-        if let e = existing, e.copiedAtMicros == nil, e.cutoverState == nil, e.tables.allSatisfy({ $0.phase == .following }) {
+        if let e = existing, e.copiedAtMicros == nil, e.cutover == nil, e.tables.allSatisfy({ $0.phase == .following }) {
             // Copied by a version that did not record it: the copy finished
             // at the latest now, and a verify from here on proves it.
             let at = Clock.wallMicros()
@@ -234,7 +236,7 @@ public final class Migrator: @unchecked Sendable {
         // Prepared now, outside any transaction: some create TEMP tables,
         // which a rolled-back step must not take away.
         // (Not for a table swapped in at cutover: its shadow has its real name now.)
-        for m in mappings where !(state.cutoverState == "done" && TableSwap.isSwap(m, plan: plan)) { _ = try store.writer(for: m) }
+        for m in mappings where !(state.cutover?.kind == .done && TableSwap.isSwap(m, plan: plan)) { _ = try store.writer(for: m) }
         // Capture must cover every planned table before its first chunk is
         // read; installing is idempotent and regenerates triggers whose table
         // changed shape (in place: the columns just added).
@@ -283,14 +285,14 @@ public final class Migrator: @unchecked Sendable {
     public static var targetCacheKiB: Int { SQLiteStore.cacheKiB }
 
     /// Asks a running ``run(progress:)`` to return after its current step.
-    public func stop() { stopRequested = true }
+    public func stop() { stopRequested.store(true, ordering: .relaxed) }
 
     public var currentState: MigrationState { state }
     package var replayedCount: Int { replayed }
 
     func setFollow(_ follow: Bool) {
         options.follow = follow
-        stopRequested = false
+        stopRequested.store(false, ordering: .relaxed)
     }
 
     /// Copies and replays until caught up (or, with `follow`, until stopped).
@@ -315,7 +317,7 @@ public final class Migrator: @unchecked Sendable {
         let busyTimeout = sameFileTarget?.busyTimeoutMillis ?? 0
         if let t = sameFileTarget { try t.setBusyTimeout(millis: min(busyTimeout, Self.sameFileLockWaitMillis)) }
         defer { if let t = sameFileTarget { try? t.setBusyTimeout(millis: busyTimeout) } }
-        while !stopRequested {
+        while !stopRequested.load(ordering: .relaxed) {
           // A safe point: every step before this one committed whole.
           try Interruption.check(stopPlace())
           if done() { break }
@@ -325,7 +327,7 @@ public final class Migrator: @unchecked Sendable {
             // without a step (LiveControl.swift).
             if try !liveGate(copying: copyIndex != nil, progress: progress) { continue }
             if let index = nextIndexToBuild() {
-                // S3: after its table's copy, before the copy of the next
+                // After its table's copy, before the copy of the next
                 // table goes on and before catch-up can end.
                 progress(snapshot(caughtUp: false, building: index))
                 try buildIndexStep(index)
@@ -358,7 +360,7 @@ public final class Migrator: @unchecked Sendable {
             cutOver = true
             break
           } catch let e as MigrationError where e.code == .constraint {
-            // S8: the step rolled back whole; say why in the state, in a
+            // The step rolled back whole; say why in the state, in a
             // transaction of its own, for `status` (best effort: the error
             // itself is what stops the run).
             let blocked = BlockedStep(lsn: refusedLSN, message: e.message, atMicros: Clock.wallMicros())
@@ -434,12 +436,12 @@ public final class Migrator: @unchecked Sendable {
     ///   read tells whether a full reload is needed.
     func syncWithStoredState(tablesMayChange: Bool = true) throws {
         if !tablesMayChange, let p = try store.position(),
-           p.applied == state.appliedLSN, p.cutoverState != "done" {
+           p.applied == state.appliedLSN, p.cutover != .done {
             return
         }
         guard let stored = try store.loadState() else { return }
-        if stored.cutoverState == "done" {
-            throw MigrationError(.cutOver, "the migration was cut over at LSN \(stored.cutoverLSN ?? .zero); the target is authoritative and nothing is left to migrate")
+        if stored.cutover?.kind == .done {
+            throw MigrationError(.cutOver, "the migration was cut over at LSN \(stored.cutover?.lsn ?? .zero); the target is authoritative and nothing is left to migrate")
         }
         if stored.appliedLSN != state.appliedLSN {
             cursor = try reader.cursor(from: stored.appliedLSN.next)
@@ -465,11 +467,8 @@ public final class Migrator: @unchecked Sendable {
         try waitForLog(lsn, sourceWritable: false)
     }
 
-    func nextChangeForCutover(through limit: LSN) throws -> ChangeRecord? { try nextChange(through: limit) }
-    func replayForCutover(_ r: ChangeRecord) throws { try replay(r) }
-
     /// The next logged change with LSN <= `limit`, or nil.
-    private func nextChange(through limit: LSN) throws -> ChangeRecord? {
+    func nextChange(through limit: LSN) throws -> ChangeRecord? {
         if lookahead == nil { lookahead = try cursor.next() }
         guard let r = lookahead, r.lsn <= limit else { return nil }
         lookahead = nil
@@ -518,7 +517,7 @@ public final class Migrator: @unchecked Sendable {
     }
 
     /// Applies one change if the tidemark rule says so.
-    private func replay(_ r: ChangeRecord) throws {
+    func replay(_ r: ChangeRecord) throws {
         defer {
             state.appliedLSN = r.lsn
             state.appliedTimestampMicros = r.timestampMicros
@@ -541,7 +540,7 @@ public final class Migrator: @unchecked Sendable {
         // A NULL key part: never applied (see checkNullKey). Pending tables'
         // changes are skipped anyway, and their copy checks the rows.
         if route.keyMayBeNull, state.tables[route.stateIndex].phase != .pending, try checkNullKey(r, s.mapping) {
-            // A key change to a NULL key (one update record, D1): the row
+            // A key change to a NULL key (one update record): the row
             // under the old key is gone all the same.
             if let d = Self.deleteOfOldKey(r, s.mapping) { try replay(d) }
             return
@@ -584,7 +583,7 @@ public final class Migrator: @unchecked Sendable {
     /// Runs `body` (a batch's replay, inside its target transaction) with
     /// refusals collected instead of thrown, then settles them.
     ///
-    /// Invariant (S8): a change the target refuses is never skipped. Within
+    /// Invariant: a change the target refuses is never skipped. Within
     /// one transaction a later change of the same row replaces it (each
     /// change carries the row's whole image, as the copy's chunks do), so
     /// a source row fixed after the refused change gets past it; one that
@@ -712,7 +711,7 @@ public final class Migrator: @unchecked Sendable {
     var beforeIndexCommitForTesting: ((String) throws -> Void)?
     #endif
 
-    /// Builds one secondary index of a table that finished its copy (S3).
+    /// Builds one secondary index of a table that finished its copy.
     ///
     /// Invariant: an index is `built` in `_tidemark_schema` if and only if
     /// it exists in the target. One transaction replays the changes logged

@@ -21,10 +21,8 @@ import TidemarkSQLite
 extension Migrator {
     func cutoverPostgres(_ o: CutoverOptions, _ pgs: PostgresStore, progress: (MigrationProgress) -> Void) throws -> CutoverReport {
         try resolveInterruptedPostgresCutover(pgs)
-        if let s = try store.loadState(), s.cutoverState == "done" {
-            return CutoverReport(lsn: s.cutoverLSN ?? .zero, atMicros: s.cutoverAtMicros ?? 0,
-                                 pauseMillis: Double(s.cutoverPauseMicros ?? 0) / 1000, drained: 0, waitedSeconds: 0,
-                                 dryRun: o.dryRun, alreadyDone: true)
+        if case .done(let lsn, let at, let pause)? = try store.loadState()?.cutover {
+            return .alreadyDone(lsn: lsn, atMicros: at, pauseMicros: pause, dryRun: o.dryRun)
         }
         let stored = try store.loadState()
         try Lifecycle.requireProven(stored, skipVerify: o.skipVerify)
@@ -51,7 +49,7 @@ extension Migrator {
         // 1. Reverse capture, so a rollback can carry PostgreSQL's writes back.
         let captured = try mappings.map { m in try PostgresReverse.capturedTable(m, pgs: pgs) }
         try pgs.mapped { try PGCapture.install(pgs.pg, tables: captured) }
-        CutoverTestHook.reached("reverse-capture")
+        CrashHook.reached(.reverseCapture)
 
         let lock = try Connection(path: plan.source, mode: .readWrite, busyTimeoutMillis: Int32(max(1000, o.maxPauseMillis * 2)))
         defer { try? lock.close() }
@@ -60,7 +58,7 @@ extension Migrator {
         let pauseStart = Clock.monotonicNanos()
         var prepared = false
         do {
-            CutoverTestHook.reached("locked")
+            CrashHook.reached(.locked)
             try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")
             let highWater = LSN(UInt64(max(0, try Capture.lastCapturedSeq(lock))))
             try waitForLogDuringCutover(highWater)
@@ -82,30 +80,27 @@ extension Migrator {
                     let floor: Int64 = try counter.step() ? counter.columnInt64(0) : 0
                     _ = try pgs.pg.query(sql, [.value(.integer(floor))])
                 }
-                state.cutoverState = "prepared"
-                state.cutoverLSN = highWater
-                state.cutoverAtMicros = at
+                state.cutover = .prepared(lsn: highWater, atMicros: at)
                 state.reverseFromSeq = Int64(highWater.rawValue)
                 try store.save(state, table: nil)
                 try PostgresState.saveCutover(state, in: pgs.pg)
             }
             prepared = true
-            CutoverTestHook.reached("prepared")
+            CrashHook.reached(.prepared)
             // 4. Guards and the switch record: the commit point.
             for m in mappings { for sql in Guards.createSQL(m, plan: plan, lsn: highWater) { try lock.execute(sql) } }
             try lock.execute(SwitchRecord.createSQL)
             try lock.prepare("INSERT OR REPLACE INTO \(SwitchRecord.table)(id, lsn, at, target, tables) VALUES (1, ?, ?, ?, ?)")
                 .execute([.integer(Int64(highWater.rawValue)), .integer(at), .text(plan.displayTarget),
                           .text(mappings.map { "\($0.source.name)=\($0.targetTable)" }.joined(separator: ","))])
-            CutoverTestHook.reached("guarded")
+            CrashHook.reached(.guarded)
             try checkPause(pauseStart, o, "switching")
             try Interruption.check("cutover: before the commit point; rolled back, the source stays authoritative")
             try lock.execute("COMMIT")
-            CutoverTestHook.reached("switched")
+            CrashHook.reached(.switched)
             LogOrigins.recordSwitch(plan: plan, from: highWater.next, toTarget: true)
             let pause = Double(Clock.monotonicNanos() - pauseStart) / 1e6
-            state.cutoverState = "done"
-            state.cutoverPauseMicros = Int64(pause * 1000)
+            state.cutover = .done(lsn: highWater, atMicros: at, pauseMicros: Int64(pause * 1000))
             try pgs.mapped { try pgs.pg.transaction { try PostgresState.saveCutover(state, in: pgs.pg) } }
             return CutoverReport(lsn: highWater, atMicros: at, pauseMillis: pause, drained: drained, waitedSeconds: waited,
                                  dryRun: false, alreadyDone: false, droppedObjects: dropped)
@@ -121,18 +116,16 @@ extension Migrator {
     /// point). Busy lock: a cutover is running; nothing is changed.
     func resolveInterruptedPostgresCutover(_ pgs: PostgresStore) throws {
         guard let s = try pgs.mapped({ try PostgresRollback.settleCutover(plan: plan, pg: pgs.pg) }) else { return }
-        state.cutoverState = s.cutoverState
-        state.cutoverLSN = s.cutoverLSN
-        state.cutoverAtMicros = s.cutoverAtMicros
-        state.cutoverPauseMicros = s.cutoverPauseMicros
+        state.cutover = s.cutover
     }
 }
 
 extension PostgresState {
     static func saveCutover(_ state: MigrationState, in pg: PGConnection) throws {
+        let c = state.cutover?.stored
         _ = try pg.query("UPDATE tidemark.migration SET cutover_state = $1, cutover_lsn = $2, cutover_at = $3, cutover_pause_us = $4, reverse_from = $5 WHERE id = 1",
-                         [.value(state.cutoverState.map { .text($0) } ?? .null), .value(state.cutoverLSN.map { .integer(Int64($0.rawValue)) } ?? .null),
-                          .value(state.cutoverAtMicros.map { .integer($0) } ?? .null), .value(state.cutoverPauseMicros.map { .integer($0) } ?? .null),
+                         [.value(c.map { .text($0.state) } ?? .null), .value(c?.lsn.map { .integer(Int64($0.rawValue)) } ?? .null),
+                          .value(c?.atMicros.map { .integer($0) } ?? .null), .value(c?.pauseMicros.map { .integer($0) } ?? .null),
                           .value(state.reverseFromSeq.map { .integer($0) } ?? .null)])
     }
 }

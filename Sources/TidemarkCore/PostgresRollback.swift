@@ -34,8 +34,8 @@ enum PostgresRollback {
         let state = try pgs.mapped { try PostgresState.load(pg) }
         let switched = try SwitchRecord.read(source)
         let journal = try pgs.mapped { try Journal.read(pg) }
-        let cutOver = switched != nil || state?.cutoverState == "done"
-        if journal == "prepared" || (journal != "committed" && cutOver) {
+        let cutOver = switched != nil || state?.cutover?.kind == .done
+        if journal == .prepared || (journal != .committed && cutOver) {
             guard let state else {
                 throw MigrationError(.foreignState, "\(plan.source) records a cutover to \(plan.displayTarget), but that database has no migration state (schema tidemark); restore it before rolling back")
             }
@@ -51,7 +51,7 @@ enum PostgresRollback {
     /// Returns the settled state, or nil when there was nothing to settle.
     @discardableResult
     static func settleCutover(plan: Plan, pg: PGConnection) throws -> MigrationState? {
-        guard var s = try PostgresState.load(pg), s.cutoverState == "prepared" else { return nil }
+        guard var s = try PostgresState.load(pg), case .prepared? = s.cutover else { return nil }
         let lock = try Connection(path: plan.source, mode: .readWrite)
         defer { try? lock.close() }
         do {
@@ -62,14 +62,10 @@ enum PostgresRollback {
         }
         defer { if lock.isInTransaction { try? lock.execute("ROLLBACK") } }
         if let record = try SwitchRecord.read(lock) {
-            s.cutoverState = "done"
-            s.cutoverLSN = record.lsn
-            s.cutoverAtMicros = record.atMicros
+            // The pause was never measured: the run that made it died.
+            s.cutover = .done(lsn: record.lsn, atMicros: record.atMicros, pauseMicros: nil)
         } else {
-            s.cutoverState = nil
-            s.cutoverLSN = nil
-            s.cutoverAtMicros = nil
-            s.cutoverPauseMicros = nil
+            s.cutover = nil
         }
         try pg.transaction { try PostgresState.saveCutover(s, in: pg) }
         return s
@@ -77,18 +73,23 @@ enum PostgresRollback {
 
     /// The rollback journal in PostgreSQL: one row, `prepared` or `committed`.
     enum Journal {
-        static func read(_ pg: PGConnection) throws -> String? {
+        /// The journaled phase (nil: no rollback has begun). Stored as the
+        /// phase's raw value, as SQLite targets store theirs.
+        static func read(_ pg: PGConnection) throws -> RollbackJournal.Phase? {
             let r = try pg.query("SELECT to_regclass('tidemark.rollback') IS NOT NULL")
             guard case .integer(1)? = r.rows.first?.first else { return nil }
             let p = try pg.query("SELECT phase FROM tidemark.rollback WHERE id = 1")
-            if case .text(let s)? = p.rows.first?.first { return s }
-            return nil
+            guard case .text(let s)? = p.rows.first?.first else { return nil }
+            guard let phase = RollbackJournal.Phase(rawValue: s) else {
+                throw MigrationError(.foreignState, "tidemark.rollback holds an unknown phase '\(s)' (written by a newer Tidemark?); use that version")
+            }
+            return phase
         }
 
-        static func write(_ pg: PGConnection, _ phase: String) throws {
+        static func write(_ pg: PGConnection, _ phase: RollbackJournal.Phase) throws {
             try pg.execute("CREATE TABLE IF NOT EXISTS tidemark.rollback(id integer PRIMARY KEY CHECK (id = 1), phase text NOT NULL, at bigint NOT NULL)")
             _ = try pg.query("INSERT INTO tidemark.rollback(id, phase, at) VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE SET phase = EXCLUDED.phase, at = EXCLUDED.at",
-                             [.value(.text(phase)), .value(.integer(Clock.wallMicros()))])
+                             [.value(.text(phase.rawValue)), .value(.integer(Clock.wallMicros()))])
         }
     }
 
@@ -109,24 +110,24 @@ enum PostgresRollback {
             inverses.append(try Rollback.Inverse(m, plan: tablePlan, source: source, targetColumns: columns.map(\.name)))
         }
         let byTarget = Dictionary(inverses.map { ($0.mapping.targetTable, $0) }, uniquingKeysWith: { a, _ in a })
-        let from = state.cutoverLSN ?? LSN(UInt64(max(0, state.reverseFromSeq ?? 0)))
+        let from = state.cutover?.lsn ?? LSN(UInt64(max(0, state.reverseFromSeq ?? 0)))
 
         // 1. Fence and journal (one PostgreSQL transaction each; the fence
         //    first: once it stands, no new write reaches PostgreSQL).
-        if try Journal.read(pg) != "prepared" {
+        if try Journal.read(pg) != .prepared {
             try pgs.mapped {
                 try PGGuard.install(pg, schema: schema, tables: mappings.map(\.targetTable),
                                     message: "tidemark: this table was rolled back to SQLite file \(plan.source); write there")
-                try pg.transaction { try Journal.write(pg, "prepared") }
+                try pg.transaction { try Journal.write(pg, .prepared) }
             }
         }
-        CutoverTestHook.reached("rollback-fenced")
+        CrashHook.reached(.rollbackFenced)
 
         // 2. Ship what PostgreSQL captured into the log.
         if switched {
             try ship(plan: plan, pgs: pgs, floor: from)
             if try Capture.isInstalled(source) { try Capture.uninstall(connection: source, force: true) }
-            CutoverTestHook.reached("rollback-shipped")
+            CrashHook.reached(.rollbackShipped)
         }
 
         // 3. The source side, one transaction: the commit point.
@@ -169,9 +170,9 @@ enum PostgresRollback {
                 }
                 try source.execute("DROP TABLE IF EXISTS \(SwitchRecord.table)")
             }
-            CutoverTestHook.reached("rollback-applied")
+            CrashHook.reached(.rollbackApplied)
             try source.execute("COMMIT")  // the commit point
-            CutoverTestHook.reached("rollback-switched")
+            CrashHook.reached(.rollbackSwitched)
             if switched { LogOrigins.recordSwitch(plan: plan, from: nil, toTarget: false) }
         } catch {
             if source.isInTransaction { try? source.execute("ROLLBACK") }
@@ -179,11 +180,11 @@ enum PostgresRollback {
         }
         // 4. PostgreSQL's side.
         var st = state
-        st.cutoverState = "rolled-back"
+        st.cutover = st.cutover?.rolledBack ?? .rolledBack(lsn: nil, atMicros: nil, pauseMicros: nil)
         try pgs.mapped {
             try pg.transaction {
                 try PostgresState.saveCutover(st, in: pg)
-                try Journal.write(pg, "committed")
+                try Journal.write(pg, .committed)
             }
             let captured = try mappings.map { try PostgresReverse.capturedTable($0, pgs: pgs) }
             try PGCapture.uninstall(pg, tables: captured, dropOutbox: true)
@@ -220,7 +221,7 @@ enum PostgresRollback {
     static func clearForNewMigration(plan: Plan, pgs: PostgresStore) throws {
         let pg = pgs.pg
         guard try pgs.mapped({ try PostgresState.exists(pg) }), let state = try PostgresState.load(pg),
-              state.cutoverState == "rolled-back", try Journal.read(pg) == "committed" else { return }
+              state.cutover?.kind == .rolledBack, try Journal.read(pg) == .committed else { return }
         let schema = plan.pgSchema
         let r = try pg.query("SELECT target_table FROM tidemark.migration_tables WHERE created ORDER BY position")
         let created = r.rows.compactMap { row -> String? in if case .text(let s)? = row.first { return s }; return nil }

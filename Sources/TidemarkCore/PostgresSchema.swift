@@ -102,7 +102,7 @@ public struct PostgresTable: Sendable, Equatable {
     func create(qualified: String, checks withChecks: Bool) -> String {
         var parts = columnDefs + keyAndUnique
         if withChecks {
-            parts += checks.map { c in (c.name.map { "CONSTRAINT " + PostgresSchema.ident($0) + " " } ?? "") + "CHECK (\(c.sql))" }
+            parts += checks.map { c in (c.name.map { "CONSTRAINT " + PGSQL.ident($0) + " " } ?? "") + "CHECK (\(c.sql))" }
         }
         return "CREATE TABLE \(qualified) (" + parts.joined(separator: ", ") + ")"
     }
@@ -288,11 +288,6 @@ public enum PostgresSchema {
 
     // MARK: Names
 
-    static func ident(_ name: String) -> String { PGSQL.ident(name) }
-
-    /// A string literal that means the same whatever `standard_conforming_strings` is.
-    static func literal(_ text: String) -> String { PGSQL.literal(text) }
-
     /// `name` made to fit PostgreSQL's 63-byte limit: a longer one keeps a
     /// prefix and gets a hash of the whole, so two long names stay apart.
     static func fitName(_ name: String) -> String {
@@ -326,7 +321,7 @@ struct TableBuild {
     var identity: PostgresIdentity?
     let omit: (String, String, String, String, Bool) -> Void
 
-    var qualified: String { PostgresSchema.ident(pgSchema) + "." + PostgresSchema.ident(table.target) }
+    var qualified: String { PGSQL.ident(pgSchema) + "." + PGSQL.ident(table.target) }
     var sourceName: String { table.source }
 
     init(mapping m: TableMapping, table t: TargetSchema.Table, pgSchema: String, observed: [String: String],
@@ -386,7 +381,7 @@ struct TableBuild {
     /// indexes, foreign keys and the identity.
     mutating func finish(indexes: [TargetSchema.Object], tables: [String: TableBuild],
                          omit: (String, String, String, String, Bool) -> Void) -> PostgresTable {
-        let q = PostgresSchema.ident
+        let q = PGSQL.ident
         let src = table.source
         var defs: [String] = []
         var checks: [PostgresCheck] = []
@@ -509,7 +504,7 @@ struct TableBuild {
     }
 
     func fkStatements(_ name: String, _ body: String) -> PostgresForeignKey {
-        let q = PostgresSchema.ident
+        let q = PGSQL.ident
         return PostgresForeignKey(name: name,
                                   add: "ALTER TABLE \(qualified) ADD CONSTRAINT \(q(name)) \(body) NOT VALID",
                                   validate: "ALTER TABLE \(qualified) VALIDATE CONSTRAINT \(q(name))")
@@ -572,7 +567,7 @@ struct TableBuild {
     /// omission) when the parent is not moved or its columns are not unique there.
     func foreignKey(_ tokens: ArraySlice<SQLToken>, childColumns: [String], name: String?, label: String,
                     tables: [String: TableBuild], omit: (String, String, String, String, Bool) -> Void) -> (name: String?, sql: String)? {
-        let q = PostgresSchema.ident
+        let q = PGSQL.ident
         let t = Array(tokens)
         func fail(_ why: String) -> (name: String?, sql: String)? {
             omit("foreign key", label, table.source, "\(label) is not carried to PostgreSQL: \(why)", false)
@@ -653,21 +648,21 @@ struct TableBuild {
             case .int8:
                 return isInteger ? .success(text) : .failure(Unsupported(reason: "\(text) is not an integer but the column is bigint"))
             case .float8, .numeric: return Double(text) != nil ? .success(text) : .failure(Unsupported(reason: "\(text) is not a number PostgreSQL reads"))
-            case .text: return isInteger ? .success(PostgresSchema.literal(text)) : .failure(Unsupported(reason: "SQLite would store \(text) as its own text form"))
+            case .text: return isInteger ? .success(PGSQL.literal(text)) : .failure(Unsupported(reason: "SQLite would store \(text) as its own text form"))
             case .bool: return text == "0" ? .success("false") : text == "1" ? .success("true") : .failure(Unsupported(reason: "\(text) is not 0 or 1"))
-            case .textual: return .success(PostgresSchema.literal(text))
+            case .textual: return .success(PGSQL.literal(text))
             case .bytea: return .failure(Unsupported(reason: "a number in a bytea column"))
             }
         case .string:
             switch c.encoding {
-            case .text, .textual: return .success(PostgresSchema.literal(tok.value))
+            case .text, .textual: return .success(PGSQL.literal(tok.value))
             case .int8: return Int64(tok.value) != nil ? .success(tok.value) : .failure(Unsupported(reason: "'\(tok.value)' is text, the column is bigint"))
             default: return .failure(Unsupported(reason: "a text default in a \(c.type) column"))
             }
         case .blob:
             guard c.encoding == .bytea else { return .failure(Unsupported(reason: "a blob default in a \(c.type) column")) }
             let hex = tok.text.dropFirst(2).dropLast()
-            return .success(PostgresSchema.literal("\\x\(hex)") + "::bytea")
+            return .success(PGSQL.literal("\\x\(hex)") + "::bytea")
         case .word:
             switch tok.text.uppercased() {
             case "NULL": return .success(nil)
@@ -702,7 +697,7 @@ struct TableBuild {
     /// A carried `CREATE [UNIQUE] INDEX` in PostgreSQL, or an omission.
     func indexSQL(_ index: TargetSchema.Object, translator: PGExpression,
                            omit: (String, String, String, String, Bool) -> Void) -> PostgresIndex? {
-        let q = PostgresSchema.ident
+        let q = PGSQL.ident
         func fail(_ why: String) -> PostgresIndex? {
             omit("index", index.name, table.source, "index \(index.name) is not carried to PostgreSQL: \(why); create an equivalent index there yourself", false)
             return nil
@@ -745,7 +740,7 @@ struct TableBuild {
 
     /// A rowid alias (`INTEGER PRIMARY KEY` of a rowid table) as a sequence.
     func identityOf() -> PostgresIdentity? {
-        let q = PostgresSchema.ident
+        let q = PGSQL.ident
         guard primaryKey.count == 1,
               !((try? SQLTokenizer.tokens(parts.options))?.contains { $0.isKeyword("ROWID") } ?? false),
               let def = parts.columns.first(where: { $0.name.lowercased() == primaryKey[0].lowercased() }),
@@ -759,7 +754,7 @@ struct TableBuild {
         }
         let seqName = PostgresSchema.fitName("\(table.target)_\(col.name)_seq")
         let seq = q(pgSchema) + "." + q(seqName)
-        let seqLiteral = PostgresSchema.literal(seq)
+        let seqLiteral = PGSQL.literal(seq)
         return PostgresIdentity(
             column: col.name, sequence: seq,
             sequenceSQL: "CREATE SEQUENCE \(seq) OWNED BY \(qualified).\(q(col.name)); ALTER TABLE \(qualified) ALTER COLUMN \(q(col.name)) SET DEFAULT nextval(\(seqLiteral)::regclass)",
@@ -845,13 +840,13 @@ struct PGExpression {
                 guard let c = columns[t.value.lowercased()] else {
                     return fail("names \(t.value), which is not a column of the table")
                 }
-                out.append(PostgresSchema.ident(c.name))
-            case .string: out.append(PostgresSchema.literal(t.value))
+                out.append(PGSQL.ident(c.name))
+            case .string: out.append(PGSQL.literal(t.value))
             case .number:
                 guard !t.text.lowercased().hasPrefix("0x"), Double(String(t.text)) != nil else { return fail("has the number \(t.text), which is not translated") }
                 out.append(String(t.text))
             case .blob:
-                out.append(PostgresSchema.literal("\\x\(t.text.dropFirst(2).dropLast())") + "::bytea")
+                out.append(PGSQL.literal("\\x\(t.text.dropFirst(2).dropLast())") + "::bytea")
             case .symbol:
                 var s = String(t.text)
                 if s == "==" { s = "=" }
@@ -904,7 +899,7 @@ extension PostgresSchema {
         }
         for ti in out.tables.indices {
             let t = out.tables[ti]
-            let scratch = "pg_temp." + ident(t.target)
+            let scratch = "pg_temp." + PGSQL.ident(t.target)
             if let e = try attempt(t.create(qualified: scratch, checks: false)) {
                 throw MigrationError(.badPlan, "PostgreSQL refuses the definition of table \(t.target) (\(e.message)); correct the plan's type: of its columns")
             }
@@ -936,14 +931,14 @@ extension PostgresSchema {
         }
         // Foreign keys, between the scratch tables (types must match, the
         // referenced columns must be unique there).
-        let scratchNames = out.tables.map { ($0.qualifiedName, "pg_temp." + ident($0.target)) }
+        let scratchNames = out.tables.map { ($0.qualifiedName, "pg_temp." + PGSQL.ident($0.target)) }
         for ti in out.tables.indices {
             let t = out.tables[ti]
             var kept: [PostgresForeignKey] = []
             for fk in t.foreignKeys {
                 var sql = fk.add
                 if let r = sql.firstRange(of: "ALTER TABLE " + t.qualifiedName + " ") {
-                    sql.replaceSubrange(r, with: "ALTER TABLE pg_temp." + ident(t.target) + " ")
+                    sql.replaceSubrange(r, with: "ALTER TABLE pg_temp." + PGSQL.ident(t.target) + " ")
                 }
                 for (real, scratch) in scratchNames {
                     if let r = sql.firstRange(of: " REFERENCES " + real + " ") { sql.replaceSubrange(r, with: " REFERENCES " + scratch + " ") }

@@ -198,7 +198,7 @@ final class PostgresStore: TargetStore {
         return try mapped { try PostgresState.load(pg) }
     }
 
-    func position() throws -> (applied: LSN, cutoverState: String?)? {
+    func position() throws -> (applied: LSN, cutover: CutoverState.Kind?)? {
         try flush()
         return try mapped { try PostgresState.position(pg) }
     }
@@ -405,11 +405,11 @@ enum PostgresState {
         return false
     }
 
-    static func position(_ pg: PGConnection) throws -> (applied: LSN, cutoverState: String?)? {
+    static func position(_ pg: PGConnection) throws -> (applied: LSN, cutover: CutoverState.Kind?)? {
         guard try exists(pg) else { return nil }
         let r = try pg.query("SELECT applied_lsn, cutover_state FROM tidemark.migration WHERE id = 1")
         guard let row = r.rows.first, case .integer(let applied) = row[0] else { return nil }
-        if case .text(let s) = row[1] { return (LSN(UInt64(max(0, applied))), s) }
+        if case .text(let s) = row[1] { return (LSN(UInt64(max(0, applied))), CutoverState.Kind(rawValue: s)) }
         return (LSN(UInt64(max(0, applied))), nil)
     }
 
@@ -428,7 +428,7 @@ enum PostgresState {
         var state = MigrationState(
             sourceID: text(0) ?? "", sourcePath: text(1) ?? "", appliedLSN: lsn(2) ?? .zero,
             appliedTimestampMicros: int(3) ?? 0, startedAtMicros: int(4) ?? 0, caughtUpAtMicros: int(5), tables: [],
-            cutoverState: text(6), cutoverLSN: lsn(7), cutoverAtMicros: int(8), cutoverPauseMicros: int(9), reverseFromSeq: int(10))
+            cutover: try CutoverState(stored: text(6), lsn: lsn(7), atMicros: int(8), pauseMicros: int(9)), reverseFromSeq: int(10))
         if let f = text(11), let j = text(12) { state.plan = PlanRecord(fingerprint: f, json: j) }
         state.copiedAtMicros = int(13)
         state.copiedLSN = lsn(14)

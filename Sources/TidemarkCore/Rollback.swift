@@ -47,11 +47,9 @@ extension MigrationError.Code {
 /// a store nobody reads, and the next `rollback` finishes (or `cutover`
 /// undoes) a rollback a crash interrupted.
 public enum Rollback {
-    public static func run(plan: Plan) throws -> RollbackReport { try run(plan: plan, dryRun: false) }
-
     /// - Parameter dryRun: change nothing; report every object a rollback
     ///   before cutover would remove (after cutover: what it would replay).
-    public static func run(plan edited: Plan, dryRun: Bool) throws -> RollbackReport {
+    public static func run(plan edited: Plan, dryRun: Bool = false) throws -> RollbackReport {
         if edited.isPostgres { return try PostgresRollback.run(plan: edited, dryRun: dryRun) }
         // The way back never depends on an edited plan file: work from the
         // plan the migration stored (lifecycle), or the file when none is.
@@ -66,7 +64,7 @@ public enum Rollback {
         let switched = try SwitchRecord.read(source)
         let journal = try target.flatMap { try RollbackJournal.read($0) }
         let phase: RollbackJournal.Phase? = journal?.phase
-        let cutOver: Bool = switched != nil || state?.cutoverState == "done"
+        let cutOver: Bool = switched != nil || state?.cutover?.kind == .done
         let pending: Bool = phase == .prepared
         let committed: Bool = phase == .committed
         if pending || (!committed && cutOver) {
@@ -216,7 +214,7 @@ public enum Rollback {
         let journal = try RollbackJournal.read(probe)
         let state = try StateTables.load(probe)
         try probe.close()
-        guard journal != nil || state?.cutoverState == "rolled-back" else { return }
+        guard journal != nil || state?.cutover?.kind == .rolledBack else { return }
         let source = try Connection(path: plan.source, mode: .readWrite)
         let target = try Connection(path: plan.target, mode: .readWrite)
         if journal?.phase == .prepared {
@@ -245,7 +243,7 @@ public enum Rollback {
             }
             try RollbackJournal.finishCommitted(target)
         }
-        if try RollbackJournal.read(target)?.phase == .committed || state?.cutoverState == "rolled-back" {
+        if try RollbackJournal.read(target)?.phase == .committed || state?.cutover?.kind == .rolledBack {
             throw MigrationError(.rolledBack, "the migration into \(plan.displayTarget) was rolled back; run `tidemark migrate` to start a new one (it clears the old target), then cut over")
         }
         if journal?.phase == .abandoning {
@@ -387,7 +385,7 @@ public enum Rollback {
                 journal = entry
             }
         }
-        CutoverTestHook.reached("rollback-fenced")
+        CrashHook.reached(.rollbackFenced)
         if !sameFile && switched {
             // Step 2 — ship the target's changes into the migration's log (one
             // timeline: the next capture installation continues after them),
@@ -396,7 +394,7 @@ public enum Rollback {
             // are not captured a second time under older LSNs).
             if let journal, journal.fromLog { try shipReverse(plan: plan, target: target, through: LSN(UInt64(journal.throughLSN))) }
             if try Capture.isInstalled(source) { try Capture.uninstall(connection: source, force: true) }
-            CutoverTestHook.reached("rollback-shipped")
+            CrashHook.reached(.rollbackShipped)
         }
 
         var replayed = 0
@@ -496,15 +494,15 @@ public enum Rollback {
             // transaction that journals the rollback committed.
             removedObjects = try CutoverSchema.dropObjects(target).map { "\($0) in \(plan.displayTarget)" }
             if sameFile { try fence(plan: plan, mappings: mappings, target: target) }
-            CutoverTestHook.reached("rollback-applied")
+            CrashHook.reached(.rollbackApplied)
             var st = state
-            st.cutoverState = "rolled-back"
+            st.cutover = st.cutover?.rolledBack ?? .rolledBack(lsn: nil, atMicros: nil, pauseMicros: nil)
             try StateTables.saveCutover(st, in: target)
             try RollbackJournal.write(target, RollbackJournal.Entry(phase: .committed, fromLSN: Int64(from.rawValue),
                                                                      throughLSN: journal?.throughLSN ?? Int64(from.rawValue), fromLog: journal?.fromLog ?? false))
             if !sameFile {
                 try source.execute("COMMIT")  // the commit point
-                CutoverTestHook.reached("rollback-switched")
+                CrashHook.reached(.rollbackSwitched)
             }
             try target.execute("COMMIT")
             if switched { LogOrigins.recordSwitch(plan: plan, from: nil, toTarget: false) }
@@ -632,7 +630,7 @@ public enum RollbackJournal {
         try target.transaction(.immediate) {
             guard var e = try read(target), e.phase == .prepared else { return }
             if var st = try StateTables.load(target) {
-                st.cutoverState = "rolled-back"
+                st.cutover = st.cutover?.rolledBack ?? .rolledBack(lsn: nil, atMicros: nil, pauseMicros: nil)
                 try StateTables.saveCutover(st, in: target)
             }
             e.phase = .committed

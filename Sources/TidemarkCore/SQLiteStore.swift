@@ -35,7 +35,7 @@ final class SQLiteStore: TargetStore {
         self.path = plan.target
         let sourcePath = plan.source
         let sameFile = plan.isSameFile
-        // S4: rows arrive in key order, not parent first, so the connection
+        // Rows arrive in key order, not parent first, so the connection
         // the migration writes through never enforces foreign keys (verify
         // checks them). Set outside any transaction: inside one it is a no-op.
         try connection.execute("PRAGMA foreign_keys = OFF")
@@ -112,7 +112,7 @@ extension SQLiteStore {
     }
 
     func loadState() throws -> MigrationState? { try StateTables.load(connection) }
-    func position() throws -> (applied: LSN, cutoverState: String?)? { try StateTables.position(connection) }
+    func position() throws -> (applied: LSN, cutover: CutoverState.Kind?)? { try StateTables.position(connection) }
     func save(_ state: MigrationState, table: TableState?) throws { try StateTables.save(state, table: table, in: connection) }
     func recordCaughtUp(atMicros: Int64) throws {
         try connection.transaction(.immediate) { try StateTables.recordCaughtUp(atMicros: atMicros, in: connection) }

@@ -560,7 +560,7 @@ enum SchemaCarry {
             if let s = c.sourceColumn, used.insert(s.lowercased()).inserted {
                 out.append(CarriedColumn(origin: .plain, scratchName: sourceDef(s)?.name ?? s, target: c.target, mapped: c, source: sourceDef(s)))
             } else if let def = sourceDef(c.target), !plainTaken.contains(c.target.lowercased()), used.insert(c.target.lowercased()).inserted {
-                // S2: a computed column named like a source column replaces it.
+                // A computed column named like a source column replaces it.
                 out.append(CarriedColumn(origin: .replacing, scratchName: def.name, target: c.target, mapped: c, source: def))
             } else {
                 newCount += 1

@@ -26,7 +26,7 @@ protocol TargetStore: AnyObject {
 
     func loadState() throws -> MigrationState?
     /// The stored applied LSN and cutover journal only (a cheap read).
-    func position() throws -> (applied: LSN, cutoverState: String?)?
+    func position() throws -> (applied: LSN, cutover: CutoverState.Kind?)?
     /// Inside a transaction: the applied position (never backwards) and
     /// one table's progress.
     func save(_ state: MigrationState, table: TableState?) throws

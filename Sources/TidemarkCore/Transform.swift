@@ -121,7 +121,7 @@ public enum Transform {
         if let state = try StateTables.load(source), !state.tables.contains(where: { $0.sourceTable.lowercased() == name.lowercased() }) {
             let other = state.tables.map(\.sourceTable).joined(separator: ", ")
             let otherPlan = state.tables.count == 1 ? directory(db: db, table: state.tables[0].sourceTable) + "/plan.yml" : "its plan"
-            throw transformError("\(db) already holds a migration of \(other) (\(state.cutoverState == "done" ? "cut over" : "under way")); one migration per file at a time — finish it (`tidemark finish --plan \(otherPlan)`) or roll it back (`tidemark rollback --plan \(otherPlan)`), then transform \(name)")
+            throw transformError("\(db) already holds a migration of \(other) (\(state.cutover?.kind == .done ? "cut over" : "under way")); one migration per file at a time — finish it (`tidemark finish --plan \(otherPlan)`) or roll it back (`tidemark rollback --plan \(otherPlan)`), then transform \(name)")
         }
         // A finished migration of this file leaves its switch record, which
         // a new migration's cutover would take for its own (it would report

@@ -1,10 +1,6 @@
 #if DEBUG
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Synchronization
+import SystemPackage
 
 /// Fault injection for the log's file layer (DEBUG builds only; release
 /// builds carry no hook).
@@ -53,7 +49,7 @@ package final class FileFaults: @unchecked Sendable {
 
         package var description: String {
             switch self {
-            case .fail(let e): e == ENOSPC ? "ENOSPC" : e == EIO ? "EIO" : "errno \(e)"
+            case .fail(let e): e == Errno.noSpace.rawValue ? "ENOSPC" : e == Errno.ioError.rawValue ? "EIO" : "errno \(e)"
             case .tear: "torn write"
             case .crash: "crash"
             }
@@ -169,7 +165,7 @@ package final class FileFaults: @unchecked Sendable {
                     case .directory:
                         if !FileSystem.isDirectory(path) {
                             Self.removeTree(path)
-                            _ = mkdir(path, 0o700)
+                            try? Syscall.makeDirectory(path)
                         }
                     case .file(let inode):
                         var bytes = durableData[inode] ?? []
@@ -212,30 +208,26 @@ package final class FileFaults: @unchecked Sendable {
     func intercept(_ operation: Operation, _ path: String, generation fileGeneration: Int?) -> Verdict {
         lock.withLock {
             guard armed else { return .proceed }
-            if let g = fileGeneration, g != generation { return .fail(EIO) }
+            let eio = Errno.ioError.rawValue
+            if let g = fileGeneration, g != generation { return .fail(eio) }
             let index = recorded.count
             recorded.append(Call(index: index, operation: operation, path: path))
-            if isCrashed { return .fail(EIO) }
+            if isCrashed { return .fail(eio) }
             switch faults[index] {
             case nil: return .proceed
             case .fail(let e): return .fail(e)
-            case .tear: return operation == .write ? .tear : .fail(EIO)
+            case .tear: return operation == .write ? .tear : .fail(eio)
             case .crash:
                 isCrashed = true
-                return .fail(EIO)
+                return .fail(eio)
             }
         }
     }
 
     /// After a successful `fdatasync` of `fd`: its bytes are durable.
-    func didSync(fd: Int32) {
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { return }
-        let size = Int(st.st_size)
-        var bytes = [UInt8](repeating: 0, count: size)
-        let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, size, 0) }
-        if n >= 0 { bytes.removeLast(size - n) }
-        lock.withLock { durableData[UInt64(st.st_ino)] = bytes }
+    func didSync(_ fd: FileDescriptor) {
+        guard let st = try? fd.stat(), let bytes = Self.readWhole(fd, size: Int(st.size)) else { return }
+        lock.withLock { durableData[UInt64(st.inode.rawValue)] = bytes }
     }
 
     /// After a successful directory fsync: its names are durable.
@@ -264,12 +256,11 @@ package final class FileFaults: @unchecked Sendable {
     private static func entries(_ dir: String) -> [String: Entry] {
         var out: [String: Entry] = [:]
         for name in listNames(dir) {
-            var st = stat()
-            guard lstat(dir + "/" + name, &st) == 0 else { continue }
-            if (st.st_mode & S_IFMT) == S_IFDIR {
+            guard let st = try? FilePath(dir + "/" + name).stat(followTargetSymlink: false) else { continue }
+            if st.type == .directory {
                 out[name] = .directory
-            } else if (st.st_mode & S_IFMT) == S_IFREG {
-                out[name] = .file(UInt64(st.st_ino))
+            } else if st.type == .regular {
+                out[name] = .file(UInt64(st.inode.rawValue))
             }
         }
         return out
@@ -280,38 +271,38 @@ package final class FileFaults: @unchecked Sendable {
     }
 
     private static func inode(_ path: String) -> UInt64? {
-        var st = stat()
-        return lstat(path, &st) == 0 ? UInt64(st.st_ino) : nil
+        (try? FilePath(path).stat(followTargetSymlink: false)).map { UInt64($0.inode.rawValue) }
     }
 
     private static func readWhole(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { return nil }
-        let size = Int(st.st_size)
+        guard let fd = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec]) else { return nil }
+        defer { try? fd.close() }
+        guard let st = try? fd.stat() else { return nil }
+        return readWhole(fd, size: Int(st.size))
+    }
+
+    /// The first `size` bytes of `fd` (fewer if it is shorter), or nil on error.
+    private static func readWhole(_ fd: FileDescriptor, size: Int) -> [UInt8]? {
         var bytes = [UInt8](repeating: 0, count: size)
-        let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, size, 0) }
-        guard n >= 0 else { return nil }
+        guard let n = try? bytes.withUnsafeMutableBytes({ try fd.read(fromAbsoluteOffset: 0, into: $0) }) else { return nil }
         bytes.removeLast(size - n)
         return bytes
     }
 
     private static func replace(_ path: String, with bytes: [UInt8]) {
         if FileSystem.isDirectory(path) { removeTree(path) }
-        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, bytes.count, 0) }
+        guard let fd = try? FileDescriptor.open(FilePath(path), .readWrite, options: [.create, .truncate, .closeOnExec],
+                                                permissions: [.ownerReadWrite]) else { return }
+        defer { try? fd.close() }
+        _ = try? fd.writeAll(toAbsoluteOffset: 0, bytes)
     }
 
     private static func removeTree(_ path: String) {
         if FileSystem.isDirectory(path) {
             for name in listNames(path) { removeTree(path + "/" + name) }
-            _ = rmdir(path)
+            try? Syscall.removeDirectory(path)
         } else {
-            _ = unlink(path)
+            try? Syscall.remove(path)
         }
     }
 

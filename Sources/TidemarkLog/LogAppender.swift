@@ -207,7 +207,7 @@ public final class LogAppender: @unchecked Sendable {
     /// Makes `writer` the log's writer kind (and `installation` its owner,
     /// for capture), durably, before anything is appended by that writer.
     ///
-    /// Invariant (D2): a log has one writer kind for its whole life. A
+    /// Invariant: a log has one writer kind for its whole life. A
     /// capture log's LSNs are its source's outbox `seq`s, so another kind of
     /// writer would take LSNs the outbox hands out next, and capture would
     /// then drop or wedge on those changes. Which capture installation may

@@ -1,7 +1,6 @@
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
 #endif
 
 /// One segment file: named by the 16 hex digits of its first LSN, so
@@ -104,30 +103,36 @@ public struct LogDirectory: Sendable {
 /// The single-appender lock: `flock(LOCK_EX | LOCK_NB)` on DIR/LOCK, held
 /// for the appender's lifetime and released by the kernel if it dies.
 final class AppendLock {
-    private var fd: Int32
+    private var descriptor: FileDescriptor?
 
     init(directory: LogDirectory) throws(LogError) {
         let path = directory.lockPath
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw ioError("cannot open lock file", path) }
-        if !Self.lockWithin(fd, milliseconds: 500) {
-            let e = errno
+        let fd = try systemCall("cannot open lock file", path) {
+            try FileDescriptor.open(FilePath(path), .readWrite, options: [.create, .closeOnExec], permissions: [.ownerReadWrite])
+        }
+        let locked: Bool
+        do {
+            locked = try Self.lockWithin(fd, milliseconds: 500)
+        } catch {
+            try? fd.close()
+            throw ioError("cannot lock", path, errno: error)
+        }
+        if !locked {
             var holder = ""
             var buf = [UInt8](repeating: 0, count: 32)
-            let n = pread(fd, &buf, 32, 0)
+            let n = (try? buf.withUnsafeMutableBytes { try fd.read(fromAbsoluteOffset: 0, into: $0) }) ?? 0
             if n > 0, let pid = Int(String(decoding: buf[0..<n], as: UTF8.self).split(separator: "\n").first ?? "") {
                 holder = " (pid \(pid))"
             }
-            close(fd)
-            if e == EWOULDBLOCK {
-                throw LogError(.locked, "another appender\(holder) is writing to the log \(directory.path); stop it first or use a different log")
-            }
-            throw ioError("cannot lock", path, errno: e)
+            try? fd.close()
+            throw LogError(.locked, "another appender\(holder) is writing to the log \(directory.path); stop it first or use a different log")
         }
+        // The holder's pid, for the message above (best effort: the lock is
+        // the flock, not this text).
         let pid = Array("\(getpid())\n".utf8)
-        _ = ftruncate(fd, 0)
-        _ = pwrite(fd, pid, pid.count, 0)
-        self.fd = fd
+        _ = try? fd.resize(to: 0)
+        _ = try? fd.writeAll(toAbsoluteOffset: 0, pid)
+        descriptor = fd
     }
 
     /// Tries the lock for up to `milliseconds`. A lock its holder released a
@@ -135,11 +140,11 @@ final class AppendLock {
     /// same process that forks a child copies every descriptor, and the copy
     /// keeps the flock until the child execs (O_CLOEXEC closes it only then).
     /// A real holder still makes the open fail, half a second later.
-    static func lockWithin(_ fd: Int32, milliseconds: Int) -> Bool {
+    static func lockWithin(_ fd: FileDescriptor, milliseconds: Int) throws(Errno) -> Bool {
         var waited = 0
-        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            guard errno == EWOULDBLOCK, waited < milliseconds else { return false }
-            usleep(10_000)
+        while try !Syscall.tryLock(fd) {
+            guard waited < milliseconds else { return false }
+            Clock.sleep(milliseconds: 10)
             waited += 10
         }
         return true
@@ -147,8 +152,8 @@ final class AppendLock {
 
     /// Releases the lock (closing the descriptor drops the flock).
     func release() {
-        if fd >= 0 { close(fd) }
-        fd = -1
+        try? descriptor?.close()
+        descriptor = nil
     }
 
     deinit { release() }
@@ -169,7 +174,7 @@ final class AppendLock {
 /// Format 1 had only `format=1` and `source_id`; it still reads (no writer,
 /// no owner, no gaps) and is rewritten as format 2 by the first claim.
 ///
-/// Identity never depends on a clock (design decision D2): a capture
+/// Identity never depends on a clock: a capture
 /// installation proves it owns the log by its random id, not by time.
 public struct LogMeta: Sendable, Equatable {
     /// Who appends to a log. One log has one kind for its whole life: LSNs of

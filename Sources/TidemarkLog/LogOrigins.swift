@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// Which store wrote which part of a log: the source until a cutover, the
 /// new home after it, the source again after a rollback. One timeline, so
 /// an audit reader can say of every record where it was written.
@@ -31,12 +25,13 @@ public enum LogOrigins {
     /// Records that `store` writes the log from `fromLSN` on (durable on return).
     public static func append(_ d: LogDirectory, fromLSN: LSN, store: String) throws(LogError) {
         let line = "\(fromLSN.rawValue) \(store.replacingNewlines())\n"
-        let fd = open(path(d), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw LogError(.io, "cannot open \(path(d)): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let bytes = Array(line.utf8)
-        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard n == bytes.count, fsync(fd) == 0 else { throw LogError(.io, "cannot write \(path(d)): \(String(cString: strerror(errno)))") }
+        // Only switches write this file, one at a time (each after its
+        // commit point), so writing at its end is appending.
+        let created = !FileSystem.exists(path(d))
+        let file = try SystemFile.openForWriting(path(d), create: true)
+        try file.write(Array(line.utf8), at: try file.size())
+        try file.sync()
+        if created { try FileSystem.syncDirectory(d.path) }
     }
 
     /// Every switch, in LSN order (empty when the source wrote all of it).

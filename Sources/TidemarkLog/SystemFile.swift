@@ -1,21 +1,37 @@
 import Synchronization
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
 #endif
 
-/// The errno of a failed system call, turned into a one-line ``LogError``.
-func ioError(_ what: String, _ path: String, errno code: Int32 = errno) -> LogError {
-    let reason = String(cString: strerror(code))
-    return LogError(.io, "\(what) \(path): \(reason)")
+/// A failed system call, turned into a one-line ``LogError``.
+func ioError(_ what: String, _ path: String, errno: Errno) -> LogError {
+    LogError(.io, "\(what) \(path): \(errno.description)")
+}
+
+func ioError(_ what: String, _ path: String, errno code: Int32) -> LogError {
+    ioError(what, path, errno: Errno(rawValue: code))
+}
+
+/// Runs a swift-system call, turning what it throws (an ``Errno``) into a
+/// ``LogError`` naming the call and the path.
+@inline(__always)
+func systemCall<T>(_ what: String, _ path: String, _ body: () throws -> T) throws(LogError) -> T {
+    do {
+        return try body()
+    } catch let e as Errno {
+        throw ioError(what, path, errno: e)
+    } catch {
+        throw LogError(.io, "\(what) \(path): \(error)")
+    }
 }
 
 /// An owned file descriptor. All log file I/O goes through here, so faults
 /// (ENOSPC, EIO, short writes) have one seam and every call's status becomes
-/// a thrown error in one place.
+/// a thrown error in one place. The calls are swift-system's
+/// ``FileDescriptor``; fsync is ``Syscall/dataSync(_:)``.
 final class SystemFile {
-    let fd: Int32
+    let descriptor: FileDescriptor
     let path: String
     #if DEBUG
     /// The fault injector watching this file, and the process generation it
@@ -24,8 +40,8 @@ final class SystemFile {
     private let generation: Int?
     #endif
 
-    private init(fd: Int32, path: String) {
-        self.fd = fd
+    private init(_ descriptor: FileDescriptor, path: String) {
+        self.descriptor = descriptor
         self.path = path
         #if DEBUG
         faults = FileFaults.injector(for: path)
@@ -49,51 +65,47 @@ final class SystemFile {
         #endif
     }
 
-    deinit { close(fd) }
+    deinit { try? descriptor.close() }
 
     /// Opens read-only.
     static func openForReading(_ path: String) throws(LogError) -> SystemFile {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw ioError("cannot open", path) }
-        return SystemFile(fd: fd, path: path)
+        let fd = try systemCall("cannot open", path) { try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec]) }
+        return SystemFile(fd, path: path)
     }
 
     /// Opens read-write; creates with mode 0600 (log files hold row data).
     static func openForWriting(_ path: String, create: Bool, exclusive: Bool = false) throws(LogError) -> SystemFile {
-        var flags = O_RDWR | O_CLOEXEC
-        if create { flags |= O_CREAT }
-        if exclusive { flags |= O_EXCL }
+        var options: FileDescriptor.OpenOptions = [.closeOnExec]
+        if create { options.insert(.create) }
+        if exclusive { options.insert(.exclusiveCreate) }
         if create { try FileSystem.check(.create, path, "cannot open") }
-        let fd = open(path, flags, 0o600)
-        guard fd >= 0 else { throw ioError("cannot open", path) }
-        return SystemFile(fd: fd, path: path)
+        let fd = try systemCall("cannot open", path) {
+            try FileDescriptor.open(FilePath(path), .readWrite, options: options, permissions: create ? [.ownerReadWrite] : nil)
+        }
+        return SystemFile(fd, path: path)
     }
 
     func size() throws(LogError) -> Int {
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw ioError("cannot stat", path) }
-        return Int(st.st_size)
+        try systemCall("cannot stat", path) { Int(try descriptor.stat().size) }
     }
 
     /// Reads up to `count` bytes at `offset`; returns fewer only at end of file.
     func read(at offset: Int, count: Int, into buffer: inout [UInt8]) throws(LogError) -> Int {
         buffer.growZeroed(to: count)
-        var total = 0
-        var failure: Int32 = 0
-        buffer.withUnsafeMutableBytes { raw in
-            while total < count {
-                let n = pread(fd, raw.baseAddress! + total, count - total, off_t(offset + total))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = errno
-                    return
+        let descriptor = descriptor
+        return try systemCall("cannot read", path) {
+            try buffer.withUnsafeMutableBytes { raw in
+                var total = 0
+                while total < count {
+                    // pread; swift-system retries EINTR.
+                    let n = try descriptor.read(fromAbsoluteOffset: Int64(offset + total),
+                                                into: UnsafeMutableRawBufferPointer(rebasing: raw[total..<count]))
+                    if n == 0 { break }
+                    total += n
                 }
-                if n == 0 { break }
-                total += n
+                return total
             }
         }
-        if failure != 0 { throw ioError("cannot read", path, errno: failure) }
-        return total
     }
 
     /// Writes all of `bytes` at `offset`, retrying short writes.
@@ -104,42 +116,35 @@ final class SystemFile {
     /// Writes the first `count` bytes of `bytes` at `offset`, retrying short writes.
     func write(_ bytes: [UInt8], count: Int, at offset: Int) throws(LogError) {
         precondition(count <= bytes.count)
-        var done = 0
-        var failure: Int32 = 0
         var limit = count
-        if try !check(.write, "cannot write") {
-            // A torn write (fault injection): half of it lands, then EIO.
-            limit = count / 2
-            failure = EIO
-        }
-        bytes.withUnsafeBytes { raw in
-            while done < limit {
-                let n = pwrite(fd, raw.baseAddress! + done, limit - done, off_t(offset + done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = errno
-                    return
-                }
-                done += n
+        let torn = try !check(.write, "cannot write")
+        // A torn write (fault injection): half of it lands, then EIO.
+        if torn { limit = count / 2 }
+        let descriptor = descriptor
+        try systemCall("cannot write", path) {
+            try bytes.withUnsafeBytes { raw in
+                // pwrite until all is written; swift-system retries EINTR.
+                _ = try descriptor.writeAll(toAbsoluteOffset: Int64(offset), UnsafeRawBufferPointer(rebasing: raw[0..<limit]))
             }
         }
-        if failure != 0 { throw ioError("cannot write", path, errno: failure) }
+        if torn { throw ioError("cannot write", path, errno: .ioError) }
     }
 
     func sync() throws(LogError) {
         _ = try check(.sync, "cannot fsync")
-        while fdatasync(fd) != 0 {
-            if errno == EINTR { continue }
-            throw ioError("cannot fsync", path)
+        do {
+            try Syscall.dataSync(descriptor)
+        } catch {
+            throw ioError("cannot fsync", path, errno: error)
         }
         #if DEBUG
-        faults?.didSync(fd: fd)
+        faults?.didSync(descriptor)
         #endif
     }
 
     func truncate(to size: Int) throws(LogError) {
         _ = try check(.truncate, "cannot truncate")
-        guard ftruncate(fd, off_t(size)) == 0 else { throw ioError("cannot truncate", path) }
+        try systemCall("cannot truncate", path) { try descriptor.resize(to: Int64(size)) }
     }
 }
 
@@ -159,52 +164,40 @@ enum FileSystem {
         switch faults.intercept(operation, path, generation: nil) {
         case .proceed: return
         case .fail(let e): throw ioError(what, path, errno: e)
-        case .tear: throw ioError(what, path, errno: EIO)
+        case .tear: throw ioError(what, path, errno: .ioError)
         }
         #endif
     }
 
+    /// Whether anything exists at `path` (a dangling symbolic link counts).
     static func exists(_ path: String) -> Bool {
-        access(path, F_OK) == 0
+        (try? FilePath(path).stat(followTargetSymlink: false)) != nil
     }
 
     static func isDirectory(_ path: String) -> Bool {
-        var st = stat()
-        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+        (try? FilePath(path).stat())?.type == .directory
     }
 
     static func makeDirectory(_ path: String) throws(LogError) {
         if isDirectory(path) { return }
         try check(.makeDirectory, path, "cannot create directory")
-        if mkdir(path, 0o700) != 0 && errno != EEXIST { throw ioError("cannot create directory", path) }
+        do { try Syscall.makeDirectory(path) } catch { throw ioError("cannot create directory", path, errno: error) }
     }
 
     static func list(_ path: String) throws(LogError) -> [String] {
-        guard let dir = opendir(path) else { throw ioError("cannot list", path) }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
+        do { return try Syscall.list(path) } catch { throw ioError("cannot list", path, errno: error) }
     }
 
     static func remove(_ path: String) throws(LogError) {
         if !exists(path) { return }
         try check(.remove, path, "cannot remove")
-        if unlink(path) != 0 && errno != ENOENT { throw ioError("cannot remove", path) }
+        do { try Syscall.remove(path) } catch { throw ioError("cannot remove", path, errno: error) }
     }
 
     /// fsync of a directory, so a created, renamed or removed entry survives a crash.
     static func syncDirectory(_ path: String) throws(LogError) {
         try check(.syncDirectory, path, "cannot fsync directory")
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw ioError("cannot open directory", path) }
-        defer { close(fd) }
-        if fsync(fd) != 0 && errno != EINVAL { throw ioError("cannot fsync directory", path) }
+        do { try Syscall.syncDirectory(path) } catch { throw ioError("cannot fsync directory", path, errno: error) }
         #if DEBUG
         FileFaults.injector(for: path)?.didSyncDirectory(path)
         #endif
@@ -214,7 +207,7 @@ enum FileSystem {
     /// directory is synced.
     static func rename(_ from: String, to: String) throws(LogError) {
         try check(.rename, to, "cannot rename \(from) to")
-        guard posixRename(from, to) == 0 else { throw ioError("cannot rename \(from) to", to) }
+        do { try Syscall.rename(from, to: to) } catch { throw ioError("cannot rename \(from) to", to, errno: error) }
     }
 
     static func readSmallFile(_ path: String) throws(LogError) -> String {
@@ -240,35 +233,10 @@ enum FileSystem {
         do {
             try rename(temp, to: path)
         } catch {
-            _ = unlink(temp)
+            try? Syscall.remove(temp)
             throw error
         }
         try syncDirectory(directory)
-    }
-}
-
-#if canImport(Glibc)
-private let posixRename = Glibc.rename
-#elseif canImport(Darwin)
-private let posixRename = Darwin.rename
-#endif
-
-/// Monotonic clock in nanoseconds, and wall clock in microseconds.
-package enum Clock {
-    package static func monotonicNanos() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
-
-    package static func wallMicros() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
-    }
-
-    package static func sleep(milliseconds: Int) {
-        usleep(useconds_t(milliseconds * 1000))
     }
 }
 

@@ -286,7 +286,7 @@ public enum Capture {
             try meta.execute([.text("format"), .text(format)])
             let firstSeq = Int64(clamping: continuingAfter.rawValue)
             try meta.execute([.text("first_seq"), .text(String(firstSeq))])
-            // This installation's identity: the log records which one owns it (D2).
+            // This installation's identity: the log records which one owns it.
             try meta.execute([.text("installation_id"), .text(SourceID.random().rawValue)])
             // The install time on the clock the triggers use, so that the
             // shipper can tell a log of an earlier installation.

@@ -7,7 +7,7 @@ extension Capture {
     /// installed before installations had ids.
     ///
     /// Why an id and not the install time: a wall clock can step back (NTP,
-    /// a VM restore), and a log's owner must not change with it (D2).
+    /// a VM restore), and a log's owner must not change with it.
     public static func installationID(_ connection: Connection) throws -> String? {
         guard try isInstalled(connection) else { return nil }
         let statement = try connection.prepare("SELECT value FROM \(metaTable) WHERE name = 'installation_id'")

@@ -180,7 +180,7 @@ public final class Shipper {
     /// Checks that the log is this installation's, or may become it, and
     /// records the claim in the log before anything is shipped.
     ///
-    /// The rule (D2, no clock involved): the log's owner (log.meta
+    /// The rule (no clock involved): the log's owner (log.meta
     /// `installation_id`) is this installation — accepted; or the log ends at
     /// exactly this installation's first `seq` — a continuation: the new
     /// installation (capture reinstalled continuing after the log, reverse

@@ -10,13 +10,13 @@ struct AuditOptions: ParsableArguments {
     @Option(help: "Records in the audit log that history and the window are asked of (10,000,000 for the goals).")
     var auditRecords = 10_000_000
 
-    @Option(help: "Length of the time window, in seconds (300: the issue's 5 minutes).")
+    @Option(help: "Length of the time window, in seconds (300: the 5 minutes the goal is judged on).")
     var auditWindowSeconds = 300
 
-    @Option(help: "Rows of the table as-of rewinds (1,000,000 for the issue).")
+    @Option(help: "Rows of the table as-of rewinds (1,000,000 for the goal).")
     var asOfRows = 1_000_000
 
-    @Option(help: "Changes after the as-of point that are undone (100,000 for the issue).")
+    @Option(help: "Changes after the as-of point that are undone (100,000 for the goal).")
     var asOfChanges = 100_000
 
     func validate() throws {
@@ -26,7 +26,7 @@ struct AuditOptions: ParsableArguments {
         guard asOfChanges >= 1 else { throw ValidationError("--as-of-changes must be at least 1") }
     }
 
-    /// The issue judges the audit rows on these sizes.
+    /// The audit goals are judged on these sizes.
     var meetsIssueWorkload: Bool {
         auditRecords >= 10_000_000 && auditWindowSeconds == 300 && asOfRows >= 1_000_000 && asOfChanges >= 100_000
     }
@@ -180,7 +180,7 @@ struct AuditBenchmark {
             details: [("rows", .int(asOf.rowsAtPoint)), ("changes_replayed", .int(asOf.replayedChanges)),
                       ("changes_undone", .int(asOf.undone)), ("equal", .bool(true)), ("row_hash", .string(asOf.hashText))]
                 + details(asOf.rewind, asOf.replay, asOf.command, "replay of the log up to the point into a new database (in process)")))
-        // DESIGN.md: RSS ≤ 64 MB at any log or table size.
+        // The goal: RSS ≤ 64 MB at any log or table size.
         for (name, rss) in [("log history", historyRSS), ("log tail, the window", tailRSS), ("log as-of --output", asOf.rss)] {
             guard let rss else { continue }
             table.rows.append(Comparison(path: "peak RSS, tidemark \(name)", unit: "MB", tidemark: megabytes(rss), baseline: nil, goal: .below(64)))
@@ -195,7 +195,7 @@ struct AuditBenchmark {
         var lines: [String] = []
         lines.append("tidemark-bench log, audit: \(records) records in \(workload.tablesSeen.count) tables over \(formatFixed(spanHours, decimals: 2)) h of commit time (\(formatNumber(uncompressedMB)) MB uncompressed, \(formatNumber(Double(onDisk) / 1e6)) MB in \(segments.count) segments, \(statistics.frames) frames), median of \(runs) run\(runs == 1 ? "" : "s"), seed \(seed)")
         if !options.meetsIssueWorkload || runs < 5 {
-            lines.append("note: the issue asks for 10,000,000 records, a 5-minute window, 1,000,000 rows and 100,000 changes, ≥ 5 runs; this run is smaller")
+            lines.append("note: the goals are judged on 10,000,000 records, a 5-minute window, 1,000,000 rows and 100,000 changes, ≥ 5 runs; this run is smaller")
         }
         lines.append("tidemark = the release binary as a process (\(tidemark)); the ratio is the speed-up")
         if lastMicros < windowEnd { lines.append("note: the log ends inside the window; give more --audit-records") }

@@ -1,7 +1,8 @@
 import ArgumentParser
 
-/// Side-by-side benchmarks of Tidemark against the baselines named in
-/// DESIGN.md. Build and run in release mode:
+/// Side-by-side benchmarks of Tidemark against the baselines each
+/// subcommand names in its help (its goals are stated there too). Build and
+/// run in release mode:
 /// `swift build -c release --product tidemark-bench && .build/release/tidemark-bench log`.
 @main
 struct Bench: ParsableCommand {

@@ -21,7 +21,7 @@ struct CaptureBench: ParsableCommand, BenchCommand {
         commandName: "capture",
         abstract: "Capture overhead (autocommit and bulk writes) and shipper throughput (median of several runs; table or --json).",
         discussion: """
-        Goals (DESIGN.md): captured writes ≥ 0.9× uncaptured for autocommit, ≥ 0.5× for a bulk \
+        Goals: captured writes ≥ 0.9× uncaptured for autocommit, ≥ 0.5× for a bulk \
         transaction of ≥ 500,000 rows; shipper ≥ 300,000 changes/s.
         """
     )

@@ -26,7 +26,7 @@ struct CutoverBenchmark: ParsableCommand, BenchCommand {
         commandName: "cutover",
         abstract: "Writer pause during cutover under load, and verify throughput beside sqldiff.",
         discussion: """
-        Goals (DESIGN.md): writer pause p99 < 100 ms under 2,000 writes/s; verify ≥ 1× sqldiff. \
+        Goals: writer pause p99 < 100 ms under 2,000 writes/s; verify ≥ 1× sqldiff. \
         Needs the sqldiff command (apt-get install sqlite3-tools).
         """
     )

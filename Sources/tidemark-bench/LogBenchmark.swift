@@ -27,7 +27,7 @@ struct LogBenchmark: ParsableCommand, BenchCommand {
         commandName: "log",
         abstract: "Change-log append/read throughput, compression and memory beside the zstd CLI.",
         discussion: """
-        Goals (DESIGN.md): append ≥ 0.5× and read ≥ 0.5× the zstd CLI, peak RSS < 150 MB. \
+        Goals: append ≥ 0.5× and read ≥ 0.5× the zstd CLI, peak RSS < 150 MB. \
         MB are 10^6 bytes of uncompressed record bytes. Needs the zstd command (apt-get install zstd).
 
         Audit: history of one key and a 5-minute window out of a 10M-record log, by the \
@@ -127,7 +127,7 @@ struct LogBenchmark: ParsableCommand, BenchCommand {
         var meetsWorkload: Bool
     }
 
-    /// The issue judges the goals on at least a million records, median of 5.
+    /// The goals are judged on at least a million records, median of 5.
     private var meetsIssueWorkload: Bool { records >= 1_000_000 && runs >= 5 }
 
     private func measure(in dir: ScratchDirectory) throws -> Outcome {

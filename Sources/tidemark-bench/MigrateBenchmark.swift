@@ -35,7 +35,7 @@ struct MigrateBenchmark: ParsableCommand, BenchCommand {
         commandName: "migrate",
         abstract: "Snapshot copy, replay, catch-up lag and memory of a migration beside SQLite's own ways.",
         discussion: """
-        Goals (DESIGN.md): copy ≥ 0.8× `INSERT INTO … SELECT` over ATTACH; replay ≥ 1.2× \
+        Goals: copy ≥ 0.8× `INSERT INTO … SELECT` over ATTACH; replay ≥ 1.2× \
         sqlite3changeset_apply of the same changes; peak RSS < 150 MB; lag sub-second. \
         Needs the sqlite3 and sqldiff commands (apt-get install sqlite3 sqlite3-tools).
         """

@@ -25,7 +25,7 @@ struct TransformBenchmark: ParsableCommand, BenchCommand {
     static let configuration = CommandConfiguration(
         commandName: "transform",
         abstract: "Online table rebuild (tidemark transform) beside sqlite-utils transform and the one-transaction 12-step rebuild, under writers.",
-        discussion: "Goals (DESIGN.md): writers' max wait < 100 ms during tidemark transform; its total time ≤ 3× the one-transaction rebuild."
+        discussion: "Goals: writers' max wait < 100 ms during tidemark transform; its total time ≤ 3× the one-transaction rebuild."
     )
 
     @Option(help: "Rows of the table.")

@@ -50,15 +50,17 @@ struct CaptureRunCommand: ParsableCommand {
             if let r = appender.recovery { printError(r.description) }
             console.detail("source \(id): shipping into \(log) from LSN \(appender.lastLSN)\(once ? ", once" : " until interrupted")")
             let shipper = try Shipper(connection: db, appender: appender, options: Shipper.Options(idlePauseMillis: intervalMs), lock: lock)
-            let stop = StopFlag()
-            let signals = SignalStop { stop.set() }
-            defer { signals.cancel() }
             var shipped = 0
             if once {
                 shipped = try shipper.drain()
             } else {
+                // SIGINT/SIGTERM end the shipping loop between rounds (every
+                // round is shipped whole or not at all); that is how `capture
+                // run` is meant to stop, so it exits 0 with its summary. The
+                // stop flag is Interruption's atomic, set by the handler.
+                Interruption.install()
                 let start = appender.lastLSN
-                try shipper.run(until: { stop.isSet })
+                try shipper.run(until: { Interruption.receivedSignal != nil })
                 shipped = Int(appender.lastLSN.rawValue - start.rawValue)
             }
             try appender.close()
@@ -74,12 +76,3 @@ struct CaptureRunCommand: ParsableCommand {
         }
     }
 }
-
-/// A flag set from a signal handler and read by the shipping loop.
-final class StopFlag: @unchecked Sendable {
-    // @unchecked: a single word written once (false → true); readers poll.
-    private nonisolated(unsafe) var value = false
-    func set() { value = true }
-    var isSet: Bool { value }
-}
-

@@ -183,7 +183,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let e as CleanExit {
         throw e
     } catch let e as InterruptedError {
-        // D4: a long command stopped at a safe point on SIGINT/SIGTERM.
+        // A long command stopped at a safe point on SIGINT/SIGTERM.
         reportError(e)
         throw ExitCode(e.exitStatus)
     } catch {

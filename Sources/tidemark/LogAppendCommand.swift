@@ -40,7 +40,7 @@ struct LogAppendCommand: ParsableCommand {
                 options: LogOptions(durability: Durability(parsing: durability)!))
             if let recovery = appender.recovery { printError(recovery.description) }
             // A capture log's LSNs belong to its source's outbox: refuse it
-            // before reading any LSN from it (D2).
+            // before reading any LSN from it (a log belongs to one capture installation: see LogDirectory.swift).
             try appender.claim(.append)
             let now = Clock.wallMicros()
             var records: [ChangeRecord] = []

@@ -244,29 +244,3 @@ func stderrStream() -> UnsafeMutablePointer<FILE> {
 }
 
 nonisolated(unsafe) let fdopenStderr: UnsafeMutablePointer<FILE> = fdopen(2, "w")
-
-/// Calls `handler` once on SIGINT or SIGTERM (a second signal exits at once).
-final class SignalStop {
-    private var sources: [Int32] = []
-    nonisolated(unsafe) static var handler: (() -> Void)?
-
-    init(_ handler: @escaping () -> Void) {
-        SignalStop.handler = handler
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig) { _ in
-                if let h = SignalStop.handler {
-                    SignalStop.handler = nil
-                    h()
-                } else {
-                    _exit(130)
-                }
-            }
-            sources.append(sig)
-        }
-    }
-
-    func cancel() {
-        SignalStop.handler = nil
-        for sig in sources { signal(sig, SIG_DFL) }
-    }
-}

@@ -69,8 +69,8 @@ struct StatusCommand: ParsableCommand {
                 o.set("verify", raw: "null")
             }
             o.set("skip_verify_at", jsonTime(s.state?.skipVerifyAtMicros))
-            o.set("cutover", s.state?.cutoverState)
-            o.set("cutover_lsn", s.state?.cutoverLSN?.rawValue)
+            o.set("cutover", s.state?.cutover?.kind.rawValue)
+            o.set("cutover_lsn", s.state?.cutover?.lsn?.rawValue)
             if let journal = s.journal {
                 var j = JSONObject()
                 j.set("kind", journal.kind.rawValue)

@@ -394,7 +394,7 @@ import Glibc
             #expect(try SwitchRecord.read(source) == nil, "the interrupted cutover switched")
             try source.execute("INSERT INTO users VALUES (200, 'still@writable', 'w')")  // no guard
             let t = try Connection(path: f.target, mode: .readOnly)
-            #expect(try StateTables.load(t)?.cutoverState == nil)
+            #expect(try StateTables.load(t)?.cutover == nil)
 
             // After the commit point: it finishes.
             #expect(try f.tidemark(["migrate"]).status == 0)
@@ -405,7 +405,7 @@ import Glibc
             late.sendSignal(SIGINT)
             #expect(try late.wait(timeoutSeconds: 30).status == 130, "stderr: \(late.stderrText)")
             #expect(late.stderrText.contains("the cutover finished"), "\(late.stderrText)")
-            #expect(try StateTables.load(t)?.cutoverState == "done")
+            #expect(try StateTables.load(t)?.cutover?.kind == .done)
         }
     }
 
@@ -471,9 +471,9 @@ import Glibc
         #expect(Lifecycle.phase(of: s, switched: false) == .verified)
         try Lifecycle.requireProven(s, skipVerify: false)
         var rolledBack = s
-        rolledBack.cutoverState = "rolled-back"
+        rolledBack.cutover = .rolledBack(lsn: LSN(10), atMicros: 200, pauseMicros: 5)
         #expect(throws: MigrationError.self, "a verify from before a cutover and rollback proves nothing") { try Lifecycle.requireProven(rolledBack, skipVerify: false) }
-        s.cutoverState = "prepared"
+        s.cutover = .prepared(lsn: LSN(10), atMicros: 200)
         let journal = try Lifecycle.pendingJournal(s)
         #expect(journal == PendingJournal(kind: .cutover, step: "prepared"))
         let l = Lifecycle.assess(s, switched: false, journal: journal, planArgument: "--plan p.yml")

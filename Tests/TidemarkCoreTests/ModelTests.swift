@@ -14,8 +14,8 @@ let modelSeeds: [UInt64] = {
     return Array(1...40)
 }()
 
-/// A randomized model test of the tidemark loop (DESIGN.md, "Snapshot copy
-/// with a tidemark, interleaved with replay").
+/// A randomized model test of the tidemark loop (the tidemark invariant of
+/// ARCHITECTURE.md, kept by `Migrator`).
 ///
 /// Each seed builds random tables (integer, text, NOCASE text, composite and
 /// WITHOUT ROWID keys), a plan with transforms and a tiny `chunk_rows`, then

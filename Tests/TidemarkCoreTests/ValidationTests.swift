@@ -5,8 +5,7 @@ import Testing
 import TidemarkLog
 import TidemarkSQLite
 
-/// Bad input gets one clear error and changes nothing (DESIGN.md,
-/// "Reliability rules"): no target file or log directory appears, an
+/// Bad input gets one clear error and changes nothing: no target file or log directory appears, an
 /// existing target keeps its schema, rows and journal mode, and the source
 /// gets no capture triggers or tables.
 @Suite struct ValidationTests {

@@ -339,7 +339,7 @@ extension PostgresSchemaPlan {
     /// Creates everything of `p` in schema app, in the migrator's order:
     /// tables (and sequences), [rows], indexes, foreign keys added NOT VALID, validated.
     static func build(_ p: PostgresSchemaPlan, on c: PGConnection, rows: [String] = []) throws {
-        try c.execute("CREATE SCHEMA \(PostgresSchema.ident(p.schema))")
+        try c.execute("CREATE SCHEMA \(PGSQL.ident(p.schema))")
         for t in p.tables {
             try c.execute(t.createSQL)
             if let i = t.identity { try c.execute(i.sequenceSQL) }

@@ -9,7 +9,7 @@ struct Change: Hashable, CustomStringConvertible {
     var table: String
     var op: ChangeOperation
     var key: [Value]
-    /// The old key of an update that changed the key (one record, D1).
+    /// The old key of an update that changed the key (one record).
     var oldKey: [Value]?
     var before: [Value]?
     var after: [Value]?

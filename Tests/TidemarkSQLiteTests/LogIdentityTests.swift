@@ -4,7 +4,7 @@ import Testing
 @testable import TidemarkLog
 @testable import TidemarkSQLite
 
-/// D2: a log's owner is a capture installation's random id, recorded in the
+/// A log's owner is a capture installation's random id, recorded in the
 /// log; a log has one writer kind (capture or `log append`).
 @Suite struct LogIdentityTests {
     /// Item 7. Failed before the change: the restarted shipper threw
