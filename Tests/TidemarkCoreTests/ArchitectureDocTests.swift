@@ -55,16 +55,9 @@ struct ArchitectureDocTests {
         let bench = URL(fileURLWithPath: try tidemarkExecutable()).deletingLastPathComponent().appendingPathComponent("tidemark-bench").path
         try #require(FileManager.default.isExecutableFile(atPath: bench), "no tidemark-bench beside tidemark at \(bench)")
         for sub in [[], ["log"], ["capture"], ["migrate"], ["cutover"], ["postgres"], ["transform"]] {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: bench)
-            p.arguments = sub + ["--help"]
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = out
-            try p.run()
-            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            #expect(p.terminationStatus == 0, "tidemark-bench \(sub.joined(separator: " ")) --help: \(text)")
+            let r = try runProcess(bench, sub + ["--help"], timeoutSeconds: 60)
+            let text = r.stdout + r.stderr
+            #expect(r.status == 0, "tidemark-bench \(sub.joined(separator: " ")) --help: \(text)")
             #expect(text.contains("USAGE"), "\(sub): \(text)")
             for word in ["issue", "Issue", "DESIGN.md", "#1", "#2"] {
                 #expect(!text.contains(word), "tidemark-bench \(sub.joined(separator: " ")) --help names \(word): \(text)")

@@ -32,12 +32,14 @@ import TidemarkSQLite
                 do {
                     let c = try Connection(path: db)
                     var rng = SplitMix(seed: seed)
-                    // Paced, and bounded: the log stays a few thousand records.
+                    // Paced, and slower after 6,000 writes, so the log stays a
+                    // few thousand records however slowly the readers run
+                    // (on a loaded machine), yet keeps growing until stopped.
                     var written = 0
-                    while !control.stopWriter.load(ordering: .acquiring) && written < 6_000 {
+                    while !control.stopWriter.load(ordering: .acquiring) {
                         written += 1
                         try AsOfTests.write(c, &rng)
-                        usleep(2_000)
+                        usleep(written < 6_000 ? 2_000 : 50_000)
                         if rng.chance(4) { try c.execute("UPDATE a SET v = 'touch' WHERE id = 1") }
                     }
                     try c.close()
@@ -75,6 +77,12 @@ import TidemarkSQLite
             // command's on the final log).
             var tails: [String] = [], bounded: [(args: [String], stdout: String)] = []
             for round in 0..<4 {
+                // The log has grown since the last round's tail (the writer
+                // never stops on its own), so each round reads a new prefix.
+                let previous = tails.last.flatMap { $0.split(separator: "\n").last }.flatMap {
+                    (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["lsn"] as? Int
+                } ?? 0
+                for _ in 0..<3_000 where ((try? LogReader(directory: logDir).headLSN().rawValue) ?? 0) <= UInt64(previous) { usleep(10_000) }
                 let tail = try runTidemark(["log", "tail", "--since", "1", "--log", logDir], in: dir, timeoutSeconds: 60)
                 #expect(tail.status == 0 && tail.stderr.isEmpty, "seed \(seed): tail beside the writer: \(tail.stderr)")
                 tails.append(tail.stdout)

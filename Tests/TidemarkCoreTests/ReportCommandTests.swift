@@ -35,7 +35,8 @@ import Glibc
 
         /// `tidemark ARGS` in the fixture's directory (the plan is `tidemark.yml` there).
         func run(_ args: [String], seconds: Double = 120) throws -> (status: Int32, stdout: String, stderr: String) {
-            try runTidemark(args, workingDirectory: dir, seconds: seconds)
+            let r = try runTidemark(args, in: dir, timeoutSeconds: seconds)
+            return (r.status, r.stdout, r.stderr)
         }
 
         func sql(_ db: String, _ s: String) throws {
@@ -159,11 +160,11 @@ import Glibc
         try withTemporaryDirectory { dir in
             try FileManager.default.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: true)
             _ = try Fixture(dir + "/sub")
-            let r = try runTidemark(["status", "--plan", "sub/tidemark.yml"], workingDirectory: dir)
+            let r = try runTidemark(["status", "--plan", "sub/tidemark.yml"], in: dir)
             #expect(r.status == 0, "\(r.stderr)")
             #expect(r.stdout.split(separator: "\n").last == "next: tidemark migrate --plan sub/tidemark.yml")
             try FileManager.default.removeItem(atPath: dir + "/sub/src.db")
-            let missing = try runTidemark(["status", "--plan", "sub/tidemark.yml"], workingDirectory: dir)
+            let missing = try runTidemark(["status", "--plan", "sub/tidemark.yml"], in: dir)
             #expect(missing.status != 0)
             // The path named opens from where the user is.
             let named = missing.stderr.split(separator: " ").first { $0.hasSuffix("src.db") }.map(String.init)
@@ -281,9 +282,3 @@ import Glibc
     }
 }
 
-/// `tidemark ARGS` run from `directory` as its working directory (relative
-/// paths in arguments and plans are the user's), through `sh -c 'cd'`.
-func runTidemark(_ arguments: [String], workingDirectory directory: String, seconds: Double = 120) throws -> (status: Int32, stdout: String, stderr: String) {
-    let r = try TidemarkTestSupport.runTidemark(arguments, in: directory, timeoutSeconds: seconds)
-    return (r.status, r.stdout, r.stderr)
-}

@@ -18,26 +18,18 @@ struct CaptureRunSignalTests {
     func signalEndsTheLoopWithItsSummary(_ signal: Int32) throws {
         try withShippingSetup("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)") { db, dbPath, logPath in
             try LogAppender(directory: logPath, sourceID: "shipper-test").close()  // as `capture install` does
-            let running = Process()
-            running.executableURL = URL(fileURLWithPath: try tidemarkExecutable())
-            running.arguments = ["capture", "run", "--source", dbPath, "--log", logPath, "--interval-ms", "5", "--json"]
-            let output = Pipe(), errors = Pipe()
-            running.standardOutput = output
-            running.standardError = errors
-            try running.run()
-            defer { if running.isRunning { kill(running.processIdentifier, SIGKILL); running.waitUntilExit() } }
+            let running = try Child(["capture", "run", "--source", dbPath, "--log", logPath, "--interval-ms", "5", "--json"])
+            try running.start()
+            defer { running.stopAndReap() }
             for id in 1...5 { try db.execute("INSERT INTO t VALUES (\(id), 'v\(id)')") }
             // Shipping means the loop (and its signal handler) runs.
             try ShipperLockTests.waitFor("the shipper to ship") { try LogReader(directory: logPath).headLSN() >= LSN(5) }
 
-            kill(running.processIdentifier, signal)
-            let stdout = output.fileHandleForReading.readDataToEndOfFile()
-            let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            running.waitUntilExit()
-            #expect(running.terminationReason == .exit && running.terminationStatus == 0,
-                    "signal \(signal): exit \(running.terminationStatus) (\(running.terminationReason == .exit ? "status" : "signal")); stderr: \(stderr)")
-            let summary = try #require(try JSONSerialization.jsonObject(with: stdout) as? [String: Any],
-                                       "no JSON summary: \(String(decoding: stdout, as: UTF8.self))")
+            running.sendSignal(signal)
+            let finished = try running.wait(timeoutSeconds: 60)
+            #expect(!finished.signaled && finished.status == 0, "signal \(signal): \(finished.summary)")
+            let summary = try #require(try JSONSerialization.jsonObject(with: Data(finished.stdoutBytes)) as? [String: Any],
+                                       "no JSON summary: \(finished.stdout)")
             #expect(summary["shipped"] as? Int == 5, "\(summary)")
             #expect(summary["last_lsn"] as? Int == 5, "\(summary)")
             #expect(try logRecords(logPath).map(\.lsn.rawValue) == Array(1...5))
