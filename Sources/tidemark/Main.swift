@@ -9,7 +9,7 @@ import Glibc
 
 extension Tidemark {
     /// This build's version.
-    static let version = "0.14.0"
+    static let version = "0.15.0"
 
     /// The entry point: ArgumentParser's, except that a usage error is one
     /// line on stderr (what is wrong, and where the help is), exit 64.
