@@ -141,7 +141,7 @@ struct AllBenchmark: ParsableCommand {
                 }))]).text)
             } else {
                 print(renderTable(header: ["goal", "written in", "benchmark", "goal"],
-                                  rows: goals.map { [$0.name, $0.source.rawValue, $0.part.rawValue, $0.goal.goal.text(unit: $0.unit)] }))
+                                  rows: goals.map { [$0.name.replacingPipes, $0.source.rawValue, $0.part.rawValue, $0.goal.goal.text(unit: $0.unit)] }))
             }
             return
         }
@@ -212,7 +212,8 @@ struct AllBenchmark: ParsableCommand {
             lines.append("")
             let cells = rows.map { r -> [String] in
                 let unit = r.spec.unit == "×" ? "×" : " " + r.spec.unit
-                return [r.spec.name, r.spec.source.rawValue,
+                // A goal name may hold a shell pipe: escaped, as a Markdown table cell.
+                return [r.spec.name.replacingPipes, r.spec.source.rawValue,
                         r.tidemark.map { formatNumber($0) + unit } ?? "—",
                         r.baseline.map { formatNumber($0) + unit } ?? "—",
                         r.ratio.map { formatFixed($0, decimals: 2) + "×" } ?? "—",
@@ -239,4 +240,9 @@ struct AllBenchmark: ParsableCommand {
         guard n > 0 else { throw BenchmarkError("cannot find this program's path (/proc/self/exe): \(String(cString: strerror(errno)))") }
         return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
+}
+
+extension String {
+    /// `|` escaped for a Markdown table cell.
+    var replacingPipes: String { split(separator: "|", omittingEmptySubsequences: false).joined(separator: "\\|") }
 }
