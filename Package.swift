@@ -54,6 +54,8 @@ let package = Package(
         .testTarget(name: "TidemarkPostgresTests", dependencies: ["TidemarkPostgres", "TidemarkCore", "TidemarkDemo", "TidemarkSQLite", "TidemarkLog", "TidemarkTestSupport"]),
         // The command line's own pieces (progress bar, error codes), tested in-process.
         .testTarget(name: "TidemarkCLITests", dependencies: ["tidemark"]),
+        // tidemark-bench's report, run as a process (the executable `swift test` builds).
+        .testTarget(name: "TidemarkBenchTests", dependencies: ["TidemarkTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -9,6 +9,6 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tidemark-bench",
         abstract: "Measure Tidemark beside its baselines (median of several runs; table or --json).",
-        subcommands: [LogBenchmark.self, CaptureBench.self, MigrateBenchmark.self, CutoverBenchmark.self, PostgresBenchmark.self, TransformBenchmark.self]
+        subcommands: [AllBenchmark.self, LogBenchmark.self, CaptureBench.self, MigrateBenchmark.self, CutoverBenchmark.self, PostgresBenchmark.self, TransformBenchmark.self]
     )
 }

@@ -68,6 +68,17 @@ struct MigrateBenchmark: ParsableCommand, BenchCommand {
     @Option(help: "Workload seed; the same seed gives the same changes.")
     var seed: UInt64 = 20_261_101
 
+    @Option(help: "Scaling: source sizes in rows, comma-separated (100k,1M,10M); each is copied --runs times, printing time per row and peak RSS.")
+    var sizes: ScalingSizes?
+
+    /// Which parts of the benchmark run.
+    enum Part: String, ExpressibleByArgument, CaseIterable {
+        case all, main, scaling
+    }
+
+    @Option(help: "all (default: copy, replay, catch-up, and scaling when --sizes is given), main (all but scaling) or scaling (needs --sizes).")
+    var only: Part = .all
+
     @OptionGroup var common: BenchCommonOptions
 
     @Option(help: ArgumentHelp("Run only one path, without baselines, for a profiler: copy or replay.", visibility: .hidden))
@@ -85,6 +96,7 @@ struct MigrateBenchmark: ParsableCommand, BenchCommand {
         if let profile, profile != "copy" && profile != "replay" {
             throw ValidationError("--profile must be copy or replay, not '\(profile)'")
         }
+        if only == .scaling && sizes == nil { throw ValidationError("--only scaling needs --sizes, e.g. --sizes 100k,1M,10M") }
     }
 
     private var meetsIssueWorkload: Bool { rows >= 500_000 && changes >= 1_000_000 && runs >= 3 }
@@ -97,14 +109,21 @@ struct MigrateBenchmark: ParsableCommand, BenchCommand {
             try runForProfiler(profile, in: dir)
             return
         }
-        let outcome = try measure(in: dir)
+        let main: Outcome? = if only == .scaling { nil } else { try measure(in: dir) }
+        let scaling: Outcome? = if let sizes, only != .main { try measureScaling(sizes.rows, in: dir) } else { nil }
         if json {
-            print(outcome.json.text)
+            // One object: the main part's, with the scaling part under "scaling".
+            if let main, let scaling, case .object(let fields) = main.json {
+                print(JSON.object(fields + [("scaling", scaling.json)]).text)
+            } else {
+                for o in [main, scaling].compactMap({ $0 }) { print(o.json.text) }
+            }
         } else {
-            print(outcome.text)
+            print([main, scaling].compactMap { $0?.text }.joined(separator: "\n\n"))
             if keep { print("scratch files kept in \(dir.path)") }
         }
-        if check && !(outcome.table.allPassed && meetsIssueWorkload) { throw ExitCode(1) }
+        let mainPassed = main.map { $0.table.allPassed && meetsIssueWorkload } ?? true
+        if check && !(mainPassed && (scaling?.table.allPassed ?? true)) { throw ExitCode(1) }
     }
 
     struct Outcome {
@@ -340,7 +359,7 @@ struct MigrateBenchmark: ParsableCommand, BenchCommand {
 
     /// One full Migrator run from a fresh copy of the pristine source into a
     /// new target; returns its timing and the target's CREATE TABLEs.
-    private func migratorCopy(_ pristine: String, in dir: ScratchDirectory, run: Int) throws -> (timing: Timing, ddl: [String]) {
+    func migratorCopy(_ pristine: String, in dir: ScratchDirectory, run: Int) throws -> (timing: Timing, ddl: [String]) {
         let d = dir.subdirectory("copy-\(run)")
         try makeDirectory(d)
         defer { try? removeTree(d) }

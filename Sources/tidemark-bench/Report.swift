@@ -11,6 +11,10 @@ enum Goal {
     case atLeast(Double)
     /// tidemark < limit, in the row's unit (memory, latency).
     case below(Double)
+    /// tidemark ≤ limit, in the row's unit.
+    case atMost(Double)
+    /// tidemark ≤ factor × baseline (durations: lower is better).
+    case atMostTimesBaseline(Double)
     /// Printed for information; nothing to pass.
     case none
 
@@ -19,6 +23,8 @@ enum Goal {
         case .atLeastTimesBaseline(let f): "≥ \(String(f))× baseline"
         case .atLeast(let floor): "≥ \(formatNumber(floor)) \(unit)"
         case .below(let limit): "< \(formatNumber(limit)) \(unit)"
+        case .atMost(let limit): "≤ \(formatNumber(limit)) \(unit)"
+        case .atMostTimesBaseline(let f): "≤ \(String(f))× baseline"
         case .none: "info"
         }
     }
@@ -28,6 +34,8 @@ enum Goal {
         case .atLeastTimesBaseline(let f): ">= \(String(f))x baseline"
         case .atLeast(let floor): ">= \(formatNumber(floor))"
         case .below(let limit): "< \(formatNumber(limit))"
+        case .atMost(let limit): "<= \(formatNumber(limit))"
+        case .atMostTimesBaseline(let f): "<= \(String(f))x baseline"
         case .none: nil
         }
     }
@@ -52,6 +60,8 @@ struct Comparison {
         case .atLeastTimesBaseline(let f): ratio.map { $0 >= f }
         case .atLeast(let floor): tidemark >= floor
         case .below(let limit): tidemark < limit
+        case .atMost(let limit): tidemark <= limit
+        case .atMostTimesBaseline(let f): ratio.map { $0 <= f }
         case .none: nil
         }
     }
