@@ -3,15 +3,15 @@ import Glibc
 #endif
 import ArgumentParser
 
-/// `tidemark-bench all`: every goal of DESIGN's performance table and of
-/// issue 16's table in one report. Each benchmark runs as its own process
+/// `tidemark-bench all`: every speed goal (the design's performance table
+/// and the speed work's table, `GoalCatalog`) in one report. Each benchmark runs as its own process
 /// (`tidemark-bench <part> --json`, so each has its own peak RSS and a crash
 /// in one leaves the others' rows), and the catalog (``GoalCatalog``) reads
 /// each goal's number from that output.
 struct AllBenchmark: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "all",
-        abstract: "Every goal (DESIGN's performance table and issue 16's) with its ratio, median of --runs runs, and whether it is met.",
+        abstract: "Every speed goal with its ratio, median of --runs runs, and whether it is met.",
         discussion: """
         Runs log, capture, migrate, migrate --sizes (scaling), cutover, postgres and transform, each as its own process \
         with --json, and prints one row per goal. --quick uses small sizes (a smoke run of a few minutes; \
@@ -207,7 +207,7 @@ struct AllBenchmark: ParsableCommand {
             ]).text)
         } else {
             var lines: [String] = []
-            lines.append("tidemark-bench all (\(size.rawValue) sizes): every goal of DESIGN's performance table and issue 16's, median of \(runs) run\(runs == 1 ? "" : "s"); \(formatNumber(totalSeconds)) s")
+            lines.append("tidemark-bench all (\(size.rawValue) sizes): every speed goal, median of \(runs) run\(runs == 1 ? "" : "s"); \(formatNumber(totalSeconds)) s")
             if size != .full { lines.append("note: \(size.rawValue) sizes are a smoke run; the goals are judged on the full sizes") }
             if runs < 5 { lines.append("note: the goals are judged on the median of at least 5 runs; this run has \(runs)") }
             lines.append("")

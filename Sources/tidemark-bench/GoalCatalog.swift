@@ -1,5 +1,5 @@
-// Every goal Tidemark's speed is judged on, in one list: the rows of DESIGN's
-// performance table ("What good looks like") and of issue 16's table, each
+// Every goal Tidemark's speed is judged on, in one list: the rows of the
+// design's performance table ("What good looks like") and of the speed work's table, each
 // naming the benchmark that measures it and how to find its number in that
 // benchmark's `--json` output. `tidemark-bench all` prints one row per entry.
 
@@ -43,9 +43,9 @@ enum BenchPart: String, CaseIterable, Sendable {
 
 /// Where a goal is written down.
 enum GoalSource: String, Sendable {
-    case design = "DESIGN"
-    case issue = "issue 16"
-    case both = "DESIGN, issue 16"
+    case design = "design"
+    case issue = "speed"
+    case both = "design, speed"
 }
 
 /// One measured value of a goal: Tidemark's number and its baseline's.

@@ -12,7 +12,7 @@ func benchExecutable() throws -> String {
 }
 
 @Suite struct BenchReportTests {
-    /// DESIGN's performance table ("What good looks like"), each row's path
+    /// The design's performance table ("What good looks like"), each row's path
     /// as written there, with the report's goal names that measure it.
     static let designTable: [(String, [String])] = [
         ("log append (encode+compress+write)", ["log append (encode+compress+write) vs zstd -3"]),
@@ -35,7 +35,7 @@ func benchExecutable() throws -> String {
         ("cutover", ["cutover under 2,000 writes/s, writer pause p99"]),
     ]
 
-    /// Issue 16's table ("Where it stands") and its Scaling bullet.
+    /// The speed work's table ("Where it stands") and its Scaling bullet.
     static let issueTable: [(String, [String])] = [
         ("log read (decode every record) vs `zstd -dc` MB/s", ["log read (decode every record) vs zstd -dc"]),
         ("replay vs `sqlite3changeset_apply` of the same changes, same page cache", ["replay into SQLite vs sqlite3changeset_apply, same page cache"]),
@@ -57,7 +57,7 @@ func benchExecutable() throws -> String {
         return try #require(out.json()["goals"] as? [[String: Any]])
     }
 
-    @Test func theReportHasARowForEveryGoalOfDesignAndIssue16() throws {
+    @Test func theReportHasARowForEveryGoalOfBothTables() throws {
         let goals = try Self.listedGoals()
         var sourceOf: [String: String] = [:]
         for g in goals {
@@ -67,7 +67,7 @@ func benchExecutable() throws -> String {
             #expect(g["goal"] is String, "goal \(name) has no goal value")
         }
         var claimed = Set<String>()
-        for (table, rows, source) in [("DESIGN", Self.designTable, "DESIGN"), ("issue 16", Self.issueTable, "issue 16")] {
+        for (table, rows, source) in [("design", Self.designTable, "design"), ("speed", Self.issueTable, "speed")] {
             for (path, names) in rows {
                 for name in names {
                     let s = sourceOf[name]
