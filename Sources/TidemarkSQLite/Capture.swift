@@ -145,6 +145,10 @@ public struct CaptureStatus: Sendable, Hashable {
 /// over an expression or a generated column is refused (a trigger cannot
 /// find its conflicts); a unique index created after install makes
 /// ``checkShapes(connection:)`` fail until capture is installed again.
+/// A table whose only unique constraint is its primary key needs none of
+/// this: a REPLACE there can only displace the row holding the key being
+/// written, which that write's own record covers. Such a table has no
+/// staging table and one trigger per kind of write.
 ///
 /// Not captured at all: incremental BLOB I/O (`sqlite3_blob_write`), which
 /// fires no trigger (verify catches it), and writes under `TEMP` triggers of
