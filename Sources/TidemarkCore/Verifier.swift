@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import TidemarkLog
 import TidemarkSQLite
 
@@ -204,33 +209,39 @@ public struct Verifier {
             let whereSQL = conds.isEmpty ? "" : " WHERE " + conds.joined(separator: " AND ")
             return try conn.prepare("SELECT \(key), \(cols) FROM \(from)\(whereSQL) ORDER BY \(key)")
         }
-        var srcStatements: [Int: Statement] = [:]
-        var tgtStatements: [Int: Statement] = [:]
+        // Index (lower ? 2 : 0) + (upper ? 1 : 0).
+        var srcStatements: [Statement] = []
+        var tgtStatements: [Statement] = []
         for lower in [false, true] {
             for upper in [false, true] {
-                let k = (lower ? 2 : 0) + (upper ? 1 : 0)
-                srcStatements[k] = try select(q(m.source.name), srcKey, srcKeyTuple, exprs, lower: lower, upper: upper, conn: source)
-                tgtStatements[k] = try select(q(m.targetTable), tgtKey, tgtKeyTuple, tcols, lower: lower, upper: upper, conn: target)
+                srcStatements.append(try select(q(m.source.name), srcKey, srcKeyTuple, exprs, lower: lower, upper: upper, conn: source))
+                tgtStatements.append(try select(q(m.targetTable), tgtKey, tgtKeyTuple, tcols, lower: lower, upper: upper, conn: target))
             }
         }
-        let boundFromStart = try source.prepare("SELECT \(srcKey) FROM \(q(m.source.name)) ORDER BY \(srcKey) LIMIT 1 OFFSET ?1")
-        let bound = try source.prepare("SELECT \(srcKey) FROM \(q(m.source.name)) WHERE \(srcKeyTuple) > \(params(1)) ORDER BY \(srcKey) LIMIT 1 OFFSET ?\(n + 1)")
+        // The chunk scans: the next `chunkRows` rows after the lower bound
+        // (none for the first chunk), on each side. The source's last key is
+        // the chunk's upper bound, so no separate scan is needed to find it.
+        func scan(_ from: String, _ key: String, _ keyTuple: String, _ cols: String, lower: Bool, conn: Connection) throws -> Statement {
+            let whereSQL = lower ? " WHERE \(keyTuple) > \(params(1))" : ""
+            return try conn.prepare("SELECT \(key), \(cols) FROM \(from)\(whereSQL) ORDER BY \(key) LIMIT ?\(lower ? n + 1 : 1)")
+        }
+        let srcScans = [try scan(q(m.source.name), srcKey, srcKeyTuple, exprs, lower: false, conn: source),
+                        try scan(q(m.source.name), srcKey, srcKeyTuple, exprs, lower: true, conn: source)]
+        let tgtScans = [try scan(q(m.targetTable), tgtKey, tgtKeyTuple, tcols, lower: false, conn: target),
+                        try scan(q(m.targetTable), tgtKey, tgtKeyTuple, tcols, lower: true, conn: target)]
         let greater = try TableStatements.keyComparator(m, connection: source)
         let appliedStatement = try StateTables.exists(target) ? try target.prepare("SELECT applied_lsn FROM \(StateTables.migration) WHERE id = 1") : nil
+        // Reading the schema version starts the target's read transaction
+        // (its WAL snapshot) when there is no applied LSN to read.
+        let snapshotStatement = try target.prepare("PRAGMA schema_version")
 
         var lo: [Value]? = nil
         while true {
-            // The chunk's upper bound, read in its own short transaction.
-            let b = lo == nil ? boundFromStart : bound
-            b.reset()
-            try b.bind((lo ?? []) + [.integer(Int64(options.chunkRows - 1))])
             try Interruption.check("verifying \(m.source.name) after \(report.rows) rows; nothing recorded, verify again")
-            let hi: [Value]? = try b.step() ? (0..<n).map { b.columnValue(Int32($0)) } : nil
-            b.reset()
-            let k = (lo != nil ? 2 : 0) + (hi != nil ? 1 : 0)
-            let binds = (lo ?? []) + (hi ?? [])
-            let outcome = try compareChunk(src: srcStatements[k]!, tgt: tgtStatements[k]!, binds: binds, keyCount: n,
-                                           source: source, target: target, applied: appliedStatement, greater: greater)
+            let outcome = try compareChunk(lo: lo, srcScan: srcScans[lo == nil ? 0 : 1], tgtScan: tgtScans[lo == nil ? 0 : 1],
+                                           srcStatements: srcStatements, tgtStatements: tgtStatements, keyCount: n,
+                                           source: source, target: target, applied: appliedStatement, snapshot: snapshotStatement,
+                                           greater: greater)
             report.rows += outcome.rows
             report.chunks += 1
             if !outcome.diff.isEmpty {
@@ -246,7 +257,7 @@ public struct Verifier {
                 try recheck(pending, m: m, source: source, target: target, applied: appliedStatement, reader: reader, report: &report)
             }
             progress(m.source.name, report.rows)
-            guard let hi else { break }
+            guard let hi = outcome.upper else { break }
             lo = hi
         }
         if options.showValues {
@@ -453,12 +464,35 @@ public struct Verifier {
         var applied: LSN
         var captured: LSN
         var diff: [Difference]
+        /// The chunk's inclusive upper key, where the next chunk starts; nil
+        /// when the chunk reached the end of the source table.
+        var upper: [Value]?
     }
 
-    /// Hashes both sides of one chunk in paired snapshots; on a mismatch,
-    /// lists the differing keys from the same snapshots.
-    private func compareChunk(src: Statement, tgt: Statement, binds: [Value], keyCount n: Int, source: Connection, target: Connection,
-                              applied: Statement?, greater: ([Value], [Value]) throws -> Bool) throws -> ChunkOutcome {
+    /// Compares the chunk after `lo` (from the start when nil) in paired
+    /// snapshots; on a mismatch, lists the differing keys from the same
+    /// snapshots.
+    ///
+    /// Snapshot order: a WAL read transaction takes its snapshot at its first
+    /// read, not at `BEGIN`. The target's is taken first (reading its applied
+    /// LSN `L`), then the source's (reading its capture high-water `S`), both
+    /// on this thread and before any hashing starts; so the target's rows are
+    /// never newer than the source's and every key that differs only because
+    /// of the gap changed in (L, S]. Only then are the two sides hashed at
+    /// once, the target on a second thread: each thread reads only its own
+    /// connection, inside the snapshot already fixed.
+    ///
+    /// The chunk is the source's next `chunkRows` rows; the target's next
+    /// `chunkRows` rows are hashed beside them. Equal hashes (keys included)
+    /// and counts mean the same rows with the same keys, so both sides hold
+    /// exactly these rows up to the source's last key, which is where the
+    /// next chunk starts. Otherwise both sides are merged again over the
+    /// source's range (lower, last key] — open above when the source ran
+    /// out — so every target row is compared in exactly one chunk.
+    private func compareChunk(lo: [Value]?, srcScan: Statement, tgtScan: Statement,
+                              srcStatements: [Statement], tgtStatements: [Statement], keyCount n: Int,
+                              source: Connection, target: Connection, applied: Statement?, snapshot: Statement,
+                              greater: ([Value], [Value]) throws -> Bool) throws -> ChunkOutcome {
         try target.execute("BEGIN")
         defer { try? target.execute("COMMIT") }
         var appliedLSN = LSN.zero
@@ -466,32 +500,65 @@ public struct Verifier {
             applied.reset()
             if try applied.step() { appliedLSN = LSN(UInt64(max(0, applied.columnInt64(0)))) }
             applied.reset()
+        } else {
+            snapshot.reset()
+            _ = try snapshot.step()
+            snapshot.reset()
         }
-        let (tHash, tRows) = try hash(tgt, binds: binds)
         try source.execute("BEGIN")
         defer { try? source.execute("COMMIT") }
         let captured = LSN(UInt64(max(0, try Capture.lastCapturedSeq(source))))
-        let (sHash, sRows) = try hash(src, binds: binds)
+        let limit = options.chunkRows
+        let binds = (lo ?? []) + [.integer(Int64(limit))]
+        let ((sHash, sRows, last), (tHash, tRows, _)) = try Self.bothAtOnce(
+            { try Self.hash(srcScan, binds: binds, keyCount: n, keepKeyAtRow: limit) },
+            { try Self.hash(tgtScan, binds: binds, keyCount: n, keepKeyAtRow: nil) })
+        // A full chunk ends at its last key; a short one reached the end.
+        let upper = sRows == limit ? last : nil
         if sHash == tHash && sRows == tRows {
-            return ChunkOutcome(rows: sRows, applied: appliedLSN, captured: captured, diff: [])
+            return ChunkOutcome(rows: sRows, applied: appliedLSN, captured: captured, diff: [], upper: upper)
         }
-        // Drill down: merge both sides in key order.
+        // Drill down: merge both sides over (lo, upper] in key order.
+        let k = (lo != nil ? 2 : 0) + (upper != nil ? 1 : 0)
+        let src = srcStatements[k], tgt = tgtStatements[k]
+        let rangeBinds = (lo ?? []) + (upper ?? [])
         var diff: [Difference] = []
         src.reset(); tgt.reset()
-        try src.bind(binds); try tgt.bind(binds)
+        try src.bind(rangeBinds); try tgt.bind(rangeBinds)
+        defer { src.reset(); tgt.reset() }
         try RowDiff.merge(source: src, target: tgt, keyCount: n, greater: greater) { kind, key in
             diff.append(Difference(kind: kind, key: key))
         }
-        src.reset(); tgt.reset()
-        return ChunkOutcome(rows: sRows, applied: appliedLSN, captured: captured, diff: diff)
+        return ChunkOutcome(rows: sRows, applied: appliedLSN, captured: captured, diff: diff, upper: upper)
     }
 
-    /// Streams a chunk, hashing every column's storage class and bytes.
-    private func hash(_ s: Statement, binds: [Value]) throws -> (UInt64, Int) {
+    /// Runs `a` on a new thread and `b` on this one, and returns both results
+    /// once both are done (the join orders the other thread's writes before
+    /// the return). Used with each closure reading its own connection only.
+    static func bothAtOnce<A, B>(_ a: () throws -> A, _ b: () throws -> B) throws -> (A, B) {
+        try withoutActuallyEscaping(a) { a in
+            var first: Result<A, any Error>?
+            let job = ThreadJob { first = Result { try a() } }
+            let started = job.start()
+            let second = Result { try b() }
+            // Without a thread (pthread_create failed) the work runs here,
+            // after `b`: slower, the same result.
+            if started { job.join() } else { job.run() }
+            guard let first else { throw MigrationError(.badPlan, "verify's hashing thread ended without a result; verify again") }
+            return (try first.get(), try second.get())
+        }
+    }
+
+    /// Streams a chunk, hashing every column's storage class and bytes as
+    /// SQLite holds them (no conversion to Swift values); keeps the key of
+    /// row number `keepKeyAtRow` (1-based).
+    static func hash(_ s: Statement, binds: [Value], keyCount n: Int, keepKeyAtRow: Int?) throws -> (UInt64, Int, [Value]?) {
         s.reset()
         try s.bind(binds)
+        defer { s.reset() }
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
         var rows = 0
+        var kept: [Value]?
         let columns = Int32(s.columnCount)
         @inline(__always) func mix(_ v: UInt64) {
             h = (h ^ v) &* 0x0000_0100_0000_01B3
@@ -499,13 +566,14 @@ public struct Verifier {
         }
         while try s.step() {
             rows += 1
+            if rows == keepKeyAtRow { kept = (0..<n).map { s.columnValue(Int32($0)) } }
             for i in 0..<columns {
                 switch s.columnType(i) {
                 case .integer: mix(1); mix(UInt64(bitPattern: s.columnInt64(i)))
                 case .real: mix(2); mix(s.columnDouble(i).bitPattern)
                 case .null: mix(5)
-                case .text, .blob:
-                    mix(s.columnType(i) == .text ? 3 : 4)
+                case let type:
+                    mix(type == .text ? 3 : 4)
                     s.withColumnBytes(i) { raw in
                         mix(UInt64(raw.count))
                         var j = 0
@@ -520,15 +588,14 @@ public struct Verifier {
                 }
             }
         }
-        s.reset()
-        return (h, rows)
+        return (h, rows, kept)
     }
 
     /// Keys of `m`'s table changed by logged changes with LSN in (after,
     /// through], or nil if the log does not reach `through` within a second
     /// (nobody is shipping).
-    static func changedKeys(_ m: TableMapping, after: LSN, through: LSN, reader: LogReader?) throws -> Set<[Value]>? {
-        guard through > after else { return [] }
+    static func changedKeys(_ m: TableMapping, after: LSN, through: LSN, reader: LogReader?) throws -> ExactKeys? {
+        guard through > after else { return ExactKeys() }
         guard let reader else { return nil }
         let deadline = Clock.monotonicNanos() + 1_000_000_000
         while try reader.headLSN() < through {
@@ -536,7 +603,7 @@ public struct Verifier {
             Clock.sleep(milliseconds: 10)
         }
         let cursor = try reader.cursor(from: after.next, tables: [m.source.name])
-        var keys: Set<[Value]> = []
+        var keys = ExactKeys()
         while let r = try cursor.next(), r.lsn <= through {
             // A key change moves a row: both its old and its new key are in flight.
             for change in r.keyedChanges {
@@ -544,5 +611,67 @@ public struct Verifier {
             }
         }
         return keys
+    }
+}
+
+/// One closure run on its own OS thread, then joined.
+private final class ThreadJob: @unchecked Sendable {
+    // @unchecked: `run` (and what it captures) is used by the started thread
+    // only between `pthread_create` and `pthread_join`, and by the starter
+    // only before the one and after the other; the join orders the two.
+    let run: () -> Void
+    private var thread = pthread_t()
+
+    init(_ run: @escaping () -> Void) { self.run = run }
+
+    /// Starts the thread; false when none could be created.
+    func start() -> Bool {
+        let box = Unmanaged.passRetained(self).toOpaque()
+        let rc = pthread_create(&thread, nil, { arg in
+            guard let arg else { return nil }
+            Unmanaged<ThreadJob>.fromOpaque(arg).takeRetainedValue().run()
+            return nil
+        }, box)
+        if rc != 0 { Unmanaged<ThreadJob>.fromOpaque(box).release() }
+        return rc == 0
+    }
+
+    func join() { pthread_join(thread, nil) }
+}
+
+/// A set of keys compared as SQLite compares them: text by its UTF-8 bytes.
+/// (A `Set<[Value]>` would use Swift's string equality, Unicode canonical
+/// equivalence, under which a decomposed "é" is the same key as the
+/// precomposed one that SQLite stores as another row.)
+struct ExactKeys: Sendable {
+    private var keys: Set<ExactKey> = []
+
+    init(_ keys: [[Value]] = []) { for key in keys { insert(key) } }
+
+    mutating func insert(_ key: [Value]) { keys.insert(ExactKey(values: key)) }
+    func contains(_ key: [Value]) -> Bool { keys.contains(ExactKey(values: key)) }
+    var count: Int { keys.count }
+    var isEmpty: Bool { keys.isEmpty }
+}
+
+/// A key whose equality and hash are byte-exact (invariant: `==` is
+/// ``ValueRows/same(_:_:)``, and equal keys hash alike).
+private struct ExactKey: Hashable, Sendable {
+    var values: [Value]
+
+    static func == (a: ExactKey, b: ExactKey) -> Bool { ValueRows.same(a.values, b.values) }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(values.count)
+        for value in values {
+            switch value {
+            case .text(var text):
+                hasher.combine(3)
+                text.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+            default:
+                // Integers, reals, blobs and NULL: `same` is `==` for these.
+                hasher.combine(value)
+            }
+        }
     }
 }

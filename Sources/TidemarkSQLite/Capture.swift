@@ -145,6 +145,10 @@ public struct CaptureStatus: Sendable, Hashable {
 /// over an expression or a generated column is refused (a trigger cannot
 /// find its conflicts); a unique index created after install makes
 /// ``checkShapes(connection:)`` fail until capture is installed again.
+/// A table whose only unique constraint is its primary key needs none of
+/// this: a REPLACE there can only displace the row holding the key being
+/// written, which that write's own record covers. Such a table has no
+/// staging table and one trigger per kind of write.
 ///
 /// Not captured at all: incremental BLOB I/O (`sqlite3_blob_write`), which
 /// fires no trigger (verify catches it), and writes under `TEMP` triggers of
@@ -325,7 +329,7 @@ public enum Capture {
             // that conflicted with them and then did not happen); dropping
             // them loses nothing.
             try connection.execute("DROP TABLE IF EXISTS \(quoteIdentifier(stagingTable(table.name)))")
-            try connection.execute(displacement.stagingSQL)
+            if let stagingSQL = displacement.stagingSQL { try connection.execute(stagingSQL) }
             for trigger in triggers { try connection.execute(trigger.sql) }
             let record = try connection.prepare("""
                 INSERT OR REPLACE INTO \(tablesTable)(tbl, from_seq, columns, key_columns, update_columns)
@@ -433,12 +437,24 @@ public enum Capture {
         /// Whether an update can create a new conflict: one of the columns
         /// of a unique constraint (or the rowid) changed, compared bytewise.
         var changed: [String]
-        /// The CREATE TABLE of the staging table.
-        var stagingSQL: String
+        /// The CREATE TABLE of the staging table, when the table needs one
+        /// (see ``keyOnly``).
+        var stagingSQL: String? { keyOnly ? nil : fullStagingSQL }
+        /// The CREATE TABLE a staging table has when there is one.
+        var fullStagingSQL: String
         /// How a trigger finds the changed row now (`r`): by rowid in a rowid
         /// table whose key is not the rowid (its key may hold NULLs, which
         /// `=` never matches), else by key.
         var current: String?
+        /// Whether the primary key is the table's only unique constraint (the
+        /// rowid being the key, or there being none). Then a REPLACE can only
+        /// displace the row holding the written key, which the write itself
+        /// covers (replay upserts by key; a key change is logged as one
+        /// update): a staged row could never be logged as displaced, since
+        /// its key — the new row's — is never gone after the write. Such a
+        /// table gets no staging table and no staging or displaced triggers,
+        /// which halves the triggers an insert fires.
+        var keyOnly: Bool
     }
 
     /// Reads `table`'s unique constraints. Throws ``CaptureError``
@@ -460,16 +476,17 @@ public enum Capture {
             noteChanged(key)
         }
         let indexes = try connection.prepare(
-            "SELECT name, \"partial\" FROM pragma_index_list(?1, 'main') WHERE \"unique\" = 1 ORDER BY name")
+            "SELECT name, \"partial\", origin FROM pragma_index_list(?1, 'main') WHERE \"unique\" = 1 ORDER BY name")
         try indexes.bind(info.name, at: 1)
-        let indexList = try indexes.rows { ($0.columnText(0), $0.columnInt64(1) != 0) }
+        let indexList = try indexes.rows { ($0.columnText(0), $0.columnInt64(1) != 0, $0.columnText(2)) }
+        var keyOnly = !indexList.contains { $0.1 || $0.2 != "pk" }
         // A partial index admits a row when its WHERE clause turns true, so an
         // update of any column (a WHERE-clause column alone) can displace a
         // row through it: for such a table every column counts as changed.
         if indexList.contains(where: { $0.1 }) {
             for name in info.columns.map(\.name) where !generated.contains(name) { noteChanged(name) }
         }
-        for (index, _) in indexList {
+        for (index, _, _) in indexList {
             let xinfo = try connection.prepare(
                 "SELECT cid, name, coll FROM pragma_index_xinfo(?1, 'main') WHERE key = 1 ORDER BY seqno")
             try xinfo.bind(index, at: 1)
@@ -500,6 +517,8 @@ public enum Capture {
             changed.append("OLD.\(alias) IS NOT NEW.\(alias)")
             current = "r.\(alias) = NEW.\(alias)"
         }
+        // The rowid is a unique constraint of its own unless it is the key.
+        if !info.isWithoutRowid && !info.hasRowidAlias { keyOnly = false }
         let keyed = Set(table.keyColumns)
         let collations = Dictionary(info.columns.map { ($0.name, $0.collation) }, uniquingKeysWith: { a, _ in a })
         let stagingColumns = table.columns.map { name in
@@ -508,7 +527,7 @@ public enum Capture {
         let stagingSQL = "CREATE TABLE \(quoteIdentifier(stagingTable(table.name)))("
             + stagingColumns.joined(separator: ", ")
             + ", PRIMARY KEY (\(table.keyColumns.map(column).joined(separator: ", ")))) WITHOUT ROWID"
-        return Displacement(lookups: lookups, changed: changed, stagingSQL: stagingSQL, current: current)
+        return Displacement(lookups: lookups, changed: changed, fullStagingSQL: stagingSQL, current: current, keyOnly: keyOnly)
     }
 
     /// The CREATE TRIGGER statements for `table`, spelled as SQLite stores them
@@ -546,7 +565,8 @@ public enum Capture {
                                from: " FROM \(staged) AS s WHERE NOT EXISTS (SELECT 1 FROM \(t) AS r WHERE \(keyMatch("r", "s")))")
             + " DELETE FROM \(staged);"
         // A logged delete or key change of a staged row covers it.
-        let unstage = "DELETE FROM \(staged) WHERE \(table.keyColumns.map { "\(quoteIdentifier($0)) = OLD.\(quoteIdentifier($0))" }.joined(separator: " AND "));"
+        let unstage = displacement.keyOnly ? ""
+            : "DELETE FROM \(staged) WHERE \(table.keyColumns.map { "\(quoteIdentifier($0)) = OLD.\(quoteIdentifier($0))" }.joined(separator: " AND ")); "
         // The rows the new image conflicts with on any unique constraint (for
         // an update, other than the row itself), with their current images.
         //
@@ -586,24 +606,31 @@ public enum Capture {
             let whenClause = when.map { " WHEN \($0)" } ?? ""
             return (name, "CREATE TRIGGER \(quoteIdentifier(name)) \(timing) \(event) ON \(t) FOR EACH ROW\(whenClause) BEGIN \(body) END")
         }
+        let logged = (
+            insert: create(.insert, "AFTER", "INSERT", when: nil, log(op: .insert, images: [columns("r")], from: current)),
+            update: create(.update, "AFTER", "UPDATE\(updateOf)", when: sameKey,
+                           log(op: .update, images: [columns("OLD"), columns("r")], from: current)),
+            // No `OF` list: an update through `rowid`, `oid` or `_rowid_` fires
+            // no `UPDATE OF id` trigger, but fires this one.
+            rekey: create(.rekey, "AFTER", "UPDATE", when: "NOT (\(sameKey))",
+                          unstage + log(op: .update, images: [columns("OLD"), columns("r")], from: current)),
+            delete: create(.delete, "AFTER", "DELETE", when: nil,
+                           unstage + log(op: .delete, images: [columns("OLD")], from: "")))
+        // Nothing to stage: the same records, one trigger per write.
+        if displacement.keyOnly { return [logged.insert, logged.update, logged.rekey, logged.delete] }
         return [
             create(.stageInsert, "BEFORE", "INSERT", when: stageInsert.when, stageInsert.body),
             create(.stageUpdate, "BEFORE", "UPDATE",
                    when: "(\(displacement.changed.joined(separator: " OR "))) AND (\(stageUpdate.when))", stageUpdate.body),
-            create(.insert, "AFTER", "INSERT", when: nil, log(op: .insert, images: [columns("r")], from: current)),
+            logged.insert,
             create(.displacedByInsert, "AFTER", "INSERT", when: "EXISTS (SELECT 1 FROM \(staged))", logDisplaced),
-            create(.update, "AFTER", "UPDATE\(updateOf)", when: sameKey,
-                   log(op: .update, images: [columns("OLD"), columns("r")], from: current)),
-            // No `OF` list: an update through `rowid`, `oid` or `_rowid_` fires
-            // no `UPDATE OF id` trigger, but fires this one.
-            create(.rekey, "AFTER", "UPDATE", when: "NOT (\(sameKey))",
-                   unstage + " " + log(op: .update, images: [columns("OLD"), columns("r")], from: current)),
+            logged.update,
+            logged.rekey,
             // The row being updated is never displaced by its own update (a
             // stale staging of it is covered by this update's own record).
             create(.displaced, "AFTER", "UPDATE", when: "EXISTS (SELECT 1 FROM \(staged))",
-                   unstage + " " + logDisplaced),
-            create(.delete, "AFTER", "DELETE", when: nil,
-                   unstage + " " + log(op: .delete, images: [columns("OLD")], from: "")),
+                   unstage + logDisplaced),
+            logged.delete,
         ]
     }
 
@@ -871,11 +898,27 @@ public enum Capture {
             // The triggers depend on the table's UNIQUE indexes too: one
             // created after capture would let a REPLACE displace rows that
             // the installed triggers do not look for.
-            let displacement = try displacement(for: shape, info: info, connection: connection)
+            var displacement = try displacement(for: shape, info: info, connection: connection)
+            // A table whose key is its only unique constraint was installed
+            // with staging triggers before they were found unneeded; those
+            // still capture every change exactly, so they are accepted until
+            // `capture install` regenerates them.
+            if displacement.keyOnly {
+                var staged = displacement
+                staged.keyOnly = false
+                if triggerSQL(for: shape, displacement: staged).allSatisfy({ existing[$0.name] == $0.sql }) { displacement = staged }
+            }
             let expected = triggerSQL(for: shape, displacement: displacement)
             for trigger in expected where existing[trigger.name] != trigger.sql {
                 throw CaptureError(.shapeChanged,
                     "capture trigger \(trigger.name) of table '\(shape.name)' is missing or out of date (the table's UNIQUE indexes or the capture format changed); \(advice)",
+                    table: shape.name)
+            }
+            // Triggers of capture's names beyond the expected ones would log
+            // twice or stage into a table that is gone.
+            if let stray = existing.keys.sorted().first(where: { name in !expected.contains { $0.name == name } }) {
+                throw CaptureError(.shapeChanged,
+                    "capture trigger \(stray) of table '\(shape.name)' is out of date (the table's UNIQUE indexes or the capture format changed); \(advice)",
                     table: shape.name)
             }
             if let newer = try newerTriggers(connection, table: shape.name).first {
