@@ -124,7 +124,9 @@ public final class Migrator: @unchecked Sendable {
     let consumerName: String
     var state: MigrationState
     private var cursor: LogCursor
-    private var lookahead: ChangeRecord?
+    /// The next change, read in place: valid until `cursor` reads on,
+    /// which it does only once this is consumed (``nextChange(through:)``).
+    private var lookahead: RecordView?
     private var capturedLSN = LSN.zero
     private var replayed = 0
     private var copied = 0
@@ -468,8 +470,11 @@ public final class Migrator: @unchecked Sendable {
     }
 
     /// The next logged change with LSN <= `limit`, or nil.
-    func nextChange(through limit: LSN) throws -> ChangeRecord? {
-        if lookahead == nil { lookahead = try cursor.next() }
+    ///
+    /// The view is valid until the next call (see ``RecordView``): replay
+    /// applies it before asking for another.
+    func nextChange(through limit: LSN) throws -> RecordView? {
+        if lookahead == nil { lookahead = try cursor.nextView() }
         guard let r = lookahead, r.lsn <= limit else { return nil }
         lookahead = nil
         guard r.lsn > state.appliedLSN else {
@@ -494,6 +499,9 @@ public final class Migrator: @unchecked Sendable {
         let sourceTable: String
         /// A key part may hold NULL (see ``checkNullKey(_:_:)``).
         let keyMayBeNull: Bool
+        /// The table's SQLite statements when they can bind a change read
+        /// in place (``TableStatements/applyInPlace(_:)``).
+        let inPlace: TableStatements?
     }
 
     /// Routes by table name as the log spells it; `.some(nil)` for a
@@ -509,11 +517,50 @@ public final class Migrator: @unchecked Sendable {
         var resolved: ReplayRoute?
         if let (m, _) = mapping(for: table),
            let ti = state.tables.firstIndex(where: { $0.sourceTable.lowercased() == m.source.name.lowercased() }) {
-            resolved = ReplayRoute(statements: try store.writer(for: m), stateIndex: ti, sourceTable: state.tables[ti].sourceTable,
-                                   keyMayBeNull: Self.keyMayBeNull(m))
+            let writer = try store.writer(for: m)
+            let inPlace = (writer as? TableStatements).flatMap { $0.canApplyInPlace ? $0 : nil }
+            resolved = ReplayRoute(statements: writer, stateIndex: ti, sourceTable: state.tables[ti].sourceTable,
+                                   keyMayBeNull: Self.keyMayBeNull(m), inPlace: inPlace)
         }
         routes[table] = .some(resolved)
         return resolved
+    }
+
+    /// Applies one change read in place if the tidemark rule says so.
+    ///
+    /// The common case — a table that follows, of a SQLite target, whose key
+    /// cannot be NULL, no refusal open in the batch, not a key change —
+    /// binds the change straight from the log's frame. Its effect is the
+    /// one ``replay(_:)-(ChangeRecord)`` has on the decoded record: the
+    /// tidemark rule applies everything of a following table, and
+    /// ``TableStatements/applyInPlace(_:)`` runs the statements `apply`
+    /// runs, with the same values. Everything else (and a change the
+    /// target refuses, which SQLite undid whole) is decoded and goes the
+    /// general way.
+    func replay(_ v: RecordView) throws {
+        if !hasOpenRefusals {
+            guard let route = try route(for: v.table) else {
+                // A captured table this plan does not migrate.
+                state.appliedLSN = v.lsn
+                state.appliedTimestampMicros = v.timestampMicros
+                return
+            }
+            if let s = route.inPlace, !route.keyMayBeNull, state.tables[route.stateIndex].phase == .following,
+               v.operation != .update || v.keepsKeyBytes {
+                do {
+                    if try s.applyInPlace(v) {
+                        replayed += 1
+                        state.appliedLSN = v.lsn
+                        state.appliedTimestampMicros = v.timestampMicros
+                        return
+                    }
+                } catch let e as SQLiteError where e.code.primary == .constraint {
+                    // Refused, and undone by SQLite: the general way below
+                    // applies it again, and collects or reports the refusal.
+                }
+            }
+        }
+        try replay(v.record())
     }
 
     /// Applies one change if the tidemark rule says so.
@@ -766,7 +813,7 @@ public final class Migrator: @unchecked Sendable {
         // Nothing logged to apply: no transaction (idle followers would
         // otherwise take the target's write lock every few ms). Only check
         // whether another process moved the state (a cutover, say).
-        if lookahead == nil { lookahead = try cursor.next() }
+        if lookahead == nil { lookahead = try cursor.nextView() }
         if lookahead.map({ $0.lsn > logHead }) ?? true {
             try syncWithStoredState(tablesMayChange: false)
             return (0, state.appliedLSN.rawValue >= UInt64(max(0, highWater)))

@@ -193,6 +193,10 @@ final class TableStatements: TableWriter {
     let updateByKey: Statement?
     /// For identity mappings: the source column of each target column, in order.
     let identityNames: [String]?
+    /// `identityNames` and the source key's names as UTF-8 bytes, which
+    /// ``applyInPlace(_:)`` compares with a logged change's field names.
+    let identityNameBytes: [[UInt8]]?
+    let keyNameBytes: [[UInt8]]
     let delete: Statement?
     let inPlaceUpdate: Statement?
     /// Key order, ceiling and chunk bounds, read through the same connection.
@@ -214,6 +218,8 @@ final class TableStatements: TableWriter {
             return n == 1 ? p : "(\(p))"
         }
         identityNames = m.isIdentity ? m.columns.map { $0.sourceColumn! } : nil
+        identityNameBytes = identityNames.map { $0.map { Array($0.utf8) } }
+        keyNameBytes = m.sourceKey.map { Array($0.utf8) }
         var pos: [String: Int] = [:]
         for (i, col) in m.sourceColumns.enumerated() { pos[col.lowercased()] = i }
         sourcePosition = pos
@@ -406,6 +412,72 @@ final class TableStatements: TableWriter {
             // expression, or table.column for NOT NULL and UNIQUE).
             throw MigrationError(.constraint, "the target refused the change at LSN \(r.lsn) (\(r.operation) of \(r.table) \(key)) into \(mapping.targetTable): \(e.message); nothing of its batch was applied and it is never skipped — fix the row in the source (its next change replaces this one) or change the plan, then run `tidemark migrate`")
         }
+    }
+
+    /// Whether ``applyInPlace(_:)`` can apply this table's changes: an
+    /// identity copy, whose parameters are the image's values as they are.
+    var canApplyInPlace: Bool { mapping.shape == .copy && identityNames != nil && imageUpdate == nil && upsert != nil && delete != nil }
+
+    /// Applies one change read in place, binding its values straight from
+    /// the log's frame (`SQLITE_STATIC`): the statements and values of
+    /// ``apply(_:)`` for the decoded record, without copying it. Returns
+    /// false, having changed nothing, when the image's columns are not the
+    /// table's in order under their exact names (or the key's, for a
+    /// delete): the caller then applies the decoded record. Never called
+    /// for a key change. A refused change throws SQLite's constraint error,
+    /// with nothing of it applied.
+    ///
+    /// Invariant: no statement holds a pointer into the frame once this
+    /// returns (the bindings are cleared), so a frame buffer reused for the
+    /// next frame is never read through a stale binding.
+    func applyInPlace(_ v: RecordView) throws -> Bool {
+        switch v.operation {
+        case .insert, .update:
+            guard let after = v.after, let names = identityNameBytes, after.count == names.count else { return false }
+            let s = v.operation == .update ? (updateByKey ?? upsert!) : upsert!
+            guard try bindInPlace(after, names: names, to: s) else { return false }
+            defer { s.clearBindings() }
+            try s.execute()
+            if s === updateByKey && connection.changes == 0 {
+                // No row with this key (yet): insert it, as the upsert would.
+                let u = upsert!
+                _ = try bindInPlace(after, names: names, to: u)
+                defer { u.clearBindings() }
+                try u.execute()
+            }
+            return true
+        case .delete:
+            let s = delete!
+            guard try bindInPlace(v.key, names: keyNameBytes, to: s) else { return false }
+            defer { s.clearBindings() }
+            try s.execute()
+            return true
+        }
+    }
+
+    /// Binds `fields` to parameters 1…n when their names are exactly
+    /// `names`, in order; false (bindings then undefined) otherwise.
+    @inline(__always)
+    private func bindInPlace(_ fields: FieldsView, names: [[UInt8]], to s: Statement) throws -> Bool {
+        guard fields.count == names.count else { return false }
+        var i = 0
+        for f in fields {
+            let same = names[i].withUnsafeBytes { f.name.elementsEqual($0) }
+            guard same else {
+                s.clearBindings()
+                return false
+            }
+            let at = Int32(i + 1)
+            switch f.value {
+            case .null: try s.bindNull(at: at)
+            case .integer(let x): try s.bind(x, at: at)
+            case .real(let d): try s.bind(d, at: at)
+            case .text(let b): try s.bindStatic(text: b, at: at)
+            case .blob(let b): try s.bindStatic(blob: b, at: at)
+            }
+            i += 1
+        }
+        return true
     }
 
     /// Binds a record's key values to parameters 1…n, in source key order.

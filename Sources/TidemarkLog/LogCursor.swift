@@ -141,17 +141,51 @@ public final class LogCursor: @unchecked Sendable {
             do {
                 return try nextUnchecked()
             } catch where skipDamaged && error.code == .corruptFrame {
-                skipped.append(error)
-                // Skip the rest of the damaged segment; the next one is not
-                // linked to it (its predecessor's end is unknown).
-                scanner = nil
-                frame = nil
-                recordsLeft = 0
-                linkChain = nil
-                linkLSN = error.lsnRange?.upperBound ?? linkLSN
-                index += 1
-                tornTailRetries = 0
+                skipDamagedSegment(error)
             }
+        }
+    }
+
+    private func skipDamagedSegment(_ error: LogError) {
+        skipped.append(error)
+        // Skip the rest of the damaged segment; the next one is not
+        // linked to it (its predecessor's end is unknown).
+        scanner = nil
+        frame = nil
+        recordsLeft = 0
+        linkChain = nil
+        linkLSN = error.lsnRange?.upperBound ?? linkLSN
+        index += 1
+        tornTailRetries = 0
+    }
+
+    /// The next record read in place, or nil as for ``next()``: the same
+    /// records, checks and errors, without copying the record's fields out
+    /// of the frame. The view is valid until the next call to `next()` or
+    /// `nextView()` (see ``RecordView``). Records read this way are not
+    /// checked against a frame's summary (`log verify` reads with `next()`).
+    public func nextView() throws(LogError) -> RecordView? {
+        while true {
+            do {
+                return try nextViewUnchecked()
+            } catch where skipDamaged && error.code == .corruptFrame {
+                skipDamagedSegment(error)
+            }
+        }
+    }
+
+    private func nextViewUnchecked() throws(LogError) -> RecordView? {
+        while true {
+            if recordsLeft > 0, let m = frame {
+                do {
+                    if let view = try viewNext(m) { return view }
+                } catch {
+                    throw corrupt(m.lsnRange, "record decoding failed: \(error.what)")
+                }
+                continue
+            }
+            if isStopped { return nil }
+            guard try advanceFrame() else { return nil }
         }
     }
 
@@ -179,37 +213,47 @@ public final class LogCursor: @unchecked Sendable {
         }
     }
 
-    private func decodeNext(_ m: FrameMetadata) throws(DecodeFailure) -> ChangeRecord? {
-        let result = decoder.content.withUnsafeBytes { raw -> Result<ChangeRecord?, DecodeFailure> in
-          do throws(DecodeFailure) {
-            var reader = ByteReader(raw, offset: contentOffset)
-            let (header, flags) = try RecordEncoding.decodeHeader(&reader)
-            recordsLeft -= 1
-            guard header.lsn > previousInFrame, header.lsn >= m.firstLSN, header.lsn <= m.lastLSN,
-                  header.end <= raw.count
-            else { throw DecodeFailure(what: "record LSN \(header.lsn) out of order or outside the frame") }
-            if previousInFrame == .zero && header.lsn != m.firstLSN {
-                throw DecodeFailure(what: "first record LSN \(header.lsn) differs from the frame's \(m.firstLSN)")
-            }
-            previousInFrame = header.lsn
-            if recordsLeft == 0 {
-                guard header.end == raw.count, header.lsn == m.lastLSN else {
-                    throw DecodeFailure(what: "frame content does not end with its last record")
-                }
-            }
-            contentOffset = header.end
-            if header.lsn < from { return .success(nil) }
-            if let tables {
-                var r = reader
-                let table = try RecordEncoding.decodeTable(&r)
-                if !tables.contains(table) { return .success(nil) }
-            }
-            return .success(try RecordEncoding.decode(after: header, flags: flags, &reader, names: &names))
-          } catch {
-            return .failure(error)
-          }
+    /// Checks the header of the record at `contentOffset` against the frame
+    /// and moves past the record; returns its header and a reader after the
+    /// LSN and time, or nil when the record is below `from` or of a table
+    /// not asked for.
+    private func nextHeader(_ m: FrameMetadata, _ raw: UnsafeRawBufferPointer) throws(DecodeFailure) -> (RecordEncoding.Header, UInt8, ByteReader)? {
+        var reader = ByteReader(raw, offset: contentOffset)
+        let (header, flags) = try RecordEncoding.decodeHeader(&reader)
+        recordsLeft -= 1
+        guard header.lsn > previousInFrame, header.lsn >= m.firstLSN, header.lsn <= m.lastLSN,
+              header.end <= raw.count
+        else { throw DecodeFailure(what: "record LSN \(header.lsn) out of order or outside the frame") }
+        if previousInFrame == .zero && header.lsn != m.firstLSN {
+            throw DecodeFailure(what: "first record LSN \(header.lsn) differs from the frame's \(m.firstLSN)")
         }
-        return try result.get()
+        previousInFrame = header.lsn
+        if recordsLeft == 0 {
+            guard header.end == raw.count, header.lsn == m.lastLSN else {
+                throw DecodeFailure(what: "frame content does not end with its last record")
+            }
+        }
+        contentOffset = header.end
+        if header.lsn < from { return nil }
+        if let tables {
+            var r = reader
+            let table = try RecordEncoding.decodeTable(&r)
+            if !tables.contains(table) { return nil }
+        }
+        return (header, flags, reader)
+    }
+
+    private func decodeNext(_ m: FrameMetadata) throws(DecodeFailure) -> ChangeRecord? {
+        let raw = decoder.content
+        guard var (header, flags, reader) = try nextHeader(m, raw) else { return nil }
+        return try RecordEncoding.decode(after: header, flags: flags, &reader, names: &names)
+    }
+
+    private func viewNext(_ m: FrameMetadata) throws(DecodeFailure) -> RecordView? {
+        let raw = decoder.content
+        guard var (header, flags, reader) = try nextHeader(m, raw) else { return nil }
+        let table = try names.name(&reader)
+        return try RecordView.make(header: header, flags: flags, table: table, &reader)
     }
 
     private func rangeAfter(_ lsn: LSN) -> ClosedRange<LSN> {

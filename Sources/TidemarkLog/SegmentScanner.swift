@@ -165,18 +165,55 @@ struct SegmentScanner {
 /// Decompresses a frame's data and iterates its records.
 struct FrameDecoder {
     let decompressor: Decompressor
-    var content: [UInt8] = []
+    /// The current frame's content, in one buffer reused frame after frame.
+    let buffer = FrameBuffer()
 
     init() throws(LogError) {
         decompressor = try Decompressor()
     }
+
+    /// The current frame's decompressed content (valid until the next
+    /// `decompress`).
+    var content: UnsafeRawBufferPointer { buffer.content }
 
     /// Decompresses `data` (the frame's compressed bytes) into `content`.
     mutating func decompress(_ data: [UInt8], metadata m: FrameMetadata) -> String? {
         data.withUnsafeBytes { raw in
             decompressor.decompress(
                 UnsafeRawBufferPointer(rebasing: raw[0..<Int(m.dataSize)]),
-                expectedSize: Int(m.contentSize), into: &content)
+                expectedSize: Int(m.contentSize), into: buffer)
         }
     }
+}
+
+/// Memory for one frame's decompressed content, at a fixed address while
+/// it is not regrown: ``RecordView``s point into it.
+///
+/// Invariant: `content` lies inside the allocation, and the allocation
+/// changes only in ``prepare(_:)`` (a larger frame); a view taken before
+/// that call is never read after it (see ``RecordView``'s lifetime).
+final class FrameBuffer {
+    private var storage: UnsafeMutableRawBufferPointer
+    private(set) var count = 0
+
+    init() {
+        storage = UnsafeMutableRawBufferPointer.allocate(byteCount: 0, alignment: 16)
+    }
+
+    deinit { storage.deallocate() }
+
+    var content: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: storage[0..<count]) }
+
+    /// Makes room for `size` bytes (growing at least twofold) and returns them.
+    func prepare(_ size: Int) -> UnsafeMutableRawBufferPointer {
+        if storage.count < size {
+            storage.deallocate()
+            storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 2 * storage.count), alignment: 16)
+        }
+        count = size
+        return UnsafeMutableRawBufferPointer(rebasing: storage[0..<size])
+    }
+
+    /// Marks the buffer empty (after a failed decompression).
+    func clear() { count = 0 }
 }

@@ -64,6 +64,24 @@ final class Decompressor {
 
     deinit { ZSTD_freeDCtx(context) }
 
+    /// Decompresses one frame into `out`, sized to exactly `expectedSize`;
+    /// the same checks as the array form. On failure `out` is left empty.
+    func decompress(_ frame: UnsafeRawBufferPointer, expectedSize: Int, into out: FrameBuffer) -> String? {
+        let dst = out.prepare(expectedSize)
+        // Capacity exactly expectedSize: a frame that decodes to more fails
+        // with "Destination buffer is too small" instead of overrunning.
+        let n = ZSTD_decompressDCtx(context, dst.baseAddress, dst.count, frame.baseAddress, frame.count)
+        if ZSTD_isError(n) != 0 {
+            out.clear()
+            return String(cString: ZSTD_getErrorName(n))
+        }
+        if n != expectedSize {
+            out.clear()
+            return "decompressed to \(n) bytes, metadata says \(expectedSize)"
+        }
+        return nil
+    }
+
     /// Decompresses one frame into `out` (resized to exactly `expectedSize`).
     /// Returns nil on success or zstd's error name (bad data, checksum mismatch).
     func decompress(_ frame: UnsafeRawBufferPointer, expectedSize: Int, into out: inout [UInt8]) -> String? {

@@ -126,6 +126,18 @@ public final class Statement {
         }
     }
 
+    /// Binds UTF-8 text *without copying* (`SQLITE_STATIC`): the caller
+    /// keeps `bytes` alive and unchanged until the statement is stepped and
+    /// reset, or rebound (replay binds straight from a log frame's buffer).
+    package func bindStatic(text bytes: UnsafeRawBufferPointer, at index: Int32) throws(SQLiteError) {
+        try check(Self.bindText(handle, index, bytes.bindMemory(to: UInt8.self), tidemark_sqlite_static()))
+    }
+
+    /// Binds a blob *without copying*; the same rule as ``bindStatic(text:at:)``.
+    package func bindStatic(blob bytes: UnsafeRawBufferPointer, at index: Int32) throws(SQLiteError) {
+        try check(Self.bindBlob(handle, index, bytes, tidemark_sqlite_static()))
+    }
+
     /// Sets every parameter back to NULL.
     public func clearBindings() {
         // > sqlite3_clear_bindings … reset all host parameters to NULL.
