@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import TidemarkLog
 
 /// The audit benchmark's change log: the shop of ``ShopWorkload`` (customers,

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import TidemarkTestSupport
 import Glibc
 #endif
 import ArgumentParser

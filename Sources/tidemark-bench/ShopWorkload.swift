@@ -1,4 +1,5 @@
 import TidemarkLog
+import TidemarkTestSupport
 
 /// A deterministic stream of change records of a small web shop: customers,
 /// products, orders and order items being inserted, updated and deleted.
@@ -181,22 +182,8 @@ struct ShopWorkload {
     }
 }
 
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and stable across
-/// platforms and Swift versions, unlike the standard library's generator.
-struct SplitMix64 {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in 0..<n (the tiny modulo bias is irrelevant here).
+/// The workload's draws over the shared seeded generator.
+extension SplitMix64 {
     mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
     /// Uniform in lo...hi.
     mutating func between(_ lo: Int64, _ hi: Int64) -> Int64 { lo + Int64(next() % UInt64(hi - lo + 1)) }

@@ -1,3 +1,4 @@
+import TidemarkTestSupport
 import ArgumentParser
 import Synchronization
 import TidemarkCore
