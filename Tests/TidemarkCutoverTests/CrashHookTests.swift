@@ -34,7 +34,7 @@ extension CutoverTests {
         /// A real cutover run with a misspelt step stops with one line
         /// (exit 70) at the first hook, having switched nothing: the source
         /// stays authoritative and a plain retry cuts over.
-        @Test(.timeLimit(.minutes(5))) func aMisspeltStepStopsTheDebugBinaryBeforeAnySwitch() async throws {
+        @Test(.timeLimit(.minutes(10))) func aMisspeltStepStopsTheDebugBinaryBeforeAnySwitch() async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: .reshaped, items: 50, batches: 10)
                 let migrated = try await tidemark(["migrate"] + s.planArguments)

@@ -16,7 +16,7 @@ extension CutoverTests {
 
         /// `--max-rows-per-second N`: copying R rows takes at least R/N seconds
         /// (the bucket starts empty), and no longer than that plus slack.
-        @Test(.timeLimit(.minutes(5)))
+        @Test(.timeLimit(.minutes(10)))
         func rowRateLimitPacesTheCopy() async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: .reshaped)
@@ -40,7 +40,7 @@ extension CutoverTests {
         /// `--max-write-lag-ms N`: while another process holds the source's
         /// write lock (so an application's write would wait), no chunk is
         /// copied; once it lets go, the copy goes on and finishes.
-        @Test(.timeLimit(.minutes(5)))
+        @Test(.timeLimit(.minutes(10)))
         func writeLagHoldsTheCopy() async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: .reshaped)
@@ -93,7 +93,7 @@ extension CutoverTests {
         /// `migrate --follow` stops replaying while writers go on writing,
         /// then catches up; a pause recorded while no migration runs makes
         /// the next `migrate` start paused, and say so.
-        @Test(.timeLimit(.minutes(5)))
+        @Test(.timeLimit(.minutes(10)))
         func pauseStopsAFollowingMigrationUntilResumed() async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: .reshaped)
@@ -168,7 +168,7 @@ extension CutoverTests {
         /// A paused migrate killed with SIGKILL: the pause survives (the next
         /// migrate starts paused), and after `resume` it finishes the copy
         /// where the killed one stopped.
-        @Test(.timeLimit(.minutes(5)))
+        @Test(.timeLimit(.minutes(10)))
         func aKilledPausedMigrationResumes() async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: .reshaped)
@@ -202,7 +202,7 @@ extension CutoverTests {
         /// `cutover --postpone-flag FILE`: keeps replaying while FILE exists
         /// (status shows the wait), Ctrl-C while waiting switches nothing,
         /// and removing FILE cuts over with every acknowledged write.
-        @Test(.timeLimit(.minutes(5)), arguments: [Layout.reshaped, Layout.sameFile])
+        @Test(.timeLimit(.minutes(10)), arguments: [Layout.reshaped, Layout.sameFile])
         func postponedCutoverWaitsForTheFlag(_ layout: Layout) async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: layout)
@@ -259,7 +259,7 @@ extension CutoverTests {
 
         /// A postponed cutover killed with SIGKILL while waiting switches
         /// nothing; the next cutover switches and leaves no wait behind.
-        @Test(.timeLimit(.minutes(5)))
+        @Test(.timeLimit(.minutes(10)))
         func aKilledPostponedCutoverLeavesNothingWaiting() async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: .reshaped, items: 300, batches: 100)
@@ -285,7 +285,7 @@ extension CutoverTests {
 
         /// A cutover refuses to start while the migration is paused (without a
         /// postpone flag): one line, nothing switched.
-        @Test(.timeLimit(.minutes(5)))
+        @Test(.timeLimit(.minutes(10)))
         func cutoverRefusesWhilePaused() async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: .reshaped, items: 200, batches: 50)
@@ -308,7 +308,7 @@ extension CutoverTests {
 
         /// PostgreSQL targets have no live control yet: `pause` and `resume`
         /// refuse in one line (JSON with --json), before connecting.
-        @Test(.timeLimit(.minutes(2)))
+        @Test(.timeLimit(.minutes(10)))
         func pauseRefusesAPostgresTarget() async throws {
             try await withTemporaryDirectory { root in
                 let s = try Scenario.create(root: root, layout: .reshaped, items: 10, batches: 5)

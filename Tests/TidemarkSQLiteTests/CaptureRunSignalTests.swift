@@ -14,7 +14,7 @@ import Glibc
 /// lock. Real process, real signals.
 @Suite("capture run: stops on a signal")
 struct CaptureRunSignalTests {
-    @Test(.timeLimit(.minutes(2)), arguments: [SIGINT, SIGTERM])
+    @Test(.timeLimit(.minutes(10)), arguments: [SIGINT, SIGTERM])
     func signalEndsTheLoopWithItsSummary(_ signal: Int32) throws {
         try withShippingSetup("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)") { db, dbPath, logPath in
             try LogAppender(directory: logPath, sourceID: "shipper-test").close()  // as `capture install` does
