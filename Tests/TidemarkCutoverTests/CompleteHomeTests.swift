@@ -132,7 +132,7 @@ struct CompleteHomeTests {
                 do {
                     let c = try Connection(path: path, busyTimeoutMillis: 10_000)
                     try c.execute("PRAGMA foreign_keys = ON")
-                    var rng = SplitMix(seed)
+                    var rng = SplitMix64(seed: seed)
                     var nextCustomer: Int64 = 1000, nextOrder: Int64 = 2000
                     while !stop.load(ordering: .relaxed) {
                         let customer = Int64(rng.next() % 250 + 1)
@@ -176,18 +176,6 @@ struct CompleteHomeTests {
         func finish() async throws {
             stop.store(true, ordering: .relaxed)
             while thread?.isFinished == false { try await pause(milliseconds: 10) }
-        }
-    }
-
-    struct SplitMix {
-        var state: UInt64
-        init(_ seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
         }
     }
 

@@ -437,7 +437,7 @@ extension ClientTests {
     @Test func numericMatchesServerParser() throws {
         let seed = UInt64.random(in: 1...UInt64.max)
         print("numericMatchesServerParser seed: \(seed)")
-        var rng = ClientSplitMix(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var inputs: [String] = []
         for _ in 0..<2000 {
             var s = rng.next() % 2 == 0 ? "-" : ""
@@ -471,18 +471,5 @@ extension ClientTests {
         // Binary decoding agrees with the server's text form too.
         let disagreements = try c.query("SELECT ours, ours::text FROM n").rows.filter { $0[0] != $0[1] }
         #expect(disagreements.isEmpty, "seed \(seed): \(disagreements.prefix(3))")
-    }
-}
-
-/// A small seeded generator (SplitMix64) so failures reproduce from the printed seed.
-private struct ClientSplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -236,14 +236,8 @@ import Glibc
                 defer { done.signal() }
                 do {
                     let c = try Connection(path: path, busyTimeoutMillis: 10_000)
-                    var x = seed
-                    func next() -> UInt64 {  // SplitMix64
-                        x &+= 0x9E37_79B9_7F4A_7C15
-                        var z = x
-                        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-                        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-                        return z ^ (z >> 31)
-                    }
+                    var rng = SplitMix64(seed: seed)
+                    func next() -> UInt64 { rng.next() }
                     while !stop.load(ordering: .relaxed) {
                         let key = Int64(next() % UInt64(hotKeys)) + 1
                         switch next() % 4 {
