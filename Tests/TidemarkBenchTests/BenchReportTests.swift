@@ -30,7 +30,7 @@ func benchExecutable() throws -> String {
         ("audit query (one key, a 5-min window)", ["audit query, history of one key vs zstd -dc | grep",
                                                    "audit query, a 5-min window vs zstd -dc | grep"]),
         ("memory", ["memory, reading any log (tidemark history/tail/as-of peak RSS)",
-                    "memory, peak RSS of a migration at the largest size (10M rows)",
+                    "memory, peak RSS of a migration at the largest scaling size",
                     "memory flat in table size (peak RSS, largest ÷ smallest size)"]),
         ("cutover", ["cutover under 2,000 writes/s, writer pause p99"]),
     ]
@@ -45,7 +45,7 @@ func benchExecutable() throws -> String {
         ("capture, one bulk transaction of one-row INSERTs, vs uncaptured", ["capture, bulk transaction of one-row INSERTs, vs uncaptured"]),
         ("capture, autocommit writes, vs uncaptured", ["capture, autocommit writes, vs uncaptured"]),
         ("shipper", ["shipper, outbox → log (durability commit)"]),
-        ("peak RSS of a migration", ["memory, peak RSS of a migration at the largest size (10M rows)",
+        ("peak RSS of a migration", ["memory, peak RSS of a migration at the largest scaling size",
                                      "memory flat in table size (peak RSS, largest ÷ smallest size)"]),
         ("Scaling: cost must grow linearly", ["copy cost linear in table size (time per row, largest ÷ smallest)"]),
     ]
