@@ -110,16 +110,18 @@ struct LogTailCommand: ParsableCommand {
             }
             // On an error too: what was read before the damage is printed.
             defer { flushLines() }
+            // Options read once: an option's getter is slow for a per-record loop.
+            let jsonl = format == .jsonl, following = follow
             while let v = try cursor.nextView() {
                 reported = reportSkipped(cursor.skipped, from: reported)
                 if w.isPast(v) { break }
                 guard w.contains(v), filter.matches(v) else { continue }
-                if format == .jsonl {
+                if jsonl {
                     lines.append(v)
-                    if lines.count >= 1 << 16 || follow { flushLines() }
+                    if lines.count >= 1 << 16 || following { flushLines() }
                 } else {
                     emit(v.record())
-                    if follow { out.flush() }
+                    if following { out.flush() }
                 }
             }
             flushLines()

@@ -71,16 +71,24 @@ import TidemarkTestSupport
             let views = try LogReader(directory: dir).cursor()
             var n = 0
             var a: [UInt8] = [], b: [UInt8] = []
+            // A small buffer, so it grows while records are written.
+            let lines = JSONLineBuffer(capacity: 16)
+            var expectedLines: [UInt8] = []
             while let v = try views.nextView() {
                 a.removeAll(keepingCapacity: true)
                 b.removeAll(keepingCapacity: true)
                 v.appendJSON(to: &a)
                 records[n].appendJSON(to: &b)
+                lines.append(v)
+                expectedLines += b + [0x0A]
                 #expect(a == b, "seed \(seed): LSN \(v.lsn): \(String(decoding: a.prefix(300), as: UTF8.self)) vs \(String(decoding: b.prefix(300), as: UTF8.self))")
                 if a != b { return }
                 n += 1
             }
             #expect(n == records.count)
+            #expect(Array(lines.bytes) == expectedLines, "seed \(seed): JSON lines from the line buffer differ")
+            lines.removeAll()
+            #expect(lines.count == 0)
         }
     }
 
