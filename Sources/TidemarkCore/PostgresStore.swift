@@ -11,10 +11,20 @@ import TidemarkSQLite
 /// around the PostgreSQL one, so the capture high-water mark, the chunk and
 /// its bounds come from one source snapshot (it begins at the first read).
 ///
-/// Replayed changes are folded per key and sent as one batch statement per
+/// Replayed changes are folded per key and sent as batch statements per
 /// table (plan-typed tables: queued and sent pipelined), see
 /// ``PostgresTableWriter``; every read of the target, every COPY and the
 /// commit flush them first.
+///
+/// A table's folded changes are sent every ``foldedSendKeys`` keys without
+/// waiting for the server (``PGConnection/sendPipelined(_:_:)``): the
+/// server applies one part of a batch while this process decodes and folds
+/// the next (two cores at work). Invariant: every part is sent inside the
+/// step's one PostgreSQL transaction, in the order it was folded, and its
+/// result is read — its error thrown — at the next ``flush()``, which runs
+/// before any read of the target and before the position is saved and
+/// committed; a part the server refuses aborts that transaction, so
+/// nothing of the step commits (the same as one statement per batch).
 final class PostgresStore: TargetStore {
     let pg: PGConnection
     let source: Connection
@@ -40,6 +50,11 @@ final class PostgresStore: TargetStore {
 
     /// Most changes queued before a flush (bounds memory and the pipeline).
     static let pipelineDepth = 2_000
+
+    /// Keys a table's folded changes reach before they are sent, pipelined
+    /// (bounds memory; a part large enough that one round of array
+    /// statements costs little beside the rows it carries).
+    static let foldedSendKeys = 4_096
 
     init(plan: Plan, source: Connection) throws {
         self.plan = plan
@@ -110,8 +125,10 @@ final class PostgresStore: TargetStore {
         }
     }
 
-    /// Forgets what a rolled-back transaction had not sent.
+    /// Forgets what a rolled-back transaction had not sent (and the results
+    /// of what it sent pipelined).
     private func discardPending() {
+        pg.discardPipeline()
         queued.removeAll(keepingCapacity: true)
         for w in dirty { w.discardFolded() }
         dirty.removeAll()
@@ -144,16 +161,21 @@ final class PostgresStore: TargetStore {
 
     func markDirty(_ w: PostgresTableWriter) { dirty.append(w) }
 
-    /// Sends every queued and folded change (inside the open transaction).
+    /// Sends every queued and folded change (inside the open transaction)
+    /// and reads every result of what was sent pipelined: when it returns,
+    /// the server has applied all of it.
     func flush() throws {
-        if !dirty.isEmpty {
-            let writers = dirty
-            dirty.removeAll()
-            do {
+        do {
+            if !dirty.isEmpty {
+                let writers = dirty
+                dirty.removeAll()
                 for w in writers { try w.flushFolded() }
-            } catch let e as PGError where Self.isRefusal(e) {
-                throw MigrationError(.constraint, "the PostgreSQL target refused a change of a replayed batch: \(e.description); the batch is applied again change by change")
             }
+            // The parts sent while folding, and the last ones just sent:
+            // their first error, in the order they were sent.
+            try pg.settlePipeline()
+        } catch let e as PGError where Self.isRefusal(e) {
+            throw MigrationError(.constraint, "the PostgreSQL target refused a change of a replayed batch: \(e.description); the batch is applied again change by change")
         }
         guard !queued.isEmpty else { return }
         let batch = queued
@@ -337,6 +359,9 @@ final class PostgresStore: TargetStore {
 
     func writer(for m: TableMapping) throws -> TableWriter {
         if let w = writers[m.source.name.lowercased()] { return w }
+        // A new writer reads the catalog: what was sent pipelined is read
+        // first (its refusal reported as the batch's, see flush()).
+        try flush()
         let w = try mapped { try PostgresTableWriter(mapping: m, store: self) }
         writers[m.source.name.lowercased()] = w
         return w
@@ -683,7 +708,14 @@ final class PostgresTableWriter: TableWriter {
     /// would not (a UNIQUE value moving between rows, a foreign key): that
     /// refusal rolls the step back, and the store runs it again change by
     /// change (``PostgresStore/transaction(_:)``).
-    private var folded: [[Value]: [[UInt8]?]?] = [:]
+    ///
+    /// An image is one buffer: each column's array element (its length as
+    /// a big-endian Int32, -1 for NULL, then its bytes) in column order —
+    /// one allocation per row, copied as is into the batch's arrays.
+    private var folded: [[Value]: [UInt8]?] = [:]
+    /// The size of the last image folded (reserved up front for the next,
+    /// up to 1 KiB: a row with a large value does not inflate the others).
+    private var imageCapacity = 64
 
     init(mapping m: TableMapping, store: PostgresStore) throws {
         mapping = m
@@ -793,18 +825,56 @@ final class PostgresTableWriter: TableWriter {
         }
     }
 
-    /// Sends the folded batch: deletes first (they free UNIQUE values), then
-    /// one upsert of every remaining image.
+    /// Appends `v`'s array element for column `i` to `row` (see ``folded``);
+    /// false, with nothing appended, when the column cannot hold it exactly.
+    /// The same rules as ``element(_:column:)``.
+    private func appendElement(_ v: Value, column i: Int, to row: inout [UInt8]) throws -> Bool {
+        switch (kinds[i], v) {
+        case (_, .null): PGArrayBuilder.appendNull(to: &row)
+        case (.int8, .integer(let n)): PGArrayBuilder.appendInt8(n, to: &row)
+        case (.float8, .real(let d)): PGArrayBuilder.appendFloat8(d, to: &row)
+        case (.float8, .integer(let n)) where n.magnitude <= 1 << 53: PGArrayBuilder.appendFloat8(Double(n), to: &row)
+        case (.text, .text(let s)):
+            if s.utf8.contains(0) { return false }
+            PGArrayBuilder.appendBytes(s.utf8, to: &row)
+        case (.bytea, .blob(let b)): PGArrayBuilder.appendBytes(b, to: &row)
+        default:
+            guard let e = try element(v, column: i), let bytes = e else { return false }
+            PGArrayBuilder.appendBytes(bytes, to: &row)
+        }
+        return true
+    }
+
+    /// Sends the folded batch, pipelined (its result is read at the store's
+    /// next flush): deletes first (they free UNIQUE values), then one upsert
+    /// of every remaining image.
+    ///
+    /// Sent in parts while a batch is folded (``PostgresStore/foldedSendKeys``):
+    /// a key folded again after its part was sent lands in a later part,
+    /// and the server runs the parts in the order they were sent, so the
+    /// key still ends in its last image.
     func flushFolded() throws {
         guard !folded.isEmpty, let del = batchDeleteName, let up = batchUpsertName else { return }
-        let batch = folded
-        folded.removeAll(keepingCapacity: true)
+        // Emptied in place at the end (keeping its storage for the next part);
+        // on a throw the step rolls back and discardFolded() empties it.
+        defer { folded.removeAll(keepingCapacity: true) }
         var keyArrays = keyPositions.map { PGArrayBuilder(elementType: kinds[$0].elementType ?? .text) }
         var columnArrays = kinds.map { PGArrayBuilder(elementType: $0.elementType ?? .text) }
         var deletes = 0, upserts = 0
-        for (key, image) in batch {
+        for (key, image) in folded {
             if let image {
-                for (i, e) in image.enumerated() { columnArrays[i].append(e) }
+                let complete = image.withUnsafeBufferPointer { row -> Bool in
+                    var at = 0
+                    for i in columnArrays.indices {
+                        guard let next = columnArrays[i].appendEncoded(row, at: at) else { return false }
+                        at = next
+                    }
+                    return at == row.count
+                }
+                // fold() writes one element per column; anything else is a bug here, never sent.
+                guard complete else {
+                    throw MigrationError(.foreignState, "replaying into \(mapping.targetTable): a folded row image of key \(KeyTuple.encode(key)) does not hold one value per column; nothing of this step was written — run `tidemark migrate` again")
+                }
                 upserts += 1
             } else {
                 for (k, v) in key.enumerated() {
@@ -814,8 +884,8 @@ final class PostgresTableWriter: TableWriter {
                 deletes += 1
             }
         }
-        if deletes > 0 { try store.pg.execPrepared(del, keyArrays.map { .value(.blob($0.bytes)) }) }
-        if upserts > 0 { try store.pg.execPrepared(up, columnArrays.map { .value(.blob($0.bytes)) }) }
+        if deletes > 0 { try store.pg.sendPipelined(del, keyArrays.map { .value(.blob($0.bytes)) }) }
+        if upserts > 0 { try store.pg.sendPipelined(up, columnArrays.map { .value(.blob($0.bytes)) }) }
     }
 
     func discardFolded() { folded.removeAll(keepingCapacity: true) }
@@ -981,18 +1051,19 @@ final class PostgresTableWriter: TableWriter {
         case .insert, .update:
             guard let after = r.after else { return }
             let row = try targetRow(after, lsn: r.lsn)
-            var image: [[UInt8]?] = []
-            image.reserveCapacity(row.count)
+            var image: [UInt8] = []
+            image.reserveCapacity(min(imageCapacity, 1_024))
             for (i, v) in row.enumerated() {
-                guard let e = try element(v, column: i) else { throw refusal(i, v, key: try keyValues(r), lsn: r.lsn) }
-                image.append(e)
+                guard try appendElement(v, column: i, to: &image) else { throw refusal(i, v, key: try keyValues(r), lsn: r.lsn) }
             }
+            imageCapacity = image.count
             folded[keyPositions.map { row[$0] }] = .some(image)
         case .delete:
             let key = try keyValues(r)
             for (k, v) in key.enumerated() where try element(v, column: keyPositions[k]) == nil { return }  // a key no row can have
             folded[key] = .some(nil)
         }
+        if folded.count >= PostgresStore.foldedSendKeys { try flushFolded() }
     }
 
     /// The target row of an after image: values in target column order.
@@ -1007,14 +1078,30 @@ final class PostgresTableWriter: TableWriter {
             guard try select.step() else { return [] }
             return (0..<columnNames.count).map { select.columnValue(Int32($0)) }
         }
-        return try mapping.columns.map { c in
-            let name = c.sourceColumn!
-            guard let f = image.first(where: { $0.name == name }) ?? image.first(where: { $0.name.lowercased() == name.lowercased() }) else {
+        if imageHints.count != mapping.columns.count { imageHints = Array(repeating: 0, count: mapping.columns.count) }
+        var row: [Value] = []
+        row.reserveCapacity(mapping.columns.count)
+        for (j, c) in mapping.columns.enumerated() {
+            let name = c.sourceColumn ?? c.target
+            // Column names are unique in a table, so an exact match at the
+            // hinted place is the one the search below would find.
+            let hint = imageHints[j]
+            if hint < image.count, image[hint].name == name {
+                row.append(image[hint].value)
+                continue
+            }
+            guard let k = image.firstIndex(where: { $0.name == name }) ?? image.firstIndex(where: { $0.name.lowercased() == name.lowercased() }) else {
                 throw MigrationError(.logGap, "change at LSN \(lsn) of '\(mapping.source.name)' lacks column '\(name)'; was the table altered? Re-run capture install and restart the migration")
             }
-            return f.value
+            imageHints[j] = k
+            row.append(image[k].value)
         }
+        return row
     }
+
+    /// Where each mapped column was in the last after image (a table's
+    /// images list their columns in one order): looked at first.
+    private var imageHints: [Int] = []
 
     func apply(_ r: ChangeRecord) throws {
         if batchUpsertName != nil && !store.careful {

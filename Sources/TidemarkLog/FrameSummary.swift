@@ -58,7 +58,51 @@ struct FrameSummary: Equatable, Sendable {
     }
 
     /// Builds the summary of `records` (one frame's).
-    static func of<C: Collection>(_ records: C) -> FrameSummary where C.Element == ChangeRecord {
+    ///
+    /// The appender calls this for every frame, so it hashes each record's
+    /// key straight from its fields (``EntryHasher``), with no array or
+    /// string built per record; ``reference(_:)`` is the plain definition
+    /// it is tested against (same bits for the same records).
+    static func of<C: BidirectionalCollection>(_ records: C) -> FrameSummary where C.Element == ChangeRecord {
+        var tableSet = Set<String>()
+        var entries = Set<UInt64>()
+        entries.reserveCapacity(records.count + records.count / 4)
+        var lastTable: String?
+        for r in records {
+            // Consecutive records of one table are common: one set lookup per run.
+            if lastTable != r.table {
+                tableSet.insert(r.table)
+                lastTable = r.table
+            }
+            let prefix = EntryHasher.tablePrefix(r.table)
+            if r.key.count == 1 {
+                entries.insert(EntryHasher.hash(prefix: prefix, column: nil, value: r.key[0].value))
+            } else {
+                for f in r.key { entries.insert(EntryHasher.hash(prefix: prefix, column: f.name, value: f.value)) }
+            }
+            // A key change (``ChangeRecord/isKeyChange``) adds its old key,
+            // found without building ``ChangeRecord/beforeKey``.
+            if r.operation == .update, let before = r.before, EntryHasher.beforeKeyDiffers(r.key, before) {
+                if r.key.count == 1 {
+                    if let old = before.first(where: { $0.name == r.key[0].name }) {
+                        entries.insert(EntryHasher.hash(prefix: prefix, column: nil, value: old.value))
+                    }
+                } else {
+                    for k in r.key {
+                        if let old = before.first(where: { $0.name == k.name }) {
+                            entries.insert(EntryHasher.hash(prefix: prefix, column: old.name, value: old.value))
+                        }
+                    }
+                }
+            }
+        }
+        // `last`, not `reversed().first`: that copied every record of the frame.
+        return make(tableSet: tableSet, entries: entries, first: records.first?.operation, last: records.last?.operation)
+    }
+
+    /// The plain definition of ``of(_:)`` (entries built as byte arrays);
+    /// tests check the two agree.
+    static func reference<C: Collection>(_ records: C) -> FrameSummary where C.Element == ChangeRecord {
         var tableSet = Set<String>()
         var entries = Set<UInt64>()
         for r in records {
@@ -68,6 +112,10 @@ struct FrameSummary: Equatable, Sendable {
                 for e in entryHashes(table: r.table, key: old) { entries.insert(e) }
             }
         }
+        return make(tableSet: tableSet, entries: entries, first: records.first?.operation, last: records.reversed().first?.operation)
+    }
+
+    private static func make(tableSet: Set<String>, entries: Set<UInt64>, first: ChangeOperation?, last: ChangeOperation?) -> FrameSummary {
         let sorted = tableSet.sorted()
         let nameBytes = sorted.reduce(0) { $0 + 2 + $1.utf8.count }
         let words = min(maxBloomBytes / 8, max(1, (entries.count * bitsPerEntry + 63) / 64))
@@ -76,8 +124,8 @@ struct FrameSummary: Equatable, Sendable {
         var bloom = [UInt64](repeating: 0, count: words)
         for h in entries { setBits(h, k: k, in: &bloom) }
         var edges: UInt8 = 0
-        if records.first?.operation == .insert { edges |= 1 }
-        if records.reversed().first?.operation == .delete { edges |= 2 }
+        if first == .insert { edges |= 1 }
+        if last == .delete { edges |= 2 }
         return FrameSummary(tables: nameBytes <= maxTableBytes ? sorted : nil, bloom: bloom, hashCount: UInt8(k), edges: edges)
     }
 
@@ -216,6 +264,73 @@ struct FrameSummary: Equatable, Sendable {
         } catch {
             return .failure(error)
         }
+    }
+}
+
+/// Entry hashes of the key filter computed field by field: FNV-1a-64 over
+/// `table, 0x00, column, 0x00, canonical value` fed piece by piece, which
+/// is the same hash as ``FrameSummary/entryHash(table:column:canonical:)``
+/// of the concatenated bytes (FNV-1a is a left fold over the bytes).
+enum EntryHasher {
+    @inline(__always)
+    static func feed(_ h: inout UInt64, _ byte: UInt8) {
+        h ^= UInt64(byte)
+        h = h &* FNV1a64.prime
+    }
+
+    @inline(__always)
+    static func feed(_ h: inout UInt64, _ s: String) {
+        var s = s
+        s.withUTF8 { for b in $0 { feed(&h, b) } }
+    }
+
+    @inline(__always)
+    static func feedLE(_ h: inout UInt64, _ v: UInt64) {
+        var v = v
+        for _ in 0..<8 {
+            feed(&h, UInt8(truncatingIfNeeded: v))
+            v >>= 8
+        }
+    }
+
+    /// The hash state after `table, 0x00`.
+    @inline(__always)
+    static func tablePrefix(_ table: String) -> UInt64 {
+        var h = FNV1a64.offsetBasis
+        feed(&h, table)
+        feed(&h, 0)
+        return h
+    }
+
+    /// The entry of `value` under `column` (nil: the empty name of a
+    /// one-column key), continuing from ``tablePrefix(_:)``.
+    @inline(__always)
+    static func hash(prefix: UInt64, column: String?, value: Value) -> UInt64 {
+        var h = prefix
+        if let column { feed(&h, column) }
+        feed(&h, 0)
+        switch value {
+        case .null: feed(&h, 0)
+        case .integer(let i): feed(&h, 1); feedLE(&h, UInt64(bitPattern: i))
+        case .real(let d):
+            feed(&h, 2)
+            if d.isNaN { feed(&h, 0x6E) } else { feedLE(&h, d.bitPattern) }
+        case .text(let s): feed(&h, 3); feed(&h, s)
+        case .blob(let b): feed(&h, 4); for x in b { feed(&h, x) }
+        }
+        return h
+    }
+
+    /// ``ChangeRecord/isKeyChange`` for an update with this key and before
+    /// image: every key column is in the before image and some differs.
+    @inline(__always)
+    static func beforeKeyDiffers(_ key: [Field], _ before: [Field]) -> Bool {
+        var differs = false
+        for k in key {
+            guard let old = before.first(where: { $0.name == k.name }) else { return false }
+            if old.value != k.value { differs = true }
+        }
+        return differs
     }
 }
 

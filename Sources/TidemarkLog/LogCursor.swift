@@ -236,8 +236,9 @@ public final class LogCursor: @unchecked Sendable {
         contentOffset = header.end
         if header.lsn < from { return nil }
         if let tables {
+            // The name through the cache: no string is built per record.
             var r = reader
-            let table = try RecordEncoding.decodeTable(&r)
+            let table = try names.name(&r)
             if !tables.contains(table) { return nil }
         }
         return (header, flags, reader)

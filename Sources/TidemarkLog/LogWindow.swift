@@ -67,6 +67,21 @@ public struct LogWindow: Sendable, Equatable {
         if let t = throughLSN, r.lsn > t { return true }
         return false
     }
+
+    /// ``contains(_:)`` for a record read in place.
+    public func contains(_ r: RecordView) -> Bool {
+        if r.lsn < fromLSN { return false }
+        if let t = throughLSN, r.lsn > t { return false }
+        if let s = sinceMicros, r.timestampMicros < s { return false }
+        if let u = untilMicros, r.timestampMicros > u { return false }
+        return true
+    }
+
+    /// ``isPast(_:)`` for a record read in place.
+    public func isPast(_ r: RecordView) -> Bool {
+        if let t = throughLSN, r.lsn > t { return true }
+        return false
+    }
 }
 
 extension LogReader {
@@ -142,6 +157,16 @@ public struct RecordFilter: Sendable {
             throw LogError(.badInput, "--where \"\(text)\" must be column=value")
         }
         return Field(String(text[..<eq]), .text(String(text[text.index(after: eq)...])))
+    }
+
+    /// ``matches(_:)`` for a record read in place: the table and operation
+    /// are checked on the view; a key or `--where` condition on the record
+    /// it copies out (the one definition of those matches).
+    public func matches(_ r: RecordView) -> Bool {
+        if let tables, !tables.contains(r.table) { return false }
+        if let operations, !operations.contains(r.operation) { return false }
+        if key == nil && conditions.isEmpty { return true }
+        return matches(r.record())
     }
 
     public func matches(_ r: ChangeRecord) -> Bool {

@@ -83,6 +83,92 @@ extension ChangeRecord {
     }
 }
 
+extension RecordView {
+    /// Appends this record as one JSON line (no trailing newline), exactly
+    /// the bytes ``ChangeRecord/appendJSON(to:)`` writes for ``record()``,
+    /// straight from the frame's bytes: no record, array or string is built
+    /// (`log tail` prints whole windows this way).
+    ///
+    /// Invariant (the same bytes): names and text are written from their
+    /// encoded bytes when those are ASCII, which `String(decoding:as:)`
+    /// keeps byte for byte; other bytes go through that decoding, as the
+    /// record path does (it repairs invalid UTF-8).
+    public func appendJSON(to buffer: inout [UInt8]) {
+        buffer.append(contentsOf: #"{"lsn":"#.utf8)
+        buffer.appendDecimal(lsn.rawValue)
+        buffer.append(contentsOf: #","ts":""#.utf8)
+        Timestamp(microsSinceEpoch: timestampMicros).appendRFC3339(to: &buffer)
+        buffer.append(contentsOf: #"","table":"#.utf8)
+        JSONText.appendString(table, to: &buffer)
+        switch operation {
+        case .insert: buffer.append(contentsOf: #","op":"insert","key":"#.utf8)
+        case .update: buffer.append(contentsOf: #","op":"update","key":"#.utf8)
+        case .delete: buffer.append(contentsOf: #","op":"delete","key":"#.utf8)
+        }
+        JSONText.appendFields(key, to: &buffer)
+        if let before {
+            buffer.append(contentsOf: #","before":"#.utf8)
+            JSONText.appendFields(before, to: &buffer)
+        }
+        if let after {
+            buffer.append(contentsOf: #","after":"#.utf8)
+            JSONText.appendFields(after, to: &buffer)
+        }
+        buffer.append(UInt8(ascii: "}"))
+    }
+}
+
+extension JSONText {
+    /// ``appendFields(_:to:)`` for fields read in place.
+    static func appendFields(_ fields: FieldsView, to buffer: inout [UInt8]) {
+        buffer.append(UInt8(ascii: "{"))
+        var first = true
+        for field in fields {
+            if !first { buffer.append(UInt8(ascii: ",")) }
+            first = false
+            appendString(bytes: field.name, to: &buffer)
+            buffer.append(UInt8(ascii: ":"))
+            switch field.value {
+            case .null: buffer.append(contentsOf: "null".utf8)
+            case .integer(let i): buffer.appendDecimal(i)
+            case .real(let d): Value.real(d).appendJSON(to: &buffer)
+            case .text(let b): appendString(bytes: b, to: &buffer)
+            case .blob: field.value.value.appendJSON(to: &buffer)
+            }
+        }
+        buffer.append(UInt8(ascii: "}"))
+    }
+
+    /// ``appendString(_:to:)`` of `String(decoding: bytes, as: UTF8.self)`.
+    static func appendString(bytes: UnsafeRawBufferPointer, to buffer: inout [UInt8]) {
+        let utf8 = bytes.bindMemory(to: UInt8.self)
+        if isASCII(utf8) {
+            buffer.append(UInt8(ascii: "\""))
+            appendEscaped(utf8, to: &buffer)
+            buffer.append(UInt8(ascii: "\""))
+        } else {
+            appendString(String(decoding: utf8, as: UTF8.self), to: &buffer)
+        }
+    }
+
+    @inline(__always)
+    static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var i = 0
+        let n = bytes.count
+        guard let p = bytes.baseAddress else { return true }
+        let raw = UnsafeRawPointer(p)
+        while n - i >= 8 {
+            if raw.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 { return false }
+            i += 8
+        }
+        while i < n {
+            if bytes[i] >= 0x80 { return false }
+            i += 1
+        }
+        return true
+    }
+}
+
 extension Value {
     /// Appends this value's JSON form (see the table at the top of
     /// `RecordJSON.swift`) to `buffer`.
@@ -112,7 +198,7 @@ extension Value {
 
 /// Low-level JSON writing shared by the record and value encoders.
 public enum JSONText {
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+    static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// Appends `{"name":value,...}` in field order.
     static func appendFields(_ fields: [Field], to buffer: inout [UInt8]) {
@@ -149,7 +235,7 @@ public enum JSONText {
 
     /// Copies runs of bytes that need no escape in one go, so ordinary text
     /// costs one bounds check and one copy per run.
-    private static func appendEscaped(_ utf8: UnsafeBufferPointer<UInt8>, to buffer: inout [UInt8]) {
+    static func appendEscaped(_ utf8: UnsafeBufferPointer<UInt8>, to buffer: inout [UInt8]) {
         var runStart = 0
         var i = 0
         while i < utf8.count {
@@ -731,5 +817,198 @@ extension Value {
         if !buffer[start...].contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") }) {
             buffer.append(contentsOf: ".0".utf8)
         }
+    }
+}
+
+// MARK: - JSON lines written from views
+
+/// JSON lines of records read in place, written through a pointer into one
+/// growing buffer (`log tail` prints whole windows this way): the same
+/// bytes as ``ChangeRecord/appendJSON(to:)`` plus a newline per record,
+/// without an array append (capacity and uniqueness checks) per piece.
+///
+/// Invariant: `count <= capacity`; every write first reserves the most
+/// bytes it can write (``reserve(_:)``), so no write passes the end.
+public final class JSONLineBuffer {
+    private var storage: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    public private(set) var count = 0
+    /// Scratch for the rare pieces written by the array-based encoders
+    /// (timestamps' date part, reals, blobs, non-ASCII text).
+    private var scratch: [UInt8] = []
+    /// The last timestamp's text up to and including the ".", and its second.
+    private var secondPrefix: [UInt8] = []
+    private var second = Int64.min
+
+    public init(capacity: Int = 1 << 17) {
+        self.capacity = max(capacity, 64)
+        storage = UnsafeMutablePointer<UInt8>.allocate(capacity: self.capacity)
+    }
+
+    deinit { storage.deallocate() }
+
+    /// The bytes written so far (valid until the next write or ``removeAll()``).
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: storage, count: count) }
+
+    public func removeAll() { count = 0 }
+
+    @inline(__always)
+    private func reserve(_ n: Int) {
+        if count + n > capacity { grow(count + n) }
+    }
+
+    private func grow(_ needed: Int) {
+        let newCapacity = max(needed, capacity * 2)
+        let new = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+        new.update(from: storage, count: count)
+        storage.deallocate()
+        storage = new
+        capacity = newCapacity
+    }
+
+    @inline(__always)
+    private func put(_ b: UInt8) {
+        storage[count] = b
+        count += 1
+    }
+
+    @inline(__always)
+    private func put(_ s: StaticString) {
+        s.withUTF8Buffer { put($0) }
+    }
+
+    @inline(__always)
+    private func put(_ b: UnsafeBufferPointer<UInt8>) {
+        reserve(b.count)
+        if let base = b.baseAddress { (storage + count).update(from: base, count: b.count) }
+        count += b.count
+    }
+
+    @inline(__always)
+    private func putDecimal(_ value: UInt64, minimumDigits: Int = 1) {
+        reserve(20)
+        var digits = 1
+        var v = value / 10
+        while v != 0 { digits += 1; v /= 10 }
+        digits = max(digits, minimumDigits)
+        var i = count + digits
+        v = value
+        while i > count {
+            i -= 1
+            storage[i] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: v % 10)
+            v /= 10
+        }
+        count += digits
+    }
+
+    @inline(__always)
+    private func putDecimal(_ value: Int64) {
+        reserve(1)
+        if value < 0 { put(UInt8(ascii: "-")) }
+        putDecimal(value.magnitude)
+    }
+
+    /// A JSON string of UTF-8 bytes, as ``JSONText/appendString(bytes:to:)``.
+    @inline(__always)
+    private func putString(_ bytes: UnsafeRawBufferPointer) {
+        let utf8 = bytes.bindMemory(to: UInt8.self)
+        if JSONText.isASCII(utf8) {
+            putEscaped(utf8)
+        } else {
+            var s = String(decoding: utf8, as: UTF8.self)
+            s.withUTF8 { putEscaped($0) }
+        }
+    }
+
+    private func putEscaped(_ utf8: UnsafeBufferPointer<UInt8>) {
+        // Each byte takes at most 6 (\u00XX), plus the quotes.
+        reserve(6 * utf8.count + 2)
+        put(UInt8(ascii: "\""))
+        var runStart = 0
+        for i in 0..<utf8.count {
+            let byte = utf8[i]
+            guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
+            if runStart < i { put(UnsafeBufferPointer(rebasing: utf8[runStart..<i])) }
+            put(UInt8(ascii: "\\"))
+            if byte < 0x20 {
+                put(UInt8(ascii: "u")); put(UInt8(ascii: "0")); put(UInt8(ascii: "0"))
+                put(JSONText.hexDigits[Int(byte >> 4)])
+                put(JSONText.hexDigits[Int(byte & 0xF)])
+            } else {
+                put(byte)
+            }
+            runStart = i + 1
+        }
+        if runStart < utf8.count { put(UnsafeBufferPointer(rebasing: utf8[runStart...])) }
+        put(UInt8(ascii: "\""))
+    }
+
+    /// ``Timestamp/appendRFC3339(to:)``: the text up to the second is
+    /// computed once per second (records of one second share it), then
+    /// the six digits of the microsecond and "Z".
+    private func putTimestamp(_ micros: Int64) {
+        var sec = micros / 1_000_000
+        var fraction = micros % 1_000_000
+        if fraction < 0 {  // floor, as the calendar arithmetic does
+            sec -= 1
+            fraction += 1_000_000
+        }
+        if sec != second {
+            scratch.removeAll(keepingCapacity: true)
+            Timestamp(microsSinceEpoch: micros).appendRFC3339(to: &scratch)
+            // The full text ends with six fraction digits and "Z".
+            secondPrefix = Array(scratch.dropLast(7))
+            second = sec
+        }
+        secondPrefix.withUnsafeBufferPointer { put($0) }
+        putDecimal(UInt64(fraction), minimumDigits: 6)
+        put("Z")
+    }
+
+    private func putFields(_ fields: FieldsView) {
+        put("{")
+        var first = true
+        for field in fields {
+            if !first { put(",") }
+            first = false
+            putString(field.name)
+            put(":")
+            switch field.value {
+            case .null: put("null")
+            case .integer(let i): putDecimal(i)
+            case .text(let b): putString(b)
+            case .real, .blob:
+                scratch.removeAll(keepingCapacity: true)
+                field.value.value.appendJSON(to: &scratch)
+                scratch.withUnsafeBufferPointer { put($0) }
+            }
+        }
+        put("}")
+    }
+
+    /// Appends `r` as one JSON line and a newline.
+    public func append(_ r: RecordView) {
+        put("{\"lsn\":")
+        putDecimal(r.lsn.rawValue)
+        put(",\"ts\":\"")
+        putTimestamp(r.timestampMicros)
+        put("\",\"table\":")
+        var table = r.table
+        table.withUTF8 { putEscaped($0) }
+        switch r.operation {
+        case .insert: put(",\"op\":\"insert\",\"key\":")
+        case .update: put(",\"op\":\"update\",\"key\":")
+        case .delete: put(",\"op\":\"delete\",\"key\":")
+        }
+        putFields(r.key)
+        if let before = r.before {
+            put(",\"before\":")
+            putFields(before)
+        }
+        if let after = r.after {
+            put(",\"after\":")
+            putFields(after)
+        }
+        put("}\n")
     }
 }

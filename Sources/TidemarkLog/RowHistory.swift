@@ -111,8 +111,20 @@ public struct RowHistory: Sendable {
             skip.withNeighbors = true
             cursor.skip = skip
         }
-        while let r = try cursor.next() {
-            if let range, r.lsn > range.upperBound { break }
+        let probe = KeyProbe(wanted)
+        while let v = try cursor.nextView() {
+            if let range, v.lsn > range.upperBound { break }
+            // Most records of a frame read for its key filter are of other
+            // keys: an update that keeps its key, or an insert not right
+            // after a delete, whose key cannot match, changes nothing below
+            // but `pendingDelete` (set to nil). Only the others are copied out.
+            let mayMatter = v.operation == .delete || (v.operation == .insert && pendingDelete != nil)
+                || (v.operation == .update && !v.keepsKeyBytes) || probe.mayMatch(v.key)
+            if !mayMatter {
+                pendingDelete = nil
+                continue
+            }
+            let r = v.record()
             var isWanted = r.matches(key: wanted)
             if isWanted { p.matched.insert(r.key) }
             if r.isKeyChange, let old = r.beforeKey {
@@ -179,6 +191,67 @@ public struct RowHistory: Sendable {
             }
             throw LogError(.badInput, "--key names \(names.joined(separator: ", ")) but the key of table '\(table)' is \(shown); name exactly those columns")
         }
+    }
+}
+
+/// A cheap, sound test of a key read in place against a `--key`: false only
+/// when ``ChangeRecord/matches(key:)`` is false for that key (an integer
+/// compared by value, ASCII text by its bytes); anything else says "maybe"
+/// and the caller decides on the record copied out.
+struct KeyProbe {
+    private struct Want {
+        var name: [UInt8]?
+        var integer: Int64?
+        var asciiText: [UInt8]?
+        var isText: Bool
+    }
+    private let wants: [Want]
+    private let nonASCIIName: Bool
+
+    init(_ wanted: [Field]) {
+        nonASCIIName = wanted.contains { !$0.name.utf8.allSatisfy { $0 < 0x80 } }
+        wants = wanted.map { w in
+            var want = Want(name: w.name.isEmpty ? nil : Array(w.name.utf8), integer: nil, asciiText: nil, isText: false)
+            switch w.value {
+            case .integer(let i): want.integer = i
+            case .text(let t):
+                want.isText = true
+                // matches(key:) takes an integer only when it prints as `t`.
+                if let i = Int64(t), String(i) == t { want.integer = i }
+                let bytes = Array(t.utf8)
+                if bytes.allSatisfy({ $0 < 0x80 }) { want.asciiText = bytes }
+            default: break
+            }
+            return want
+        }
+    }
+
+    func mayMatch(_ key: FieldsView) -> Bool {
+        guard !wants.isEmpty else { return false }
+        // Names compare as Strings (canonical equivalence): bytes decide
+        // only when every name is ASCII.
+        guard !nonASCIIName else { return true }
+        for f in key where !JSONText.isASCII(f.name.bindMemory(to: UInt8.self)) { return true }
+        for w in wants {
+            let have: FieldView?
+            if let name = w.name {
+                have = name.withUnsafeBytes { key.first(named: $0) }
+            } else {
+                guard wants.count == 1, key.count == 1 else { return false }
+                have = key.first { _ in true }
+            }
+            guard let have else { return false }
+            switch have.value {
+            case .integer(let i):
+                if w.integer != i { return false }
+            case .text(let b):
+                if !w.isText { return false }
+                if let a = w.asciiText, JSONText.isASCII(b.bindMemory(to: UInt8.self)), !a.elementsEqual(b) { return false }
+            default:
+                continue  // reals, blobs, NULL: maybe
+            }
+        }
+        return true
     }
 }
 

@@ -24,6 +24,35 @@ public struct PGArrayBuilder: Sendable {
         body.append(contentsOf: element)
     }
 
+    /// Appends one element already in its array form — its length as a
+    /// big-endian Int32 (-1: NULL), then that many bytes — read from `row`
+    /// at `offset`. Returns the offset after it, or nil (nothing appended)
+    /// when `row` ends before the element does.
+    public mutating func appendEncoded(_ row: UnsafeBufferPointer<UInt8>, at offset: Int) -> Int? {
+        guard offset >= 0, offset + 4 <= row.count else { return nil }
+        let length = Int32(bitPattern: UInt32(row[offset]) << 24 | UInt32(row[offset + 1]) << 16
+                                       | UInt32(row[offset + 2]) << 8 | UInt32(row[offset + 3]))
+        let end = offset + 4 + max(0, Int(length))
+        guard length >= -1, end <= row.count else { return nil }
+        count += 1
+        if length < 0 { hasNull = true }
+        body.append(contentsOf: UnsafeBufferPointer(rebasing: row[offset..<end]))
+        return end
+    }
+
+    /// Appends a value's element form (length, then bytes) to `row`.
+    public static func appendInt8(_ v: Int64, to row: inout [UInt8]) {
+        put(Int32(8), &row)
+        let u = UInt64(bitPattern: v)
+        for shift in stride(from: 56, through: 0, by: -8) { row.append(UInt8(truncatingIfNeeded: u >> UInt64(shift))) }
+    }
+    public static func appendFloat8(_ d: Double, to row: inout [UInt8]) { appendInt8(Int64(bitPattern: d.bitPattern), to: &row) }
+    public static func appendBytes(_ bytes: some Collection<UInt8>, to row: inout [UInt8]) {
+        put(Int32(truncatingIfNeeded: bytes.count), &row)
+        row.append(contentsOf: bytes)
+    }
+    public static func appendNull(to row: inout [UInt8]) { put(Int32(-1), &row) }
+
     /// The array's bytes (send as a binary parameter of type `elementType[]`).
     public var bytes: [UInt8] {
         var out: [UInt8] = []

@@ -16,6 +16,11 @@ public final class PGConnection {
     var preparedTypes: [String: [UInt32]] = [:]
     var savepointCounter = 0
     var inPipeline = false
+    /// The pipeline `sendPipelined` keeps open between calls (nil: none).
+    /// Invariant: every synchronous call settles it first (``live()``), so
+    /// its results and its first error are read before anything else runs
+    /// on the connection, and in the order the statements were sent.
+    var openPipeline: PGPipeline?
 
     public let serverVersionNumber: Int
 
@@ -81,6 +86,7 @@ public final class PGConnection {
     public var isUsable: Bool { conn.map { PQstatus($0) == CONNECTION_OK } ?? false }
 
     public func close() {
+        openPipeline = nil
         if let c = conn { PQfinish(c) }
         conn = nil
     }
@@ -193,7 +199,11 @@ public final class PGConnection {
         case PQTRANS_IDLE:
             try execute("BEGIN")
             let result: R
-            do { result = try body() } catch {
+            do {
+                result = try body()
+                try settlePipeline()
+            } catch {
+                discardPipeline()
                 try? execute("ROLLBACK")
                 throw error
             }
@@ -209,7 +219,11 @@ public final class PGConnection {
             let savepoint = PGSQL.ident("tidemark_sp_\(savepointCounter)")
             try execute("SAVEPOINT \(savepoint)")
             let result: R
-            do { result = try body() } catch {
+            do {
+                result = try body()
+                try settlePipeline()
+            } catch {
+                discardPipeline()
                 try? execute("ROLLBACK TO SAVEPOINT \(savepoint); RELEASE SAVEPOINT \(savepoint)")
                 throw error
             }
@@ -262,6 +276,69 @@ public final class PGConnection {
 
     /// The SQLSTATE of the statement that aborts an abandoned pipeline.
     static let abandonState = "TMABN"
+
+    /// Sends an execution of a statement prepared with `prepare` without
+    /// waiting for it: the connection enters pipeline mode (if it is not in
+    /// it) and stays there, so the server works on it while the caller
+    /// prepares the next one. Its result, and the first error of every
+    /// statement sent so, are read by ``settlePipeline()`` — or by the next
+    /// synchronous call, which settles first and throws that error.
+    ///
+    /// A server error is never thrown here (it is reported at the settle,
+    /// in order); only a broken connection is. After a server error the
+    /// server skips the rest up to the settle's Sync, so nothing sent after
+    /// it runs; inside a transaction, the transaction is then aborted.
+    public func sendPipelined(_ name: String, _ params: [PGParam]) throws {
+        guard let c = conn else { throw PGError(message: "the PostgreSQL connection is closed", connectionLost: true) }
+        let pipeline: PGPipeline
+        if let open = openPipeline {
+            pipeline = open
+        } else {
+            guard !inPipeline else { throw PGError(message: "sendPipelined called inside withPipeline") }
+            guard PQenterPipelineMode(c) == 1 else {
+                throw PGError(message: "could not enter pipeline mode: " + errorText(c), connectionLost: PQstatus(c) == CONNECTION_BAD)
+            }
+            pipeline = PGPipeline(connection: self, conn: c)
+            openPipeline = pipeline
+        }
+        do {
+            try pipeline.sendPrepared(name, params)
+        } catch let e as PGError where !e.connectionLost {
+            // Recorded by the pipeline; reported at the settle.
+            return
+        }
+        // Hand it to the server now (libpq holds small messages back in
+        // pipeline mode), so the server works while the caller goes on.
+        if PQflush(c) != 0 {
+            let e = PGError(message: "sending a pipelined statement failed: " + errorText(c), connectionLost: true)
+            pipeline.record(e)
+            throw e
+        }
+    }
+
+    /// Whether statements sent by ``sendPipelined(_:_:)`` await their settle.
+    public var hasOpenPipeline: Bool { openPipeline != nil }
+
+    /// Syncs the open pipeline, reads every result up to the Sync, leaves
+    /// pipeline mode, and throws the first error among them (none open:
+    /// nothing to do). The connection is out of pipeline mode afterwards,
+    /// error or not.
+    public func settlePipeline() throws {
+        guard let pipeline = openPipeline else { return }
+        openPipeline = nil
+        guard let c = conn else { throw PGError(message: "the PostgreSQL connection is closed", connectionLost: true) }
+        pipeline.finish()
+        if PQexitPipelineMode(c) != 1, pipeline.firstError == nil {
+            throw PGError(message: "could not leave pipeline mode: " + errorText(c), connectionLost: PQstatus(c) == CONNECTION_BAD)
+        }
+        if let error = pipeline.firstError { throw error }
+    }
+
+    /// Settles the open pipeline, dropping its error (the caller is already
+    /// failing, and rolls back).
+    public func discardPipeline() {
+        try? settlePipeline()
+    }
 
     // MARK: COPY
 
@@ -346,8 +423,11 @@ public final class PGConnection {
 
     // MARK: internals
 
+    /// The open connection, with no pipelined statement unread (their
+    /// first error is thrown here, before anything else is sent).
     func live() throws -> OpaquePointer {
         guard let c = conn else { throw PGError(message: "the PostgreSQL connection is closed", connectionLost: true) }
+        if openPipeline != nil { try settlePipeline() }
         return c
     }
 

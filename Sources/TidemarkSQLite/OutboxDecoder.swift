@@ -43,13 +43,32 @@ public struct OutboxDecoder: Sendable {
     /// ``selectColumns`` from the outbox, reading each value straight from
     /// the statement in its own storage class.
     public func decode(_ statement: Statement) throws -> ChangeRecord {
+        var cache = ShapeCache()
+        return try decode(statement, cache: &cache)
+    }
+
+    /// The shapes of the table the previous row named, so that a run of rows
+    /// of one table looks its shapes up once rather than hashing the table
+    /// name per row. It only ever holds `shapes[table]` for its `table`.
+    struct ShapeCache {
+        var table: String?
+        var candidates: [CapturedTable] = []
+    }
+
+    /// ``decode(_:)`` with a cache of the shape lookup, kept by the caller
+    /// over the rows of one read.
+    func decode(_ statement: Statement, cache: inout ShapeCache) throws -> ChangeRecord {
         let seq = statement.columnInt64(0)
         let table = statement.columnText(2)
         func fail(_ why: String) -> CaptureError {
             CaptureError(.badOutboxRow, "outbox row \(seq) (table '\(table)') cannot be decoded: \(why)", table: table)
         }
         guard seq > 0 else { throw fail("seq must be positive") }
-        guard let shape = shape(of: table, seq: seq) else {
+        if cache.table != table {
+            cache.table = table
+            cache.candidates = shapes[table] ?? []
+        }
+        guard let shape = cache.candidates.last(where: { $0.fromSeq < seq }) else {
             throw fail("no captured shape is recorded for it; was capture installed with this table?")
         }
         let opCode = statement.columnInt64(3)
@@ -113,7 +132,8 @@ public struct OutboxDecoder: Sendable {
         try statement.bind(Int64(clamping: after.rawValue), at: 1)
         try statement.bind(Int64(limit), at: 2)
         var records: [ChangeRecord] = []
-        try statement.forEachRow { records.append(try decode($0)) }
+        var cache = ShapeCache()
+        try statement.forEachRow { records.append(try decode($0, cache: &cache)) }
         return records
     }
 }

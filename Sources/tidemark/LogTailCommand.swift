@@ -99,13 +99,32 @@ struct LogTailCommand: ParsableCommand {
             // Frames whose metadata rules the window and filter out are not read.
             cursor.skip = FrameSkip(window: w, filter: filter)
             var reported = 0
-            while let r = try cursor.next() {
-                reported = reportSkipped(cursor.skipped, from: reported)
-                if w.isPast(r) { break }
-                guard w.contains(r), filter.matches(r) else { continue }
-                emit(r)
-                if follow { out.flush() }
+            // Records are read in place; JSON lines are written straight
+            // from the frame's bytes (the same bytes as from the record).
+            let lines = JSONLineBuffer()
+            func flushLines() {
+                guard lines.count > 0 else { return }
+                out.buffer.append(contentsOf: lines.bytes.bindMemory(to: UInt8.self))
+                lines.removeAll()
+                out.flush()
             }
+            // On an error too: what was read before the damage is printed.
+            defer { flushLines() }
+            // Options read once: an option's getter is slow for a per-record loop.
+            let jsonl = format == .jsonl, following = follow
+            while let v = try cursor.nextView() {
+                reported = reportSkipped(cursor.skipped, from: reported)
+                if w.isPast(v) { break }
+                guard w.contains(v), filter.matches(v) else { continue }
+                if jsonl {
+                    lines.append(v)
+                    if lines.count >= 1 << 16 || following { flushLines() }
+                } else {
+                    emit(v.record())
+                    if following { out.flush() }
+                }
+            }
+            flushLines()
             out.flush()
             _ = reportSkipped(cursor.skipped, from: reported)
         }

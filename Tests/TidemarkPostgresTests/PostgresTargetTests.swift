@@ -346,4 +346,79 @@ extension Value {
         try migrator.close()
         try source.close()
     }
+
+    /// A batch larger than one pipelined part (its first parts are sent
+    /// while the rest is still folded): a change the target refuses in a
+    /// middle part leaves nothing of the batch applied — not the parts the
+    /// server already ran — and the step stops with the very line a batch of
+    /// that change alone gives; a refused change that a later part fixes is
+    /// replaced, as in a small batch.
+    @Test(.timeLimit(.minutes(10)))
+    func aRefusalInTheMiddleOfAPipelinedBatchLeavesNothingAndReadsTheSame() throws {
+        let server = try PostgresServer.shared()
+        let rows = 2 * PostgresStore.foldedSendKeys + 1_000
+        let bad = Int64(PostgresStore.foldedSendKeys + 1_000)  // in the second part
+        var options = MigratorOptions()
+        options.replayBatchMillis = 600_000  // the whole backlog in one step
+
+        /// A source and a migrated target with rows 1 and 2, both CHECKing v <> 'bad'.
+        func setUp(_ name: String) throws -> (dir: String, source: Connection, pg: PGConnection, migrator: Migrator) {
+            let conninfo = server.conninfo(database: try server.createDatabase(name))
+            let pg = try PGConnection(conninfo)
+            try pg.execute("CREATE TABLE edge(id bigint PRIMARY KEY, v text CHECK (v <> 'bad'))")
+            let dir = try makeTemporaryDirectory("tidemark-pg-target")
+            let source = try Connection(path: dir + "/app.db", mode: .readWriteCreate)
+            _ = try source.setJournalMode(.wal)
+            try source.execute("CREATE TABLE edge(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO edge VALUES (1, 'a'), (2, 'b');")
+            let plan = try PostgresTargetTests.writePlan(dir, target: conninfo, chunkRows: 1_000)
+            let migrator = try Migrator.open(plan: plan, options: options)
+            _ = try migrator.run()
+            return (dir, source, pg, migrator)
+        }
+        func insertRows(_ source: Connection, _ ids: some Sequence<Int64>) throws {
+            let insert = try source.prepare("INSERT INTO edge VALUES (?, ?)")
+            for id in ids { try insert.execute([.integer(id), .text("v\(id)")]) }
+        }
+        /// The error line without its LSN (which differs between the two sources).
+        func withoutLSN(_ message: String) -> String {
+            message.replacing(/LSN [0-9]+/, with: "LSN _")
+        }
+
+        // The refused change alone in its batch.
+        let small = try setUp("pipeline_small")
+        defer { small.pg.close(); try? FileManager.default.removeItem(atPath: small.dir) }
+        try insertRows(small.source, [bad])
+        _ = try small.migrator.run()
+        try small.source.execute("UPDATE edge SET v = 'bad' WHERE id = \(bad)")
+        let alone = try #require(throws: MigrationError.self) { _ = try small.migrator.run() }
+        try small.migrator.close()
+        try small.source.close()
+
+        // The same change in the middle of a batch of three pipelined parts.
+        let big = try setUp("pipeline_big")
+        defer { big.pg.close(); try? FileManager.default.removeItem(atPath: big.dir) }
+        try big.source.transaction {
+            try insertRows(big.source, 3...bad)
+            try big.source.execute("UPDATE edge SET v = 'bad' WHERE id = \(bad)")  // folded into the second part
+            try insertRows(big.source, (bad + 1)...Int64(rows))
+        }
+        let before = try big.pg.query("SELECT applied_lsn FROM tidemark.migration").rows
+        let inBatch = try #require(throws: MigrationError.self) { _ = try big.migrator.run() }
+        #expect(inBatch.code == .constraint)
+        #expect(!inBatch.message.contains("\n"), "\(inBatch.message)")
+        #expect(inBatch.message.contains("(update of edge id=\(bad))"), "\(inBatch.message)")
+        #expect(withoutLSN(inBatch.message) == withoutLSN(alone.message))
+        #expect(try big.pg.query("SELECT applied_lsn FROM tidemark.migration").rows == before)
+        #expect(try big.pg.query("SELECT count(*) FROM edge").rows == [[.integer(2)]])
+
+        // Fixed by a change that lands in the third part of the next batch:
+        // the second part is refused again, the step runs change by change,
+        // and there the fix replaces the refused change.
+        try big.source.execute("UPDATE edge SET v = 'fixed' WHERE id = \(bad)")
+        _ = try big.migrator.run()
+        #expect(try big.pg.query("SELECT count(*), count(*) FILTER (WHERE v = 'v' || id) FROM edge").rows == [[.integer(Int64(rows)), .integer(Int64(rows - 3))]])
+        #expect(try big.pg.query("SELECT v FROM edge WHERE id = \(bad)").rows == [[.text("fixed")]])
+        try big.migrator.close()
+        try big.source.close()
+    }
 }

@@ -391,6 +391,28 @@ db.execute("INSERT INTO codes VALUES ('é', 'up') ON CONFLICT(code) DO UPDATE SE
         }
     }
 
+    @Test("one read of rows of two tables, interleaved across a shape change, decodes each row with its own shape")
+    func interleavedTablesAndShapes() throws {
+        try withCapturedDatabase("CREATE TABLE t(id INTEGER PRIMARY KEY, a); CREATE TABLE u(k TEXT PRIMARY KEY, v)") { db, path in
+            try sqlite3CLI(path, "INSERT INTO t VALUES (1, 'one'); INSERT INTO u VALUES ('x', 1); INSERT INTO t VALUES (2, 'two');")
+            try sqlite3CLI(path, "ALTER TABLE t ADD COLUMN b DEFAULT 'dflt';")
+            try Capture.install(connection: db, sourceID: "test-source")
+            try sqlite3CLI(path, "INSERT INTO u VALUES ('y', 2); INSERT INTO t VALUES (3, 'three', 'c'); UPDATE u SET v = 3 WHERE k = 'x'; INSERT INTO t VALUES (4, 'four', 'd');")
+            #expect(try capturedChanges(db).map { [.text($0.table)] + ($0.after ?? []) } == [
+                [.text("t"), .integer(1), .text("one")], [.text("u"), .text("x"), .integer(1)],
+                [.text("t"), .integer(2), .text("two")], [.text("u"), .text("y"), .integer(2)],
+                [.text("t"), .integer(3), .text("three"), .text("c")], [.text("u"), .text("x"), .integer(3)],
+                [.text("t"), .integer(4), .text("four"), .text("d")],
+            ])
+            // The same rows, each decoded on its own (no lookup shared between rows).
+            let decoder = try OutboxDecoder(connection: db)
+            let one = try db.prepare("SELECT \(decoder.selectColumns) FROM _tidemark_outbox ORDER BY seq")
+            var each: [ChangeRecord] = []
+            try one.forEachRow { each.append(try decoder.decode($0)) }
+            #expect(each == (try capturedRecords(db)))
+        }
+    }
+
     @Test("a shape change is detected; reinstalling records the new shape and old rows keep the old one")
     func shapeChange() throws {
         try withCapturedDatabase("CREATE TABLE t(id INTEGER PRIMARY KEY, a)") { db, path in
