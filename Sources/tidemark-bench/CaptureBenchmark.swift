@@ -138,7 +138,7 @@ struct CaptureBench: ParsableCommand, BenchCommand {
             let r = ship[k]
             table.rows.append(Comparison(
                 path: "shipper, full outbox → log, durability \(durability)", unit: "changes/s",
-                tidemark: bulk / r.wall.median, baseline: nil, goal: .atLeast(300_000),
+                tidemark: bulk / r.wall.median, baseline: nil, goal: .atLeast(500_000),
                 details: [("changes", .int(bulkRows)), ("syncs", .int(syncs[k])),
                           ("changes_per_cpu_second", .number(bulk / r.cpu.median))] + details(r, nil)))
         }
