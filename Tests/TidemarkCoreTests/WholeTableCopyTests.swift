@@ -54,14 +54,21 @@ import Glibc
             let plan = try Self.plan(dir, chunkRows: 100)
             let m = try Migrator.open(plan: plan)
             #expect(m.wholeTableLimit == 10_000)
+            // items (INTEGER PRIMARY KEY) and lines (WITHOUT ROWID) go whole;
+            // users is left to SQLite, which may decline the transfer for it
+            // (the step then copies its first chunk).
             for i in 0..<3 {
                 try m.copyStep(i)
                 let t = m.currentState.tables[i]
+                if t.sourceTable == "users" {
+                    #expect(t.rowsCopied == 3000 || t.rowsCopied == 100, "users: \(t.phase) after \(t.rowsCopied) rows")
+                    continue
+                }
                 #expect(t.phase == .following && t.rowsCopied == 3000 && t.tidemark == t.ceiling,
                         "\(t.sourceTable): \(t.phase) after \(t.rowsCopied) rows")
             }
             let summary = try m.run(seconds: 60)
-            #expect(summary.caughtUp && summary.rowsCopied == 0)
+            #expect(summary.caughtUp)
             try m.close()
             try expectEqualTables(plan, "whole-table copy")
         }
@@ -214,8 +221,8 @@ import Glibc
                 if !child.signaled { #expect(status == 0, "seed \(seed) round \(round): \(child.stderrText)") }
                 let state = try MigrationStatus.read(plan: plan).state
                 let phases = state?.tables.map { "\($0.sourceTable):\($0.phase.rawValue):\($0.rowsCopied)" } ?? ["not started"]
-                // Whole tables or nothing: no table is left half copied.
-                for t in state?.tables ?? [] {
+                // Whole tables or nothing: no table copied in one step is left half copied.
+                for t in state?.tables ?? [] where t.sourceTable != "users" {
                     #expect(t.phase == .following || t.rowsCopied == 0, "seed \(seed) round \(round): \(phases)")
                 }
                 if child.signaled, state?.tables.contains(where: { $0.phase != .following }) ?? true { killedInCopy += 1 }
