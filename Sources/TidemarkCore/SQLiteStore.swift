@@ -409,6 +409,9 @@ final class TableStatements: TableWriter {
     /// target table has a row, or SQLite would not transfer records for
     /// this pair of tables (declared differently, triggers on the target,
     /// an index the source lacks…; its program then has no `RowData`).
+    /// SQLite 3.40 also declines it for a rowid table with any index (a
+    /// non-INTEGER primary key's included) when the source is ATTACHed
+    /// read-only, as here: such tables go in chunks.
     /// The caller then copies in chunks. Never a partial copy: a refused
     /// row throws, and the caller's transaction rolls back.
     func copyWholeTable() throws -> Bool {
