@@ -44,6 +44,13 @@ public struct MigratorOptions: Sendable {
     /// Before each chunk, the copy waits while taking the source's write
     /// lock takes longer than this (`--max-write-lag-ms`; see ``WriteLockProbe``).
     public var maxWriteLagMillis: Int?
+    /// The largest table (in rows) the copy may take in one whole-table
+    /// step instead of chunks, as a multiple of `chunk_rows` (see
+    /// ``Migrator/wholeTableLimit``); 0 always copies in chunks.
+    public var wholeTableChunks = 100
+    /// The largest table (in rows) the copy may take in one whole-table
+    /// step, whatever `chunk_rows` is.
+    public var wholeTableMaxRows = 1_000_000
 
     public init(follow: Bool = false) { self.follow = follow }
 }
@@ -691,6 +698,8 @@ public final class Migrator: @unchecked Sendable {
             capturedLSN = max(capturedLSN, highWater)
             var t = state.tables[i]
             guard t.phase != .following else { return }
+            // The ceiling is read in this step's snapshot (see the whole-table copy below).
+            let startsHere = t.phase == .pending
             if t.phase == .pending {
                 // Capture covers the table now, so a NULL key part that
                 // appears later is replayed (and stopped) by checkNullKey;
@@ -720,9 +729,27 @@ public final class Migrator: @unchecked Sendable {
                 try recordCopiedIfDone()
                 return
             }
-            // Upper key of this chunk: the chunk_rows-th key above the tidemark, or the ceiling.
-            let upper = try s.chunkUpper(after: t.tidemark, ceiling: ceiling, rows: live.chunkRows(plan.chunkRows))
-            let n = try s.copyChunk(after: t.tidemark, through: upper)
+            let upper: [Value]
+            let n: Int
+            if startsHere, t.rowsEstimate <= wholeTableLimit, let w = s as? TableStatements, try w.copyWholeTable() {
+                // The whole table in this one step: a single chunk whose
+                // range is every key up to the ceiling. Invariant: the
+                // ceiling and the rows were read in this step's one source
+                // snapshot, at S_k, so the source holds no key above the
+                // ceiling at S_k and the chunk is the whole source table at
+                // S_k; the table was pending while the changes up to S_k
+                // were replayed, so none of its rows was in the target
+                // before (copyWholeTable checks it is empty). The new
+                // tidemark is the ceiling, stored with S_k in this
+                // transaction: every target row (all at or below the
+                // tidemark) equals the source row at S_k.
+                upper = ceiling
+                n = t.rowsEstimate
+            } else {
+                // Upper key of this chunk: the chunk_rows-th key above the tidemark, or the ceiling.
+                upper = try s.chunkUpper(after: t.tidemark, ceiling: ceiling, rows: live.chunkRows(plan.chunkRows))
+                n = try s.copyChunk(after: t.tidemark, through: upper)
+            }
             t.rowsCopied += n
             copied += n
             t.tidemark = upper
@@ -731,6 +758,28 @@ public final class Migrator: @unchecked Sendable {
             try store.save(state, table: t)
             try recordCopiedIfDone()
         }
+    }
+
+    /// The most rows a table may have for its copy to be one whole-table
+    /// step (``TableStatements/copyWholeTable()``); 0 when the copy must go
+    /// in chunks.
+    ///
+    /// A whole-table step lets SQLite copy whole records without decoding
+    /// them (its transfer of an `INSERT … SELECT` without `WHERE`), which
+    /// a key-ranged chunk cannot. What it gives up, and why it is bounded:
+    /// it holds one source read transaction and the target's write lock
+    /// for the whole table, a crash in it loses (and the next run redoes)
+    /// the whole table rather than one chunk, `pause` and a stop wait for
+    /// it, and the target's WAL holds the whole table until the commit. So
+    /// only tables of at most `wholeTableChunks` chunks and
+    /// `wholeTableMaxRows` rows go whole, and never when the copy is
+    /// throttled (`--max-rows-per-second`, `--max-write-lag-ms`: their
+    /// promises are per chunk) or the source is the target's own file
+    /// (the application's writers wait behind every copy step there).
+    var wholeTableLimit: Int {
+        guard !plan.isSameFile, options.maxRowsPerSecond == nil, options.maxWriteLagMillis == nil else { return 0 }
+        let (byChunks, overflow) = plan.chunkRows.multipliedReportingOverflow(by: max(0, options.wholeTableChunks))
+        return min(overflow ? Int.max : byChunks, options.wholeTableMaxRows)
     }
 
     /// Forgets a refused step in the transaction of the next step that

@@ -203,6 +203,12 @@ final class TableStatements: TableWriter {
     let keys: SourceKeys
     let copyChunk: Statement
     let copyChunkFromStart: Statement
+    /// `INSERT INTO target SELECT * FROM source`, for
+    /// ``copyWholeTable()``; nil when the mapping is not the plain copy of
+    /// every column in order.
+    private let wholeTableSQL: String?
+    /// `SELECT 1 FROM target LIMIT 1`: whether the target table has a row.
+    private let targetHasRow: Statement?
 
     init(mapping m: TableMapping, connection c: Connection, sourceSchema: String) throws {
         mapping = m
@@ -278,6 +284,13 @@ final class TableStatements: TableWriter {
                 upsert = try c.prepare("INSERT INTO \(tgt)(\(cols)) SELECT \(exprs) FROM \(image) WHERE true \(onConflict)")
                 updateByKey = nil
             }
+            if Self.copiesEveryColumnInOrder(m, connection: c, sourceSchema: sourceSchema) {
+                wholeTableSQL = "INSERT INTO main.\(tgt) SELECT * FROM \(src)"
+                targetHasRow = try c.prepare("SELECT 1 FROM main.\(tgt) LIMIT 1")
+            } else {
+                wholeTableSQL = nil
+                targetHasRow = nil
+            }
             let targetWhere = m.targetKey.enumerated().map { "\(q($0.element)) = ?\($0.offset + 1)" }.joined(separator: " AND ")
             delete = try c.prepare("DELETE FROM \(tgt) WHERE \(targetWhere)")
             inPlaceUpdate = nil
@@ -293,7 +306,32 @@ final class TableStatements: TableWriter {
             imageUpdate = nil
             updateByKey = nil
             delete = nil
+            wholeTableSQL = nil
+            targetHasRow = nil
         }
+    }
+
+    /// Whether `INSERT INTO target SELECT * FROM source` is the plan's copy
+    /// of `m`: the target table's columns are the mapping's, in order, and
+    /// each is the source column at its place, as it is; no column of
+    /// either table is hidden or generated (`SELECT *` and an INSERT
+    /// without a column list skip those).
+    static func copiesEveryColumnInOrder(_ m: TableMapping, connection c: Connection, sourceSchema: String) -> Bool {
+        guard m.shape == .copy, m.isIdentity else { return false }
+        func columns(_ schema: String, _ table: String) -> [String]? {
+            guard let s = try? c.prepare("SELECT name, hidden FROM pragma_table_xinfo(?1, ?2) ORDER BY cid"),
+                  (try? s.bind([.text(table), .text(schema)])) != nil,
+                  let rows = try? s.rows({ ($0.columnText(0), $0.columnInt64(1)) }),
+                  rows.allSatisfy({ $0.1 == 0 }) else { return nil }
+            return rows.map(\.0)
+        }
+        guard let source = columns(sourceSchema, m.source.name), let target = columns("main", m.targetTable),
+              source.count == m.columns.count, target.count == m.columns.count else { return false }
+        for (i, column) in m.columns.enumerated() {
+            guard column.target.lowercased() == target[i].lowercased(),
+                  column.sourceColumn?.lowercased() == source[i].lowercased() else { return false }
+        }
+        return true
     }
 
     /// A type name with the affinity SQLite gives a column declared `type`
@@ -360,6 +398,41 @@ final class TableStatements: TableWriter {
             throw MigrationError(.constraint, "copying \(mapping.source.name) into \(mapping.targetTable) after key \(tidemark.map(KeyTuple.encode) ?? "(start)"): the target refused a row: \(refused); nothing of this chunk was written — fix the source rows or the plan, then run `tidemark migrate`")
         }
         return n
+    }
+
+    /// Copies every row of the source table (in the current snapshot) into
+    /// the empty target table in one statement, which SQLite runs as its
+    /// record transfer: each record copied whole, without decoding it. True
+    /// when it did; false, having written nothing, when it cannot: the
+    /// mapping is not the plain copy of every column (see
+    /// ``copiesEveryColumnInOrder(_:connection:sourceSchema:)``), the
+    /// target table has a row, or SQLite would not transfer records for
+    /// this pair of tables (declared differently, triggers on the target,
+    /// an index the source lacks…; its program then has no `RowData`).
+    /// SQLite 3.40 also declines it for a rowid table with any index (a
+    /// non-INTEGER primary key's included) when the source is ATTACHed
+    /// read-only, as here: such tables go in chunks.
+    /// The caller then copies in chunks. Never a partial copy: a refused
+    /// row throws, and the caller's transaction rolls back.
+    func copyWholeTable() throws -> Bool {
+        guard let sql = wholeTableSQL, let hasRow = targetHasRow else { return false }
+        hasRow.reset()
+        let nonEmpty = try hasRow.step()
+        hasRow.reset()
+        guard !nonEmpty else { return false }
+        // Asked each time: SQLite decides on the schema as it is now.
+        let program = try connection.prepare("EXPLAIN " + sql)
+        var transfers = false
+        while try program.step() {
+            if program.columnText(1) == "RowData" { transfers = true; break }
+        }
+        program.reset()
+        guard transfers else { return false }
+        let copy = try connection.prepare(sql)
+        if let refused = try Self.constraintMessage({ () throws(SQLiteError) in try copy.execute() }) {
+            throw MigrationError(.constraint, "copying \(mapping.source.name) into \(mapping.targetTable) in one step: the target refused a row: \(refused); nothing of this table was written — fix the source rows or the plan, then run `tidemark migrate`")
+        }
+        return true
     }
 
     /// Applies one logged change. Idempotent: upsert by key, delete by key.

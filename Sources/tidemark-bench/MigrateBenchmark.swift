@@ -74,11 +74,14 @@ struct MigrateBenchmark: ParsableCommand, BenchCommand {
 
     /// Which parts of the benchmark run.
     enum Part: String, ExpressibleByArgument, CaseIterable {
-        case all, main, scaling
+        case all, main, scaling, copy
     }
 
-    @Option(help: "all (default: copy, replay, catch-up, and scaling when --sizes is given), main (all but scaling) or scaling (needs --sizes).")
+    @Option(help: "all (default: copy, replay, catch-up, and scaling when --sizes is given), main (all but scaling), scaling (needs --sizes) or copy (the snapshot copy and its baselines only).")
     var only: Part = .all
+
+    @Option(help: ArgumentHelp("The copy's whole-table limit in chunks (MigratorOptions.wholeTableChunks); 0 copies every table in chunks.", visibility: .hidden))
+    var wholeTableChunks = MigratorOptions().wholeTableChunks
 
     @OptionGroup var common: BenchCommonOptions
 
@@ -108,6 +111,12 @@ struct MigrateBenchmark: ParsableCommand, BenchCommand {
         guard !dir.path.contains("'") else { throw BenchmarkError("the scratch path must not contain a quote: \(dir.path)") }
         if let profile {
             try runForProfiler(profile, in: dir)
+            return
+        }
+        if only == .copy {
+            let o = try measureCopyOnly(in: dir)
+            print(json ? o.json.text : o.text)
+            if check && !o.table.allPassed { throw ExitCode(1) }
             return
         }
         let main: Outcome? = if only == .scaling { nil } else { try measure(in: dir) }
@@ -150,42 +159,7 @@ struct MigrateBenchmark: ParsableCommand, BenchCommand {
         let rowCounts = try Self.tables.map { try countRows(pristine, $0) }
 
         // (a) Snapshot copy.
-        var copy = Runs(), insertSelect = Runs(), rowCopy = Runs()
-        progress("copy warm-up")
-        let ddl = try memory.phase("copy") { try migratorCopy(pristine, in: dir, run: 0).ddl }
-        func baselineScript(filter: String) -> String {
-            (["PRAGMA journal_mode = WAL"] + ddl + [
-                "ATTACH '\(pristine)' AS src", "BEGIN",
-            ] + Self.tables.map { "INSERT INTO main.\(quoteIdentifier($0)) SELECT * FROM src.\(quoteIdentifier($0))\(filter)" } + ["COMMIT"])
-                .joined(separator: ";\n") + ";"
-        }
-        // The same statements with `WHERE true`, which turns off SQLite's
-        // transfer optimization (whole records copied without decoding them,
-        // when an INSERT … SELECT has no WHERE and both tables match): what
-        // a row-at-a-time copy such as a chunked one costs.
-        let baselineDB = dir.file("insert-select.db")
-        let insertSelectCommand = ExternalCommand(["sqlite3", "-batch", "-bail", baselineDB, baselineScript(filter: "")])
-        let rowCommand = ExternalCommand(["sqlite3", "-batch", "-bail", baselineDB, baselineScript(filter: " WHERE true")])
-        for command in [insertSelectCommand, rowCommand] {
-            try removeDatabase(baselineDB)
-            _ = try command.run()
-            for (table, expected) in zip(Self.tables, rowCounts) {
-                let n = try countRows(baselineDB, table)
-                guard n == expected else { throw BenchmarkError("the INSERT … SELECT baseline copied \(n) rows of \(table), expected \(expected)") }
-            }
-        }
-        for i in 1...runs {
-            let ours = try memory.phase("copy") { try migratorCopy(pristine, in: dir, run: i).timing }
-            copy.add(ours)
-            try removeDatabase(baselineDB)
-            let theirs = try insertSelectCommand.run()
-            insertSelect.add(theirs)
-            try removeDatabase(baselineDB)
-            let rows = try rowCommand.run()
-            rowCopy.add(rows)
-            progress("copy run \(i)/\(runs): tidemark \(describe(ours)), INSERT … SELECT \(describe(theirs)), … WHERE true \(describe(rows))")
-        }
-        try removeDatabase(baselineDB)
+        let (copy, insertSelect, rowCopy) = try measureSnapshotCopy(pristine, rowCounts: rowCounts, in: dir, memory: &memory)
 
         // (a') Indexed copy: secondary indexes built after vs maintained during.
         let indexed = try measureIndexedCopy(pristine, in: dir, memory: &memory)
@@ -358,6 +332,84 @@ struct MigrateBenchmark: ParsableCommand, BenchCommand {
 
     // MARK: (a) copy
 
+    /// The snapshot copy `runs` times (after a warm-up), each beside the
+    /// `INSERT … SELECT` baselines: (tidemark, INSERT … SELECT, … WHERE true).
+    private func measureSnapshotCopy(_ pristine: String, rowCounts: [Int], in dir: ScratchDirectory,
+                                     memory: inout PeakMemory) throws -> (Runs, Runs, Runs) {
+        var copy = Runs(), insertSelect = Runs(), rowCopy = Runs()
+        progress("copy warm-up")
+        let ddl = try memory.phase("copy") { try migratorCopy(pristine, in: dir, run: 0).ddl }
+        func baselineScript(filter: String) -> String {
+            (["PRAGMA journal_mode = WAL"] + ddl + [
+                "ATTACH '\(pristine)' AS src", "BEGIN",
+            ] + Self.tables.map { "INSERT INTO main.\(quoteIdentifier($0)) SELECT * FROM src.\(quoteIdentifier($0))\(filter)" } + ["COMMIT"])
+                .joined(separator: ";\n") + ";"
+        }
+        // The same statements with `WHERE true`, which turns off SQLite's
+        // transfer optimization (whole records copied without decoding them,
+        // when an INSERT … SELECT has no WHERE and both tables match): what
+        // a row-at-a-time copy such as a chunked one costs.
+        let baselineDB = dir.file("insert-select.db")
+        let insertSelectCommand = ExternalCommand(["sqlite3", "-batch", "-bail", baselineDB, baselineScript(filter: "")])
+        let rowCommand = ExternalCommand(["sqlite3", "-batch", "-bail", baselineDB, baselineScript(filter: " WHERE true")])
+        for command in [insertSelectCommand, rowCommand] {
+            try removeDatabase(baselineDB)
+            _ = try command.run()
+            for (table, expected) in zip(Self.tables, rowCounts) {
+                let n = try countRows(baselineDB, table)
+                guard n == expected else { throw BenchmarkError("the INSERT … SELECT baseline copied \(n) rows of \(table), expected \(expected)") }
+            }
+        }
+        for i in 1...runs {
+            let ours = try memory.phase("copy") { try migratorCopy(pristine, in: dir, run: i).timing }
+            copy.add(ours)
+            try removeDatabase(baselineDB)
+            let theirs = try insertSelectCommand.run()
+            insertSelect.add(theirs)
+            try removeDatabase(baselineDB)
+            let rows = try rowCommand.run()
+            rowCopy.add(rows)
+            progress("copy run \(i)/\(runs): tidemark \(describe(ours)), INSERT … SELECT \(describe(theirs)), … WHERE true \(describe(rows))")
+        }
+        try removeDatabase(baselineDB)
+
+        return (copy, insertSelect, rowCopy)
+    }
+
+    /// `--only copy`: the snapshot copy row and its WHERE-true companion.
+    private func measureCopyOnly(in dir: ScratchDirectory) throws -> Outcome {
+        var memory = PeakMemory()
+        let pristine = dir.file("shop.db")
+        progress("creating the demo shop database (\(formatNumber(Double(rows))) rows)")
+        try DemoShop.create(path: pristine, rows: rows)
+        let rowCounts = try Self.tables.map { try countRows(pristine, $0) }
+        let (copy, insertSelect, rowCopy) = try measureSnapshotCopy(pristine, rowCounts: rowCounts, in: dir, memory: &memory)
+        let totalRows = Double(rowCounts.reduce(0, +))
+        var table = ComparisonTable()
+        table.rows.append(Comparison(
+            path: "snapshot copy, full Migrator run", unit: "rows/s",
+            tidemark: totalRows / copy.wall.median, baseline: totalRows / insertSelect.wall.median,
+            goal: .atLeastTimesBaseline(0.8),
+            details: [("rows", .int(Int(totalRows))), ("chunk_rows", .int(chunkRows)),
+                      ("tidemark_seconds", JSON.seconds(copy.wall)), ("tidemark_cpu_seconds", JSON.seconds(copy.cpu)),
+                      ("baseline_seconds", JSON.seconds(insertSelect.wall)), ("baseline_cpu_seconds", JSON.seconds(insertSelect.cpu))]))
+        table.rows.append(Comparison(
+            path: "  … vs INSERT … SELECT … WHERE true (no transfer optimization)", unit: "rows/s",
+            tidemark: totalRows / copy.wall.median, baseline: totalRows / rowCopy.wall.median, goal: .none))
+        var lines: [String] = []
+        lines.append("tidemark-bench migrate --only copy: demo shop, \(formatNumber(totalRows)) rows; median of \(runs) run\(runs == 1 ? "" : "s"), SQLite \(Connection.libraryVersion)")
+        lines.append("")
+        lines.append(table.render())
+        lines.append("")
+        lines.append("wall seconds, min … median … max (CPU seconds, median):")
+        lines.append(spreadLine("tidemark copy (Migrator open+run)", copy))
+        lines.append(spreadLine("sqlite3 INSERT … SELECT", insertSelect))
+        lines.append(spreadLine("sqlite3 INSERT … SELECT … WHERE true", rowCopy))
+        let json = JSON.object([("benchmark", .string("migrate")), ("only", .string("copy")), ("database_rows", .int(Int(totalRows))),
+                                ("runs", .int(runs)), ("all_goals_met", .bool(table.allPassed)), ("rows", .array(table.rows.map(\.json)))])
+        return Outcome(table: table, text: lines.joined(separator: "\n"), json: json)
+    }
+
     /// One full Migrator run from a fresh copy of the pristine source into a
     /// new target; returns its timing and the target's CREATE TABLEs.
     func migratorCopy(_ pristine: String, in dir: ScratchDirectory, run: Int) throws -> (timing: Timing, ddl: [String]) {
@@ -365,9 +417,17 @@ struct MigrateBenchmark: ParsableCommand, BenchCommand {
         try makeDirectory(d)
         defer { try? removeTree(d) }
         try copyFile(from: pristine, to: d + "/source.db")
+        // The copy's own writes reach the disk before the clock starts: the
+        // baselines read the pristine file, which has no writes pending, so
+        // flushing these during the measured run would charge the setup to
+        // the Migrator.
+        let fd = open(d + "/source.db", O_RDONLY | O_CLOEXEC)
+        if fd >= 0 { _ = fsync(fd); close(fd) }
         let plan = identityPlan(source: d + "/source.db", target: d + "/target.db", log: d + "/log")
         let (summary, timing) = try Stopwatch.measure { () throws -> MigrationSummary in
-            let migrator = try Migrator.open(plan: plan)
+            var options = MigratorOptions()
+            options.wholeTableChunks = wholeTableChunks
+            let migrator = try Migrator.open(plan: plan, options: options)
             let summary = try migrator.run()
             try migrator.close()
             return summary

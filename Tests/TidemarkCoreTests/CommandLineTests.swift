@@ -379,7 +379,8 @@ import Glibc
     @Test(.timeLimit(.minutes(10)))
     func progressIsPlainLinesWhenNotATerminal() throws {
         try withTemporaryDirectory { dir in
-            try makeMigration(dir, rows: 2_000, chunkRows: 100)
+            // 200 chunks: more than a whole-table step takes, so the copy goes chunk by chunk.
+            try makeMigration(dir, rows: 2_000, chunkRows: 10)
             // Every update (interval 0): plain lines, no escape codes.
             let r = try run(["migrate", "--plan", "plan.yml"], in: dir, environment: ["TIDEMARK_PROGRESS_INTERVAL": "0"])
             #expect(r.status == 0, "\(r.stderr)")
@@ -387,7 +388,7 @@ import Glibc
             #expect(lines.count >= 5, "\(r.stderr)")
             #expect(lines.allSatisfy { $0.hasPrefix("tidemark: progress: ") }, "\(r.stderr)")
             #expect(!r.stderr.contains("\u{1B}") && !r.stderr.contains("\r"), "escape codes on a file: \(r.stderr.debugDescription)")
-            #expect(r.stderr.contains("copying t → t 100/2000 rows (5%)"), "\(r.stderr)")
+            #expect(r.stderr.contains("copying t → t 10/2000 rows ("), "\(r.stderr)")
             #expect(r.stderr.contains("1 of 1 table copied"), "\(r.stderr)")
             #expect(r.stdout.hasPrefix("caught up: 2000 rows copied"), "\(r.stdout)")
             // By default at most one line every 5 s: a short run prints none.

@@ -480,7 +480,12 @@ final class ModelRun {
     // MARK: Migrator
 
     func open() throws {
-        migrator = try Migrator.open(plan: plan, options: MigratorOptions(), wrappingFeed: { [unowned self] in InterleavingFeed($0, model: self) })
+        // Half the seeds of another file let a table copied as it is go in
+        // one whole-table step (SQLite's record transfer), half copy every
+        // table in chunks.
+        var options = MigratorOptions()
+        options.wholeTableChunks = seed % 8 < 4 ? 1_000 : 0
+        migrator = try Migrator.open(plan: plan, options: options, wrappingFeed: { [unowned self] in InterleavingFeed($0, model: self) })
     }
 
     /// Drops the migrator and everything it owns — connections (an open
@@ -495,8 +500,11 @@ final class ModelRun {
         let m = migrator!
         if let i = m.state.tables.firstIndex(where: { $0.phase != .following }) {
             note("copy step \(m.state.tables[i].sourceTable) after \(m.state.tables[i].tidemark.map { "\($0)" } ?? "start")")
+            let before = m.state.tables[i]
             try m.copyStep(i)
             counts["copy steps", default: 0] += 1
+            let after = m.state.tables[i]
+            if before.phase == .pending, after.phase == .following, after.rowsCopied > plan.chunkRows { counts["whole-table steps", default: 0] += 1 }
         } else {
             note("follow step from \(m.state.appliedLSN)")
             _ = try m.followStep()
