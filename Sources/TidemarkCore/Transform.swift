@@ -345,7 +345,11 @@ public enum Transform {
         report.notCarried = migrator.notCarried.map { "\($0.kind) \($0.name) on \($0.table): \($0.reason)" }
         progress(.step("copying"))
         let caughtUp = Atomic<Bool>(false)
-        let quiet = Atomic<Bool>(false)
+        // The follower's progress calls and this thread's are serialized by
+        // one lock that also holds `quiet`: once this thread has set it, no
+        // follower call is running or can start, so `progress` (which draws
+        // on the terminal and is not thread-safe) never runs on two threads.
+        let quiet = Mutex<Bool>(false)
         let done = Atomic<Bool>(false)
         let failure = Mutex<(any Error)?>(nil)
         let summary = Mutex<MigrationSummary?>(nil)
@@ -367,7 +371,7 @@ public enum Transform {
                 var stepStart = Clock.monotonicNanos()
                 let s = try follower.run { m in
                     if m.caughtUp { caughtUp.store(true, ordering: .sequentiallyConsistent) }
-                    if !quiet.load(ordering: .relaxed) { progress(.copy(m)) }
+                    quiet.withLock { q in if !q { progress(.copy(m)) } }
                     let stepMillis = Double(Clock.monotonicNanos() - stepStart) / 1e6
                     if yieldRatio > 0 { Clock.sleep(milliseconds: max(1, Int((stepMillis * yieldRatio).rounded(.up)))) }
                     stepStart = Clock.monotonicNanos()
@@ -390,7 +394,7 @@ public enum Transform {
             try Interruption.check("copying \(p.table); run the same command again to resume")
             throw transformError("the copy of \(p.table) stopped before it caught up; run the same command again to resume")
         }
-        quiet.store(true, ordering: .relaxed)
+        quiet.withLock { $0 = true }
         progress(.step("verifying"))
         let verified: Verifier.Report
         do {
