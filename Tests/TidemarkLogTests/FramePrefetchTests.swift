@@ -53,18 +53,18 @@ import Testing
             let cursor = try LogReader(directory: dir).cursor()
             var expected: [ChangeRecord] = []
             var cursorError: LogError?
-            do { while let v = try cursor.nextView() { expected.append(v.record()) } } catch { cursorError = error }
+            do { while let v = try cursor.nextView() { expected.append(v.record()) } } catch { cursorError = error as? LogError }
             let e = try #require(cursorError)
             for threaded in [true, false] {
                 let p = RecordPrefetch(try LogReader(directory: dir).cursor(), threaded: threaded)
                 var got: [ChangeRecord] = []
                 var error: LogError?
-                do { while let h = try p.next() { got.append(h.view.record()) } } catch let thrown { error = thrown }
+                do { while let h = try p.next() { got.append(h.view.record()) } } catch let thrown { error = thrown as? LogError }
                 #expect(got == expected, "threaded \(threaded)")
                 let g = try #require(error)
                 #expect(g.code == e.code && g.message == e.message && g.lsnRange == e.lsnRange)
                 var again: LogError?
-                do { _ = try p.next() } catch let thrown { again = thrown }
+                do { _ = try p.next() } catch let thrown { again = thrown as? LogError }
                 #expect(again?.message == e.message)
                 p.suspend()
                 #expect(!p.isRunning)
