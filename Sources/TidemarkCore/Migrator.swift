@@ -266,7 +266,8 @@ public final class Migrator: @unchecked Sendable {
         consumerName = "migration-" + Self.consumerSuffix(plan.displayTarget)
         try Consumers(reader.directory).register(consumerName, at: state.appliedLSN)
         let cursor = try reader.cursor(from: state.appliedLSN.next)
-        records = RecordPrefetch(cursor, threaded: options.decodeAhead)
+        // Read ahead only while following (``followStep()``).
+        records = RecordPrefetch(cursor, threaded: false)
         try Self.checkGaps(cursor, appliedLSN: state.appliedLSN, options: options, log: plan.log, store: store)
     }
 
@@ -321,9 +322,11 @@ public final class Migrator: @unchecked Sendable {
     /// says so (a postponed cutover's flag is gone).
     func run(progress: (MigrationProgress) -> Void, until done: () -> Bool) throws -> MigrationSummary {
         defer { liveEnd() }
-        // No thread outlives a run: the read-ahead stops (and starts again
-        // where it was if this migrator reads on).
-        defer { records.suspend() }
+        // No thread outlives a run: the read-ahead stops (the records it
+        // read are kept, and reading goes on where it was). Other readers
+        // (a cutover's drain, under the source's write lock) read without a
+        // handoff between threads, which a busy machine makes slow.
+        defer { records.threaded = false }
         let start = Clock.monotonicNanos()
         var copyDone: UInt64?
         var caughtUp = false
@@ -466,7 +469,7 @@ public final class Migrator: @unchecked Sendable {
         if stored.appliedLSN != state.appliedLSN {
             records.suspend()
             let cursor = try reader.cursor(from: stored.appliedLSN.next)
-            records = RecordPrefetch(cursor, threaded: options.decodeAhead)
+            records = RecordPrefetch(cursor, threaded: false)
             try Self.checkGaps(cursor, appliedLSN: stored.appliedLSN, options: options, log: plan.log, store: store)
             lookahead = nil
         }
@@ -837,6 +840,10 @@ public final class Migrator: @unchecked Sendable {
     /// mark read at the start.
     func followStep() throws -> (Int, Bool) {
         try store.prepareForFollowing()
+        // The next frames are decompressed and checked on another thread
+        // while this batch is applied (``RecordPrefetch``: same records,
+        // same order, same errors).
+        if options.decodeAhead && !records.threaded { records.threaded = true }
         let logHead = try feed.ship(sourceWritable: true)
         let highWater = try Capture.lastCapturedSeq(source)
         capturedLSN = max(capturedLSN, LSN(UInt64(max(0, highWater))))

@@ -53,8 +53,13 @@ public struct HeldRecord {
 ///   the shared ``Producer``, and both join it. The cursor and the queue are
 ///   kept, and the next call starts a new thread where the last one stopped.
 public final class RecordPrefetch {
-    /// False: no thread; each frame is read when the consumer needs it.
-    public let threaded: Bool
+    /// False: no thread; each frame is read when the consumer needs it
+    /// (what is already queued first). Turning it off joins the thread: a
+    /// consumer that needs each answer at once (a drain under the source's
+    /// write lock) reads without a handoff between threads.
+    public var threaded: Bool {
+        didSet { if !threaded { suspend() } }
+    }
     private let producer: Producer
     private var thread: pthread_t?
 
@@ -80,7 +85,7 @@ public final class RecordPrefetch {
                 return HeldRecord(view: c.views[index - 1], frame: c.frame)
             }
             current = nil
-            switch threaded ? take() : producer.produce() {
+            switch threaded ? take() : takeHere() {
             case .frame(let f, let views):
                 current = (f, views)
                 index = 0
@@ -108,13 +113,21 @@ public final class RecordPrefetch {
         producer.lock.withLock { producer.closing = false }
     }
 
+    /// Without a thread: what a stopped thread queued, else read here (an
+    /// end it queued may be stale, so it is read again).
+    private func takeHere() -> Producer.Item {
+        let p = producer
+        if let queued = p.lock.withLock({ p.pop() }), !Producer.isEnd(queued) { return queued }
+        p.lock.withLock { p.parked = false }
+        return p.produce()
+    }
+
     /// The next queued item (waiting for it); see the invariants.
     private func take() -> Producer.Item {
         let p = producer
         if thread == nil && !start() {
-            // No thread could be started: read on this one (what is queued first).
-            if let queued = p.lock.withLock({ p.pop() }), !Producer.isEnd(queued) { return queued }
-            return p.produce()
+            // No thread could be started: read on this one.
+            return takeHere()
         }
         p.lock.lock()
         defer { p.lock.unlock() }

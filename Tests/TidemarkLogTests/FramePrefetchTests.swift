@@ -16,11 +16,15 @@ import Testing
 
     /// Every record read ahead, copied out only after all were read (each
     /// view must outlive the cursor's later frames while it is held).
-    func prefetched(_ dir: String, from: LSN = .zero, threaded: Bool) throws -> [ChangeRecord] {
+    /// With `toggle`, the thread is stopped and started every 97 records.
+    func prefetched(_ dir: String, from: LSN = .zero, threaded: Bool, toggle: Bool = false) throws -> [ChangeRecord] {
         let p = RecordPrefetch(try LogReader(directory: dir).cursor(from: from), threaded: threaded)
         defer { p.suspend() }
         var held: [HeldRecord] = []
-        while let h = try p.next() { held.append(h) }
+        while let h = try p.next() {
+            held.append(h)
+            if toggle && held.count % 97 == 0 { p.threaded.toggle() }
+        }
         return held.map { $0.view.record() }
     }
 
@@ -40,6 +44,7 @@ import Testing
                 let expected = try cursorRecords(dir, from: LSN(from))
                 #expect(try prefetched(dir, from: LSN(from), threaded: true) == expected, "from \(from)")
                 #expect(try prefetched(dir, from: LSN(from), threaded: false) == expected, "from \(from), no thread")
+                #expect(try prefetched(dir, from: LSN(from), threaded: true, toggle: true) == expected, "from \(from), thread on and off")
             }
         }
     }
