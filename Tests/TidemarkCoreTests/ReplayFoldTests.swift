@@ -9,9 +9,15 @@ import TidemarkSQLite
 /// (`Migrator.foldChange`): each key's latest change only, in key order.
 /// Its result must be the one of replaying every change in LSN order.
 @Suite struct ReplayFoldTests {
+    static var folding: MigratorOptions {
+        var o = MigratorOptions()
+        o.foldReplay = true
+        return o
+    }
+
     /// A source with `sql`, a plan migrating `tables` into dst.db, copied.
     private func copied(_ dir: String, _ sql: String, tables: [String], target: String = "dst.db",
-                        options: MigratorOptions = MigratorOptions()) throws -> (Connection, Plan, Migrator) {
+                        options: MigratorOptions = Self.folding) throws -> (Connection, Plan, Migrator) {
         let c = try Connection(path: dir + "/src.db", mode: .readWriteCreate)
         if try c.values("SELECT count(*) FROM sqlite_schema WHERE name = 'u' OR name = 't'").first?.first == .integer(0) {
             try c.execute(sql)
@@ -146,7 +152,7 @@ import TidemarkSQLite
             _ = try a!.run(seconds: 30)
             foldedA += a!.foldedChanges
             a = nil
-            b = try Migrator.open(plan: planB)
+            b = try Migrator.open(plan: planB, options: Self.folding)
             _ = try b!.run(seconds: 30)
             foldedB += b!.foldedChanges
             b = nil
