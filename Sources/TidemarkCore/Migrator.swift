@@ -51,9 +51,10 @@ public struct MigratorOptions: Sendable {
     /// 0.95× changeset_apply); tests turn it on.
     package var foldReplay = false
     /// Decompress and check the log's next frames on another thread while
-    /// the current batch is applied (``RecordPrefetch``). Off only to
-    /// measure the two against each other.
-    package var decodeAhead = true
+    /// the current batch is applied (``RecordPrefetch``). Off by default:
+    /// `tidemark-bench migrate` showed no gain beyond its noise (0.92–1.08×
+    /// against 0.94×) for 10–12 MB more memory.
+    package var decodeAhead = false
 
     public init(follow: Bool = false) { self.follow = follow }
 }
