@@ -485,6 +485,11 @@ final class ModelRun {
         // table in chunks.
         var options = MigratorOptions()
         options.wholeTableChunks = seed % 8 < 4 ? 1_000 : 0
+        // Odd seeds fold each replay batch per key (with its savepoint
+        // fallback); seeds 2 and 3 mod 4 decode the log's next frames ahead
+        // on another thread. Every path is crashed and compared the same way.
+        options.foldReplay = seed % 2 == 1
+        options.decodeAhead = seed % 4 >= 2
         migrator = try Migrator.open(plan: plan, options: options, wrappingFeed: { [unowned self] in InterleavingFeed($0, model: self) })
     }
 
