@@ -51,17 +51,9 @@ extension ChangeRecord {
     /// when writing many: encoding then does no allocation except for the
     /// text form of finite reals.
     public func appendJSON(to buffer: inout [UInt8]) {
-        buffer.append(contentsOf: #"{"lsn":"#.utf8)
-        buffer.appendDecimal(lsn.rawValue)
-        buffer.append(contentsOf: #","ts":""#.utf8)
-        Timestamp(microsSinceEpoch: timestampMicros).appendRFC3339(to: &buffer)
-        buffer.append(contentsOf: #"","table":"#.utf8)
+        JSONText.appendHead(lsn: lsn, timestampMicros: timestampMicros, to: &buffer)
         JSONText.appendString(table, to: &buffer)
-        switch operation {
-        case .insert: buffer.append(contentsOf: #","op":"insert","key":"#.utf8)
-        case .update: buffer.append(contentsOf: #","op":"update","key":"#.utf8)
-        case .delete: buffer.append(contentsOf: #","op":"delete","key":"#.utf8)
-        }
+        JSONText.appendOperation(operation, to: &buffer)
         JSONText.appendFields(key, to: &buffer)
         if let before {
             buffer.append(contentsOf: #","before":"#.utf8)
@@ -94,17 +86,9 @@ extension RecordView {
     /// keeps byte for byte; other bytes go through that decoding, as the
     /// record path does (it repairs invalid UTF-8).
     public func appendJSON(to buffer: inout [UInt8]) {
-        buffer.append(contentsOf: #"{"lsn":"#.utf8)
-        buffer.appendDecimal(lsn.rawValue)
-        buffer.append(contentsOf: #","ts":""#.utf8)
-        Timestamp(microsSinceEpoch: timestampMicros).appendRFC3339(to: &buffer)
-        buffer.append(contentsOf: #"","table":"#.utf8)
+        JSONText.appendHead(lsn: lsn, timestampMicros: timestampMicros, to: &buffer)
         JSONText.appendString(table, to: &buffer)
-        switch operation {
-        case .insert: buffer.append(contentsOf: #","op":"insert","key":"#.utf8)
-        case .update: buffer.append(contentsOf: #","op":"update","key":"#.utf8)
-        case .delete: buffer.append(contentsOf: #","op":"delete","key":"#.utf8)
-        }
+        JSONText.appendOperation(operation, to: &buffer)
         JSONText.appendFields(key, to: &buffer)
         if let before {
             buffer.append(contentsOf: #","before":"#.utf8)
@@ -199,6 +183,25 @@ extension Value {
 /// Low-level JSON writing shared by the record and value encoders.
 public enum JSONText {
     static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    /// A record line's start, through the `"table":` label; the record and
+    /// view encoders share it so their bytes cannot drift apart.
+    static func appendHead(lsn: LSN, timestampMicros: Int64, to buffer: inout [UInt8]) {
+        buffer.append(contentsOf: #"{"lsn":"#.utf8)
+        buffer.appendDecimal(lsn.rawValue)
+        buffer.append(contentsOf: #","ts":""#.utf8)
+        Timestamp(microsSinceEpoch: timestampMicros).appendRFC3339(to: &buffer)
+        buffer.append(contentsOf: #"","table":"#.utf8)
+    }
+
+    /// The `,"op":"…","key":` labels after the table.
+    static func appendOperation(_ operation: ChangeOperation, to buffer: inout [UInt8]) {
+        switch operation {
+        case .insert: buffer.append(contentsOf: #","op":"insert","key":"#.utf8)
+        case .update: buffer.append(contentsOf: #","op":"update","key":"#.utf8)
+        case .delete: buffer.append(contentsOf: #","op":"delete","key":"#.utf8)
+        }
+    }
 
     /// Appends `{"name":value,...}` in field order.
     static func appendFields(_ fields: [Field], to buffer: inout [UInt8]) {

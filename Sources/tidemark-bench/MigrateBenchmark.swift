@@ -217,36 +217,18 @@ struct MigrateBenchmark: ParsableCommand, BenchCommand {
         // The table.
         let totalRows = Double(rowCounts.reduce(0, +))
         let n = Double(setup.changes)
-        func details(_ ours: Runs, _ theirs: Runs?, _ command: String?) -> [(String, JSON)] {
-            var d: [(String, JSON)] = [("tidemark_seconds", JSON.seconds(ours.wall)), ("tidemark_cpu_seconds", JSON.seconds(ours.cpu))]
-            if let theirs {
-                d += [("baseline_seconds", JSON.seconds(theirs.wall)), ("baseline_cpu_seconds", JSON.seconds(theirs.cpu)),
-                      ("cpu_ratio", .number(theirs.cpu.median / ours.cpu.median))]
-            }
-            if let command { d.append(("baseline_command", .string(command))) }
-            return d
-        }
         var table = ComparisonTable()
-        table.rows.append(Comparison(
-            path: "snapshot copy, full Migrator run", unit: "rows/s",
-            tidemark: totalRows / copy.wall.median, baseline: totalRows / insertSelect.wall.median,
-            goal: .atLeastTimesBaseline(0.8),
-            details: [("rows", .int(Int(totalRows))), ("chunk_rows", .int(chunkRows))]
-                + details(copy, insertSelect, "sqlite3 -batch -bail target.db '<ATTACH; INSERT INTO t SELECT * FROM src.t per table>'")))
-        table.rows.append(Comparison(
-            path: "  … vs INSERT … SELECT … WHERE true (no transfer optimization)", unit: "rows/s",
-            tidemark: totalRows / copy.wall.median, baseline: totalRows / rowCopy.wall.median, goal: .none,
-            details: details(copy, rowCopy, "the same with WHERE true on each SELECT")))
+        table.rows += copyComparisons(totalRows: totalRows, copy: copy, insertSelect: insertSelect, rowCopy: rowCopy)
         let indexedRows = Double(indexed.rows)
         table.rows.append(Comparison(
             path: "indexed copy (\(indexed.indexes) indexes), built after the copy", unit: "rows/s",
             tidemark: indexedRows / indexed.after.wall.median, baseline: indexedRows / indexed.insertSelect.wall.median, goal: .none,
             details: [("rows", .int(indexed.rows)), ("indexes", .array(indexed.sql.map(JSON.string)))]
-                + details(indexed.after, indexed.insertSelect, "sqlite3 -batch -bail target.db '<CREATE TABLE; CREATE INDEX …; ATTACH; INSERT INTO customers SELECT * FROM src.customers>'")))
+                + Self.details(indexed.after, indexed.insertSelect, "sqlite3 -batch -bail target.db '<CREATE TABLE; CREATE INDEX …; ATTACH; INSERT INTO customers SELECT * FROM src.customers>'")))
         table.rows.append(Comparison(
             path: "  … indexes maintained during the copy", unit: "rows/s",
             tidemark: indexedRows / indexed.during.wall.median, baseline: indexedRows / indexed.insertSelect.wall.median, goal: .none,
-            details: details(indexed.during, indexed.insertSelect, nil)))
+            details: Self.details(indexed.during, indexed.insertSelect, nil)))
         table.rows.append(Comparison(
             path: "  … speed built after ÷ speed maintained during", unit: "×",
             tidemark: indexed.during.wall.median / indexed.after.wall.median, baseline: nil, goal: .none,
@@ -258,11 +240,11 @@ struct MigrateBenchmark: ParsableCommand, BenchCommand {
             details: [("changes", .int(setup.changes)), ("inserts", .int(setup.counts.inserts)), ("updates", .int(setup.counts.updates)),
                       ("deletes", .int(setup.counts.deletes)), ("changeset_bytes", .int(setup.changesetBytes)), ("log_bytes", .int(setup.logBytes)),
                       ("cache_kib", .int(cacheKiB))]
-                + details(replay, apply, "sqlite3changeset_apply (in process, changeset in memory, PRAGMA cache_size = -\(cacheKiB) as the Migrator's target)")))
+                + Self.details(replay, apply, "sqlite3changeset_apply (in process, changeset in memory, PRAGMA cache_size = -\(cacheKiB) as the Migrator's target)")))
         table.rows.append(Comparison(
             path: "  … vs changeset_apply at SQLite's default page cache", unit: "changes/s",
             tidemark: n / replay.wall.median, baseline: n / applyDefault.wall.median, goal: .none,
-            details: details(replay, applyDefault, "sqlite3changeset_apply (in process, changeset in memory, default cache_size)")))
+            details: Self.details(replay, applyDefault, "sqlite3changeset_apply (in process, changeset in memory, default cache_size)")))
         if lagRuns > 0 {
             let lagDetails: [(String, JSON)] = [
                 ("runs_p50_ms", .array(lagP50.map(JSON.number))), ("runs_p99_ms", .array(lagP99.map(JSON.number))),
@@ -376,6 +358,32 @@ struct MigrateBenchmark: ParsableCommand, BenchCommand {
         return (copy, insertSelect, rowCopy)
     }
 
+    /// Wall and CPU seconds of a measured path and its baseline, for a row's JSON.
+    static func details(_ ours: Runs, _ theirs: Runs?, _ command: String?) -> [(String, JSON)] {
+        var d: [(String, JSON)] = [("tidemark_seconds", JSON.seconds(ours.wall)), ("tidemark_cpu_seconds", JSON.seconds(ours.cpu))]
+        if let theirs {
+            d += [("baseline_seconds", JSON.seconds(theirs.wall)), ("baseline_cpu_seconds", JSON.seconds(theirs.cpu)),
+                  ("cpu_ratio", .number(theirs.cpu.median / ours.cpu.median))]
+        }
+        if let command { d.append(("baseline_command", .string(command))) }
+        return d
+    }
+
+    /// The snapshot copy's goal row and its WHERE-true companion (the main
+    /// report and `--only copy` print the same two).
+    private func copyComparisons(totalRows: Double, copy: Runs, insertSelect: Runs, rowCopy: Runs) -> [Comparison] {
+        [Comparison(
+            path: "snapshot copy, full Migrator run", unit: "rows/s",
+            tidemark: totalRows / copy.wall.median, baseline: totalRows / insertSelect.wall.median,
+            goal: .atLeastTimesBaseline(0.8),
+            details: [("rows", .int(Int(totalRows))), ("chunk_rows", .int(chunkRows))]
+                + Self.details(copy, insertSelect, "sqlite3 -batch -bail target.db '<ATTACH; INSERT INTO t SELECT * FROM src.t per table>'")),
+         Comparison(
+            path: "  … vs INSERT … SELECT … WHERE true (no transfer optimization)", unit: "rows/s",
+            tidemark: totalRows / copy.wall.median, baseline: totalRows / rowCopy.wall.median, goal: .none,
+            details: Self.details(copy, rowCopy, "the same with WHERE true on each SELECT"))]
+    }
+
     /// `--only copy`: the snapshot copy row and its WHERE-true companion.
     private func measureCopyOnly(in dir: ScratchDirectory) throws -> Outcome {
         var memory = PeakMemory()
@@ -386,16 +394,7 @@ struct MigrateBenchmark: ParsableCommand, BenchCommand {
         let (copy, insertSelect, rowCopy) = try measureSnapshotCopy(pristine, rowCounts: rowCounts, in: dir, memory: &memory)
         let totalRows = Double(rowCounts.reduce(0, +))
         var table = ComparisonTable()
-        table.rows.append(Comparison(
-            path: "snapshot copy, full Migrator run", unit: "rows/s",
-            tidemark: totalRows / copy.wall.median, baseline: totalRows / insertSelect.wall.median,
-            goal: .atLeastTimesBaseline(0.8),
-            details: [("rows", .int(Int(totalRows))), ("chunk_rows", .int(chunkRows)),
-                      ("tidemark_seconds", JSON.seconds(copy.wall)), ("tidemark_cpu_seconds", JSON.seconds(copy.cpu)),
-                      ("baseline_seconds", JSON.seconds(insertSelect.wall)), ("baseline_cpu_seconds", JSON.seconds(insertSelect.cpu))]))
-        table.rows.append(Comparison(
-            path: "  … vs INSERT … SELECT … WHERE true (no transfer optimization)", unit: "rows/s",
-            tidemark: totalRows / copy.wall.median, baseline: totalRows / rowCopy.wall.median, goal: .none))
+        table.rows += copyComparisons(totalRows: totalRows, copy: copy, insertSelect: insertSelect, rowCopy: rowCopy)
         var lines: [String] = []
         lines.append("tidemark-bench migrate --only copy: demo shop, \(formatNumber(totalRows)) rows; median of \(runs) run\(runs == 1 ? "" : "s"), SQLite \(Connection.libraryVersion)")
         lines.append("")
