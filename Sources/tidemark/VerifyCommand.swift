@@ -186,11 +186,6 @@ extension Verifier.DifferingRow.State {
     }
 }
 
-func printProgressLine(_ s: String) {
-    fputs("\u{1B}[2K\r" + s, fdopenStderr)
-    fflush(fdopenStderr)
-}
-
 #if canImport(Glibc)
 import Glibc
 #endif
